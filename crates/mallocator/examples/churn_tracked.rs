@@ -1,0 +1,31 @@
+//! The churn workload under the backtracing tracker as global allocator.
+//! `MALLOCATOR_LEAKS=stderr` prints the leak report at exit.
+//! See `scripts/bench-leak-tracking.sh`.
+
+use mallocator::backtracing::GlobalBacktracing;
+
+#[global_allocator]
+static GLOBAL: GlobalBacktracing = GlobalBacktracing::new();
+
+#[path = "churn/workload.rs"]
+mod workload;
+
+fn main() {
+    let pairs = workload::run();
+    if std::env::var_os("CHURN_STATS").is_some() {
+        let t = GLOBAL.tracker();
+        let m = t.metadata();
+        let (mode, why) = t.stack_mode();
+        eprintln!(
+            "pairs {pairs} live_blocks {} live_bytes {} peak_bytes {} record_bytes {} \
+             table_bytes {} stacks {} stack_bytes {} mode {mode:?} ({why})",
+            m.live_blocks,
+            t.live_bytes(),
+            t.peak_bytes(),
+            m.record_bytes,
+            m.live_table_bytes,
+            m.stacks,
+            m.stack_bytes
+        );
+    }
+}
