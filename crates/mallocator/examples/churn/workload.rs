@@ -38,7 +38,10 @@ fn churn(start: usize, pairs: usize) {
 /// Runs the workload as the command line says; returns the pair count.
 pub fn run() -> usize {
     let mut args = std::env::args().skip(1);
-    let pairs: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(4_000_000);
+    let pairs: usize = args
+        .next()
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(4_000_000);
     let threads: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(1).max(1);
     let per = pairs / threads;
     if threads == 1 {
