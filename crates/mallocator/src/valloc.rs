@@ -60,6 +60,7 @@ pub const DEFAULT_ALIGN: usize = 16;
 /// use mallocator::{Valloc, VallocVtable};
 ///
 /// let v = Valloc::libc();
+/// // SAFETY: the libc handle's vtable is a `static`.
 /// let vt: &VallocVtable = unsafe { &*v.vtable() };
 /// // SAFETY: the libc vtable accepts any arguments; `self` is unused by it.
 /// let p = unsafe { (vt.malloc)(v.self_ptr(), 8, 24) };
@@ -109,10 +110,11 @@ pub enum Shared {}
 /// Marker: the allocator is not thread-safe (an arena, a `Cell`-based
 /// counter), so the handle is neither `Send` nor `Sync`.
 ///
-/// ```compile_fail
-/// use mallocator::{Valloc, Local};
+/// ```compile_fail,E0277
+/// use mallocator::{Local, Valloc};
+/// fn assert_send<T: Send>(_: T) {}
 /// let v: Valloc<'static, Local> = Valloc::libc().into_local();
-/// std::thread::spawn(move || v.malloc(8, 8)); // error: not `Send`
+/// assert_send(v); // error: `Valloc<'_, Local>` is not `Send`
 /// ```
 #[derive(Debug)]
 pub enum Local {}
@@ -154,7 +156,7 @@ impl Sharing for Local {}
 /// A handle to an allocator that is not thread-safe cannot be made
 /// [`Shared`], nor sent to another thread:
 ///
-/// ```compile_fail
+/// ```compile_fail,E0277
 /// # use core::{alloc::Layout, cell::Cell, ptr::NonNull};
 /// # use mallocator::{AllocError, RawAlloc, Valloc};
 /// # struct Counting(Cell<usize>);
@@ -166,7 +168,7 @@ impl Sharing for Local {}
 /// let v = Valloc::new(&counting); // error: `Cell<usize>` is not `Sync`
 /// ```
 ///
-/// ```compile_fail
+/// ```compile_fail,E0277
 /// # use core::{alloc::Layout, cell::Cell, ptr::NonNull};
 /// # use mallocator::{AllocError, RawAlloc, Valloc};
 /// # struct Counting(Cell<usize>);
@@ -177,7 +179,7 @@ impl Sharing for Local {}
 /// let counting = Counting(Cell::new(0));
 /// let v = Valloc::new_local(&counting);
 /// std::thread::scope(|s| {
-///     s.spawn(|| v.malloc(8, 8)); // error: `Valloc<'_, Local>` is not `Sync`
+///     s.spawn(|| v.is_null()); // error: `Valloc<'_, Local>` is not `Sync`
 /// });
 /// ```
 #[repr(C)]
@@ -373,7 +375,10 @@ impl<'a> Valloc<'a, Shared> {
     ///
     /// static LIBC: LibcAlloc = LibcAlloc;
     /// let v: Valloc<'static> = Valloc::new(&LIBC);
-    /// assert!(!v.malloc(8, 8).is_null()); // leaked on purpose
+    /// let p = v.malloc(8, 8);
+    /// assert!(!p.is_null());
+    /// // SAFETY: `p` came from `v`.
+    /// unsafe { v.free(p) };
     /// ```
     pub const fn new<T: RawAlloc + Sync>(allocator: &'a T) -> Self {
         Valloc {
@@ -430,8 +435,7 @@ impl<'a> Valloc<'a, Shared> {
 
 impl<'a> Valloc<'a, Local> {
     /// A handle to an allocator that may not be thread-safe (for example
-    /// an [`Arena`](crate::arena::Arena)); the handle is neither `Send`
-    /// nor `Sync`.
+    /// an arena); the handle is neither `Send` nor `Sync`.
     ///
     /// ```
     /// use core::{alloc::Layout, cell::Cell, ptr::NonNull};
@@ -744,7 +748,7 @@ mod tests {
         assert!(v.malloc(8, 8).is_null());
         assert!(v.try_malloc(0, 0).is_err());
         // SAFETY: the null allocator ignores every free.
-        unsafe { v.free(8 as *mut u8) };
+        unsafe { v.free(NonNull::<u64>::dangling().as_ptr().cast()) };
         assert!(v.into_local().is_null());
         assert!(!Valloc::libc().is_null());
     }
