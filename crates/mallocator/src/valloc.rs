@@ -182,6 +182,18 @@ impl Sharing for Local {}
 ///     s.spawn(|| v.is_null()); // error: `Valloc<'_, Local>` is not `Sync`
 /// });
 /// ```
+///
+/// Nor can a handle outlive the allocator it points at:
+///
+/// ```compile_fail,E0597
+/// use mallocator::{libc_alloc::LibcAlloc, Valloc};
+/// let v;
+/// {
+///     let allocator = LibcAlloc;
+///     v = Valloc::new(&allocator); // error: `allocator` does not live long enough
+/// }
+/// v.malloc(8, 8);
+/// ```
 #[repr(C)]
 pub struct Valloc<'a, S: Sharing = Shared> {
     self_: *mut c_void,
