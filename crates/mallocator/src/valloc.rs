@@ -586,11 +586,12 @@ impl<'a, S: Sharing> Valloc<'a, S> {
     /// ```
     #[inline]
     pub fn try_malloc(self, align: usize, size: usize) -> Result<NonNull<u8>, AllocError> {
-        self.alloc_layout(request_layout(align, size)?)
+        self.alloc_valid(request_layout(align, size)?)
     }
 
     /// Allocates for a Rust [`Layout`] (a zero size reserves 1 byte, so the
-    /// pointer is unique and must be freed).
+    /// pointer is unique and must be freed). A zero-size layout whose
+    /// 1-byte stand-in overflows when rounded up to its alignment fails.
     ///
     /// ```
     /// use core::alloc::Layout;
@@ -601,15 +602,21 @@ impl<'a, S: Sharing> Valloc<'a, S> {
     /// ```
     #[inline]
     pub fn alloc_layout(self, layout: Layout) -> Result<NonNull<u8>, AllocError> {
+        // A `Layout` is valid except, for size 0, once its size becomes 1.
+        self.alloc_valid(request_layout(layout.align(), layout.size())?)
+    }
+
+    /// Allocates for a layout that came out of [`request_layout`].
+    #[inline]
+    fn alloc_valid(self, layout: Layout) -> Result<NonNull<u8>, AllocError> {
         if self.vt.is_null() {
             return Err(AllocError);
         }
         // SAFETY: `vt` is non-null, and every constructor guarantees that
         // a non-null `vt` is a valid vtable for `self_` during `'a`. The
-        // arguments satisfy `from_raw`'s contract: `layout` has a
-        // power-of-two alignment and (after `max(1)`) a non-zero size.
-        let block =
-            unsafe { ((*self.vt).malloc)(self.self_, layout.align(), layout.size().max(1)) };
+        // arguments satisfy `from_raw`'s contract: they form a `Layout`
+        // with a non-zero size.
+        let block = unsafe { ((*self.vt).malloc)(self.self_, layout.align(), layout.size()) };
         NonNull::new(block.cast()).ok_or(AllocError)
     }
 

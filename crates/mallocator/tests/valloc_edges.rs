@@ -224,6 +224,11 @@ fn a_handle_from_c_gets_only_valid_arguments() {
     for (align, size) in [(3, 8), (0, usize::MAX), (8, isize::MAX as usize)] {
         assert!(v.malloc(align, size).is_null());
     }
+    // A valid zero-size `Layout` whose 1-byte stand-in no longer fits once
+    // rounded up to its alignment.
+    let huge_align = Layout::from_size_align(0, 1 << (usize::BITS - 1)).unwrap();
+    assert_eq!(v.alloc_layout(huge_align), Err(AllocError));
+    assert!(v.allocate(huge_align).is_err());
     // SAFETY: null is always accepted.
     unsafe { v.free(ptr::null_mut()) };
     assert_eq!((state.mallocs.get(), state.frees.get()), (0, 0));
