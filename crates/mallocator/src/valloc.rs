@@ -45,6 +45,9 @@ use core::ptr::{self, NonNull};
 
 pub use allocator_api2::alloc::AllocError;
 
+#[cfg(any(unix, windows))]
+use crate::libc_alloc::LibcAlloc;
+
 /// The alignment used when a caller asks for alignment `0` (the C
 /// convention of Firedancer's heap allocators): 16 bytes, enough for any
 /// scalar type on the supported targets.
@@ -609,6 +612,13 @@ impl<'a, S: Sharing> Valloc<'a, S> {
     /// Allocates for a layout that came out of [`request_layout`].
     #[inline]
     fn alloc_valid(self, layout: Layout) -> Result<NonNull<u8>, AllocError> {
+        // The libc vtable's `malloc` would validate `layout` a second time
+        // and call `LibcAlloc::alloc`: do that directly, without the
+        // indirect call (see `LIBC_VTABLE`).
+        #[cfg(any(unix, windows))]
+        if ptr::eq(self.vt, LIBC_VTABLE) {
+            return LibcAlloc.alloc(layout);
+        }
         if self.vt.is_null() {
             return Err(AllocError);
         }
@@ -637,7 +647,17 @@ impl<'a, S: Sharing> Valloc<'a, S> {
     /// ```
     #[inline]
     pub unsafe fn free(self, ptr: *mut u8) {
-        if ptr.is_null() || self.vt.is_null() {
+        let Some(block) = NonNull::new(ptr) else {
+            return;
+        };
+        #[cfg(any(unix, windows))]
+        if ptr::eq(self.vt, LIBC_VTABLE) {
+            // SAFETY: `block` came from a handle with the libc vtable, i.e.
+            // from `LibcAlloc::alloc`; the vtable's `free` would call
+            // `LibcAlloc::free` with it.
+            return unsafe { LibcAlloc.free(block) };
+        }
+        if self.vt.is_null() {
             return;
         }
         // SAFETY: `vt` is a valid vtable for `self_` (constructor
@@ -645,6 +665,17 @@ impl<'a, S: Sharing> Valloc<'a, S> {
         unsafe { ((*self.vt).free)(self.self_, ptr.cast()) }
     }
 }
+
+/// The libc allocator's vtable. [`Valloc::malloc`] and [`Valloc::free`]
+/// recognise it by address and call [`LibcAlloc`] directly, which is what
+/// its trampolines do after validating the arguments again: the common
+/// handle then costs one pointer comparison instead of an indirect call and
+/// a second validation (other handles pay that comparison). C code calling
+/// the vtable still goes through the validating trampolines. A copy of this
+/// constant at another address (e.g. in another crate) only misses the
+/// shortcut.
+#[cfg(any(unix, windows))]
+const LIBC_VTABLE: &VallocVtable = VtableOf::<LibcAlloc>::VTABLE;
 
 #[cfg(any(unix, windows))]
 impl Valloc<'static, Shared> {
@@ -662,7 +693,7 @@ impl Valloc<'static, Shared> {
     pub const fn libc() -> Valloc<'static> {
         Valloc {
             self_: ptr::null_mut(),
-            vt: VtableOf::<crate::libc_alloc::LibcAlloc>::VTABLE,
+            vt: LIBC_VTABLE,
             _marker: PhantomData,
         }
     }

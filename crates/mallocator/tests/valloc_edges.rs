@@ -279,3 +279,33 @@ fn only_a_null_vtable_makes_a_null_handle() {
     assert!(!v.is_null());
     assert_eq!(v, libc);
 }
+
+/// `Valloc::malloc`/`free` take a shortcut for the libc handle; blocks must
+/// still cross freely between it and the C vtable that C code calls.
+#[test]
+fn libc_blocks_cross_between_the_handle_and_its_c_vtable() {
+    let v = Valloc::libc();
+    // SAFETY: the libc handle's vtable is a `static` that accepts any
+    // arguments.
+    let vt = unsafe { &*v.vtable() };
+    for align in [0, 8, 16, 64, 4096] {
+        let from_handle = v.malloc(align, 100);
+        // SAFETY: as above.
+        let from_c = unsafe { (vt.malloc)(v.self_ptr(), align, 100) }.cast::<u8>();
+        assert!(!from_handle.is_null() && !from_c.is_null());
+        // SAFETY: both are live libc blocks, each freed once by the other side.
+        unsafe {
+            from_handle.write_bytes(1, 100);
+            from_c.write_bytes(2, 100);
+            (vt.free)(v.self_ptr(), from_handle.cast());
+            v.free(from_c);
+        }
+    }
+    // A handle from C with the same parts behaves the same.
+    // SAFETY: the parts of the thread-safe libc handle.
+    let c = unsafe { Valloc::from_raw(v.self_ptr(), v.vtable()) };
+    let p = c.malloc(32, 10);
+    assert_eq!(p as usize % 32, 0);
+    // SAFETY: `p` came from an equal handle.
+    unsafe { v.free(p) };
+}
