@@ -647,17 +647,14 @@ impl<'a, S: Sharing> Valloc<'a, S> {
     /// ```
     #[inline]
     pub unsafe fn free(self, ptr: *mut u8) {
-        let Some(block) = NonNull::new(ptr) else {
-            return;
-        };
         #[cfg(any(unix, windows))]
         if ptr::eq(self.vt, LIBC_VTABLE) {
-            // SAFETY: `block` came from a handle with the libc vtable, i.e.
-            // from `LibcAlloc::alloc`; the vtable's `free` would call
-            // `LibcAlloc::free` with it.
-            return unsafe { LibcAlloc.free(block) };
+            // SAFETY: `ptr` is null or came from a handle with the libc
+            // vtable, i.e. from `LibcAlloc::alloc`; the vtable's `free`
+            // would call `LibcAlloc::free` with it.
+            return unsafe { LibcAlloc::free_or_null(ptr) };
         }
-        if self.vt.is_null() {
+        if ptr.is_null() || self.vt.is_null() {
             return;
         }
         // SAFETY: `vt` is a valid vtable for `self_` (constructor
