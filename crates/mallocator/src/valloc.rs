@@ -63,7 +63,7 @@ pub const DEFAULT_ALIGN: usize = 16;
 /// use mallocator::{Valloc, VallocVtable};
 ///
 /// let v = Valloc::libc();
-/// // SAFETY: the libc handle's vtable is a `static`.
+/// // SAFETY: the libc handle's vtable is `'static`.
 /// let vt: &VallocVtable = unsafe { &*v.vtable() };
 /// // SAFETY: the libc vtable accepts any arguments; `self` is unused by it.
 /// let p = unsafe { (vt.malloc)(v.self_ptr(), 8, 24) };
