@@ -34,7 +34,7 @@ pub enum Format {
 /// Find memory leaks in an allocation log (like heaptrack or valgrind's leak check, offline).
 #[derive(clap::Args, Debug)]
 #[command(
-    long_about = "Find memory leaks in an allocation log written by mallocator's \
+    long_about = "Find memory leaks, like heaptrack or valgrind's leak check but offline, in an allocation log written by mallocator's \
 backtracing allocator (log mode) or by the C fd_backtracing allocator: every block allocated \
 and never freed, grouped by allocation stack (backtrace), largest first. Also reports what the \
 C leak script silently drops: double frees, frees of unknown (invalid) pointers, allocations \
@@ -43,7 +43,7 @@ Exit codes: 0 report written; 1 leaks found with --fail-on-leaks; 2 the log is m
 (message with the line number) or a file could not be read or written."
 )]
 pub struct LeaksArgs {
-    /// The allocation log to read; `-` or nothing reads standard input.
+    /// The allocation log to read; `-` or nothing reads standard input (stdin).
     #[arg(value_name = "LOG")]
     pub log: Option<PathBuf>,
     /// Print the report as one JSON object (same as --format json).

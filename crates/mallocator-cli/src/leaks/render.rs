@@ -275,7 +275,7 @@ fn site_list(
     if items.is_empty() {
         return Ok(());
     }
-    writeln!(out, "\n{}: {} ", title, total(items))?;
+    writeln!(out, "\n{}: {}", title, total(items))?;
     for (i, (s, t)) in take(items, top).iter().enumerate() {
         write!(
             out,
