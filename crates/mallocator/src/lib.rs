@@ -22,10 +22,14 @@
 #![deny(clippy::undocumented_unsafe_blocks)]
 #![warn(missing_docs)]
 
+#[cfg(all(feature = "std", any(unix, windows)))]
+pub mod backtracing;
 pub mod global;
 #[cfg(any(unix, windows))]
 pub mod libc_alloc;
 pub mod valloc;
 
+#[cfg(all(feature = "std", any(unix, windows)))]
+pub use backtracing::{Backtracing, GlobalBacktracing, LeakReport};
 pub use global::GlobalValloc;
 pub use valloc::{AllocError, Local, RawAlloc, Shared, Sharing, Valloc, VallocVtable};
