@@ -263,20 +263,23 @@ fn more(out: &mut dyn Write, shown: usize, all: usize, what: &str) -> io::Result
     Ok(())
 }
 
-/// A list of error sites with one stack each.
-fn site_list(
+/// One error class: its title and total, then each site (up to `top`)
+/// with its count, first line, optional bytes and its labelled stacks.
+fn section<K: Copy>(
     out: &mut dyn Write,
     a: &Analysis,
-    items: &[(StackId, Tally)],
+    items: &[(K, Tally)],
     top: Top,
     title: &str,
     bytes_label: Option<&str>,
+    stacks: impl Fn(K) -> Vec<(&'static str, StackId)>,
 ) -> io::Result<()> {
     if items.is_empty() {
         return Ok(());
     }
     writeln!(out, "\n{}: {}", title, total(items))?;
-    for (i, (s, t)) in take(items, top).iter().enumerate() {
+    let shown = take(items, top);
+    for (i, (key, t)) in shown.iter().enumerate() {
         write!(
             out,
             "  #{}: {}, first at line {}",
@@ -288,9 +291,14 @@ fn site_list(
             write!(out, ", {} {label}", t.bytes)?;
         }
         writeln!(out)?;
-        stack(out, a, *s, "      ")?;
+        for (label, id) in stacks(*key) {
+            if !label.is_empty() {
+                writeln!(out, "    {label}:")?;
+            }
+            stack(out, a, id, "      ")?;
+        }
     }
-    more(out, take(items, top).len(), items.len(), "sites")
+    more(out, shown.len(), items.len(), "sites")
 }
 
 /// The human-readable report, largest leak first.
@@ -346,87 +354,63 @@ pub fn text(out: &mut dyn Write, a: &Analysis, top: Top, warnings_total: u64) ->
     if any_error {
         writeln!(out, "\nProblems the C leak script does not report:")?;
     }
-    if !a.double_frees.is_empty() {
-        writeln!(
-            out,
-            "\nDouble frees (a block freed again after it was already freed): {}",
-            total(&a.double_frees)
-        )?;
-        for (i, (s, t)) in take(&a.double_frees, top).iter().enumerate() {
-            writeln!(
-                out,
-                "  #{}: {}, {} bytes, first at line {}",
-                i + 1,
-                plural(t.count, "time", "times"),
-                t.bytes,
-                t.first_line
-            )?;
-            writeln!(out, "    allocated at:")?;
-            stack(out, a, s.alloc, "      ")?;
-            writeln!(out, "    first freed at:")?;
-            stack(out, a, s.first_free, "      ")?;
-            writeln!(out, "    freed again at:")?;
-            stack(out, a, s.second_free, "      ")?;
-        }
-        more(
-            out,
-            take(&a.double_frees, top).len(),
-            a.double_frees.len(),
-            "sites",
-        )?;
-    }
-    site_list(
+    section(
+        out,
+        a,
+        &a.double_frees,
+        top,
+        "Double frees (a block freed again after it was already freed)",
+        Some("bytes"),
+        |s| {
+            vec![
+                ("allocated at", s.alloc),
+                ("first freed at", s.first_free),
+                ("freed again at", s.second_free),
+            ]
+        },
+    )?;
+    section(
         out,
         a,
         &a.unknown_frees,
         top,
         "Frees of addresses never allocated in the log (invalid free, or allocated before logging began)",
         None,
+        |s| vec![("", s)],
     )?;
-    site_list(
+    section(
         out,
         a,
         &a.null_results,
         top,
         "Allocations that returned NULL (out of memory or invalid request)",
         Some("bytes requested"),
+        |s| vec![("", s)],
     )?;
-    site_list(
+    section(
         out,
         a,
         &a.null_frees,
         top,
         "free(NULL) calls (allowed; listed for completeness)",
         None,
+        |s| vec![("", s)],
     )?;
-    if !a.live_reuses.is_empty() {
-        writeln!(
-            out,
-            "\nAllocations that returned a still-allocated address (a FREE record is missing; \
-             the older block is dropped, as the C script does): {}",
-            total(&a.live_reuses)
-        )?;
-        for (i, (s, t)) in take(&a.live_reuses, top).iter().enumerate() {
-            writeln!(
-                out,
-                "  #{}: {}, {} bytes dropped, first at line {}",
-                i + 1,
-                plural(t.count, "time", "times"),
-                t.bytes,
-                t.first_line
-            )?;
-            writeln!(out, "    dropped block allocated at:")?;
-            stack(out, a, s.old, "      ")?;
-            writeln!(out, "    new block allocated at:")?;
-            stack(out, a, s.new, "      ")?;
-        }
-        more(
-            out,
-            take(&a.live_reuses, top).len(),
-            a.live_reuses.len(),
-            "sites",
-        )?;
-    }
+    section(
+        out,
+        a,
+        &a.live_reuses,
+        top,
+        "Allocations that returned a still-allocated address (a FREE record is missing; \
+         the older block is dropped, as the C script does)",
+        Some("bytes dropped"),
+        |s| {
+            vec![
+                ("dropped block allocated at", s.old),
+                ("new block allocated at", s.new),
+            ]
+        },
+    )?;
     if warnings_total > 0 {
         writeln!(
             out,
