@@ -826,6 +826,30 @@ mod tests {
         assert_eq!(whole, small);
     }
 
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(if cfg!(miri) { 4 } else { 256 }))]
+        /// Any bytes, and the fixture with random bytes overwritten or cut:
+        /// strict parsing ends in records or an error, lenient parsing
+        /// always reaches the end; neither panics.
+        #[test]
+        fn never_panics(
+            noise in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..400),
+            edits in proptest::collection::vec((0usize..4000, proptest::prelude::any::<u8>()), 0..8),
+            cut in 0usize..4000,
+        ) {
+            let mut log = include_bytes!("../../tests/fixtures/c_glibc.log").to_vec();
+            for (at, b) in edits {
+                let at = at % log.len();
+                log[at] = b;
+            }
+            log.truncate(cut.min(log.len()));
+            for input in [&noise[..], &log[..]] {
+                let _ = records(input, false);
+                proptest::prop_assert!(records(input, true).is_ok());
+            }
+        }
+    }
+
     #[test]
     fn empty_input_has_no_records() {
         assert!(records(b"", false).unwrap().is_empty());
