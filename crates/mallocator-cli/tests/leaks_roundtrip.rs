@@ -184,4 +184,37 @@ fn tracker_log_read_by_the_cli_gives_the_tracker_report() {
         cli_second.ends_with(&second),
         "{cli_second:x?} vs {second:x?}"
     );
+
+    // --symbolize reads this test binary's debug info: the leak sites get
+    // their function, file and line; sizes and counts do not change.
+    let out = Command::new(env!("CARGO_BIN_EXE_mallocator"))
+        .args(["leaks", "--json", "--symbolize"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let named: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(named["leaked_bytes"], cli["leaked_bytes"]);
+    let frames_of = |bytes: u64| -> Vec<String> {
+        let g = named["groups"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|g| g["bytes"] == bytes)
+            .unwrap();
+        g["frames"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| f.as_str().unwrap().to_owned())
+            .collect()
+    };
+    let big = frames_of(4000);
+    let here = |f: &String, func: &str| {
+        f.starts_with(&format!("leaks_roundtrip::{func} at ")) && f.contains("leaks_roundtrip.rs:")
+    };
+    assert!(big.iter().any(|f| here(f, "leak_big")), "{big:#?}");
+    // leak_small: 24, 25, 26, 24, 25, 26, 24 bytes.
+    let small = frames_of(174);
+    assert!(small.iter().any(|f| here(f, "leak_small")), "{small:#?}");
 }

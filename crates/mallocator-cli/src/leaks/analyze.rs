@@ -51,6 +51,13 @@ impl Interner {
         &self.texts[id as usize]
     }
 
+    /// Replaces the text of `id` (symbolization). Texts are no longer
+    /// deduplicated after this: it is meant for finished analyses.
+    pub fn rewrite(&mut self, id: StackId, text: Vec<u8>) {
+        self.texts[id as usize] = text.into_boxed_slice();
+        self.table.clear();
+    }
+
     /// The frames of `id`, one string per line.
     pub fn frames(&self, id: StackId) -> Vec<String> {
         let text = self.text(id);

@@ -7,6 +7,7 @@
 mod analyze;
 mod parse;
 mod render;
+mod symbolize;
 
 use analyze::{Analysis, Analyzer};
 use parse::{Error, ParseError, Parser};
@@ -64,6 +65,9 @@ pub struct LeaksArgs {
     /// Exit with code 1 when leaks are found (for CI and test scripts).
     #[arg(long)]
     pub fail_on_leaks: bool,
+    /// Resolve `object(+0xoffset)` frames to function, file and line from the object's debug info.
+    #[arg(long)]
+    pub symbolize: bool,
     /// Never show the progress bar (it is shown only for large logs when stderr is a terminal).
     #[arg(long)]
     pub no_progress: bool,
@@ -184,12 +188,15 @@ fn run_inner(args: &LeaksArgs) -> Result<ExitCode, Failure> {
     let mut progress = Progress::new(!args.no_progress && io::stderr().is_terminal(), size);
     let result = analyze(reader, args.lenient, &mut progress);
     progress.finish();
-    let (analysis, warnings, warnings_total) = result.map_err(|e| match e {
+    let (mut analysis, warnings, warnings_total) = result.map_err(|e| match e {
         Error::Parse(e) => Failure::Input(format!(
             "{name}: {e}\n(use --lenient to skip malformed records and report what can be read)"
         )),
         Error::Io(e) => Failure::Input(format!("{name}: cannot read the log: {e}")),
     })?;
+    if args.symbolize {
+        symbolize::symbolize(&mut analysis);
+    }
     for w in warnings.iter().take(PRINTED_WARNINGS) {
         eprintln!("mallocator leaks: warning: {name}: {w}");
     }

@@ -455,13 +455,15 @@ pub fn frame_label(frame: &str) -> String {
                 demangle(inside.rfind('+').map_or(inside, |plus| &inside[..plus]))
             }
         }
-        _ => s.to_owned(),
+        // A symbolized frame: `function at file:line`.
+        _ => s.split_once(" at ").map_or(s, |(f, _)| f).to_owned(),
     };
     // `;` separates frames in the folded format.
     label.replace(';', ",")
 }
 
-fn demangle(sym: &str) -> String {
+/// Demangles a Rust symbol (without its hash); other names unchanged.
+pub fn demangle(sym: &str) -> String {
     match rustc_demangle::try_demangle(sym) {
         Ok(d) => format!("{d:#}"),
         Err(_) => sym.to_owned(),
@@ -601,6 +603,7 @@ mod tests {
             "leaky_list::push"
         );
         assert_eq!(frame_label("f<[u8; 4]>"), "f<[u8, 4]>");
+        assert_eq!(frame_label("app::main at src/main.rs:3"), "app::main");
     }
 
     #[test]
