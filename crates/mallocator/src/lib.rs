@@ -29,7 +29,7 @@ pub mod libc_alloc;
 pub mod sys;
 pub mod valloc;
 
-pub use arena::{Arena, ArenaBuilder, ArenaError, Checkpoint, CommitPolicy};
+pub use arena::{Arena, ArenaBuilder, ArenaError, Checkpoint, CommitPolicy, WideCStr};
 pub use global::GlobalValloc;
 pub use sys::{OsError, Protection};
 pub use valloc::{AllocError, Local, RawAlloc, Shared, Sharing, Valloc, VallocVtable};
