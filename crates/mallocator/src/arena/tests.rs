@@ -415,9 +415,10 @@ fn op() -> impl Strategy<Value = Op> {
     ]
 }
 
-/// A live block of the model: address, size, fill byte.
+/// A live block of the model: pointer, address, size, fill byte.
 #[derive(Debug, Clone, Copy)]
 struct Block {
+    ptr: NonNull<u8>,
     addr: usize,
     size: usize,
     tag: u8,
@@ -428,7 +429,7 @@ struct Block {
 /// overlapping it would overwrite a contiguous run, which the sample hits).
 fn intact(b: &Block) -> bool {
     // SAFETY: the block is live and was filled with `tag`.
-    let bytes = unsafe { core::slice::from_raw_parts(b.addr as *const u8, b.size) };
+    let bytes = unsafe { core::slice::from_raw_parts(b.ptr.as_ptr(), b.size) };
     if b.size <= 4096 {
         return bytes.iter().all(|&x| x == b.tag);
     }
@@ -466,7 +467,12 @@ fn run_model<B: Backing>(arena: &mut Arena<B>, ops: &[Op]) {
                         let tag = (i % 251) as u8 + 1;
                         // SAFETY: `p` is a fresh block of `size` bytes.
                         unsafe { p.as_ptr().write_bytes(tag, size) };
-                        live.push(Block { addr, size, tag });
+                        live.push(Block {
+                            ptr: p,
+                            addr,
+                            size,
+                            tag,
+                        });
                         pos = start + size.max(1);
                     }
                     Err(AllocError) => assert!(!fits, "op {i}: allocation should have fit"),
