@@ -193,7 +193,7 @@ impl<B: Backing> Arena<B> {
     /// let mut buf = [MaybeUninit::uninit(); 6];
     /// let arena = mallocator::Arena::from_buffer(&mut buf);
     /// assert!(arena.try_alloc_wide_str("abc").is_err()); // needs 8 bytes
-    /// assert_eq!(*arena.try_alloc_wide_str("ab").unwrap(), [0x61, 0x62]);
+    /// assert_eq!(arena.try_alloc_wide_str("ab").unwrap().as_slice(), [0x61, 0x62]);
     /// ```
     pub fn try_alloc_wide_str(&self, s: &str) -> Result<&WideCStr, AllocError> {
         let units = s.encode_utf16().count();
