@@ -400,7 +400,7 @@ impl<B: Backing> Arena<B> {
     }
 
     /// A pointer for a value of type `T`: the fast path, else the slow
-    /// path, which may panic (`panic == true`) or fail.
+    /// path, which may fail.
     #[inline(always)]
     fn place_for<T>(&self) -> Result<NonNull<T>, AllocError> {
         if size_of::<T>() == 0 {
