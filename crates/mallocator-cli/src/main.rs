@@ -1,12 +1,25 @@
 //! `mallocator`: the command-line front end of the mallocator allocators.
 
-use clap::Parser;
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+mod leaks;
 
 /// Composable memory allocators: benchmarks and leak reports.
 #[derive(Parser, Debug)]
 #[command(name = "mallocator", version, about, long_about = None)]
-struct Cli {}
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
 
-fn main() {
-    let _cli = Cli::parse();
+#[derive(Subcommand, Debug)]
+enum Command {
+    Leaks(leaks::LeaksArgs),
+}
+
+fn main() -> ExitCode {
+    match Cli::parse().command {
+        Command::Leaks(args) => leaks::run(&args),
+    }
 }
