@@ -214,11 +214,38 @@ fn child_action(mode: &str) {
     say("survived");
 }
 
+/// On Windows, ends the process with the exception code as soon as an
+/// access violation is raised, so that the exit code is the same whether
+/// or not a debugger (Wine's `winedbg`) would be started for it.
+#[cfg(windows)]
+fn exit_on_access_violation() {
+    use windows_sys::Win32::Foundation::EXCEPTION_ACCESS_VIOLATION;
+    use windows_sys::Win32::System::Diagnostics::Debug::{
+        AddVectoredExceptionHandler, EXCEPTION_POINTERS,
+    };
+    use windows_sys::Win32::System::Threading::ExitProcess;
+
+    unsafe extern "system" fn handler(info: *mut EXCEPTION_POINTERS) -> i32 {
+        // SAFETY: the system passes valid exception pointers.
+        let code = unsafe { (*(*info).ExceptionRecord).ExceptionCode };
+        if code == EXCEPTION_ACCESS_VIOLATION {
+            // SAFETY: ending the process is always allowed.
+            unsafe { ExitProcess(code as u32) }
+        }
+        0 // EXCEPTION_CONTINUE_SEARCH
+    }
+    // SAFETY: `handler` is a valid vectored exception handler for the
+    // whole life of the process.
+    unsafe { AddVectoredExceptionHandler(1, Some(handler)) };
+}
+
 /// Entry point of the child processes; ignored in normal runs.
 #[test]
 #[ignore = "run by the protection tests in a child process"]
 fn child_process_entry() {
     let mode = std::env::var(CHILD_ENV).expect("run by the protection tests only");
+    #[cfg(windows)]
+    exit_on_access_violation();
     child_action(&mode);
 }
 
