@@ -1,12 +1,27 @@
 //! `mallocator`: the command-line front end of the mallocator allocators.
 
-use clap::Parser;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod bench;
 
 /// Composable memory allocators: benchmarks and leak reports.
 #[derive(Parser, Debug)]
 #[command(name = "mallocator", version, about, long_about = None)]
-struct Cli {}
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
 
-fn main() {
-    let _cli = Cli::parse();
+/// The subcommands.
+#[derive(Subcommand, Debug)]
+enum Command {
+    Bench(bench::BenchArgs),
+}
+
+fn main() -> ExitCode {
+    match Cli::parse().command {
+        Command::Bench(args) => bench::main(&args),
+    }
 }
