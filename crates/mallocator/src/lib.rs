@@ -22,10 +22,14 @@
 #![deny(clippy::undocumented_unsafe_blocks)]
 #![warn(missing_docs)]
 
+pub mod arena;
 pub mod global;
 #[cfg(any(unix, windows))]
 pub mod libc_alloc;
+pub mod sys;
 pub mod valloc;
 
+pub use arena::{Arena, ArenaBuilder, ArenaError, Checkpoint, CommitPolicy};
 pub use global::GlobalValloc;
+pub use sys::{OsError, Protection};
 pub use valloc::{AllocError, Local, RawAlloc, Shared, Sharing, Valloc, VallocVtable};
