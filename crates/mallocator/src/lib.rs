@@ -23,6 +23,8 @@
 #![warn(missing_docs)]
 
 pub mod arena;
+#[cfg(all(feature = "std", any(unix, windows)))]
+pub mod backtracing;
 pub mod global;
 #[cfg(any(unix, windows))]
 pub mod libc_alloc;
@@ -30,6 +32,8 @@ pub mod sys;
 pub mod valloc;
 
 pub use arena::{Arena, ArenaBuilder, ArenaError, Checkpoint, CommitPolicy};
+#[cfg(all(feature = "std", any(unix, windows)))]
+pub use backtracing::{Backtracing, GlobalBacktracing, LeakReport};
 pub use global::GlobalValloc;
 pub use sys::{OsError, Protection};
 pub use valloc::{AllocError, Local, RawAlloc, Shared, Sharing, Valloc, VallocVtable};

@@ -1,0 +1,754 @@
+//! The backtracing allocator: a leak and bad-free detector that wraps any
+//! thread-safe [`Valloc`] (the Rust twin of Firedancer's
+//! `fd_backtracing_alloc_virtual`, without its dangling inner pointer and
+//! process-wide spin lock).
+//!
+//! * For every live block it keeps a 32-byte record (address, size,
+//!   alignment, thread, interned stack id) in one of 64 shards chosen by
+//!   address, so threads rarely meet on a lock.
+//! * Stacks are raw return addresses, captured by a bounds-checked
+//!   frame-pointer walk or the `backtrace` crate's unwinder
+//!   ([`StackMode`]), interned once per distinct stack, and symbolized only
+//!   by [`Backtracing::report`].
+//! * Double frees and frees of unknown pointers are recorded with their
+//!   stacks and **not** passed to the inner allocator, so the program
+//!   keeps running.
+//! * [`Backtracing::scope`] checks one thread's leaks inside a test,
+//!   undisturbed by other tests running in parallel.
+//! * [`GlobalBacktracing`] tracks a whole program as its
+//!   `#[global_allocator]`, with a leak report at exit.
+//! * Log mode ([`LogTarget`]) streams every event in the C tool's format.
+//!
+//! ```
+//! use mallocator::backtracing::Backtracing;
+//! use mallocator::Valloc;
+//!
+//! let tracker = Backtracing::new(Valloc::libc());
+//! let v = tracker.valloc();
+//! let kept = v.malloc(8, 24);
+//! let freed = v.malloc(8, 100);
+//! // SAFETY: `freed` came from `v`; the second free is a bug the tracker
+//! // catches and does not pass on.
+//! unsafe { v.free(freed); v.free(freed) };
+//! let report = tracker.report();
+//! assert_eq!((report.leaked_blocks, report.leaked_bytes), (1, 24));
+//! assert_eq!(report.errors[0].kind, mallocator::backtracing::ErrorKind::DoubleFree);
+//! # unsafe { v.free(kept) };
+//! ```
+
+mod global;
+mod log;
+mod os;
+mod report;
+mod stack;
+mod table;
+#[cfg(test)]
+mod tests;
+
+use core::ffi::c_void;
+use core::marker::PhantomData;
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
+use std::cell::Cell;
+use std::collections::HashMap;
+use std::sync::{Mutex, OnceLock};
+
+pub use global::{ExitReport, GlobalBacktracing};
+pub use log::LogTarget;
+pub use report::{ErrorEntry, ErrorKind, Frame, LeakGroup, LeakReport};
+pub use stack::{StackMode, MAX_DEPTH};
+
+use crate::valloc::{Valloc, VallocVtable};
+use table::{
+    lock, sys_vec, Freed, LiveShard, Record, StackTable, SysVec, INTERNAL, LIVE_SHARDS, NO_STACK,
+};
+
+/// Tracker settings; `const`, so a `static` tracker can use them.
+///
+/// ```
+/// use mallocator::backtracing::{Config, StackMode};
+/// let c = Config { depth: 8, stack_mode: StackMode::FramePointers, ..Config::DEFAULT };
+/// assert!(c.free_stacks);
+/// ```
+#[derive(Debug, Clone, Copy)]
+pub struct Config {
+    /// Frames kept per stack (default 32, at most [`MAX_DEPTH`]).
+    pub depth: usize,
+    /// How stacks are captured (default [`StackMode::Auto`]).
+    pub stack_mode: StackMode,
+    /// Log mode: where every event goes (default [`LogTarget::None`]).
+    pub log: LogTarget,
+    /// Capture a stack at every free, so that a double free can show
+    /// where the block was first freed (default true; turning it off
+    /// halves the cost of a free).
+    pub free_stacks: bool,
+}
+
+impl Config {
+    /// The defaults: depth 32, [`StackMode::Auto`], no log, free stacks on.
+    ///
+    /// ```
+    /// assert_eq!(mallocator::backtracing::Config::DEFAULT.depth, 32);
+    /// ```
+    pub const DEFAULT: Config = Config {
+        depth: 32,
+        stack_mode: StackMode::Auto,
+        log: LogTarget::None,
+        free_stacks: true,
+    };
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config::DEFAULT
+    }
+}
+
+/// Per-thread tracker state (no destructor, so it stays usable while the
+/// thread's other thread-locals are torn down).
+struct ThreadState {
+    /// Tracker thread id, 0 until the first use.
+    id: Cell<u32>,
+    /// Tracked allocations made by this thread (wrapping).
+    seq: Cell<u32>,
+    /// Inside the tracker: allocations now are the tracker's own.
+    busy: Cell<bool>,
+}
+
+std::thread_local! {
+    static THREAD: ThreadState = const {
+        ThreadState { id: Cell::new(0), seq: Cell::new(0), busy: Cell::new(false) }
+    };
+}
+
+static NEXT_THREAD_ID: AtomicU32 = AtomicU32::new(1);
+
+fn thread_id(t: &ThreadState) -> u32 {
+    if t.id.get() == 0 {
+        t.id.set(NEXT_THREAD_ID.fetch_add(1, Ordering::Relaxed));
+    }
+    t.id.get()
+}
+
+/// Marks the current thread as inside the tracker until dropped.
+struct Busy {
+    was: bool,
+}
+
+impl Busy {
+    /// Enters unconditionally (reports), remembering the previous state.
+    fn enter() -> Busy {
+        let was = THREAD.try_with(|t| t.busy.replace(true)).unwrap_or(true);
+        Busy { was }
+    }
+
+    /// Enters for tracking: `None` when already inside the tracker (the
+    /// allocation is the tracker's own) or the thread is being torn down;
+    /// else the thread id and the allocation's sequence number.
+    #[inline]
+    fn track() -> Option<(Busy, u32, u32)> {
+        THREAD
+            .try_with(|t| {
+                if t.busy.get() {
+                    return None;
+                }
+                t.busy.set(true);
+                let seq = t.seq.get().wrapping_add(1);
+                t.seq.set(seq);
+                Some((Busy { was: false }, thread_id(t), seq))
+            })
+            .ok()
+            .flatten()
+    }
+}
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        let was = self.was;
+        let _ = THREAD.try_with(|t| t.busy.set(was));
+    }
+}
+
+/// A recorded bad free (stacks still as ids).
+#[derive(Clone, Copy, Debug)]
+struct ErrorRecord {
+    kind: ErrorKind,
+    addr: usize,
+    size: Option<usize>,
+    thread: u32,
+    stack: u32,
+    alloc_stack: u32,
+    first_free_stack: u32,
+}
+
+/// Bad frees kept for the report.
+const MAX_ERRORS: usize = 4096;
+
+/// Memory the tracker uses for its bookkeeping, from
+/// [`Backtracing::metadata`].
+///
+/// ```
+/// let t = mallocator::backtracing::Backtracing::new(mallocator::Valloc::libc());
+/// assert_eq!(t.metadata().record_bytes, 32);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Metadata {
+    /// Bytes of one live-block record (32 on 64-bit targets).
+    pub record_bytes: usize,
+    /// Bytes of the live-block tables, empty slots included.
+    pub live_table_bytes: usize,
+    /// Live blocks (the tracker's own excluded).
+    pub live_blocks: usize,
+    /// Distinct stacks interned.
+    pub stacks: usize,
+    /// Bytes holding the interned stacks and their index.
+    pub stack_bytes: usize,
+}
+
+/// The backtracing allocator: wraps a thread-safe inner handle, hands out
+/// its own [`Valloc`] and keeps a record of every live block.
+///
+/// ```
+/// use mallocator::backtracing::Backtracing;
+/// use mallocator::Valloc;
+///
+/// let t = Backtracing::new(Valloc::libc());
+/// let v = t.valloc();
+/// let p = v.malloc(16, 64);
+/// assert_eq!((t.live_blocks(), t.live_bytes()), (1, 64));
+/// // SAFETY: `p` came from `v`.
+/// unsafe { v.free(p) };
+/// assert_eq!((t.live_blocks(), t.live_bytes(), t.peak_bytes()), (0, 0, 64));
+/// ```
+pub struct Backtracing<'a> {
+    inner: Valloc<'a>,
+    stack_mode: StackMode,
+    active: OnceLock<stack::Active>,
+    depth: AtomicUsize,
+    free_stacks: AtomicBool,
+    log_on: AtomicBool,
+    log: log::Log,
+    live: [Mutex<LiveShard>; LIVE_SHARDS],
+    stacks: StackTable,
+    errors: Mutex<(SysVec<ErrorRecord>, usize)>,
+    live_bytes: AtomicUsize,
+    peak_bytes: AtomicUsize,
+}
+
+impl core::fmt::Debug for Backtracing<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Backtracing")
+            .field("inner", &self.inner)
+            .field("live_bytes", &self.live_bytes())
+            .field("peak_bytes", &self.peak_bytes())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The vtable of every tracker handle.
+static VTABLE: VallocVtable = VallocVtable {
+    malloc: vt_malloc,
+    free: vt_free,
+};
+
+/// # Safety
+/// `self_` points to a live `Backtracing` (the handle's contract).
+unsafe extern "C" fn vt_malloc(self_: *mut c_void, align: usize, size: usize) -> *mut c_void {
+    // SAFETY: handles with this vtable are only made by `valloc()`, whose
+    // `self` is the tracker, alive for the handle's lifetime; the longer
+    // lifetime named here does not escape this call.
+    let tracker = unsafe { &*self_.cast::<Backtracing<'static>>() };
+    tracker.alloc_raw(align, size).cast()
+}
+
+/// # Safety
+/// As [`vt_malloc`]; `ptr` may be anything (bad frees are caught).
+unsafe extern "C" fn vt_free(self_: *mut c_void, ptr: *mut c_void) {
+    // SAFETY: as in `vt_malloc`.
+    let tracker = unsafe { &*self_.cast::<Backtracing<'static>>() };
+    tracker.free_raw(ptr.cast());
+}
+
+impl<'a> Backtracing<'a> {
+    /// A tracker over `inner` with [`Config::DEFAULT`].
+    ///
+    /// ```
+    /// let t = mallocator::backtracing::Backtracing::new(mallocator::Valloc::libc());
+    /// assert_eq!(t.live_blocks(), 0);
+    /// ```
+    pub const fn new(inner: Valloc<'a>) -> Self {
+        Self::with_config(inner, Config::DEFAULT)
+    }
+
+    /// A tracker over `inner` with `config`.
+    ///
+    /// ```
+    /// use mallocator::backtracing::{Backtracing, Config};
+    /// let t = Backtracing::with_config(mallocator::Valloc::libc(), Config { depth: 4, ..Config::DEFAULT });
+    /// # let _ = t;
+    /// ```
+    pub const fn with_config(inner: Valloc<'a>, config: Config) -> Self {
+        let depth = if config.depth > MAX_DEPTH {
+            MAX_DEPTH
+        } else {
+            config.depth
+        };
+        Backtracing {
+            inner,
+            stack_mode: config.stack_mode,
+            active: OnceLock::new(),
+            depth: AtomicUsize::new(depth),
+            free_stacks: AtomicBool::new(config.free_stacks),
+            log_on: AtomicBool::new(!matches!(config.log, LogTarget::None)),
+            log: log::Log::new(config.log),
+            live: [const { Mutex::new(LiveShard::new()) }; LIVE_SHARDS],
+            stacks: StackTable::new(),
+            errors: Mutex::new((sys_vec(), 0)),
+            live_bytes: AtomicUsize::new(0),
+            peak_bytes: AtomicUsize::new(0),
+        }
+    }
+
+    /// A handle that allocates through the tracker. Its `free` accepts any
+    /// pointer: bad ones are reported, not passed on.
+    ///
+    /// ```
+    /// let t = mallocator::backtracing::Backtracing::new(mallocator::Valloc::libc());
+    /// let v = t.valloc();
+    /// // SAFETY: the tracker accepts (and reports) any pointer.
+    /// unsafe { v.free(0x1000 as *mut u8) };
+    /// assert_eq!(t.report().errors_total, 1);
+    /// ```
+    pub fn valloc(&self) -> Valloc<'_> {
+        // SAFETY: `VTABLE`'s functions accept any arguments with `self` a
+        // live tracker, which `&self` guarantees for the handle's lifetime;
+        // the tracker is `Sync` (sharded locks, atomics) and its inner
+        // handle is a thread-safe `Valloc<'a>`.
+        unsafe { Valloc::from_raw(self as *const Self as *mut c_void, &VTABLE) }
+    }
+
+    /// The capture mode in use and why (see [`StackMode`]); resolves
+    /// [`StackMode::Auto`] now if no stack was captured yet.
+    ///
+    /// ```
+    /// let t = mallocator::backtracing::Backtracing::new(mallocator::Valloc::libc());
+    /// let (mode, why) = t.stack_mode();
+    /// assert_ne!(mode, mallocator::backtracing::StackMode::Auto);
+    /// println!("{mode:?}: {why}");
+    /// ```
+    pub fn stack_mode(&self) -> (StackMode, &'static str) {
+        let _busy = Busy::enter();
+        self.active().describe()
+    }
+
+    #[inline]
+    fn active(&self) -> stack::Active {
+        *self.active.get_or_init(|| stack::resolve(self.stack_mode))
+    }
+
+    /// Bytes in live blocks (as requested; the tracker's own excluded).
+    ///
+    /// ```
+    /// let t = mallocator::backtracing::Backtracing::new(mallocator::Valloc::libc());
+    /// let p = t.valloc().malloc(0, 10);
+    /// assert_eq!(t.live_bytes(), 10);
+    /// # unsafe { t.valloc().free(p) };
+    /// ```
+    pub fn live_bytes(&self) -> usize {
+        self.live_bytes.load(Ordering::Relaxed)
+    }
+
+    /// The largest [`live_bytes`](Self::live_bytes) seen.
+    ///
+    /// ```
+    /// let t = mallocator::backtracing::Backtracing::new(mallocator::Valloc::libc());
+    /// let v = t.valloc();
+    /// // SAFETY: freeing what `v` returned.
+    /// unsafe { v.free(v.malloc(8, 1000)) };
+    /// assert_eq!(t.peak_bytes(), 1000);
+    /// ```
+    pub fn peak_bytes(&self) -> usize {
+        self.peak_bytes.load(Ordering::Relaxed)
+    }
+
+    /// Live blocks (the tracker's own excluded).
+    ///
+    /// ```
+    /// let t = mallocator::backtracing::Backtracing::new(mallocator::Valloc::libc());
+    /// assert_eq!(t.live_blocks(), 0);
+    /// ```
+    pub fn live_blocks(&self) -> usize {
+        self.live.iter().map(|s| lock(s).tracked()).sum()
+    }
+
+    /// The tracker's bookkeeping memory.
+    ///
+    /// ```
+    /// let t = mallocator::backtracing::Backtracing::new(mallocator::Valloc::libc());
+    /// let p = t.valloc().malloc(8, 8);
+    /// let m = t.metadata();
+    /// assert_eq!((m.live_blocks, m.stacks), (1, 1));
+    /// assert!(m.live_table_bytes >= m.record_bytes);
+    /// # unsafe { t.valloc().free(p) };
+    /// ```
+    pub fn metadata(&self) -> Metadata {
+        let live_table_bytes = self.live.iter().map(|s| lock(s).table_bytes()).sum();
+        let (stacks, stack_bytes) = self.stacks.footprint();
+        Metadata {
+            record_bytes: core::mem::size_of::<Record>(),
+            live_table_bytes,
+            live_blocks: self.live_blocks(),
+            stacks,
+            stack_bytes,
+        }
+    }
+
+    /// Captures the current stack into `frames`; returns its length.
+    #[inline(always)]
+    fn capture(&self, frames: &mut [usize; MAX_DEPTH]) -> usize {
+        let depth = self.depth.load(Ordering::Relaxed).min(MAX_DEPTH);
+        stack::capture(self.active(), &mut frames[..depth])
+    }
+
+    /// The allocation path behind the handle.
+    pub(crate) fn alloc_raw(&self, align: usize, size: usize) -> *mut u8 {
+        let align_log2 = if align == 0 {
+            0xff
+        } else {
+            align.trailing_zeros() as u8
+        };
+        let Some((busy, thread, seq)) = Busy::track() else {
+            // The tracker's own allocation: recorded (so that its free is
+            // recognised), never reported, no stack.
+            let ptr = self.inner.malloc(align, size);
+            if !ptr.is_null() {
+                self.insert(Record {
+                    addr: ptr as usize,
+                    size,
+                    seq: 0,
+                    stack: INTERNAL,
+                    thread: 0,
+                    align_log2,
+                });
+            }
+            return ptr;
+        };
+        let mut frames = [0usize; MAX_DEPTH];
+        let n = self.capture(&mut frames);
+        let stack = self.stacks.intern(&frames[..n]);
+        let ptr = self.inner.malloc(align, size);
+        if self.log_on.load(Ordering::Relaxed) {
+            self.log.write(|buf| {
+                log::format_alloc(
+                    buf,
+                    ptr as usize,
+                    align,
+                    size,
+                    &frames[..n],
+                    os::describe_ip,
+                )
+            });
+        }
+        if !ptr.is_null() {
+            self.insert(Record {
+                addr: ptr as usize,
+                size,
+                seq,
+                stack,
+                thread,
+                align_log2,
+            });
+        }
+        drop(busy);
+        ptr
+    }
+
+    fn insert(&self, rec: Record) {
+        let (old, stored) = lock(&self.live[table::shard_of(rec.addr)]).insert(rec);
+        if let Some(old) = old.filter(|o| o.stack != INTERNAL) {
+            // The inner allocator handed out a live address again: the old
+            // block is gone as far as anyone can tell.
+            self.live_bytes.fetch_sub(old.size, Ordering::Relaxed);
+        }
+        if stored && rec.stack != INTERNAL {
+            let now = self.live_bytes.fetch_add(rec.size, Ordering::Relaxed) + rec.size;
+            if now > self.peak_bytes.load(Ordering::Relaxed) {
+                self.peak_bytes.fetch_max(now, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// The free path behind the handle.
+    pub(crate) fn free_raw(&self, ptr: *mut u8) {
+        let tracking = Busy::track();
+        let mut frames = [0usize; MAX_DEPTH];
+        let mut free_stack = NO_STACK;
+        let mut thread = 0;
+        if let Some((_, id, _)) = &tracking {
+            thread = *id;
+            let log_on = self.log_on.load(Ordering::Relaxed);
+            if log_on || self.free_stacks.load(Ordering::Relaxed) {
+                let n = self.capture(&mut frames);
+                free_stack = self.stacks.intern(&frames[..n]);
+                if log_on {
+                    self.log.write(|buf| {
+                        log::format_free(buf, ptr as usize, &frames[..n], os::describe_ip)
+                    });
+                }
+            }
+        }
+        if ptr.is_null() {
+            return;
+        }
+        let addr = ptr as usize;
+        let mut shard = lock(&self.live[table::shard_of(addr)]);
+        match shard.remove(addr) {
+            Some(rec) => {
+                shard.remember_free(Freed {
+                    addr,
+                    size: rec.size,
+                    alloc_stack: rec.stack,
+                    free_stack,
+                });
+                drop(shard);
+                if rec.stack != INTERNAL {
+                    self.live_bytes.fetch_sub(rec.size, Ordering::Relaxed);
+                }
+                // SAFETY: `rec` proves `ptr` came from `inner.malloc` and
+                // was live until the removal above, which makes this the
+                // only free of it.
+                unsafe { self.inner.free(ptr) };
+            }
+            None => {
+                let first = shard.recent_free(addr);
+                drop(shard);
+                let error = ErrorRecord {
+                    kind: if first.is_some() {
+                        ErrorKind::DoubleFree
+                    } else {
+                        ErrorKind::InvalidFree
+                    },
+                    addr,
+                    size: first.map(|f| f.size),
+                    thread,
+                    stack: free_stack,
+                    alloc_stack: first.map_or(NO_STACK, |f| f.alloc_stack),
+                    first_free_stack: first.map_or(NO_STACK, |f| f.free_stack),
+                };
+                let mut errors = lock(&self.errors);
+                errors.1 += 1;
+                if errors.0.len() < MAX_ERRORS && errors.0.try_reserve(1).is_ok() {
+                    errors.0.push(error);
+                }
+            }
+        }
+        drop(tracking);
+    }
+
+    /// Bad frees so far (double and invalid).
+    ///
+    /// ```
+    /// let t = mallocator::backtracing::Backtracing::new(mallocator::Valloc::libc());
+    /// assert_eq!(t.error_count(), 0);
+    /// ```
+    pub fn error_count(&self) -> usize {
+        lock(&self.errors).1
+    }
+
+    /// Never-freed blocks grouped by allocation stack (largest first), and
+    /// every bad free with its stacks. Symbolizes each distinct stack once.
+    ///
+    /// ```
+    /// let t = mallocator::backtracing::Backtracing::new(mallocator::Valloc::libc());
+    /// assert!(t.report().is_clean());
+    /// ```
+    pub fn report(&self) -> LeakReport {
+        self.build_report(&|_| true, true)
+    }
+
+    fn build_report(&self, keep: &dyn Fn(&Record) -> bool, with_errors: bool) -> LeakReport {
+        let _busy = Busy::enter();
+        let mut records: SysVec<Record> = sys_vec();
+        for shard in &self.live {
+            lock(shard).collect(&mut records, &|r| r.stack != INTERNAL && keep(r));
+        }
+        let mut errors: SysVec<ErrorRecord> = sys_vec();
+        let mut errors_total = 0;
+        if with_errors {
+            let e = lock(&self.errors);
+            errors.extend_from_slice(&e.0);
+            errors_total = e.1;
+        }
+        let mut by_stack: HashMap<u32, (usize, usize)> = HashMap::new();
+        for r in records.iter() {
+            let g = by_stack.entry(r.stack).or_default();
+            g.0 += r.size;
+            g.1 += 1;
+        }
+        let mut symbols = Symbolizer {
+            stacks: &self.stacks,
+            cache: HashMap::new(),
+        };
+        let mut groups: Vec<LeakGroup> = by_stack
+            .into_iter()
+            .map(|(stack, (bytes, count))| LeakGroup {
+                bytes,
+                count,
+                frames: symbols.frames(stack),
+            })
+            .collect();
+        groups.sort_by(|a, b| {
+            (b.bytes, b.count).cmp(&(a.bytes, a.count)).then_with(|| {
+                a.frames
+                    .first()
+                    .map(|f| f.ip)
+                    .cmp(&b.frames.first().map(|f| f.ip))
+            })
+        });
+        let errors = errors
+            .iter()
+            .map(|e| ErrorEntry {
+                kind: e.kind,
+                address: e.addr,
+                size: e.size,
+                thread: e.thread,
+                frames: symbols.frames(e.stack),
+                alloc_frames: symbols.frames(e.alloc_stack),
+                first_free_frames: symbols.frames(e.first_free_stack),
+            })
+            .collect();
+        LeakReport {
+            leaked_bytes: records.iter().map(|r| r.size).sum(),
+            leaked_blocks: records.len(),
+            groups,
+            errors,
+            errors_total,
+        }
+    }
+
+    /// A leak check for the current thread: only blocks this thread
+    /// allocates through this tracker after this call count, so tests
+    /// running in parallel do not disturb each other.
+    ///
+    /// ```
+    /// let t = mallocator::backtracing::Backtracing::new(mallocator::Valloc::libc());
+    /// let v = t.valloc();
+    /// let before = v.malloc(8, 8); // allocated before the scope: ignored
+    /// let scope = t.scope();
+    /// // SAFETY: freeing what `v` returned.
+    /// unsafe { v.free(v.malloc(8, 32)) };
+    /// scope.assert_no_leaks();
+    /// # unsafe { v.free(before) };
+    /// ```
+    pub fn scope(&self) -> Scope<'_, 'a> {
+        let (thread, start) = THREAD
+            .try_with(|t| (thread_id(t), t.seq.get()))
+            .unwrap_or((0, 0));
+        Scope {
+            tracker: self,
+            thread,
+            start,
+            _not_send: PhantomData,
+        }
+    }
+}
+
+/// Symbolizes stacks for one report, once per distinct stack.
+struct Symbolizer<'t> {
+    stacks: &'t StackTable,
+    cache: HashMap<u32, Vec<Frame>>,
+}
+
+impl Symbolizer<'_> {
+    fn frames(&mut self, id: u32) -> Vec<Frame> {
+        let stacks = self.stacks;
+        self.cache
+            .entry(id)
+            .or_insert_with(|| {
+                let mut frames = Vec::new();
+                for &ip in stacks.get(id).iter() {
+                    os::symbolize(ip, &mut frames);
+                }
+                let own = frames
+                    .iter()
+                    .take_while(|f| f.function.as_deref().is_some_and(is_tracker_frame))
+                    .count();
+                frames.drain(..own);
+                frames
+            })
+            .clone()
+    }
+}
+
+/// The allocation machinery between user code and the capture: removed
+/// from the top of reported stacks.
+fn is_tracker_frame(function: &str) -> bool {
+    let f = function.trim_start_matches('<');
+    const OWN: [&str; 11] = [
+        "mallocator::backtracing::",
+        "mallocator::valloc::",
+        "mallocator::global::",
+        "backtrace::",
+        "__rust_alloc",
+        "__rust_dealloc",
+        "__rust_realloc",
+        "__rustc::",
+        "__rdl_",
+        "alloc::alloc::",
+        "core::alloc::global::",
+    ];
+    OWN.iter().any(|p| f.starts_with(p)) && !f.starts_with("mallocator::backtracing::tests")
+}
+
+/// A per-thread leak check, from [`Backtracing::scope`]. Not `Send`: it
+/// belongs to the thread that made it.
+///
+/// ```compile_fail
+/// let t = mallocator::backtracing::Backtracing::new(mallocator::Valloc::libc());
+/// let scope = t.scope();
+/// std::thread::scope(|s| { s.spawn(move || scope.assert_no_leaks()); }); // error: not `Send`
+/// ```
+#[derive(Debug)]
+pub struct Scope<'t, 'a> {
+    tracker: &'t Backtracing<'a>,
+    thread: u32,
+    start: u32,
+    _not_send: PhantomData<*const ()>,
+}
+
+impl Scope<'_, '_> {
+    /// This thread's blocks allocated since the scope began and still live
+    /// (no errors: those are in [`Backtracing::report`]).
+    ///
+    /// ```
+    /// let t = mallocator::backtracing::Backtracing::new(mallocator::Valloc::libc());
+    /// let scope = t.scope();
+    /// let p = t.valloc().malloc(8, 40);
+    /// assert_eq!(scope.leaks().leaked_bytes, 40);
+    /// # unsafe { t.valloc().free(p) };
+    /// ```
+    pub fn leaks(&self) -> LeakReport {
+        let now = THREAD.try_with(|t| t.seq.get()).unwrap_or(self.start);
+        let span = now.wrapping_sub(self.start);
+        let (thread, start) = (self.thread, self.start);
+        self.tracker.build_report(
+            &|r| {
+                let d = r.seq.wrapping_sub(start);
+                r.thread == thread && d >= 1 && d <= span
+            },
+            false,
+        )
+    }
+
+    /// Panics with the text report if [`leaks`](Self::leaks) finds any.
+    ///
+    /// ```should_panic
+    /// let t = mallocator::backtracing::Backtracing::new(mallocator::Valloc::libc());
+    /// let scope = t.scope();
+    /// let _leaked = t.valloc().malloc(8, 40);
+    /// scope.assert_no_leaks(); // panics: 40 bytes in 1 block
+    /// ```
+    pub fn assert_no_leaks(self) {
+        let leaks = self.leaks();
+        assert!(leaks.leaked_blocks == 0, "leaks in scope: {leaks}");
+    }
+}

@@ -1,0 +1,344 @@
+//! The platform layer: everything the tracker needs from the operating
+//! system, behind one small internal API. Under Miri (which cannot read
+//! real stack frames, resolve symbols or write to file descriptors of its
+//! host) each function has a stand-in, so the logic above it stays
+//! testable there.
+//!
+//! * [`stack_bounds`]: the current thread's stack `[low, high)`;
+//! * [`frame_pointer`]: the frame-pointer register of the caller;
+//! * [`unwind`]: the `backtrace` crate's unwinder (or the stand-in);
+//! * [`symbolize`]: function, file and line of an instruction pointer;
+//! * [`describe_ip`]: a glibc `backtrace_symbols_fd`-style frame line;
+//! * [`Sink`] / [`write_all`]: whole-record writes to a file or stream;
+//! * [`at_exit`]: run a function when the process exits.
+
+use super::report::Frame;
+use super::table::SysVec;
+
+/// The current thread's stack bounds `(low, high)`, or `None` when the
+/// platform cannot tell (the frame-pointer walk is then disabled).
+#[cfg(all(any(target_os = "linux", target_os = "android"), not(miri)))]
+pub(crate) fn stack_bounds() -> Option<(usize, usize)> {
+    // SAFETY: an all-zero `pthread_attr_t` is a valid output buffer for
+    // `pthread_getattr_np`, which initialises it.
+    let mut attr: libc::pthread_attr_t = unsafe { core::mem::zeroed() };
+    // SAFETY: `attr` is a writable attribute object, `pthread_self()` the
+    // calling thread.
+    if unsafe { libc::pthread_getattr_np(libc::pthread_self(), &mut attr) } != 0 {
+        return None;
+    }
+    let mut addr = core::ptr::null_mut();
+    let mut size = 0usize;
+    // SAFETY: `attr` was initialised above; the outputs are writable.
+    let rc = unsafe { libc::pthread_attr_getstack(&attr, &mut addr, &mut size) };
+    // SAFETY: `attr` was initialised by `pthread_getattr_np` and is
+    // destroyed once.
+    unsafe { libc::pthread_attr_destroy(&mut attr) };
+    (rc == 0 && size != 0).then(|| (addr as usize, addr as usize + size))
+}
+
+/// See the Linux version.
+#[cfg(all(any(target_os = "macos", target_os = "ios"), not(miri)))]
+pub(crate) fn stack_bounds() -> Option<(usize, usize)> {
+    // SAFETY: both functions only read the calling thread's descriptor.
+    let (top, size) = unsafe {
+        let me = libc::pthread_self();
+        (
+            libc::pthread_get_stackaddr_np(me) as usize,
+            libc::pthread_get_stacksize_np(me),
+        )
+    };
+    (top != 0 && size != 0).then(|| (top - size, top))
+}
+
+/// See the Linux version.
+#[cfg(all(windows, not(miri)))]
+pub(crate) fn stack_bounds() -> Option<(usize, usize)> {
+    let (mut low, mut high) = (0usize, 0usize);
+    // SAFETY: both outputs are writable; the call has no other requirement.
+    unsafe {
+        windows_sys::Win32::System::Threading::GetCurrentThreadStackLimits(&mut low, &mut high)
+    };
+    (low < high).then_some((low, high))
+}
+
+/// See the Linux version (no portable way on this platform, or Miri).
+#[cfg(any(
+    miri,
+    not(any(
+        target_os = "linux",
+        target_os = "android",
+        target_os = "macos",
+        target_os = "ios",
+        windows
+    ))
+))]
+pub(crate) fn stack_bounds() -> Option<(usize, usize)> {
+    None
+}
+
+/// The frame-pointer register of the function this is inlined into, or 0
+/// where there is none (other architectures, Miri).
+#[inline(always)]
+pub(crate) fn frame_pointer() -> usize {
+    #[cfg(all(target_arch = "x86_64", not(miri)))]
+    {
+        let fp: usize;
+        // SAFETY: reads a register; no memory access.
+        unsafe {
+            core::arch::asm!("mov {}, rbp", out(reg) fp, options(nomem, nostack, preserves_flags))
+        };
+        fp
+    }
+    #[cfg(all(target_arch = "aarch64", not(miri)))]
+    {
+        let fp: usize;
+        // SAFETY: reads a register; no memory access.
+        unsafe {
+            core::arch::asm!("mov {}, x29", out(reg) fp, options(nomem, nostack, preserves_flags))
+        };
+        fp
+    }
+    #[cfg(any(miri, not(any(target_arch = "x86_64", target_arch = "aarch64"))))]
+    {
+        0
+    }
+}
+
+/// The address of a local variable of the caller: a lower bound for every
+/// live frame above it.
+#[inline(always)]
+pub(crate) fn stack_pointer_estimate() -> usize {
+    let marker = 0u8;
+    core::hint::black_box(&marker) as *const u8 as usize
+}
+
+/// The unwinder: instruction pointers of the current stack, innermost
+/// first, into `out`; returns how many.
+#[cfg(not(miri))]
+#[inline(never)]
+pub(crate) fn unwind(out: &mut [usize]) -> usize {
+    let mut n = 0;
+    backtrace::trace(|frame| {
+        if n == out.len() {
+            return false;
+        }
+        out[n] = frame.ip() as usize;
+        n += 1;
+        true
+    });
+    n
+}
+
+#[cfg(miri)]
+std::thread_local! {
+    static STAND_IN_SITE: core::cell::Cell<usize> = const { core::cell::Cell::new(0) };
+}
+
+/// Sets the synthetic call site the Miri stand-in reports for this
+/// thread's next captures (tests use it to make distinct stacks).
+#[cfg(miri)]
+pub(crate) fn set_stand_in_site(site: usize) {
+    STAND_IN_SITE.with(|s| s.set(site));
+}
+
+/// Miri stand-in for the unwinder: a short synthetic stack
+/// `[0x1000 + 16 * site, 0x2000, 0x3000]` where `site` is set by
+/// [`set_stand_in_site`].
+#[cfg(miri)]
+pub(crate) fn unwind(out: &mut [usize]) -> usize {
+    let site = STAND_IN_SITE.try_with(|s| s.get()).unwrap_or(0);
+    let fake = [0x1000 + 16 * site, 0x2000, 0x3000];
+    let n = fake.len().min(out.len());
+    out[..n].copy_from_slice(&fake[..n]);
+    n
+}
+
+/// Function, file and line of the code at return address `ip`; one
+/// [`Frame`] per (inlined) function, innermost first.
+#[cfg(not(miri))]
+pub(crate) fn symbolize(ip: usize, out: &mut Vec<Frame>) {
+    let before = out.len();
+    // A return address points after the call; the call itself is 1 byte
+    // earlier, which gives the right line.
+    let lookup = ip.saturating_sub(1) as *mut core::ffi::c_void;
+    backtrace::resolve(lookup, |sym| {
+        out.push(Frame {
+            ip,
+            function: sym.name().map(|n| format!("{n:#}")),
+            file: sym.filename().map(|f| f.display().to_string()),
+            line: sym.lineno(),
+        });
+    });
+    if out.len() == before {
+        out.push(Frame {
+            ip,
+            function: None,
+            file: None,
+            line: None,
+        });
+    }
+}
+
+/// Miri stand-in: the synthetic frames name their site.
+#[cfg(miri)]
+pub(crate) fn symbolize(ip: usize, out: &mut Vec<Frame>) {
+    out.push(Frame {
+        ip,
+        function: Some(format!("stand_in_{ip:#x}")),
+        file: None,
+        line: None,
+    });
+}
+
+/// Appends one frame line in glibc's `backtrace_symbols_fd` format:
+/// `file(symbol+0xoff)[0xip]`, `file(+0xoff)[0xip]` when the address has
+/// no dynamic symbol (offset from the object's load address), or
+/// `[0xip]` when it is in no known object.
+#[cfg(all(unix, not(miri)))]
+pub(crate) fn describe_ip(ip: usize, buf: &mut SysVec<u8>) {
+    use super::log::push_hex;
+    // SAFETY: `Dl_info` is plain data; all-zero is a valid output buffer.
+    let mut info: libc::Dl_info = unsafe { core::mem::zeroed() };
+    // SAFETY: `dladdr` only reads the loader's tables; `info` is writable.
+    let found = unsafe { libc::dladdr(ip as *const libc::c_void, &mut info) } != 0;
+    if found && !info.dli_fname.is_null() {
+        // SAFETY: `dli_fname` is a NUL-terminated string owned by the loader.
+        let fname = unsafe { core::ffi::CStr::from_ptr(info.dli_fname) }.to_bytes();
+        if !fname.is_empty() {
+            buf.extend_from_slice(fname);
+            let base = if info.dli_sname.is_null() {
+                info.dli_fbase as usize
+            } else {
+                info.dli_saddr as usize
+            };
+            if !info.dli_sname.is_null() || base != 0 {
+                buf.push(b'(');
+                if !info.dli_sname.is_null() {
+                    // SAFETY: as for `dli_fname`.
+                    let sname = unsafe { core::ffi::CStr::from_ptr(info.dli_sname) };
+                    buf.extend_from_slice(sname.to_bytes());
+                }
+                if ip >= base {
+                    buf.extend_from_slice(b"+0x");
+                    push_hex(buf, (ip - base) as u64, 1);
+                } else {
+                    buf.extend_from_slice(b"-0x");
+                    push_hex(buf, (base - ip) as u64, 1);
+                }
+                buf.push(b')');
+            }
+        }
+    }
+    buf.extend_from_slice(b"[0x");
+    push_hex(buf, ip as u64, 1);
+    buf.extend_from_slice(b"]\n");
+}
+
+/// Appends one frame line: `[0xip]` (what `backtrace_symbols_fd` writes
+/// for an address in no known object; no `dladdr` here).
+#[cfg(any(not(unix), miri))]
+pub(crate) fn describe_ip(ip: usize, buf: &mut SysVec<u8>) {
+    buf.extend_from_slice(b"[0x");
+    super::log::push_hex(buf, ip as u64, 1);
+    buf.extend_from_slice(b"]\n");
+}
+
+/// Where whole records are written.
+#[derive(Debug)]
+pub(crate) enum Sink {
+    /// A raw file descriptor (never closed by the tracker).
+    #[cfg(unix)]
+    Fd(i32),
+    /// The process's standard output.
+    #[cfg(not(unix))]
+    Stdout,
+    /// The process's standard error.
+    #[cfg(not(unix))]
+    Stderr,
+    /// A file the tracker opened.
+    #[cfg(not(unix))]
+    File(std::fs::File),
+}
+
+impl Sink {
+    /// Standard output.
+    pub(crate) fn stdout() -> Sink {
+        #[cfg(unix)]
+        return Sink::Fd(1);
+        #[cfg(not(unix))]
+        return Sink::Stdout;
+    }
+
+    /// Standard error.
+    pub(crate) fn stderr() -> Sink {
+        #[cfg(unix)]
+        return Sink::Fd(2);
+        #[cfg(not(unix))]
+        return Sink::Stderr;
+    }
+
+    /// Creates (truncates) the file at `path`.
+    pub(crate) fn create(path: &str) -> std::io::Result<Sink> {
+        let file = std::fs::File::create(path)?;
+        #[cfg(unix)]
+        return Ok(Sink::Fd(std::os::fd::IntoRawFd::into_raw_fd(file)));
+        #[cfg(not(unix))]
+        return Ok(Sink::File(file));
+    }
+}
+
+/// Writes all of `bytes` (retrying short writes and interruptions); an
+/// error drops the rest of the record.
+#[cfg(unix)]
+pub(crate) fn write_all(sink: &Sink, mut bytes: &[u8]) {
+    let Sink::Fd(fd) = *sink;
+    while !bytes.is_empty() {
+        // SAFETY: `bytes` is a valid readable buffer of that length; a bad
+        // descriptor only makes `write` fail.
+        let n = unsafe { libc::write(fd, bytes.as_ptr().cast(), bytes.len()) };
+        if n < 0 {
+            if std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted {
+                continue;
+            }
+            return;
+        }
+        bytes = &bytes[n as usize..];
+    }
+}
+
+/// Portable version.
+#[cfg(not(unix))]
+pub(crate) fn write_all(sink: &Sink, bytes: &[u8]) {
+    use std::io::Write;
+    let _ = match sink {
+        Sink::Stdout => {
+            let mut out = std::io::stdout().lock();
+            out.write_all(bytes).and_then(|()| out.flush())
+        }
+        Sink::Stderr => std::io::stderr().lock().write_all(bytes),
+        Sink::File(file) => (&*file).write_all(bytes),
+    };
+}
+
+/// Runs `f` when the process exits normally (C `atexit`).
+#[cfg(all(unix, not(miri)))]
+pub(crate) fn at_exit(f: extern "C" fn()) {
+    // SAFETY: `f` is a plain function valid for the whole program.
+    unsafe { libc::atexit(f) };
+}
+
+/// Runs `f` when the process exits normally (the C runtime's `atexit`).
+#[cfg(all(windows, not(miri)))]
+pub(crate) fn at_exit(f: extern "C" fn()) {
+    extern "C" {
+        fn atexit(cb: extern "C" fn()) -> i32;
+    }
+    // SAFETY: `f` is a plain function valid for the whole program.
+    unsafe { atexit(f) };
+}
+
+/// No exit hooks here (Miri, other platforms): the report must be asked
+/// for explicitly.
+#[cfg(any(miri, not(any(unix, windows))))]
+pub(crate) fn at_exit(_f: extern "C" fn()) {}

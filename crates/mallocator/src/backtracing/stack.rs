@@ -1,0 +1,257 @@
+//! Stack capture: a bounds-checked frame-pointer walk, or the unwinder.
+//!
+//! Frame pointers make capture cheap (two loads per frame). The walk
+//! reads each frame record only when it lies inside the current thread's
+//! stack, above the walker's own frame, and strictly above the previous
+//! record, so a broken chain (code built without frame pointers, a C
+//! library) ends the walk instead of faulting.
+//!
+//! [`StackMode::Auto`] decides once per process, at the first capture:
+//! it walks the frame pointers and runs the unwinder from the same point,
+//! and keeps the walk only when both agree on the first frames.
+
+use core::sync::atomic::{AtomicU8, Ordering};
+
+use super::os;
+
+/// The most frames a stack can hold ([`Config::depth`](super::Config::depth) is capped to it).
+pub const MAX_DEPTH: usize = 64;
+
+/// How stacks are captured.
+///
+/// ```
+/// use mallocator::backtracing::{Backtracing, Config, StackMode};
+/// use mallocator::Valloc;
+///
+/// let t = Backtracing::with_config(Valloc::libc(), Config { stack_mode: StackMode::Unwind, ..Config::DEFAULT });
+/// let (mode, why) = t.stack_mode();
+/// assert_eq!(mode, StackMode::Unwind);
+/// assert!(!why.is_empty());
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StackMode {
+    /// Frame pointers when a calibration at the first capture shows that
+    /// the chain is intact (build with `-C force-frame-pointers=yes`),
+    /// else the unwinder. The default.
+    Auto,
+    /// Always walk frame pointers (where the platform allows it: x86-64
+    /// or AArch64 with known thread stack bounds); a broken chain gives
+    /// short stacks, never a crash.
+    FramePointers,
+    /// Always use the `backtrace` crate's unwinder: exact without frame
+    /// pointers, but tens of times slower per capture.
+    Unwind,
+}
+
+/// The mode a capture really uses, with the reason.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Active {
+    FramePointers(&'static str),
+    Unwind(&'static str),
+}
+
+impl Active {
+    pub(crate) fn describe(self) -> (StackMode, &'static str) {
+        match self {
+            Active::FramePointers(why) => (StackMode::FramePointers, why),
+            Active::Unwind(why) => (StackMode::Unwind, why),
+        }
+    }
+}
+
+const WHY_FORCED_FP: &str = "frame pointers: forced by Config::stack_mode";
+const WHY_FORCED_UNWIND: &str = "unwinder: forced by Config::stack_mode";
+const WHY_NO_FP: &str =
+    "unwinder: frame-pointer walking needs x86-64 or AArch64 and known thread stack bounds";
+const WHY_CALIBRATED: &str =
+    "frame pointers: Auto found an intact frame-pointer chain that matches the unwinder";
+const WHY_BROKEN: &str = "unwinder: Auto found the frame-pointer chain broken or disagreeing \
+     with the unwinder (build with -C force-frame-pointers=yes)";
+#[cfg(miri)]
+const WHY_MIRI: &str = "unwinder: under Miri, a synthetic stand-in stack";
+
+/// Whether this platform can walk frame pointers at all.
+fn fp_supported() -> bool {
+    !cfg!(miri)
+        && cfg!(any(target_arch = "x86_64", target_arch = "aarch64"))
+        && thread_bounds().is_some()
+}
+
+/// The process-wide result of `Auto`'s calibration: 0 undecided, 1 frame
+/// pointers, 2 unwinder.
+static AUTO: AtomicU8 = AtomicU8::new(0);
+
+/// Resolves a configured mode into the one used.
+pub(crate) fn resolve(mode: StackMode) -> Active {
+    #[cfg(miri)]
+    {
+        let _ = mode;
+        Active::Unwind(WHY_MIRI)
+    }
+    #[cfg(not(miri))]
+    match mode {
+        StackMode::Unwind => Active::Unwind(WHY_FORCED_UNWIND),
+        StackMode::FramePointers if fp_supported() => Active::FramePointers(WHY_FORCED_FP),
+        StackMode::FramePointers => Active::Unwind(WHY_NO_FP),
+        StackMode::Auto => match AUTO.load(Ordering::Relaxed) {
+            1 => Active::FramePointers(WHY_CALIBRATED),
+            2 if fp_supported() => Active::Unwind(WHY_BROKEN),
+            2 => Active::Unwind(WHY_NO_FP),
+            _ => {
+                let fp_ok = fp_supported() && calibrate();
+                AUTO.store(if fp_ok { 1 } else { 2 }, Ordering::Relaxed);
+                resolve(mode)
+            }
+        },
+    }
+}
+
+/// Captures from the same frame with both methods and compares.
+#[inline(never)]
+fn calibrate() -> bool {
+    let mut walked = [0usize; 16];
+    let mut unwound = [0usize; 24];
+    let nw = walk(&mut walked);
+    let nu = os::unwind(&mut unwound);
+    agree(
+        calibrate as fn() -> bool as usize,
+        &walked[..nw],
+        &unwound[..nu],
+    )
+}
+
+/// True when the walk saw exactly the frames the unwinder saw. The
+/// first walked frame is the return into the calibrating function after
+/// `walk`; the unwinder has the return into it after `unwind`, a few bytes
+/// away. From there on both must list the same callers, for at least 3
+/// frames (or all there are): a walk that skips a frame built without
+/// frame pointers disagrees.
+fn agree(home: usize, walked: &[usize], unwound: &[usize]) -> bool {
+    let inside = |ip: usize| ip.wrapping_sub(home) < 1024;
+    let Some((_, above)) = walked.split_first().filter(|(&ip, _)| inside(ip)) else {
+        return false;
+    };
+    let Some(j) = unwound.iter().position(|&ip| inside(ip)) else {
+        return false;
+    };
+    let rest = &unwound[j + 1..];
+    let common = above.len().min(rest.len());
+    common >= 3.min(rest.len()) && above[..common] == rest[..common]
+}
+
+std::thread_local! {
+    /// This thread's stack bounds: `(0, 0)` not yet asked, `(1, 1)` unknown.
+    static BOUNDS: core::cell::Cell<(usize, usize)> = const { core::cell::Cell::new((0, 0)) };
+}
+
+/// The current thread's stack bounds, asked from the OS once per thread.
+fn thread_bounds() -> Option<(usize, usize)> {
+    let cached = BOUNDS.try_with(|b| b.get()).unwrap_or((1, 1));
+    let bounds = if cached == (0, 0) {
+        let fresh = os::stack_bounds().unwrap_or((1, 1));
+        let _ = BOUNDS.try_with(|b| b.set(fresh));
+        fresh
+    } else {
+        cached
+    };
+    (bounds != (1, 1)).then_some(bounds)
+}
+
+/// Captures the current stack (return addresses, innermost first) into
+/// `out`; returns the number of frames.
+#[inline(always)]
+pub(crate) fn capture(active: Active, out: &mut [usize]) -> usize {
+    match active {
+        Active::FramePointers(_) => walk(out),
+        Active::Unwind(_) => os::unwind(out),
+    }
+}
+
+/// The frame-pointer walk. Each record is `[saved frame pointer, return
+/// address]`; it is read only if it lies in `[our frame, stack high)`,
+/// is aligned, and is above the previous one.
+#[inline(never)]
+fn walk(out: &mut [usize]) -> usize {
+    let Some((_, high)) = thread_bounds() else {
+        return 0;
+    };
+    let low = os::stack_pointer_estimate();
+    let word = core::mem::size_of::<usize>();
+    let mut fp = os::frame_pointer();
+    let mut n = 0;
+    while n < out.len() {
+        if fp < low || fp > high.saturating_sub(2 * word) || fp % word != 0 {
+            break;
+        }
+        let record = fp as *const usize;
+        // SAFETY: `record` and `record + 1` lie between this function's
+        // own frame and the top of the current thread's stack, which is
+        // mapped, readable memory for as long as this call runs; the
+        // address is aligned. Volatile: the compiler must not assume
+        // anything about memory it did not write.
+        let (next, ret) = unsafe {
+            (
+                core::ptr::read_volatile(record),
+                core::ptr::read_volatile(record.add(1)),
+            )
+        };
+        if ret == 0 {
+            break;
+        }
+        out[n] = ret;
+        n += 1;
+        if next <= fp {
+            break;
+        }
+        fp = next;
+    }
+    n
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn agreement_rules() {
+        // Calibration function at 0x5000: walk returns to 0x5010, the
+        // unwinder to 0x5020.
+        let h = 0x5000;
+        assert!(agree(h, &[0x5010, 6, 7, 8], &[1, 2, 0x5020, 6, 7, 8, 9]));
+        assert!(agree(h, &[0x5010, 6], &[1, 0x5020, 6]));
+        // A skipped frame (7 missing) or a wrong one.
+        assert!(!agree(h, &[0x5010, 6, 8, 9], &[1, 0x5020, 6, 7, 8, 9]));
+        assert!(!agree(h, &[0x5010, 9, 7], &[1, 0x5020, 6, 7]));
+        assert!(!agree(h, &[], &[1, 2]));
+        // The walk skipped the calibration function itself.
+        assert!(!agree(h, &[6, 7, 8], &[0x5020, 6, 7, 8]));
+        assert!(!agree(h, &[0x9000, 6, 7], &[0x5020, 6, 7]));
+        // A walk that stops too early.
+        assert!(!agree(h, &[0x5010], &[0x5020, 6, 7, 8]));
+    }
+
+    #[test]
+    fn forced_unwind_is_reported() {
+        let (mode, why) = resolve(StackMode::Unwind).describe();
+        assert_eq!(mode, StackMode::Unwind);
+        assert!(why.starts_with("unwinder"));
+    }
+
+    #[test]
+    #[cfg_attr(miri, ignore)]
+    fn frame_pointer_walk_finds_callers() {
+        // std and this test binary keep frame pointers on x86-64 Linux
+        // when built with -C force-frame-pointers=yes; otherwise the walk
+        // may be short, but never crashes and never returns zeroes.
+        let mut out = [0usize; MAX_DEPTH];
+        let n = walk(&mut out);
+        assert!(out[..n].iter().all(|&ip| ip != 0));
+        let mut unwound = [0usize; MAX_DEPTH];
+        let m = os::unwind(&mut unwound);
+        assert!(m >= 3, "the unwinder sees this test's callers");
+        if matches!(resolve(StackMode::Auto), Active::FramePointers(_)) {
+            assert!(n >= 3, "calibrated frame pointers give real stacks");
+        }
+    }
+}

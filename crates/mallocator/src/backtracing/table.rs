@@ -1,0 +1,486 @@
+//! The tracker's tables: live blocks (sharded by address), interned
+//! stacks (sharded by hash) and recently freed blocks (per shard, for
+//! double-free reports).
+//!
+//! Every table allocates straight from the C library ([`SysVec`]), never
+//! through Rust's global allocator, so that the tracker can itself be the
+//! global allocator. No table lock is ever held while calling the global
+//! allocator or the inner allocator.
+
+use std::sync::{Mutex, MutexGuard};
+
+use crate::valloc::Valloc;
+
+/// A vector whose memory comes from the C library, not the global allocator.
+pub(crate) type SysVec<T> = allocator_api2::vec::Vec<T, Valloc<'static>>;
+
+/// An empty [`SysVec`].
+pub(crate) const fn sys_vec<T>() -> SysVec<T> {
+    SysVec::new_in(Valloc::libc())
+}
+
+/// Locks, ignoring poisoning (no table code panics while holding a lock,
+/// and the tables stay consistent at every step anyway).
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The stack id of the tracker's own allocations (never reported).
+pub(crate) const INTERNAL: u32 = u32::MAX;
+/// The stack id when no stack was captured (`Config::free_stacks` off).
+pub(crate) const NO_STACK: u32 = u32::MAX - 1;
+
+/// One live block: 32 bytes on 64-bit targets (24 on 32-bit).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(C)]
+pub(crate) struct Record {
+    /// Block address; 0 marks an empty slot.
+    pub addr: usize,
+    /// Requested size.
+    pub size: usize,
+    /// The allocating thread's allocation counter (wrapping) at the time.
+    pub seq: u32,
+    /// Interned allocation stack, or [`INTERNAL`].
+    pub stack: u32,
+    /// Tracker thread id of the allocating thread.
+    pub thread: u32,
+    /// log2 of the requested alignment; `0xff` when the caller passed 0.
+    pub align_log2: u8,
+}
+
+impl Record {
+    const EMPTY: Record = Record {
+        addr: 0,
+        size: 0,
+        seq: 0,
+        stack: 0,
+        thread: 0,
+        align_log2: 0,
+    };
+}
+
+/// A freed block remembered to explain a later double free.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Freed {
+    pub addr: usize,
+    pub size: usize,
+    pub alloc_stack: u32,
+    pub free_stack: u32,
+}
+
+/// How many recent frees each live shard remembers.
+const RING: usize = 32;
+
+/// Number of live-block shards (a power of two).
+pub(crate) const LIVE_SHARDS: usize = 64;
+
+fn mix(addr: usize) -> u64 {
+    (addr as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+}
+
+/// The shard of an address.
+pub(crate) fn shard_of(addr: usize) -> usize {
+    (mix(addr) >> (64 - LIVE_SHARDS.trailing_zeros())) as usize
+}
+
+/// One shard: an open-addressing table (linear probing, backward-shift
+/// deletion, at most 3/4 full) plus a ring of recent frees.
+#[derive(Debug)]
+pub(crate) struct LiveShard {
+    slots: SysVec<Record>,
+    len: usize,
+    /// Records that are not [`INTERNAL`].
+    tracked: usize,
+    ring: [Freed; RING],
+    ring_next: usize,
+}
+
+impl LiveShard {
+    pub(crate) const fn new() -> Self {
+        LiveShard {
+            slots: sys_vec(),
+            len: 0,
+            tracked: 0,
+            ring: [Freed {
+                addr: 0,
+                size: 0,
+                alloc_stack: NO_STACK,
+                free_stack: NO_STACK,
+            }; RING],
+            ring_next: 0,
+        }
+    }
+
+    fn home(&self, addr: usize) -> usize {
+        (mix(addr) >> 16) as usize & (self.slots.len() - 1)
+    }
+
+    /// Live records in this shard, the tracker's own excluded.
+    pub(crate) fn tracked(&self) -> usize {
+        self.tracked
+    }
+
+    /// Bytes of table memory (for the metadata figure).
+    pub(crate) fn table_bytes(&self) -> usize {
+        self.slots.capacity() * core::mem::size_of::<Record>()
+    }
+
+    /// Inserts (or replaces) the record for `rec.addr`; returns the record
+    /// it replaced, if any. `false` in `.1` when the table could not grow.
+    pub(crate) fn insert(&mut self, rec: Record) -> (Option<Record>, bool) {
+        debug_assert_ne!(rec.addr, 0);
+        if (self.len + 1) * 4 > self.slots.len() * 3 && !self.grow() && self.len == self.slots.len()
+        {
+            return (None, false);
+        }
+        let mask = self.slots.len() - 1;
+        let mut i = self.home(rec.addr);
+        loop {
+            let slot = &mut self.slots[i];
+            if slot.addr == 0 {
+                *slot = rec;
+                self.len += 1;
+                self.tracked += usize::from(rec.stack != INTERNAL);
+                return (None, true);
+            }
+            if slot.addr == rec.addr {
+                let old = core::mem::replace(slot, rec);
+                self.tracked -= usize::from(old.stack != INTERNAL);
+                self.tracked += usize::from(rec.stack != INTERNAL);
+                return (Some(old), true);
+            }
+            i = (i + 1) & mask;
+        }
+    }
+
+    fn grow(&mut self) -> bool {
+        let new_len = (self.slots.len() * 2).max(64);
+        let mut slots = sys_vec();
+        if slots.try_reserve_exact(new_len).is_err() {
+            return false;
+        }
+        slots.resize(new_len, Record::EMPTY);
+        let old = core::mem::replace(&mut self.slots, slots);
+        self.len = 0;
+        self.tracked = 0;
+        for rec in old.iter().filter(|r| r.addr != 0) {
+            self.insert(*rec);
+        }
+        true
+    }
+
+    /// Removes and returns the record of `addr`.
+    pub(crate) fn remove(&mut self, addr: usize) -> Option<Record> {
+        if self.len == 0 || addr == 0 {
+            return None;
+        }
+        let mask = self.slots.len() - 1;
+        let mut i = self.home(addr);
+        loop {
+            let a = self.slots[i].addr;
+            if a == addr {
+                break;
+            }
+            if a == 0 {
+                return None;
+            }
+            i = (i + 1) & mask;
+        }
+        let found = self.slots[i];
+        // Backward-shift deletion: pull later entries of the probe run
+        // into the hole when the hole lies between their home and them.
+        let mut hole = i;
+        let mut k = i;
+        loop {
+            k = (k + 1) & mask;
+            let a = self.slots[k].addr;
+            if a == 0 {
+                break;
+            }
+            let home = self.home(a);
+            if (k.wrapping_sub(home) & mask) >= (k.wrapping_sub(hole) & mask) {
+                self.slots[hole] = self.slots[k];
+                hole = k;
+            }
+        }
+        self.slots[hole] = Record::EMPTY;
+        self.len -= 1;
+        self.tracked -= usize::from(found.stack != INTERNAL);
+        Some(found)
+    }
+
+    /// Remembers a free, overwriting the oldest one.
+    pub(crate) fn remember_free(&mut self, freed: Freed) {
+        self.ring[self.ring_next] = freed;
+        self.ring_next = (self.ring_next + 1) % RING;
+    }
+
+    /// The most recent remembered free of `addr`.
+    pub(crate) fn recent_free(&self, addr: usize) -> Option<Freed> {
+        (1..=RING)
+            .map(|back| self.ring[(self.ring_next + RING - back) % RING])
+            .find(|f| f.addr == addr)
+    }
+
+    /// Appends every live record that passes `keep` to `out`.
+    pub(crate) fn collect(&self, out: &mut SysVec<Record>, keep: &dyn Fn(&Record) -> bool) {
+        out.extend(
+            self.slots
+                .iter()
+                .filter(|r| r.addr != 0 && keep(r))
+                .copied(),
+        );
+    }
+}
+
+/// Number of stack-interning shards (a power of two).
+const STACK_SHARDS: usize = 16;
+/// Bits of a stack id that index inside a shard.
+const STACK_INDEX_BITS: u32 = 27;
+
+#[derive(Clone, Copy, Debug)]
+struct StackEntry {
+    hash: u64,
+    start: usize,
+    len: usize,
+}
+
+/// One interning shard: a hash index over entries whose frames live in
+/// one flat array.
+#[derive(Debug)]
+struct StackShard {
+    /// `entry index + 1`, 0 for empty; at most half full.
+    index: SysVec<u32>,
+    entries: SysVec<StackEntry>,
+    frames: SysVec<usize>,
+}
+
+impl StackShard {
+    const fn new() -> Self {
+        StackShard {
+            index: sys_vec(),
+            entries: sys_vec(),
+            frames: sys_vec(),
+        }
+    }
+
+    fn find(&self, hash: u64, frames: &[usize]) -> Result<u32, usize> {
+        if self.index.is_empty() {
+            return Err(0);
+        }
+        let mask = self.index.len() - 1;
+        let mut i = hash as usize & mask;
+        loop {
+            match self.index[i] {
+                0 => return Err(i),
+                e => {
+                    let entry = self.entries[e as usize - 1];
+                    if entry.hash == hash
+                        && self.frames[entry.start..entry.start + entry.len] == *frames
+                    {
+                        return Ok(e - 1);
+                    }
+                }
+            }
+            i = (i + 1) & mask;
+        }
+    }
+
+    fn grow_index(&mut self) -> bool {
+        let new_len = (self.index.len() * 2).max(256);
+        let mut index = sys_vec();
+        if index.try_reserve_exact(new_len).is_err() {
+            return false;
+        }
+        index.resize(new_len, 0u32);
+        let mask = new_len - 1;
+        for (e, entry) in self.entries.iter().enumerate() {
+            let mut i = entry.hash as usize & mask;
+            while index[i] != 0 {
+                i = (i + 1) & mask;
+            }
+            index[i] = e as u32 + 1;
+        }
+        self.index = index;
+        true
+    }
+}
+
+/// Interned stacks: each distinct stack is stored once and named by a
+/// `u32` id.
+#[derive(Debug)]
+pub(crate) struct StackTable {
+    shards: [Mutex<StackShard>; STACK_SHARDS],
+}
+
+/// A 64-bit hash of a stack.
+pub(crate) fn hash_stack(frames: &[usize]) -> u64 {
+    let mut h: u64 = 0x243F_6A88_85A3_08D3 ^ frames.len() as u64;
+    for &ip in frames {
+        h = (h.rotate_left(23) ^ ip as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+    h ^ (h >> 31)
+}
+
+impl StackTable {
+    pub(crate) const fn new() -> Self {
+        StackTable {
+            shards: [const { Mutex::new(StackShard::new()) }; STACK_SHARDS],
+        }
+    }
+
+    /// The id of `frames`, storing them if new; [`NO_STACK`] when out of memory.
+    pub(crate) fn intern(&self, frames: &[usize]) -> u32 {
+        let hash = hash_stack(frames);
+        let s = (hash >> (64 - STACK_SHARDS.trailing_zeros())) as usize;
+        let mut shard = lock(&self.shards[s]);
+        let found = shard.find(hash, frames);
+        let Err(mut slot) = found else {
+            return found.map_or(NO_STACK, |e| ((s as u32) << STACK_INDEX_BITS) | e);
+        };
+        let e = shard.entries.len();
+        if e >= (1 << STACK_INDEX_BITS) - 1 {
+            return NO_STACK;
+        }
+        if (e + 1) * 2 > shard.index.len() {
+            if !shard.grow_index() {
+                return NO_STACK;
+            }
+            slot = shard.find(hash, frames).unwrap_err();
+        }
+        if shard.entries.try_reserve(1).is_err() || shard.frames.try_reserve(frames.len()).is_err()
+        {
+            return NO_STACK;
+        }
+        let start = shard.frames.len();
+        shard.frames.extend_from_slice(frames);
+        shard.entries.push(StackEntry {
+            hash,
+            start,
+            len: frames.len(),
+        });
+        shard.index[slot] = e as u32 + 1;
+        ((s as u32) << STACK_INDEX_BITS) | e as u32
+    }
+
+    /// The frames of stack `id` (empty for [`NO_STACK`] and [`INTERNAL`]).
+    /// (A [`SysVec`]: nothing may call the global allocator under a table lock.)
+    pub(crate) fn get(&self, id: u32) -> SysVec<usize> {
+        let mut out = sys_vec();
+        if id >= NO_STACK {
+            return out;
+        }
+        let shard = lock(&self.shards[(id >> STACK_INDEX_BITS) as usize]);
+        let e = (id & ((1 << STACK_INDEX_BITS) - 1)) as usize;
+        if let Some(entry) = shard.entries.get(e) {
+            out.extend_from_slice(&shard.frames[entry.start..entry.start + entry.len]);
+        }
+        out
+    }
+
+    /// Distinct stacks and the bytes they use.
+    pub(crate) fn footprint(&self) -> (usize, usize) {
+        self.shards.iter().fold((0, 0), |(n, bytes), s| {
+            let s = lock(s);
+            (
+                n + s.entries.len(),
+                bytes
+                    + s.index.capacity() * 4
+                    + s.entries.capacity() * core::mem::size_of::<StackEntry>()
+                    + s.frames.capacity() * core::mem::size_of::<usize>(),
+            )
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rec(addr: usize) -> Record {
+        Record {
+            addr,
+            size: addr / 16,
+            ..Record::EMPTY
+        }
+    }
+
+    #[test]
+    fn record_is_small() {
+        assert!(core::mem::size_of::<Record>() <= 32);
+    }
+
+    #[test]
+    fn live_shard_insert_remove_many() {
+        let mut s = LiveShard::new();
+        let n = if cfg!(miri) { 300 } else { 5000 };
+        for i in 1..=n {
+            assert_eq!(s.insert(rec(i * 16)), (None, true));
+        }
+        assert_eq!(s.tracked(), n);
+        // Remove every third, then check all lookups.
+        for i in (1..=n).step_by(3) {
+            assert_eq!(s.remove(i * 16), Some(rec(i * 16)));
+            assert_eq!(s.remove(i * 16), None);
+        }
+        for i in 1..=n {
+            let expect = if (i - 1) % 3 == 0 {
+                None
+            } else {
+                Some(rec(i * 16))
+            };
+            assert_eq!(s.remove(i * 16), expect, "addr {}", i * 16);
+        }
+        assert_eq!(s.tracked(), 0);
+        assert_eq!(s.remove(0), None);
+    }
+
+    #[test]
+    fn insert_same_address_replaces() {
+        let mut s = LiveShard::new();
+        s.insert(rec(32));
+        let newer = Record {
+            size: 99,
+            ..rec(32)
+        };
+        assert_eq!(s.insert(newer), (Some(rec(32)), true));
+        assert_eq!(s.tracked(), 1);
+        assert_eq!(s.remove(32), Some(newer));
+    }
+
+    #[test]
+    fn ring_remembers_recent_frees_only() {
+        let mut s = LiveShard::new();
+        for a in 1..=(RING + 5) {
+            s.remember_free(Freed {
+                addr: a,
+                size: a,
+                alloc_stack: 1,
+                free_stack: 2,
+            });
+        }
+        assert!(s.recent_free(1).is_none());
+        assert_eq!(s.recent_free(RING + 5).unwrap().size, RING + 5);
+        assert_eq!(s.recent_free(6).unwrap().size, 6);
+    }
+
+    #[test]
+    fn interning_dedups_and_returns_frames() {
+        let t = StackTable::new();
+        let a = t.intern(&[1, 2, 3]);
+        let b = t.intern(&[1, 2, 4]);
+        assert_ne!(a, b);
+        assert_eq!(t.intern(&[1, 2, 3]), a);
+        assert_eq!(*t.get(a), [1, 2, 3]);
+        assert_eq!(*t.get(b), [1, 2, 4]);
+        let empty = t.intern(&[]);
+        assert!(t.get(empty).is_empty());
+        assert!(t.get(NO_STACK).is_empty());
+        let n = if cfg!(miri) { 200 } else { 3000 };
+        let ids: Vec<u32> = (0..n).map(|i| t.intern(&[i, i + 1])).collect();
+        for (i, id) in ids.iter().enumerate() {
+            assert_eq!(*t.get(*id), [i, i + 1]);
+        }
+        assert_eq!(t.footprint().0, n + 3);
+    }
+}

@@ -1,0 +1,509 @@
+//! Tests of the tracker through its handle. Under Miri, stacks come from
+//! the stand-in (`os::set_stand_in_site` picks a synthetic call site).
+
+use core::alloc::Layout;
+use core::ptr::NonNull;
+use core::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+
+use super::*;
+use crate::valloc::{AllocError, RawAlloc};
+
+/// Under Miri, makes the next captures look like they come from call
+/// site `n`; natively the real call sites differ already.
+fn site(n: usize) {
+    #[cfg(miri)]
+    os::set_stand_in_site(n);
+    let _ = n;
+}
+
+#[inline(never)]
+fn alloc_at_a(v: Valloc<'_>, size: usize) -> *mut u8 {
+    site(1);
+    let p = v.malloc(8, size);
+    site(0);
+    p
+}
+
+#[inline(never)]
+fn alloc_at_b(v: Valloc<'_>, size: usize) -> *mut u8 {
+    site(2);
+    let p = v.malloc(8, size);
+    site(0);
+    p
+}
+
+/// Counts what reaches the inner allocator.
+#[derive(Default)]
+struct Counting {
+    allocs: AtomicUsize,
+    frees: AtomicUsize,
+}
+
+// SAFETY: blocks come from the libc allocator.
+unsafe impl RawAlloc for Counting {
+    fn alloc(&self, layout: Layout) -> Result<NonNull<u8>, AllocError> {
+        self.allocs.fetch_add(1, Ordering::Relaxed);
+        Valloc::libc().alloc_layout(layout)
+    }
+    unsafe fn free(&self, ptr: NonNull<u8>) {
+        self.frees.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: `ptr` came from `alloc`, i.e. from libc.
+        unsafe { Valloc::libc().free(ptr.as_ptr()) }
+    }
+}
+
+/// Calls the handle's vtable directly, as C does (no validation on the
+/// Rust side first).
+fn c_malloc(v: Valloc<'_>, align: usize, size: usize) -> *mut u8 {
+    // SAFETY: tracker handles accept any arguments.
+    unsafe { ((*v.vtable()).malloc)(v.self_ptr(), align, size).cast() }
+}
+
+/// `free` through the vtable, as C does (NULL reaches the tracker).
+fn c_free(v: Valloc<'_>, p: *mut u8) {
+    // SAFETY: tracker handles accept any pointer.
+    unsafe { ((*v.vtable()).free)(v.self_ptr(), p.cast()) }
+}
+
+fn names(frames: &[Frame]) -> Vec<&str> {
+    frames
+        .iter()
+        .filter_map(|f| f.function.as_deref())
+        .collect()
+}
+
+#[test]
+fn leaks_grouped_by_stack_largest_first() {
+    let t = Backtracing::new(Valloc::libc());
+    let v = t.valloc();
+    let a: Vec<_> = (0..3).map(|_| alloc_at_a(v, 100)).collect();
+    let b = alloc_at_b(v, 500);
+    let freed = alloc_at_b(v, 7);
+    // SAFETY: `freed` came from `v`.
+    unsafe { v.free(freed) };
+    let r = t.report();
+    assert_eq!((r.leaked_bytes, r.leaked_blocks), (800, 4));
+    assert_eq!(r.groups.len(), 2, "{r}");
+    assert_eq!((r.groups[0].bytes, r.groups[0].count), (500, 1));
+    assert_eq!((r.groups[1].bytes, r.groups[1].count), (300, 3));
+    assert!(r.errors.is_empty() && r.errors_total == 0);
+    if !cfg!(miri) {
+        // Symbolized, the tracker's own frames removed from the top.
+        let top = names(&r.groups[0].frames);
+        assert!(top.iter().any(|n| n.contains("alloc_at_b")), "{top:?}");
+        assert!(!top[0].contains("alloc_raw"), "{top:?}");
+        assert!(names(&r.groups[1].frames)
+            .iter()
+            .any(|n| n.contains("alloc_at_a")));
+    } else {
+        assert_ne!(r.groups[0].frames, r.groups[1].frames);
+    }
+    assert_eq!((t.live_blocks(), t.live_bytes()), (4, 800));
+    assert_eq!(t.peak_bytes(), 807);
+    for p in a.into_iter().chain([b]) {
+        // SAFETY: each came from `v` and is freed once.
+        unsafe { v.free(p) };
+    }
+    assert!(t.report().is_clean());
+    // Natively every call site is its own stack (3 allocation sites, 2
+    // free sites); the Miri stand-in has sites a, b and "elsewhere".
+    assert_eq!(t.metadata().stacks, if cfg!(miri) { 3 } else { 5 });
+}
+
+#[test]
+fn double_free_is_reported_with_three_stacks_and_not_passed_on() {
+    let inner = Counting::default();
+    let t = Backtracing::new(Valloc::new(&inner));
+    let v = t.valloc();
+    let p = alloc_at_a(v, 48);
+    // SAFETY: the first free is valid; the second is the bug under test,
+    // which the tracker accepts.
+    unsafe {
+        v.free(p);
+        v.free(p);
+    }
+    assert_eq!(inner.frees.load(Ordering::Relaxed), 1);
+    assert_eq!(t.error_count(), 1);
+    let r = t.report();
+    assert_eq!(r.errors_total, 1);
+    let e = &r.errors[0];
+    assert_eq!(e.kind, ErrorKind::DoubleFree);
+    assert_eq!((e.address, e.size), (p as usize, Some(48)));
+    assert!(!e.frames.is_empty());
+    assert!(!e.first_free_frames.is_empty());
+    assert!(!e.alloc_frames.is_empty());
+    if !cfg!(miri) {
+        assert!(names(&e.alloc_frames)
+            .iter()
+            .any(|n| n.contains("alloc_at_a")));
+    }
+    let text = r.to_text();
+    assert!(text.contains("double free of"), "{text}");
+    assert!(text.contains("first freed at"), "{text}");
+    // The program goes on, and the tracker too.
+    let q = v.malloc(8, 8);
+    // SAFETY: `q` came from `v`.
+    unsafe { v.free(q) };
+    assert_eq!(r.leaked_blocks, 0);
+}
+
+#[test]
+fn invalid_frees_are_reported_and_not_passed_on() {
+    let inner = Counting::default();
+    let t = Backtracing::new(Valloc::new(&inner));
+    let v = t.valloc();
+    let foreign = Valloc::libc().malloc(8, 16);
+    let mut local = 0u64;
+    // SAFETY: the tracker accepts any pointer and never dereferences it.
+    unsafe {
+        v.free(foreign);
+        v.free(0x1000 as *mut u8);
+        v.free(core::ptr::addr_of_mut!(local).cast());
+    }
+    c_free(v, core::ptr::null_mut()); // not an error
+    assert_eq!(inner.frees.load(Ordering::Relaxed), 0);
+    let r = t.report();
+    assert_eq!(r.errors_total, 3);
+    assert!(r
+        .errors
+        .iter()
+        .all(|e| e.kind == ErrorKind::InvalidFree && e.size.is_none()));
+    assert_eq!(r.errors[1].address, 0x1000);
+    assert!(r.errors[0].alloc_frames.is_empty() && !r.errors[0].frames.is_empty());
+    // SAFETY: `foreign` came from libc and was not freed by the tracker.
+    unsafe { Valloc::libc().free(foreign) };
+    let _ = local;
+}
+
+#[test]
+fn zero_size_and_invalid_requests() {
+    let t = Backtracing::new(Valloc::libc());
+    let v = t.valloc();
+    // From C, a zero size reaches the tracker and is recorded as asked.
+    let a = c_malloc(v, 8, 0);
+    let b = c_malloc(v, 0, 0);
+    assert!(!a.is_null() && !b.is_null() && a != b);
+    assert_eq!(b as usize % 16, 0, "align 0 means 16");
+    assert_eq!((t.live_blocks(), t.live_bytes()), (2, 0));
+    let r = t.report();
+    assert_eq!((r.leaked_blocks, r.leaked_bytes), (2, 0));
+    assert_eq!(
+        r.groups
+            .iter()
+            .map(|g| (g.count, g.bytes))
+            .fold((0, 0), |a, g| (a.0 + g.0, a.1 + g.1)),
+        (2, 0)
+    );
+    // From Rust, `Valloc` makes it 1 byte before the vtable.
+    let c = v.malloc(8, 0);
+    assert_eq!((t.live_blocks(), t.live_bytes()), (3, 1));
+    assert!(c_malloc(v, 3, 8).is_null(), "non-power-of-two alignment");
+    assert!(
+        c_malloc(v, 64, usize::MAX - 8).is_null(),
+        "overflowing size"
+    );
+    assert!(v.malloc(3, 8).is_null());
+    assert_eq!(t.live_blocks(), 3);
+    // SAFETY: all came from `v`.
+    unsafe {
+        v.free(a);
+        v.free(b);
+        v.free(c);
+    }
+    assert!(t.report().is_clean());
+}
+
+#[test]
+fn works_as_an_allocator_api2_allocator() {
+    let t = Backtracing::new(Valloc::libc());
+    let scope = t.scope();
+    {
+        let mut xs = allocator_api2::vec::Vec::new_in(t.valloc());
+        for i in 0..100u64 {
+            xs.push(i);
+        }
+        assert_eq!(xs.iter().sum::<u64>(), 4950);
+        assert!(t.live_blocks() == 1 && t.live_bytes() >= 800);
+    }
+    scope.assert_no_leaks();
+    assert!(t.report().is_clean());
+}
+
+#[test]
+fn four_threads_allocate_and_free_across_threads() {
+    const THREADS: usize = 4;
+    let per = if cfg!(miri) { 10 } else { 2000 };
+    let t = Backtracing::new(Valloc::libc());
+    let v = t.valloc();
+    let blocks: Vec<Vec<usize>> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..THREADS)
+            .map(|i| {
+                s.spawn(move || {
+                    (0..per)
+                        .map(|k| v.malloc(16, 16 + (i * per + k) % 64) as usize)
+                        .collect::<Vec<usize>>()
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert_eq!(t.live_blocks(), THREADS * per);
+    let expected_total: usize = (0..THREADS * per).map(|n| 16 + n % 64).sum();
+    assert_eq!(t.live_bytes(), expected_total);
+    // Each thread frees another thread's blocks, all but the first.
+    std::thread::scope(|s| {
+        for i in 0..THREADS {
+            let mine = &blocks[(i + 1) % THREADS];
+            s.spawn(move || {
+                for &p in &mine[1..] {
+                    // SAFETY: every block came from `v` and is freed once.
+                    unsafe { v.free(p as *mut u8) };
+                }
+            });
+        }
+    });
+    let r = t.report();
+    assert_eq!(r.leaked_blocks, THREADS, "{r}");
+    assert_eq!(r.errors_total, 0);
+    assert_eq!(t.peak_bytes(), expected_total);
+    for list in &blocks {
+        // SAFETY: the first block of each list is still live.
+        unsafe { v.free(list[0] as *mut u8) };
+    }
+    assert!(t.report().is_clean());
+}
+
+#[test]
+fn scope_sees_only_this_threads_new_blocks() {
+    let t = Backtracing::new(Valloc::libc());
+    let v = t.valloc();
+    let before = v.malloc(8, 11);
+    let scope = t.scope();
+    // Another thread leaks inside our scope: not our business.
+    let other = std::thread::scope(|s| s.spawn(|| v.malloc(8, 22) as usize).join().unwrap());
+    // A block from before the scope, freed inside it: fine.
+    // SAFETY: `before` came from `v`.
+    unsafe { v.free(before) };
+    let churn = v.malloc(8, 33);
+    // SAFETY: `churn` came from `v`.
+    unsafe { v.free(churn) };
+    assert!(scope.leaks().is_clean());
+    let mine = v.malloc(8, 44);
+    let leaks = scope.leaks();
+    assert_eq!((leaks.leaked_blocks, leaks.leaked_bytes), (1, 44));
+    let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        t.scope(); // a fresh scope sees nothing yet
+        scope.assert_no_leaks();
+    }));
+    let message = panicked.unwrap_err();
+    let message = message.downcast_ref::<String>().unwrap();
+    assert!(message.contains("44 bytes in 1 block"), "{message}");
+    // SAFETY: both came from `v`.
+    unsafe {
+        v.free(mine);
+        v.free(other as *mut u8);
+    }
+    t.scope().assert_no_leaks();
+}
+
+/// Parses log records back: `(op, addr, align, size, frames)`.
+fn parse_log(text: &str) -> Vec<(String, usize, Option<(usize, usize)>, Vec<String>)> {
+    let mut out = Vec::new();
+    let mut lines = text.lines();
+    while let Some(head) = lines.next() {
+        let fields: Vec<&str> = head.strip_prefix("+++ ").expect(head).split(':').collect();
+        let n: usize = fields[1].parse().unwrap();
+        let hex = fields[2].strip_prefix("0x").unwrap();
+        assert_eq!(hex.len(), 16, "{head}");
+        let addr = usize::from_str_radix(hex, 16).unwrap();
+        let extra = match fields[0] {
+            "ALLOC" => {
+                assert_eq!(fields.len(), 5, "{head}");
+                Some((fields[3].parse().unwrap(), fields[4].parse().unwrap()))
+            }
+            "FREE" => {
+                assert_eq!(fields.len(), 3, "{head}");
+                None
+            }
+            other => panic!("bad op {other}"),
+        };
+        let frames: Vec<String> = (0..n).map(|_| lines.next().unwrap().to_owned()).collect();
+        for f in &frames {
+            assert!(f.contains("[0x") && f.ends_with(']'), "{f}");
+        }
+        assert_eq!(lines.next(), Some("---"));
+        out.push((fields[0].to_owned(), addr, extra, frames));
+    }
+    out
+}
+
+static LOG_BUF: Mutex<Vec<u8>> = Mutex::new(Vec::new());
+
+fn collect_log(record: &[u8]) {
+    let mut buf = LOG_BUF.lock().unwrap();
+    buf.extend_from_slice(record);
+}
+
+#[test]
+fn log_mode_writes_the_c_format() {
+    let t = Backtracing::with_config(
+        Valloc::libc(),
+        Config {
+            log: LogTarget::Callback(collect_log),
+            depth: 5,
+            ..Config::DEFAULT
+        },
+    );
+    let v = t.valloc();
+    let p = v.malloc(16, 40);
+    assert!(c_malloc(v, 3, 8).is_null());
+    // SAFETY: `p` came from `v`.
+    unsafe { v.free(p) };
+    c_free(v, core::ptr::null_mut());
+    let text = String::from_utf8(LOG_BUF.lock().unwrap().clone()).unwrap();
+    let records = parse_log(&text);
+    assert_eq!(records.len(), 4, "{text}");
+    assert_eq!(records[0].0, "ALLOC");
+    assert_eq!((records[0].1, records[0].2), (p as usize, Some((16, 40))));
+    assert_eq!(
+        (records[1].0.as_str(), records[1].1, records[1].2),
+        ("ALLOC", 0, Some((3, 8)))
+    );
+    assert_eq!((records[2].0.as_str(), records[2].1), ("FREE", p as usize));
+    assert_eq!((records[3].0.as_str(), records[3].1), ("FREE", 0));
+    assert!(records.iter().all(|r| !r.3.is_empty() && r.3.len() <= 5));
+    assert!(text.lines().next().unwrap().starts_with("+++ ALLOC:"));
+}
+
+#[test]
+#[cfg_attr(miri, ignore)] // files
+fn log_records_from_threads_never_interleave() {
+    let path = std::env::temp_dir().join(format!("mallocator-bt-log-{}.txt", std::process::id()));
+    let leaked: &'static str = Box::leak(path.to_str().unwrap().to_owned().into_boxed_str());
+    let t = Backtracing::with_config(
+        Valloc::libc(),
+        Config {
+            log: LogTarget::Path(leaked),
+            ..Config::DEFAULT
+        },
+    );
+    let v = t.valloc();
+    std::thread::scope(|s| {
+        for i in 0..4 {
+            s.spawn(move || {
+                for k in 0..200 {
+                    let p = v.malloc(8, 16 + (i + k) % 64);
+                    // SAFETY: `p` came from `v`.
+                    unsafe { v.free(p) };
+                }
+            });
+        }
+    });
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::remove_file(&path).unwrap();
+    let records = parse_log(&text);
+    assert_eq!(records.len(), 4 * 200 * 2);
+    let allocs = records.iter().filter(|r| r.0 == "ALLOC").count();
+    assert_eq!(allocs, 800);
+    // Real frames have the glibc shape on Linux: file(...)[0x...].
+    #[cfg(target_os = "linux")]
+    assert!(
+        records[0]
+            .3
+            .iter()
+            .any(|f| f.contains("(+0x") || f.contains("+0x")),
+        "{:?}",
+        records[0].3
+    );
+}
+
+#[test]
+fn report_json_structure() {
+    let t = Backtracing::new(Valloc::libc());
+    let v = t.valloc();
+    let keep = alloc_at_a(v, 24);
+    let p = alloc_at_b(v, 8);
+    // SAFETY: one valid free, one double free (caught).
+    unsafe {
+        v.free(p);
+        v.free(p);
+    }
+    let json: serde_json::Value = serde_json::from_str(&t.report().to_json()).unwrap();
+    assert_eq!(json["leaked_bytes"], 24);
+    assert_eq!(json["leaked_blocks"], 1);
+    assert_eq!(json["errors_total"], 1);
+    let group = &json["groups"][0];
+    assert_eq!(
+        (group["bytes"].as_u64(), group["count"].as_u64()),
+        (Some(24), Some(1))
+    );
+    let frame = &group["frames"][0];
+    assert!(frame["ip"].is_u64());
+    for key in ["function", "file", "line"] {
+        assert!(frame.get(key).is_some(), "frame has {key}: {frame}");
+    }
+    let err = &json["errors"][0];
+    assert_eq!(err["kind"], "double_free");
+    assert_eq!(err["address"].as_u64(), Some(p as u64));
+    assert_eq!(err["size"], 8);
+    for key in ["frames", "alloc_frames", "first_free_frames"] {
+        assert!(err[key].as_array().is_some_and(|a| !a.is_empty()), "{key}");
+    }
+    // SAFETY: `keep` came from `v`.
+    unsafe { v.free(keep) };
+}
+
+#[test]
+fn depth_is_capped_and_free_stacks_can_be_off() {
+    let t = Backtracing::with_config(
+        Valloc::libc(),
+        Config {
+            depth: 1000,
+            free_stacks: false,
+            ..Config::DEFAULT
+        },
+    );
+    assert_eq!(t.depth.load(Ordering::Relaxed), MAX_DEPTH);
+    let v = t.valloc();
+    let p = v.malloc(8, 8);
+    // SAFETY: valid free, then a caught double free.
+    unsafe {
+        v.free(p);
+        v.free(p);
+    }
+    let r = t.report();
+    assert_eq!(r.errors[0].kind, ErrorKind::DoubleFree);
+    assert!(r.errors[0].frames.is_empty() && r.errors[0].first_free_frames.is_empty());
+    assert!(!r.errors[0].alloc_frames.is_empty());
+}
+
+#[test]
+fn tracker_frames_are_recognised() {
+    assert!(is_tracker_frame(
+        "mallocator::backtracing::Backtracing::alloc_raw"
+    ));
+    assert!(is_tracker_frame("<mallocator::backtracing::global::GlobalBacktracing as core::alloc::global::GlobalAlloc>::alloc"));
+    assert!(is_tracker_frame("__rust_alloc"));
+    assert!(is_tracker_frame("alloc::alloc::exchange_malloc"));
+    assert!(!is_tracker_frame(
+        "mallocator::backtracing::tests::alloc_at_a"
+    ));
+    assert!(!is_tracker_frame("alloc::raw_vec::finish_grow"));
+    assert!(!is_tracker_frame("my_app::main"));
+}
+
+#[test]
+fn metadata_counts_records_and_stacks() {
+    let t = Backtracing::new(Valloc::libc());
+    let v = t.valloc();
+    let ps: Vec<_> = (0..100).map(|_| alloc_at_a(v, 8)).collect();
+    let m = t.metadata();
+    assert_eq!(m.record_bytes, core::mem::size_of::<Record>());
+    assert_eq!((m.live_blocks, m.stacks), (100, 1));
+    assert!(m.live_table_bytes >= 100 * m.record_bytes);
+    for p in ps {
+        // SAFETY: each came from `v`.
+        unsafe { v.free(p) };
+    }
+}
