@@ -55,11 +55,13 @@ use std::sync::{Mutex, OnceLock};
 pub use global::{ExitReport, GlobalBacktracing};
 pub use log::LogTarget;
 pub use report::{ErrorEntry, ErrorKind, Frame, LeakGroup, LeakReport};
+use stack::{Captured, StackStorage};
 pub use stack::{StackMode, MAX_DEPTH};
 
 use crate::valloc::{Valloc, VallocVtable};
 use table::{
-    lock, sys_vec, Freed, LiveShard, Record, StackTable, SysVec, INTERNAL, LIVE_SHARDS, NO_STACK,
+    lock, sys_vec, Freed, LiveShard, Record, SpinLock, StackTable, SysVec, INTERNAL, LIVE_SHARDS,
+    NO_STACK,
 };
 
 /// Tracker settings; `const`, so a `static` tracker can use them.
@@ -112,13 +114,49 @@ struct ThreadState {
     seq: Cell<u32>,
     /// Inside the tracker: allocations now are the tracker's own.
     busy: Cell<bool>,
+    /// Recently interned stacks of this thread, by hash.
+    cache: [Cell<CacheEntry>; STACK_CACHE],
+}
+
+/// Entries in each thread's stack cache (a power of two).
+const STACK_CACHE: usize = 128;
+
+/// A stack this thread interned: `frames` is the tracker's stored copy
+/// (immutable, in place while the tracker lives), `epoch` names the
+/// tracker.
+#[derive(Clone, Copy)]
+struct CacheEntry {
+    epoch: u32,
+    id: u32,
+    hash: u64,
+    frames: *const usize,
+    len: usize,
+}
+
+impl CacheEntry {
+    const EMPTY: CacheEntry = CacheEntry {
+        epoch: 0,
+        id: 0,
+        hash: 0,
+        frames: core::ptr::null(),
+        len: 0,
+    };
 }
 
 std::thread_local! {
     static THREAD: ThreadState = const {
-        ThreadState { id: Cell::new(0), seq: Cell::new(0), busy: Cell::new(false) }
+        ThreadState {
+            id: Cell::new(0),
+            seq: Cell::new(0),
+            busy: Cell::new(false),
+            cache: [const { Cell::new(CacheEntry::EMPTY) }; STACK_CACHE],
+        }
     };
 }
+
+/// Tracker epochs: a tracker's is set at its first interning and never
+/// reused by another tracker.
+static NEXT_EPOCH: AtomicU32 = AtomicU32::new(1);
 
 static NEXT_THREAD_ID: AtomicU32 = AtomicU32::new(1);
 
@@ -221,13 +259,14 @@ pub struct Metadata {
 /// ```
 pub struct Backtracing<'a> {
     inner: Valloc<'a>,
+    epoch: AtomicU32,
     stack_mode: StackMode,
     active: OnceLock<stack::Active>,
     depth: AtomicUsize,
     free_stacks: AtomicBool,
     log_on: AtomicBool,
     log: log::Log,
-    live: [Mutex<LiveShard>; LIVE_SHARDS],
+    live: [SpinLock<LiveShard>; LIVE_SHARDS],
     stacks: StackTable,
     errors: Mutex<(SysVec<ErrorRecord>, usize)>,
     live_bytes: AtomicUsize,
@@ -294,13 +333,14 @@ impl<'a> Backtracing<'a> {
         };
         Backtracing {
             inner,
+            epoch: AtomicU32::new(0),
             stack_mode: config.stack_mode,
             active: OnceLock::new(),
             depth: AtomicUsize::new(depth),
             free_stacks: AtomicBool::new(config.free_stacks),
             log_on: AtomicBool::new(!matches!(config.log, LogTarget::None)),
             log: log::Log::new(config.log),
-            live: [const { Mutex::new(LiveShard::new()) }; LIVE_SHARDS],
+            live: [const { SpinLock::new(LiveShard::new()) }; LIVE_SHARDS],
             stacks: StackTable::new(),
             errors: Mutex::new((sys_vec(), 0)),
             live_bytes: AtomicUsize::new(0),
@@ -377,7 +417,7 @@ impl<'a> Backtracing<'a> {
     /// assert_eq!(t.live_blocks(), 0);
     /// ```
     pub fn live_blocks(&self) -> usize {
-        self.live.iter().map(|s| lock(s).tracked()).sum()
+        self.live.iter().map(|s| s.lock().tracked()).sum()
     }
 
     /// The tracker's bookkeeping memory.
@@ -391,7 +431,7 @@ impl<'a> Backtracing<'a> {
     /// # unsafe { t.valloc().free(p) };
     /// ```
     pub fn metadata(&self) -> Metadata {
-        let live_table_bytes = self.live.iter().map(|s| lock(s).table_bytes()).sum();
+        let live_table_bytes = self.live.iter().map(|s| s.lock().table_bytes()).sum();
         let (stacks, stack_bytes) = self.stacks.footprint();
         Metadata {
             record_bytes: core::mem::size_of::<Record>(),
@@ -402,14 +442,73 @@ impl<'a> Backtracing<'a> {
         }
     }
 
-    /// Captures the current stack into `frames`; returns its length.
+    /// Captures the current stack into `storage`.
     #[inline(always)]
-    fn capture(&self, frames: &mut [usize; MAX_DEPTH]) -> usize {
-        let depth = self.depth.load(Ordering::Relaxed).min(MAX_DEPTH);
-        stack::capture(self.active(), &mut frames[..depth])
+    fn capture<'s>(&self, storage: &'s mut StackStorage) -> Captured<'s> {
+        stack::capture(self.active(), self.depth.load(Ordering::Relaxed), storage)
+    }
+
+    fn epoch(&self) -> u32 {
+        match self.epoch.load(Ordering::Relaxed) {
+            0 => {
+                let fresh = NEXT_EPOCH.fetch_add(1, Ordering::Relaxed);
+                match self
+                    .epoch
+                    .compare_exchange(0, fresh, Ordering::Relaxed, Ordering::Relaxed)
+                {
+                    Ok(_) => fresh,
+                    Err(first) => first,
+                }
+            }
+            e => e,
+        }
+    }
+
+    /// The stack id of `buf`: from this thread's cache when it interned
+    /// the same stack recently (no lock), else from the stack table.
+    #[inline]
+    fn intern(&self, stack: Captured<'_>) -> u32 {
+        let (frames, hash, epoch) = (stack.frames, stack.hash, self.epoch());
+        let cached = THREAD.try_with(|t| {
+            let slot = &t.cache[(hash >> 40) as usize % STACK_CACHE];
+            let e = slot.get();
+            // SAFETY: an entry with this tracker's epoch was filled by this
+            // thread from this tracker's stack table (epochs are never
+            // shared), whose stored frames stay immutable and in place
+            // while the tracker (borrowed by `self`) lives.
+            let hit = e.epoch == epoch
+                && e.hash == hash
+                && e.len == frames.len()
+                && unsafe { core::slice::from_raw_parts(e.frames, e.len) } == frames;
+            (hit.then_some(e.id), slot as *const Cell<CacheEntry>)
+        });
+        if let Ok((Some(id), _)) = cached {
+            return id;
+        }
+        let Some(stored) = self.stacks.intern(frames, hash) else {
+            return NO_STACK;
+        };
+        if let Ok((_, slot)) = cached {
+            let entry = CacheEntry {
+                epoch,
+                id: stored.id,
+                hash,
+                frames: stored.frames,
+                len: frames.len(),
+            };
+            let _ = THREAD.try_with(|t| {
+                let own = &t.cache[(hash >> 40) as usize % STACK_CACHE];
+                debug_assert!(core::ptr::eq(own, slot));
+                own.set(entry);
+            });
+        }
+        stored.id
     }
 
     /// The allocation path behind the handle.
+    /// Never inlined: the frame-pointer walk leaves out exactly this
+    /// function's frame.
+    #[inline(never)]
     pub(crate) fn alloc_raw(&self, align: usize, size: usize) -> *mut u8 {
         let align_log2 = if align == 0 {
             0xff
@@ -432,9 +531,9 @@ impl<'a> Backtracing<'a> {
             }
             return ptr;
         };
-        let mut frames = [0usize; MAX_DEPTH];
-        let n = self.capture(&mut frames);
-        let stack = self.stacks.intern(&frames[..n]);
+        let mut storage = StackStorage::uninit();
+        let captured = self.capture(&mut storage);
+        let stack = self.intern(captured);
         let ptr = self.inner.malloc(align, size);
         if self.log_on.load(Ordering::Relaxed) {
             self.log.write(|buf| {
@@ -443,7 +542,7 @@ impl<'a> Backtracing<'a> {
                     ptr as usize,
                     align,
                     size,
-                    &frames[..n],
+                    captured.frames,
                     os::describe_ip,
                 )
             });
@@ -463,7 +562,7 @@ impl<'a> Backtracing<'a> {
     }
 
     fn insert(&self, rec: Record) {
-        let (old, stored) = lock(&self.live[table::shard_of(rec.addr)]).insert(rec);
+        let (old, stored) = self.live[table::shard_of(rec.addr)].lock().insert(rec);
         if let Some(old) = old.filter(|o| o.stack != INTERNAL) {
             // The inner allocator handed out a live address again: the old
             // block is gone as far as anyone can tell.
@@ -478,20 +577,22 @@ impl<'a> Backtracing<'a> {
     }
 
     /// The free path behind the handle.
+    /// Never inlined, as [`alloc_raw`](Self::alloc_raw).
+    #[inline(never)]
     pub(crate) fn free_raw(&self, ptr: *mut u8) {
         let tracking = Busy::track();
-        let mut frames = [0usize; MAX_DEPTH];
         let mut free_stack = NO_STACK;
         let mut thread = 0;
         if let Some((_, id, _)) = &tracking {
             thread = *id;
             let log_on = self.log_on.load(Ordering::Relaxed);
             if log_on || self.free_stacks.load(Ordering::Relaxed) {
-                let n = self.capture(&mut frames);
-                free_stack = self.stacks.intern(&frames[..n]);
+                let mut storage = StackStorage::uninit();
+                let captured = self.capture(&mut storage);
+                free_stack = self.intern(captured);
                 if log_on {
                     self.log.write(|buf| {
-                        log::format_free(buf, ptr as usize, &frames[..n], os::describe_ip)
+                        log::format_free(buf, ptr as usize, captured.frames, os::describe_ip)
                     });
                 }
             }
@@ -500,7 +601,7 @@ impl<'a> Backtracing<'a> {
             return;
         }
         let addr = ptr as usize;
-        let mut shard = lock(&self.live[table::shard_of(addr)]);
+        let mut shard = self.live[table::shard_of(addr)].lock();
         match shard.remove(addr) {
             Some(rec) => {
                 shard.remember_free(Freed {
@@ -569,7 +670,9 @@ impl<'a> Backtracing<'a> {
         let _busy = Busy::enter();
         let mut records: SysVec<Record> = sys_vec();
         for shard in &self.live {
-            lock(shard).collect(&mut records, &|r| r.stack != INTERNAL && keep(r));
+            shard
+                .lock()
+                .collect(&mut records, &|r| r.stack != INTERNAL && keep(r));
         }
         let mut errors: SysVec<ErrorRecord> = sys_vec();
         let mut errors_total = 0;
@@ -668,10 +771,7 @@ impl Symbolizer<'_> {
                 for &ip in stacks.get(id).iter() {
                     os::symbolize(ip, &mut frames);
                 }
-                let own = frames
-                    .iter()
-                    .take_while(|f| f.function.as_deref().is_some_and(is_tracker_frame))
-                    .count();
+                let own = frames.iter().take_while(|f| is_tracker_frame(f)).count();
                 frames.drain(..own);
                 frames
             })
@@ -679,11 +779,23 @@ impl Symbolizer<'_> {
     }
 }
 
-/// The allocation machinery between user code and the capture: removed
-/// from the top of reported stacks.
-fn is_tracker_frame(function: &str) -> bool {
-    let f = function.trim_start_matches('<');
-    const OWN: [&str; 11] = [
+/// The allocation machinery between user code and the capture (this
+/// crate's tracker and handle, the unwinder, the global-allocator shims):
+/// removed from the top of reported stacks. Decided by source file when
+/// known (inlined functions often carry only a short name), else by name.
+fn is_tracker_frame(frame: &Frame) -> bool {
+    const OWN_FILES: [&str; 9] = [
+        "mallocator/src/backtracing/",
+        "mallocator/src/valloc.rs",
+        "mallocator/src/global.rs",
+        "mallocator/src/libc_alloc.rs",
+        "/backtrace-0.",
+        "library/alloc/src/alloc.rs",
+        "library/core/src/alloc/global.rs",
+        "library/std/src/alloc.rs",
+        "library/std/src/sys/alloc/",
+    ];
+    const OWN_NAMES: [&str; 9] = [
         "mallocator::backtracing::",
         "mallocator::valloc::",
         "mallocator::global::",
@@ -693,10 +805,17 @@ fn is_tracker_frame(function: &str) -> bool {
         "__rust_realloc",
         "__rustc::",
         "__rdl_",
-        "alloc::alloc::",
-        "core::alloc::global::",
     ];
-    OWN.iter().any(|p| f.starts_with(p)) && !f.starts_with("mallocator::backtracing::tests")
+    let in_tests = |s: &str| s.contains("backtracing/tests.rs") || s.contains("backtracing::tests");
+    let by_name = frame.function.as_deref().is_some_and(|f| {
+        let f = f.trim_start_matches('<');
+        OWN_NAMES.iter().any(|p| f.starts_with(p)) && !in_tests(f)
+    });
+    by_name
+        || frame.file.as_deref().is_some_and(|file| {
+            let file = file.replace('\\', "/");
+            OWN_FILES.iter().any(|p| file.contains(p)) && !in_tests(&file)
+        })
 }
 
 /// A per-thread leak check, from [`Backtracing::scope`]. Not `Send`: it

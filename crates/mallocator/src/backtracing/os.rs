@@ -12,6 +12,8 @@
 //! * [`Sink`] / [`write_all`]: whole-record writes to a file or stream;
 //! * [`at_exit`]: run a function when the process exits.
 
+use core::mem::MaybeUninit;
+
 use super::report::Frame;
 use super::table::SysVec;
 
@@ -117,13 +119,13 @@ pub(crate) fn stack_pointer_estimate() -> usize {
 /// first, into `out`; returns how many.
 #[cfg(not(miri))]
 #[inline(never)]
-pub(crate) fn unwind(out: &mut [usize]) -> usize {
+pub(crate) fn unwind(out: &mut [MaybeUninit<usize>]) -> usize {
     let mut n = 0;
     backtrace::trace(|frame| {
         if n == out.len() {
             return false;
         }
-        out[n] = frame.ip() as usize;
+        out[n].write(frame.ip() as usize);
         n += 1;
         true
     });
@@ -146,11 +148,13 @@ pub(crate) fn set_stand_in_site(site: usize) {
 /// `[0x1000 + 16 * site, 0x2000, 0x3000]` where `site` is set by
 /// [`set_stand_in_site`].
 #[cfg(miri)]
-pub(crate) fn unwind(out: &mut [usize]) -> usize {
+pub(crate) fn unwind(out: &mut [MaybeUninit<usize>]) -> usize {
     let site = STAND_IN_SITE.try_with(|s| s.get()).unwrap_or(0);
     let fake = [0x1000 + 16 * site, 0x2000, 0x3000];
     let n = fake.len().min(out.len());
-    out[..n].copy_from_slice(&fake[..n]);
+    for (slot, ip) in out.iter_mut().zip(fake) {
+        slot.write(ip);
+    }
     n
 }
 

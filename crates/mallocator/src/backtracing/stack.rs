@@ -10,12 +10,25 @@
 //! it walks the frame pointers and runs the unwinder from the same point,
 //! and keeps the walk only when both agree on the first frames.
 
+use core::mem::MaybeUninit;
 use core::sync::atomic::{AtomicU8, Ordering};
 
 use super::os;
+use super::table::{hash_finish, hash_stack, hash_step, HASH_SEED};
 
 /// The most frames a stack can hold ([`Config::depth`](super::Config::depth) is capped to it).
 pub const MAX_DEPTH: usize = 64;
+
+/// Room for one stack, not zeroed first (capture runs on every
+/// allocation; only the prefix a capture writes is ever read).
+pub(crate) type StackStorage = MaybeUninit<[usize; MAX_DEPTH]>;
+
+/// A captured stack (in some [`StackStorage`]) and its [`hash_stack`].
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Captured<'s> {
+    pub frames: &'s [usize],
+    pub hash: u64,
+}
 
 /// How stacks are captured.
 ///
@@ -110,15 +123,17 @@ pub(crate) fn resolve(mode: StackMode) -> Active {
 /// Captures from the same frame with both methods and compares.
 #[inline(never)]
 fn calibrate() -> bool {
-    let mut walked = [0usize; 16];
-    let mut unwound = [0usize; 24];
-    let nw = walk(&mut walked);
-    let nu = os::unwind(&mut unwound);
-    agree(
-        calibrate as fn() -> bool as usize,
-        &walked[..nw],
-        &unwound[..nu],
-    )
+    let (mut a, mut b) = ([MaybeUninit::uninit(); 16], [MaybeUninit::uninit(); 24]);
+    let (nw, _) = walk(&mut a, 0);
+    let nu = os::unwind(&mut b);
+    // SAFETY: the walk and the unwinder initialised that many words.
+    let (walked, unwound) = unsafe {
+        (
+            core::slice::from_raw_parts(a.as_ptr().cast::<usize>(), nw),
+            core::slice::from_raw_parts(b.as_ptr().cast::<usize>(), nu),
+        )
+    };
+    agree(calibrate as fn() -> bool as usize, walked, unwound)
 }
 
 /// True when the walk saw exactly the frames the unwinder saw. The
@@ -158,38 +173,64 @@ fn thread_bounds() -> Option<(usize, usize)> {
     (bounds != (1, 1)).then_some(bounds)
 }
 
-/// Captures the current stack (return addresses, innermost first) into
-/// `out`; returns the number of frames.
+/// Captures the current stack (return addresses, innermost first, at
+/// most `depth` of them) into `storage`. A frame-pointer walk leaves out
+/// the return into the function `capture` is inlined into (the
+/// tracker's, which must not be inlined itself); the unwinder's extra
+/// frames are trimmed by name at report time.
 #[inline(always)]
-pub(crate) fn capture(active: Active, out: &mut [usize]) -> usize {
-    match active {
-        Active::FramePointers(_) => walk(out),
-        Active::Unwind(_) => os::unwind(out),
-    }
+pub(crate) fn capture(active: Active, depth: usize, storage: &mut StackStorage) -> Captured<'_> {
+    // SAFETY: `[usize; N]` and `[MaybeUninit<usize>; N]` have the same
+    // layout, and the latter may hold uninitialised words.
+    let all: &mut [MaybeUninit<usize>; MAX_DEPTH] = unsafe {
+        &mut *storage
+            .as_mut_ptr()
+            .cast::<[MaybeUninit<usize>; MAX_DEPTH]>()
+    };
+    let out = &mut all[..depth.min(MAX_DEPTH)];
+    let (len, hash) = match active {
+        Active::FramePointers(_) => walk(out, 1),
+        Active::Unwind(_) => (os::unwind(out), 0),
+    };
+    // SAFETY: the walk and the unwinder initialise the first `len` words
+    // of `out` and report how many.
+    let frames = unsafe { core::slice::from_raw_parts(out.as_ptr().cast::<usize>(), len) };
+    let hash = match active {
+        Active::FramePointers(_) => hash,
+        Active::Unwind(_) => hash_stack(frames),
+    };
+    Captured { frames, hash }
 }
 
 /// The frame-pointer walk. Each record is `[saved frame pointer, return
 /// address]`; it is read only if it lies in `[our frame, stack high)`,
 /// is aligned, and is above the previous one.
+/// Returns the number of frames written and their [`hash_stack`].
 #[inline(never)]
-fn walk(out: &mut [usize]) -> usize {
+fn walk(out: &mut [MaybeUninit<usize>], mut skip: usize) -> (usize, u64) {
+    let mut hash = HASH_SEED;
     let Some((_, high)) = thread_bounds() else {
-        return 0;
+        return (0, hash_finish(hash, 0));
     };
-    let low = os::stack_pointer_estimate();
     let word = core::mem::size_of::<usize>();
+    let limit = high.saturating_sub(2 * word);
     let mut fp = os::frame_pointer();
+    // Records only go up from here (each `next` must exceed `fp`).
+    if fp < os::stack_pointer_estimate() {
+        return (0, hash_finish(hash, 0));
+    }
     let mut n = 0;
     while n < out.len() {
-        if fp < low || fp > high.saturating_sub(2 * word) || fp % word != 0 {
+        if fp > limit || fp % word != 0 {
             break;
         }
         let record = fp as *const usize;
         // SAFETY: `record` and `record + 1` lie between this function's
-        // own frame and the top of the current thread's stack, which is
-        // mapped, readable memory for as long as this call runs; the
-        // address is aligned. Volatile: the compiler must not assume
-        // anything about memory it did not write.
+        // own frame (below the first `fp`, and records only go up) and
+        // the top of the current thread's stack, which is mapped, readable
+        // memory for as long as this call runs; the address is aligned.
+        // Volatile: the compiler must not assume anything about memory it
+        // did not write.
         let (next, ret) = unsafe {
             (
                 core::ptr::read_volatile(record),
@@ -199,14 +240,19 @@ fn walk(out: &mut [usize]) -> usize {
         if ret == 0 {
             break;
         }
-        out[n] = ret;
-        n += 1;
+        if skip == 0 {
+            out[n].write(ret);
+            hash = hash_step(hash, ret);
+            n += 1;
+        } else {
+            skip -= 1;
+        }
         if next <= fp {
             break;
         }
         fp = next;
     }
-    n
+    (n, hash_finish(hash, n))
 }
 
 #[cfg(test)]
@@ -244,14 +290,22 @@ mod tests {
         // std and this test binary keep frame pointers on x86-64 Linux
         // when built with -C force-frame-pointers=yes; otherwise the walk
         // may be short, but never crashes and never returns zeroes.
-        let mut out = [0usize; MAX_DEPTH];
-        let n = walk(&mut out);
-        assert!(out[..n].iter().all(|&ip| ip != 0));
-        let mut unwound = [0usize; MAX_DEPTH];
-        let m = os::unwind(&mut unwound);
-        assert!(m >= 3, "the unwinder sees this test's callers");
+        let (mut a, mut b) = (StackStorage::uninit(), StackStorage::uninit());
+        let walked = capture(Active::FramePointers(""), MAX_DEPTH, &mut a);
+        assert!(walked.frames.iter().all(|&ip| ip != 0));
+        assert_eq!(walked.hash, hash_stack(walked.frames));
+        let unwound = capture(Active::Unwind(""), 5, &mut b);
+        assert_eq!(
+            unwound.frames.len(),
+            5,
+            "the unwinder sees this test's callers"
+        );
+        assert_eq!(unwound.hash, hash_stack(unwound.frames));
         if matches!(resolve(StackMode::Auto), Active::FramePointers(_)) {
-            assert!(n >= 3, "calibrated frame pointers give real stacks");
+            assert!(
+                walked.frames.len() >= 3,
+                "calibrated frame pointers give real stacks"
+            );
         }
     }
 }

@@ -7,6 +7,8 @@
 //! global allocator. No table lock is ever held while calling the global
 //! allocator or the inner allocator.
 
+use core::cell::UnsafeCell;
+use core::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
 use crate::valloc::Valloc;
@@ -23,6 +25,90 @@ pub(crate) const fn sys_vec<T>() -> SysVec<T> {
 /// and the tables stay consistent at every step anyway).
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A test-and-test-and-set spin lock for the live-block shards: their
+/// critical sections are a few dozen instructions, and releasing it is a
+/// plain store (a `Mutex` release is an atomic swap). After a short spin
+/// a waiter yields its time slice, so a preempted holder is not starved.
+#[derive(Debug)]
+pub(crate) struct SpinLock<T> {
+    locked: AtomicBool,
+    value: UnsafeCell<T>,
+}
+
+// SAFETY: the lock gives one thread at a time access to the `T`, which
+// is `Send`; this is the contract of `std::sync::Mutex` too.
+unsafe impl<T: Send> Sync for SpinLock<T> {}
+
+impl<T> SpinLock<T> {
+    pub(crate) const fn new(value: T) -> Self {
+        SpinLock {
+            locked: AtomicBool::new(false),
+            value: UnsafeCell::new(value),
+        }
+    }
+
+    #[inline]
+    pub(crate) fn lock(&self) -> SpinGuard<'_, T> {
+        if self
+            .locked
+            .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
+            .is_err()
+        {
+            self.lock_slow();
+        }
+        SpinGuard { lock: self }
+    }
+
+    #[cold]
+    fn lock_slow(&self) {
+        let mut spins = 0u32;
+        loop {
+            while self.locked.load(Ordering::Relaxed) {
+                if spins < 64 {
+                    spins += 1;
+                    core::hint::spin_loop();
+                } else {
+                    std::thread::yield_now();
+                }
+            }
+            if self
+                .locked
+                .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
+                .is_ok()
+            {
+                return;
+            }
+        }
+    }
+}
+
+/// Access to a [`SpinLock`]'s value; releases it when dropped.
+pub(crate) struct SpinGuard<'l, T> {
+    lock: &'l SpinLock<T>,
+}
+
+impl<T> core::ops::Deref for SpinGuard<'_, T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        // SAFETY: the guard holds the lock, so no other reference exists.
+        unsafe { &*self.lock.value.get() }
+    }
+}
+
+impl<T> core::ops::DerefMut for SpinGuard<'_, T> {
+    fn deref_mut(&mut self) -> &mut T {
+        // SAFETY: as for `deref`; `&mut self` makes this one unique.
+        unsafe { &mut *self.lock.value.get() }
+    }
+}
+
+impl<T> Drop for SpinGuard<'_, T> {
+    #[inline]
+    fn drop(&mut self) {
+        self.lock.locked.store(false, Ordering::Release);
+    }
 }
 
 /// The stack id of the tracker's own allocations (never reported).
@@ -241,18 +327,38 @@ const STACK_INDEX_BITS: u32 = 27;
 #[derive(Clone, Copy, Debug)]
 struct StackEntry {
     hash: u64,
-    start: usize,
+    /// The frames, in one of the shard's chunks (never moved or freed
+    /// while the shard lives).
+    frames: *const usize,
     len: usize,
 }
 
+/// Words per frame chunk (32 KiB on 64-bit targets).
+const CHUNK_WORDS: usize = 4096;
+
 /// One interning shard: a hash index over entries whose frames live in
-/// one flat array.
+/// fixed-capacity chunks, so that a stored stack never moves and can be
+/// read without the lock by whoever got its pointer under the lock.
 #[derive(Debug)]
 struct StackShard {
     /// `entry index + 1`, 0 for empty; at most half full.
     index: SysVec<u32>,
     entries: SysVec<StackEntry>,
-    frames: SysVec<usize>,
+    /// Each chunk is filled up to its capacity, never reallocated.
+    chunks: SysVec<SysVec<usize>>,
+}
+
+// SAFETY: the raw pointers in `entries` point into `chunks`, which the
+// shard owns; moving the shard to another thread moves both.
+unsafe impl Send for StackShard {}
+
+impl StackEntry {
+    fn frames(&self) -> &[usize] {
+        // SAFETY: `frames` points to `len` initialised words in a chunk of
+        // the shard that owns this entry; chunks are never reallocated or
+        // freed while the shard lives, and the words never change.
+        unsafe { core::slice::from_raw_parts(self.frames, self.len) }
+    }
 }
 
 impl StackShard {
@@ -260,7 +366,7 @@ impl StackShard {
         StackShard {
             index: sys_vec(),
             entries: sys_vec(),
-            frames: sys_vec(),
+            chunks: sys_vec(),
         }
     }
 
@@ -274,10 +380,8 @@ impl StackShard {
             match self.index[i] {
                 0 => return Err(i),
                 e => {
-                    let entry = self.entries[e as usize - 1];
-                    if entry.hash == hash
-                        && self.frames[entry.start..entry.start + entry.len] == *frames
-                    {
+                    let entry = &self.entries[e as usize - 1];
+                    if entry.hash == hash && entry.frames() == frames {
                         return Ok(e - 1);
                     }
                 }
@@ -304,6 +408,27 @@ impl StackShard {
         self.index = index;
         true
     }
+
+    /// Copies `frames` into a chunk with room (a new one if needed).
+    fn store(&mut self, frames: &[usize]) -> Option<*const usize> {
+        let fits = self
+            .chunks
+            .last()
+            .is_some_and(|c| c.capacity() - c.len() >= frames.len());
+        if !fits {
+            let mut chunk = sys_vec();
+            chunk
+                .try_reserve_exact(CHUNK_WORDS.max(frames.len()))
+                .ok()?;
+            self.chunks.try_reserve(1).ok()?;
+            self.chunks.push(chunk);
+        }
+        let chunk = self.chunks.last_mut()?;
+        let at = chunk.len();
+        // Within capacity: the chunk's buffer does not move.
+        chunk.extend_from_slice(frames);
+        Some(chunk[at..].as_ptr())
+    }
 }
 
 /// Interned stacks: each distinct stack is stored once and named by a
@@ -313,13 +438,39 @@ pub(crate) struct StackTable {
     shards: [Mutex<StackShard>; STACK_SHARDS],
 }
 
+/// Stack hashing, one frame at a time (the frame-pointer walk hashes as
+/// it goes).
+pub(crate) const HASH_SEED: u64 = 0x243F_6A88_85A3_08D3;
+
+/// Mixes one frame into a stack hash: cheap (no multiply in the
+/// per-frame chain); [`hash_finish`] spreads the bits. Equal hashes are
+/// always confirmed by comparing the frames.
+#[inline(always)]
+pub(crate) fn hash_step(h: u64, ip: usize) -> u64 {
+    h.rotate_left(7) ^ ip as u64
+}
+
+/// Finishes a stack hash (a 64-bit finalizer over the state and length).
+#[inline(always)]
+pub(crate) fn hash_finish(h: u64, len: usize) -> u64 {
+    let mut x = h ^ (len as u64).rotate_left(32);
+    x = (x ^ (x >> 33)).wrapping_mul(0xFF51_AFD7_ED55_8CCD);
+    x = (x ^ (x >> 33)).wrapping_mul(0xC4CE_B9FE_1A85_EC53);
+    x ^ (x >> 33)
+}
+
 /// A 64-bit hash of a stack.
 pub(crate) fn hash_stack(frames: &[usize]) -> u64 {
-    let mut h: u64 = 0x243F_6A88_85A3_08D3 ^ frames.len() as u64;
-    for &ip in frames {
-        h = (h.rotate_left(23) ^ ip as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    }
-    h ^ (h >> 31)
+    let h = frames.iter().fold(HASH_SEED, |h, &ip| hash_step(h, ip));
+    hash_finish(h, frames.len())
+}
+
+/// A stored stack: its id and where its frames are (immutable, readable
+/// without a lock for as long as the table lives).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Interned {
+    pub id: u32,
+    pub frames: *const usize,
 }
 
 impl StackTable {
@@ -329,38 +480,43 @@ impl StackTable {
         }
     }
 
-    /// The id of `frames`, storing them if new; [`NO_STACK`] when out of memory.
-    pub(crate) fn intern(&self, frames: &[usize]) -> u32 {
-        let hash = hash_stack(frames);
+    /// The id of `frames` (whose [`hash_stack`] is `hash`), storing them
+    /// if new; `None` when out of memory.
+    pub(crate) fn intern(&self, frames: &[usize], hash: u64) -> Option<Interned> {
         let s = (hash >> (64 - STACK_SHARDS.trailing_zeros())) as usize;
+        let make_id = |e: u32| ((s as u32) << STACK_INDEX_BITS) | e;
         let mut shard = lock(&self.shards[s]);
-        let found = shard.find(hash, frames);
-        let Err(mut slot) = found else {
-            return found.map_or(NO_STACK, |e| ((s as u32) << STACK_INDEX_BITS) | e);
+        let mut slot = match shard.find(hash, frames) {
+            Ok(e) => {
+                return Some(Interned {
+                    id: make_id(e),
+                    frames: shard.entries[e as usize].frames,
+                })
+            }
+            Err(slot) => slot,
         };
         let e = shard.entries.len();
         if e >= (1 << STACK_INDEX_BITS) - 1 {
-            return NO_STACK;
+            return None;
         }
         if (e + 1) * 2 > shard.index.len() {
             if !shard.grow_index() {
-                return NO_STACK;
+                return None;
             }
-            slot = shard.find(hash, frames).unwrap_err();
+            slot = shard.find(hash, frames).err()?;
         }
-        if shard.entries.try_reserve(1).is_err() || shard.frames.try_reserve(frames.len()).is_err()
-        {
-            return NO_STACK;
-        }
-        let start = shard.frames.len();
-        shard.frames.extend_from_slice(frames);
+        shard.entries.try_reserve(1).ok()?;
+        let stored = shard.store(frames)?;
         shard.entries.push(StackEntry {
             hash,
-            start,
+            frames: stored,
             len: frames.len(),
         });
         shard.index[slot] = e as u32 + 1;
-        ((s as u32) << STACK_INDEX_BITS) | e as u32
+        Some(Interned {
+            id: make_id(e as u32),
+            frames: stored,
+        })
     }
 
     /// The frames of stack `id` (empty for [`NO_STACK`] and [`INTERNAL`]).
@@ -373,7 +529,7 @@ impl StackTable {
         let shard = lock(&self.shards[(id >> STACK_INDEX_BITS) as usize]);
         let e = (id & ((1 << STACK_INDEX_BITS) - 1)) as usize;
         if let Some(entry) = shard.entries.get(e) {
-            out.extend_from_slice(&shard.frames[entry.start..entry.start + entry.len]);
+            out.extend_from_slice(entry.frames());
         }
         out
     }
@@ -387,7 +543,10 @@ impl StackTable {
                 bytes
                     + s.index.capacity() * 4
                     + s.entries.capacity() * core::mem::size_of::<StackEntry>()
-                    + s.frames.capacity() * core::mem::size_of::<usize>(),
+                    + s.chunks
+                        .iter()
+                        .map(|c| c.capacity() * core::mem::size_of::<usize>())
+                        .sum::<usize>(),
             )
         })
     }
@@ -403,6 +562,22 @@ mod tests {
             size: addr / 16,
             ..Record::EMPTY
         }
+    }
+
+    #[test]
+    fn spin_lock_excludes() {
+        let counter = SpinLock::new(0u64);
+        let n = if cfg!(miri) { 50 } else { 20_000 };
+        std::thread::scope(|s| {
+            for _ in 0..4 {
+                s.spawn(|| {
+                    for _ in 0..n {
+                        *counter.lock() += 1;
+                    }
+                });
+            }
+        });
+        assert_eq!(*counter.lock(), 4 * n);
     }
 
     #[test]
@@ -464,23 +639,38 @@ mod tests {
         assert_eq!(s.recent_free(6).unwrap().size, 6);
     }
 
+    const MAX_LONG: usize = CHUNK_WORDS / 3;
+
     #[test]
     fn interning_dedups_and_returns_frames() {
         let t = StackTable::new();
-        let a = t.intern(&[1, 2, 3]);
-        let b = t.intern(&[1, 2, 4]);
+        let id = |frames: &[usize]| t.intern(frames, hash_stack(frames)).unwrap().id;
+        let a = id(&[1, 2, 3]);
+        let b = id(&[1, 2, 4]);
         assert_ne!(a, b);
-        assert_eq!(t.intern(&[1, 2, 3]), a);
+        assert_eq!(id(&[1, 2, 3]), a);
+        let stored = t.intern(&[1, 2, 3], hash_stack(&[1, 2, 3])).unwrap();
+        // SAFETY: interned frames stay valid while the table lives.
+        assert_eq!(
+            unsafe { core::slice::from_raw_parts(stored.frames, 3) },
+            [1, 2, 3]
+        );
         assert_eq!(*t.get(a), [1, 2, 3]);
         assert_eq!(*t.get(b), [1, 2, 4]);
-        let empty = t.intern(&[]);
+        let empty = id(&[]);
         assert!(t.get(empty).is_empty());
         assert!(t.get(NO_STACK).is_empty());
         let n = if cfg!(miri) { 200 } else { 3000 };
-        let ids: Vec<u32> = (0..n).map(|i| t.intern(&[i, i + 1])).collect();
+        let ids: Vec<u32> = (0..n).map(|i| id(&[i, i + 1])).collect();
+        // Long stacks fill chunks and start new ones; earlier ones stay put.
+        let long: Vec<usize> = (0..MAX_LONG).collect();
+        let long_ids: Vec<u32> = (0..20).map(|k| id(&[&[k], &long[..]].concat())).collect();
+        for (k, lid) in long_ids.iter().enumerate() {
+            assert_eq!(*t.get(*lid), [&[k], &long[..]].concat()[..]);
+        }
         for (i, id) in ids.iter().enumerate() {
             assert_eq!(*t.get(*id), [i, i + 1]);
         }
-        assert_eq!(t.footprint().0, n + 3);
+        assert_eq!(t.footprint().0, n + 3 + 20);
     }
 }

@@ -480,17 +480,42 @@ fn depth_is_capped_and_free_stacks_can_be_off() {
 
 #[test]
 fn tracker_frames_are_recognised() {
-    assert!(is_tracker_frame(
-        "mallocator::backtracing::Backtracing::alloc_raw"
-    ));
-    assert!(is_tracker_frame("<mallocator::backtracing::global::GlobalBacktracing as core::alloc::global::GlobalAlloc>::alloc"));
-    assert!(is_tracker_frame("__rust_alloc"));
-    assert!(is_tracker_frame("alloc::alloc::exchange_malloc"));
-    assert!(!is_tracker_frame(
-        "mallocator::backtracing::tests::alloc_at_a"
-    ));
-    assert!(!is_tracker_frame("alloc::raw_vec::finish_grow"));
-    assert!(!is_tracker_frame("my_app::main"));
+    let frame = |function: &str, file: Option<&str>| Frame {
+        ip: 1,
+        function: Some(function.to_owned()),
+        file: file.map(str::to_owned),
+        line: None,
+    };
+    assert!(is_tracker_frame(&frame(
+        "mallocator::backtracing::Backtracing::alloc_raw",
+        None
+    )));
+    assert!(is_tracker_frame(&frame(
+        "<mallocator::backtracing::global::GlobalBacktracing as core::alloc::global::GlobalAlloc>::alloc",
+        None
+    )));
+    assert!(is_tracker_frame(&frame("__rust_alloc", None)));
+    assert!(is_tracker_frame(&frame(
+        "capture",
+        Some("/x/crates/mallocator/src/backtracing/stack.rs")
+    )));
+    assert!(is_tracker_frame(&frame(
+        "alloc",
+        Some("/rustc/abc/library/alloc/src/alloc.rs")
+    )));
+    assert!(!is_tracker_frame(&frame(
+        "mallocator::backtracing::tests::alloc_at_a",
+        None
+    )));
+    assert!(!is_tracker_frame(&frame(
+        "alloc_at_a",
+        Some("/x/mallocator/src/backtracing/tests.rs")
+    )));
+    assert!(!is_tracker_frame(&frame(
+        "finish_grow",
+        Some("/rustc/abc/library/alloc/src/raw_vec/mod.rs")
+    )));
+    assert!(!is_tracker_frame(&frame("my_app::main", None)));
 }
 
 #[test]
