@@ -5,8 +5,12 @@
 //! group's variants are interleaved (a, b, c, a, b, c, ...) so that a slow
 //! phase of a busy machine spreads over every variant instead of landing on
 //! one of them.
+//!
+//! On Linux the clock is the thread's CPU time (user + system, which
+//! includes page faults), so that the time the benchmark thread spends
+//! preempted by other processes does not count; elsewhere it is wall time.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use indicatif::ProgressBar;
 
@@ -35,6 +39,8 @@ pub struct GroupResult {
     /// One summary per variant, in the group's order; the first is the
     /// baseline.
     pub rows: Vec<(&'static str, Summary)>,
+    /// The group's remark on this run, if it has one.
+    pub note: Option<String>,
 }
 
 impl GroupResult {
@@ -85,11 +91,41 @@ pub fn per_op_ns(elapsed: Duration, ops: usize) -> f64 {
     ns / ops.max(1) as f64
 }
 
-/// Times `f` (one run of a workload).
+/// What [`time`] measures, as shown in the outputs.
+pub const CLOCK: &str = if cfg!(target_os = "linux") {
+    "thread CPU time"
+} else {
+    "wall time"
+};
+
+/// The calling thread's CPU time so far.
+#[cfg(target_os = "linux")]
+fn thread_cpu_time() -> Duration {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec; the clock id is one Linux
+    // always supports.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    assert_eq!(rc, 0, "clock_gettime(CLOCK_THREAD_CPUTIME_ID) failed");
+    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+}
+
+/// Times `f` (one run of a workload) with [`CLOCK`].
 pub fn time(f: impl FnOnce()) -> Duration {
-    let start = Instant::now();
-    f();
-    start.elapsed()
+    #[cfg(target_os = "linux")]
+    {
+        let start = thread_cpu_time();
+        f();
+        thread_cpu_time().saturating_sub(start)
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let start = std::time::Instant::now();
+        f();
+        start.elapsed()
+    }
 }
 
 /// Runs every variant of `group` (one warm-up, then `runs` interleaved
@@ -118,6 +154,7 @@ pub fn run_group(group: &Group, ops: usize, runs: usize, progress: &ProgressBar)
             .zip(samples)
             .map(|(v, s)| (v.name, summarize(s)))
             .collect(),
+        note: group.note.map(|note| note()),
     }
 }
 
@@ -155,6 +192,26 @@ mod tests {
     }
 
     #[test]
+    fn time_counts_work_not_sleep() {
+        let busy = time(|| {
+            let mut x = 0u64;
+            for i in 0..2_000_000u64 {
+                x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(i));
+            }
+        });
+        assert!(busy > Duration::ZERO);
+        let slept = time(|| std::thread::sleep(Duration::from_millis(50)));
+        if cfg!(target_os = "linux") {
+            assert!(
+                slept < Duration::from_millis(25),
+                "CPU time excludes sleeping: {slept:?}"
+            );
+        } else {
+            assert!(slept >= Duration::from_millis(50));
+        }
+    }
+
+    #[test]
     fn ratios_are_against_the_first_row() {
         let g = GroupResult {
             name: "g",
@@ -165,6 +222,7 @@ mod tests {
                 ("fast", summarize(vec![1.0])),
                 ("slow", summarize(vec![12.0])),
             ],
+            note: None,
         };
         assert_eq!(g.ratio(0), 1.0);
         assert_eq!(g.ratio(1), 0.25);

@@ -13,6 +13,8 @@ use super::measure::GroupResult;
 /// The JSON document (`--json`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Report {
+    /// What the times measure: "thread CPU time" (Linux) or "wall time".
+    pub clock: String,
     /// Timed runs per variant (after one untimed warm-up run).
     pub runs: usize,
     /// Whether `--quick` was given.
@@ -36,6 +38,10 @@ pub struct GroupReport {
     pub baseline: String,
     /// One row per allocator, baseline first.
     pub rows: Vec<RowReport>,
+    /// How this run measured the group, when it matters (e.g. the stack
+    /// capture mode of the leak tracker).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub note: Option<String>,
 }
 
 /// One allocator's figures in the JSON document.
@@ -75,9 +81,11 @@ impl Report {
                         samples_ns_per_op: s.samples_ns.clone(),
                     })
                     .collect(),
+                note: g.note.clone(),
             })
             .collect();
         Report {
+            clock: super::measure::CLOCK.to_owned(),
             runs,
             quick,
             elapsed_seconds,
@@ -132,9 +140,9 @@ impl Report {
             }
         }
         let mut out = format!(
-            "mallocator bench: median of {} timed runs per row (after 1 warm-up run); \
+            "mallocator bench: ns/op = median of {} timed runs per row ({}, after 1 warm-up run); \
              ratio = ns/op / the workload's baseline (below 1.00x is faster)\n\n",
-            self.runs
+            self.runs, self.clock
         );
         out.push_str(&format_row(&header.map(str::to_owned), &widths));
         let rule: usize = widths.iter().sum::<usize>() + 2 * (widths.len() - 1);
@@ -149,6 +157,9 @@ impl Report {
         out.push('\n');
         for g in &self.groups {
             let _ = writeln!(out, "{}: {}", g.name, g.description);
+            if let Some(note) = &g.note {
+                let _ = writeln!(out, "{:width$}  ({note})", "", width = g.name.len());
+            }
         }
         let _ = writeln!(out, "\ntotal time {:.1} s", self.elapsed_seconds);
         out
@@ -335,6 +346,7 @@ mod tests {
                     ("Valloc<u8>", summarize(vec![22.0, 22.0, 22.0])),
                     ("arena", summarize(vec![2.0, 2.5, 1.5])),
                 ],
+                note: None,
             },
             GroupResult {
                 name: "tracking",
@@ -344,6 +356,7 @@ mod tests {
                     ("plain", summarize(vec![10.0])),
                     ("tracked", summarize(vec![35.0])),
                 ],
+                note: Some("measured with care".into()),
             },
         ];
         Report::new(&groups, 3, true, 1.25)
@@ -356,6 +369,11 @@ mod tests {
         let ratios: Vec<f64> = r.groups[0].rows.iter().map(|r| r.ratio).collect();
         assert_eq!(ratios, [1.0, 1.1, 0.1]);
         assert_eq!(r.groups[1].rows[1].ratio, 3.5);
+        assert_eq!(r.groups[1].note.as_deref(), Some("measured with care"));
+        assert!(
+            !r.to_json().contains("\"note\": null"),
+            "absent notes are left out"
+        );
         let back: Report = serde_json::from_str(&r.to_json()).unwrap();
         assert_eq!(back, r);
     }
@@ -383,6 +401,10 @@ mod tests {
             assert!(row.ends_with(ratio), "{row}");
         }
         assert!(t.contains("churn: one alloc and one free"));
+        assert!(
+            t.contains("tracking: leak tracking\n          (measured with care)\n"),
+            "{t}"
+        );
         assert!(t.contains("total time 1.2 s") || t.contains("total time 1.3 s"));
     }
 
@@ -442,6 +464,7 @@ mod tests {
                 description: "d",
                 ops_per_run: 1,
                 rows: vec![("only", summarize(vec![1.0]))],
+                note: None,
             }],
             1,
             false,

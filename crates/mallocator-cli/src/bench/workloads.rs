@@ -13,7 +13,8 @@ use std::ffi::CString;
 use std::hint::black_box;
 use std::time::Duration;
 
-use mallocator::Valloc;
+use mallocator::backtracing::Backtracing;
+use mallocator::{Arena, RawAlloc, Sharing, Valloc};
 
 use super::measure::time;
 
@@ -39,61 +40,77 @@ pub struct Group {
     pub default_ops: usize,
     /// The variants; the first one is the baseline.
     pub variants: &'static [Variant],
+    /// A remark on how this run measured the group, known only at run time.
+    pub note: Option<fn() -> String>,
+}
+
+/// A variant (short form for the table below).
+const fn v(name: &'static str, setup: fn(usize) -> Runner) -> Variant {
+    Variant { name, setup }
 }
 
 /// Every group, in the order of the table.
 pub static GROUPS: &[Group] = &[
     Group {
         name: "churn",
-        description:
-            "allocate 4 blocks of 16-256 bytes, touch them, free them (1 op = 1 alloc + 1 free)",
+        description: "allocate 4 blocks of 16-256 bytes, touch them, free them in reverse \
+                      (1 op = 1 alloc + 1 free)",
         default_ops: 400_000,
         variants: &[
-            Variant {
-                name: "system allocator (std::alloc::System)",
-                setup: setup_churn_system,
-            },
-            Variant {
-                name: "Valloc::libc()",
-                setup: setup_churn_libc,
-            },
+            v("system allocator (std::alloc::System)", setup_churn_system),
+            v("Valloc::libc()", setup_churn_libc),
+            v(
+                "Arena via its Valloc handle + reset",
+                setup_churn_arena_valloc,
+            ),
+            v("Arena, direct calls + reset", setup_churn_arena_direct),
         ],
+        note: None,
     },
     Group {
         name: "build-drop",
-        description:
-            "build a binary tree of small nodes, walk it, free it all at once (1 op = 1 node)",
+        description: "build a binary tree of small nodes, walk it, free it all at once \
+                      (1 op = 1 node)",
         default_ops: 200_000,
         variants: &[
-            Variant {
-                name: "system allocator (Box)",
-                setup: setup_tree_box,
-            },
-            Variant {
-                name: "bumpalo::Bump + reset",
-                setup: setup_tree_bumpalo,
-            },
+            v("system allocator (Box)", setup_tree_box),
+            v("bumpalo::Bump + reset", setup_tree_bumpalo),
+            v("Arena + reset", setup_tree_arena),
         ],
+        note: None,
     },
     Group {
         name: "ffi-cstr",
-        description:
-            "copy a &str to a NUL-terminated C string, keep all until the end (1 op = 1 string)",
+        description: "copy a &str to a NUL-terminated C string, keep all until the end \
+                      (1 op = 1 string)",
         default_ops: 200_000,
-        variants: &[Variant {
-            name: "CString on the heap",
-            setup: setup_cstr_heap,
-        }],
+        variants: &[
+            v("CString on the heap", setup_cstr_heap),
+            v("Arena::alloc_c_str + reset", setup_cstr_arena),
+        ],
+        note: None,
     },
     Group {
         name: "ffi-wide",
-        description:
-            "encode a &str as NUL-terminated UTF-16, keep all until the end (1 op = 1 string)",
+        description: "encode a &str as NUL-terminated UTF-16, keep all until the end \
+                      (1 op = 1 string)",
         default_ops: 200_000,
-        variants: &[Variant {
-            name: "Vec<u16> on the heap",
-            setup: setup_wide_heap,
-        }],
+        variants: &[
+            v("Vec<u16> on the heap", setup_wide_heap),
+            v("Arena::alloc_wide_str + reset", setup_wide_arena),
+        ],
+        note: None,
+    },
+    Group {
+        name: "leak-tracking",
+        description: "the churn workload (3 calls deep), untracked and with a stack captured \
+                      per alloc and free",
+        default_ops: 50_000,
+        variants: &[
+            v("plain: Valloc::libc()", setup_churn_libc),
+            v("Backtracing over Valloc::libc()", setup_churn_tracked),
+        ],
+        note: Some(tracking_note),
     },
 ];
 
@@ -161,7 +178,7 @@ impl Churn for SystemChurn {
     }
 }
 
-impl Churn for Valloc<'_> {
+impl<S: Sharing> Churn for Valloc<'_, S> {
     fn alloc(&self, size: usize) -> *mut u8 {
         let p = self.malloc(CHURN_ALIGN, size);
         assert!(!p.is_null(), "churn allocation of {size} bytes failed");
@@ -211,6 +228,25 @@ fn churn_inner(a: &impl Churn, sizes: &[usize], ops: usize) {
     }
 }
 
+/// The arena's own methods, without the handle's vtable.
+impl Churn for &Arena {
+    fn alloc(&self, size: usize) -> *mut u8 {
+        match self.alloc_raw(size, CHURN_ALIGN) {
+            Ok(p) => p.as_ptr(),
+            Err(_) => panic!(
+                "arena full: {size} bytes requested, {} left",
+                self.remaining()
+            ),
+        }
+    }
+
+    unsafe fn free(&self, ptr: *mut u8, _size: usize) {
+        let ptr = core::ptr::NonNull::new(ptr).expect("churn blocks are not null");
+        // SAFETY: `ptr` came from this arena's `alloc_raw` and is freed once.
+        unsafe { RawAlloc::free(*self, ptr) }
+    }
+}
+
 /// A churn runner over `a`.
 fn churn_runner(a: impl Churn + 'static, ops: usize) -> Runner {
     let sizes = churn_sizes();
@@ -223,6 +259,53 @@ fn setup_churn_system(ops: usize) -> Runner {
 
 fn setup_churn_libc(ops: usize) -> Runner {
     churn_runner(Valloc::libc(), ops)
+}
+
+/// An arena for `ops` blocks of up to `block` bytes each (address space is
+/// only reserved; pages are committed as they are used).
+fn arena_for(ops: usize, block: usize) -> Arena {
+    let bytes = ops.saturating_mul(block).saturating_add(1 << 20);
+    Arena::with_capacity(bytes)
+        .unwrap_or_else(|e| panic!("cannot reserve an arena of {bytes} bytes: {e}"))
+}
+
+fn setup_churn_arena_valloc(ops: usize) -> Runner {
+    let sizes = churn_sizes();
+    let mut arena = arena_for(ops, 256);
+    Box::new(move || {
+        time(|| {
+            churn_outer(&arena.valloc(), &sizes, ops);
+            arena.reset();
+        })
+    })
+}
+
+fn setup_churn_arena_direct(ops: usize) -> Runner {
+    let sizes = churn_sizes();
+    let mut arena = arena_for(ops, 256);
+    Box::new(move || {
+        time(|| {
+            churn_outer(&&arena, &sizes, ops);
+            arena.reset();
+        })
+    })
+}
+
+/// Which stack capture the tracker used, and why (frame pointers only
+/// when this binary was built with them).
+fn tracking_note() -> String {
+    let (mode, why) = Backtracing::new(Valloc::libc()).stack_mode();
+    format!("stacks captured with {mode:?}: {why}")
+}
+
+fn setup_churn_tracked(ops: usize) -> Runner {
+    let sizes = churn_sizes();
+    let tracker = Backtracing::new(Valloc::libc());
+    Box::new(move || {
+        let elapsed = time(|| churn_outer(&tracker.valloc(), &sizes, ops));
+        assert_eq!(tracker.live_blocks(), 0, "the churn frees every block");
+        elapsed
+    })
 }
 
 // ----------------------------------------------------------- build-drop
@@ -312,6 +395,20 @@ fn setup_tree_bumpalo(ops: usize) -> Runner {
     })
 }
 
+fn setup_tree_arena(ops: usize) -> Runner {
+    let mut arena = arena_for(ops, core::mem::size_of::<RefNode<'_>>());
+    Box::new(move || {
+        time(|| {
+            {
+                let place = |n| &*arena.alloc(n);
+                let tree = build_ref(&place, 0, black_box(ops));
+                assert_eq!(sum_ref(black_box(tree)), tree_sum(ops));
+            }
+            arena.reset();
+        })
+    })
+}
+
 // ---------------------------------------------------------- FFI strings
 
 /// Words of the FFI string inputs: ASCII, Latin-1, other BMP scripts and
@@ -364,6 +461,29 @@ fn setup_cstr_heap(ops: usize) -> Runner {
     })
 }
 
+/// The longest input string, in bytes (for sizing arenas).
+fn longest(inputs: &[String]) -> usize {
+    inputs.iter().map(String::len).max().unwrap_or(0)
+}
+
+fn setup_cstr_arena(ops: usize) -> Runner {
+    let inputs = ffi_inputs();
+    let mut arena = arena_for(ops, longest(&inputs) + 1);
+    let mut out: Vec<*const std::ffi::c_char> = Vec::with_capacity(ops);
+    Box::new(move || {
+        time(|| {
+            for i in 0..ops {
+                let s = inputs[i & 1023].as_str();
+                let c = arena.alloc_c_str(black_box(s)).expect("inputs have no NUL");
+                out.push(c.as_ptr());
+            }
+            black_box(&out);
+            out.clear();
+            arena.reset();
+        })
+    })
+}
+
 /// `s` as UTF-16 with a NUL terminator, as idiomatic heap code builds it.
 fn wide_heap(s: &str) -> Vec<u16> {
     let mut w = Vec::with_capacity(s.len() + 1);
@@ -382,6 +502,27 @@ fn setup_wide_heap(ops: usize) -> Runner {
             }
             black_box(&out);
             out.clear();
+        })
+    })
+}
+
+fn setup_wide_arena(ops: usize) -> Runner {
+    let inputs = ffi_inputs();
+    // UTF-16 never has more units than UTF-8 has bytes; plus the NUL.
+    let mut arena = arena_for(ops, 2 * (longest(&inputs) + 1));
+    let mut out: Vec<*const u16> = Vec::with_capacity(ops);
+    Box::new(move || {
+        time(|| {
+            for i in 0..ops {
+                out.push(
+                    arena
+                        .alloc_wide_str(black_box(inputs[i & 1023].as_str()))
+                        .as_ptr(),
+                );
+            }
+            black_box(&out);
+            out.clear();
+            arena.reset();
         })
     })
 }
