@@ -219,26 +219,34 @@ pub fn format_ns(ns: f64) -> String {
     }
 }
 
-/// A log-scale axis range covering 1 and every ratio, in whole powers of
-/// ten (so that the tick labels are round).
+/// A log-scale axis range covering 1 and every ratio, with room for the
+/// value labels past the bars' ends, in whole powers of ten (so that the
+/// tick labels are round).
 pub fn log_range(ratios: impl Iterator<Item = f64>) -> (f64, f64) {
     let (min, max) = ratios.fold((1.0f64, 1.0f64), |(lo, hi), r| (lo.min(r), hi.max(r)));
-    let lo = 10f64.powf((min.log10() - 0.05).floor());
-    let hi = 10f64.powf((max.log10() + 0.05).ceil());
+    let lo = 10f64.powf((min / 2.5).log10().floor());
+    let hi = 10f64.powf((max * 2.5).log10().ceil());
     (lo, hi)
 }
 
-/// Axis ticks at 1, 2 and 5 times each power of ten in `lo..=hi`.
+/// Axis ticks at 1, 2 and 5 times each power of ten in `lo..=hi`, or
+/// only at the powers of ten when the range spans more than 4 decades (so
+/// that the labels do not overlap).
 fn key_points(lo: f64, hi: f64) -> Vec<f64> {
+    let steps: &[f64] = if hi / lo > 1e4 {
+        &[1.0]
+    } else {
+        &[1.0, 2.0, 5.0]
+    };
     let mut points = Vec::new();
     let mut decade = lo;
     while decade <= hi * 1.000_001 {
-        for m in [1.0, 2.0, 5.0] {
-            let x = decade * m;
-            if x <= hi * 1.000_001 {
-                points.push(x);
-            }
-        }
+        points.extend(
+            steps
+                .iter()
+                .map(|m| decade * m)
+                .filter(|&x| x <= hi * 1.000_001),
+        );
         decade *= 10.0;
     }
     points
@@ -269,6 +277,7 @@ fn draw_chart(
             ("sans-serif", 18),
         )
         .margin(12)
+        .margin_right(40)
         .x_label_area_size(40)
         .y_label_area_size(label_width)
         .build_cartesian_2d(
@@ -417,8 +426,10 @@ mod tests {
 
     #[test]
     fn log_range_covers_one_and_all_ratios() {
-        assert_eq!(log_range([0.2, 3.0].into_iter()), (0.1, 10.0));
+        assert_eq!(log_range([0.5, 3.0].into_iter()), (0.1, 10.0));
         assert_eq!(log_range([1.0].into_iter()), (0.1, 10.0));
+        // Room for the label: 0.2 would end the bar at the axis.
+        assert_eq!(log_range([0.2, 5.0].into_iter()), (0.01, 100.0));
         let (lo, hi) = log_range([0.013, 45.0].into_iter());
         assert!(lo <= 0.013 && hi >= 45.0 && lo > 0.0 && hi.is_finite());
     }

@@ -63,7 +63,10 @@ pub static GROUPS: &[Group] = &[
                 "Arena via its Valloc handle + reset",
                 setup_churn_arena_valloc,
             ),
-            v("Arena, direct calls + reset", setup_churn_arena_direct),
+            v(
+                "Arena, RawAlloc calls (no vtable) + reset",
+                setup_churn_arena_direct,
+            ),
         ],
         note: None,
     },
@@ -228,10 +231,13 @@ fn churn_inner(a: &impl Churn, sizes: &[usize], ops: usize) {
     }
 }
 
-/// The arena's own methods, without the handle's vtable.
+/// The arena's [`RawAlloc`] methods called directly, without the handle's
+/// vtable. (`RawAlloc::alloc` records the block so that `free` can give
+/// the most recent one back; `Arena::alloc_raw` does not.)
 impl Churn for &Arena {
     fn alloc(&self, size: usize) -> *mut u8 {
-        match self.alloc_raw(size, CHURN_ALIGN) {
+        let layout = Layout::from_size_align(size, CHURN_ALIGN).expect("churn sizes are small");
+        match RawAlloc::alloc(*self, layout) {
             Ok(p) => p.as_ptr(),
             Err(_) => panic!(
                 "arena full: {size} bytes requested, {} left",
@@ -242,7 +248,7 @@ impl Churn for &Arena {
 
     unsafe fn free(&self, ptr: *mut u8, _size: usize) {
         let ptr = core::ptr::NonNull::new(ptr).expect("churn blocks are not null");
-        // SAFETY: `ptr` came from this arena's `alloc_raw` and is freed once.
+        // SAFETY: `ptr` came from this arena's `RawAlloc::alloc`, freed once.
         unsafe { RawAlloc::free(*self, ptr) }
     }
 }
