@@ -387,15 +387,17 @@ fn setup_tree_box(ops: usize) -> Runner {
     })
 }
 
+/// Builds a tree of `ops` nodes placed by `place` and checks its sum.
+fn build_and_walk<'a>(place: &impl Fn(RefNode<'a>) -> &'a RefNode<'a>, ops: usize) {
+    let tree = build_ref(place, 0, black_box(ops));
+    assert_eq!(sum_ref(black_box(tree)), tree_sum(ops));
+}
+
 fn setup_tree_bumpalo(ops: usize) -> Runner {
     let mut bump = bumpalo::Bump::new();
     Box::new(move || {
         time(|| {
-            {
-                let place = |n| &*bump.alloc(n);
-                let tree = build_ref(&place, 0, black_box(ops));
-                assert_eq!(sum_ref(black_box(tree)), tree_sum(ops));
-            }
+            build_and_walk(&|n| &*bump.alloc(n), ops);
             bump.reset();
         })
     })
@@ -405,11 +407,7 @@ fn setup_tree_arena(ops: usize) -> Runner {
     let mut arena = arena_for(ops, core::mem::size_of::<RefNode<'_>>());
     Box::new(move || {
         time(|| {
-            {
-                let place = |n| &*arena.alloc(n);
-                let tree = build_ref(&place, 0, black_box(ops));
-                assert_eq!(sum_ref(black_box(tree)), tree_sum(ops));
-            }
+            build_and_walk(&|n| &*arena.alloc(n), ops);
             arena.reset();
         })
     })
