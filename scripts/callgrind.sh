@@ -4,6 +4,9 @@
 #
 #   scripts/callgrind.sh [iterations]      (default 1000000)
 #
+# Loops: `u64` (Arena::alloc::<u64>), `raw` (alloc_raw with runtime
+# size/align), `str` (alloc_str of 0 to 60 bytes).
+#
 # Builds crates/mallocator/examples/callgrind.rs in release mode, runs it
 # under `valgrind --tool=callgrind --toggle-collect='*loop_*'` (so only the
 # loop functions are counted), and prints for every loop the instructions
@@ -40,12 +43,12 @@ awk -v n="$n" '
     /^[a-z]+=/ { next }
     /^[0-9+*-]/ { if (key != "") ir[key] += $2 }
     END {
-        split("u64 raw", kinds, " ")
+        split("u64 raw str", kinds, " ")
         split("arena bumpalo system", who, " ")
         printf "callgrind, %d iterations x 2 allocations per loop\n\n", n
         printf "| loop | allocator | instr/alloc incl. loop | vs bumpalo | instr/alloc minus empty loop | vs bumpalo |\n"
         printf "|---|---|---:|---:|---:|---:|\n"
-        for (k = 1; k <= 2; k++) {
+        for (k = 1; k <= 3; k++) {
             kind = kinds[k]
             empty = ir["empty_" kind] / (2 * n)
             printf "| %s | empty loop | %.2f | | | |\n", kind, empty

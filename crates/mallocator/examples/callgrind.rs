@@ -101,7 +101,10 @@ fn loop_system_raw(n: usize) {
     for i in 0..n {
         let (s1, a1) = request(i);
         let (s2, a2) = request(i + 1);
-        for (s, a) in [(black_box(s1), black_box(a1)), (black_box(s2), black_box(a2))] {
+        for (s, a) in [
+            (black_box(s1), black_box(a1)),
+            (black_box(s2), black_box(a2)),
+        ] {
             if let Ok(l) = Layout::from_size_align(s, a) {
                 // SAFETY: a non-zero layout; leaked on purpose, as above.
                 black_box(unsafe { System.alloc(l) });
@@ -110,15 +113,56 @@ fn loop_system_raw(n: usize) {
     }
 }
 
+/// Strings of 0 to 60 bytes, cycled.
+static WORDS: [&str; 4] = [
+    "",
+    "arena",
+    "mallocator bump arena",
+    "a string of sixty bytes, long enough for a memcpy call .....",
+];
+
+#[inline(never)]
+fn loop_empty_str(n: usize) {
+    for i in 0..n {
+        black_box(black_box(WORDS[i % 4]).len());
+        black_box(black_box(WORDS[(i + 1) % 4]).len());
+    }
+}
+
+#[inline(never)]
+fn loop_arena_str(arena: &Arena, n: usize) {
+    for i in 0..n {
+        black_box(arena.alloc_str(black_box(WORDS[i % 4])));
+        black_box(arena.alloc_str(black_box(WORDS[(i + 1) % 4])));
+    }
+}
+
+#[inline(never)]
+fn loop_bumpalo_str(bump: &bumpalo::Bump, n: usize) {
+    for i in 0..n {
+        black_box(bump.alloc_str(black_box(WORDS[i % 4])));
+        black_box(bump.alloc_str(black_box(WORDS[(i + 1) % 4])));
+    }
+}
+
+#[inline(never)]
+fn loop_system_str(n: usize) {
+    for i in 0..n {
+        // Leaked on purpose, as above.
+        black_box(Box::leak(Box::<str>::from(black_box(WORDS[i % 4]))));
+        black_box(Box::leak(Box::<str>::from(black_box(WORDS[(i + 1) % 4]))));
+    }
+}
+
 fn main() {
     let n: usize = std::env::args()
         .nth(1)
         .map(|s| s.parse().expect("usage: callgrind [iterations]"))
         .unwrap_or(1_000_000);
-    // Room for every block of the largest loop (2 * n blocks of at most
-    // 64 bytes plus padding), committed up front like bumpalo's pre-sized
+    // Room for every block of every loop (2 * n blocks of at most 64
+    // bytes plus padding, three times), committed up front like bumpalo's pre-sized
     // chunk, so that no loop takes a slow path.
-    let room = 2 * n * 128 + (1 << 20);
+    let room = 2 * n * 256 + (1 << 20);
     let arena = Arena::builder()
         .capacity(room)
         .commit_policy(CommitPolicy::Eager)
@@ -134,6 +178,10 @@ fn main() {
     loop_arena_raw(&arena, n);
     loop_bumpalo_raw(&bump, n);
     loop_system_raw(n);
+    loop_empty_str(n);
+    loop_arena_str(&arena, n);
+    loop_bumpalo_str(&bump, n);
+    loop_system_str(n);
     println!(
         "iterations: {n}; arena used {} bytes, bumpalo {} bytes",
         arena.used(),

@@ -105,11 +105,17 @@ fn exhaustion_of_a_reservation() {
 #[test]
 fn builder_rejects_bad_options() {
     assert_eq!(
-        Arena::builder().protection(Protection::Read).build().unwrap_err(),
+        Arena::builder()
+            .protection(Protection::Read)
+            .build()
+            .unwrap_err(),
         ArenaError::InvalidProtection(Protection::Read)
     );
     assert_eq!(
-        Arena::builder().protection(Protection::None).build().unwrap_err(),
+        Arena::builder()
+            .protection(Protection::None)
+            .build()
+            .unwrap_err(),
         ArenaError::InvalidProtection(Protection::None)
     );
     assert_eq!(

@@ -95,7 +95,9 @@ impl Default for CommitPolicy {
     /// assert_eq!(CommitPolicy::default(), CommitPolicy::Lazy { min_chunk: 64 << 10 });
     /// ```
     fn default() -> Self {
-        CommitPolicy::Lazy { min_chunk: 64 << 10 }
+        CommitPolicy::Lazy {
+            min_chunk: 64 << 10,
+        }
     }
 }
 

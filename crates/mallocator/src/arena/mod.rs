@@ -26,7 +26,7 @@
 //!   (`size_of::<T>()` is a multiple of `align_of::<T>()`, so the block
 //!   start is `new - size`), one compare with the committed end, and one
 //!   store. Upward bumping also lets the most recent block grow in place
-//!   ([`Allocator::grow`](allocator_api2::alloc::Allocator::grow)).
+//!   ([`Allocator::grow`]).
 //! * No overflow checks on the const-size fast path: the arena's end is
 //!   kept at least 64 KiB below `usize::MAX`, so adding a size and
 //!   alignment below that bound cannot wrap. Runtime layouts compare the
@@ -49,7 +49,7 @@
 //! [`scope`](Arena::scope), [`protect`](Arena::protect)), so the borrow
 //! checker proves no reference into the arena is alive at that point:
 //!
-//! ```compile_fail
+//! ```compile_fail,E0502
 //! let mut arena = mallocator::Arena::new();
 //! let x = arena.alloc(1u32);
 //! arena.reset(); // error: `arena` is borrowed by `x`
@@ -100,7 +100,7 @@ pub trait Backing: backing::Sealed {}
 /// std::thread::spawn(move || *arena.alloc(7u8)).join().unwrap();
 /// ```
 ///
-/// ```compile_fail
+/// ```compile_fail,E0277
 /// let arena = mallocator::Arena::new();
 /// std::thread::scope(|s| {
 ///     s.spawn(|| arena.alloc(7u8)); // error: `Arena` is not `Sync`
@@ -190,11 +190,16 @@ impl fmt::Display for ArenaError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             ArenaError::Os(e) => write!(f, "arena: {e}"),
-            ArenaError::CapacityOverflow => f.write_str("arena: capacity overflows the address space"),
+            ArenaError::CapacityOverflow => {
+                f.write_str("arena: capacity overflows the address space")
+            }
             ArenaError::InvalidProtection(p) => {
                 write!(f, "arena: an arena must be created writable, not {p:?}")
             }
-            ArenaError::OutOfMemory { requested, remaining } => write!(
+            ArenaError::OutOfMemory {
+                requested,
+                remaining,
+            } => write!(
                 f,
                 "arena: out of memory: {requested} bytes requested, {remaining} bytes left"
             ),
@@ -247,7 +252,10 @@ impl<'a> Arena<Buffer<'a>> {
         let base = NonNull::new(buf.as_mut_ptr().cast::<u8>()).unwrap_or(NonNull::dangling());
         let start = base.as_ptr() as usize;
         // A live slice never wraps around the address space.
-        let limit = start.saturating_add(len).min(usize::MAX - MARGIN).max(start);
+        let limit = start
+            .saturating_add(len)
+            .min(usize::MAX - MARGIN)
+            .max(start);
         Arena::from_parts(base, limit, limit, Buffer::new())
     }
 }
@@ -285,8 +293,7 @@ impl<B: Backing> Arena<B> {
     #[inline]
     fn set_ptr(&self, addr: usize) {
         let base = self.base.as_ptr();
-        self.ptr
-            .set(base.wrapping_add(addr - base as usize));
+        self.ptr.set(base.wrapping_add(addr - base as usize));
         self.last.set((0, 0));
         if !self.backing.writable() {
             self.end.set(addr);
@@ -647,7 +654,7 @@ impl<B: Backing> Arena<B> {
     ///
     /// Nor does using an earlier reference inside it:
     ///
-    /// ```compile_fail
+    /// ```compile_fail,E0502
     /// let mut arena = mallocator::Arena::new();
     /// let x = arena.alloc(5u32);
     /// arena.scope(|a| *a.alloc(1u32) + 1);
@@ -766,7 +773,8 @@ unsafe impl<B: Backing> RawAlloc for Arena<B> {
     #[inline]
     fn alloc(&self, layout: Layout) -> Result<NonNull<u8>, AllocError> {
         let p = self.alloc_layout(layout)?;
-        self.last.set((p.as_ptr() as usize, self.ptr.get() as usize));
+        self.last
+            .set((p.as_ptr() as usize, self.ptr.get() as usize));
         Ok(p)
     }
 

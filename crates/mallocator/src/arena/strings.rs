@@ -9,13 +9,11 @@ use super::{Arena, ArenaError, Backing};
 use crate::valloc::AllocError;
 
 impl<B: Backing> Arena<B> {
-    /// Room for `len` values of `T`: a dangling pointer for nothing at all.
+    /// Room for `len` values of `T` (for zero bytes: an aligned pointer
+    /// into the arena, which takes no room).
     #[inline]
     fn place_for_slice<T>(&self, len: usize) -> Result<NonNull<T>, AllocError> {
         let layout = Layout::array::<T>(len).map_err(|_| AllocError)?;
-        if layout.size() == 0 {
-            return Ok(NonNull::dangling());
-        }
         self.alloc_layout(layout).map(NonNull::cast)
     }
 
@@ -53,9 +51,10 @@ impl<B: Backing> Arena<B> {
     #[inline]
     #[allow(clippy::mut_from_ref)]
     pub fn try_alloc_slice_copy<T: Copy>(&self, src: &[T]) -> Result<&mut [T], AllocError> {
-        let p = self.place_for_slice::<T>(src.len())?;
+        // The layout of an existing slice is valid: no check needed.
+        let p = self.alloc_layout(Layout::for_value(src))?.cast::<T>();
         // SAFETY: `p` is valid and aligned for `src.len()` values of `T`
-        // (or dangling for zero bytes), and is a fresh block disjoint from
+        // (zero bytes take no room), and is a fresh block disjoint from
         // `src`; `T: Copy`, so a bitwise copy is a valid copy. The block is
         // ours until the arena is reset or rolled back (`&mut self`).
         unsafe {

@@ -9,7 +9,11 @@ use proptest::prelude::*;
 use std::vec::Vec as StdVec;
 
 fn buffer(len: usize) -> StdVec<MaybeUninit<u8>> {
-    vec![MaybeUninit::uninit(); len]
+    let mut buf = StdVec::with_capacity(len);
+    // SAFETY: `MaybeUninit<u8>` needs no initialization, and the capacity
+    // is `len` (filling it element by element is slow under Miri).
+    unsafe { buf.set_len(len) };
+    buf
 }
 
 #[test]
@@ -275,7 +279,7 @@ fn valloc_free_gives_back_only_the_most_recent_block() {
     assert!(v.malloc(3, 8).is_null());
     assert!(v.malloc(8, usize::MAX).is_null());
     assert!(v.malloc(8, 4096).is_null()); // does not fit
-    // SAFETY: null is always accepted.
+                                          // SAFETY: null is always accepted.
     unsafe { v.free(core::ptr::null_mut()) };
 }
 
@@ -375,7 +379,9 @@ fn debug_and_error_display() {
     assert!(e.to_string().contains("5 bytes requested, 1 bytes left"));
     let os: ArenaError = OsError::new("mmap", 12).into();
     assert!(std::error::Error::source(&os).is_some());
-    assert!(ArenaError::CapacityOverflow.to_string().contains("capacity"));
+    assert!(ArenaError::CapacityOverflow
+        .to_string()
+        .contains("capacity"));
     assert!(ArenaError::InvalidProtection(crate::Protection::Read)
         .to_string()
         .contains("Read"));
@@ -486,8 +492,18 @@ fn run_model<B: Backing>(arena: &mut Arena<B>, ops: &[Op]) {
     }
 }
 
+/// Few cases under Miri, and no failure file (Miri isolates the file
+/// system).
+fn config(cases: u32) -> ProptestConfig {
+    ProptestConfig {
+        cases: if cfg!(miri) { 4 } else { cases },
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    }
+}
+
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(if cfg!(miri) { 4 } else { 256 }))]
+    #![proptest_config(config(128))]
 
     #[test]
     fn model_over_a_buffer(ops in proptest::collection::vec(op(), 1..40)) {
@@ -500,7 +516,7 @@ proptest! {
 #[test]
 #[cfg_attr(miri, ignore)]
 fn model_over_virtual_memory() {
-    let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig::with_cases(64));
+    let mut runner = proptest::test_runner::TestRunner::new(config(64));
     runner
         .run(&proptest::collection::vec(op(), 1..60), |ops| {
             let mut arena = Arena::builder()

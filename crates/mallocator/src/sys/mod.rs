@@ -186,7 +186,11 @@ pub(crate) unsafe fn decommit(ptr: NonNull<u8>, len: usize) -> Result<(), OsErro
 /// # Safety
 /// The range is page-aligned, committed, and no Rust reference into it is
 /// used in a way the new protection forbids.
-pub(crate) unsafe fn protect(ptr: NonNull<u8>, len: usize, prot: Protection) -> Result<(), OsError> {
+pub(crate) unsafe fn protect(
+    ptr: NonNull<u8>,
+    len: usize,
+    prot: Protection,
+) -> Result<(), OsError> {
     // SAFETY: forwarded contract.
     unsafe { imp::protect(ptr, len, prot) }
 }

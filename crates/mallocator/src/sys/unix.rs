@@ -59,7 +59,11 @@ fn errno() -> i32 {
     #[cfg(any(target_os = "android", target_os = "netbsd", target_os = "openbsd"))]
     // SAFETY: `__errno` returns the thread's errno slot.
     return unsafe { *libc::__errno() };
-    #[cfg(any(target_vendor = "apple", target_os = "freebsd", target_os = "dragonfly"))]
+    #[cfg(any(
+        target_vendor = "apple",
+        target_os = "freebsd",
+        target_os = "dragonfly"
+    ))]
     // SAFETY: `__error` returns the thread's errno slot.
     return unsafe { *libc::__error() };
     #[allow(unreachable_code)]
@@ -107,14 +111,22 @@ pub(super) unsafe fn decommit(ptr: NonNull<u8>, len: usize) -> Result<(), OsErro
     // SAFETY: the range is inside a reservation of ours and its contents
     // are dead (caller); dropping the pages of a private anonymous mapping
     // makes them read back as zeros.
-    check("madvise", unsafe { libc::madvise(p, len, libc::MADV_DONTNEED) })?;
+    check("madvise", unsafe {
+        libc::madvise(p, len, libc::MADV_DONTNEED)
+    })?;
     // SAFETY: as above.
-    check("mprotect", unsafe { libc::mprotect(p, len, libc::PROT_NONE) })
+    check("mprotect", unsafe {
+        libc::mprotect(p, len, libc::PROT_NONE)
+    })
 }
 
 /// # Safety
 /// See `sys::protect`.
-pub(super) unsafe fn protect(ptr: NonNull<u8>, len: usize, prot: Protection) -> Result<(), OsError> {
+pub(super) unsafe fn protect(
+    ptr: NonNull<u8>,
+    len: usize,
+    prot: Protection,
+) -> Result<(), OsError> {
     // SAFETY: the range is inside a reservation of ours (caller).
     check("mprotect", unsafe {
         libc::mprotect(ptr.as_ptr().cast(), len, prot_flags(prot))

@@ -89,7 +89,11 @@ pub(super) unsafe fn decommit(ptr: NonNull<u8>, len: usize) -> Result<(), OsErro
 
 /// # Safety
 /// See `sys::protect`.
-pub(super) unsafe fn protect(ptr: NonNull<u8>, len: usize, prot: Protection) -> Result<(), OsError> {
+pub(super) unsafe fn protect(
+    ptr: NonNull<u8>,
+    len: usize,
+    prot: Protection,
+) -> Result<(), OsError> {
     let mut old: PAGE_PROTECTION_FLAGS = 0;
     // SAFETY: the range is committed memory of ours (caller); `old` is a
     // valid place to write.
