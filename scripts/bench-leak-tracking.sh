@@ -64,6 +64,7 @@ row() { # row LABEL RUNS cmd... (the workload arguments are appended)
 rows+=("$(awk -v a="${plain_time[1]}" -v b="${plain_time[2]}" 'BEGIN { printf "| plain (system malloc) | %.3f | 1.0x | %.3f | 1.0x |", a, b }')")
 row "mallocator tracker (global, frame pointers)" "$RUNS" "$bin/churn_tracked"
 row "mallocator tracker + leak report at exit" "$RUNS" env MALLOCATOR_LEAKS="$work/leaks.txt" "$bin/churn_tracked"
+row "mallocator tracker, no stacks on free" "$RUNS" env MALLOCATOR_FREE_STACKS=0 "$bin/churn_tracked"
 if have heaptrack; then
     row "heaptrack" "$RUNS" heaptrack -o "$work/heaptrack" "$bin/churn_plain"
 fi

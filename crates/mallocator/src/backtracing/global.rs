@@ -58,6 +58,7 @@ pub enum ExitReport {
 /// | `MALLOCATOR_LOG=stdout\|stderr\|<path>` | log mode (the C format) |
 /// | `MALLOCATOR_DEPTH=<n>` | frames per stack (default 32, max 64) |
 /// | `MALLOCATOR_STACKS=auto\|fp\|unwind` | [`StackMode`] |
+/// | `MALLOCATOR_FREE_STACKS=0` | no stack on free ([`Config::free_stacks`]) |
 ///
 /// ```no_run
 /// use mallocator::backtracing::GlobalBacktracing;
@@ -156,9 +157,12 @@ impl GlobalBacktracing {
             .unwrap_or(self.config.depth)
             .min(MAX_DEPTH);
         TRACKER.depth.store(depth, Ordering::Relaxed);
-        TRACKER
-            .free_stacks
-            .store(self.config.free_stacks, Ordering::Relaxed);
+        let free_stacks = match env("MALLOCATOR_FREE_STACKS").as_deref() {
+            Some("0") => false,
+            Some(_) => true,
+            None => self.config.free_stacks,
+        };
+        TRACKER.free_stacks.store(free_stacks, Ordering::Relaxed);
         let mode = match env("MALLOCATOR_STACKS").as_deref() {
             Some("fp") => StackMode::FramePointers,
             Some("unwind") => StackMode::Unwind,

@@ -207,7 +207,7 @@ pub(crate) fn capture(active: Active, depth: usize, storage: &mut StackStorage) 
 /// is aligned, and is above the previous one.
 /// Returns the number of frames written and their [`hash_stack`].
 #[inline(never)]
-fn walk(out: &mut [MaybeUninit<usize>], mut skip: usize) -> (usize, u64) {
+fn walk(out: &mut [MaybeUninit<usize>], skip: usize) -> (usize, u64) {
     let mut hash = HASH_SEED;
     let Some((_, high)) = thread_bounds() else {
         return (0, hash_finish(hash, 0));
@@ -219,10 +219,10 @@ fn walk(out: &mut [MaybeUninit<usize>], mut skip: usize) -> (usize, u64) {
     if fp < os::stack_pointer_estimate() {
         return (0, hash_finish(hash, 0));
     }
-    let mut n = 0;
-    while n < out.len() {
+    // Reads one frame record `(next, return address)`, if `fp` may hold one.
+    let read = |fp: usize| {
         if fp > limit || fp % word != 0 {
-            break;
+            return None;
         }
         let record = fp as *const usize;
         // SAFETY: `record` and `record + 1` lie between this function's
@@ -231,22 +231,30 @@ fn walk(out: &mut [MaybeUninit<usize>], mut skip: usize) -> (usize, u64) {
         // memory for as long as this call runs; the address is aligned.
         // Volatile: the compiler must not assume anything about memory it
         // did not write.
-        let (next, ret) = unsafe {
+        Some(unsafe {
             (
                 core::ptr::read_volatile(record),
                 core::ptr::read_volatile(record.add(1)),
             )
+        })
+    };
+    for _ in 0..skip {
+        match read(fp) {
+            Some((next, ret)) if ret != 0 && next > fp => fp = next,
+            _ => return (0, hash_finish(hash, 0)),
+        }
+    }
+    let mut n = 0;
+    for slot in out.iter_mut() {
+        let Some((next, ret)) = read(fp) else {
+            break;
         };
         if ret == 0 {
             break;
         }
-        if skip == 0 {
-            out[n].write(ret);
-            hash = hash_step(hash, ret);
-            n += 1;
-        } else {
-            skip -= 1;
-        }
+        slot.write(ret);
+        hash = hash_step(hash, ret);
+        n += 1;
         if next <= fp {
             break;
         }

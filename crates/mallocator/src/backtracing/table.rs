@@ -650,8 +650,8 @@ mod tests {
         assert_ne!(a, b);
         assert_eq!(id(&[1, 2, 3]), a);
         let stored = t.intern(&[1, 2, 3], hash_stack(&[1, 2, 3])).unwrap();
-        // SAFETY: interned frames stay valid while the table lives.
         assert_eq!(
+            // SAFETY: interned frames stay valid while the table lives.
             unsafe { core::slice::from_raw_parts(stored.frames, 3) },
             [1, 2, 3]
         );

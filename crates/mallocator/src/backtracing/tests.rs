@@ -307,8 +307,11 @@ fn scope_sees_only_this_threads_new_blocks() {
     t.scope().assert_no_leaks();
 }
 
-/// Parses log records back: `(op, addr, align, size, frames)`.
-fn parse_log(text: &str) -> Vec<(String, usize, Option<(usize, usize)>, Vec<String>)> {
+/// A parsed log record: op, address, `(align, size)` for ALLOC, frames.
+type LogRecord = (String, usize, Option<(usize, usize)>, Vec<String>);
+
+/// Parses log records back.
+fn parse_log(text: &str) -> Vec<LogRecord> {
     let mut out = Vec::new();
     let mut lines = text.lines();
     while let Some(head) = lines.next() {
