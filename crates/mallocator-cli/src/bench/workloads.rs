@@ -13,7 +13,7 @@ use std::ffi::CString;
 use std::hint::black_box;
 use std::time::Duration;
 
-use mallocator::backtracing::Backtracing;
+use mallocator::backtracing::{Backtracing, Config};
 use mallocator::{Arena, RawAlloc, Sharing, Valloc};
 
 use super::measure::time;
@@ -106,12 +106,16 @@ pub static GROUPS: &[Group] = &[
     },
     Group {
         name: "leak-tracking",
-        description: "the churn workload (3 calls deep), untracked and with a stack captured \
-                      per alloc and free",
+        description: "the churn workload (3 calls deep), untracked and with a stack (depth 32) \
+                      captured per alloc and per free",
         default_ops: 50_000,
         variants: &[
             v("plain: Valloc::libc()", setup_churn_libc),
             v("Backtracing over Valloc::libc()", setup_churn_tracked),
+            v(
+                "Backtracing, no stack on free (free_stacks: false)",
+                setup_churn_tracked_alloc_stacks,
+            ),
         ],
         note: Some(tracking_note),
     },
@@ -304,14 +308,27 @@ fn tracking_note() -> String {
     format!("stacks captured with {mode:?}: {why}")
 }
 
-fn setup_churn_tracked(ops: usize) -> Runner {
+/// A churn runner through a tracker over libc with `config`.
+fn tracked_runner(config: Config, ops: usize) -> Runner {
     let sizes = churn_sizes();
-    let tracker = Backtracing::new(Valloc::libc());
+    let tracker = Backtracing::with_config(Valloc::libc(), config);
     Box::new(move || {
         let elapsed = time(|| churn_outer(&tracker.valloc(), &sizes, ops));
         assert_eq!(tracker.live_blocks(), 0, "the churn frees every block");
         elapsed
     })
+}
+
+fn setup_churn_tracked(ops: usize) -> Runner {
+    tracked_runner(Config::DEFAULT, ops)
+}
+
+fn setup_churn_tracked_alloc_stacks(ops: usize) -> Runner {
+    let config = Config {
+        free_stacks: false,
+        ..Config::DEFAULT
+    };
+    tracked_runner(config, ops)
 }
 
 // ----------------------------------------------------------- build-drop
