@@ -88,6 +88,8 @@ mod x86_64_jit {
             // SAFETY: a valid rlimit; failing to disable core dumps is harmless.
             unsafe { libc::setrlimit(libc::RLIMIT_CORE, &no_core) };
         }
+        #[cfg(windows)]
+        exit_on_access_violation();
         let (_arena, code) = build();
         // SAFETY: deliberately not safe: `code` is mapped but read-execute;
         // this write must fault and kill this child process, which is what
@@ -95,6 +97,45 @@ mod x86_64_jit {
         unsafe { code.write_volatile(0x90) };
         println!("child: the write to read-execute memory was NOT refused");
         std::process::exit(0);
+    }
+
+    /// Makes an access violation end this process at once with exit code
+    /// `0xC0000005`, instead of starting the debugger or the crash dialog.
+    #[cfg(windows)]
+    fn exit_on_access_violation() {
+        use core::ffi::c_void;
+        use windows_sys::Win32::Foundation::EXCEPTION_ACCESS_VIOLATION;
+        use windows_sys::Win32::System::Threading::ExitProcess;
+
+        /// The leading fields of `EXCEPTION_POINTERS` / `EXCEPTION_RECORD`
+        /// (declared here: windows-sys gates them behind a feature this
+        /// crate does not otherwise need).
+        #[repr(C)]
+        struct ExceptionPointers {
+            record: *const i32, // first field of EXCEPTION_RECORD: the NTSTATUS code
+            context: *mut c_void,
+        }
+        type Handler = unsafe extern "system" fn(*mut ExceptionPointers) -> i32;
+        #[link(name = "kernel32")]
+        extern "system" {
+            fn AddVectoredExceptionHandler(first: u32, handler: Handler) -> *mut c_void;
+        }
+        const EXCEPTION_CONTINUE_SEARCH: i32 = 0;
+
+        unsafe extern "system" fn on_exception(info: *mut ExceptionPointers) -> i32 {
+            // SAFETY: the OS passes valid exception pointers, and the record
+            // starts with its NTSTATUS code.
+            let code = unsafe { *(*info).record };
+            if code == EXCEPTION_ACCESS_VIOLATION {
+                // SAFETY: ending the process is always allowed.
+                unsafe { ExitProcess(code as u32) }
+            }
+            EXCEPTION_CONTINUE_SEARCH
+        }
+        // SAFETY: `on_exception` has the handler's signature and stays
+        // valid for the life of the process.
+        let handle = unsafe { AddVectoredExceptionHandler(1, on_exception) };
+        assert!(!handle.is_null(), "AddVectoredExceptionHandler failed");
     }
 
     /// How the child ended, in words.
