@@ -137,8 +137,13 @@ fn long_about() -> String {
         "Benchmark the allocators side by side on built-in workloads and print one table: \
          time per operation (median of several runs) and the ratio to each workload's \
          baseline (system malloc, heap CString, untracked run). With no options it runs \
-         every workload in well under 30 s.\n\nWorkloads (for --workload): {}. \
-         --list says what each one measures.",
+         every workload in well under 30 s.\n\n\
+         Workloads (for --workload): {}. --list says what each one measures.\n\n\
+         Times are the benchmark thread's CPU time on Linux (time spent preempted by other \
+         processes on a busy machine does not count), wall time elsewhere. The leak-tracking \
+         rows walk frame pointers only when the binary is built with \
+         RUSTFLAGS=\"-C force-frame-pointers=yes\"; otherwise they use the much slower \
+         unwinder. The table's note says which.",
         names.join(", ")
     )
 }
