@@ -1,66 +1,28 @@
 //! Handle overhead: malloc/free pairs of 16 to 256 bytes through
-//! `Valloc::libc()` against calling the C library directly, in one run.
+//! `Valloc::libc()` against calling the C library directly, in one run,
+//! with the same sizes and the same loop (`pairs/mod.rs`).
 //!
-//! `cargo bench -p mallocator --bench valloc`
+//! `cargo bench -p mallocator --bench valloc -- --warm-up-time 1 --measurement-time 3`
+//!
+//! * `libc_direct`: `libc::malloc` / `libc::free`;
+//! * `valloc_libc`: `Valloc::libc()`, hidden from the optimiser;
+//! * `valloc_vtable`: a handle with its own vtable (the general path).
+//!
+//! On a busy machine prefer `benches/valloc_overhead.rs` (paired timing)
+//! or `scripts/valloc-overhead.sh` (instruction counts).
 
-use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
-use mallocator::Valloc;
-use std::hint::black_box;
+mod pairs;
 
-/// The request sizes, cycled: 16, 32, ..., 256 bytes.
-const SIZES: [usize; 16] = {
-    let mut s = [0; 16];
-    let mut i = 0;
-    while i < 16 {
-        s[i] = 16 * (i + 1);
-        i += 1;
-    }
-    s
-};
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 
-/// How many pairs one measured iteration makes.
-const PAIRS: u64 = 1024;
-
-fn pairs(c: &mut Criterion) {
+fn malloc_free_pairs(c: &mut Criterion) {
     let mut group = c.benchmark_group("malloc_free_pair_16_256");
-    group.throughput(Throughput::Elements(PAIRS));
-
-    group.bench_function("libc_direct", |b| {
-        b.iter_batched(
-            || (),
-            |()| {
-                for i in 0..PAIRS as usize {
-                    let size = black_box(SIZES[i % SIZES.len()]);
-                    // SAFETY: plain malloc/free pairs.
-                    unsafe {
-                        let p = libc::malloc(size);
-                        black_box(p);
-                        libc::free(p);
-                    }
-                }
-            },
-            BatchSize::SmallInput,
-        )
-    });
-
-    let v = black_box(Valloc::libc());
-    group.bench_function("valloc_libc", |b| {
-        b.iter_batched(
-            || (),
-            |()| {
-                for i in 0..PAIRS as usize {
-                    let size = black_box(SIZES[i % SIZES.len()]);
-                    let p = v.malloc(0, size);
-                    black_box(p);
-                    // SAFETY: `p` came from `v.malloc`.
-                    unsafe { v.free(p) };
-                }
-            },
-            BatchSize::SmallInput,
-        )
-    });
+    group.throughput(Throughput::Elements(pairs::PAIRS as u64));
+    for (name, run) in pairs::variants() {
+        group.bench_function(name, |b| b.iter(&run));
+    }
     group.finish();
 }
 
-criterion_group!(benches, pairs);
+criterion_group!(benches, malloc_free_pairs);
 criterion_main!(benches);

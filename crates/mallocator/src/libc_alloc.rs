@@ -80,9 +80,36 @@ unsafe impl RawAlloc for LibcAlloc {
 
     #[inline]
     unsafe fn free(&self, ptr: NonNull<u8>) {
-        // SAFETY: `ptr` came from `malloc` or `posix_memalign` (the trait's
-        // contract), both of which pair with `free`.
-        unsafe { libc::free(ptr.as_ptr().cast()) }
+        // SAFETY: forwarded from the trait's contract.
+        unsafe { LibcAlloc::free_or_null(ptr.as_ptr()) }
+    }
+}
+
+impl LibcAlloc {
+    /// [`RawAlloc::free`], also accepting null (a no-op, as in C), which
+    /// spares the libc handle a null check of its own.
+    ///
+    /// # Safety
+    /// `ptr` is null or a live block from [`RawAlloc::alloc`] of `LibcAlloc`.
+    #[cfg(unix)]
+    #[inline]
+    pub(crate) unsafe fn free_or_null(ptr: *mut u8) {
+        // SAFETY: `ptr` is null or came from `malloc` or `posix_memalign`,
+        // both of which pair with `free`; `free(NULL)` does nothing.
+        unsafe { libc::free(ptr.cast()) }
+    }
+
+    /// [`RawAlloc::free`], also accepting null (a no-op, as in C), which
+    /// spares the libc handle a null check of its own.
+    ///
+    /// # Safety
+    /// `ptr` is null or a live block from [`RawAlloc::alloc`] of `LibcAlloc`.
+    #[cfg(windows)]
+    #[inline]
+    pub(crate) unsafe fn free_or_null(ptr: *mut u8) {
+        // SAFETY: `ptr` is null or came from `_aligned_malloc`;
+        // `_aligned_free(NULL)` does nothing.
+        unsafe { crt::_aligned_free(ptr.cast()) }
     }
 }
 
@@ -108,7 +135,7 @@ unsafe impl RawAlloc for LibcAlloc {
 
     #[inline]
     unsafe fn free(&self, ptr: NonNull<u8>) {
-        // SAFETY: `ptr` came from `_aligned_malloc` (the trait's contract).
-        unsafe { crt::_aligned_free(ptr.as_ptr().cast()) }
+        // SAFETY: forwarded from the trait's contract.
+        unsafe { LibcAlloc::free_or_null(ptr.as_ptr()) }
     }
 }

@@ -45,6 +45,9 @@ use core::ptr::{self, NonNull};
 
 pub use allocator_api2::alloc::AllocError;
 
+#[cfg(any(unix, windows))]
+use crate::libc_alloc::LibcAlloc;
+
 /// The alignment used when a caller asks for alignment `0` (the C
 /// convention of Firedancer's heap allocators): 16 bytes, enough for any
 /// scalar type on the supported targets.
@@ -60,6 +63,7 @@ pub const DEFAULT_ALIGN: usize = 16;
 /// use mallocator::{Valloc, VallocVtable};
 ///
 /// let v = Valloc::libc();
+/// // SAFETY: the libc handle's vtable is `'static`.
 /// let vt: &VallocVtable = unsafe { &*v.vtable() };
 /// // SAFETY: the libc vtable accepts any arguments; `self` is unused by it.
 /// let p = unsafe { (vt.malloc)(v.self_ptr(), 8, 24) };
@@ -109,10 +113,11 @@ pub enum Shared {}
 /// Marker: the allocator is not thread-safe (an arena, a `Cell`-based
 /// counter), so the handle is neither `Send` nor `Sync`.
 ///
-/// ```compile_fail
-/// use mallocator::{Valloc, Local};
+/// ```compile_fail,E0277
+/// use mallocator::{Local, Valloc};
+/// fn assert_send<T: Send>(_: T) {}
 /// let v: Valloc<'static, Local> = Valloc::libc().into_local();
-/// std::thread::spawn(move || v.malloc(8, 8)); // error: not `Send`
+/// assert_send(v); // error: `Valloc<'_, Local>` is not `Send`
 /// ```
 #[derive(Debug)]
 pub enum Local {}
@@ -154,7 +159,7 @@ impl Sharing for Local {}
 /// A handle to an allocator that is not thread-safe cannot be made
 /// [`Shared`], nor sent to another thread:
 ///
-/// ```compile_fail
+/// ```compile_fail,E0277
 /// # use core::{alloc::Layout, cell::Cell, ptr::NonNull};
 /// # use mallocator::{AllocError, RawAlloc, Valloc};
 /// # struct Counting(Cell<usize>);
@@ -166,7 +171,7 @@ impl Sharing for Local {}
 /// let v = Valloc::new(&counting); // error: `Cell<usize>` is not `Sync`
 /// ```
 ///
-/// ```compile_fail
+/// ```compile_fail,E0277
 /// # use core::{alloc::Layout, cell::Cell, ptr::NonNull};
 /// # use mallocator::{AllocError, RawAlloc, Valloc};
 /// # struct Counting(Cell<usize>);
@@ -177,8 +182,20 @@ impl Sharing for Local {}
 /// let counting = Counting(Cell::new(0));
 /// let v = Valloc::new_local(&counting);
 /// std::thread::scope(|s| {
-///     s.spawn(|| v.malloc(8, 8)); // error: `Valloc<'_, Local>` is not `Sync`
+///     s.spawn(|| v.is_null()); // error: `Valloc<'_, Local>` is not `Sync`
 /// });
+/// ```
+///
+/// Nor can a handle outlive the allocator it points at:
+///
+/// ```compile_fail,E0597
+/// use mallocator::{libc_alloc::LibcAlloc, Valloc};
+/// let v;
+/// {
+///     let allocator = LibcAlloc;
+///     v = Valloc::new(&allocator); // error: `allocator` does not live long enough
+/// }
+/// v.malloc(8, 8);
 /// ```
 #[repr(C)]
 pub struct Valloc<'a, S: Sharing = Shared> {
@@ -373,7 +390,10 @@ impl<'a> Valloc<'a, Shared> {
     ///
     /// static LIBC: LibcAlloc = LibcAlloc;
     /// let v: Valloc<'static> = Valloc::new(&LIBC);
-    /// assert!(!v.malloc(8, 8).is_null()); // leaked on purpose
+    /// let p = v.malloc(8, 8);
+    /// assert!(!p.is_null());
+    /// // SAFETY: `p` came from `v`.
+    /// unsafe { v.free(p) };
     /// ```
     pub const fn new<T: RawAlloc + Sync>(allocator: &'a T) -> Self {
         Valloc {
@@ -430,8 +450,7 @@ impl<'a> Valloc<'a, Shared> {
 
 impl<'a> Valloc<'a, Local> {
     /// A handle to an allocator that may not be thread-safe (for example
-    /// an [`Arena`](crate::arena::Arena)); the handle is neither `Send`
-    /// nor `Sync`.
+    /// an arena); the handle is neither `Send` nor `Sync`.
     ///
     /// ```
     /// use core::{alloc::Layout, cell::Cell, ptr::NonNull};
@@ -570,11 +589,12 @@ impl<'a, S: Sharing> Valloc<'a, S> {
     /// ```
     #[inline]
     pub fn try_malloc(self, align: usize, size: usize) -> Result<NonNull<u8>, AllocError> {
-        self.alloc_layout(request_layout(align, size)?)
+        self.alloc_valid(request_layout(align, size)?)
     }
 
     /// Allocates for a Rust [`Layout`] (a zero size reserves 1 byte, so the
-    /// pointer is unique and must be freed).
+    /// pointer is unique and must be freed). A zero-size layout whose
+    /// 1-byte stand-in overflows when rounded up to its alignment fails.
     ///
     /// ```
     /// use core::alloc::Layout;
@@ -585,15 +605,28 @@ impl<'a, S: Sharing> Valloc<'a, S> {
     /// ```
     #[inline]
     pub fn alloc_layout(self, layout: Layout) -> Result<NonNull<u8>, AllocError> {
+        // A `Layout` is valid except, for size 0, once its size becomes 1.
+        self.alloc_valid(request_layout(layout.align(), layout.size())?)
+    }
+
+    /// Allocates for a layout that came out of [`request_layout`].
+    #[inline]
+    fn alloc_valid(self, layout: Layout) -> Result<NonNull<u8>, AllocError> {
+        // The libc vtable's `malloc` would validate `layout` a second time
+        // and call `LibcAlloc::alloc`: do that directly, without the
+        // indirect call (see `LIBC_VTABLE`).
+        #[cfg(any(unix, windows))]
+        if ptr::eq(self.vt, LIBC_VTABLE) {
+            return LibcAlloc.alloc(layout);
+        }
         if self.vt.is_null() {
             return Err(AllocError);
         }
         // SAFETY: `vt` is non-null, and every constructor guarantees that
         // a non-null `vt` is a valid vtable for `self_` during `'a`. The
-        // arguments satisfy `from_raw`'s contract: `layout` has a
-        // power-of-two alignment and (after `max(1)`) a non-zero size.
-        let block =
-            unsafe { ((*self.vt).malloc)(self.self_, layout.align(), layout.size().max(1)) };
+        // arguments satisfy `from_raw`'s contract: they form a `Layout`
+        // with a non-zero size.
+        let block = unsafe { ((*self.vt).malloc)(self.self_, layout.align(), layout.size()) };
         NonNull::new(block.cast()).ok_or(AllocError)
     }
 
@@ -614,6 +647,13 @@ impl<'a, S: Sharing> Valloc<'a, S> {
     /// ```
     #[inline]
     pub unsafe fn free(self, ptr: *mut u8) {
+        #[cfg(any(unix, windows))]
+        if ptr::eq(self.vt, LIBC_VTABLE) {
+            // SAFETY: `ptr` is null or came from a handle with the libc
+            // vtable, i.e. from `LibcAlloc::alloc`; the vtable's `free`
+            // would call `LibcAlloc::free` with it.
+            return unsafe { LibcAlloc::free_or_null(ptr) };
+        }
         if ptr.is_null() || self.vt.is_null() {
             return;
         }
@@ -622,6 +662,17 @@ impl<'a, S: Sharing> Valloc<'a, S> {
         unsafe { ((*self.vt).free)(self.self_, ptr.cast()) }
     }
 }
+
+/// The libc allocator's vtable. [`Valloc::malloc`] and [`Valloc::free`]
+/// recognise it by address and call [`LibcAlloc`] directly, which is what
+/// its trampolines do after validating the arguments again: the common
+/// handle then costs one pointer comparison instead of an indirect call and
+/// a second validation (other handles pay that comparison). C code calling
+/// the vtable still goes through the validating trampolines. A copy of this
+/// constant at another address (e.g. in another crate) only misses the
+/// shortcut.
+#[cfg(any(unix, windows))]
+const LIBC_VTABLE: &VallocVtable = VtableOf::<LibcAlloc>::VTABLE;
 
 #[cfg(any(unix, windows))]
 impl Valloc<'static, Shared> {
@@ -639,7 +690,7 @@ impl Valloc<'static, Shared> {
     pub const fn libc() -> Valloc<'static> {
         Valloc {
             self_: ptr::null_mut(),
-            vt: VtableOf::<crate::libc_alloc::LibcAlloc>::VTABLE,
+            vt: LIBC_VTABLE,
             _marker: PhantomData,
         }
     }
@@ -744,7 +795,7 @@ mod tests {
         assert!(v.malloc(8, 8).is_null());
         assert!(v.try_malloc(0, 0).is_err());
         // SAFETY: the null allocator ignores every free.
-        unsafe { v.free(8 as *mut u8) };
+        unsafe { v.free(NonNull::<u64>::dangling().as_ptr().cast()) };
         assert!(v.into_local().is_null());
         assert!(!Valloc::libc().is_null());
     }
