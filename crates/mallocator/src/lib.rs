@@ -31,7 +31,7 @@ pub mod libc_alloc;
 pub mod sys;
 pub mod valloc;
 
-pub use arena::{Arena, ArenaBuilder, ArenaError, Checkpoint, CommitPolicy};
+pub use arena::{Arena, ArenaBuilder, ArenaError, Checkpoint, CommitPolicy, WideCStr};
 #[cfg(all(feature = "std", any(unix, windows)))]
 pub use backtracing::{Backtracing, GlobalBacktracing, LeakReport};
 pub use global::GlobalValloc;

@@ -71,6 +71,7 @@ mod backing;
 mod strings;
 
 pub use backing::{ArenaBuilder, Buffer, CommitPolicy, VirtualMemory};
+pub use strings::WideCStr;
 
 /// The arena's end is kept at least this far below `usize::MAX`, so that
 /// the const-size fast path can add `size + align - 1` without checking

@@ -3,6 +3,8 @@
 
 use core::alloc::Layout;
 use core::ffi::CStr;
+use core::fmt;
+use core::ops::Deref;
 use core::ptr::{self, NonNull};
 
 use super::{Arena, ArenaError, Backing};
@@ -157,11 +159,9 @@ impl<B: Backing> Arena<B> {
     }
 
     /// Copies a string as UTF-16 followed by a NUL `u16` (the seed's
-    /// `AllocString(s, 2)`, for Windows' wide strings). The returned slice
-    /// excludes the terminator, which is in memory right after it, so
-    /// `as_ptr()` is a valid `LPCWSTR`. Characters outside the BMP become
-    /// surrogate pairs. An interior NUL is copied as is (the slice has a
-    /// length; a C reader stops there).
+    /// `AllocString(s, 2)`, for Windows' wide strings). Characters outside
+    /// the BMP become surrogate pairs. An interior NUL is copied as is (the
+    /// [`WideCStr`] has a length; a C reader stops there).
     ///
     /// # Panics
     ///
@@ -170,12 +170,12 @@ impl<B: Backing> Arena<B> {
     /// ```
     /// let arena = mallocator::Arena::new();
     /// let w = arena.alloc_wide_str("a😀");
-    /// assert_eq!(w, [0x61, 0xD83D, 0xDE00]);
-    /// // SAFETY: the terminator follows the slice.
-    /// assert_eq!(unsafe { *w.as_ptr().add(w.len()) }, 0);
+    /// assert_eq!(w.as_slice(), [0x61, 0xD83D, 0xDE00]);
+    /// assert_eq!(w.as_slice_with_nul(), [0x61, 0xD83D, 0xDE00, 0]);
+    /// assert_eq!(w.to_string(), "a😀");
     /// ```
     #[inline]
-    pub fn alloc_wide_str(&self, s: &str) -> &[u16] {
+    pub fn alloc_wide_str(&self, s: &str) -> &WideCStr {
         match self.try_alloc_wide_str(s) {
             Ok(w) => w,
             Err(AllocError) => {
@@ -193,19 +193,23 @@ impl<B: Backing> Arena<B> {
     /// let mut buf = [MaybeUninit::uninit(); 6];
     /// let arena = mallocator::Arena::from_buffer(&mut buf);
     /// assert!(arena.try_alloc_wide_str("abc").is_err()); // needs 8 bytes
-    /// assert_eq!(arena.try_alloc_wide_str("ab").unwrap(), [0x61, 0x62]);
+    /// assert_eq!(arena.try_alloc_wide_str("ab").unwrap().as_slice(), [0x61, 0x62]);
     /// ```
-    pub fn try_alloc_wide_str(&self, s: &str) -> Result<&[u16], AllocError> {
+    pub fn try_alloc_wide_str(&self, s: &str) -> Result<&WideCStr, AllocError> {
         let units = s.encode_utf16().count();
-        let p = self.place_for_slice::<u16>(units.checked_add(1).ok_or(AllocError)?)?;
+        let with_nul = units.checked_add(1).ok_or(AllocError)?;
+        let p = self.place_for_slice::<u16>(with_nul)?;
         // SAFETY: `p` is a fresh, aligned block of `units + 1` `u16`s;
-        // `encode_utf16` yields exactly `units` values, then the NUL.
+        // `encode_utf16` yields exactly `units` values, then the NUL, so
+        // the slice is initialized and ends with its only guaranteed NUL.
         unsafe {
             for (i, unit) in s.encode_utf16().enumerate() {
                 p.as_ptr().add(i).write(unit);
             }
             p.as_ptr().add(units).write(0);
-            Ok(core::slice::from_raw_parts(p.as_ptr(), units))
+            Ok(WideCStr::from_units_with_nul_unchecked(
+                core::slice::from_raw_parts(p.as_ptr(), with_nul),
+            ))
         }
     }
 
@@ -241,5 +245,95 @@ impl<B: Backing> Arena<B> {
             }
             Ok(core::slice::from_raw_parts_mut(p.as_ptr(), len))
         }
+    }
+}
+
+/// A NUL-terminated UTF-16 string in an arena (a Windows `LPCWSTR`), from
+/// [`Arena::alloc_wide_str`]. It dereferences to its units *without* the
+/// terminator; [`as_ptr`](WideCStr::as_ptr) is the pointer to hand to C
+/// (valid up to and including the NUL).
+///
+/// ```
+/// let arena = mallocator::Arena::new();
+/// let w = arena.alloc_wide_str("hi");
+/// assert_eq!(w.len(), 2);
+/// // SAFETY: the pointer covers the units and the terminator.
+/// assert_eq!(unsafe { *w.as_ptr().add(2) }, 0);
+/// ```
+#[repr(transparent)]
+pub struct WideCStr {
+    /// The units, then a NUL.
+    units_with_nul: [u16],
+}
+
+impl WideCStr {
+    /// # Safety
+    /// `units` ends with a NUL `u16`.
+    unsafe fn from_units_with_nul_unchecked(units: &[u16]) -> &WideCStr {
+        // SAFETY: `WideCStr` is a transparent wrapper of `[u16]`, so the
+        // fat pointer casts to it with the same length and provenance.
+        unsafe { &*(units as *const [u16] as *const WideCStr) }
+    }
+
+    /// A pointer to the first unit, valid for reads of
+    /// [`len`](slice::len)` + 1` units (the last one is the NUL).
+    ///
+    /// ```
+    /// let arena = mallocator::Arena::new();
+    /// let w = arena.alloc_wide_str("");
+    /// // SAFETY: an empty string is just its terminator.
+    /// assert_eq!(unsafe { *w.as_ptr() }, 0);
+    /// ```
+    #[inline]
+    pub fn as_ptr(&self) -> *const u16 {
+        self.units_with_nul.as_ptr()
+    }
+
+    /// The units without the terminator.
+    ///
+    /// ```
+    /// let arena = mallocator::Arena::new();
+    /// assert_eq!(arena.alloc_wide_str("é").as_slice(), [0xE9]);
+    /// ```
+    #[inline]
+    pub fn as_slice(&self) -> &[u16] {
+        &self.units_with_nul[..self.units_with_nul.len() - 1]
+    }
+
+    /// The units followed by the terminator.
+    ///
+    /// ```
+    /// let arena = mallocator::Arena::new();
+    /// assert_eq!(arena.alloc_wide_str("é").as_slice_with_nul(), [0xE9, 0]);
+    /// ```
+    #[inline]
+    pub fn as_slice_with_nul(&self) -> &[u16] {
+        &self.units_with_nul
+    }
+}
+
+impl Deref for WideCStr {
+    type Target = [u16];
+
+    /// [`as_slice`](WideCStr::as_slice).
+    #[inline]
+    fn deref(&self) -> &[u16] {
+        self.as_slice()
+    }
+}
+
+impl fmt::Display for WideCStr {
+    /// The string, with unpaired surrogates shown as U+FFFD.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for c in char::decode_utf16(self.as_slice().iter().copied()) {
+            fmt::Write::write_char(f, c.unwrap_or(char::REPLACEMENT_CHARACTER))?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for WideCStr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "WideCStr({:?})", self.as_slice())
     }
 }
