@@ -140,47 +140,35 @@ pub(crate) fn push_dec(buf: &mut SysVec<u8>, v: u64) {
     buf.extend_from_slice(&tmp[i..]);
 }
 
-fn push_frames(buf: &mut SysVec<u8>, frames: &[usize], describe: fn(usize, &mut SysVec<u8>)) {
+/// One record: `+++ ALLOC:n:0x<addr>:<align>:<size>` when `alloc` is
+/// `Some((align, size))`, else `+++ FREE:n:0x<addr>`; then the frames
+/// and `---`.
+pub(crate) fn format_record(
+    buf: &mut SysVec<u8>,
+    addr: usize,
+    alloc: Option<(usize, usize)>,
+    frames: &[usize],
+    describe: fn(usize, &mut SysVec<u8>),
+) {
+    buf.extend_from_slice(if alloc.is_some() {
+        b"+++ ALLOC:"
+    } else {
+        b"+++ FREE:"
+    });
+    push_dec(buf, frames.len() as u64);
+    buf.extend_from_slice(b":0x");
+    push_hex(buf, addr as u64, 16);
+    if let Some((align, size)) = alloc {
+        buf.push(b':');
+        push_dec(buf, align as u64);
+        buf.push(b':');
+        push_dec(buf, size as u64);
+    }
+    buf.push(b'\n');
     for &ip in frames {
         describe(ip, buf);
     }
     buf.extend_from_slice(b"---\n");
-}
-
-/// `+++ ALLOC:n:0x<addr>:<align>:<size>`, the frames, `---`.
-pub(crate) fn format_alloc(
-    buf: &mut SysVec<u8>,
-    addr: usize,
-    align: usize,
-    size: usize,
-    frames: &[usize],
-    describe: fn(usize, &mut SysVec<u8>),
-) {
-    buf.extend_from_slice(b"+++ ALLOC:");
-    push_dec(buf, frames.len() as u64);
-    buf.extend_from_slice(b":0x");
-    push_hex(buf, addr as u64, 16);
-    buf.push(b':');
-    push_dec(buf, align as u64);
-    buf.push(b':');
-    push_dec(buf, size as u64);
-    buf.push(b'\n');
-    push_frames(buf, frames, describe);
-}
-
-/// `+++ FREE:n:0x<addr>`, the frames, `---`.
-pub(crate) fn format_free(
-    buf: &mut SysVec<u8>,
-    addr: usize,
-    frames: &[usize],
-    describe: fn(usize, &mut SysVec<u8>),
-) {
-    buf.extend_from_slice(b"+++ FREE:");
-    push_dec(buf, frames.len() as u64);
-    buf.extend_from_slice(b":0x");
-    push_hex(buf, addr as u64, 16);
-    buf.push(b'\n');
-    push_frames(buf, frames, describe);
 }
 
 #[cfg(test)]
@@ -212,8 +200,14 @@ mod tests {
     #[test]
     fn records_match_the_c_format() {
         let mut b = sys_vec();
-        format_alloc(&mut b, 0x1234, 16, 40, &[0xaa, 0xbb], os::describe_ip);
-        format_free(&mut b, 0, &[], os::describe_ip);
+        format_record(
+            &mut b,
+            0x1234,
+            Some((16, 40)),
+            &[0xaa, 0xbb],
+            os::describe_ip,
+        );
+        format_record(&mut b, 0, None, &[], os::describe_ip);
         let t = text(&b);
         let lines: Vec<&str> = t.lines().collect();
         assert_eq!(lines[0], "+++ ALLOC:2:0x0000000000001234:16:40");

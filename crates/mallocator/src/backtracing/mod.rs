@@ -226,7 +226,7 @@ const MAX_ERRORS: usize = 4096;
 ///
 /// ```
 /// let t = mallocator::backtracing::Backtracing::new(mallocator::Valloc::libc());
-/// assert_eq!(t.metadata().record_bytes, 32);
+/// assert!(t.metadata().record_bytes <= 32);
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Metadata {
@@ -537,11 +537,10 @@ impl<'a> Backtracing<'a> {
         let ptr = self.inner.malloc(align, size);
         if self.log_on.load(Ordering::Relaxed) {
             self.log.write(|buf| {
-                log::format_alloc(
+                log::format_record(
                     buf,
                     ptr as usize,
-                    align,
-                    size,
+                    Some((align, size)),
                     captured.frames,
                     os::describe_ip,
                 )
@@ -592,7 +591,13 @@ impl<'a> Backtracing<'a> {
                 free_stack = self.intern(captured);
                 if log_on {
                     self.log.write(|buf| {
-                        log::format_free(buf, ptr as usize, captured.frames, os::describe_ip)
+                        log::format_record(
+                            buf,
+                            ptr as usize,
+                            None,
+                            captured.frames,
+                            os::describe_ip,
+                        )
                     });
                 }
             }
