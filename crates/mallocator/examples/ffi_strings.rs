@@ -14,7 +14,7 @@
 
 use std::ffi::{c_char, CStr};
 
-use mallocator::Arena;
+use mallocator::{Arena, WideCStr};
 
 extern "C" {
     /// `size_t strlen(const char *s)` from the C library.
@@ -84,12 +84,15 @@ fn main() {
         assert_eq!(c_len, word.len());
 
         // UTF-16 plus a NUL `u16`, right after it in the arena.
-        let wide: &[u16] = arena.alloc_wide_str(word);
-        // SAFETY: the arena writes a NUL `u16` right after the slice.
+        let wide: &WideCStr = arena.alloc_wide_str(word);
+        // SAFETY: `as_ptr` covers the units and the NUL `u16` after them.
         let w_len = unsafe { utf16_len(wide.as_ptr()) };
         show(&arena, &format!("{word:?} as UTF-16"));
         assert_eq!(w_len, word.encode_utf16().count());
-        assert_eq!(String::from_utf16(wide).expect("valid UTF-16"), word);
+        assert_eq!(
+            String::from_utf16(wide.as_slice()).expect("valid UTF-16"),
+            word
+        );
 
         println!(
             "    {word:?}: strlen = {c_len} bytes, {} = {w_len} UTF-16 units",
