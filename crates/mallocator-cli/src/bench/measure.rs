@@ -1,8 +1,9 @@
 //! Running the workloads and summarizing their timings.
 //!
-//! Each variant of a group is run once untimed (warm-up: page faults,
-//! first chunk allocations, caches), then `runs` timed times. The runs of a
-//! group's variants are interleaved (a, b, c, a, b, c, ...) so that a slow
+//! Each variant of a group is first run untimed for at least 60 ms
+//! (warm-up: page faults, first chunk allocations, caches, lazily built
+//! tables), then `runs` timed times. The runs of a group's variants are
+//! interleaved (a, b, c, a, b, c, ...) so that a slow
 //! phase of a busy machine spreads over every variant instead of landing on
 //! one of them.
 //!
@@ -14,7 +15,7 @@ use std::time::Duration;
 
 use indicatif::ProgressBar;
 
-use super::workloads::Group;
+use super::workloads::{Group, Runner};
 
 /// The summary of one variant's timed runs.
 #[derive(Debug, Clone, PartialEq)]
@@ -128,13 +129,27 @@ pub fn time(f: impl FnOnce()) -> Duration {
     }
 }
 
-/// Runs every variant of `group` (one warm-up, then `runs` interleaved
+/// The least time a variant runs untimed before its timed runs.
+const WARM_UP: Duration = Duration::from_millis(60);
+
+/// Runs `runner` untimed until it has run for [`WARM_UP`] (at least once),
+/// so that a workload starting in a fresh process (empty heap, cold caches,
+/// lazily built tables) is measured in its steady state.
+fn warm_up(runner: &mut Runner) {
+    let mut spent = Duration::ZERO;
+    while spent < WARM_UP {
+        let once = runner();
+        spent += once.max(Duration::from_micros(1));
+    }
+}
+
+/// Runs every variant of `group` (warm-up, then `runs` interleaved
 /// timed runs of `ops` operations), ticking `progress` once per run.
 pub fn run_group(group: &Group, ops: usize, runs: usize, progress: &ProgressBar) -> GroupResult {
     progress.set_message(group.name);
     let mut runners: Vec<_> = group.variants.iter().map(|v| (v.setup)(ops)).collect();
     for runner in &mut runners {
-        runner();
+        warm_up(runner);
         progress.inc(1);
     }
     let mut samples = vec![Vec::with_capacity(runs); runners.len()];

@@ -15,7 +15,7 @@ use super::measure::GroupResult;
 pub struct Report {
     /// What the times measure: "thread CPU time" (Linux) or "wall time".
     pub clock: String,
-    /// Timed runs per variant (after one untimed warm-up run).
+    /// Timed runs per variant (after at least 60 ms of untimed warm-up runs).
     pub runs: usize,
     /// Whether `--quick` was given.
     pub quick: bool,
@@ -140,7 +140,7 @@ impl Report {
             }
         }
         let mut out = format!(
-            "mallocator bench: ns/op = median of {} timed runs per row ({}, after 1 warm-up run)\n\
+            "mallocator bench: ns/op = median of {} timed runs per row ({}, after a warm-up)\n\
              ratio = ns/op / the workload's baseline (below 1.00x is faster)\n\n",
             self.runs, self.clock
         );
