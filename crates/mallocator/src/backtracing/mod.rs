@@ -116,6 +116,11 @@ struct ThreadState {
     busy: Cell<bool>,
     /// Recently interned stacks of this thread, by hash.
     cache: [Cell<CacheEntry>; STACK_CACHE],
+    /// The tracker (epoch) `delta` belongs to.
+    delta_epoch: Cell<u32>,
+    /// Net bytes this thread allocated through that tracker since it last
+    /// synchronised the tracker's byte count (see `Backtracing::account`).
+    delta: Cell<isize>,
 }
 
 /// Entries in each thread's stack cache (a power of two).
@@ -150,6 +155,8 @@ std::thread_local! {
             seq: Cell::new(0),
             busy: Cell::new(false),
             cache: [const { Cell::new(CacheEntry::EMPTY) }; STACK_CACHE],
+            delta_epoch: Cell::new(0),
+            delta: Cell::new(0),
         }
     };
 }
@@ -269,7 +276,8 @@ pub struct Backtracing<'a> {
     live: [SpinLock<LiveShard>; LIVE_SHARDS],
     stacks: StackTable,
     errors: Mutex<(SysVec<ErrorRecord>, usize)>,
-    live_bytes: AtomicUsize,
+    /// The exact live bytes at the last synchronisation (see `account`).
+    synced_bytes: AtomicUsize,
     peak_bytes: AtomicUsize,
 }
 
@@ -343,7 +351,7 @@ impl<'a> Backtracing<'a> {
             live: [const { SpinLock::new(LiveShard::new()) }; LIVE_SHARDS],
             stacks: StackTable::new(),
             errors: Mutex::new((sys_vec(), 0)),
-            live_bytes: AtomicUsize::new(0),
+            synced_bytes: AtomicUsize::new(0),
             peak_bytes: AtomicUsize::new(0),
         }
     }
@@ -394,10 +402,14 @@ impl<'a> Backtracing<'a> {
     /// # unsafe { t.valloc().free(p) };
     /// ```
     pub fn live_bytes(&self) -> usize {
-        self.live_bytes.load(Ordering::Relaxed)
+        self.live.iter().map(|s| s.lock().bytes()).sum()
     }
 
-    /// The largest [`live_bytes`](Self::live_bytes) seen.
+    /// The largest [`live_bytes`](Self::live_bytes) seen. Exact while one
+    /// thread allocates; with several, a spike shorter than 64 KiB of net
+    /// allocation per other thread may be missed (the counters are kept
+    /// per shard and per thread, so that the hot path has no shared
+    /// atomic counter).
     ///
     /// ```
     /// let t = mallocator::backtracing::Backtracing::new(mallocator::Valloc::libc());
@@ -407,7 +419,9 @@ impl<'a> Backtracing<'a> {
     /// assert_eq!(t.peak_bytes(), 1000);
     /// ```
     pub fn peak_bytes(&self) -> usize {
-        self.peak_bytes.load(Ordering::Relaxed)
+        self.peak_bytes
+            .load(Ordering::Relaxed)
+            .max(self.live_bytes())
     }
 
     /// Live blocks (the tracker's own excluded).
@@ -561,17 +575,59 @@ impl<'a> Backtracing<'a> {
     }
 
     fn insert(&self, rec: Record) {
+        // A replaced record means the inner allocator handed out a live
+        // address again: the old block is gone as far as anyone can tell.
         let (old, stored) = self.live[table::shard_of(rec.addr)].lock().insert(rec);
-        if let Some(old) = old.filter(|o| o.stack != INTERNAL) {
-            // The inner allocator handed out a live address again: the old
-            // block is gone as far as anyone can tell.
-            self.live_bytes.fetch_sub(old.size, Ordering::Relaxed);
-        }
-        if stored && rec.stack != INTERNAL {
-            let now = self.live_bytes.fetch_add(rec.size, Ordering::Relaxed) + rec.size;
-            if now > self.peak_bytes.load(Ordering::Relaxed) {
-                self.peak_bytes.fetch_max(now, Ordering::Relaxed);
+        let tracked_size = |r: Record| {
+            if r.stack == INTERNAL {
+                0
+            } else {
+                r.size as isize
             }
+        };
+        let change = if stored { tracked_size(rec) } else { 0 } - old.map_or(0, tracked_size);
+        if change != 0 {
+            self.account(change);
+        }
+    }
+
+    /// Keeps the peak up to date without a shared atomic counter on the
+    /// hot path: the shards hold the exact bytes; each thread adds its
+    /// own net change since the last synchronisation to the byte count
+    /// of that moment, and re-synchronises (sums the shards) every 64 KiB
+    /// of net change. Alone, a thread's estimate is exact.
+    #[inline]
+    fn account(&self, change: isize) {
+        const SYNC: usize = 64 << 10;
+        let epoch = self.epoch();
+        let delta = THREAD
+            .try_with(|t| {
+                let base = if t.delta_epoch.get() == epoch {
+                    t.delta.get()
+                } else {
+                    t.delta_epoch.set(epoch);
+                    0
+                };
+                let delta = base + change;
+                t.delta.set(if delta.unsigned_abs() >= SYNC {
+                    0
+                } else {
+                    delta
+                });
+                delta
+            })
+            .unwrap_or(SYNC as isize);
+        let estimate = if delta.unsigned_abs() >= SYNC {
+            let exact = self.live_bytes();
+            self.synced_bytes.store(exact, Ordering::Relaxed);
+            exact
+        } else {
+            self.synced_bytes
+                .load(Ordering::Relaxed)
+                .saturating_add_signed(delta)
+        };
+        if change > 0 && estimate > self.peak_bytes.load(Ordering::Relaxed) {
+            self.peak_bytes.fetch_max(estimate, Ordering::Relaxed);
         }
     }
 
@@ -617,7 +673,7 @@ impl<'a> Backtracing<'a> {
                 });
                 drop(shard);
                 if rec.stack != INTERNAL {
-                    self.live_bytes.fetch_sub(rec.size, Ordering::Relaxed);
+                    self.account(-(rec.size as isize));
                 }
                 // SAFETY: `rec` proves `ptr` came from `inner.malloc` and
                 // was live until the removal above, which makes this the

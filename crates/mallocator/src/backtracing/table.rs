@@ -175,8 +175,9 @@ pub(crate) fn shard_of(addr: usize) -> usize {
 pub(crate) struct LiveShard {
     slots: SysVec<Record>,
     len: usize,
-    /// Records that are not [`INTERNAL`].
+    /// Records that are not [`INTERNAL`], and their bytes.
     tracked: usize,
+    bytes: usize,
     ring: [Freed; RING],
     ring_next: usize,
 }
@@ -187,6 +188,7 @@ impl LiveShard {
             slots: sys_vec(),
             len: 0,
             tracked: 0,
+            bytes: 0,
             ring: [Freed {
                 addr: 0,
                 size: 0,
@@ -204,6 +206,24 @@ impl LiveShard {
     /// Live records in this shard, the tracker's own excluded.
     pub(crate) fn tracked(&self) -> usize {
         self.tracked
+    }
+
+    /// Bytes of the live records in this shard, the tracker's own excluded.
+    pub(crate) fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// Counts `rec` in (or out of) `tracked` and `bytes`.
+    fn count(&mut self, rec: &Record, add: bool) {
+        if rec.stack != INTERNAL {
+            if add {
+                self.tracked += 1;
+                self.bytes += rec.size;
+            } else {
+                self.tracked -= 1;
+                self.bytes -= rec.size;
+            }
+        }
     }
 
     /// Bytes of table memory (for the metadata figure).
@@ -226,13 +246,13 @@ impl LiveShard {
             if slot.addr == 0 {
                 *slot = rec;
                 self.len += 1;
-                self.tracked += usize::from(rec.stack != INTERNAL);
+                self.count(&rec, true);
                 return (None, true);
             }
             if slot.addr == rec.addr {
                 let old = core::mem::replace(slot, rec);
-                self.tracked -= usize::from(old.stack != INTERNAL);
-                self.tracked += usize::from(rec.stack != INTERNAL);
+                self.count(&old, false);
+                self.count(&rec, true);
                 return (Some(old), true);
             }
             i = (i + 1) & mask;
@@ -249,6 +269,7 @@ impl LiveShard {
         let old = core::mem::replace(&mut self.slots, slots);
         self.len = 0;
         self.tracked = 0;
+        self.bytes = 0;
         for rec in old.iter().filter(|r| r.addr != 0) {
             self.insert(*rec);
         }
@@ -291,7 +312,7 @@ impl LiveShard {
         }
         self.slots[hole] = Record::EMPTY;
         self.len -= 1;
-        self.tracked -= usize::from(found.stack != INTERNAL);
+        self.count(&found, false);
         Some(found)
     }
 
@@ -593,6 +614,7 @@ mod tests {
             assert_eq!(s.insert(rec(i * 16)), (None, true));
         }
         assert_eq!(s.tracked(), n);
+        assert_eq!(s.bytes(), (1..=n).sum::<usize>());
         // Remove every third, then check all lookups.
         for i in (1..=n).step_by(3) {
             assert_eq!(s.remove(i * 16), Some(rec(i * 16)));
@@ -606,7 +628,7 @@ mod tests {
             };
             assert_eq!(s.remove(i * 16), expect, "addr {}", i * 16);
         }
-        assert_eq!(s.tracked(), 0);
+        assert_eq!((s.tracked(), s.bytes()), (0, 0));
         assert_eq!(s.remove(0), None);
     }
 
@@ -619,7 +641,7 @@ mod tests {
             ..rec(32)
         };
         assert_eq!(s.insert(newer), (Some(rec(32)), true));
-        assert_eq!(s.tracked(), 1);
+        assert_eq!((s.tracked(), s.bytes()), (1, 99));
         assert_eq!(s.remove(32), Some(newer));
     }
 

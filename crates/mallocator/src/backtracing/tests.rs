@@ -251,6 +251,7 @@ fn four_threads_allocate_and_free_across_threads() {
     assert_eq!(t.live_blocks(), THREADS * per);
     let expected_total: usize = (0..THREADS * per).map(|n| 16 + n % 64).sum();
     assert_eq!(t.live_bytes(), expected_total);
+    assert_eq!(t.peak_bytes(), expected_total);
     // Each thread frees another thread's blocks, all but the first.
     std::thread::scope(|s| {
         for i in 0..THREADS {
@@ -266,7 +267,10 @@ fn four_threads_allocate_and_free_across_threads() {
     let r = t.report();
     assert_eq!(r.leaked_blocks, THREADS, "{r}");
     assert_eq!(r.errors_total, 0);
-    assert_eq!(t.peak_bytes(), expected_total);
+    // With several threads the peak may miss a spike of up to 64 KiB of
+    // unsynchronised net allocation per other thread.
+    let peak = t.peak_bytes();
+    assert!(peak <= expected_total && peak + (THREADS - 1) * (64 << 10) >= expected_total);
     for list in &blocks {
         // SAFETY: the first block of each list is still live.
         unsafe { v.free(list[0] as *mut u8) };
@@ -534,4 +538,22 @@ fn metadata_counts_records_and_stacks() {
         // SAFETY: each came from `v`.
         unsafe { v.free(p) };
     }
+}
+
+#[test]
+fn peak_is_exact_for_one_thread_across_synchronisations() {
+    let t = Backtracing::new(Valloc::libc());
+    let v = t.valloc();
+    let n = if cfg!(miri) { 40 } else { 300 };
+    // 300 KB, crossing the 64 KiB synchronisation points several times.
+    let blocks: Vec<_> = (0..n).map(|_| v.malloc(8, 1000)).collect();
+    for p in &blocks {
+        // SAFETY: each came from `v`.
+        unsafe { v.free(*p) };
+    }
+    let small = v.malloc(8, 10);
+    assert_eq!(t.live_bytes(), 10);
+    assert_eq!(t.peak_bytes(), n * 1000);
+    // SAFETY: `small` came from `v`.
+    unsafe { v.free(small) };
 }
