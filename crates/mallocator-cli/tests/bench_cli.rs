@@ -42,6 +42,7 @@ fn json_has_every_workload_with_positive_finite_ratios() {
     let out = bench(&["--quick", "--json", "--size", "200"]);
     let doc: Value = serde_json::from_str(&stdout(&out)).expect("stdout is one JSON document");
     assert_eq!(doc["quick"], true);
+    assert!(doc["clock"].as_str().is_some_and(|c| c.ends_with("time")));
     let runs = doc["runs"].as_u64().expect("runs") as usize;
     assert!(runs >= 1);
     assert!(doc["elapsed_seconds"].as_f64().is_some_and(|s| s >= 0.0));
