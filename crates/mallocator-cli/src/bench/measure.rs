@@ -47,13 +47,8 @@ pub struct GroupResult {
 impl GroupResult {
     /// The ratio of row `i`'s median to the baseline's (row 0) median.
     pub fn ratio(&self, i: usize) -> f64 {
-        ratio(self.rows[i].1.median_ns, self.rows[0].1.median_ns)
+        self.rows[i].1.median_ns / self.rows[0].1.median_ns
     }
-}
-
-/// `value / baseline`, the figure shown in the ratio column.
-pub fn ratio(value: f64, baseline: f64) -> f64 {
-    value / baseline
 }
 
 /// The median of `xs` (mean of the two middle values for an even count).
