@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod bench;
+mod leaks;
 
 /// Composable memory allocators: benchmarks and leak reports.
 #[derive(Parser, Debug)]
@@ -18,10 +19,12 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Command {
     Bench(bench::BenchArgs),
+    Leaks(leaks::LeaksArgs),
 }
 
 fn main() -> ExitCode {
     match Cli::parse().command {
         Command::Bench(args) => bench::main(&args),
+        Command::Leaks(args) => leaks::run(&args),
     }
 }

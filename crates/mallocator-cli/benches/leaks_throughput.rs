@@ -1,0 +1,167 @@
+//! Throughput of `mallocator leaks`: writes a large synthetic log in the C
+//! format (glibc frames, program output mixed in, address reuse, one
+//! allocation in 1000 leaked), runs the built binary on it (file and
+//! stdin), and prints MB/s and the peak memory of the run.
+//!
+//! `cargo bench -p mallocator-cli --bench leaks_throughput`
+//! (`LEAKS_BENCH_MB=512` for a bigger log; default 256).
+
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_mallocator");
+
+/// xorshift64*: deterministic and dependency free.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+/// 64 distinct stacks of 6 to 13 glibc-style frames.
+fn stacks(rng: &mut Rng) -> Vec<String> {
+    (0..64)
+        .map(|s| {
+            let depth = 6 + rng.below(8);
+            let mut text = String::new();
+            text.push_str("./app(fd_backtracing_malloc+0x4b)[0x55a4c1f0a2bb]\n");
+            for d in 0..depth {
+                let off = rng.below(0x400);
+                text.push_str(&format!(
+                    "./app(module{s}_function{d}+0x{off:x})[0x55a4c1f{:05x}]\n",
+                    rng.below(1 << 20)
+                ));
+            }
+            text.push_str(
+                "/lib/x86_64-linux-gnu/libc.so.6(__libc_start_main+0x85)[0x7f3b1e827285]\n",
+            );
+            text
+        })
+        .collect()
+}
+
+/// Writes about `mb` MB of log; returns (bytes, leaked blocks).
+fn write_log(path: &Path, mb: u64) -> (u64, u64) {
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    let stacks = stacks(&mut rng);
+    let frames: Vec<usize> = stacks.iter().map(|s| s.lines().count()).collect();
+    let mut out = BufWriter::with_capacity(1 << 20, File::create(path).unwrap());
+    let (mut live, mut pool): (Vec<u64>, Vec<u64>) = (Vec::new(), Vec::new());
+    let (mut next_addr, mut written, mut leaked) = (0x5555_0000_0000u64, 0u64, 0u64);
+    let limit = mb << 20;
+    let mut line = Vec::with_capacity(128);
+    while written < limit {
+        line.clear();
+        if rng.below(50) == 0 {
+            line.extend_from_slice(b"worker 3: processed batch, 1234 items ok\n");
+        }
+        let s = rng.below(stacks.len() as u64) as usize;
+        if live.len() < 4096 && (live.len() < 16 || rng.below(100) < 52) {
+            let addr = pool.pop().unwrap_or_else(|| {
+                next_addr += 0x60;
+                next_addr
+            });
+            let size = 16 + rng.below(65);
+            writeln!(line, "+++ ALLOC:{}:0x{addr:016x}:16:{size}", frames[s]).unwrap();
+            if rng.below(1000) == 0 {
+                leaked += 1;
+            } else {
+                live.push(addr);
+            }
+        } else {
+            let i = rng.below(live.len() as u64) as usize;
+            let addr = live.swap_remove(i);
+            pool.push(addr);
+            writeln!(line, "+++ FREE:{}:0x{addr:016x}", frames[s]).unwrap();
+        }
+        out.write_all(&line).unwrap();
+        out.write_all(stacks[s].as_bytes()).unwrap();
+        out.write_all(b"---\n").unwrap();
+        written += (line.len() + stacks[s].len() + 4) as u64;
+    }
+    out.flush().unwrap();
+    (written, leaked + live.len() as u64)
+}
+
+/// Peak resident memory of finished children, in MB (Linux: ru_maxrss is KiB).
+#[cfg(unix)]
+fn children_peak_rss_mb() -> f64 {
+    // SAFETY: `usage` is a valid, writable rusage; getrusage only writes it.
+    let usage = unsafe {
+        let mut usage = std::mem::zeroed::<libc::rusage>();
+        libc::getrusage(libc::RUSAGE_CHILDREN, &mut usage);
+        usage
+    };
+    usage.ru_maxrss as f64 / 1024.0
+}
+
+#[cfg(not(unix))]
+fn children_peak_rss_mb() -> f64 {
+    f64::NAN
+}
+
+fn run(path: &Path, stdin: bool) -> (Duration, serde_json::Value) {
+    let start = Instant::now();
+    let out = if stdin {
+        Command::new(BIN)
+            .args(["leaks", "--json", "--top", "3", "-"])
+            .stdin(File::open(path).unwrap())
+            .stderr(Stdio::inherit())
+            .output()
+    } else {
+        Command::new(BIN)
+            .args(["leaks", "--json", "--top", "3"])
+            .arg(path)
+            .stderr(Stdio::inherit())
+            .output()
+    }
+    .unwrap();
+    let took = start.elapsed();
+    assert!(out.status.success());
+    (took, serde_json::from_slice(&out.stdout).unwrap())
+}
+
+fn main() {
+    let mb: u64 = std::env::var("LEAKS_BENCH_MB")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(256);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("synthetic.log");
+    let t = Instant::now();
+    let (bytes, leaked) = write_log(&path, mb);
+    println!(
+        "synthetic log: {:.1} MB, {leaked} blocks never freed (written in {:.2?})",
+        bytes as f64 / 1e6,
+        t.elapsed()
+    );
+    for (name, stdin) in [("file", false), ("stdin", true)] {
+        let mut best = Duration::MAX;
+        for _ in 0..3 {
+            let (took, report) = run(&path, stdin);
+            assert_eq!(report["leaked_blocks"], leaked, "wrong leak count");
+            assert_eq!(report["input"]["bytes"], bytes);
+            best = best.min(took);
+        }
+        println!(
+            "mallocator leaks ({name}): best of 3 {:.3} s = {:.0} MB/s",
+            best.as_secs_f64(),
+            bytes as f64 / 1e6 / best.as_secs_f64()
+        );
+    }
+    println!(
+        "peak RSS of the leaks runs: {:.1} MB",
+        children_peak_rss_mb()
+    );
+}

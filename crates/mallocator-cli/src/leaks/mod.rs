@@ -1,0 +1,242 @@
+//! `mallocator leaks`: a memory leak report from a backtracing allocator
+//! log (mallocator's log mode, or the C `fd_backtracing` allocator).
+//!
+//! The log is read as a stream: memory follows the blocks live at any
+//! moment and the distinct stacks, not the size of the log.
+
+mod analyze;
+mod parse;
+mod render;
+mod symbolize;
+
+use analyze::{Analysis, Analyzer};
+use parse::{Error, ParseError, Parser};
+use std::fs::File;
+use std::io::{self, BufRead, BufReader, BufWriter, IsTerminal, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Inputs at least this large get a progress bar (when stderr is a terminal).
+const PROGRESS_FROM: u64 = 64 << 20;
+/// Warnings printed on stderr in lenient mode (the rest are counted).
+const PRINTED_WARNINGS: usize = 20;
+
+/// Report layouts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// For people: largest leak first, then the errors the C script misses.
+    Text,
+    /// One JSON object: leaked_bytes, leaked_blocks, groups, errors.
+    Json,
+    /// The C leak script's layout: `<bytes> <count>` then the stack, largest last.
+    C,
+}
+
+/// Find memory leaks in an allocation log (like heaptrack or valgrind's leak check, offline).
+#[derive(clap::Args, Debug)]
+#[command(
+    long_about = "Find memory leaks, like heaptrack or valgrind's leak check but offline, in an allocation log written by mallocator's \
+backtracing allocator (log mode) or by the C fd_backtracing allocator: every block allocated \
+and never freed, grouped by allocation stack (backtrace), largest first. Also reports what the \
+C leak script silently drops: double frees, frees of unknown (invalid) pointers, allocations \
+that returned NULL, and free(NULL). Unrelated program output mixed into the log is skipped.\n\n\
+Exit codes: 0 report written; 1 leaks found with --fail-on-leaks; 2 the log is malformed \
+(message with the line number) or a file could not be read or written."
+)]
+pub struct LeaksArgs {
+    /// The allocation log to read; `-` or nothing reads standard input (stdin).
+    #[arg(value_name = "LOG")]
+    pub log: Option<PathBuf>,
+    /// Print the report as one JSON object (same as --format json).
+    #[arg(long)]
+    pub json: bool,
+    /// Report layout.
+    #[arg(long, value_enum, default_value_t = Format::Text, conflicts_with = "json")]
+    pub format: Format,
+    /// Show only the N largest leak groups (and N sites of each error kind); 0 shows all.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub top: usize,
+    /// Also write a flamegraph (SVG) of leaked bytes by allocation stack to this file.
+    #[arg(long, value_name = "OUT.svg")]
+    pub flamegraph: Option<PathBuf>,
+    /// Do not stop at malformed log lines: warn on stderr (with line numbers) and report what can be read.
+    #[arg(long)]
+    pub lenient: bool,
+    /// Exit with code 1 when leaks are found (for CI and test scripts).
+    #[arg(long)]
+    pub fail_on_leaks: bool,
+    /// Resolve `object(+0xoffset)` frames to function, file and line from the object's debug info.
+    #[arg(long)]
+    pub symbolize: bool,
+    /// Never show the progress bar (it is shown only for large logs when stderr is a terminal).
+    #[arg(long)]
+    pub no_progress: bool,
+}
+
+/// Progress bar on stderr, shown only for large inputs on a terminal.
+struct Progress {
+    bar: Option<indicatif::ProgressBar>,
+    enabled: bool,
+    total: Option<u64>,
+    next: u64,
+}
+
+impl Progress {
+    fn new(enabled: bool, total: Option<u64>) -> Self {
+        Progress {
+            bar: None,
+            enabled,
+            total,
+            next: 1 << 20,
+        }
+    }
+
+    #[inline]
+    fn update(&mut self, bytes: u64) {
+        if bytes >= self.next {
+            self.next = bytes + (1 << 20);
+            self.draw(bytes);
+        }
+    }
+
+    #[cold]
+    fn draw(&mut self, bytes: u64) {
+        if self.bar.is_none() && self.enabled && self.total.unwrap_or(bytes) >= PROGRESS_FROM {
+            let bar = match self.total {
+                Some(len) => indicatif::ProgressBar::new(len).with_style(
+                    indicatif::ProgressStyle::with_template(
+                        "reading log {bar:40} {bytes}/{total_bytes} {bytes_per_sec} {eta}",
+                    )
+                    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+                ),
+                None => indicatif::ProgressBar::no_length().with_style(
+                    indicatif::ProgressStyle::with_template("reading log {bytes} {bytes_per_sec}")
+                        .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
+                ),
+            };
+            self.bar = Some(bar);
+        }
+        if let Some(bar) = &self.bar {
+            bar.set_position(bytes);
+        }
+    }
+
+    fn finish(self) {
+        if let Some(bar) = self.bar {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+/// Reads a whole log and analyzes it.
+fn analyze<R: BufRead>(
+    reader: R,
+    lenient: bool,
+    progress: &mut Progress,
+) -> Result<(Analysis, Vec<ParseError>, u64), Error> {
+    let mut parser = Parser::new(reader, lenient);
+    let mut analyzer = Analyzer::new();
+    while let Some(record) = parser.next_record()? {
+        analyzer.record(&record);
+        progress.update(parser.bytes_read());
+    }
+    let mut analysis = analyzer.finish();
+    analysis.input = parser.stats();
+    let (warnings, total) = parser.warnings();
+    Ok((analysis, warnings.to_vec(), total))
+}
+
+/// Why the command failed.
+enum Failure {
+    /// The log is missing, unreadable or malformed.
+    Input(String),
+    /// An output could not be written.
+    Output(String, io::Error),
+}
+
+fn write_report(args: &LeaksArgs, a: &Analysis, warnings: (&[ParseError], u64)) -> io::Result<()> {
+    let top = (args.top > 0).then_some(args.top);
+    let stdout = io::stdout();
+    let mut out = BufWriter::new(stdout.lock());
+    let format = if args.json { Format::Json } else { args.format };
+    match format {
+        Format::Text => render::text(&mut out, a, top, warnings.1)?,
+        Format::Json => render::json(&mut out, &render::JsonReport::new(a, top, warnings))?,
+        Format::C => render::c_layout(&mut out, a)?,
+    }
+    out.flush()
+}
+
+fn run_inner(args: &LeaksArgs) -> Result<ExitCode, Failure> {
+    let (name, reader, size): (String, Box<dyn BufRead>, Option<u64>) = match &args.log {
+        Some(path) if path.as_os_str() != "-" => {
+            let name = path.display().to_string();
+            let file = File::open(path).map_err(|e| Failure::Input(format!("{name}: {e}")))?;
+            let size = file.metadata().ok().map(|m| m.len());
+            (
+                name,
+                Box::new(BufReader::with_capacity(1 << 18, file)),
+                size,
+            )
+        }
+        _ => (
+            "<stdin>".to_owned(),
+            Box::new(BufReader::with_capacity(1 << 18, io::stdin().lock())),
+            None,
+        ),
+    };
+    let mut progress = Progress::new(!args.no_progress && io::stderr().is_terminal(), size);
+    let result = analyze(reader, args.lenient, &mut progress);
+    progress.finish();
+    let (mut analysis, warnings, warnings_total) = result.map_err(|e| match e {
+        Error::Parse(e) => Failure::Input(format!(
+            "{name}: {e}\n(use --lenient to skip malformed records and report what can be read)"
+        )),
+        Error::Io(e) => Failure::Input(format!("{name}: cannot read the log: {e}")),
+    })?;
+    if args.symbolize {
+        symbolize::symbolize(&mut analysis);
+    }
+    for w in warnings.iter().take(PRINTED_WARNINGS) {
+        eprintln!("mallocator leaks: warning: {name}: {w}");
+    }
+    if warnings_total > PRINTED_WARNINGS as u64 {
+        eprintln!(
+            "mallocator leaks: warning: {name}: {} more problems not shown",
+            warnings_total - PRINTED_WARNINGS as u64
+        );
+    }
+    if let Some(path) = &args.flamegraph {
+        let svg = || -> io::Result<()> {
+            let mut out = BufWriter::new(File::create(path)?);
+            render::flamegraph(&mut out, &analysis)?;
+            out.flush()
+        };
+        svg().map_err(|e| Failure::Output(path.display().to_string(), e))?;
+    }
+    write_report(args, &analysis, (&warnings, warnings_total))
+        .map_err(|e| Failure::Output("standard output".to_owned(), e))?;
+    Ok(if args.fail_on_leaks && analysis.leaked_blocks > 0 {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// Runs `mallocator leaks`; the exit code is 0 (report written), 1 (leaks
+/// found with `--fail-on-leaks`) or 2 (bad input, unreadable or unwritable file).
+pub fn run(args: &LeaksArgs) -> ExitCode {
+    match run_inner(args) {
+        Ok(code) => code,
+        Err(Failure::Input(msg)) => {
+            eprintln!("mallocator leaks: {msg}");
+            ExitCode::from(2)
+        }
+        // `mallocator leaks log | head` is normal use, not an error.
+        Err(Failure::Output(_, e)) if e.kind() == io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+        Err(Failure::Output(what, e)) => {
+            eprintln!("mallocator leaks: cannot write {what}: {e}");
+            ExitCode::from(2)
+        }
+    }
+}

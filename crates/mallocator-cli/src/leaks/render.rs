@@ -1,0 +1,626 @@
+//! Output of a leak analysis: text for people, JSON for programs, the C
+//! script's own layout, and a flamegraph of leaked bytes.
+
+use super::analyze::{Analysis, StackId, Tally};
+use super::parse::{InputStats, ParseError};
+use serde::Serialize;
+use std::io::{self, Write};
+
+/// How many groups / sites to show; `None` shows all.
+pub type Top = Option<usize>;
+
+fn take<T>(items: &[T], top: Top) -> &[T] {
+    &items[..top.map_or(items.len(), |n| n.min(items.len()))]
+}
+
+fn plural(n: u64, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
+fn total(items: &[(impl Sized, Tally)]) -> u64 {
+    items
+        .iter()
+        .fold(0u64, |acc, (_, t)| acc.saturating_add(t.count))
+}
+
+/// A leak group in the JSON report.
+#[derive(Serialize)]
+pub struct JsonGroup {
+    /// Total bytes never freed.
+    pub bytes: u64,
+    /// Number of blocks.
+    pub count: u64,
+    /// The allocation stack, innermost frame first, verbatim from the log.
+    pub frames: Vec<String>,
+}
+
+/// Sites where one kind of error happened.
+#[derive(Serialize)]
+pub struct JsonSite {
+    /// Occurrences.
+    pub count: u64,
+    /// Header line of the first occurrence.
+    pub first_line: u64,
+    /// Stack of the call.
+    pub frames: Vec<String>,
+}
+
+/// A double free in the JSON report.
+#[derive(Serialize)]
+pub struct JsonDoubleFree {
+    /// Occurrences.
+    pub count: u64,
+    /// Bytes of the block(s) freed twice, summed over occurrences.
+    pub bytes: u64,
+    /// Header line of the first occurrence (the second free).
+    pub first_line: u64,
+    /// Where the block was allocated.
+    pub alloc_frames: Vec<String>,
+    /// Where it was freed first.
+    pub first_free_frames: Vec<String>,
+    /// Where it was freed again.
+    pub second_free_frames: Vec<String>,
+}
+
+/// Allocations that returned NULL.
+#[derive(Serialize)]
+pub struct JsonNullResult {
+    /// Occurrences.
+    pub count: u64,
+    /// Bytes requested, summed.
+    pub requested_bytes: u64,
+    /// Header line of the first occurrence.
+    pub first_line: u64,
+    /// Allocation stack.
+    pub frames: Vec<String>,
+}
+
+/// An allocation that returned an address still allocated.
+#[derive(Serialize)]
+pub struct JsonReuse {
+    /// Occurrences.
+    pub count: u64,
+    /// Bytes of the blocks dropped from the live set, summed.
+    pub dropped_bytes: u64,
+    /// Header line of the first occurrence.
+    pub first_line: u64,
+    /// Allocation stack of the dropped block.
+    pub dropped_frames: Vec<String>,
+    /// Allocation stack of the new block.
+    pub new_frames: Vec<String>,
+}
+
+/// The problems the C script does not report.
+#[derive(Serialize)]
+pub struct JsonErrors {
+    /// Frees of an address already freed and not allocated again.
+    pub double_frees: Vec<JsonDoubleFree>,
+    /// Frees of an address never allocated in the log.
+    pub unknown_frees: Vec<JsonSite>,
+    /// Allocations that returned NULL.
+    pub null_results: Vec<JsonNullResult>,
+    /// `free(NULL)` calls (allowed; listed for completeness).
+    pub null_frees: Vec<JsonSite>,
+    /// Allocations that returned a still-allocated address (a FREE record is missing).
+    pub live_address_reuses: Vec<JsonReuse>,
+}
+
+/// Totals of each error class (over all sites, not only the listed ones).
+#[derive(Serialize)]
+pub struct JsonErrorCounts {
+    /// Double frees.
+    pub double_frees: u64,
+    /// Unknown frees.
+    pub unknown_frees: u64,
+    /// NULL results.
+    pub null_results: u64,
+    /// `free(NULL)` calls.
+    pub null_frees: u64,
+    /// Live address reuses.
+    pub live_address_reuses: u64,
+}
+
+/// A lenient-mode warning.
+#[derive(Serialize)]
+pub struct JsonWarning {
+    /// Line number.
+    pub line: u64,
+    /// What was wrong.
+    pub message: String,
+}
+
+/// The whole JSON report.
+#[derive(Serialize)]
+pub struct JsonReport {
+    /// Total bytes never freed.
+    pub leaked_bytes: u64,
+    /// Total blocks never freed.
+    pub leaked_blocks: u64,
+    /// Number of groups (before `--top`).
+    pub groups_total: usize,
+    /// Leak groups, largest total first.
+    pub groups: Vec<JsonGroup>,
+    /// Error totals per class.
+    pub error_counts: JsonErrorCounts,
+    /// Error sites per class, most frequent first.
+    pub errors: JsonErrors,
+    /// What was read.
+    pub input: InputStats,
+    /// Lenient-mode warnings (the first 100).
+    pub warnings: Vec<JsonWarning>,
+    /// Number of warnings.
+    pub warnings_total: u64,
+}
+
+fn sites(a: &Analysis, items: &[(StackId, Tally)], top: Top) -> Vec<JsonSite> {
+    take(items, top)
+        .iter()
+        .map(|(s, t)| JsonSite {
+            count: t.count,
+            first_line: t.first_line,
+            frames: a.stacks.frames(*s),
+        })
+        .collect()
+}
+
+impl JsonReport {
+    /// Builds the report; `top` limits the listed groups and error sites.
+    pub fn new(a: &Analysis, top: Top, warnings: (&[ParseError], u64)) -> Self {
+        JsonReport {
+            leaked_bytes: a.leaked_bytes,
+            leaked_blocks: a.leaked_blocks,
+            groups_total: a.groups.len(),
+            groups: take(&a.groups, top)
+                .iter()
+                .map(|g| JsonGroup {
+                    bytes: g.bytes,
+                    count: g.count,
+                    frames: a.stacks.frames(g.stack),
+                })
+                .collect(),
+            error_counts: JsonErrorCounts {
+                double_frees: total(&a.double_frees),
+                unknown_frees: total(&a.unknown_frees),
+                null_results: total(&a.null_results),
+                null_frees: total(&a.null_frees),
+                live_address_reuses: total(&a.live_reuses),
+            },
+            errors: JsonErrors {
+                double_frees: take(&a.double_frees, top)
+                    .iter()
+                    .map(|(s, t)| JsonDoubleFree {
+                        count: t.count,
+                        bytes: t.bytes,
+                        first_line: t.first_line,
+                        alloc_frames: a.stacks.frames(s.alloc),
+                        first_free_frames: a.stacks.frames(s.first_free),
+                        second_free_frames: a.stacks.frames(s.second_free),
+                    })
+                    .collect(),
+                unknown_frees: sites(a, &a.unknown_frees, top),
+                null_results: take(&a.null_results, top)
+                    .iter()
+                    .map(|(s, t)| JsonNullResult {
+                        count: t.count,
+                        requested_bytes: t.bytes,
+                        first_line: t.first_line,
+                        frames: a.stacks.frames(*s),
+                    })
+                    .collect(),
+                null_frees: sites(a, &a.null_frees, top),
+                live_address_reuses: take(&a.live_reuses, top)
+                    .iter()
+                    .map(|(s, t)| JsonReuse {
+                        count: t.count,
+                        dropped_bytes: t.bytes,
+                        first_line: t.first_line,
+                        dropped_frames: a.stacks.frames(s.old),
+                        new_frames: a.stacks.frames(s.new),
+                    })
+                    .collect(),
+            },
+            input: a.input,
+            warnings: warnings
+                .0
+                .iter()
+                .map(|w| JsonWarning {
+                    line: w.line,
+                    message: w.to_string(),
+                })
+                .collect(),
+            warnings_total: warnings.1,
+        }
+    }
+}
+
+/// Writes the JSON report (one object, then a newline).
+pub fn json(out: &mut dyn Write, report: &JsonReport) -> io::Result<()> {
+    serde_json::to_writer_pretty(&mut *out, report)?;
+    writeln!(out)
+}
+
+fn stack(out: &mut dyn Write, a: &Analysis, id: StackId, indent: &str) -> io::Result<()> {
+    let text = a.stacks.text(id);
+    if text.is_empty() {
+        return writeln!(out, "{indent}(no frames)");
+    }
+    for frame in text.split(|&b| b == b'\n') {
+        out.write_all(indent.as_bytes())?;
+        out.write_all(frame)?;
+        out.write_all(b"\n")?;
+    }
+    Ok(())
+}
+
+fn more(out: &mut dyn Write, shown: usize, all: usize, what: &str) -> io::Result<()> {
+    if all > shown {
+        writeln!(
+            out,
+            "  ... {} more {what} (use --top 0 to show all)",
+            all - shown
+        )?;
+    }
+    Ok(())
+}
+
+/// One error class: its title and total, then each site (up to `top`)
+/// with its count, first line, optional bytes and its labelled stacks.
+fn section<K: Copy>(
+    out: &mut dyn Write,
+    a: &Analysis,
+    items: &[(K, Tally)],
+    top: Top,
+    title: &str,
+    bytes_label: Option<&str>,
+    stacks: impl Fn(K) -> Vec<(&'static str, StackId)>,
+) -> io::Result<()> {
+    if items.is_empty() {
+        return Ok(());
+    }
+    writeln!(out, "\n{}: {}", title, total(items))?;
+    let shown = take(items, top);
+    for (i, (key, t)) in shown.iter().enumerate() {
+        write!(
+            out,
+            "  #{}: {}, first at line {}",
+            i + 1,
+            plural(t.count, "time", "times"),
+            t.first_line
+        )?;
+        if let Some(label) = bytes_label {
+            write!(out, ", {} {label}", t.bytes)?;
+        }
+        writeln!(out)?;
+        for (label, id) in stacks(*key) {
+            if !label.is_empty() {
+                writeln!(out, "    {label}:")?;
+            }
+            stack(out, a, id, "      ")?;
+        }
+    }
+    more(out, shown.len(), items.len(), "sites")
+}
+
+/// The human-readable report, largest leak first.
+pub fn text(out: &mut dyn Write, a: &Analysis, top: Top, warnings_total: u64) -> io::Result<()> {
+    let inp = &a.input;
+    if a.groups.is_empty() {
+        writeln!(
+            out,
+            "No leaks: every block allocated in the log was freed ({}, {}).",
+            plural(inp.allocs, "allocation", "allocations"),
+            plural(inp.frees, "free", "frees")
+        )?;
+    } else {
+        writeln!(
+            out,
+            "Leaks: {} in {} never freed, from {}.",
+            plural(a.leaked_bytes, "byte", "bytes"),
+            plural(a.leaked_blocks, "block", "blocks"),
+            plural(
+                a.groups.len() as u64,
+                "allocation stack",
+                "allocation stacks"
+            ),
+        )?;
+        writeln!(
+            out,
+            "(log: {}, {}, {})",
+            plural(inp.lines, "line", "lines"),
+            plural(inp.allocs, "allocation", "allocations"),
+            plural(inp.frees, "free", "frees")
+        )?;
+        let shown = take(&a.groups, top);
+        for (i, g) in shown.iter().enumerate() {
+            writeln!(
+                out,
+                "\n#{}: {} in {}",
+                i + 1,
+                plural(g.bytes, "byte", "bytes"),
+                plural(g.count, "block", "blocks")
+            )?;
+            stack(out, a, g.stack, "    ")?;
+        }
+        if a.groups.len() > shown.len() {
+            writeln!(out)?;
+        }
+        more(out, shown.len(), a.groups.len(), "leak groups")?;
+    }
+    let any_error = !(a.double_frees.is_empty()
+        && a.unknown_frees.is_empty()
+        && a.null_results.is_empty()
+        && a.null_frees.is_empty()
+        && a.live_reuses.is_empty());
+    if any_error {
+        writeln!(out, "\nProblems the C leak script does not report:")?;
+    }
+    section(
+        out,
+        a,
+        &a.double_frees,
+        top,
+        "Double frees (a block freed again after it was already freed)",
+        Some("bytes"),
+        |s| {
+            vec![
+                ("allocated at", s.alloc),
+                ("first freed at", s.first_free),
+                ("freed again at", s.second_free),
+            ]
+        },
+    )?;
+    section(
+        out,
+        a,
+        &a.unknown_frees,
+        top,
+        "Frees of addresses never allocated in the log (invalid free, or allocated before logging began)",
+        None,
+        |s| vec![("", s)],
+    )?;
+    section(
+        out,
+        a,
+        &a.null_results,
+        top,
+        "Allocations that returned NULL (out of memory or invalid request)",
+        Some("bytes requested"),
+        |s| vec![("", s)],
+    )?;
+    section(
+        out,
+        a,
+        &a.null_frees,
+        top,
+        "free(NULL) calls (allowed; listed for completeness)",
+        None,
+        |s| vec![("", s)],
+    )?;
+    section(
+        out,
+        a,
+        &a.live_reuses,
+        top,
+        "Allocations that returned a still-allocated address (a FREE record is missing; \
+         the older block is dropped, as the C script does)",
+        Some("bytes dropped"),
+        |s| {
+            vec![
+                ("dropped block allocated at", s.old),
+                ("new block allocated at", s.new),
+            ]
+        },
+    )?;
+    if warnings_total > 0 {
+        writeln!(
+            out,
+            "\nThe log had {} (see stderr); this report is a best effort.",
+            plural(warnings_total, "problem", "problems")
+        )?;
+    }
+    Ok(())
+}
+
+/// The C leak script's own layout: groups by total bytes ascending
+/// (largest last), each as `<bytes> <count>` then its frames, then a blank
+/// line.
+pub fn c_layout(out: &mut dyn Write, a: &Analysis) -> io::Result<()> {
+    for g in a.groups.iter().rev() {
+        writeln!(out, "{} {}", g.bytes, g.count)?;
+        if !a.stacks.text(g.stack).is_empty() {
+            stack(out, a, g.stack, "")?;
+        }
+        writeln!(out)?;
+    }
+    Ok(())
+}
+
+/// A short flamegraph label for one frame line: the function of a glibc
+/// `backtrace_symbols` line (`obj(func+0x1a)[0x...]`, demangled), the
+/// object and offset when there is no symbol, or the line itself.
+pub fn frame_label(frame: &str) -> String {
+    let mut s = frame.trim();
+    if let Some(i) = s.rfind('[') {
+        if s.ends_with(']') && i > 0 {
+            s = s[..i].trim_end();
+        }
+    }
+    let label = match (s.rfind('('), s.strip_suffix(')')) {
+        (Some(open), Some(inner)) if open < inner.len() => {
+            let inside = &inner[open + 1..];
+            let object = s[..open].rsplit('/').next().unwrap_or("");
+            if inside.is_empty() || inside.starts_with('+') {
+                format!("{object}{inside}")
+            } else {
+                demangle(inside.rfind('+').map_or(inside, |plus| &inside[..plus]))
+            }
+        }
+        // A symbolized frame: `function at file:line`.
+        _ => s.split_once(" at ").map_or(s, |(f, _)| f).to_owned(),
+    };
+    // `;` separates frames in the folded format.
+    label.replace(';', ",")
+}
+
+/// Demangles a Rust symbol (without its hash); other names unchanged.
+pub fn demangle(sym: &str) -> String {
+    match rustc_demangle::try_demangle(sym) {
+        Ok(d) => format!("{d:#}"),
+        Err(_) => sym.to_owned(),
+    }
+}
+
+/// The folded stacks (`outer;...;inner bytes`) of the leak groups.
+pub fn folded(a: &Analysis) -> Vec<String> {
+    a.groups
+        .iter()
+        .filter(|g| g.bytes > 0)
+        .map(|g| {
+            let text = String::from_utf8_lossy(a.stacks.text(g.stack));
+            let mut labels: Vec<String> = if text.is_empty() {
+                vec!["(no frames)".to_owned()]
+            } else {
+                text.split('\n').map(frame_label).collect()
+            };
+            labels.reverse();
+            format!("{} {}", labels.join(";"), g.bytes)
+        })
+        .collect()
+}
+
+/// Writes an SVG flamegraph of leaked bytes by allocation stack.
+pub fn flamegraph(out: &mut dyn Write, a: &Analysis) -> io::Result<()> {
+    let lines = folded(a);
+    if lines.is_empty() {
+        // inferno refuses empty input; say plainly that nothing leaked.
+        return writeln!(
+            out,
+            "<?xml version=\"1.0\" standalone=\"no\"?>\n\
+             <svg version=\"1.1\" width=\"600\" height=\"60\" xmlns=\"http://www.w3.org/2000/svg\">\
+             <text x=\"10\" y=\"35\" font-family=\"Verdana\" font-size=\"16\">\
+             No leaked bytes: every block in the log was freed.</text></svg>"
+        );
+    }
+    let mut opts = inferno::flamegraph::Options::default();
+    opts.title = "Leaked bytes by allocation stack".to_owned();
+    opts.count_name = "bytes".to_owned();
+    opts.name_type = "Function:".to_owned();
+    opts.deterministic = true;
+    inferno::flamegraph::from_lines(&mut opts, lines.iter().map(String::as_str), out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::analyze::Analyzer;
+    use super::super::parse::Parser;
+    use super::*;
+
+    fn analysis(log: &str) -> Analysis {
+        let mut p = Parser::new(log.as_bytes(), false);
+        let mut an = Analyzer::new();
+        while let Some(r) = p.next_record().unwrap() {
+            an.record(&r);
+        }
+        let mut a = an.finish();
+        a.input = p.stats();
+        a
+    }
+
+    const LOG: &str = "\
++++ ALLOC:2:0x0000000000001000:16:100\n./prog(big+0x1)[0x1]\n./prog(main+0x2)[0x2]\n---\n\
++++ ALLOC:1:0x0000000000002000:16:10\n./prog(small+0x1)[0x3]\n---\n\
++++ ALLOC:1:0x0000000000003000:16:30\n./prog(small+0x1)[0x3]\n---\n\
++++ FREE:1:0x0000000000009000\n./prog(oops+0x1)[0x4]\n---\n";
+
+    #[test]
+    fn text_lists_largest_first_and_the_extra_errors() {
+        let a = analysis(LOG);
+        let mut out = Vec::new();
+        text(&mut out, &a, None, 0).unwrap();
+        let s = String::from_utf8(out).unwrap();
+        assert!(
+            s.starts_with("Leaks: 140 bytes in 3 blocks never freed, from 2 allocation stacks."),
+            "{s}"
+        );
+        let big = s
+            .find("#1: 100 bytes in 1 block\n    ./prog(big+0x1)[0x1]")
+            .unwrap();
+        let small = s
+            .find("#2: 40 bytes in 2 blocks\n    ./prog(small+0x1)[0x3]")
+            .unwrap();
+        assert!(big < small);
+        assert!(s.contains("Frees of addresses never allocated"), "{s}");
+        assert!(s.contains("      ./prog(oops+0x1)[0x4]"), "{s}");
+
+        let mut out = Vec::new();
+        text(&mut out, &a, Some(1), 0).unwrap();
+        let s = String::from_utf8(out).unwrap();
+        assert!(!s.contains("small"), "{s}");
+        assert!(
+            s.contains("1 more leak groups (use --top 0 to show all)"),
+            "{s}"
+        );
+    }
+
+    #[test]
+    fn c_layout_is_ascending() {
+        let a = analysis(LOG);
+        let mut out = Vec::new();
+        c_layout(&mut out, &a).unwrap();
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "40 2\n./prog(small+0x1)[0x3]\n\n100 1\n./prog(big+0x1)[0x1]\n./prog(main+0x2)[0x2]\n\n"
+        );
+    }
+
+    #[test]
+    fn json_has_totals_groups_and_errors() {
+        let a = analysis(LOG);
+        let r = JsonReport::new(&a, Some(1), (&[], 0));
+        let v: serde_json::Value = serde_json::to_value(&r).unwrap();
+        assert_eq!(v["leaked_bytes"], 140);
+        assert_eq!(v["leaked_blocks"], 3);
+        assert_eq!(v["groups_total"], 2);
+        assert_eq!(v["groups"].as_array().unwrap().len(), 1);
+        assert_eq!(v["groups"][0]["bytes"], 100);
+        assert_eq!(v["groups"][0]["frames"][1], "./prog(main+0x2)[0x2]");
+        assert_eq!(v["error_counts"]["unknown_frees"], 1);
+        assert_eq!(v["errors"]["unknown_frees"][0]["first_line"], 11);
+        assert_eq!(v["input"]["allocs"], 3);
+    }
+
+    #[test]
+    fn frame_labels() {
+        assert_eq!(frame_label("./prog(leaky+0x1a)[0x55d5c0a0b1a2]"), "leaky");
+        assert_eq!(
+            frame_label("/lib/x86_64-linux-gnu/libc.so.6(+0x271ca)[0x7f0c5a2271ca]"),
+            "libc.so.6+0x271ca"
+        );
+        assert_eq!(frame_label("./prog(main)[0x1]"), "main");
+        assert_eq!(frame_label("[0x7f0c5a2271ca]"), "[0x7f0c5a2271ca]");
+        assert_eq!(
+            frame_label("./p(_ZN10leaky_list4push17h0123456789abcdefE+0x10)[0x1]"),
+            "leaky_list::push"
+        );
+        assert_eq!(frame_label("f<[u8; 4]>"), "f<[u8, 4]>");
+        assert_eq!(frame_label("app::main at src/main.rs:3"), "app::main");
+    }
+
+    #[test]
+    fn flamegraph_is_an_svg_with_the_functions() {
+        let a = analysis(LOG);
+        assert_eq!(
+            folded(&a),
+            vec!["main;big 100".to_owned(), "small 40".to_owned()]
+        );
+        let mut out = Vec::new();
+        flamegraph(&mut out, &a).unwrap();
+        let svg = String::from_utf8(out).unwrap();
+        assert!(svg.contains("<svg"), "{svg}");
+        assert!(svg.contains("big") && svg.contains("small"));
+        let empty = analysis("");
+        let mut out = Vec::new();
+        flamegraph(&mut out, &empty).unwrap();
+        assert!(String::from_utf8(out).unwrap().contains("No leaked bytes"));
+    }
+}

@@ -1,0 +1,310 @@
+//! `mallocator leaks` run as a user would: the built binary on files and
+//! standard input, every output format, bad input and exit codes.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+const BIN: &str = env!("CARGO_BIN_EXE_mallocator");
+
+/// A hand-written log imitating the C allocator's output (glibc
+/// `backtrace_symbols_fd` frames) with program output mixed in, a double
+/// free, an unknown free, a NULL result, free(NULL), a still-live address
+/// handed out again and a record glued to program output.
+fn fixture() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/c_glibc.log")
+}
+
+fn run(args: &[&str], stdin: Option<&[u8]>) -> Output {
+    let mut child = Command::new(BIN)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run mallocator");
+    let input = stdin.unwrap_or_default().to_vec();
+    let mut pipe = child.stdin.take().unwrap();
+    let writer = std::thread::spawn(move || {
+        // The command may stop reading early (bad input): ignore EPIPE.
+        let _ = pipe.write_all(&input);
+    });
+    let out = child.wait_with_output().unwrap();
+    writer.join().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "panic: {stderr}");
+    out
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8(o.stdout.clone()).unwrap()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8(o.stderr.clone()).unwrap()
+}
+
+fn json(o: &Output) -> serde_json::Value {
+    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("{e}: {}", stdout(o)))
+}
+
+fn leaks(args: &[&str]) -> Output {
+    let mut all = vec!["leaks"];
+    all.extend_from_slice(args);
+    run(&all, None)
+}
+
+#[test]
+fn text_report_of_a_c_log_largest_first() {
+    let f = fixture();
+    let o = leaks(&[f.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let s = stdout(&o);
+    assert!(
+        s.starts_with("Leaks: 384 bytes in 5 blocks never freed, from 4 allocation stacks."),
+        "{s}"
+    );
+    let order: Vec<usize> = [
+        "#1: 200 bytes in 1 block\n    ./leaky(fd_backtracing_malloc+0x4b)[0x55a4c1f0a2bb]\n    ./leaky(load_config+0x3a)",
+        "#2: 128 bytes in 2 blocks\n    ./leaky(fd_backtracing_malloc+0x4b)[0x55a4c1f0a2bb]\n    ./leaky(make_node+0x21)",
+        "#3: 48 bytes in 1 block\n    ./leaky(fd_backtracing_malloc+0x4b)[0x55a4c1f0a2bb]\n    ./leaky(cache_put+0x2d)",
+        "#4: 8 bytes in 1 block\n    ./leaky(fd_backtracing_malloc+0x4b)[0x55a4c1f0a2bb]\n    ./leaky(main+0xd4)",
+    ]
+    .iter()
+    .map(|g| s.find(g).unwrap_or_else(|| panic!("missing {g:?} in\n{s}")))
+    .collect();
+    assert!(order.windows(2).all(|w| w[0] < w[1]), "{s}");
+    for problem in [
+        "Double frees (a block freed again after it was already freed): 1",
+        "Frees of addresses never allocated in the log",
+        "Allocations that returned NULL",
+        "1099511627776 bytes requested",
+        "free(NULL) calls",
+        "Allocations that returned a still-allocated address",
+    ] {
+        assert!(s.contains(problem), "missing {problem:?} in\n{s}");
+    }
+}
+
+#[test]
+fn json_report_schema_and_values() {
+    let f = fixture();
+    let o = leaks(&["--json", f.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0));
+    let v = json(&o);
+    assert_eq!(v["leaked_bytes"], 384);
+    assert_eq!(v["leaked_blocks"], 5);
+    let groups = v["groups"].as_array().unwrap();
+    let sizes: Vec<(u64, u64)> = groups
+        .iter()
+        .map(|g| (g["bytes"].as_u64().unwrap(), g["count"].as_u64().unwrap()))
+        .collect();
+    assert_eq!(sizes, vec![(200, 1), (128, 2), (48, 1), (8, 1)]);
+    assert_eq!(groups[0]["frames"].as_array().unwrap().len(), 5);
+    assert_eq!(
+        groups[0]["frames"][1],
+        "./leaky(load_config+0x3a)[0x55a4c1f0951a]"
+    );
+    let counts = &v["error_counts"];
+    for k in [
+        "double_frees",
+        "unknown_frees",
+        "null_results",
+        "null_frees",
+        "live_address_reuses",
+    ] {
+        assert_eq!(counts[k], 1, "{k}");
+    }
+    let df = &v["errors"]["double_frees"][0];
+    assert_eq!(df["first_line"], 52);
+    assert_eq!(df["bytes"], 32);
+    assert_eq!(
+        df["alloc_frames"][1],
+        "./leaky(make_name+0x19)[0x55a4c1f09609]"
+    );
+    assert_eq!(
+        df["first_free_frames"][2],
+        "./leaky(main+0x8c)[0x55a4c1f095dc]"
+    );
+    assert_eq!(
+        df["second_free_frames"][2],
+        "./leaky(main+0x98)[0x55a4c1f095e8]"
+    );
+    assert_eq!(v["errors"]["unknown_frees"][0]["first_line"], 59);
+    assert_eq!(
+        v["errors"]["null_results"][0]["requested_bytes"],
+        1099511627776u64
+    );
+    assert_eq!(v["errors"]["live_address_reuses"][0]["dropped_bytes"], 16);
+    assert_eq!(v["input"]["lines"], 91);
+    assert_eq!(v["input"]["allocs"], 9);
+    assert_eq!(v["input"]["frees"], 5);
+    assert_eq!(v["warnings_total"], 0);
+    // --top limits the listed groups, not the totals.
+    let o = leaks(&["--json", "--top", "1", f.to_str().unwrap()]);
+    let v = json(&o);
+    assert_eq!(v["groups"].as_array().unwrap().len(), 1);
+    assert_eq!(v["groups_total"], 4);
+    assert_eq!(v["leaked_bytes"], 384);
+}
+
+#[test]
+fn stdin_dash_and_file_agree() {
+    let f = fixture();
+    let log = std::fs::read(&f).unwrap();
+    let from_file = leaks(&["--format", "json", f.to_str().unwrap()]);
+    let dash = run(&["leaks", "--json", "-"], Some(&log));
+    let bare = run(&["leaks", "--json"], Some(&log));
+    assert_eq!(json(&from_file), json(&dash));
+    assert_eq!(json(&from_file), json(&bare));
+}
+
+#[test]
+fn c_layout_output() {
+    let log = b"+++ ALLOC:1:0x0000000000000010:16:5\n./p(a+0x1)[0x1]\n---\n\
++++ ALLOC:1:0x0000000000000020:16:7\n./p(b+0x1)[0x2]\n---\n\
++++ ALLOC:1:0x0000000000000030:16:7\n./p(b+0x1)[0x2]\n---\n";
+    let o = run(&["leaks", "--format", "c"], Some(log));
+    assert_eq!(
+        stdout(&o),
+        "5 1\n./p(a+0x1)[0x1]\n\n14 2\n./p(b+0x1)[0x2]\n\n"
+    );
+}
+
+#[test]
+fn flamegraph_svg_of_leaked_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let svg = dir.path().join("leaks.svg");
+    let f = fixture();
+    let o = leaks(&["--flamegraph", svg.to_str().unwrap(), f.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let text = std::fs::read_to_string(&svg).unwrap();
+    assert!(text.contains("<svg"));
+    for func in ["load_config", "make_node", "cache_put", "__libc_start_main"] {
+        assert!(text.contains(func), "{func} missing from the flamegraph");
+    }
+    assert!(text.contains("200 bytes"), "the frame titles carry bytes");
+    // The text report is still printed.
+    assert!(stdout(&o).starts_with("Leaks: 384 bytes"));
+    // An unwritable path is an error, not a panic.
+    let bad = dir.path().join("no/such/dir/x.svg");
+    let o = leaks(&["--flamegraph", bad.to_str().unwrap(), f.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("cannot write"), "{}", stderr(&o));
+}
+
+/// Every class of bad input: exit 2 with the line number, or with
+/// --lenient a warning and a report.
+#[test]
+fn bad_input_exit_2_or_lenient_warning() {
+    let cases: &[(&[u8], &str)] = &[
+        (
+            b"ok\n+++ ALLOC:2:0x0000000000000010:16:8\nframe\n",
+            "line 2: truncated record: it declares 2 frames but the input ends after 1",
+        ),
+        (
+            b"+++ ALLOC:x:0x0000000000000010:16:8\n",
+            "line 1: record header has an invalid frame count: \"x\"",
+        ),
+        (
+            b"a\nb\n+++ FREE:0:0xnothex\n",
+            "line 3: record header has an invalid address",
+        ),
+        (
+            b"+++ ALLOC:0:0x0000000000000010:16\n",
+            "line 1: record header is cut short: the size is missing",
+        ),
+        (
+            b"+++ ALLOC:3:0x0000000000000010:16:8\nf\n---\n+++ FREE:0:0x10\n",
+            "line 1: frame count larger than the lines that follow: the record declares 3 frames but line 3 ends it after 1",
+        ),
+        (
+            b"+++ FREE:0:0x10\n\x7fELF\x02\x01\x01\x00\x00\x00\xff\xfe\n",
+            "line 2: binary data (not UTF-8 text)",
+        ),
+    ];
+    for (log, message) in cases {
+        let o = run(&["leaks", "-"], Some(log));
+        assert_eq!(o.status.code(), Some(2), "{message}");
+        let err = stderr(&o);
+        assert!(err.contains(&format!("<stdin>: {message}")), "{err}");
+        assert!(err.contains("--lenient"), "{err}");
+        assert!(o.stdout.is_empty());
+
+        let o = run(&["leaks", "--lenient", "--json", "-"], Some(log));
+        assert_eq!(o.status.code(), Some(0), "{message}: {}", stderr(&o));
+        let err = stderr(&o);
+        assert!(err.contains("warning: <stdin>: line "), "{err}");
+        let v = json(&o);
+        assert_eq!(v["warnings_total"], 1, "{message}");
+        assert!(v["warnings"][0]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("line "));
+    }
+}
+
+#[test]
+fn lenient_report_keeps_what_can_be_read() {
+    let log = b"+++ ALLOC:1:0x0000000000000010:16:8\n./p(keep+0x1)[0x1]\n---\n\
++++ ALLOC:bad:0x20:16:8\n\
++++ ALLOC:4:0x0000000000000030:16:9\n./p(cut+0x1)[0x2]\n";
+    let o = run(&["leaks", "--lenient", "--json"], Some(log));
+    let v = json(&o);
+    assert_eq!(v["leaked_bytes"], 17);
+    assert_eq!(v["warnings_total"], 2);
+    assert_eq!(v["warnings"][0]["line"], 4);
+    assert_eq!(v["warnings"][1]["line"], 5);
+    let o = run(&["leaks", "--lenient"], Some(log));
+    assert!(
+        stdout(&o).contains("The log had 2 problems"),
+        "{}",
+        stdout(&o)
+    );
+}
+
+#[test]
+fn exit_codes() {
+    let missing = leaks(&["/no/such/file.log"]);
+    assert_eq!(missing.status.code(), Some(2));
+    assert!(stderr(&missing).contains("/no/such/file.log"));
+    let f = fixture();
+    assert_eq!(
+        leaks(&["--fail-on-leaks", f.to_str().unwrap()])
+            .status
+            .code(),
+        Some(1)
+    );
+    let clean = b"+++ ALLOC:0:0x0000000000000010:16:8\n+++ FREE:0:0x0000000000000010\n";
+    let o = run(&["leaks", "--fail-on-leaks"], Some(clean));
+    assert_eq!(o.status.code(), Some(0));
+    assert!(stdout(&o).starts_with("No leaks: every block allocated in the log was freed"));
+    // Usage errors are clap's exit code 2 too.
+    assert_eq!(leaks(&["--json", "--format", "c"]).status.code(), Some(2));
+    assert_eq!(leaks(&["--top", "many"]).status.code(), Some(2));
+}
+
+#[test]
+fn help_uses_words_people_search_for() {
+    let o = run(&["leaks", "--help"], None);
+    assert_eq!(o.status.code(), Some(0));
+    let help = stdout(&o);
+    for word in [
+        "leak",
+        "heaptrack",
+        "valgrind",
+        "log",
+        "double free",
+        "flamegraph",
+        "JSON",
+        "stdin",
+        "Exit codes",
+    ] {
+        assert!(
+            help.to_lowercase().contains(&word.to_lowercase()),
+            "{word}: {help}"
+        );
+    }
+    let top = stdout(&run(&["--help"], None));
+    assert!(top.contains("leaks"), "{top}");
+}

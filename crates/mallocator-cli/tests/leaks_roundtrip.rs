@@ -1,0 +1,220 @@
+//! The log round trip: mallocator's tracker writes a log in the C format,
+//! `mallocator leaks` reads it, and both find the same leaks (same groups,
+//! same bytes and counts, same stacks down to the instruction pointers)
+//! and the same bad frees.
+#![cfg(all(unix, not(miri)))]
+
+use mallocator::backtracing::{Backtracing, Config, ErrorKind, LogTarget};
+use mallocator::Valloc;
+use std::collections::BTreeMap;
+use std::process::Command;
+
+/// The instruction pointer at the end of a glibc-style frame line (`...[0x55d...]`).
+fn ip_of(frame: &str) -> usize {
+    let open = frame.rfind("[0x").expect("frame ends in [0x...]");
+    usize::from_str_radix(&frame[open + 3..frame.len() - 1], 16).unwrap()
+}
+
+/// Groups as {ip stack -> (bytes, count)}.
+type Groups = BTreeMap<Vec<usize>, (u64, u64)>;
+
+#[inline(never)]
+fn leak_small(v: Valloc<'_>, n: usize) {
+    for i in 0..n {
+        std::hint::black_box(v.malloc(8, 24 + i % 3));
+    }
+}
+
+#[inline(never)]
+fn leak_big(v: Valloc<'_>) -> *mut u8 {
+    std::hint::black_box(v.malloc(64, 4000))
+}
+
+#[inline(never)]
+fn churn(v: Valloc<'_>, n: usize) {
+    for i in 0..n {
+        let p = v.malloc(16, 16 + i % 64);
+        // SAFETY: `p` came from `v` and is freed once.
+        unsafe { v.free(p) };
+    }
+}
+
+#[test]
+fn tracker_log_read_by_the_cli_gives_the_tracker_report() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("events.log");
+    let path_str: &'static str = Box::leak(path.to_str().unwrap().to_owned().into_boxed_str());
+    let tracker = Backtracing::with_config(
+        Valloc::libc(),
+        Config {
+            log: LogTarget::Path(path_str),
+            ..Config::DEFAULT
+        },
+    );
+    let v = tracker.valloc();
+    leak_small(v, 7);
+    let big = leak_big(v);
+    churn(v, 500);
+    // Four threads allocating, passing blocks to each other and freeing
+    // them on another thread; every 50th block is kept (leaked).
+    let (tx, rx) = std::sync::mpsc::channel::<usize>();
+    std::thread::scope(|s| {
+        for t in 0..4 {
+            let tx = tx.clone();
+            s.spawn(move || {
+                for i in 0..400 {
+                    let p = v.malloc(8, 8 + (t * 400 + i) % 100);
+                    if i % 50 != 0 {
+                        tx.send(p as usize).unwrap();
+                    }
+                }
+            });
+        }
+        drop(tx);
+        s.spawn(move || {
+            for p in rx {
+                // SAFETY: every pointer sent came from `v` and is sent once.
+                unsafe { v.free(p as *mut u8) };
+            }
+        });
+    });
+    // Bad frees: the tracker records them and does not pass them on.
+    // SAFETY: the tracker catches both (they never reach libc).
+    unsafe {
+        let p = v.malloc(16, 48);
+        v.free(p);
+        v.free(p);
+        v.free(big.wrapping_add(8));
+    }
+    // A NULL result (the request cannot be met): only the log shows it.
+    assert!(v.malloc(16, 1 << 60).is_null());
+
+    let report = tracker.report();
+    let out = Command::new(env!("CARGO_BIN_EXE_mallocator"))
+        .args(["leaks", "--json"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let cli: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+
+    assert_eq!(report.leaked_blocks, 7 + 1 + 4 * 8);
+    assert_eq!(cli["leaked_blocks"], report.leaked_blocks);
+    assert_eq!(cli["leaked_bytes"], report.leaked_bytes);
+
+    let mut from_tracker = Groups::new();
+    for g in &report.groups {
+        let mut ips: Vec<usize> = g.frames.iter().map(|f| f.ip).collect();
+        // Inlined functions give several frames for one ip.
+        ips.dedup();
+        let e = from_tracker.entry(ips).or_default();
+        e.0 += g.bytes as u64;
+        e.1 += g.count as u64;
+    }
+    // The log, like the C allocator's, shows the stack as captured,
+    // starting inside the tracker; the tracker's report starts at its
+    // caller. So each log stack is the report's stack below the same few
+    // tracker frames.
+    let log_stacks: Vec<(Vec<usize>, (u64, u64))> = cli["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| {
+            let ips = g["frames"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|f| ip_of(f.as_str().unwrap()))
+                .collect();
+            (
+                ips,
+                (g["bytes"].as_u64().unwrap(), g["count"].as_u64().unwrap()),
+            )
+        })
+        .collect();
+    let (first_log, _) = &log_stacks[0];
+    let first_report = from_tracker
+        .keys()
+        .find(|k| first_log.ends_with(k))
+        .unwrap();
+    let internal = first_log[..first_log.len() - first_report.len()].to_vec();
+    let mut from_cli = Groups::new();
+    for (ips, (bytes, count)) in log_stacks {
+        assert!(ips.starts_with(&internal), "{ips:x?} vs {internal:x?}");
+        let e = from_cli.entry(ips[internal.len()..].to_vec()).or_default();
+        e.0 += bytes;
+        e.1 += count;
+    }
+    assert_eq!(cli["groups"].as_array().unwrap().len(), report.groups.len());
+    // Both list the largest group first: the 4000-byte block.
+    assert_eq!(cli["groups"][0]["bytes"], 4000);
+    assert_eq!(report.groups[0].bytes, 4000);
+
+    let kinds = |k: ErrorKind| report.errors.iter().filter(|e| e.kind == k).count();
+    assert_eq!(kinds(ErrorKind::DoubleFree), 1);
+    assert_eq!(kinds(ErrorKind::InvalidFree), 1);
+    assert_eq!(cli["error_counts"]["double_frees"], 1);
+    assert_eq!(cli["error_counts"]["unknown_frees"], 1);
+    assert_eq!(cli["error_counts"]["null_results"], 1);
+    assert_eq!(
+        cli["errors"]["null_results"][0]["requested_bytes"],
+        1u64 << 60
+    );
+    let df = &cli["errors"]["double_frees"][0];
+    assert_eq!(df["bytes"], 48);
+    let tracker_df = report
+        .errors
+        .iter()
+        .find(|e| e.kind == ErrorKind::DoubleFree)
+        .unwrap();
+    let mut second: Vec<usize> = tracker_df.frames.iter().map(|f| f.ip).collect();
+    second.dedup();
+    let cli_second: Vec<usize> = df["second_free_frames"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| ip_of(f.as_str().unwrap()))
+        .collect();
+    assert!(
+        cli_second.ends_with(&second),
+        "{cli_second:x?} vs {second:x?}"
+    );
+
+    // --symbolize reads this test binary's debug info: the leak sites get
+    // their function, file and line; sizes and counts do not change.
+    let out = Command::new(env!("CARGO_BIN_EXE_mallocator"))
+        .args(["leaks", "--json", "--symbolize"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let named: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(named["leaked_bytes"], cli["leaked_bytes"]);
+    let frames_of = |bytes: u64| -> Vec<String> {
+        let g = named["groups"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|g| g["bytes"] == bytes)
+            .unwrap();
+        g["frames"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| f.as_str().unwrap().to_owned())
+            .collect()
+    };
+    let big = frames_of(4000);
+    let here = |f: &String, func: &str| {
+        f.starts_with(&format!("leaks_roundtrip::{func} at ")) && f.contains("leaks_roundtrip.rs:")
+    };
+    assert!(big.iter().any(|f| here(f, "leak_big")), "{big:#?}");
+    // leak_small: 24, 25, 26, 24, 25, 26, 24 bytes.
+    let small = frames_of(174);
+    assert!(small.iter().any(|f| here(f, "leak_small")), "{small:#?}");
+}
