@@ -190,14 +190,14 @@ fn round_up(x: usize, to: usize) -> Option<usize> {
 /// use mallocator::{Arena, CommitPolicy, Protection};
 ///
 /// let arena = Arena::builder()
-///     .capacity(1 << 30)
+///     .capacity(1 << 24)
 ///     .protection(Protection::ReadWrite)
 ///     .guard_page(true)
 ///     .commit_policy(CommitPolicy::Lazy { min_chunk: 1 << 20 })
 ///     .decommit_on_reset(true)
 ///     .build()
 ///     .unwrap();
-/// assert_eq!(arena.capacity(), 1 << 30);
+/// assert_eq!(arena.capacity(), 1 << 24);
 /// ```
 #[derive(Debug, Clone, Copy)]
 pub struct ArenaBuilder {
@@ -365,8 +365,8 @@ impl Arena {
     /// fine on a small machine.
     ///
     /// ```
-    /// let arena = mallocator::Arena::with_capacity(1 << 32).unwrap();
-    /// assert_eq!(arena.capacity(), 1 << 32);
+    /// let arena = mallocator::Arena::with_capacity(1 << 26).unwrap();
+    /// assert_eq!(arena.capacity(), 1 << 26);
     /// assert_eq!(arena.committed(), 0);
     /// ```
     pub fn with_capacity(bytes: usize) -> Result<Arena, ArenaError> {

@@ -367,7 +367,7 @@ impl<B: Backing> Arena<B> {
     /// the capacity for a buffer-backed arena.
     ///
     /// ```
-    /// let arena = mallocator::Arena::with_capacity(1 << 30).unwrap();
+    /// let arena = mallocator::Arena::with_capacity(1 << 24).unwrap();
     /// assert_eq!(arena.committed(), 0);
     /// arena.alloc(1u8);
     /// assert!(arena.committed() >= mallocator::sys::page_size());
@@ -400,7 +400,7 @@ impl<B: Backing> Arena<B> {
     }
 
     /// A pointer for a value of type `T`: the fast path, else the slow
-    /// path, which may panic (`panic == true`) or fail.
+    /// path, which may fail.
     #[inline(always)]
     fn place_for<T>(&self) -> Result<NonNull<T>, AllocError> {
         if size_of::<T>() == 0 {
@@ -460,9 +460,9 @@ impl<B: Backing> Arena<B> {
     /// use core::mem::MaybeUninit;
     /// let mut buf = [MaybeUninit::uninit(); 16];
     /// let arena = mallocator::Arena::from_buffer(&mut buf);
-    /// assert!(arena.try_alloc(1u64).is_ok());
-    /// assert!(arena.try_alloc([0u64; 2]).is_err());
-    /// assert!(arena.try_alloc(2u64).is_ok()); // still usable
+    /// assert!(arena.try_alloc([1u8; 10]).is_ok());
+    /// assert!(arena.try_alloc([0u8; 7]).is_err());
+    /// assert!(arena.try_alloc([2u8; 6]).is_ok()); // still usable
     /// ```
     #[inline(always)]
     #[allow(clippy::mut_from_ref)]

@@ -47,8 +47,8 @@ impl<B: Backing> Arena<B> {
     /// use core::mem::MaybeUninit;
     /// let mut buf = [MaybeUninit::uninit(); 8];
     /// let arena = mallocator::Arena::from_buffer(&mut buf);
-    /// assert!(arena.try_alloc_slice_copy(&[0u32; 3]).is_err());
-    /// assert_eq!(arena.try_alloc_slice_copy(&[5u32; 2]).unwrap(), [5, 5]);
+    /// assert!(arena.try_alloc_slice_copy(&[0u8; 9]).is_err());
+    /// assert_eq!(arena.try_alloc_slice_copy(&[5u8; 8]).unwrap(), [5; 8]);
     /// ```
     #[inline]
     #[allow(clippy::mut_from_ref)]
@@ -190,9 +190,10 @@ impl<B: Backing> Arena<B> {
     ///
     /// ```
     /// use core::mem::MaybeUninit;
-    /// let mut buf = [MaybeUninit::uninit(); 6];
+    /// // 7 bytes: room for 3 `u16`s whatever the buffer's alignment.
+    /// let mut buf = [MaybeUninit::uninit(); 7];
     /// let arena = mallocator::Arena::from_buffer(&mut buf);
-    /// assert!(arena.try_alloc_wide_str("abc").is_err()); // needs 8 bytes
+    /// assert!(arena.try_alloc_wide_str("abc").is_err()); // needs 4 `u16`s
     /// assert_eq!(arena.try_alloc_wide_str("ab").unwrap().as_slice(), [0x61, 0x62]);
     /// ```
     pub fn try_alloc_wide_str(&self, s: &str) -> Result<&WideCStr, AllocError> {

@@ -121,10 +121,13 @@ fn checkpoints_rollback_and_scopes() {
     let mut buf = buffer(1024);
     let mut arena = Arena::from_buffer(&mut buf);
     arena.alloc(1u32);
+    // The buffer's own alignment decides the padding before the `u32`.
+    let first = arena.used();
+    assert!((4..8).contains(&first));
     let cp = arena.checkpoint();
     arena.alloc([0u8; 100]);
     arena.rollback(cp);
-    assert_eq!(arena.used(), 4);
+    assert_eq!(arena.used(), first);
     let inner = arena.scope(|a| {
         a.alloc(5u64);
         let nested = a.scope(|b| {
@@ -134,8 +137,8 @@ fn checkpoints_rollback_and_scopes() {
         assert!(nested > 200);
         a.used()
     });
-    assert!(inner >= 12);
-    assert_eq!(arena.used(), 4);
+    assert!(inner >= first + 8);
+    assert_eq!(arena.used(), first);
     // A scope that resets leaves nothing to undo.
     arena.scope(|a| {
         a.alloc(1u8);

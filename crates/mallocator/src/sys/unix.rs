@@ -28,9 +28,9 @@ pub(super) fn allocation_granularity() -> usize {
 
 /// `MAP_NORESERVE` where it exists: no swap is set aside for a
 /// reservation, so a 1 TiB arena costs nothing until it is touched.
-#[cfg(any(target_os = "linux", target_os = "android"))]
+#[cfg(all(any(target_os = "linux", target_os = "android"), not(miri)))]
 const NORESERVE: libc::c_int = libc::MAP_NORESERVE;
-#[cfg(not(any(target_os = "linux", target_os = "android")))]
+#[cfg(not(all(any(target_os = "linux", target_os = "android"), not(miri))))]
 const NORESERVE: libc::c_int = 0;
 
 fn prot_flags(prot: Protection) -> libc::c_int {
@@ -78,14 +78,31 @@ fn check(operation: &'static str, result: libc::c_int) -> Result<(), OsError> {
     }
 }
 
+/// Under Miri, which supports only read-write anonymous mappings and no
+/// `mprotect`/`madvise`, a reservation is an ordinary read-write mapping
+/// of at most this size; commit and protect do nothing, and decommit
+/// zeroes the pages. The arena's logic above this layer is the same, so
+/// its doctests and tests run under Miri too.
+#[cfg(miri)]
+const MIRI_MAX_RESERVATION: usize = 64 << 20;
+
 pub(super) fn reserve(len: usize) -> Result<NonNull<u8>, OsError> {
+    #[cfg(miri)]
+    if len > MIRI_MAX_RESERVATION {
+        return Err(OsError::new("mmap", libc::ENOMEM));
+    }
+    let initial = if cfg!(miri) {
+        libc::PROT_READ | libc::PROT_WRITE
+    } else {
+        libc::PROT_NONE
+    };
     // SAFETY: an anonymous private mapping at an address of the kernel's
     // choosing touches no existing memory.
     let p = unsafe {
         libc::mmap(
             ptr::null_mut(),
             len,
-            libc::PROT_NONE,
+            initial,
             libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | NORESERVE,
             -1,
             0,
@@ -107,6 +124,12 @@ pub(super) unsafe fn commit(ptr: NonNull<u8>, len: usize, prot: Protection) -> R
 /// # Safety
 /// See `sys::decommit`.
 pub(super) unsafe fn decommit(ptr: NonNull<u8>, len: usize) -> Result<(), OsError> {
+    if cfg!(miri) {
+        // SAFETY: the range is inside a (read-write, under Miri)
+        // reservation of ours and its contents are dead (caller).
+        unsafe { ptr.as_ptr().write_bytes(0, len) };
+        return Ok(());
+    }
     let p = ptr.as_ptr().cast::<c_void>();
     // SAFETY: the range is inside a reservation of ours and its contents
     // are dead (caller); dropping the pages of a private anonymous mapping
@@ -127,6 +150,9 @@ pub(super) unsafe fn protect(
     len: usize,
     prot: Protection,
 ) -> Result<(), OsError> {
+    if cfg!(miri) {
+        return Ok(());
+    }
     // SAFETY: the range is inside a reservation of ours (caller).
     check("mprotect", unsafe {
         libc::mprotect(ptr.as_ptr().cast(), len, prot_flags(prot))
