@@ -37,3 +37,9 @@ pub use backtracing::{Backtracing, GlobalBacktracing, LeakReport};
 pub use global::GlobalValloc;
 pub use sys::{OsError, Protection};
 pub use valloc::{AllocError, Local, RawAlloc, Shared, Sharing, Valloc, VallocVtable};
+
+/// The README's Rust examples, compiled and run as doctests so that they
+/// stay true. (Not under Miri: they reserve and protect real memory.)
+#[cfg(all(doctest, not(miri), feature = "std"))]
+#[doc = include_str!("../../../README.md")]
+pub struct ReadmeDoctests;
