@@ -616,7 +616,7 @@ impl<'a, S: Sharing> Valloc<'a, S> {
         // and call `LibcAlloc::alloc`: do that directly, without the
         // indirect call (see `LIBC_VTABLE`).
         #[cfg(any(unix, windows))]
-        if ptr::eq(self.vt, LIBC_VTABLE) {
+        if ptr::eq(self.vt, &LIBC_VTABLE) {
             return LibcAlloc.alloc(layout);
         }
         if self.vt.is_null() {
@@ -648,7 +648,7 @@ impl<'a, S: Sharing> Valloc<'a, S> {
     #[inline]
     pub unsafe fn free(self, ptr: *mut u8) {
         #[cfg(any(unix, windows))]
-        if ptr::eq(self.vt, LIBC_VTABLE) {
+        if ptr::eq(self.vt, &LIBC_VTABLE) {
             // SAFETY: `ptr` is null or came from a handle with the libc
             // vtable, i.e. from `LibcAlloc::alloc`; the vtable's `free`
             // would call `LibcAlloc::free` with it.
@@ -668,11 +668,13 @@ impl<'a, S: Sharing> Valloc<'a, S> {
 /// its trampolines do after validating the arguments again: the common
 /// handle then costs one pointer comparison instead of an indirect call and
 /// a second validation (other handles pay that comparison). C code calling
-/// the vtable still goes through the validating trampolines. A copy of this
-/// constant at another address (e.g. in another crate) only misses the
-/// shortcut.
+/// the vtable still goes through the validating trampolines.
+///
+/// A `static`, not a `const`: a constant may be instantiated at a
+/// different address in every crate that uses it, and the comparison
+/// would then miss in downstream crates. A static has one address.
 #[cfg(any(unix, windows))]
-const LIBC_VTABLE: &VallocVtable = VtableOf::<LibcAlloc>::VTABLE;
+static LIBC_VTABLE: VallocVtable = *VtableOf::<LibcAlloc>::VTABLE;
 
 #[cfg(any(unix, windows))]
 impl Valloc<'static, Shared> {
@@ -690,7 +692,7 @@ impl Valloc<'static, Shared> {
     pub const fn libc() -> Valloc<'static> {
         Valloc {
             self_: ptr::null_mut(),
-            vt: LIBC_VTABLE,
+            vt: &LIBC_VTABLE,
             _marker: PhantomData,
         }
     }
