@@ -141,9 +141,10 @@ fn long_about() -> String {
          Workloads (for --workload): {}. --list says what each one measures.\n\n\
          Times are the benchmark thread's CPU time on Linux (time spent preempted by other \
          processes on a busy machine does not count), wall time elsewhere. The leak-tracking \
-         rows walk frame pointers only when the binary is built with \
-         RUSTFLAGS=\"-C force-frame-pointers=yes\"; otherwise they use the much slower \
-         unwinder. The table's note says which.",
+         rows walk frame pointers when the binary has them (this workspace's \
+         .cargo/config.toml sets -C force-frame-pointers=yes; an explicit RUSTFLAGS \
+         replaces it); otherwise they use the much slower unwinder. The table's note \
+         says which.",
         names.join(", ")
     )
 }
