@@ -1,8 +1,10 @@
 //! `mallocator`: the command-line front end of the mallocator allocators.
 
-use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
+use clap::{Parser, Subcommand};
+
+mod bench;
 mod leaks;
 
 /// Composable memory allocators: benchmarks and leak reports.
@@ -13,13 +15,16 @@ struct Cli {
     command: Command,
 }
 
+/// The subcommands.
 #[derive(Subcommand, Debug)]
 enum Command {
+    Bench(bench::BenchArgs),
     Leaks(leaks::LeaksArgs),
 }
 
 fn main() -> ExitCode {
     match Cli::parse().command {
+        Command::Bench(args) => bench::main(&args),
         Command::Leaks(args) => leaks::run(&args),
     }
 }

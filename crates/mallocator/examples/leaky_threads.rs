@@ -52,10 +52,15 @@ fn main() {
         })
         .collect();
     drop(tx);
-    let received = consume(rx);
+    // Join first, then drain: the channel is then disconnected, so `recv`
+    // never blocks. A blocking `recv` makes std allocate a per-thread wait
+    // context that the main thread never frees (its TLS destructors do not
+    // run at exit), and whether it blocks depends on scheduling: the leaks
+    // would differ from run to run.
     let mut results = 0;
     for h in handles {
         results += h.join().expect("worker finished").len();
     }
+    let received = consume(rx);
     eprintln!("leaky_threads: received {received} blocks, {results} results");
 }

@@ -22,14 +22,18 @@
 #![deny(clippy::undocumented_unsafe_blocks)]
 #![warn(missing_docs)]
 
+pub mod arena;
 #[cfg(all(feature = "std", any(unix, windows)))]
 pub mod backtracing;
 pub mod global;
 #[cfg(any(unix, windows))]
 pub mod libc_alloc;
+pub mod sys;
 pub mod valloc;
 
+pub use arena::{Arena, ArenaBuilder, ArenaError, Checkpoint, CommitPolicy, WideCStr};
 #[cfg(all(feature = "std", any(unix, windows)))]
 pub use backtracing::{Backtracing, GlobalBacktracing, LeakReport};
 pub use global::GlobalValloc;
+pub use sys::{OsError, Protection};
 pub use valloc::{AllocError, Local, RawAlloc, Shared, Sharing, Valloc, VallocVtable};
