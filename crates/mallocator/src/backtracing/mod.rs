@@ -123,6 +123,8 @@ struct ThreadState {
     cache: [Cell<CacheEntry>; STACK_CACHE],
     /// The tracker (epoch) `delta` belongs to.
     delta_epoch: Cell<u32>,
+    /// The synchronisation (`Backtracing::sync_gen`) `delta` counts from.
+    delta_gen: Cell<u32>,
     /// Net bytes this thread allocated through that tracker since it last
     /// synchronised the tracker's byte count (see `Backtracing::account`).
     delta: Cell<isize>,
@@ -161,6 +163,7 @@ std::thread_local! {
             busy: Cell::new(false),
             cache: [const { Cell::new(CacheEntry::EMPTY) }; STACK_CACHE],
             delta_epoch: Cell::new(0),
+            delta_gen: Cell::new(0),
             delta: Cell::new(0),
         }
     };
@@ -295,6 +298,9 @@ pub struct Backtracing<'a> {
     errors: Mutex<(SysVec<ErrorRecord>, usize)>,
     /// The exact live bytes at the last synchronisation (see `account`).
     synced_bytes: AtomicUsize,
+    /// Synchronisations so far (wrapping); bumped after the shards are
+    /// summed and before `synced_bytes` is stored.
+    sync_gen: AtomicU32,
     peak_bytes: AtomicUsize,
 }
 
@@ -369,6 +375,7 @@ impl<'a> Backtracing<'a> {
             stacks: StackTable::new(),
             errors: Mutex::new((sys_vec(), 0)),
             synced_bytes: AtomicUsize::new(0),
+            sync_gen: AtomicU32::new(0),
             peak_bytes: AtomicUsize::new(0),
         }
     }
@@ -426,7 +433,7 @@ impl<'a> Backtracing<'a> {
     /// thread allocates; with several, a spike shorter than 64 KiB of net
     /// allocation per other thread may be missed (the counters are kept
     /// per shard and per thread, so that the hot path has no shared
-    /// atomic counter).
+    /// atomic counter). Never more than the true peak.
     ///
     /// ```
     /// let t = mallocator::backtracing::Backtracing::new(mallocator::Valloc::libc());
@@ -590,6 +597,7 @@ impl<'a> Backtracing<'a> {
     fn insert(&self, rec: Record) {
         // A replaced record means the inner allocator handed out a live
         // address again: the old block is gone as far as anyone can tell.
+        let gen = self.sync_gen.load(Ordering::Acquire);
         let (old, stored) = self.live[table::shard_of(rec.addr)].lock().insert(rec);
         let tracked_size = |r: Record| {
             if r.stack == INTERNAL {
@@ -600,7 +608,7 @@ impl<'a> Backtracing<'a> {
         };
         let change = if stored { tracked_size(rec) } else { 0 } - old.map_or(0, tracked_size);
         if change != 0 {
-            self.account(change);
+            self.account(change, gen);
         }
     }
 
@@ -609,19 +617,29 @@ impl<'a> Backtracing<'a> {
     /// own net change since the last synchronisation to the byte count
     /// of that moment, and re-synchronises (sums the shards) every 64 KiB
     /// of net change. Alone, a thread's estimate is exact.
+    ///
+    /// `gen` is [`sync_gen`](Self::sync_gen) from before the change was
+    /// made in its shard. The estimate never counts a change twice: a
+    /// thread's delta holds only changes begun after the synchronisation
+    /// it counts from had summed the shards, and is dropped when another
+    /// synchronisation has happened since (which counted them); a change
+    /// made while a synchronisation ran is left out. So the estimate (and
+    /// the peak) may fall short, never overshoot.
     #[inline]
-    fn account(&self, change: isize) {
+    fn account(&self, change: isize, gen: u32) {
         const SYNC: usize = 64 << 10;
         let epoch = self.epoch();
+        let now = self.sync_gen.load(Ordering::Acquire);
         let delta = THREAD
             .try_with(|t| {
-                let base = if t.delta_epoch.get() == epoch {
+                let base = if t.delta_epoch.get() == epoch && t.delta_gen.get() == now {
                     t.delta.get()
                 } else {
                     t.delta_epoch.set(epoch);
+                    t.delta_gen.set(now);
                     0
                 };
-                let delta = base + change;
+                let delta = base + if gen == now { change } else { 0 };
                 t.delta.set(if delta.unsigned_abs() >= SYNC {
                     0
                 } else {
@@ -632,12 +650,17 @@ impl<'a> Backtracing<'a> {
             .unwrap_or(SYNC as isize);
         let estimate = if delta.unsigned_abs() >= SYNC {
             let exact = self.live_bytes();
-            self.synced_bytes.store(exact, Ordering::Relaxed);
+            self.sync_gen.fetch_add(1, Ordering::AcqRel);
+            self.synced_bytes.store(exact, Ordering::Release);
             exact
         } else {
-            self.synced_bytes
-                .load(Ordering::Relaxed)
-                .saturating_add_signed(delta)
+            let synced = self.synced_bytes.load(Ordering::Acquire);
+            // A newer synchronisation already counted this delta.
+            if self.sync_gen.load(Ordering::Acquire) == now {
+                synced.saturating_add_signed(delta)
+            } else {
+                synced
+            }
         };
         if change > 0 && estimate > self.peak_bytes.load(Ordering::Relaxed) {
             self.peak_bytes.fetch_max(estimate, Ordering::Relaxed);
@@ -675,6 +698,7 @@ impl<'a> Backtracing<'a> {
             return;
         }
         let addr = ptr as usize;
+        let gen = self.sync_gen.load(Ordering::Acquire);
         let mut shard = self.live[table::shard_of(addr)].lock();
         match shard.remove(addr) {
             Some(rec) => {
@@ -686,7 +710,7 @@ impl<'a> Backtracing<'a> {
                 });
                 drop(shard);
                 if rec.stack != INTERNAL {
-                    self.account(-(rec.size() as isize));
+                    self.account(-(rec.size() as isize), gen);
                 }
                 // SAFETY: `rec` proves `ptr` came from `inner.malloc` and
                 // was live until the removal above, which makes this the
