@@ -143,7 +143,7 @@ pub(crate) struct Record {
 }
 
 impl Record {
-    pub(crate) const EMPTY: Record = Record {
+    const EMPTY: Record = Record {
         addr: 0,
         size_align: 0,
         stack: 0,
