@@ -81,4 +81,6 @@ echo "|---|---|---|---|---|"
 printf '%s\n' "${rows[@]}"
 echo
 CHURN_STATS=1 "$bin/churn_tracked" "$PAIRS" 1 2>&1 >/dev/null | sed 's/^/tracker: /'
-CHURN_STATS=1 CHURN_HOLD=1000000 "$bin/churn_tracked" 0 1 2>&1 >/dev/null | sed 's/^/tracker with 1M live blocks: /'
+for held in 5000 50000 300000 1000000; do
+    CHURN_STATS=1 CHURN_HOLD=$held "$bin/churn_tracked" 0 1 2>&1 >/dev/null | sed "s/^/tracker with $held more live blocks: /"
+done

@@ -3,9 +3,13 @@
 //! `fd_backtracing_alloc_virtual`, without its dangling inner pointer and
 //! process-wide spin lock).
 //!
-//! * For every live block it keeps a 32-byte record (address, size,
-//!   alignment, thread, interned stack id) in one of 64 shards chosen by
-//!   address, so threads rarely meet on a lock.
+//! * For every live block it keeps a 24-byte record (address; size and
+//!   alignment packed in one word; interned stack id; a thread stamp: the
+//!   allocating thread's id, or the id of the last scope that thread
+//!   opened, which the scope registry maps back to the thread) in one of
+//!   64 shards chosen by address, so threads rarely meet on a lock. Each
+//!   shard's table is kept between 6/11 and 3/4 full: at most 44 bytes of
+//!   table per live block ([`Backtracing::metadata`]).
 //! * Stacks are raw return addresses, captured by a bounds-checked
 //!   frame-pointer walk or the `backtrace` crate's unwinder
 //!   ([`StackMode`]), interned once per distinct stack, and symbolized only
@@ -110,14 +114,17 @@ impl Default for Config {
 struct ThreadState {
     /// Tracker thread id, 0 until the first use.
     id: Cell<u32>,
-    /// Tracked allocations made by this thread (wrapping).
-    seq: Cell<u32>,
+    /// What this thread's allocations are stamped with: its id, or the
+    /// id of the last scope it opened (0 until the first use).
+    stamp: Cell<u32>,
     /// Inside the tracker: allocations now are the tracker's own.
     busy: Cell<bool>,
     /// Recently interned stacks of this thread, by hash.
     cache: [Cell<CacheEntry>; STACK_CACHE],
     /// The tracker (epoch) `delta` belongs to.
     delta_epoch: Cell<u32>,
+    /// The synchronisation (`Backtracing::sync_gen`) `delta` counts from.
+    delta_gen: Cell<u32>,
     /// Net bytes this thread allocated through that tracker since it last
     /// synchronised the tracker's byte count (see `Backtracing::account`).
     delta: Cell<isize>,
@@ -152,10 +159,11 @@ std::thread_local! {
     static THREAD: ThreadState = const {
         ThreadState {
             id: Cell::new(0),
-            seq: Cell::new(0),
+            stamp: Cell::new(0),
             busy: Cell::new(false),
             cache: [const { Cell::new(CacheEntry::EMPTY) }; STACK_CACHE],
             delta_epoch: Cell::new(0),
+            delta_gen: Cell::new(0),
             delta: Cell::new(0),
         }
     };
@@ -169,10 +177,21 @@ static NEXT_THREAD_ID: AtomicU32 = AtomicU32::new(1);
 
 fn thread_id(t: &ThreadState) -> u32 {
     if t.id.get() == 0 {
-        t.id.set(NEXT_THREAD_ID.fetch_add(1, Ordering::Relaxed));
+        let id = NEXT_THREAD_ID.fetch_add(1, Ordering::Relaxed);
+        t.id.set(id);
+        t.stamp.set(id);
     }
     t.id.get()
 }
+
+/// The first scope id; thread ids stay below it.
+const FIRST_SCOPE: u32 = 1 << 31;
+
+/// Every scope opened so far, `(scope id, thread id)`, in increasing id
+/// order, and the next id. 8 bytes per scope ever opened (scopes are for
+/// tests); a live record's stamp names the thread that allocated it and
+/// the last scope that thread had opened by then.
+static SCOPES: Mutex<(u32, SysVec<(u32, u32)>)> = Mutex::new((FIRST_SCOPE, sys_vec()));
 
 /// Marks the current thread as inside the tracker until dropped.
 struct Busy {
@@ -188,7 +207,7 @@ impl Busy {
 
     /// Enters for tracking: `None` when already inside the tracker (the
     /// allocation is the tracker's own) or the thread is being torn down;
-    /// else the thread id and the allocation's sequence number.
+    /// else the thread id and the thread's stamp.
     #[inline]
     fn track() -> Option<(Busy, u32, u32)> {
         THREAD
@@ -197,9 +216,8 @@ impl Busy {
                     return None;
                 }
                 t.busy.set(true);
-                let seq = t.seq.get().wrapping_add(1);
-                t.seq.set(seq);
-                Some((Busy { was: false }, thread_id(t), seq))
+                let id = thread_id(t);
+                Some((Busy { was: false }, id, t.stamp.get()))
             })
             .ok()
             .flatten()
@@ -233,13 +251,15 @@ const MAX_ERRORS: usize = 4096;
 ///
 /// ```
 /// let t = mallocator::backtracing::Backtracing::new(mallocator::Valloc::libc());
-/// assert!(t.metadata().record_bytes <= 32);
+/// assert!(t.metadata().record_bytes <= 24);
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Metadata {
-    /// Bytes of one live-block record (32 on 64-bit targets).
+    /// Bytes of one live-block record (24 on 64-bit targets).
     pub record_bytes: usize,
-    /// Bytes of the live-block tables, empty slots included.
+    /// Bytes of the live-block tables, empty slots and growth slack
+    /// included (at most 44 per live block once a shard's table has
+    /// grown: each is kept between 6/11 and 3/4 full).
     pub live_table_bytes: usize,
     /// Live blocks (the tracker's own excluded).
     pub live_blocks: usize,
@@ -278,6 +298,9 @@ pub struct Backtracing<'a> {
     errors: Mutex<(SysVec<ErrorRecord>, usize)>,
     /// The exact live bytes at the last synchronisation (see `account`).
     synced_bytes: AtomicUsize,
+    /// Synchronisations so far (wrapping); bumped after the shards are
+    /// summed and before `synced_bytes` is stored.
+    sync_gen: AtomicU32,
     peak_bytes: AtomicUsize,
 }
 
@@ -352,6 +375,7 @@ impl<'a> Backtracing<'a> {
             stacks: StackTable::new(),
             errors: Mutex::new((sys_vec(), 0)),
             synced_bytes: AtomicUsize::new(0),
+            sync_gen: AtomicU32::new(0),
             peak_bytes: AtomicUsize::new(0),
         }
     }
@@ -409,7 +433,7 @@ impl<'a> Backtracing<'a> {
     /// thread allocates; with several, a spike shorter than 64 KiB of net
     /// allocation per other thread may be missed (the counters are kept
     /// per shard and per thread, so that the hot path has no shared
-    /// atomic counter).
+    /// atomic counter). Never more than the true peak.
     ///
     /// ```
     /// let t = mallocator::backtracing::Backtracing::new(mallocator::Valloc::libc());
@@ -529,26 +553,29 @@ impl<'a> Backtracing<'a> {
         } else {
             align.trailing_zeros() as u8
         };
-        let Some((busy, thread, seq)) = Busy::track() else {
+        // A size the record cannot hold fails here (no 64-bit platform
+        // can allocate 2^56 bytes).
+        let recordable = (size as u64) < table::SIZE_LIMIT;
+        let Some((busy, _, stamp)) = Busy::track() else {
             // The tracker's own allocation: recorded (so that its free is
             // recognised), never reported, no stack.
+            if !recordable {
+                return core::ptr::null_mut();
+            }
             let ptr = self.inner.malloc(align, size);
             if !ptr.is_null() {
-                self.insert(Record {
-                    addr: ptr as usize,
-                    size,
-                    seq: 0,
-                    stack: INTERNAL,
-                    thread: 0,
-                    align_log2,
-                });
+                self.insert(Record::new(ptr as usize, size, align_log2, INTERNAL, 0));
             }
             return ptr;
         };
         let mut storage = StackStorage::uninit();
         let captured = self.capture(&mut storage);
         let stack = self.intern(captured);
-        let ptr = self.inner.malloc(align, size);
+        let ptr = if recordable {
+            self.inner.malloc(align, size)
+        } else {
+            core::ptr::null_mut()
+        };
         if self.log_on.load(Ordering::Relaxed) {
             self.log.write(|buf| {
                 log::format_record(
@@ -561,14 +588,7 @@ impl<'a> Backtracing<'a> {
             });
         }
         if !ptr.is_null() {
-            self.insert(Record {
-                addr: ptr as usize,
-                size,
-                seq,
-                stack,
-                thread,
-                align_log2,
-            });
+            self.insert(Record::new(ptr as usize, size, align_log2, stack, stamp));
         }
         drop(busy);
         ptr
@@ -577,17 +597,18 @@ impl<'a> Backtracing<'a> {
     fn insert(&self, rec: Record) {
         // A replaced record means the inner allocator handed out a live
         // address again: the old block is gone as far as anyone can tell.
+        let gen = self.sync_gen.load(Ordering::Acquire);
         let (old, stored) = self.live[table::shard_of(rec.addr)].lock().insert(rec);
         let tracked_size = |r: Record| {
             if r.stack == INTERNAL {
                 0
             } else {
-                r.size as isize
+                r.size() as isize
             }
         };
         let change = if stored { tracked_size(rec) } else { 0 } - old.map_or(0, tracked_size);
         if change != 0 {
-            self.account(change);
+            self.account(change, gen);
         }
     }
 
@@ -596,19 +617,29 @@ impl<'a> Backtracing<'a> {
     /// own net change since the last synchronisation to the byte count
     /// of that moment, and re-synchronises (sums the shards) every 64 KiB
     /// of net change. Alone, a thread's estimate is exact.
+    ///
+    /// `gen` is [`sync_gen`](Self::sync_gen) from before the change was
+    /// made in its shard. The estimate never counts a change twice: a
+    /// thread's delta holds only changes begun after the synchronisation
+    /// it counts from had summed the shards, and is dropped when another
+    /// synchronisation has happened since (which counted them); a change
+    /// made while a synchronisation ran is left out. So the estimate (and
+    /// the peak) may fall short, never overshoot.
     #[inline]
-    fn account(&self, change: isize) {
+    fn account(&self, change: isize, gen: u32) {
         const SYNC: usize = 64 << 10;
         let epoch = self.epoch();
+        let now = self.sync_gen.load(Ordering::Acquire);
         let delta = THREAD
             .try_with(|t| {
-                let base = if t.delta_epoch.get() == epoch {
+                let base = if t.delta_epoch.get() == epoch && t.delta_gen.get() == now {
                     t.delta.get()
                 } else {
                     t.delta_epoch.set(epoch);
+                    t.delta_gen.set(now);
                     0
                 };
-                let delta = base + change;
+                let delta = base + if gen == now { change } else { 0 };
                 t.delta.set(if delta.unsigned_abs() >= SYNC {
                     0
                 } else {
@@ -619,12 +650,17 @@ impl<'a> Backtracing<'a> {
             .unwrap_or(SYNC as isize);
         let estimate = if delta.unsigned_abs() >= SYNC {
             let exact = self.live_bytes();
-            self.synced_bytes.store(exact, Ordering::Relaxed);
+            self.sync_gen.fetch_add(1, Ordering::AcqRel);
+            self.synced_bytes.store(exact, Ordering::Release);
             exact
         } else {
-            self.synced_bytes
-                .load(Ordering::Relaxed)
-                .saturating_add_signed(delta)
+            let synced = self.synced_bytes.load(Ordering::Acquire);
+            // A newer synchronisation already counted this delta.
+            if self.sync_gen.load(Ordering::Acquire) == now {
+                synced.saturating_add_signed(delta)
+            } else {
+                synced
+            }
         };
         if change > 0 && estimate > self.peak_bytes.load(Ordering::Relaxed) {
             self.peak_bytes.fetch_max(estimate, Ordering::Relaxed);
@@ -662,18 +698,19 @@ impl<'a> Backtracing<'a> {
             return;
         }
         let addr = ptr as usize;
+        let gen = self.sync_gen.load(Ordering::Acquire);
         let mut shard = self.live[table::shard_of(addr)].lock();
         match shard.remove(addr) {
             Some(rec) => {
                 shard.remember_free(Freed {
                     addr,
-                    size: rec.size,
+                    size: rec.size(),
                     alloc_stack: rec.stack,
                     free_stack,
                 });
                 drop(shard);
                 if rec.stack != INTERNAL {
-                    self.account(-(rec.size as isize));
+                    self.account(-(rec.size() as isize), gen);
                 }
                 // SAFETY: `rec` proves `ptr` came from `inner.malloc` and
                 // was live until the removal above, which makes this the
@@ -745,7 +782,7 @@ impl<'a> Backtracing<'a> {
         let mut by_stack: HashMap<u32, (usize, usize)> = HashMap::new();
         for r in records.iter() {
             let g = by_stack.entry(r.stack).or_default();
-            g.0 += r.size;
+            g.0 += r.size();
             g.1 += 1;
         }
         let mut symbols = Symbolizer {
@@ -781,7 +818,7 @@ impl<'a> Backtracing<'a> {
             })
             .collect();
         LeakReport {
-            leaked_bytes: records.iter().map(|r| r.size).sum(),
+            leaked_bytes: records.iter().map(|r| r.size()).sum(),
             leaked_blocks: records.len(),
             groups,
             errors,
@@ -803,10 +840,22 @@ impl<'a> Backtracing<'a> {
     /// scope.assert_no_leaks();
     /// # unsafe { v.free(before) };
     /// ```
+    ///
+    /// Each scope costs 8 bytes for the rest of the process (a registry of
+    /// scope ids); panics if that memory cannot be had, or after 2^31
+    /// scopes.
     pub fn scope(&self) -> Scope<'_, 'a> {
-        let (thread, start) = THREAD
-            .try_with(|t| (thread_id(t), t.seq.get()))
-            .unwrap_or((0, 0));
+        let mut scopes = lock(&SCOPES);
+        let start = scopes.0;
+        let thread = THREAD.try_with(thread_id).unwrap_or(0);
+        assert!(
+            start != u32::MAX && scopes.1.try_reserve(1).is_ok(),
+            "mallocator: cannot register another scope"
+        );
+        scopes.0 = start + 1;
+        scopes.1.push((start, thread));
+        drop(scopes);
+        let _ = THREAD.try_with(|t| t.stamp.set(start));
         Scope {
             tracker: self,
             thread,
@@ -907,14 +956,20 @@ impl Scope<'_, '_> {
     /// # unsafe { t.valloc().free(p) };
     /// ```
     pub fn leaks(&self) -> LeakReport {
-        let now = THREAD.try_with(|t| t.seq.get()).unwrap_or(self.start);
-        let span = now.wrapping_sub(self.start);
-        let (thread, start) = (self.thread, self.start);
+        // The stamps of this scope and of the later ones of this thread.
+        let mut stamps: SysVec<u32> = sys_vec();
+        {
+            let scopes = lock(&SCOPES);
+            let later = scopes.1.partition_point(|&(id, _)| id < self.start);
+            stamps.extend(
+                scopes.1[later..]
+                    .iter()
+                    .filter(|&&(_, thread)| thread == self.thread)
+                    .map(|&(id, _)| id),
+            );
+        }
         self.tracker.build_report(
-            &|r| {
-                let d = r.seq.wrapping_sub(start);
-                r.thread == thread && d >= 1 && d <= span
-            },
+            &|r| r.stamp >= self.start && stamps.binary_search(&r.stamp).is_ok(),
             false,
         )
     }

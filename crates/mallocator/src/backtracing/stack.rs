@@ -124,7 +124,7 @@ pub(crate) fn resolve(mode: StackMode) -> Active {
 #[inline(never)]
 fn calibrate() -> bool {
     let (mut a, mut b) = ([MaybeUninit::uninit(); 16], [MaybeUninit::uninit(); 24]);
-    let (nw, _) = walk(&mut a, 0);
+    let (nw, _) = walk(&mut a);
     let nu = os::unwind(&mut b);
     // SAFETY: the walk and the unwinder initialised that many words.
     let (walked, unwound) = unsafe {
@@ -161,7 +161,18 @@ std::thread_local! {
 }
 
 /// The current thread's stack bounds, asked from the OS once per thread.
+#[inline(always)]
 fn thread_bounds() -> Option<(usize, usize)> {
+    match BOUNDS.try_with(|b| b.get()) {
+        Ok(known) if known.0 > 1 => Some(known),
+        _ => thread_bounds_slow(),
+    }
+}
+
+/// [`thread_bounds`] when not known yet, unknown, or during teardown.
+#[cold]
+#[inline(never)]
+fn thread_bounds_slow() -> Option<(usize, usize)> {
     let cached = BOUNDS.try_with(|b| b.get()).unwrap_or((1, 1));
     let bounds = if cached == (0, 0) {
         let fresh = os::stack_bounds().unwrap_or((1, 1));
@@ -174,10 +185,11 @@ fn thread_bounds() -> Option<(usize, usize)> {
 }
 
 /// Captures the current stack (return addresses, innermost first, at
-/// most `depth` of them) into `storage`. A frame-pointer walk leaves out
-/// the return into the function `capture` is inlined into (the
-/// tracker's, which must not be inlined itself); the unwinder's extra
-/// frames are trimmed by name at report time.
+/// most `depth` of them) into `storage`. A frame-pointer walk starts at
+/// the return address of the function `capture` is inlined into (the
+/// tracker's, which must not be inlined itself, and has a frame record
+/// when built with frame pointers); the unwinder's extra frames are
+/// trimmed by name at report time.
 #[inline(always)]
 pub(crate) fn capture(active: Active, depth: usize, storage: &mut StackStorage) -> Captured<'_> {
     // SAFETY: `[usize; N]` and `[MaybeUninit<usize>; N]` have the same
@@ -189,7 +201,7 @@ pub(crate) fn capture(active: Active, depth: usize, storage: &mut StackStorage) 
     };
     let out = &mut all[..depth.min(MAX_DEPTH)];
     let (len, hash) = match active {
-        Active::FramePointers(_) => walk(out, 1),
+        Active::FramePointers(_) => walk_from(os::frame_pointer(), out),
         Active::Unwind(_) => (os::unwind(out), 0),
     };
     // SAFETY: the walk and the unwinder initialise the first `len` words
@@ -202,60 +214,56 @@ pub(crate) fn capture(active: Active, depth: usize, storage: &mut StackStorage) 
     Captured { frames, hash }
 }
 
-/// The frame-pointer walk. Each record is `[saved frame pointer, return
-/// address]`; it is read only if it lies in `[our frame, stack high)`,
-/// is aligned, and is above the previous one.
-/// Returns the number of frames written and their [`hash_stack`].
+/// The frame-pointer walk from this function's own frame record: its
+/// first frame is the return into its caller.
 #[inline(never)]
-fn walk(out: &mut [MaybeUninit<usize>], skip: usize) -> (usize, u64) {
+fn walk(out: &mut [MaybeUninit<usize>]) -> (usize, u64) {
+    walk_from(os::frame_pointer(), out)
+}
+
+/// The frame-pointer walk from the frame record at `fp` (the frame
+/// pointer of the function this is inlined into). Each record is `[saved
+/// frame pointer, return address]`; it is read only if it lies in `[our
+/// frame, stack high)`, is aligned, and is above the previous one.
+/// Returns the number of frames written and their [`hash_stack`].
+#[inline(always)]
+fn walk_from(mut fp: usize, out: &mut [MaybeUninit<usize>]) -> (usize, u64) {
+    const WORD: usize = core::mem::size_of::<usize>();
     let mut hash = HASH_SEED;
     let Some((_, high)) = thread_bounds() else {
         return (0, hash_finish(hash, 0));
     };
-    let word = core::mem::size_of::<usize>();
-    let limit = high.saturating_sub(2 * word);
-    let mut fp = os::frame_pointer();
-    // Records only go up from here (each `next` must exceed `fp`).
-    if fp < os::stack_pointer_estimate() {
+    // The highest address a record may start at.
+    let limit = high.saturating_sub(2 * WORD);
+    // Records only go up from here (each next one must lie above `fp`).
+    if fp < os::stack_pointer_estimate() || fp > limit || fp % WORD != 0 {
         return (0, hash_finish(hash, 0));
     }
-    // Reads one frame record `(next, return address)`, if `fp` may hold one.
-    let read = |fp: usize| {
-        if fp > limit || fp % word != 0 {
-            return None;
-        }
+    // Invariant from here on: `fp` is aligned and lies in
+    // `[our frame, limit]`, i.e. may be read.
+    let mut n = 0;
+    while n < out.len() {
         let record = fp as *const usize;
-        // SAFETY: `record` and `record + 1` lie between this function's
-        // own frame (below the first `fp`, and records only go up) and
-        // the top of the current thread's stack, which is mapped, readable
-        // memory for as long as this call runs; the address is aligned.
-        // Volatile: the compiler must not assume anything about memory it
-        // did not write.
-        Some(unsafe {
+        // SAFETY: by the invariant, `record` and `record + 1` lie between
+        // the current function's own frame (below the first `fp`, and
+        // records only go up) and the top of the current thread's stack,
+        // which is mapped, readable memory for as long as this call runs;
+        // the address is aligned. Volatile: the compiler must not assume
+        // anything about memory it did not write.
+        let (next, ret) = unsafe {
             (
                 core::ptr::read_volatile(record),
                 core::ptr::read_volatile(record.add(1)),
             )
-        })
-    };
-    for _ in 0..skip {
-        match read(fp) {
-            Some((next, ret)) if ret != 0 && next > fp => fp = next,
-            _ => return (0, hash_finish(hash, 0)),
-        }
-    }
-    let mut n = 0;
-    for slot in out.iter_mut() {
-        let Some((next, ret)) = read(fp) else {
-            break;
         };
         if ret == 0 {
             break;
         }
-        slot.write(ret);
+        out[n].write(ret);
         hash = hash_step(hash, ret);
         n += 1;
-        if next <= fp {
+        // Keep the invariant: aligned, in `(fp, limit]`.
+        if next <= fp || next > limit || next % WORD != 0 {
             break;
         }
         fp = next;

@@ -31,7 +31,11 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 /// critical sections are a few dozen instructions, and releasing it is a
 /// plain store (a `Mutex` release is an atomic swap). After a short spin
 /// a waiter yields its time slice, so a preempted holder is not starved.
+/// Aligned to 128 bytes (two cache lines, which x86 prefetches in pairs):
+/// neighbouring locks in an array never share a line, so threads working
+/// on different shards do not slow each other down.
 #[derive(Debug)]
+#[repr(align(128))]
 pub(crate) struct SpinLock<T> {
     locked: AtomicBool,
     value: UnsafeCell<T>,
@@ -116,33 +120,60 @@ pub(crate) const INTERNAL: u32 = u32::MAX;
 /// The stack id when no stack was captured (`Config::free_stacks` off).
 pub(crate) const NO_STACK: u32 = u32::MAX - 1;
 
-/// One live block: 32 bytes on 64-bit targets (24 on 32-bit).
+/// Sizes this large or larger cannot be recorded (the top byte of
+/// [`Record::size_align`] holds the alignment); the tracker fails such
+/// requests (no 64-bit platform can satisfy them anyway).
+pub(crate) const SIZE_LIMIT: u64 = 1 << 56;
+
+/// One live block: 24 bytes on 64-bit targets.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(C)]
 pub(crate) struct Record {
     /// Block address; 0 marks an empty slot.
     pub addr: usize,
-    /// Requested size.
-    pub size: usize,
-    /// The allocating thread's allocation counter (wrapping) at the time.
-    pub seq: u32,
+    /// Requested size (below [`SIZE_LIMIT`]) in the low 56 bits, log2 of
+    /// the requested alignment in the top 8 (`0xff` when the caller
+    /// passed 0).
+    size_align: u64,
     /// Interned allocation stack, or [`INTERNAL`].
     pub stack: u32,
-    /// Tracker thread id of the allocating thread.
-    pub thread: u32,
-    /// log2 of the requested alignment; `0xff` when the caller passed 0.
-    pub align_log2: u8,
+    /// The allocating thread's stamp: its thread id, or the id of the
+    /// last scope it opened (see `Backtracing::scope`).
+    pub stamp: u32,
 }
 
 impl Record {
     const EMPTY: Record = Record {
         addr: 0,
-        size: 0,
-        seq: 0,
+        size_align: 0,
         stack: 0,
-        thread: 0,
-        align_log2: 0,
+        stamp: 0,
     };
+
+    /// A record; `size` must be below [`SIZE_LIMIT`].
+    #[inline]
+    pub(crate) fn new(addr: usize, size: usize, align_log2: u8, stack: u32, stamp: u32) -> Record {
+        debug_assert!((size as u64) < SIZE_LIMIT);
+        Record {
+            addr,
+            size_align: size as u64 | (align_log2 as u64) << 56,
+            stack,
+            stamp,
+        }
+    }
+
+    /// The requested size.
+    #[inline]
+    pub(crate) fn size(&self) -> usize {
+        (self.size_align & (SIZE_LIMIT - 1)) as usize
+    }
+
+    /// log2 of the requested alignment (`0xff`: the caller passed 0);
+    /// recorded for every block, read by no report yet.
+    #[cfg(test)]
+    pub(crate) fn align_log2(&self) -> u8 {
+        (self.size_align >> 56) as u8
+    }
 }
 
 /// A freed block remembered to explain a later double free.
@@ -164,13 +195,31 @@ fn mix(addr: usize) -> u64 {
     (addr as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)
 }
 
+/// log2 of [`LIVE_SHARDS`].
+const SHARD_BITS: u32 = LIVE_SHARDS.trailing_zeros();
+
 /// The shard of an address.
 pub(crate) fn shard_of(addr: usize) -> usize {
-    (mix(addr) >> (64 - LIVE_SHARDS.trailing_zeros())) as usize
+    (mix(addr) >> (64 - SHARD_BITS)) as usize
 }
 
+/// Smallest live-table capacity (slots).
+const MIN_SLOTS: usize = 32;
+
+/// A live table grows when an insert would make it fuller than
+/// `MAX_LOAD_NUM / MAX_LOAD_DEN`...
+const MAX_LOAD_NUM: usize = 3;
+const MAX_LOAD_DEN: usize = 4;
+/// ...to `GROW_NUM / GROW_DEN` times its capacity, so that a table that
+/// has grown is always at least `(3/4) / (11/8) = 6/11` (54.5%) full:
+/// with 24-byte records, at most 44 bytes of table per live block (a
+/// power-of-two table at the same load limit would need up to 64).
+const GROW_NUM: usize = 11;
+const GROW_DEN: usize = 8;
+
 /// One shard: an open-addressing table (linear probing, backward-shift
-/// deletion, at most 3/4 full) plus a ring of recent frees.
+/// deletion, at most 3/4 full, any capacity: slots are indexed by a
+/// multiply-shift of the hash, not a mask) plus a ring of recent frees.
 #[derive(Debug)]
 pub(crate) struct LiveShard {
     slots: SysVec<Record>,
@@ -199,8 +248,32 @@ impl LiveShard {
         }
     }
 
+    /// The home slot of `addr`: the hash bits below the shard bits,
+    /// scaled to the capacity.
+    #[inline]
     fn home(&self, addr: usize) -> usize {
-        (mix(addr) >> 16) as usize & (self.slots.len() - 1)
+        let h = mix(addr) << SHARD_BITS;
+        ((h as u128 * self.slots.len() as u128) >> 64) as usize
+    }
+
+    /// The slot after `i`, wrapping.
+    #[inline]
+    fn next(&self, i: usize) -> usize {
+        if i + 1 == self.slots.len() {
+            0
+        } else {
+            i + 1
+        }
+    }
+
+    /// How far slot `i` lies after slot `from`, wrapping.
+    #[inline]
+    fn distance(&self, from: usize, i: usize) -> usize {
+        if i >= from {
+            i - from
+        } else {
+            i + self.slots.len() - from
+        }
     }
 
     /// Live records in this shard, the tracker's own excluded.
@@ -214,32 +287,36 @@ impl LiveShard {
     }
 
     /// Counts `rec` in (or out of) `tracked` and `bytes`.
+    #[inline]
     fn count(&mut self, rec: &Record, add: bool) {
         if rec.stack != INTERNAL {
             if add {
                 self.tracked += 1;
-                self.bytes += rec.size;
+                self.bytes += rec.size();
             } else {
                 self.tracked -= 1;
-                self.bytes -= rec.size;
+                self.bytes -= rec.size();
             }
         }
     }
 
-    /// Bytes of table memory (for the metadata figure).
+    /// Bytes of table memory (for the metadata figure): every slot the
+    /// table has allocated, empty ones included.
     pub(crate) fn table_bytes(&self) -> usize {
         self.slots.capacity() * core::mem::size_of::<Record>()
     }
 
     /// Inserts (or replaces) the record for `rec.addr`; returns the record
     /// it replaced, if any. `false` in `.1` when the table could not grow.
+    #[inline]
     pub(crate) fn insert(&mut self, rec: Record) -> (Option<Record>, bool) {
         debug_assert_ne!(rec.addr, 0);
-        if (self.len + 1) * 4 > self.slots.len() * 3 && !self.grow() && self.len == self.slots.len()
+        if (self.len + 1) * MAX_LOAD_DEN > self.slots.len() * MAX_LOAD_NUM
+            && !self.grow()
+            && self.len == self.slots.len()
         {
             return (None, false);
         }
-        let mask = self.slots.len() - 1;
         let mut i = self.home(rec.addr);
         loop {
             let slot = &mut self.slots[i];
@@ -255,12 +332,13 @@ impl LiveShard {
                 self.count(&rec, true);
                 return (Some(old), true);
             }
-            i = (i + 1) & mask;
+            i = self.next(i);
         }
     }
 
+    #[cold]
     fn grow(&mut self) -> bool {
-        let new_len = (self.slots.len() * 2).max(64);
+        let new_len = (self.slots.len() * GROW_NUM / GROW_DEN).max(MIN_SLOTS);
         let mut slots = sys_vec();
         if slots.try_reserve_exact(new_len).is_err() {
             return false;
@@ -277,11 +355,11 @@ impl LiveShard {
     }
 
     /// Removes and returns the record of `addr`.
+    #[inline]
     pub(crate) fn remove(&mut self, addr: usize) -> Option<Record> {
         if self.len == 0 || addr == 0 {
             return None;
         }
-        let mask = self.slots.len() - 1;
         let mut i = self.home(addr);
         loop {
             let a = self.slots[i].addr;
@@ -291,7 +369,7 @@ impl LiveShard {
             if a == 0 {
                 return None;
             }
-            i = (i + 1) & mask;
+            i = self.next(i);
         }
         let found = self.slots[i];
         // Backward-shift deletion: pull later entries of the probe run
@@ -299,13 +377,13 @@ impl LiveShard {
         let mut hole = i;
         let mut k = i;
         loop {
-            k = (k + 1) & mask;
+            k = self.next(k);
             let a = self.slots[k].addr;
             if a == 0 {
                 break;
             }
             let home = self.home(a);
-            if (k.wrapping_sub(home) & mask) >= (k.wrapping_sub(hole) & mask) {
+            if self.distance(home, k) >= self.distance(hole, k) {
                 self.slots[hole] = self.slots[k];
                 hole = k;
             }
@@ -578,11 +656,7 @@ mod tests {
     use super::*;
 
     fn rec(addr: usize) -> Record {
-        Record {
-            addr,
-            size: addr / 16,
-            ..Record::EMPTY
-        }
+        Record::new(addr, addr / 16, 3, 7, 9)
     }
 
     #[test]
@@ -602,8 +676,32 @@ mod tests {
     }
 
     #[test]
-    fn record_is_small() {
-        assert!(core::mem::size_of::<Record>() <= 32);
+    fn record_is_small_and_packs_its_fields() {
+        assert!(core::mem::size_of::<Record>() <= 24);
+        let r = Record::new(0x1000, (SIZE_LIMIT - 1) as usize, 0xff, 5, 6);
+        assert_eq!(
+            (r.size(), r.align_log2()),
+            ((SIZE_LIMIT - 1) as usize, 0xff)
+        );
+        let r = Record::new(0x1000, 0, 12, 5, 6);
+        assert_eq!((r.size(), r.align_log2(), r.stack, r.stamp), (0, 12, 5, 6));
+    }
+
+    #[test]
+    fn live_shard_table_stays_dense() {
+        // Every size past the first growth: at least 6/11 full.
+        let mut s = LiveShard::new();
+        let n = if cfg!(miri) { 200 } else { 20_000 };
+        for i in 1..=n {
+            s.insert(rec(i * 16));
+            if i > MIN_SLOTS {
+                assert!(
+                    s.slots.capacity() * 6 <= i * 11 + 11,
+                    "{i} in {}",
+                    s.slots.capacity()
+                );
+            }
+        }
     }
 
     #[test]
@@ -636,10 +734,7 @@ mod tests {
     fn insert_same_address_replaces() {
         let mut s = LiveShard::new();
         s.insert(rec(32));
-        let newer = Record {
-            size: 99,
-            ..rec(32)
-        };
+        let newer = Record::new(32, 99, 0xff, 1, 2);
         assert_eq!(s.insert(newer), (Some(rec(32)), true));
         assert_eq!((s.tracked(), s.bytes()), (1, 99));
         assert_eq!(s.remove(32), Some(newer));
