@@ -505,13 +505,17 @@ impl<B: Backing> Arena<B> {
     }
 
     /// An uninitialized block for a Rust [`Layout`]. A zero-size layout
-    /// gets an aligned pointer and takes no room.
+    /// gets an aligned pointer and takes no room past it (the bump pointer
+    /// still moves over the padding up to that alignment).
     ///
     /// ```
     /// use core::alloc::Layout;
     /// let arena = mallocator::Arena::new();
     /// let p = arena.alloc_layout(Layout::new::<[u16; 8]>()).unwrap();
     /// assert_eq!(p.as_ptr() as usize % 2, 0);
+    /// arena.alloc(1u8);
+    /// let z = arena.alloc_layout(Layout::from_size_align(0, 8).unwrap()).unwrap();
+    /// assert_eq!((z.as_ptr() as usize % 8, arena.used()), (0, 24));
     /// ```
     #[inline(always)]
     pub fn alloc_layout(&self, layout: Layout) -> Result<NonNull<u8>, AllocError> {
