@@ -139,3 +139,19 @@ fn table_and_svg() {
     std::fs::remove_dir_all(&dir).unwrap();
     assert!(chart.starts_with("<svg") && chart.contains("ratio to baseline"));
 }
+
+#[test]
+fn unwritable_svg_path_fails_before_benchmarking() {
+    // A directory cannot be written as a file: the error comes first, not
+    // after a whole benchmark run, and no table is printed.
+    let dir = std::env::temp_dir();
+    let out = bench(&["--quick", "--size", "1", "--svg", dir.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        out.stdout.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--svg"), "{err}");
+}

@@ -51,6 +51,15 @@ use crate::libc_alloc::LibcAlloc;
 /// The alignment used when a caller asks for alignment `0` (the C
 /// convention of Firedancer's heap allocators): 16 bytes, enough for any
 /// scalar type on the supported targets.
+///
+/// ```
+/// use mallocator::valloc::{request_layout, DEFAULT_ALIGN};
+/// assert_eq!(request_layout(0, 24).unwrap().align(), DEFAULT_ALIGN);
+/// let p = mallocator::Valloc::libc().malloc(0, 24);
+/// assert_eq!(p as usize % DEFAULT_ALIGN, 0);
+/// // SAFETY: `p` came from the libc handle.
+/// unsafe { mallocator::Valloc::libc().free(p) };
+/// ```
 pub const DEFAULT_ALIGN: usize = 16;
 
 /// The C vtable: two function pointers, laid out like `fd_valloc_vtable_t`.
@@ -97,7 +106,22 @@ mod sealed {
 }
 
 /// Whether the allocator behind a [`Valloc`] may be used from several
-/// threads at once: [`Shared`] or [`Local`]. Sealed.
+/// threads at once: [`Shared`] or [`Local`]. Sealed. Code that takes
+/// any handle is generic over it:
+///
+/// ```
+/// use mallocator::{Sharing, Valloc};
+///
+/// fn roundtrip<S: Sharing>(v: Valloc<'_, S>) -> bool {
+///     let p = v.malloc(8, 32);
+///     // SAFETY: `p` is null or came from `v`.
+///     unsafe { v.free(p) };
+///     !p.is_null()
+/// }
+/// assert!(roundtrip(Valloc::libc()));
+/// assert!(roundtrip(Valloc::libc().into_local()));
+/// assert!(!roundtrip(Valloc::null()));
+/// ```
 pub trait Sharing: sealed::Sealed + 'static {}
 
 /// Marker: the allocator is thread-safe, so the handle is `Send + Sync`.

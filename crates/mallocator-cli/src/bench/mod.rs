@@ -67,6 +67,13 @@ pub fn main(args: &BenchArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    // Fail before the runs, not after them, if the chart cannot be written.
+    if let Some(path) = &args.svg {
+        if let Err(e) = std::fs::File::create(path) {
+            eprintln!("mallocator bench: --svg {}: {e}", path.display());
+            return ExitCode::from(2);
+        }
+    }
     let runs = if args.quick { QUICK_RUNS } else { RUNS };
     let ops_of = |g: &Group| match args.size {
         Some(n) => n as usize,

@@ -34,10 +34,12 @@ impl Symbolizer {
         let Some((object, offset)) = object_offset(frame) else {
             return vec![frame.to_owned()];
         };
-        let loader = self
-            .objects
-            .entry_ref(object)
-            .or_insert_with(|| addr2line::Loader::new(object).ok());
+        let loader = self.objects.entry_ref(object).or_insert_with(|| {
+            // Only regular files: a log can name anything, and opening
+            // a FIFO or a device could block or read forever.
+            let regular = std::fs::metadata(object).is_ok_and(|m| m.is_file());
+            regular.then(|| addr2line::Loader::new(object).ok())?
+        });
         let Some(loader) = loader else {
             return vec![frame.to_owned()];
         };
@@ -117,5 +119,40 @@ mod tests {
         let frame = "/no/such/object(+0x10)[0x10]";
         assert_eq!(s.frame(frame), vec![frame.to_owned()]);
         assert_eq!(s.frame("plain text"), vec!["plain text".to_owned()]);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn special_files_named_in_a_log_are_not_opened() {
+        // Opening a FIFO for reading blocks until a writer comes: a log
+        // naming one must not hang the report (nor a directory fail it).
+        let dir = std::env::temp_dir().join(format!("mallocator-symbolize-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let fifo = dir.join("fifo");
+        let path = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+        // SAFETY: `path` is a NUL-terminated string.
+        assert_eq!(unsafe { libc::mkfifo(path.as_ptr(), 0o600) }, 0);
+        let (tx, rx) = std::sync::mpsc::channel();
+        let frames = [
+            format!("{}(+0x10)[0x10]", fifo.display()),
+            format!("{}(+0x10)[0x10]", dir.display()),
+        ];
+        let expected = frames.clone();
+        std::thread::spawn(move || {
+            let mut s = Symbolizer::default();
+            let out: Vec<Vec<String>> = frames.iter().map(|f| s.frame(f)).collect();
+            tx.send(out).unwrap();
+        });
+        let out = rx.recv_timeout(std::time::Duration::from_secs(10));
+        // Unblock a reader stuck on the FIFO (if any) before failing; with
+        // `O_NONBLOCK` this open fails at once when there is none.
+        let _ = std::os::unix::fs::OpenOptionsExt::custom_flags(
+            std::fs::OpenOptions::new().write(true),
+            libc::O_NONBLOCK,
+        )
+        .open(&fifo);
+        std::fs::remove_dir_all(&dir).unwrap();
+        let out = out.expect("symbolizing frames of special files hangs");
+        assert_eq!(out, expected.map(|f| vec![f]));
     }
 }

@@ -234,8 +234,9 @@ impl From<OsError> for ArenaError {
 
 impl<'a> Arena<Buffer<'a>> {
     /// An arena over a caller-provided buffer: no OS calls, works without
-    /// `std` and under Miri. Capacity is the buffer's length; nothing is
-    /// ever committed or protected.
+    /// `std` and under Miri. Capacity is the buffer's length (less only
+    /// for a buffer in the top 64 KiB of the address space, which the
+    /// arena does not use); nothing is ever committed or protected.
     ///
     /// ```
     /// use core::mem::MaybeUninit;
@@ -248,15 +249,25 @@ impl<'a> Arena<Buffer<'a>> {
     /// assert!(arena.try_alloc([0u8; 300]).is_err());
     /// ```
     pub fn from_buffer(buf: &'a mut [MaybeUninit<u8>]) -> Self {
-        let len = buf.len();
+        Arena::over_region(buf.as_mut_ptr().cast(), buf.len())
+    }
+
+    /// An arena over the `len` bytes at `ptr`, which the caller lends to it
+    /// for `'a` (as [`from_buffer`](Arena::from_buffer)'s slice).
+    fn over_region(ptr: *mut u8, len: usize) -> Self {
         // A slice pointer is never null (an empty one is dangling).
-        let base = NonNull::new(buf.as_mut_ptr().cast::<u8>()).unwrap_or(NonNull::dangling());
+        let base = NonNull::new(ptr).unwrap_or(NonNull::dangling());
         let start = base.as_ptr() as usize;
-        // A live slice never wraps around the address space.
-        let limit = start
-            .saturating_add(len)
-            .min(usize::MAX - MARGIN)
-            .max(start);
+        // The region must end `MARGIN` below `usize::MAX` (the fast path
+        // adds without overflow checks). Only a buffer in the top 64 KiB of
+        // the address space (possible on 32-bit targets) is affected: it is
+        // cut short there, or, if it starts above, not used at all.
+        let Some(room) = (usize::MAX - MARGIN).checked_sub(start) else {
+            let empty = NonNull::dangling();
+            let at = empty.as_ptr() as usize;
+            return Arena::from_parts(empty, at, at, Buffer::new());
+        };
+        let limit = start + len.min(room);
         Arena::from_parts(base, limit, limit, Buffer::new())
     }
 }
@@ -494,13 +505,17 @@ impl<B: Backing> Arena<B> {
     }
 
     /// An uninitialized block for a Rust [`Layout`]. A zero-size layout
-    /// gets an aligned pointer and takes no room.
+    /// gets an aligned pointer and takes no room past it (the bump pointer
+    /// still moves over the padding up to that alignment).
     ///
     /// ```
     /// use core::alloc::Layout;
     /// let arena = mallocator::Arena::new();
     /// let p = arena.alloc_layout(Layout::new::<[u16; 8]>()).unwrap();
     /// assert_eq!(p.as_ptr() as usize % 2, 0);
+    /// arena.alloc(1u8);
+    /// let z = arena.alloc_layout(Layout::from_size_align(0, 8).unwrap()).unwrap();
+    /// assert_eq!((z.as_ptr() as usize % 8, arena.used()), (0, 24));
     /// ```
     #[inline(always)]
     pub fn alloc_layout(&self, layout: Layout) -> Result<NonNull<u8>, AllocError> {

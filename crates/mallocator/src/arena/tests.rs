@@ -291,6 +291,25 @@ fn valloc_free_gives_back_only_the_most_recent_block() {
 }
 
 #[test]
+fn a_buffer_in_the_top_64_kib_of_the_address_space_is_never_overrun() {
+    // Possible on 32-bit targets (e.g. a stack buffer of an i686 program
+    // on a 64-bit kernel). The fast path relies on the arena's end being
+    // `MARGIN` below `usize::MAX`; such a buffer must give an arena that
+    // refuses every request instead of wrapping around. Nothing is written:
+    // every request below must fail before touching memory.
+    let high = NonNull::<u8>::dangling()
+        .as_ptr()
+        .wrapping_add(usize::MAX - 1 - 200);
+    let arena = Arena::over_region(high, 100);
+    assert!(arena.capacity() <= 100);
+    assert!((arena.base() as usize).saturating_add(arena.capacity()) <= usize::MAX - MARGIN);
+    assert!(arena.try_alloc([0u8; 1000]).is_err());
+    assert!(arena.try_alloc(0u64).is_err());
+    assert!(arena.alloc_raw(1000, 1).is_err());
+    assert_eq!(arena.used(), 0);
+}
+
+#[test]
 fn allocator_api2_vec_grows_in_place() {
     let mut buf = buffer(4096);
     let arena = Arena::from_buffer(&mut buf);
