@@ -13,7 +13,9 @@
 //! * Stacks are raw return addresses, captured by a bounds-checked
 //!   frame-pointer walk or the `backtrace` crate's unwinder
 //!   ([`StackMode`]), interned once per distinct stack, and symbolized only
-//!   by [`Backtracing::report`].
+//!   by [`Backtracing::report`]. A free's stack is not interned: its raw
+//!   frames wait in the shard's ring of the last 32 frees, for a double
+//!   free to report them.
 //! * Double frees and frees of unknown pointers are recorded with their
 //!   stacks and **not** passed to the inner allocator, so the program
 //!   keeps running.
@@ -64,8 +66,7 @@ pub use stack::{StackMode, MAX_DEPTH};
 
 use crate::valloc::{Valloc, VallocVtable};
 use table::{
-    lock, sys_vec, Freed, LiveShard, Record, SpinLock, StackTable, SysVec, INTERNAL, LIVE_SHARDS,
-    NO_STACK,
+    lock, sys_vec, LiveShard, Record, SpinLock, StackTable, SysVec, INTERNAL, LIVE_SHARDS, NO_STACK,
 };
 
 /// Tracker settings; `const`, so a `static` tracker can use them.
@@ -84,8 +85,10 @@ pub struct Config {
     /// Log mode: where every event goes (default [`LogTarget::None`]).
     pub log: LogTarget,
     /// Capture a stack at every free, so that a double free can show
-    /// where the block was first freed (default true; turning it off
-    /// halves the cost of a free).
+    /// where the block was first freed (default true). The frames are
+    /// copied raw into the shard's ring of recent frees and interned only
+    /// when a double free is reported; turning this off saves the stack
+    /// walk on every free.
     pub free_stacks: bool,
 }
 
@@ -265,7 +268,9 @@ pub struct Metadata {
     pub live_blocks: usize,
     /// Distinct stacks interned.
     pub stacks: usize,
-    /// Bytes holding the interned stacks and their index.
+    /// Bytes holding the interned stacks and their index, and the raw
+    /// stacks of the recent frees (each shard's ring: 32 entries of
+    /// `depth` words, allocated at the shard's first free with a stack).
     pub stack_bytes: usize,
 }
 
@@ -470,13 +475,14 @@ impl<'a> Backtracing<'a> {
     /// ```
     pub fn metadata(&self) -> Metadata {
         let live_table_bytes = self.live.iter().map(|s| s.lock().table_bytes()).sum();
-        let (stacks, stack_bytes) = self.stacks.footprint();
+        let (stacks, interned_bytes) = self.stacks.footprint();
+        let ring_bytes: usize = self.live.iter().map(|s| s.lock().ring_bytes()).sum();
         Metadata {
             record_bytes: core::mem::size_of::<Record>(),
             live_table_bytes,
             live_blocks: self.live_blocks(),
             stacks,
-            stack_bytes,
+            stack_bytes: interned_bytes + ring_bytes,
         }
     }
 
@@ -541,6 +547,19 @@ impl<'a> Backtracing<'a> {
             });
         }
         stored.id
+    }
+
+    /// [`intern`](Self::intern) for frames without their hash (the free
+    /// path keeps only the frames); [`NO_STACK`] for none.
+    #[cold]
+    fn intern_frames(&self, frames: &[usize]) -> u32 {
+        if frames.is_empty() {
+            return NO_STACK;
+        }
+        self.intern(Captured {
+            frames,
+            hash: table::hash_stack(frames),
+        })
     }
 
     /// The allocation path behind the handle.
@@ -669,45 +688,41 @@ impl<'a> Backtracing<'a> {
 
     /// The free path behind the handle.
     /// Never inlined, as [`alloc_raw`](Self::alloc_raw).
+    ///
+    /// The free's stack is not interned: its raw frames go into the
+    /// shard's ring of recent frees, and are interned only if a double
+    /// free of the block is reported.
     #[inline(never)]
     pub(crate) fn free_raw(&self, ptr: *mut u8) {
         let tracking = Busy::track();
-        let mut free_stack = NO_STACK;
+        let mut storage = StackStorage::uninit();
+        // Only the frames: the hash the capture computes goes unused (and
+        // is optimised away) unless a bad free is reported.
+        let mut frames: &[usize] = &[];
         let mut thread = 0;
         if let Some((_, id, _)) = &tracking {
             thread = *id;
             let log_on = self.log_on.load(Ordering::Relaxed);
             if log_on || self.free_stacks.load(Ordering::Relaxed) {
-                let mut storage = StackStorage::uninit();
-                let captured = self.capture(&mut storage);
-                free_stack = self.intern(captured);
+                let stack = self.capture(&mut storage);
                 if log_on {
                     self.log.write(|buf| {
-                        log::format_record(
-                            buf,
-                            ptr as usize,
-                            None,
-                            captured.frames,
-                            os::describe_ip,
-                        )
+                        log::format_record(buf, ptr as usize, None, stack.frames, os::describe_ip)
                     });
                 }
+                frames = stack.frames;
             }
         }
         if ptr.is_null() {
             return;
         }
         let addr = ptr as usize;
+        let depth = self.depth.load(Ordering::Relaxed);
         let gen = self.sync_gen.load(Ordering::Acquire);
         let mut shard = self.live[table::shard_of(addr)].lock();
         match shard.remove(addr) {
             Some(rec) => {
-                shard.remember_free(Freed {
-                    addr,
-                    size: rec.size(),
-                    alloc_stack: rec.stack,
-                    free_stack,
-                });
+                shard.remember_free(addr, &rec, frames, depth);
                 drop(shard);
                 if rec.stack != INTERNAL {
                     self.account(-(rec.size() as isize), gen);
@@ -718,8 +733,17 @@ impl<'a> Backtracing<'a> {
                 unsafe { self.inner.free(ptr) };
             }
             None => {
-                let first = shard.recent_free(addr);
+                // Copied out so that the interning runs without the lock.
+                let mut first_frames = [0usize; MAX_DEPTH];
+                let first = shard.recent_free(addr).map(|(f, frames)| {
+                    first_frames[..frames.len()].copy_from_slice(frames);
+                    (f, frames.len())
+                });
                 drop(shard);
+                let first_free_stack = match first {
+                    Some((_, n)) => self.intern_frames(&first_frames[..n]),
+                    None => NO_STACK,
+                };
                 let error = ErrorRecord {
                     kind: if first.is_some() {
                         ErrorKind::DoubleFree
@@ -727,11 +751,11 @@ impl<'a> Backtracing<'a> {
                         ErrorKind::InvalidFree
                     },
                     addr,
-                    size: first.map(|f| f.size),
+                    size: first.map(|(f, _)| f.size),
                     thread,
-                    stack: free_stack,
-                    alloc_stack: first.map_or(NO_STACK, |f| f.alloc_stack),
-                    first_free_stack: first.map_or(NO_STACK, |f| f.free_stack),
+                    stack: self.intern_frames(frames),
+                    alloc_stack: first.map_or(NO_STACK, |(f, _)| f.alloc_stack),
+                    first_free_stack,
                 };
                 let mut errors = lock(&self.errors);
                 errors.1 += 1;

@@ -176,15 +176,19 @@ impl Record {
     }
 }
 
-/// A freed block remembered to explain a later double free.
+/// A freed block remembered to explain a later double free. The stack
+/// of that free is kept raw in the shard's ring (see
+/// [`LiveShard::remember_free`]), not interned: it is needed only when a
+/// double free is reported, so the free path spends no hashing or
+/// lookup on it.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Freed {
     pub addr: usize,
     pub size: usize,
     pub alloc_stack: u32,
-    pub free_stack: u32,
+    /// How many frames of the free's stack the ring holds (0: none).
+    frames: u32,
 }
-
 /// How many recent frees each live shard remembers.
 const RING: usize = 32;
 
@@ -228,6 +232,11 @@ pub(crate) struct LiveShard {
     tracked: usize,
     bytes: usize,
     ring: [Freed; RING],
+    /// The stacks of the ring's frees: entry `i`'s frames start at word
+    /// `i * ring_stride`. Allocated at the first free that has a stack,
+    /// with room for the tracker's depth then.
+    ring_frames: SysVec<usize>,
+    ring_stride: usize,
     ring_next: usize,
 }
 
@@ -242,8 +251,10 @@ impl LiveShard {
                 addr: 0,
                 size: 0,
                 alloc_stack: NO_STACK,
-                free_stack: NO_STACK,
+                frames: 0,
             }; RING],
+            ring_frames: sys_vec(),
+            ring_stride: 0,
             ring_next: 0,
         }
     }
@@ -394,17 +405,63 @@ impl LiveShard {
         Some(found)
     }
 
-    /// Remembers a free, overwriting the oldest one.
-    pub(crate) fn remember_free(&mut self, freed: Freed) {
-        self.ring[self.ring_next] = freed;
-        self.ring_next = (self.ring_next + 1) % RING;
+    /// Remembers a free of the block `rec` (at `addr`), overwriting the
+    /// oldest one, with the raw frames of the free's stack (`depth` is
+    /// the tracker's: the room each entry gets when the ring's frame
+    /// store is first allocated; longer stacks are cut to it). A copy of
+    /// a few words: interning waits for [`recent_free`](Self::recent_free)
+    /// to be needed.
+    #[inline]
+    pub(crate) fn remember_free(
+        &mut self,
+        addr: usize,
+        rec: &Record,
+        frames: &[usize],
+        depth: usize,
+    ) {
+        let i = self.ring_next;
+        self.ring_next = (i + 1) % RING;
+        let mut kept = 0;
+        if !frames.is_empty() && (self.ring_stride != 0 || self.alloc_ring(depth)) {
+            kept = frames.len().min(self.ring_stride);
+            let at = i * self.ring_stride;
+            self.ring_frames[at..at + kept].copy_from_slice(&frames[..kept]);
+        }
+        self.ring[i] = Freed {
+            addr,
+            size: rec.size(),
+            alloc_stack: rec.stack,
+            frames: kept as u32,
+        };
     }
 
-    /// The most recent remembered free of `addr`.
-    pub(crate) fn recent_free(&self, addr: usize) -> Option<Freed> {
-        (1..=RING)
-            .map(|back| self.ring[(self.ring_next + RING - back) % RING])
-            .find(|f| f.addr == addr)
+    /// Allocates the ring's frame store, `depth` words per entry; false
+    /// when out of memory (the frees are then remembered without stacks).
+    #[cold]
+    fn alloc_ring(&mut self, depth: usize) -> bool {
+        let words = RING * depth;
+        if depth == 0 || self.ring_frames.try_reserve_exact(words).is_err() {
+            return false;
+        }
+        self.ring_frames.resize(words, 0);
+        self.ring_stride = depth;
+        true
+    }
+
+    /// The most recent remembered free of `addr`, with its stack's frames
+    /// (empty when it had none).
+    pub(crate) fn recent_free(&self, addr: usize) -> Option<(Freed, &[usize])> {
+        let i = (1..=RING)
+            .map(|back| (self.ring_next + RING - back) % RING)
+            .find(|&i| self.ring[i].addr == addr)?;
+        let f = self.ring[i];
+        let at = i * self.ring_stride;
+        Some((f, &self.ring_frames[at..at + f.frames as usize]))
+    }
+
+    /// Bytes of the ring's frame store (for the metadata figure).
+    pub(crate) fn ring_bytes(&self) -> usize {
+        self.ring_frames.capacity() * core::mem::size_of::<usize>()
     }
 
     /// Appends every live record that passes `keep` to `out`.
@@ -744,16 +801,23 @@ mod tests {
     fn ring_remembers_recent_frees_only() {
         let mut s = LiveShard::new();
         for a in 1..=(RING + 5) {
-            s.remember_free(Freed {
-                addr: a,
-                size: a,
-                alloc_stack: 1,
-                free_stack: 2,
-            });
+            // Stacks of 0, 1, 2 and 3 frames, one cut to the depth (2).
+            let frames = [a, a + 1, a + 2];
+            s.remember_free(a, &rec(a * 16), &frames[..a % 4], 2);
         }
         assert!(s.recent_free(1).is_none());
-        assert_eq!(s.recent_free(RING + 5).unwrap().size, RING + 5);
-        assert_eq!(s.recent_free(6).unwrap().size, 6);
+        let (f, frames) = s.recent_free(RING + 5).unwrap();
+        assert_eq!((f.size, f.alloc_stack), (RING + 5, 7));
+        assert_eq!(frames, [RING + 5]);
+        let (f, frames) = s.recent_free(6).unwrap();
+        assert_eq!((f.size, frames), (6, &[6, 7][..]));
+        assert_eq!(s.recent_free(8).unwrap().1, &[] as &[usize]);
+        assert_eq!(s.recent_free(7).unwrap().1, [7, 8], "cut to the depth");
+        assert_eq!(s.ring_bytes(), RING * 2 * core::mem::size_of::<usize>());
+        // A newer free of the same address wins.
+        s.remember_free(6, &rec(16), &[], 2);
+        let (f, frames) = s.recent_free(6).unwrap();
+        assert_eq!((f.size, frames), (1, &[][..]));
     }
 
     const MAX_LONG: usize = CHUNK_WORDS / 3;
