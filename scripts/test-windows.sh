@@ -61,12 +61,26 @@ export WINEDEBUG=-all
 export WINEDLLOVERRIDES="mscoree,mshtml=;winemenubuilder.exe=d"
 export WINEPATH="Z:${shim_dir//\//\\}"
 unset DISPLAY WAYLAND_DISPLAY
-if [[ ! -f $WINEPREFIX/system.reg ]]; then
-    echo "test-windows: creating the Wine prefix $WINEPREFIX"
+# wineboot now and then fails on a fresh prefix ("could not load
+# kernel32.dll", seen once in a clean CI run and not reproducible): try up
+# to three times, each time from an empty prefix, and wait for the Wine
+# server to finish writing the prefix.
+wineserver=$(dirname "$wine")/wineserver
+[[ -x $wineserver ]] || wineserver=$(command -v wineserver || true)
+attempt=0
+while [[ ! -f $WINEPREFIX/system.reg ]]; do
+    attempt=$((attempt + 1))
+    ((attempt <= 3)) || { cat "$work/wineboot.log" >&2; die "wineboot failed 3 times"; }
+    echo "test-windows: creating the Wine prefix $WINEPREFIX (attempt $attempt)"
+    rm -rf "$WINEPREFIX"
     mkdir -p "$WINEPREFIX"
-    "$wine" wineboot --init </dev/null >"$work/wineboot.log" 2>&1 ||
-        { cat "$work/wineboot.log" >&2; die "wineboot failed"; }
-fi
+    if "$wine" wineboot --init </dev/null >"$work/wineboot.log" 2>&1; then
+        [[ -z $wineserver ]] || "$wineserver" -w || true
+    else
+        [[ -z $wineserver ]] || "$wineserver" -k || true
+        rm -rf "$WINEPREFIX"
+    fi
+done
 
 # 3. Build the test binaries and collect their paths from cargo's JSON
 #    messages (artifacts built with the test profile and an executable).
