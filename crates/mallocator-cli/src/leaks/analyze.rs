@@ -283,20 +283,25 @@ impl Analyzer {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::super::parse::Parser;
     use super::*;
     use proptest::prelude::*;
     use std::collections::HashMap as StdMap;
     use std::fmt::Write as _;
 
-    fn analyze(log: &str) -> Analysis {
+    /// Parses and analyses a whole log (strict mode), with the parser's
+    /// input statistics filled in, as `mallocator leaks` does. Shared by
+    /// the renderer's tests.
+    pub(in crate::leaks) fn analyze(log: &str) -> Analysis {
         let mut p = Parser::new(log.as_bytes(), false);
-        let mut a = Analyzer::new();
+        let mut an = Analyzer::new();
         while let Some(r) = p.next_record().unwrap() {
-            a.record(&r);
+            an.record(&r);
         }
-        a.finish()
+        let mut a = an.finish();
+        a.input = p.stats();
+        a
     }
 
     /// Leak groups as (bytes, count, stack text), in report order.

@@ -511,20 +511,8 @@ pub fn flamegraph(out: &mut dyn Write, a: &Analysis) -> io::Result<()> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::analyze::Analyzer;
-    use super::super::parse::Parser;
+    use super::super::analyze::tests::analyze as analysis;
     use super::*;
-
-    fn analysis(log: &str) -> Analysis {
-        let mut p = Parser::new(log.as_bytes(), false);
-        let mut an = Analyzer::new();
-        while let Some(r) = p.next_record().unwrap() {
-            an.record(&r);
-        }
-        let mut a = an.finish();
-        a.input = p.stats();
-        a
-    }
 
     const LOG: &str = "\
 +++ ALLOC:2:0x0000000000001000:16:100\n./prog(big+0x1)[0x1]\n./prog(main+0x2)[0x2]\n---\n\
