@@ -523,7 +523,10 @@ impl<'a> Backtracing<'a> {
             let hit = e.epoch == epoch
                 && e.hash == hash
                 && e.len == frames.len()
-                && unsafe { core::slice::from_raw_parts(e.frames, e.len) } == frames;
+                && same_frames(
+                    unsafe { core::slice::from_raw_parts(e.frames, e.len) },
+                    frames,
+                );
             (hit.then_some(e.id), slot as *const Cell<CacheEntry>)
         });
         if let Ok((Some(id), _)) = cached {
@@ -887,6 +890,24 @@ impl<'a> Backtracing<'a> {
             _not_send: PhantomData,
         }
     }
+}
+
+/// `a == b` for two stacks of the same length, word by word: the
+/// frames were just written by the walk one word at a time, and a scalar
+/// loop reads them back through store forwarding, where the wide loads
+/// of the `memcmp` that `==` calls would wait for those stores to retire
+/// (measured: the churn benchmark's slowdown went from 3.4x to 3.1x).
+#[inline(always)]
+fn same_frames(a: &[usize], b: &[usize]) -> bool {
+    debug_assert_eq!(a.len(), b.len());
+    let mut i = 0;
+    while i < a.len() {
+        if a[i] != b[i] {
+            return false;
+        }
+        i += 1;
+    }
+    true
 }
 
 /// Symbolizes stacks for one report, once per distinct stack.

@@ -675,3 +675,11 @@ fn peak_is_exact_for_one_thread_across_synchronisations() {
     // SAFETY: `small` came from `v`.
     unsafe { v.free(small) };
 }
+
+#[test]
+fn stack_cache_compares_every_frame() {
+    assert!(same_frames(&[], &[]));
+    assert!(same_frames(&[1, 2, 3], &[1, 2, 3]));
+    assert!(!same_frames(&[1, 2, 3], &[1, 2, 4]));
+    assert!(!same_frames(&[9, 2, 3], &[1, 2, 3]));
+}
