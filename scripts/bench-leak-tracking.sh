@@ -8,15 +8,18 @@
 # leaked; once on 1 thread and once split over 2 threads.
 #
 # Usage: scripts/bench-leak-tracking.sh
-# Env:   PAIRS (default 4000000, ~0.1-0.2 s plain), RUNS (default 5) for the
+# Env:   PAIRS (default 4000000, ~0.1-0.2 s plain), RUNS (default 11) for the
 #        fast rows, SLOW_RUNS (default 3) for memcheck and dhat-rs.
-# Prints a Markdown table: median wall time of the runs, and the ratio
-# against the plain program's median.
+#
+# The machine may be shared, and its load drifts within seconds. So every
+# run of a tool is paired with a run of the plain program right before it,
+# and a row's slowdown is the median of those per-pair ratios; its time is
+# the median of its runs. A load spike then inflates one pair, not a row.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PAIRS=${PAIRS:-4000000}
-RUNS=${RUNS:-5}
+RUNS=${RUNS:-11}
 SLOW_RUNS=${SLOW_RUNS:-3}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-target/bench-fp}
 
@@ -26,18 +29,35 @@ bin=$(cd "$CARGO_TARGET_DIR/release/examples" && pwd)
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
-# median_time N cmd...: runs cmd N times (in $work, output discarded),
-# prints the median wall time in seconds.
-median_time() {
-    local n=$1
-    shift
-    local i start end
+# wall_time cmd...: runs cmd once (in $work, output discarded), prints the
+# wall time in seconds.
+wall_time() {
+    local start end
+    start=$(date +%s.%N)
+    (cd "$work" && "$@" >/dev/null 2>&1)
+    end=$(date +%s.%N)
+    awk -v s="$start" -v e="$end" 'BEGIN { printf "%.4f\n", e - s }'
+}
+
+# median: the median of the numbers on stdin.
+median() {
+    sort -g | awk '{ a[NR] = $1 } END { print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }'
+}
+
+# paired N THREADS cmd...: N times, the plain program then cmd (the
+# workload arguments appended to both); prints "plain_median
+# cmd_median median_ratio".
+paired() {
+    local n=$1 threads=$2
+    shift 2
+    local i p t
     for ((i = 0; i < n; i++)); do
-        start=$(date +%s.%N)
-        (cd "$work" && "$@" >/dev/null 2>&1)
-        end=$(date +%s.%N)
-        awk -v s="$start" -v e="$end" 'BEGIN { printf "%.4f\n", e - s }'
-    done | sort -g | awk '{ a[NR] = $1 } END { print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }'
+        p=$(wall_time "$bin/churn_plain" "$PAIRS" "$threads")
+        t=$(wall_time "$@" "$PAIRS" "$threads")
+        echo "$p $t"
+    done >"$work/pairs"
+    echo "$(cut -d' ' -f1 "$work/pairs" | median) $(cut -d' ' -f2 "$work/pairs" | median)" \
+        "$(awk '{ print $2 / $1 }' "$work/pairs" | median)"
 }
 
 have() { command -v "$1" >/dev/null 2>&1; }
@@ -45,23 +65,19 @@ have() { command -v "$1" >/dev/null 2>&1; }
 rows=()
 declare -A plain_time
 
-for threads in 1 2; do
-    plain_time[$threads]=$(median_time "$RUNS" "$bin/churn_plain" "$PAIRS" "$threads")
-done
-
-row() { # row LABEL RUNS cmd... (the workload arguments are appended)
+row() { # row LABEL RUNS cmd...
     local label=$1 n=$2
     shift 2
     local line="| $label |"
-    local threads t
+    local threads p t r
     for threads in 1 2; do
-        t=$(median_time "$n" "$@" "$PAIRS" "$threads")
-        line+=$(awk -v t="$t" -v p="${plain_time[$threads]}" 'BEGIN { printf " %.3f | %.1fx |", t, t / p }')
+        read -r p t r < <(paired "$n" "$threads" "$@")
+        plain_time[$threads]+=" $p"
+        line+=$(awk -v t="$t" -v r="$r" 'BEGIN { printf " %.3f | %.1fx |", t, r }')
     done
     rows+=("$line")
 }
 
-rows+=("$(awk -v a="${plain_time[1]}" -v b="${plain_time[2]}" 'BEGIN { printf "| plain (system malloc) | %.3f | 1.0x | %.3f | 1.0x |", a, b }')")
 row "mallocator tracker (global, frame pointers)" "$RUNS" "$bin/churn_tracked"
 row "mallocator tracker + leak report at exit" "$RUNS" env MALLOCATOR_LEAKS="$work/leaks.txt" "$bin/churn_tracked"
 row "mallocator tracker, no stacks on free" "$RUNS" env MALLOCATOR_FREE_STACKS=0 "$bin/churn_tracked"
@@ -73,8 +89,14 @@ if have valgrind; then
         valgrind --tool=memcheck --leak-check=full --log-file="$work/memcheck.log" "$bin/churn_plain"
 fi
 row "dhat-rs (global allocator)" "$SLOW_RUNS" "$bin/churn_dhat"
+# The plain row: the median of the plain medians paired with each row.
+plain_row="| plain (system malloc) |"
+for threads in 1 2; do
+    plain_row+=$(echo "${plain_time[$threads]}" | tr ' ' '\n' | grep . | median | awk '{ printf " %.3f | 1.0x |", $1 }')
+done
+rows=("$plain_row" "${rows[@]}")
 
-echo "churn: $PAIRS alloc/free pairs of 16-80 bytes, 1 in 1000 leaked; median of $RUNS runs ($SLOW_RUNS for memcheck and dhat-rs); $(nproc) cores"
+echo "churn: $PAIRS alloc/free pairs of 16-80 bytes, 1 in 1000 leaked; $RUNS runs per row ($SLOW_RUNS for memcheck and dhat-rs), each after a plain run; time: median; slowdown: median of the per-pair ratios; $(nproc) cores"
 echo
 echo "| tool | 1 thread (s) | slowdown | 2 threads (s) | slowdown |"
 echo "|---|---|---|---|---|"
