@@ -14,33 +14,18 @@ use std::time::{Duration, Instant};
 
 const BIN: &str = env!("CARGO_BIN_EXE_mallocator");
 
-/// xorshift64*: deterministic and dependency free.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
-
 /// 64 distinct stacks of 6 to 13 glibc-style frames.
-fn stacks(rng: &mut Rng) -> Vec<String> {
+fn stacks(rng: &mut fastrand::Rng) -> Vec<String> {
     (0..64)
         .map(|s| {
-            let depth = 6 + rng.below(8);
+            let depth = 6 + rng.u64(..8);
             let mut text = String::new();
             text.push_str("./app(fd_backtracing_malloc+0x4b)[0x55a4c1f0a2bb]\n");
             for d in 0..depth {
-                let off = rng.below(0x400);
+                let off = rng.u64(..0x400);
                 text.push_str(&format!(
                     "./app(module{s}_function{d}+0x{off:x})[0x55a4c1f{:05x}]\n",
-                    rng.below(1 << 20)
+                    rng.u64(..1 << 20)
                 ));
             }
             text.push_str(
@@ -53,7 +38,7 @@ fn stacks(rng: &mut Rng) -> Vec<String> {
 
 /// Writes about `mb` MB of log; returns (bytes, leaked blocks).
 fn write_log(path: &Path, mb: u64) -> (u64, u64) {
-    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    let mut rng = fastrand::Rng::with_seed(0x9e37_79b9_7f4a_7c15);
     let stacks = stacks(&mut rng);
     let frames: Vec<usize> = stacks.iter().map(|s| s.lines().count()).collect();
     let mut out = BufWriter::with_capacity(1 << 20, File::create(path).unwrap());
@@ -63,24 +48,24 @@ fn write_log(path: &Path, mb: u64) -> (u64, u64) {
     let mut line = Vec::with_capacity(128);
     while written < limit {
         line.clear();
-        if rng.below(50) == 0 {
+        if rng.u64(..50) == 0 {
             line.extend_from_slice(b"worker 3: processed batch, 1234 items ok\n");
         }
-        let s = rng.below(stacks.len() as u64) as usize;
-        if live.len() < 4096 && (live.len() < 16 || rng.below(100) < 52) {
+        let s = rng.usize(..stacks.len());
+        if live.len() < 4096 && (live.len() < 16 || rng.u64(..100) < 52) {
             let addr = pool.pop().unwrap_or_else(|| {
                 next_addr += 0x60;
                 next_addr
             });
-            let size = 16 + rng.below(65);
+            let size = 16 + rng.u64(..65);
             writeln!(line, "+++ ALLOC:{}:0x{addr:016x}:16:{size}", frames[s]).unwrap();
-            if rng.below(1000) == 0 {
+            if rng.u64(..1000) == 0 {
                 leaked += 1;
             } else {
                 live.push(addr);
             }
         } else {
-            let i = rng.below(live.len() as u64) as usize;
+            let i = rng.usize(..live.len());
             let addr = live.swap_remove(i);
             pool.push(addr);
             writeln!(line, "+++ FREE:{}:0x{addr:016x}", frames[s]).unwrap();

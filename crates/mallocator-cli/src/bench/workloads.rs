@@ -126,24 +126,6 @@ pub fn find(name: &str) -> Option<&'static Group> {
     GROUPS.iter().find(|g| g.name == name)
 }
 
-/// A small deterministic generator (xorshift64*), so that every run and
-/// every variant sees the same inputs.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    /// Uniform enough in `lo..=hi` for picking sizes and words.
-    fn range(&mut self, lo: usize, hi: usize) -> usize {
-        lo + (self.next() % (hi - lo + 1) as u64) as usize
-    }
-}
-
 // ---------------------------------------------------------------- churn
 
 /// How many blocks are live at once in the churn workload.
@@ -153,8 +135,9 @@ const CHURN_ALIGN: usize = 8;
 
 /// Block sizes of the churn workload: 4096 sizes in 16..=256.
 fn churn_sizes() -> Vec<usize> {
-    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
-    (0..4096).map(|_| rng.range(16, 256)).collect()
+    // Seeded: every run and every variant sees the same sizes.
+    let mut rng = fastrand::Rng::with_seed(0x9e37_79b9_7f4a_7c15);
+    (0..4096).map(|_| rng.usize(16..=256)).collect()
 }
 
 /// An allocator as the churn loop sees it.
@@ -455,12 +438,12 @@ const WORDS: &[&str] = &[
 
 /// 1024 strings of 1 to 8 words, without NUL.
 fn ffi_inputs() -> Vec<String> {
-    let mut rng = Rng(0x2545_f491_4f6c_dd1d);
+    let mut rng = fastrand::Rng::with_seed(0x2545_f491_4f6c_dd1d);
     (0..1024)
         .map(|_| {
-            let words = rng.range(1, 8);
+            let words = rng.usize(1..=8);
             (0..words)
-                .map(|_| WORDS[rng.range(0, WORDS.len() - 1)])
+                .map(|_| WORDS[rng.usize(..WORDS.len())])
                 .collect::<Vec<_>>()
                 .join(" ")
         })
