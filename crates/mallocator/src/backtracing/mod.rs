@@ -435,10 +435,9 @@ impl<'a> Backtracing<'a> {
     }
 
     /// The largest [`live_bytes`](Self::live_bytes) seen. Exact while one
-    /// thread allocates; with several, a spike shorter than 64 KiB of net
-    /// allocation per other thread may be missed (the counters are kept
-    /// per shard and per thread, so that the hot path has no shared
-    /// atomic counter). Never more than the true peak.
+    /// thread allocates; with several, an estimate within 64 KiB per other
+    /// thread of the true peak (the counters are kept per shard and per
+    /// thread, so that the hot path has no shared atomic counter).
     ///
     /// ```
     /// let t = mallocator::backtracing::Backtracing::new(mallocator::Valloc::libc());
@@ -638,15 +637,18 @@ impl<'a> Backtracing<'a> {
     /// hot path: the shards hold the exact bytes; each thread adds its
     /// own net change since the last synchronisation to the byte count
     /// of that moment, and re-synchronises (sums the shards) every 64 KiB
-    /// of net change. Alone, a thread's estimate is exact.
+    /// of net change. Alone, a thread's estimate is exact; with others,
+    /// their changes since the synchronisation (less than 64 KiB each, in
+    /// either direction) are missing from it.
     ///
     /// `gen` is [`sync_gen`](Self::sync_gen) from before the change was
     /// made in its shard. The estimate never counts a change twice: a
     /// thread's delta holds only changes begun after the synchronisation
     /// it counts from had summed the shards, and is dropped when another
     /// synchronisation has happened since (which counted them); a change
-    /// made while a synchronisation ran is left out. So the estimate (and
-    /// the peak) may fall short, never overshoot.
+    /// made while a synchronisation ran is left out.
+    ///
+    /// A free only updates the thread's delta: it cannot raise the peak.
     #[inline]
     fn account(&self, change: isize, gen: u32) {
         const SYNC: usize = 64 << 10;
@@ -670,23 +672,30 @@ impl<'a> Backtracing<'a> {
                 delta
             })
             .unwrap_or(SYNC as isize);
-        let estimate = if delta.unsigned_abs() >= SYNC {
-            let exact = self.live_bytes();
-            self.sync_gen.fetch_add(1, Ordering::AcqRel);
-            self.synced_bytes.store(exact, Ordering::Release);
-            exact
-        } else {
+        if delta.unsigned_abs() >= SYNC {
+            self.synchronise();
+        } else if change > 0 {
             let synced = self.synced_bytes.load(Ordering::Acquire);
-            // A newer synchronisation already counted this delta.
+            // Else a newer synchronisation counted this delta, and saw
+            // the peak itself.
             if self.sync_gen.load(Ordering::Acquire) == now {
-                synced.saturating_add_signed(delta)
-            } else {
-                synced
+                let estimate = synced.saturating_add_signed(delta);
+                if estimate > self.peak_bytes.load(Ordering::Relaxed) {
+                    self.peak_bytes.fetch_max(estimate, Ordering::Relaxed);
+                }
             }
-        };
-        if change > 0 && estimate > self.peak_bytes.load(Ordering::Relaxed) {
-            self.peak_bytes.fetch_max(estimate, Ordering::Relaxed);
         }
+    }
+
+    /// Sums the shards into [`synced_bytes`](Self::synced_bytes), starting
+    /// a new generation of thread deltas (see [`account`](Self::account)).
+    #[cold]
+    #[inline(never)]
+    fn synchronise(&self) {
+        let exact = self.live_bytes();
+        self.sync_gen.fetch_add(1, Ordering::AcqRel);
+        self.synced_bytes.store(exact, Ordering::Release);
+        self.peak_bytes.fetch_max(exact, Ordering::Relaxed);
     }
 
     /// The free path behind the handle.
