@@ -7,14 +7,14 @@
 //!   alignment packed in one word; interned stack id; a thread stamp: the
 //!   allocating thread's id, or the id of the last scope that thread
 //!   opened, which the scope registry maps back to the thread) in one of
-//!   64 shards chosen by address, so threads rarely meet on a lock. Each
+//!   256 shards chosen by address, so threads rarely meet on a lock. Each
 //!   shard's table is kept between 6/11 and 3/4 full: at most 44 bytes of
 //!   table per live block ([`Backtracing::metadata`]).
 //! * Stacks are raw return addresses, captured by a bounds-checked
 //!   frame-pointer walk or the `backtrace` crate's unwinder
 //!   ([`StackMode`]), interned once per distinct stack, and symbolized only
 //!   by [`Backtracing::report`]. A free's stack is not interned: its raw
-//!   frames wait in the shard's ring of the last 32 frees, for a double
+//!   frames wait in the shard's ring of its last 8 frees, for a double
 //!   free to report them.
 //! * Double frees and frees of unknown pointers are recorded with their
 //!   stacks and **not** passed to the inner allocator, so the program
@@ -269,7 +269,7 @@ pub struct Metadata {
     /// Distinct stacks interned.
     pub stacks: usize,
     /// Bytes holding the interned stacks and their index, and the raw
-    /// stacks of the recent frees (each shard's ring: 32 entries of
+    /// stacks of the recent frees (each shard's ring: 8 entries of
     /// `depth` words, allocated at the shard's first free with a stack).
     pub stack_bytes: usize,
 }
