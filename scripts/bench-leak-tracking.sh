@@ -12,11 +12,14 @@
 #        fast rows, SLOW_RUNS (default 3) for memcheck and dhat-rs.
 #
 # The machine may be shared, and its load drifts within seconds. So every
-# run of a tool is paired with a run of the plain program right before it,
-# and a row's slowdown is the median of those per-pair ratios; its time is
-# the median of its runs. A load spike then inflates one pair, not a row.
+# run of a tool is paired with a run of the plain program next to it (which
+# one goes first alternates), and a row's slowdown is the median of those
+# per-pair ratios; its time is the median of its runs. A load spike then
+# inflates one pair, not a row. A run that fails stops the script.
 set -euo pipefail
+shopt -s inherit_errexit # a failed run inside $(...) stops the script too
 cd "$(dirname "$0")/.."
+export LC_ALL=C
 
 PAIRS=${PAIRS:-4000000}
 RUNS=${RUNS:-11}
@@ -30,11 +33,14 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
 # wall_time cmd...: runs cmd once (in $work, output discarded), prints the
-# wall time in seconds.
+# wall time in seconds; fails, with a message, if cmd fails.
 wall_time() {
     local start end
     start=$(date +%s.%N)
-    (cd "$work" && "$@" >/dev/null 2>&1)
+    if ! (cd "$work" && "$@" >/dev/null 2>&1); then
+        echo "bench-leak-tracking: failed: $*" >&2
+        return 1
+    fi
     end=$(date +%s.%N)
     awk -v s="$start" -v e="$end" 'BEGIN { printf "%.4f\n", e - s }'
 }
@@ -44,16 +50,21 @@ median() {
     sort -g | awk '{ a[NR] = $1 } END { print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }'
 }
 
-# paired N THREADS cmd...: N times, the plain program then cmd (the
-# workload arguments appended to both); prints "plain_median
-# cmd_median median_ratio".
+# paired N THREADS cmd...: N times, the plain program and cmd (the
+# workload arguments appended to both), in alternating order; prints
+# "plain_median cmd_median median_ratio".
 paired() {
     local n=$1 threads=$2
     shift 2
     local i p t
     for ((i = 0; i < n; i++)); do
-        p=$(wall_time "$bin/churn_plain" "$PAIRS" "$threads")
-        t=$(wall_time "$@" "$PAIRS" "$threads")
+        if ((i % 2 == 0)); then
+            p=$(wall_time "$bin/churn_plain" "$PAIRS" "$threads")
+            t=$(wall_time "$@" "$PAIRS" "$threads")
+        else
+            t=$(wall_time "$@" "$PAIRS" "$threads")
+            p=$(wall_time "$bin/churn_plain" "$PAIRS" "$threads")
+        fi
         echo "$p $t"
     done >"$work/pairs"
     echo "$(cut -d' ' -f1 "$work/pairs" | median) $(cut -d' ' -f2 "$work/pairs" | median)" \
@@ -69,9 +80,10 @@ row() { # row LABEL RUNS cmd...
     local label=$1 n=$2
     shift 2
     local line="| $label |"
-    local threads p t r
+    local threads out p t r
     for threads in 1 2; do
-        read -r p t r < <(paired "$n" "$threads" "$@")
+        out=$(paired "$n" "$threads" "$@")
+        read -r p t r <<<"$out"
         plain_time[$threads]+=" $p"
         line+=$(awk -v t="$t" -v r="$r" 'BEGIN { printf " %.3f | %.1fx |", t, r }')
     done
@@ -81,12 +93,17 @@ row() { # row LABEL RUNS cmd...
 row "mallocator tracker (global, frame pointers)" "$RUNS" "$bin/churn_tracked"
 row "mallocator tracker + leak report at exit" "$RUNS" env MALLOCATOR_LEAKS="$work/leaks.txt" "$bin/churn_tracked"
 row "mallocator tracker, no stacks on free" "$RUNS" env MALLOCATOR_FREE_STACKS=0 "$bin/churn_tracked"
+notes=()
 if have heaptrack; then
     row "heaptrack" "$RUNS" heaptrack -o "$work/heaptrack" "$bin/churn_plain"
+else
+    notes+=("heaptrack is not installed: its row is missing")
 fi
 if have valgrind; then
     row "valgrind memcheck --leak-check=full" "$SLOW_RUNS" \
         valgrind --tool=memcheck --leak-check=full --log-file="$work/memcheck.log" "$bin/churn_plain"
+else
+    notes+=("valgrind is not installed: its row is missing")
 fi
 row "dhat-rs (global allocator)" "$SLOW_RUNS" "$bin/churn_dhat"
 # The plain row: the median of the plain medians paired with each row.
@@ -96,11 +113,15 @@ for threads in 1 2; do
 done
 rows=("$plain_row" "${rows[@]}")
 
-echo "churn: $PAIRS alloc/free pairs of 16-80 bytes, 1 in 1000 leaked; $RUNS runs per row ($SLOW_RUNS for memcheck and dhat-rs), each after a plain run; time: median; slowdown: median of the per-pair ratios; $(nproc) cores"
+echo "churn: $PAIRS alloc/free pairs of 16-80 bytes, 1 in 1000 leaked; $RUNS runs per row ($SLOW_RUNS for memcheck and dhat-rs), each paired with a plain run; time: median; slowdown: median of the per-pair ratios; $(nproc) cores"
 echo
 echo "| tool | 1 thread (s) | slowdown | 2 threads (s) | slowdown |"
 echo "|---|---|---|---|---|"
 printf '%s\n' "${rows[@]}"
+if ((${#notes[@]} > 0)); then
+    echo
+    printf 'note: %s\n' "${notes[@]}"
+fi
 echo
 CHURN_STATS=1 "$bin/churn_tracked" "$PAIRS" 1 2>&1 >/dev/null | sed 's/^/tracker: /'
 for held in 5000 50000 300000 1000000; do

@@ -8,14 +8,16 @@
 //!   allocating thread's id, or the id of the last scope that thread
 //!   opened, which the scope registry maps back to the thread) in one of
 //!   256 shards chosen by address, so threads rarely meet on a lock. Each
-//!   shard's table is kept between 6/11 and 3/4 full: at most 44 bytes of
-//!   table per live block ([`Backtracing::metadata`]).
+//!   shard's table, once it has grown past its first 16 slots, is kept
+//!   between 6/11 and 3/4 full: at most 44 bytes of table per live block
+//!   ([`Backtracing::metadata`]).
 //! * Stacks are raw return addresses, captured by a bounds-checked
 //!   frame-pointer walk or the `backtrace` crate's unwinder
 //!   ([`StackMode`]), interned once per distinct stack, and symbolized only
 //!   by [`Backtracing::report`]. A free's stack is not interned: its raw
 //!   frames wait in the shard's ring of its last 8 frees, for a double
-//!   free to report them.
+//!   free to report them (a double free whose first free has left that
+//!   ring is reported as an invalid free).
 //! * Double frees and frees of unknown pointers are recorded with their
 //!   stacks and **not** passed to the inner allocator, so the program
 //!   keeps running.
@@ -430,14 +432,19 @@ impl<'a> Backtracing<'a> {
     /// assert_eq!(t.live_bytes(), 10);
     /// # unsafe { t.valloc().free(p) };
     /// ```
+    ///
+    /// The shards are read one after another: exact when no other thread
+    /// allocates or frees through the tracker meanwhile.
     pub fn live_bytes(&self) -> usize {
         self.live.iter().map(|s| s.lock().bytes()).sum()
     }
 
     /// The largest [`live_bytes`](Self::live_bytes) seen. Exact while one
-    /// thread allocates; with several, an estimate within 64 KiB per other
-    /// thread of the true peak (the counters are kept per shard and per
-    /// thread, so that the hot path has no shared atomic counter).
+    /// thread allocates; with several, an estimate: each thread sees its
+    /// own changes since the last resynchronisation of the count, not the
+    /// other threads' (less than 64 KiB each, either way), nor a change
+    /// under 64 KiB made while a resynchronisation ran. That keeps the hot
+    /// path free of shared atomic counters.
     ///
     /// ```
     /// let t = mallocator::backtracing::Backtracing::new(mallocator::Valloc::libc());
@@ -642,18 +649,18 @@ impl<'a> Backtracing<'a> {
     /// either direction) are missing from it.
     ///
     /// `gen` is [`sync_gen`](Self::sync_gen) from before the change was
-    /// made in its shard. The estimate never counts a change twice: a
-    /// thread's delta holds only changes begun after the synchronisation
-    /// it counts from had summed the shards, and is dropped when another
-    /// synchronisation has happened since (which counted them); a change
-    /// made while a synchronisation ran is left out.
-    ///
-    /// A free only updates the thread's delta: it cannot raise the peak.
+    /// made in its shard. A thread's delta holds only changes begun after
+    /// the synchronisation it counts from had summed the shards, and is
+    /// dropped when another synchronisation has happened since (which
+    /// counted them). A change begun while a synchronisation ran may or
+    /// may not have been summed by it: one under 64 KiB is left out, a
+    /// larger one synchronises again, so that no big spike goes unseen.
     #[inline]
     fn account(&self, change: isize, gen: u32) {
         const SYNC: usize = 64 << 10;
         let epoch = self.epoch();
         let now = self.sync_gen.load(Ordering::Acquire);
+        let raced = gen != now;
         let delta = THREAD
             .try_with(|t| {
                 let base = if t.delta_epoch.get() == epoch && t.delta_gen.get() == now {
@@ -663,7 +670,7 @@ impl<'a> Backtracing<'a> {
                     t.delta_gen.set(now);
                     0
                 };
-                let delta = base + if gen == now { change } else { 0 };
+                let delta = base + if raced { 0 } else { change };
                 t.delta.set(if delta.unsigned_abs() >= SYNC {
                     0
                 } else {
@@ -672,12 +679,12 @@ impl<'a> Backtracing<'a> {
                 delta
             })
             .unwrap_or(SYNC as isize);
-        if delta.unsigned_abs() >= SYNC {
+        if delta.unsigned_abs() >= SYNC || (raced && change.unsigned_abs() >= SYNC) {
             self.synchronise();
         } else if change > 0 {
             let synced = self.synced_bytes.load(Ordering::Acquire);
-            // Else a newer synchronisation counted this delta, and saw
-            // the peak itself.
+            // Else another synchronisation began meanwhile, and the delta
+            // no longer counts from `synced`.
             if self.sync_gen.load(Ordering::Acquire) == now {
                 let estimate = synced.saturating_add_signed(delta);
                 if estimate > self.peak_bytes.load(Ordering::Relaxed) {
@@ -901,14 +908,16 @@ impl<'a> Backtracing<'a> {
     }
 }
 
-/// `a == b` for two stacks of the same length, word by word: the
-/// frames were just written by the walk one word at a time, and a scalar
-/// loop reads them back through store forwarding, where the wide loads
-/// of the `memcmp` that `==` calls would wait for those stores to retire
-/// (measured: the churn benchmark's slowdown went from 3.4x to 3.1x).
+/// `a == b` for two stacks, word by word: the frames were just written by
+/// the walk one word at a time, and a scalar loop reads them back through
+/// store forwarding, where the wide loads of the `memcmp` that `==` calls
+/// would wait for those stores to retire (a measurable share of the
+/// tracker's time on the churn benchmark).
 #[inline(always)]
 fn same_frames(a: &[usize], b: &[usize]) -> bool {
-    debug_assert_eq!(a.len(), b.len());
+    if a.len() != b.len() {
+        return false;
+    }
     let mut i = 0;
     while i < a.len() {
         if a[i] != b[i] {

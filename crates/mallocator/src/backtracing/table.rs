@@ -194,10 +194,9 @@ const RING: usize = 8;
 
 /// Number of live-block shards (a power of two). With 64, two threads
 /// churning a handful of addresses each often shared a shard, and its
-/// lock's cache line went back and forth between their cores (the 2-thread
-/// churn benchmark ranged from 3.3x to 5.5x); with 256 they rarely do
-/// (3.0x), and one thread gets faster too (3.2x to 3.0x): smaller shards,
-/// fewer cache lines per ring.
+/// lock's cache line went back and forth between their cores (the
+/// 2-thread churn benchmark was slow and erratic); with 256 they rarely
+/// do, and one thread gets a little faster too (smaller shards).
 pub(crate) const LIVE_SHARDS: usize = 256;
 
 fn mix(addr: usize) -> u64 {
@@ -811,6 +810,7 @@ mod tests {
             s.remember_free(a, &rec(a * 16), &frames[..a % 4], 2);
         }
         assert!(s.recent_free(1).is_none());
+        assert!(s.recent_free(5).is_none(), "the oldest one left the ring");
         let (f, frames) = s.recent_free(RING + 5).unwrap();
         assert_eq!((f.size, f.alloc_stack), (RING + 5, 7));
         assert_eq!(frames, [RING + 5]);
