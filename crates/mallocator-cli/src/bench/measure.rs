@@ -24,7 +24,8 @@ pub struct Summary {
     pub median_ns: f64,
     /// Median absolute deviation from the median, in percent of the median.
     pub mad_percent: f64,
-    /// Every timed run's time per operation, in nanoseconds, in run order.
+    /// Every timed sample's time per operation (two consecutive runs, see
+    /// [`run_group`]), in nanoseconds, in run order.
     pub samples_ns: Vec<f64>,
 }
 
@@ -139,7 +140,13 @@ fn warm_up(runner: &mut Runner) {
 }
 
 /// Runs every variant of `group` (warm-up, then `runs` interleaved
-/// timed runs of `ops` operations), ticking `progress` once per run.
+/// timed samples), ticking `progress` once per sample.
+///
+/// A sample is two consecutive runs of `ops` operations, timed together:
+/// some workloads cost more every other run (glibc's heap on `ffi-wide`
+/// alternates between about 50 and 260 ns per string as its free lists
+/// are sorted and merged on alternate runs), and a median of single runs
+/// would then report whichever mode happened to win.
 pub fn run_group(group: &Group, ops: usize, runs: usize, progress: &ProgressBar) -> GroupResult {
     progress.set_message(group.name);
     let mut runners: Vec<_> = group.variants.iter().map(|v| (v.setup)(ops)).collect();
@@ -150,7 +157,8 @@ pub fn run_group(group: &Group, ops: usize, runs: usize, progress: &ProgressBar)
     let mut samples = vec![Vec::with_capacity(runs); runners.len()];
     for _ in 0..runs {
         for (runner, samples) in runners.iter_mut().zip(&mut samples) {
-            samples.push(per_op_ns(runner(), ops));
+            let pair = runner() + runner();
+            samples.push(per_op_ns(pair, 2 * ops));
             progress.inc(1);
         }
     }
@@ -171,6 +179,7 @@ pub fn run_group(group: &Group, ops: usize, runs: usize, progress: &ProgressBar)
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::bench::workloads::Variant;
 
     #[test]
     fn median_odd_even_and_unsorted() {
@@ -219,6 +228,31 @@ mod tests {
         } else {
             assert!(slept >= Duration::from_millis(50));
         }
+    }
+
+    #[test]
+    fn runs_that_alternate_in_cost_are_measured_at_their_average() {
+        fn alternating(_ops: usize) -> Runner {
+            let mut slow = false;
+            Box::new(move || {
+                slow = !slow;
+                Duration::from_micros(if slow { 300 } else { 100 })
+            })
+        }
+        let group = Group {
+            name: "alternating",
+            description: "d",
+            default_ops: 100,
+            variants: &[Variant {
+                name: "v",
+                setup: alternating,
+            }],
+            note: None,
+        };
+        let result = run_group(&group, 100, 5, &ProgressBar::hidden());
+        // (300 + 100) us for 2 x 100 operations, in every sample.
+        assert_eq!(result.rows[0].1.samples_ns, [2000.0; 5]);
+        assert_eq!(result.rows[0].1.mad_percent, 0.0);
     }
 
     #[test]

@@ -140,7 +140,7 @@ impl Report {
             }
         }
         let mut out = format!(
-            "mallocator bench: ns/op = median of {} timed runs per row ({}, after a warm-up)\n\
+            "mallocator bench: ns/op = median of {} timed samples per row (each two consecutive runs; {}, after a warm-up)\n\
              ratio = ns/op / the workload's baseline (below 1.00x is faster)\n\n",
             self.runs, self.clock
         );
