@@ -425,6 +425,8 @@ impl<'a> Backtracing<'a> {
     }
 
     /// Bytes in live blocks (as requested; the tracker's own excluded).
+    /// The shards are read one after another: exact when no other thread
+    /// allocates or frees through the tracker meanwhile.
     ///
     /// ```
     /// let t = mallocator::backtracing::Backtracing::new(mallocator::Valloc::libc());
@@ -432,9 +434,6 @@ impl<'a> Backtracing<'a> {
     /// assert_eq!(t.live_bytes(), 10);
     /// # unsafe { t.valloc().free(p) };
     /// ```
-    ///
-    /// The shards are read one after another: exact when no other thread
-    /// allocates or frees through the tracker meanwhile.
     pub fn live_bytes(&self) -> usize {
         self.live.iter().map(|s| s.lock().bytes()).sum()
     }

@@ -683,6 +683,7 @@ fn stack_cache_compares_every_frame() {
     assert!(same_frames(&[1, 2, 3], &[1, 2, 3]));
     assert!(!same_frames(&[1, 2, 3], &[1, 2, 4]));
     assert!(!same_frames(&[9, 2, 3], &[1, 2, 3]));
+    assert!(!same_frames(&[1, 2], &[1, 2, 3]));
 }
 
 #[test]
