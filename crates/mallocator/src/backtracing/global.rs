@@ -2,21 +2,63 @@
 
 use core::alloc::{GlobalAlloc, Layout};
 use core::sync::atomic::{AtomicU8, Ordering};
-use std::sync::Mutex;
 
 use super::os::{self, Sink};
-use super::table::lock;
-use super::{stack, Backtracing, Busy, Config, LogTarget, StackMode, MAX_DEPTH};
+use super::sync::{RawLock, SpinLock};
+use super::thread::Busy;
+use super::{stack, Backtracing, Config, LogTarget, StackMode, MAX_DEPTH};
 use crate::valloc::Valloc;
 
 /// The one process-wide tracker behind every [`GlobalBacktracing`].
 static TRACKER: Backtracing<'static> = Backtracing::new(Valloc::libc());
 
-/// 0: not configured; 1: being configured; 2: configured.
-static STATE: AtomicU8 = AtomicU8::new(0);
+/// Where [`TRACKER`]'s configuration stands ([`configure_once`]).
+static CONFIG_STATE: AtomicU8 = AtomicU8::new(UNCONFIGURED);
+const UNCONFIGURED: u8 = 0;
+const CONFIGURING: u8 = 1;
+const CONFIGURED: u8 = 2;
 
 /// Where the exit report goes: `(path or None for stderr, json)`.
-static EXIT_DEST: Mutex<Option<(Option<String>, bool)>> = Mutex::new(None);
+static EXIT_DEST: SpinLock<Option<(Option<String>, bool)>> = SpinLock::new(None);
+
+/// Calls `f` on this module's locks (for the fork handlers).
+pub(super) fn each_lock(f: &mut dyn FnMut(&dyn RawLock) -> bool) -> bool {
+    f(&EXIT_DEST)
+}
+
+/// Runs `configure` once per `state`. Any other thread that arrives
+/// meanwhile waits until it is done, so that none of its allocations
+/// runs with a half-applied configuration (an allocation could resolve
+/// the stack mode before the configured one is set, which then went
+/// ignored). The configuring thread itself allocates while configuring
+/// (reading the environment); those allocations, recognised by
+/// `reentered`, go through at once (as the tracker's own).
+fn configure_once(state: &AtomicU8, reentered: impl Fn() -> bool, configure: impl FnOnce()) {
+    match state.compare_exchange(
+        UNCONFIGURED,
+        CONFIGURING,
+        Ordering::Acquire,
+        Ordering::Acquire,
+    ) {
+        Ok(_) => {
+            configure();
+            state.store(CONFIGURED, Ordering::Release);
+        }
+        Err(CONFIGURED) => {}
+        Err(_) if reentered() => {}
+        Err(_) => {
+            let mut spins = 0u32;
+            while state.load(Ordering::Acquire) != CONFIGURED {
+                if spins < 64 {
+                    spins += 1;
+                    core::hint::spin_loop();
+                } else {
+                    std::thread::yield_now();
+                }
+            }
+        }
+    }
+}
 
 /// Where [`GlobalBacktracing`] writes the leak report when the program
 /// exits (through C `atexit`, so after `main` returns or `exit` is
@@ -134,15 +176,16 @@ impl GlobalBacktracing {
 
     #[cold]
     fn configure(&self) {
-        if STATE
-            .compare_exchange(0, 1, Ordering::Acquire, Ordering::Relaxed)
-            .is_err()
-        {
-            // Configured, or being configured (by another thread, or by
-            // this one, whose allocations meanwhile are the tracker's own).
+        let Some(epoch) = TRACKER.state().map(|st| st.epoch) else {
+            // Out of memory: allocations fail until a state can be made.
             return;
-        }
-        let _busy = Busy::enter();
+        };
+        configure_once(&CONFIG_STATE, || Busy::inside(epoch), || self.apply(epoch));
+    }
+
+    /// Reads the environment (as this instance says) into [`TRACKER`].
+    fn apply(&self, epoch: u64) {
+        let _busy = Busy::enter(epoch);
         let env = |name: &str| {
             if self.from_env
                 || (name.starts_with("MALLOCATOR_LEAKS") && self.exit == ExitReport::FromEnv)
@@ -169,16 +212,22 @@ impl GlobalBacktracing {
             Some("auto") => StackMode::Auto,
             _ => self.config.stack_mode,
         };
-        let _ = TRACKER.active.set(stack::resolve(mode));
+        TRACKER.active.set(stack::resolve(mode));
         match env("MALLOCATOR_LOG").as_deref() {
             Some("stdout") => TRACKER.set_log(LogTarget::Stdout),
             Some("stderr") => TRACKER.set_log(LogTarget::Stderr),
-            Some(path) => {
-                if let Ok(sink) = Sink::create(path) {
-                    TRACKER.log.set_sink(sink);
-                    TRACKER.log_on.store(true, Ordering::Relaxed);
+            Some(path) => match Sink::create(path) {
+                Ok(sink) => {
+                    if let Some(st) = TRACKER.state() {
+                        st.log.set_sink(sink);
+                        TRACKER.log_on.store(true, Ordering::Relaxed);
+                    }
                 }
-            }
+                Err(e) => {
+                    let msg = format!("mallocator: MALLOCATOR_LOG: cannot create {path}: {e}\n");
+                    os::write_all(&Sink::stderr(), msg.as_bytes());
+                }
+            },
             None => TRACKER.set_log(self.config.log),
         }
         let json = env("MALLOCATOR_LEAKS_FORMAT").as_deref() == Some("json");
@@ -193,26 +242,27 @@ impl GlobalBacktracing {
             },
         };
         if dest.is_some() {
-            *lock(&EXIT_DEST) = dest;
+            *EXIT_DEST.lock() = dest;
             os::at_exit(write_exit_report);
         }
-        STATE.store(2, Ordering::Release);
     }
 }
 
 impl Backtracing<'_> {
     /// Switches log mode to `target`.
     fn set_log(&self, target: LogTarget) {
-        self.log.set_target(target);
-        self.log_on
-            .store(!matches!(target, LogTarget::None), Ordering::Relaxed);
+        if let Some(st) = self.state() {
+            st.log.set_target(target);
+            self.log_on
+                .store(!matches!(target, LogTarget::None), Ordering::Relaxed);
+        }
     }
 }
 
 /// The `atexit` hook: writes the report where [`EXIT_DEST`] says.
 extern "C" fn write_exit_report() {
-    let _busy = Busy::enter();
-    let Some((path, json)) = lock(&EXIT_DEST).take() else {
+    let _busy = TRACKER.state().map(|st| Busy::enter(st.epoch));
+    let Some((path, json)) = EXIT_DEST.lock().take() else {
         return;
     };
     let report = TRACKER.report();
@@ -243,7 +293,7 @@ extern "C" fn write_exit_report() {
 unsafe impl GlobalAlloc for GlobalBacktracing {
     #[inline]
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        if STATE.load(Ordering::Acquire) != 2 {
+        if CONFIG_STATE.load(Ordering::Acquire) != CONFIGURED {
             self.configure();
         }
         TRACKER.alloc_raw(layout.align(), layout.size())
@@ -252,5 +302,41 @@ unsafe impl GlobalAlloc for GlobalBacktracing {
     #[inline]
     unsafe fn dealloc(&self, ptr: *mut u8, _layout: Layout) {
         TRACKER.free_raw(ptr)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicBool;
+    use std::time::Duration;
+
+    #[test]
+    fn other_threads_wait_for_the_configuration() {
+        let state = AtomicU8::new(UNCONFIGURED);
+        let applied = AtomicBool::new(false);
+        let (started, wait_started) = std::sync::mpsc::channel();
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                configure_once(
+                    &state,
+                    || false,
+                    || {
+                        started.send(()).unwrap();
+                        std::thread::sleep(Duration::from_millis(if cfg!(miri) { 5 } else { 100 }));
+                        // The configuring thread's own allocations pass.
+                        configure_once(&state, || true, || unreachable!());
+                        applied.store(true, Ordering::SeqCst);
+                    },
+                )
+            });
+            wait_started.recv().unwrap();
+            configure_once(&state, || false, || unreachable!("configured twice"));
+            assert!(
+                applied.load(Ordering::SeqCst),
+                "returned before the configuration was applied"
+            );
+        });
+        assert_eq!(state.load(Ordering::SeqCst), CONFIGURED);
     }
 }

@@ -13,10 +13,9 @@
 //! (retrying short writes) under the log lock, so records of different
 //! threads never interleave.
 
-use std::sync::Mutex;
-
 use super::os::{self, Sink};
-use super::table::{lock, sys_vec, SysVec};
+use super::sync::{RawLock, SpinLock};
+use super::table::{sys_vec, SysVec};
 
 /// Where log mode writes.
 ///
@@ -40,17 +39,22 @@ pub enum LogTarget {
     Stdout,
     /// The process's standard error.
     Stderr,
-    /// An open file descriptor, which the tracker never closes.
+    /// An open file descriptor, which the tracker never closes. Borrowed
+    /// for the whole program: making one is `unsafe`
+    /// ([`BorrowedFd::borrow_raw`](std::os::fd::BorrowedFd::borrow_raw)),
+    /// so safe code cannot point the log at a descriptor it does not own.
     #[cfg(unix)]
-    Fd(i32),
-    /// A file, created (truncated) at the first event.
+    Fd(std::os::fd::BorrowedFd<'static>),
+    /// A file, created (truncated) at the first event: mode 0600 on
+    /// Unix, and never through a symbolic link (the log holds addresses).
     Path(&'static str),
     /// A function called with each whole record (under the log lock, so
     /// calls never overlap). It may allocate.
     Callback(fn(&[u8])),
 }
 
-enum State {
+/// Where the log stands: not opened yet, open, or failed to open.
+enum Output {
     Closed(LogTarget),
     Open(Sink),
     Callback(fn(&[u8])),
@@ -59,7 +63,7 @@ enum State {
 
 /// The log: its target, opened at the first event, and the record buffer.
 pub(crate) struct Log {
-    inner: Mutex<(State, SysVec<u8>)>,
+    inner: SpinLock<(Output, SysVec<u8>)>,
 }
 
 impl core::fmt::Debug for Log {
@@ -71,46 +75,51 @@ impl core::fmt::Debug for Log {
 impl Log {
     pub(crate) const fn new(target: LogTarget) -> Self {
         Log {
-            inner: Mutex::new((State::Closed(target), sys_vec())),
+            inner: SpinLock::new((Output::Closed(target), sys_vec())),
         }
     }
 
     /// Replaces the target (opened at the next event).
     pub(crate) fn set_target(&self, target: LogTarget) {
-        lock(&self.inner).0 = State::Closed(target);
+        self.inner.lock().0 = Output::Closed(target);
     }
 
     /// Replaces the target with an already open sink.
     pub(crate) fn set_sink(&self, sink: Sink) {
-        lock(&self.inner).0 = State::Open(sink);
+        self.inner.lock().0 = Output::Open(sink);
+    }
+
+    /// The log's lock, for the fork handlers.
+    pub(crate) fn lock(&self) -> &dyn RawLock {
+        &self.inner
     }
 
     /// Formats one record with `fill` and writes it.
     pub(crate) fn write(&self, fill: impl FnOnce(&mut SysVec<u8>)) {
-        let mut guard = lock(&self.inner);
+        let mut guard = self.inner.lock();
         let (state, buf) = &mut *guard;
-        if let State::Closed(target) = *state {
+        if let Output::Closed(target) = *state {
             *state = match target {
-                LogTarget::None => State::Failed,
-                LogTarget::Stdout => State::Open(Sink::stdout()),
-                LogTarget::Stderr => State::Open(Sink::stderr()),
+                LogTarget::None => Output::Failed,
+                LogTarget::Stdout => Output::Open(Sink::stdout()),
+                LogTarget::Stderr => Output::Open(Sink::stderr()),
                 #[cfg(unix)]
-                LogTarget::Fd(fd) => State::Open(Sink::Fd(fd)),
-                LogTarget::Path(p) => Sink::create(p).map_or(State::Failed, State::Open),
-                LogTarget::Callback(f) => State::Callback(f),
+                LogTarget::Fd(fd) => Output::Open(Sink::Borrowed(fd)),
+                LogTarget::Path(p) => Sink::create(p).map_or(Output::Failed, Output::Open),
+                LogTarget::Callback(f) => Output::Callback(f),
             };
         }
         buf.clear();
         match state {
-            State::Open(sink) => {
+            Output::Open(sink) => {
                 fill(buf);
                 os::write_all(sink, buf);
             }
-            State::Callback(f) => {
+            Output::Callback(f) => {
                 fill(buf);
                 f(buf);
             }
-            State::Closed(_) | State::Failed => {}
+            Output::Closed(_) | Output::Failed => {}
         }
     }
 }

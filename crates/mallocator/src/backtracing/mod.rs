@@ -27,6 +27,40 @@
 //!   `#[global_allocator]`, with a leak report at exit.
 //! * Log mode ([`LogTarget`]) streams every event in the C tool's format.
 //!
+//! # Rules that keep the host program alive
+//!
+//! The tracker runs inside programs that did not ask for its failure
+//! modes. Each rule below closes one class of them; the code it governs
+//! points back here.
+//!
+//! 1. **A stack walk reads only the stack it runs on** (`stack.rs`): the
+//!    thread's stack or the signal alternate stack, between the current
+//!    stack pointer and that stack's top. Code on any other stack (a
+//!    coroutine) gets an empty stack, counted in
+//!    [`LeakReport::off_stack_captures`].
+//! 2. **Every lock is fork-safe** (`fork.rs`): all tracker locks are
+//!    [`SpinLock`](sync)s reachable from the fork handlers, which take
+//!    them all before `fork` and release them on both sides. No other
+//!    library's lock is held across a tracker lock where it can be
+//!    avoided (the unwinder runs without the `backtrace` crate's lock).
+//! 3. **No unbounded loop under a lock** (`table.rs`): tables never fill
+//!    past their load limit, so every probe ends. A block whose record
+//!    cannot be stored (out of memory) is given back to the inner
+//!    allocator and the allocation fails (returns null), counted in
+//!    [`LeakReport::refused_allocations`]: a block the tracker does not
+//!    know would later look like an invalid free and never be freed.
+//! 4. **Reentrancy is per tracker** (`thread.rs`): an allocation is the
+//!    tracker's own only when it reaches the very tracker this thread is
+//!    inside; a tracker wrapping another, or an inner allocator that
+//!    allocates through [`GlobalBacktracing`], is tracked as usual.
+//! 5. **Memory follows the live set** (`table.rs`): live tables shrink
+//!    as blocks are freed; interned stacks are kept (each distinct stack
+//!    once), recent frees in a fixed ring.
+//! 6. **Ids never wrap**: tracker epochs and thread ids are 64-bit;
+//!    scope ids stop (with a panic) before they would wrap.
+//! 7. **No lock is held while calling the inner allocator**, so the
+//!    inner allocator may itself be tracked, or take locks of its own.
+//!
 //! ```
 //! use mallocator::backtracing::Backtracing;
 //! use mallocator::Valloc;
@@ -44,32 +78,38 @@
 //! # unsafe { v.free(kept) };
 //! ```
 
+mod fork;
 mod global;
 mod log;
 mod os;
+mod peak;
 mod report;
+mod scope;
 mod stack;
+mod state;
+mod sync;
 mod table;
 #[cfg(test)]
 mod tests;
+mod thread;
 
 use core::ffi::c_void;
 use core::marker::PhantomData;
-use core::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
-use std::cell::Cell;
+use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicUsize, Ordering};
 use std::collections::HashMap;
-use std::sync::{Mutex, OnceLock};
 
 pub use global::{ExitReport, GlobalBacktracing};
 pub use log::LogTarget;
 pub use report::{ErrorEntry, ErrorKind, Frame, LeakGroup, LeakReport};
-use stack::{Captured, StackStorage};
+pub use scope::Scope;
+use stack::{ActiveCell, Captured, StackStorage};
 pub use stack::{StackMode, MAX_DEPTH};
+use state::State;
+use sync::RawLock;
+use thread::{Busy, CacheEntry, STACK_CACHE, THREAD};
 
 use crate::valloc::{Valloc, VallocVtable};
-use table::{
-    lock, sys_vec, LiveShard, Record, SpinLock, StackTable, SysVec, INTERNAL, LIVE_SHARDS, NO_STACK,
-};
+use table::{sys_vec, Record, StackTable, SysVec, INTERNAL, NO_STACK};
 
 /// Tracker settings; `const`, so a `static` tracker can use them.
 ///
@@ -114,135 +154,13 @@ impl Default for Config {
     }
 }
 
-/// Per-thread tracker state (no destructor, so it stays usable while the
-/// thread's other thread-locals are torn down).
-struct ThreadState {
-    /// Tracker thread id, 0 until the first use.
-    id: Cell<u32>,
-    /// What this thread's allocations are stamped with: its id, or the
-    /// id of the last scope it opened (0 until the first use).
-    stamp: Cell<u32>,
-    /// Inside the tracker: allocations now are the tracker's own.
-    busy: Cell<bool>,
-    /// Recently interned stacks of this thread, by hash.
-    cache: [Cell<CacheEntry>; STACK_CACHE],
-    /// The tracker (epoch) `delta` belongs to.
-    delta_epoch: Cell<u32>,
-    /// The synchronisation (`Backtracing::sync_gen`) `delta` counts from.
-    delta_gen: Cell<u32>,
-    /// Net bytes this thread allocated through that tracker since it last
-    /// synchronised the tracker's byte count (see `Backtracing::account`).
-    delta: Cell<isize>,
-}
-
-/// Entries in each thread's stack cache (a power of two).
-const STACK_CACHE: usize = 128;
-
-/// A stack this thread interned: `frames` is the tracker's stored copy
-/// (immutable, in place while the tracker lives), `epoch` names the
-/// tracker.
-#[derive(Clone, Copy)]
-struct CacheEntry {
-    epoch: u32,
-    id: u32,
-    hash: u64,
-    frames: *const usize,
-    len: usize,
-}
-
-impl CacheEntry {
-    const EMPTY: CacheEntry = CacheEntry {
-        epoch: 0,
-        id: 0,
-        hash: 0,
-        frames: core::ptr::null(),
-        len: 0,
-    };
-}
-
-std::thread_local! {
-    static THREAD: ThreadState = const {
-        ThreadState {
-            id: Cell::new(0),
-            stamp: Cell::new(0),
-            busy: Cell::new(false),
-            cache: [const { Cell::new(CacheEntry::EMPTY) }; STACK_CACHE],
-            delta_epoch: Cell::new(0),
-            delta_gen: Cell::new(0),
-            delta: Cell::new(0),
-        }
-    };
-}
-
-/// Tracker epochs: a tracker's is set at its first interning and never
-/// reused by another tracker.
-static NEXT_EPOCH: AtomicU32 = AtomicU32::new(1);
-
-static NEXT_THREAD_ID: AtomicU32 = AtomicU32::new(1);
-
-fn thread_id(t: &ThreadState) -> u32 {
-    if t.id.get() == 0 {
-        let id = NEXT_THREAD_ID.fetch_add(1, Ordering::Relaxed);
-        t.id.set(id);
-        t.stamp.set(id);
-    }
-    t.id.get()
-}
-
-/// The first scope id; thread ids stay below it.
-const FIRST_SCOPE: u32 = 1 << 31;
-
-/// Every scope opened so far, `(scope id, thread id)`, in increasing id
-/// order, and the next id. 8 bytes per scope ever opened (scopes are for
-/// tests); a live record's stamp names the thread that allocated it and
-/// the last scope that thread had opened by then.
-static SCOPES: Mutex<(u32, SysVec<(u32, u32)>)> = Mutex::new((FIRST_SCOPE, sys_vec()));
-
-/// Marks the current thread as inside the tracker until dropped.
-struct Busy {
-    was: bool,
-}
-
-impl Busy {
-    /// Enters unconditionally (reports), remembering the previous state.
-    fn enter() -> Busy {
-        let was = THREAD.try_with(|t| t.busy.replace(true)).unwrap_or(true);
-        Busy { was }
-    }
-
-    /// Enters for tracking: `None` when already inside the tracker (the
-    /// allocation is the tracker's own) or the thread is being torn down;
-    /// else the thread id and the thread's stamp.
-    #[inline]
-    fn track() -> Option<(Busy, u32, u32)> {
-        THREAD
-            .try_with(|t| {
-                if t.busy.get() {
-                    return None;
-                }
-                t.busy.set(true);
-                let id = thread_id(t);
-                Some((Busy { was: false }, id, t.stamp.get()))
-            })
-            .ok()
-            .flatten()
-    }
-}
-
-impl Drop for Busy {
-    fn drop(&mut self) {
-        let was = self.was;
-        let _ = THREAD.try_with(|t| t.busy.set(was));
-    }
-}
-
 /// A recorded bad free (stacks still as ids).
 #[derive(Clone, Copy, Debug)]
 struct ErrorRecord {
     kind: ErrorKind,
     addr: usize,
     size: Option<usize>,
-    thread: u32,
+    thread: u64,
     stack: u32,
     alloc_stack: u32,
     first_free_stack: u32,
@@ -263,8 +181,10 @@ pub struct Metadata {
     /// Bytes of one live-block record (24 on 64-bit targets).
     pub record_bytes: usize,
     /// Bytes of the live-block tables, empty slots and growth slack
-    /// included (at most 44 per live block once a shard's table has
-    /// grown: each is kept between 6/11 and 3/4 full).
+    /// included: at most 44 per live block while the live set grows (a
+    /// table that has grown is 6/11 to 3/4 full), at most 64 once it
+    /// falls (a table shrinks when under 3/8 full); each of the 256
+    /// shards keeps at least 16 slots.
     pub live_table_bytes: usize,
     /// Live blocks (the tracker's own excluded).
     pub live_blocks: usize,
@@ -293,22 +213,16 @@ pub struct Metadata {
 /// ```
 pub struct Backtracing<'a> {
     inner: Valloc<'a>,
-    epoch: AtomicU32,
     stack_mode: StackMode,
-    active: OnceLock<stack::Active>,
+    active: ActiveCell,
     depth: AtomicUsize,
     free_stacks: AtomicBool,
     log_on: AtomicBool,
-    log: log::Log,
-    live: [SpinLock<LiveShard>; LIVE_SHARDS],
-    stacks: StackTable,
-    errors: Mutex<(SysVec<ErrorRecord>, usize)>,
-    /// The exact live bytes at the last synchronisation (see `account`).
-    synced_bytes: AtomicUsize,
-    /// Synchronisations so far (wrapping); bumped after the shards are
-    /// summed and before `synced_bytes` is stored.
-    sync_gen: AtomicU32,
-    peak_bytes: AtomicUsize,
+    /// The log target the state starts with.
+    log_target: LogTarget,
+    /// Tables, locks and counters, allocated at the first use (null
+    /// before; see `state.rs` for why they live apart from the tracker).
+    state: AtomicPtr<State>,
 }
 
 impl core::fmt::Debug for Backtracing<'_> {
@@ -318,6 +232,18 @@ impl core::fmt::Debug for Backtracing<'_> {
             .field("live_bytes", &self.live_bytes())
             .field("peak_bytes", &self.peak_bytes())
             .finish_non_exhaustive()
+    }
+}
+
+impl Drop for Backtracing<'_> {
+    fn drop(&mut self) {
+        let p = *self.state.get_mut();
+        if !p.is_null() {
+            fork::unregister(p);
+            // SAFETY: `p` came from `State::create`, is unregistered now,
+            // and `&mut self` proves no handle or thread uses it.
+            unsafe { State::destroy(p) };
+        }
     }
 }
 
@@ -343,6 +269,12 @@ unsafe extern "C" fn vt_free(self_: *mut c_void, ptr: *mut c_void) {
     // SAFETY: as in `vt_malloc`.
     let tracker = unsafe { &*self_.cast::<Backtracing<'static>>() };
     tracker.free_raw(ptr.cast());
+}
+
+/// Calls `f` on every process-wide tracker lock, in the order the fork
+/// handlers take them; stops at the first `false`.
+fn global_locks(f: &mut dyn FnMut(&dyn RawLock) -> bool) -> bool {
+    f(&os::SYMBOLIZING) && f(&scope::SCOPES) && global::each_lock(f)
 }
 
 impl<'a> Backtracing<'a> {
@@ -371,19 +303,13 @@ impl<'a> Backtracing<'a> {
         };
         Backtracing {
             inner,
-            epoch: AtomicU32::new(0),
             stack_mode: config.stack_mode,
-            active: OnceLock::new(),
+            active: ActiveCell::new(),
             depth: AtomicUsize::new(depth),
             free_stacks: AtomicBool::new(config.free_stacks),
             log_on: AtomicBool::new(!matches!(config.log, LogTarget::None)),
-            log: log::Log::new(config.log),
-            live: [const { SpinLock::new(LiveShard::new()) }; LIVE_SHARDS],
-            stacks: StackTable::new(),
-            errors: Mutex::new((sys_vec(), 0)),
-            synced_bytes: AtomicUsize::new(0),
-            sync_gen: AtomicU32::new(0),
-            peak_bytes: AtomicUsize::new(0),
+            log_target: config.log,
+            state: AtomicPtr::new(core::ptr::null_mut()),
         }
     }
 
@@ -405,6 +331,51 @@ impl<'a> Backtracing<'a> {
         unsafe { Valloc::from_raw(self as *const Self as *mut c_void, &VTABLE) }
     }
 
+    /// The tracker's state, created at the first call; `None` only when
+    /// it cannot be allocated (every allocation then fails, every free is
+    /// ignored: no block was handed out).
+    #[inline]
+    fn state(&self) -> Option<&State> {
+        let p = self.state.load(Ordering::Acquire);
+        if p.is_null() {
+            return self.create_state();
+        }
+        // SAFETY: a non-null pointer here came from `State::create` and
+        // stays valid until `drop`, which cannot run while `self` is
+        // borrowed.
+        Some(unsafe { &*p })
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn create_state(&self) -> Option<&State> {
+        let fresh = State::create(self.log_target)?;
+        // Registered before it is published: no thread can hold one of its
+        // locks at a fork without the fork handlers knowing it.
+        if !fork::register(fresh) {
+            // SAFETY: just created, never published or registered.
+            unsafe { State::destroy(fresh) };
+            return None;
+        }
+        let p = match self.state.compare_exchange(
+            core::ptr::null_mut(),
+            fresh,
+            Ordering::AcqRel,
+            Ordering::Acquire,
+        ) {
+            Ok(_) => fresh,
+            Err(first) => {
+                fork::unregister(fresh);
+                // SAFETY: `fresh` lost the race, was never published, and
+                // is unregistered now.
+                unsafe { State::destroy(fresh) };
+                first
+            }
+        };
+        // SAFETY: as in `state`.
+        Some(unsafe { &*p })
+    }
+
     /// The capture mode in use and why (see [`StackMode`]); resolves
     /// [`StackMode::Auto`] now if no stack was captured yet.
     ///
@@ -415,13 +386,13 @@ impl<'a> Backtracing<'a> {
     /// println!("{mode:?}: {why}");
     /// ```
     pub fn stack_mode(&self) -> (StackMode, &'static str) {
-        let _busy = Busy::enter();
+        let _busy = self.state().map(|st| Busy::enter(st.epoch));
         self.active().describe()
     }
 
     #[inline]
     fn active(&self) -> stack::Active {
-        *self.active.get_or_init(|| stack::resolve(self.stack_mode))
+        self.active.get_or_resolve(self.stack_mode)
     }
 
     /// Bytes in live blocks (as requested; the tracker's own excluded).
@@ -435,7 +406,7 @@ impl<'a> Backtracing<'a> {
     /// # unsafe { t.valloc().free(p) };
     /// ```
     pub fn live_bytes(&self) -> usize {
-        self.live.iter().map(|s| s.lock().bytes()).sum()
+        self.state().map_or(0, State::live_bytes)
     }
 
     /// The largest [`live_bytes`](Self::live_bytes) seen. Exact while one
@@ -453,9 +424,9 @@ impl<'a> Backtracing<'a> {
     /// assert_eq!(t.peak_bytes(), 1000);
     /// ```
     pub fn peak_bytes(&self) -> usize {
-        self.peak_bytes
-            .load(Ordering::Relaxed)
-            .max(self.live_bytes())
+        self.state().map_or(0, |st| {
+            st.peak_bytes.load(Ordering::Relaxed).max(st.live_bytes())
+        })
     }
 
     /// Live blocks (the tracker's own excluded).
@@ -465,7 +436,8 @@ impl<'a> Backtracing<'a> {
     /// assert_eq!(t.live_blocks(), 0);
     /// ```
     pub fn live_blocks(&self) -> usize {
-        self.live.iter().map(|s| s.lock().tracked()).sum()
+        self.state()
+            .map_or(0, |st| st.live.iter().map(|s| s.lock().tracked()).sum())
     }
 
     /// The tracker's bookkeeping memory.
@@ -479,11 +451,21 @@ impl<'a> Backtracing<'a> {
     /// # unsafe { t.valloc().free(p) };
     /// ```
     pub fn metadata(&self) -> Metadata {
-        let live_table_bytes = self.live.iter().map(|s| s.lock().table_bytes()).sum();
-        let (stacks, interned_bytes) = self.stacks.footprint();
-        let ring_bytes: usize = self.live.iter().map(|s| s.lock().ring_bytes()).sum();
+        let record_bytes = core::mem::size_of::<Record>();
+        let Some(st) = self.state() else {
+            return Metadata {
+                record_bytes,
+                live_table_bytes: 0,
+                live_blocks: 0,
+                stacks: 0,
+                stack_bytes: 0,
+            };
+        };
+        let live_table_bytes = st.live.iter().map(|s| s.lock().table_bytes()).sum();
+        let (stacks, interned_bytes) = st.stacks.footprint();
+        let ring_bytes: usize = st.live.iter().map(|s| s.lock().ring_bytes()).sum();
         Metadata {
-            record_bytes: core::mem::size_of::<Record>(),
+            record_bytes,
             live_table_bytes,
             live_blocks: self.live_blocks(),
             stacks,
@@ -491,33 +473,22 @@ impl<'a> Backtracing<'a> {
         }
     }
 
-    /// Captures the current stack into `storage`.
+    /// Captures the current stack into `storage`; counts a capture made
+    /// off the known stacks (rule 1 in the module docs).
     #[inline(always)]
-    fn capture<'s>(&self, storage: &'s mut StackStorage) -> Captured<'s> {
-        stack::capture(self.active(), self.depth.load(Ordering::Relaxed), storage)
-    }
-
-    fn epoch(&self) -> u32 {
-        match self.epoch.load(Ordering::Relaxed) {
-            0 => {
-                let fresh = NEXT_EPOCH.fetch_add(1, Ordering::Relaxed);
-                match self
-                    .epoch
-                    .compare_exchange(0, fresh, Ordering::Relaxed, Ordering::Relaxed)
-                {
-                    Ok(_) => fresh,
-                    Err(first) => first,
-                }
-            }
-            e => e,
+    fn capture<'s>(&self, st: &State, storage: &'s mut StackStorage) -> Captured<'s> {
+        let captured = stack::capture(self.active(), self.depth.load(Ordering::Relaxed), storage);
+        if captured.off_stack {
+            st.off_stack.fetch_add(1, Ordering::Relaxed);
         }
+        captured
     }
 
     /// The stack id of `buf`: from this thread's cache when it interned
     /// the same stack recently (no lock), else from the stack table.
     #[inline]
-    fn intern(&self, stack: Captured<'_>) -> u32 {
-        let (frames, hash, epoch) = (stack.frames, stack.hash, self.epoch());
+    fn intern(&self, st: &State, stack: Captured<'_>) -> u32 {
+        let (frames, hash, epoch) = (stack.frames, stack.hash, st.epoch);
         let cached = THREAD.try_with(|t| {
             let slot = &t.cache[(hash >> 40) as usize % STACK_CACHE];
             let e = slot.get();
@@ -532,42 +503,40 @@ impl<'a> Backtracing<'a> {
                     unsafe { core::slice::from_raw_parts(e.frames, e.len) },
                     frames,
                 );
-            (hit.then_some(e.id), slot as *const Cell<CacheEntry>)
+            hit.then_some(e.id)
         });
-        if let Ok((Some(id), _)) = cached {
+        if let Ok(Some(id)) = cached {
             return id;
         }
-        let Some(stored) = self.stacks.intern(frames, hash) else {
+        let Some(stored) = st.stacks.intern(frames, hash) else {
             return NO_STACK;
         };
-        if let Ok((_, slot)) = cached {
-            let entry = CacheEntry {
-                epoch,
-                id: stored.id,
-                hash,
-                frames: stored.frames,
-                len: frames.len(),
-            };
-            let _ = THREAD.try_with(|t| {
-                let own = &t.cache[(hash >> 40) as usize % STACK_CACHE];
-                debug_assert!(core::ptr::eq(own, slot));
-                own.set(entry);
-            });
-        }
+        let entry = CacheEntry {
+            epoch,
+            id: stored.id,
+            hash,
+            frames: stored.frames,
+            len: frames.len(),
+        };
+        let _ = THREAD.try_with(|t| t.cache[(hash >> 40) as usize % STACK_CACHE].set(entry));
         stored.id
     }
 
     /// [`intern`](Self::intern) for frames without their hash (the free
     /// path keeps only the frames); [`NO_STACK`] for none.
     #[cold]
-    fn intern_frames(&self, frames: &[usize]) -> u32 {
+    fn intern_frames(&self, st: &State, frames: &[usize]) -> u32 {
         if frames.is_empty() {
             return NO_STACK;
         }
-        self.intern(Captured {
-            frames,
-            hash: table::hash_stack(frames),
-        })
+        self.intern(
+            st,
+            Captured {
+                frames,
+                hash: table::hash_stack(frames),
+                off_stack: false,
+            },
+        )
     }
 
     /// The allocation path behind the handle.
@@ -575,6 +544,9 @@ impl<'a> Backtracing<'a> {
     /// function's frame.
     #[inline(never)]
     pub(crate) fn alloc_raw(&self, align: usize, size: usize) -> *mut u8 {
+        let Some(st) = self.state() else {
+            return core::ptr::null_mut();
+        };
         let align_log2 = if align == 0 {
             0xff
         } else {
@@ -583,28 +555,26 @@ impl<'a> Backtracing<'a> {
         // A size the record cannot hold fails here (no 64-bit platform
         // can allocate 2^56 bytes).
         let recordable = (size as u64) < table::SIZE_LIMIT;
-        let Some((busy, _, stamp)) = Busy::track() else {
+        let Some((busy, stamp)) = Busy::track(st.epoch) else {
             // The tracker's own allocation: recorded (so that its free is
             // recognised), never reported, no stack.
             if !recordable {
                 return core::ptr::null_mut();
             }
             let ptr = self.inner.malloc(align, size);
-            if !ptr.is_null() {
-                self.insert(Record::new(ptr as usize, size, align_log2, INTERNAL, 0));
-            }
-            return ptr;
+            return self.keep(st, ptr, size, align_log2, INTERNAL, 0);
         };
         let mut storage = StackStorage::uninit();
-        let captured = self.capture(&mut storage);
-        let stack = self.intern(captured);
-        let ptr = if recordable {
+        let captured = self.capture(st, &mut storage);
+        let stack = self.intern(st, captured);
+        let mut ptr = if recordable {
             self.inner.malloc(align, size)
         } else {
             core::ptr::null_mut()
         };
+        ptr = self.keep(st, ptr, size, align_log2, stack, stamp);
         if self.log_on.load(Ordering::Relaxed) {
-            self.log.write(|buf| {
+            st.log.write(|buf| {
                 log::format_record(
                     buf,
                     ptr as usize,
@@ -614,18 +584,45 @@ impl<'a> Backtracing<'a> {
                 )
             });
         }
-        if !ptr.is_null() {
-            self.insert(Record::new(ptr as usize, size, align_log2, stack, stamp));
-        }
         drop(busy);
         ptr
     }
 
-    fn insert(&self, rec: Record) {
+    /// Records the block `ptr` (if not null; `size` is then below
+    /// [`table::SIZE_LIMIT`]); returns `ptr`, or null when the record could
+    /// not be stored: the block then goes back to the inner allocator
+    /// (rule 3 in the module docs).
+    #[inline]
+    fn keep(
+        &self,
+        st: &State,
+        ptr: *mut u8,
+        size: usize,
+        align_log2: u8,
+        stack: u32,
+        stamp: u32,
+    ) -> *mut u8 {
+        if ptr.is_null()
+            || self.insert(
+                st,
+                Record::new(ptr as usize, size, align_log2, stack, stamp),
+            )
+        {
+            return ptr;
+        }
+        st.refused.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: `ptr` came from `inner.malloc` just now and was never
+        // handed out.
+        unsafe { self.inner.free(ptr) };
+        core::ptr::null_mut()
+    }
+
+    /// Stores `rec`; false when its table could not take it.
+    fn insert(&self, st: &State, rec: Record) -> bool {
         // A replaced record means the inner allocator handed out a live
         // address again: the old block is gone as far as anyone can tell.
-        let gen = self.sync_gen.load(Ordering::Acquire);
-        let (old, stored) = self.live[table::shard_of(rec.addr)].lock().insert(rec);
+        let gen = st.sync_gen.load(Ordering::Acquire);
+        let (old, stored) = st.live[table::shard_of(rec.addr)].lock().insert(rec);
         let tracked_size = |r: Record| {
             if r.stack == INTERNAL {
                 0
@@ -635,73 +632,9 @@ impl<'a> Backtracing<'a> {
         };
         let change = if stored { tracked_size(rec) } else { 0 } - old.map_or(0, tracked_size);
         if change != 0 {
-            self.account(change, gen);
+            st.account(change, gen);
         }
-    }
-
-    /// Keeps the peak up to date without a shared atomic counter on the
-    /// hot path: the shards hold the exact bytes; each thread adds its
-    /// own net change since the last synchronisation to the byte count
-    /// of that moment, and re-synchronises (sums the shards) every 64 KiB
-    /// of net change. Alone, a thread's estimate is exact; with others,
-    /// their changes since the synchronisation (less than 64 KiB each, in
-    /// either direction) are missing from it.
-    ///
-    /// `gen` is [`sync_gen`](Self::sync_gen) from before the change was
-    /// made in its shard. A thread's delta holds only changes begun after
-    /// the synchronisation it counts from had summed the shards, and is
-    /// dropped when another synchronisation has happened since (which
-    /// counted them). A change begun while a synchronisation ran may or
-    /// may not have been summed by it: one under 64 KiB is left out, a
-    /// larger one synchronises again, so that no big spike goes unseen.
-    #[inline]
-    fn account(&self, change: isize, gen: u32) {
-        const SYNC: usize = 64 << 10;
-        let epoch = self.epoch();
-        let now = self.sync_gen.load(Ordering::Acquire);
-        let raced = gen != now;
-        let delta = THREAD
-            .try_with(|t| {
-                let base = if t.delta_epoch.get() == epoch && t.delta_gen.get() == now {
-                    t.delta.get()
-                } else {
-                    t.delta_epoch.set(epoch);
-                    t.delta_gen.set(now);
-                    0
-                };
-                let delta = base + if raced { 0 } else { change };
-                t.delta.set(if delta.unsigned_abs() >= SYNC {
-                    0
-                } else {
-                    delta
-                });
-                delta
-            })
-            .unwrap_or(SYNC as isize);
-        if delta.unsigned_abs() >= SYNC || (raced && change.unsigned_abs() >= SYNC) {
-            self.synchronise();
-        } else if change > 0 {
-            let synced = self.synced_bytes.load(Ordering::Acquire);
-            // Else another synchronisation began meanwhile, and the delta
-            // no longer counts from `synced`.
-            if self.sync_gen.load(Ordering::Acquire) == now {
-                let estimate = synced.saturating_add_signed(delta);
-                if estimate > self.peak_bytes.load(Ordering::Relaxed) {
-                    self.peak_bytes.fetch_max(estimate, Ordering::Relaxed);
-                }
-            }
-        }
-    }
-
-    /// Sums the shards into [`synced_bytes`](Self::synced_bytes), starting
-    /// a new generation of thread deltas (see [`account`](Self::account)).
-    #[cold]
-    #[inline(never)]
-    fn synchronise(&self) {
-        let exact = self.live_bytes();
-        self.sync_gen.fetch_add(1, Ordering::AcqRel);
-        self.synced_bytes.store(exact, Ordering::Release);
-        self.peak_bytes.fetch_max(exact, Ordering::Relaxed);
+        stored
     }
 
     /// The free path behind the handle.
@@ -712,19 +645,20 @@ impl<'a> Backtracing<'a> {
     /// free of the block is reported.
     #[inline(never)]
     pub(crate) fn free_raw(&self, ptr: *mut u8) {
-        let tracking = Busy::track();
+        let Some(st) = self.state() else {
+            return;
+        };
+        let tracking = Busy::track(st.epoch);
         let mut storage = StackStorage::uninit();
         // Only the frames: the hash the capture computes goes unused (and
         // is optimised away) unless a bad free is reported.
         let mut frames: &[usize] = &[];
-        let mut thread = 0;
-        if let Some((_, id, _)) = &tracking {
-            thread = *id;
+        if tracking.is_some() {
             let log_on = self.log_on.load(Ordering::Relaxed);
             if log_on || self.free_stacks.load(Ordering::Relaxed) {
-                let stack = self.capture(&mut storage);
+                let stack = self.capture(st, &mut storage);
                 if log_on {
-                    self.log.write(|buf| {
+                    st.log.write(|buf| {
                         log::format_record(buf, ptr as usize, None, stack.frames, os::describe_ip)
                     });
                 }
@@ -736,14 +670,14 @@ impl<'a> Backtracing<'a> {
         }
         let addr = ptr as usize;
         let depth = self.depth.load(Ordering::Relaxed);
-        let gen = self.sync_gen.load(Ordering::Acquire);
-        let mut shard = self.live[table::shard_of(addr)].lock();
+        let gen = st.sync_gen.load(Ordering::Acquire);
+        let mut shard = st.live[table::shard_of(addr)].lock();
         match shard.remove(addr) {
             Some(rec) => {
                 shard.remember_free(addr, &rec, frames, depth);
                 drop(shard);
                 if rec.stack != INTERNAL {
-                    self.account(-(rec.size() as isize), gen);
+                    st.account(-(rec.size() as isize), gen);
                 }
                 // SAFETY: `rec` proves `ptr` came from `inner.malloc` and
                 // was live until the removal above, which makes this the
@@ -758,31 +692,46 @@ impl<'a> Backtracing<'a> {
                     (f, frames.len())
                 });
                 drop(shard);
-                let first_free_stack = match first {
-                    Some((_, n)) => self.intern_frames(&first_frames[..n]),
-                    None => NO_STACK,
-                };
-                let error = ErrorRecord {
-                    kind: if first.is_some() {
-                        ErrorKind::DoubleFree
-                    } else {
-                        ErrorKind::InvalidFree
-                    },
-                    addr,
-                    size: first.map(|(f, _)| f.size),
-                    thread,
-                    stack: self.intern_frames(frames),
-                    alloc_stack: first.map_or(NO_STACK, |(f, _)| f.alloc_stack),
-                    first_free_stack,
-                };
-                let mut errors = lock(&self.errors);
-                errors.1 += 1;
-                if errors.0.len() < MAX_ERRORS && errors.0.try_reserve(1).is_ok() {
-                    errors.0.push(error);
-                }
+                self.record_bad_free(st, addr, frames, first, &first_frames);
             }
         }
         drop(tracking);
+    }
+
+    /// Records a free of `addr`, which is not live: a double free when
+    /// `first` (from the recent-frees ring) says when it was freed, with
+    /// that free's stack in `first_frames`; else an invalid free.
+    #[cold]
+    fn record_bad_free(
+        &self,
+        st: &State,
+        addr: usize,
+        frames: &[usize],
+        first: Option<(table::Freed, usize)>,
+        first_frames: &[usize],
+    ) {
+        let first_free_stack = match first {
+            Some((_, n)) => self.intern_frames(st, &first_frames[..n]),
+            None => NO_STACK,
+        };
+        let error = ErrorRecord {
+            kind: if first.is_some() {
+                ErrorKind::DoubleFree
+            } else {
+                ErrorKind::InvalidFree
+            },
+            addr,
+            size: first.map(|(f, _)| f.size),
+            thread: thread::thread_id(),
+            stack: self.intern_frames(st, frames),
+            alloc_stack: first.map_or(NO_STACK, |(f, _)| f.alloc_stack),
+            first_free_stack,
+        };
+        let mut errors = st.errors.lock();
+        errors.total += 1;
+        if errors.kept.len() < MAX_ERRORS && errors.kept.try_reserve(1).is_ok() {
+            errors.kept.push(error);
+        }
     }
 
     /// Bad frees so far (double and invalid).
@@ -792,7 +741,7 @@ impl<'a> Backtracing<'a> {
     /// assert_eq!(t.error_count(), 0);
     /// ```
     pub fn error_count(&self) -> usize {
-        lock(&self.errors).1
+        self.state().map_or(0, |st| st.errors.lock().total)
     }
 
     /// Never-freed blocks grouped by allocation stack (largest first), and
@@ -807,9 +756,12 @@ impl<'a> Backtracing<'a> {
     }
 
     fn build_report(&self, keep: &dyn Fn(&Record) -> bool, with_errors: bool) -> LeakReport {
-        let _busy = Busy::enter();
+        let Some(st) = self.state() else {
+            return LeakReport::default();
+        };
+        let _busy = Busy::enter(st.epoch);
         let mut records: SysVec<Record> = sys_vec();
-        for shard in &self.live {
+        for shard in &st.live {
             shard
                 .lock()
                 .collect(&mut records, &|r| r.stack != INTERNAL && keep(r));
@@ -817,9 +769,9 @@ impl<'a> Backtracing<'a> {
         let mut errors: SysVec<ErrorRecord> = sys_vec();
         let mut errors_total = 0;
         if with_errors {
-            let e = lock(&self.errors);
-            errors.extend_from_slice(&e.0);
-            errors_total = e.1;
+            let e = st.errors.lock();
+            errors.extend_from_slice(&e.kept);
+            errors_total = e.total;
         }
         let mut by_stack: HashMap<u32, (usize, usize)> = HashMap::new();
         for r in records.iter() {
@@ -828,7 +780,7 @@ impl<'a> Backtracing<'a> {
             g.1 += 1;
         }
         let mut symbols = Symbolizer {
-            stacks: &self.stacks,
+            stacks: &st.stacks,
             cache: HashMap::new(),
         };
         let mut groups: Vec<LeakGroup> = by_stack
@@ -865,6 +817,8 @@ impl<'a> Backtracing<'a> {
             groups,
             errors,
             errors_total,
+            off_stack_captures: st.off_stack.load(Ordering::Relaxed),
+            refused_allocations: st.refused.load(Ordering::Relaxed),
         }
     }
 
@@ -884,24 +838,13 @@ impl<'a> Backtracing<'a> {
     /// ```
     ///
     /// Each scope costs 8 bytes for the rest of the process (a registry of
-    /// scope ids); panics if that memory cannot be had, or after 2^31
-    /// scopes.
+    /// scope ids); panics if that memory cannot be had, or after
+    /// `u32::MAX - 1` scopes.
+    #[track_caller]
     pub fn scope(&self) -> Scope<'_, 'a> {
-        let mut scopes = lock(&SCOPES);
-        let start = scopes.0;
-        let thread = THREAD.try_with(thread_id).unwrap_or(0);
-        assert!(
-            start != u32::MAX && scopes.1.try_reserve(1).is_ok(),
-            "mallocator: cannot register another scope"
-        );
-        scopes.0 = start + 1;
-        scopes.1.push((start, thread));
-        drop(scopes);
-        let _ = THREAD.try_with(|t| t.stamp.set(start));
         Scope {
             tracker: self,
-            thread,
-            start,
+            start: scope::open(),
             _not_send: PhantomData,
         }
     }
@@ -988,64 +931,4 @@ fn is_tracker_frame(frame: &Frame) -> bool {
             let file = file.replace('\\', "/");
             OWN_FILES.iter().any(|p| file.contains(p)) && !in_tests(&file)
         })
-}
-
-/// A per-thread leak check, from [`Backtracing::scope`]. Not `Send`: it
-/// belongs to the thread that made it.
-///
-/// ```compile_fail
-/// let t = mallocator::backtracing::Backtracing::new(mallocator::Valloc::libc());
-/// let scope = t.scope();
-/// std::thread::scope(|s| { s.spawn(move || scope.assert_no_leaks()); }); // error: not `Send`
-/// ```
-#[derive(Debug)]
-pub struct Scope<'t, 'a> {
-    tracker: &'t Backtracing<'a>,
-    thread: u32,
-    start: u32,
-    _not_send: PhantomData<*const ()>,
-}
-
-impl Scope<'_, '_> {
-    /// This thread's blocks allocated since the scope began and still live
-    /// (no errors: those are in [`Backtracing::report`]).
-    ///
-    /// ```
-    /// let t = mallocator::backtracing::Backtracing::new(mallocator::Valloc::libc());
-    /// let scope = t.scope();
-    /// let p = t.valloc().malloc(8, 40);
-    /// assert_eq!(scope.leaks().leaked_bytes, 40);
-    /// # unsafe { t.valloc().free(p) };
-    /// ```
-    pub fn leaks(&self) -> LeakReport {
-        // The stamps of this scope and of the later ones of this thread.
-        let mut stamps: SysVec<u32> = sys_vec();
-        {
-            let scopes = lock(&SCOPES);
-            let later = scopes.1.partition_point(|&(id, _)| id < self.start);
-            stamps.extend(
-                scopes.1[later..]
-                    .iter()
-                    .filter(|&&(_, thread)| thread == self.thread)
-                    .map(|&(id, _)| id),
-            );
-        }
-        self.tracker.build_report(
-            &|r| r.stamp >= self.start && stamps.binary_search(&r.stamp).is_ok(),
-            false,
-        )
-    }
-
-    /// Panics with the text report if [`leaks`](Self::leaks) finds any.
-    ///
-    /// ```should_panic
-    /// let t = mallocator::backtracing::Backtracing::new(mallocator::Valloc::libc());
-    /// let scope = t.scope();
-    /// let _leaked = t.valloc().malloc(8, 40);
-    /// scope.assert_no_leaks(); // panics: 40 bytes in 1 block
-    /// ```
-    pub fn assert_no_leaks(self) {
-        let leaks = self.leaks();
-        assert!(leaks.leaked_blocks == 0, "leaks in scope: {leaks}");
-    }
 }

@@ -5,16 +5,19 @@
 //! testable there.
 //!
 //! * [`stack_bounds`]: the current thread's stack `[low, high)`;
+//! * [`alt_stack_bounds`]: the signal alternate stack, when running on it;
 //! * [`frame_pointer`]: the frame-pointer register of the caller;
 //! * [`unwind`]: the `backtrace` crate's unwinder (or the stand-in);
 //! * [`symbolize`]: function, file and line of an instruction pointer;
 //! * [`describe_ip`]: a glibc `backtrace_symbols_fd`-style frame line;
 //! * [`Sink`] / [`write_all`]: whole-record writes to a file or stream;
-//! * [`at_exit`]: run a function when the process exits.
+//! * [`at_exit`]: run a function when the process exits;
+//! * [`at_fork`]: run functions around `fork`.
 
 use core::mem::MaybeUninit;
 
 use super::report::Frame;
+use super::sync::SpinLock;
 use super::table::SysVec;
 
 /// The current thread's stack bounds `(low, high)`, or `None` when the
@@ -79,6 +82,29 @@ pub(crate) fn stack_bounds() -> Option<(usize, usize)> {
     None
 }
 
+/// The bounds `(low, high)` of the signal alternate stack when the
+/// calling code runs on it (a signal handler installed with
+/// `SA_ONSTACK`), else `None`. One system call: only asked when the code
+/// runs off its thread's stack.
+#[cfg(all(unix, not(miri)))]
+pub(crate) fn alt_stack_bounds() -> Option<(usize, usize)> {
+    // SAFETY: an all-zero `stack_t` is a valid output buffer.
+    let mut current: libc::stack_t = unsafe { core::mem::zeroed() };
+    // SAFETY: a null new stack only queries; `current` is writable.
+    let rc = unsafe { libc::sigaltstack(core::ptr::null(), &mut current) };
+    let on = rc == 0 && current.ss_flags & libc::SS_ONSTACK != 0 && current.ss_size != 0;
+    on.then(|| {
+        let low = current.ss_sp as usize;
+        (low, low.saturating_add(current.ss_size))
+    })
+}
+
+/// No alternate signal stacks here (Windows, Miri).
+#[cfg(any(not(unix), miri))]
+pub(crate) fn alt_stack_bounds() -> Option<(usize, usize)> {
+    None
+}
+
 /// The frame-pointer register of the function this is inlined into, or 0
 /// where there is none (other architectures, Miri).
 #[inline(always)]
@@ -117,18 +143,33 @@ pub(crate) fn stack_pointer_estimate() -> usize {
 
 /// The unwinder: instruction pointers of the current stack, innermost
 /// first, into `out`; returns how many.
+///
+/// On Unix it takes no lock: the `backtrace` crate's global lock, which
+/// `backtrace::trace` holds, serialised every allocating thread, and a
+/// thread holding it at a `fork` left it taken in the child forever. The
+/// unwinder underneath (`_Unwind_Backtrace`) is thread-safe there; the
+/// lock exists for Windows' `dbghelp`, which is not, so Windows keeps it.
 #[cfg(not(miri))]
 #[inline(never)]
 pub(crate) fn unwind(out: &mut [MaybeUninit<usize>]) -> usize {
     let mut n = 0;
-    backtrace::trace(|frame| {
+    let mut each = |frame: &backtrace::Frame| {
         if n == out.len() {
             return false;
         }
         out[n].write(frame.ip() as usize);
         n += 1;
         true
-    });
+    };
+    #[cfg(unix)]
+    // SAFETY: `trace_unsynchronized` requires that no other unwinding
+    // runs concurrently only where the platform unwinder is not
+    // thread-safe; on Unix it is `_Unwind_Backtrace`, which is.
+    unsafe {
+        backtrace::trace_unsynchronized(&mut each)
+    };
+    #[cfg(not(unix))]
+    backtrace::trace(&mut each);
     n
 }
 
@@ -160,8 +201,13 @@ pub(crate) fn unwind(out: &mut [MaybeUninit<usize>]) -> usize {
 
 /// Function, file and line of the code at return address `ip`; one
 /// [`Frame`] per (inlined) function, innermost first.
+///
+/// Runs under [`SYMBOLIZING`], so that `fork` (whose handlers take that
+/// lock) never happens while a tracker thread is inside the `backtrace`
+/// crate's resolver and its global lock.
 #[cfg(not(miri))]
 pub(crate) fn symbolize(ip: usize, out: &mut Vec<Frame>) {
+    let _symbolizing = SYMBOLIZING.lock();
     let before = out.len();
     // A return address points after the call; the call itself is 1 byte
     // earlier, which gives the right line.
@@ -183,6 +229,9 @@ pub(crate) fn symbolize(ip: usize, out: &mut Vec<Frame>) {
         });
     }
 }
+
+/// Held while the tracker symbolizes (see [`symbolize`]).
+pub(crate) static SYMBOLIZING: SpinLock<()> = SpinLock::new(());
 
 /// Miri stand-in: the synthetic frames name their site.
 #[cfg(miri)]
@@ -251,9 +300,12 @@ pub(crate) fn describe_ip(ip: usize, buf: &mut SysVec<u8>) {
 /// Where whole records are written.
 #[derive(Debug)]
 pub(crate) enum Sink {
-    /// A raw file descriptor (never closed by the tracker).
+    /// A file descriptor the tracker does not own (never closed).
     #[cfg(unix)]
-    Fd(i32),
+    Borrowed(std::os::fd::BorrowedFd<'static>),
+    /// A file the tracker created (closed when the sink is dropped).
+    #[cfg(unix)]
+    Owned(std::os::fd::OwnedFd),
     /// The process's standard output.
     #[cfg(not(unix))]
     Stdout,
@@ -269,7 +321,9 @@ impl Sink {
     /// Standard output.
     pub(crate) fn stdout() -> Sink {
         #[cfg(unix)]
-        return Sink::Fd(1);
+        // SAFETY: descriptor 1 is the process's standard output, which
+        // stays open (or is replaced in place) for the process's life.
+        return Sink::Borrowed(unsafe { std::os::fd::BorrowedFd::borrow_raw(1) });
         #[cfg(not(unix))]
         return Sink::Stdout;
     }
@@ -277,16 +331,28 @@ impl Sink {
     /// Standard error.
     pub(crate) fn stderr() -> Sink {
         #[cfg(unix)]
-        return Sink::Fd(2);
+        // SAFETY: as for descriptor 1 in `stdout`.
+        return Sink::Borrowed(unsafe { std::os::fd::BorrowedFd::borrow_raw(2) });
         #[cfg(not(unix))]
         return Sink::Stderr;
     }
 
-    /// Creates (truncates) the file at `path`.
+    /// Creates (truncates) the file at `path`. The file holds addresses
+    /// of the process, so on Unix it is created readable by its owner
+    /// only (mode 0600), and a symbolic link at `path` is refused rather
+    /// than followed (another user could otherwise aim it at a file of
+    /// ours).
     pub(crate) fn create(path: &str) -> std::io::Result<Sink> {
-        let file = std::fs::File::create(path)?;
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create(true).truncate(true);
         #[cfg(unix)]
-        return Ok(Sink::Fd(std::os::fd::IntoRawFd::into_raw_fd(file)));
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            options.mode(0o600).custom_flags(libc::O_NOFOLLOW);
+        }
+        let file = options.open(path)?;
+        #[cfg(unix)]
+        return Ok(Sink::Owned(file.into()));
         #[cfg(not(unix))]
         return Ok(Sink::File(file));
     }
@@ -296,7 +362,11 @@ impl Sink {
 /// error drops the rest of the record.
 #[cfg(unix)]
 pub(crate) fn write_all(sink: &Sink, mut bytes: &[u8]) {
-    let Sink::Fd(fd) = *sink;
+    use std::os::fd::{AsFd, AsRawFd};
+    let fd = match sink {
+        Sink::Borrowed(fd) => fd.as_raw_fd(),
+        Sink::Owned(fd) => fd.as_fd().as_raw_fd(),
+    };
     while !bytes.is_empty() {
         // SAFETY: `bytes` is a valid readable buffer of that length; a bad
         // descriptor only makes `write` fail.
@@ -346,3 +416,20 @@ pub(crate) fn at_exit(f: extern "C" fn()) {
 /// for explicitly.
 #[cfg(any(miri, not(any(unix, windows))))]
 pub(crate) fn at_exit(_f: extern "C" fn()) {}
+
+/// Runs `prepare` in the forking thread before every `fork`, `parent`
+/// and `child` after it on each side (`pthread_atfork`).
+#[cfg(all(unix, not(miri)))]
+pub(crate) fn at_fork(prepare: extern "C" fn(), parent: extern "C" fn(), child: extern "C" fn()) {
+    // SAFETY: plain functions valid for the whole program.
+    unsafe { libc::pthread_atfork(Some(prepare), Some(parent), Some(child)) };
+}
+
+/// No `fork` here (Windows), or no way to hook it (Miri).
+#[cfg(any(not(unix), miri))]
+pub(crate) fn at_fork(
+    _prepare: extern "C" fn(),
+    _parent: extern "C" fn(),
+    _child: extern "C" fn(),
+) {
+}

@@ -89,7 +89,7 @@ pub struct ErrorEntry {
     /// The block's size, for a double free.
     pub size: Option<usize>,
     /// Tracker id of the thread of the bad free.
-    pub thread: u32,
+    pub thread: u64,
     /// Where the bad (second) free happened.
     pub frames: Vec<Frame>,
     /// Where the block was allocated (double free only).
@@ -135,7 +135,8 @@ impl fmt::Display for ErrorEntry {
 /// Renders as text ([`Display`](fmt::Display) / [`to_text`](LeakReport::to_text))
 /// and JSON ([`to_json`](LeakReport::to_json)): one object with
 /// `leaked_bytes`, `leaked_blocks`, `groups` (each `bytes`, `count`,
-/// `frames` of `{ip, function, file, line}`), `errors`, `errors_total`.
+/// `frames` of `{ip, function, file, line}`), `errors`, `errors_total`,
+/// `off_stack_captures`, `refused_allocations`.
 ///
 /// ```
 /// use mallocator::backtracing::Backtracing;
@@ -163,6 +164,13 @@ pub struct LeakReport {
     pub errors: Vec<ErrorEntry>,
     /// Bad frees in total (may exceed `errors.len()`).
     pub errors_total: usize,
+    /// Stacks captured empty because the code ran on a stack the
+    /// frame-pointer walk does not know (a coroutine or green-thread
+    /// stack): their blocks are tracked, but listed without frames.
+    pub off_stack_captures: usize,
+    /// Allocations the tracker refused (returned null) because it could
+    /// not store their record, being out of memory itself.
+    pub refused_allocations: usize,
 }
 
 impl LeakReport {
@@ -241,6 +249,23 @@ impl fmt::Display for LeakReport {
             for e in &self.errors {
                 write!(f, "  {e}")?;
             }
+        }
+        if self.off_stack_captures > 0 {
+            writeln!(
+                f,
+                "{} stack{} not captured: the code ran off its thread's stack \
+                 (a coroutine or similar stack the walk cannot check)",
+                self.off_stack_captures,
+                plural(self.off_stack_captures)
+            )?;
+        }
+        if self.refused_allocations > 0 {
+            writeln!(
+                f,
+                "{} allocation{} refused: the tracker was out of memory for its records",
+                self.refused_allocations,
+                plural(self.refused_allocations)
+            )?;
         }
         Ok(())
     }

@@ -1,10 +1,18 @@
 //! Stack capture: a bounds-checked frame-pointer walk, or the unwinder.
 //!
-//! Frame pointers make capture cheap (two loads per frame). The walk
-//! reads each frame record only when it lies inside the current thread's
-//! stack, above the walker's own frame, and strictly above the previous
+//! Frame pointers make capture cheap (two loads per frame).
+//!
+//! **The rule that keeps the walk from faulting: it reads only the stack
+//! it is running on.** It first finds that stack: the current thread's
+//! (bounds asked from the OS once per thread), or, when the stack pointer
+//! is not inside it, the signal alternate stack if it is inside that.
+//! Code on any other stack (a `makecontext` coroutine, a green thread)
+//! gets an empty stack, counted in the report, never a guess. Then each
+//! frame record is read only when it lies between the walker's own frame
+//! and the top of that stack, aligned, and strictly above the previous
 //! record, so a broken chain (code built without frame pointers, a C
-//! library) ends the walk instead of faulting.
+//! library using the frame-pointer register for data, the interrupted
+//! code below a signal frame) ends the walk instead of faulting.
 //!
 //! [`StackMode::Auto`] decides once per process, at the first capture:
 //! it walks the frame pointers and runs the unwinder from the same point,
@@ -28,6 +36,9 @@ pub(crate) type StackStorage = MaybeUninit<[usize; MAX_DEPTH]>;
 pub(crate) struct Captured<'s> {
     pub frames: &'s [usize],
     pub hash: u64,
+    /// The code ran on a stack the walk does not know, so `frames` is
+    /// empty (see the module docs).
+    pub off_stack: bool,
 }
 
 /// How stacks are captured.
@@ -73,6 +84,48 @@ impl Active {
     }
 }
 
+/// A tracker's resolved capture mode: resolved at its first capture and
+/// kept (an atomic, not a `OnceLock`: a thread resolving it when another
+/// forks must not leave a half-done initialisation behind in the child;
+/// resolving twice is harmless, it gives the same answer).
+#[derive(Debug)]
+pub(crate) struct ActiveCell(AtomicU8);
+
+/// Every value an [`ActiveCell`] can hold; it stores the index + 1.
+const ACTIVE_VALUES: [Active; 6] = [
+    Active::FramePointers(WHY_FORCED_FP),
+    Active::FramePointers(WHY_CALIBRATED),
+    Active::Unwind(WHY_FORCED_UNWIND),
+    Active::Unwind(WHY_NO_FP),
+    Active::Unwind(WHY_BROKEN),
+    Active::Unwind(WHY_MIRI),
+];
+
+impl ActiveCell {
+    pub(crate) const fn new() -> Self {
+        ActiveCell(AtomicU8::new(0))
+    }
+
+    /// The mode in use, resolving `mode` if not done yet.
+    #[inline]
+    pub(crate) fn get_or_resolve(&self, mode: StackMode) -> Active {
+        match self.0.load(Ordering::Acquire) {
+            0 => self.set(resolve(mode)),
+            i => ACTIVE_VALUES[i as usize - 1],
+        }
+    }
+
+    /// Replaces the mode in use; returns it.
+    pub(crate) fn set(&self, active: Active) -> Active {
+        let i = ACTIVE_VALUES
+            .iter()
+            .position(|&a| a == active)
+            .expect("every resolved mode is listed");
+        self.0.store(i as u8 + 1, Ordering::Release);
+        active
+    }
+}
+
 const WHY_FORCED_FP: &str = "frame pointers: forced by Config::stack_mode";
 const WHY_FORCED_UNWIND: &str = "unwinder: forced by Config::stack_mode";
 const WHY_NO_FP: &str =
@@ -81,7 +134,6 @@ const WHY_CALIBRATED: &str =
     "frame pointers: Auto found an intact frame-pointer chain that matches the unwinder";
 const WHY_BROKEN: &str = "unwinder: Auto found the frame-pointer chain broken or disagreeing \
      with the unwinder (build with -C force-frame-pointers=yes)";
-#[cfg(miri)]
 const WHY_MIRI: &str = "unwinder: under Miri, a synthetic stand-in stack";
 
 /// Whether this platform can walk frame pointers at all.
@@ -124,7 +176,7 @@ pub(crate) fn resolve(mode: StackMode) -> Active {
 #[inline(never)]
 fn calibrate() -> bool {
     let (mut a, mut b) = ([MaybeUninit::uninit(); 16], [MaybeUninit::uninit(); 24]);
-    let (nw, _) = walk(&mut a);
+    let (nw, _, _) = walk(&mut a);
     let nu = os::unwind(&mut b);
     // SAFETY: the walk and the unwinder initialised that many words.
     let (walked, unwound) = unsafe {
@@ -200,9 +252,9 @@ pub(crate) fn capture(active: Active, depth: usize, storage: &mut StackStorage) 
             .cast::<[MaybeUninit<usize>; MAX_DEPTH]>()
     };
     let out = &mut all[..depth.min(MAX_DEPTH)];
-    let (len, hash) = match active {
+    let (len, hash, off_stack) = match active {
         Active::FramePointers(_) => walk_from(os::frame_pointer(), out),
-        Active::Unwind(_) => (os::unwind(out), 0),
+        Active::Unwind(_) => (os::unwind(out), 0, false),
     };
     // SAFETY: the walk and the unwinder initialise the first `len` words
     // of `out` and report how many.
@@ -211,42 +263,50 @@ pub(crate) fn capture(active: Active, depth: usize, storage: &mut StackStorage) 
         Active::FramePointers(_) => hash,
         Active::Unwind(_) => hash_stack(frames),
     };
-    Captured { frames, hash }
+    Captured {
+        frames,
+        hash,
+        off_stack,
+    }
 }
 
 /// The frame-pointer walk from this function's own frame record: its
 /// first frame is the return into its caller.
 #[inline(never)]
-fn walk(out: &mut [MaybeUninit<usize>]) -> (usize, u64) {
+fn walk(out: &mut [MaybeUninit<usize>]) -> (usize, u64, bool) {
     walk_from(os::frame_pointer(), out)
 }
 
 /// The frame-pointer walk from the frame record at `fp` (the frame
 /// pointer of the function this is inlined into). Each record is `[saved
 /// frame pointer, return address]`; it is read only if it lies in `[our
-/// frame, stack high)`, is aligned, and is above the previous one.
-/// Returns the number of frames written and their [`hash_stack`].
+/// frame, top of the stack we run on)`, is aligned, and is above the
+/// previous one (the rule in the module docs).
+/// Returns the number of frames written, their [`hash_stack`], and
+/// whether the code runs on an unknown stack (no frames then).
 #[inline(always)]
-fn walk_from(mut fp: usize, out: &mut [MaybeUninit<usize>]) -> (usize, u64) {
+fn walk_from(mut fp: usize, out: &mut [MaybeUninit<usize>]) -> (usize, u64, bool) {
     const WORD: usize = core::mem::size_of::<usize>();
     let mut hash = HASH_SEED;
-    let Some((_, high)) = thread_bounds() else {
-        return (0, hash_finish(hash, 0));
+    let sp = os::stack_pointer_estimate();
+    let Some(high) = top_of_current_stack(sp) else {
+        return (0, hash_finish(hash, 0), true);
     };
     // The highest address a record may start at.
     let limit = high.saturating_sub(2 * WORD);
     // Records only go up from here (each next one must lie above `fp`).
-    if fp < os::stack_pointer_estimate() || fp > limit || fp % WORD != 0 {
-        return (0, hash_finish(hash, 0));
+    if fp < sp || fp > limit || fp % WORD != 0 {
+        return (0, hash_finish(hash, 0), false);
     }
     // Invariant from here on: `fp` is aligned and lies in
-    // `[our frame, limit]`, i.e. may be read.
+    // `[our frame, limit]`: inside the stack this code runs on, between
+    // its stack pointer and its top, i.e. mapped and readable.
     let mut n = 0;
     while n < out.len() {
         let record = fp as *const usize;
         // SAFETY: by the invariant, `record` and `record + 1` lie between
         // the current function's own frame (below the first `fp`, and
-        // records only go up) and the top of the current thread's stack,
+        // records only go up) and the top of the stack this code runs on,
         // which is mapped, readable memory for as long as this call runs;
         // the address is aligned. Volatile: the compiler must not assume
         // anything about memory it did not write.
@@ -268,7 +328,27 @@ fn walk_from(mut fp: usize, out: &mut [MaybeUninit<usize>]) -> (usize, u64) {
         }
         fp = next;
     }
-    (n, hash_finish(hash, n))
+    (n, hash_finish(hash, n), false)
+}
+
+/// The top (exclusive) of the stack the stack pointer `sp` lies in: the
+/// thread's stack or the signal alternate stack; `None` for any other.
+#[inline(always)]
+fn top_of_current_stack(sp: usize) -> Option<usize> {
+    match thread_bounds() {
+        Some((low, high)) if low <= sp && sp < high => Some(high),
+        _ => top_of_other_stack(sp),
+    }
+}
+
+/// [`top_of_current_stack`] off the thread's stack (rare: a handler on
+/// the alternate signal stack, a coroutine): one system call.
+#[cold]
+#[inline(never)]
+fn top_of_other_stack(sp: usize) -> Option<usize> {
+    os::alt_stack_bounds()
+        .filter(|&(low, high)| low <= sp && sp < high)
+        .map(|(_, high)| high)
 }
 
 #[cfg(test)]

@@ -6,11 +6,12 @@
 //! through Rust's global allocator, so that the tracker can itself be the
 //! global allocator. No table lock is ever held while calling the global
 //! allocator or the inner allocator.
+//!
+//! Every probe loop ends: a live table is never more than 3/4 full (an
+//! insert that would pass that and cannot grow the table is refused), and
+//! the stack index never more than 1/2, so an empty slot always exists.
 
-use core::cell::UnsafeCell;
-use core::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Mutex, MutexGuard};
-
+use super::sync::{RawLock, SpinLock};
 use crate::valloc::Valloc;
 
 /// A vector whose memory comes from the C library, not the global allocator.
@@ -19,100 +20,6 @@ pub(crate) type SysVec<T> = allocator_api2::vec::Vec<T, Valloc<'static>>;
 /// An empty [`SysVec`].
 pub(crate) const fn sys_vec<T>() -> SysVec<T> {
     SysVec::new_in(Valloc::libc())
-}
-
-/// Locks, ignoring poisoning (no table code panics while holding a lock,
-/// and the tables stay consistent at every step anyway).
-pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// A test-and-test-and-set spin lock for the live-block shards: their
-/// critical sections are a few dozen instructions, and releasing it is a
-/// plain store (a `Mutex` release is an atomic swap). After a short spin
-/// a waiter yields its time slice, so a preempted holder is not starved.
-/// Aligned to 128 bytes (two cache lines, which x86 prefetches in pairs):
-/// neighbouring locks in an array never share a line, so threads working
-/// on different shards do not slow each other down.
-#[derive(Debug)]
-#[repr(align(128))]
-pub(crate) struct SpinLock<T> {
-    locked: AtomicBool,
-    value: UnsafeCell<T>,
-}
-
-// SAFETY: the lock gives one thread at a time access to the `T`, which
-// is `Send`; this is the contract of `std::sync::Mutex` too.
-unsafe impl<T: Send> Sync for SpinLock<T> {}
-
-impl<T> SpinLock<T> {
-    pub(crate) const fn new(value: T) -> Self {
-        SpinLock {
-            locked: AtomicBool::new(false),
-            value: UnsafeCell::new(value),
-        }
-    }
-
-    #[inline]
-    pub(crate) fn lock(&self) -> SpinGuard<'_, T> {
-        if self
-            .locked
-            .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
-            .is_err()
-        {
-            self.lock_slow();
-        }
-        SpinGuard { lock: self }
-    }
-
-    #[cold]
-    fn lock_slow(&self) {
-        let mut spins = 0u32;
-        loop {
-            while self.locked.load(Ordering::Relaxed) {
-                if spins < 64 {
-                    spins += 1;
-                    core::hint::spin_loop();
-                } else {
-                    std::thread::yield_now();
-                }
-            }
-            if self
-                .locked
-                .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
-                .is_ok()
-            {
-                return;
-            }
-        }
-    }
-}
-
-/// Access to a [`SpinLock`]'s value; releases it when dropped.
-pub(crate) struct SpinGuard<'l, T> {
-    lock: &'l SpinLock<T>,
-}
-
-impl<T> core::ops::Deref for SpinGuard<'_, T> {
-    type Target = T;
-    fn deref(&self) -> &T {
-        // SAFETY: the guard holds the lock, so no other reference exists.
-        unsafe { &*self.lock.value.get() }
-    }
-}
-
-impl<T> core::ops::DerefMut for SpinGuard<'_, T> {
-    fn deref_mut(&mut self) -> &mut T {
-        // SAFETY: as for `deref`; `&mut self` makes this one unique.
-        unsafe { &mut *self.lock.value.get() }
-    }
-}
-
-impl<T> Drop for SpinGuard<'_, T> {
-    #[inline]
-    fn drop(&mut self) {
-        self.lock.locked.store(false, Ordering::Release);
-    }
 }
 
 /// The stack id of the tracker's own allocations (never reported).
@@ -219,11 +126,20 @@ const MIN_SLOTS: usize = 16;
 const MAX_LOAD_NUM: usize = 3;
 const MAX_LOAD_DEN: usize = 4;
 /// ...to `GROW_NUM / GROW_DEN` times its capacity, so that a table that
-/// has grown is always at least `(3/4) / (11/8) = 6/11` (54.5%) full:
-/// with 24-byte records, at most 44 bytes of table per live block (a
-/// power-of-two table at the same load limit would need up to 64).
+/// has just grown is `(3/4) / (11/8) = 6/11` (54.5%) full: with 24-byte
+/// records, at most 44 bytes of table per live block while the live set
+/// grows (a power-of-two table at the same load limit would need up to 64).
 const GROW_NUM: usize = 11;
 const GROW_DEN: usize = 8;
+/// A table larger than [`MIN_SLOTS`] shrinks when a removal leaves it
+/// less than `SHRINK_NUM / SHRINK_DEN` (3/8) full, to twice its length
+/// (half full): far enough from both limits that a live set moving up
+/// and down a little never rebuilds the table back and forth (it must
+/// grow by half or fall by a quarter first). So a table is always
+/// between 3/8 and 3/4 full once past its first 16 slots: at most
+/// 64 bytes per live block, however many blocks were live before.
+const SHRINK_NUM: usize = 3;
+const SHRINK_DEN: usize = 8;
 
 /// One shard: an open-addressing table (linear probing, backward-shift
 /// deletion, at most 3/4 full, any capacity: slots are indexed by a
@@ -322,15 +238,18 @@ impl LiveShard {
     }
 
     /// Inserts (or replaces) the record for `rec.addr`; returns the record
-    /// it replaced, if any. `false` in `.1` when the table could not grow.
+    /// it replaced, if any. `false` in `.1` when the record was not
+    /// stored: the table is at its load limit and could not grow (out of
+    /// memory). It never fills past that limit, so every probe ends.
     #[inline]
     pub(crate) fn insert(&mut self, rec: Record) -> (Option<Record>, bool) {
         debug_assert_ne!(rec.addr, 0);
-        if (self.len + 1) * MAX_LOAD_DEN > self.slots.len() * MAX_LOAD_NUM
-            && !self.grow()
-            && self.len == self.slots.len()
-        {
-            return (None, false);
+        if (self.len + 1) * MAX_LOAD_DEN > self.slots.len() * MAX_LOAD_NUM && !self.grow() {
+            // Full: only a replacement of a live address can be stored.
+            return match self.find(rec.addr) {
+                Some(i) => (Some(self.replace_at(i, rec)), true),
+                None => (None, false),
+            };
         }
         let mut i = self.home(rec.addr);
         loop {
@@ -342,18 +261,52 @@ impl LiveShard {
                 return (None, true);
             }
             if slot.addr == rec.addr {
-                let old = core::mem::replace(slot, rec);
-                self.count(&old, false);
-                self.count(&rec, true);
-                return (Some(old), true);
+                return (Some(self.replace_at(i, rec)), true);
             }
             i = self.next(i);
         }
     }
 
+    /// Puts `rec` in slot `i` (which holds a record of the same address)
+    /// and returns the old record.
+    fn replace_at(&mut self, i: usize, rec: Record) -> Record {
+        let old = core::mem::replace(&mut self.slots[i], rec);
+        self.count(&old, false);
+        self.count(&rec, true);
+        old
+    }
+
+    /// The slot holding `addr`, if any.
+    #[inline]
+    fn find(&self, addr: usize) -> Option<usize> {
+        if self.len == 0 || addr == 0 {
+            return None;
+        }
+        let mut i = self.home(addr);
+        loop {
+            match self.slots[i].addr {
+                a if a == addr => return Some(i),
+                0 => return None,
+                _ => i = self.next(i),
+            }
+        }
+    }
+
     #[cold]
     fn grow(&mut self) -> bool {
-        let new_len = (self.slots.len() * GROW_NUM / GROW_DEN).max(MIN_SLOTS);
+        self.rebuild((self.slots.len() * GROW_NUM / GROW_DEN).max(MIN_SLOTS))
+    }
+
+    /// Moves every record into a new table of `new_len` slots (which must
+    /// keep it within the load limit); false, and nothing changed, when
+    /// that memory cannot be had.
+    #[cold]
+    fn rebuild(&mut self, new_len: usize) -> bool {
+        debug_assert!(self.len * MAX_LOAD_DEN <= new_len * MAX_LOAD_NUM);
+        #[cfg(test)]
+        if test_hooks::growth_fails() {
+            return false;
+        }
         let mut slots = sys_vec();
         if slots.try_reserve_exact(new_len).is_err() {
             return false;
@@ -372,20 +325,7 @@ impl LiveShard {
     /// Removes and returns the record of `addr`.
     #[inline]
     pub(crate) fn remove(&mut self, addr: usize) -> Option<Record> {
-        if self.len == 0 || addr == 0 {
-            return None;
-        }
-        let mut i = self.home(addr);
-        loop {
-            let a = self.slots[i].addr;
-            if a == addr {
-                break;
-            }
-            if a == 0 {
-                return None;
-            }
-            i = self.next(i);
-        }
+        let i = self.find(addr)?;
         let found = self.slots[i];
         // Backward-shift deletion: pull later entries of the probe run
         // into the hole when the hole lies between their home and them.
@@ -406,7 +346,17 @@ impl LiveShard {
         self.slots[hole] = Record::EMPTY;
         self.len -= 1;
         self.count(&found, false);
+        if self.slots.len() > MIN_SLOTS && self.len * SHRINK_DEN < self.slots.len() * SHRINK_NUM {
+            self.shrink();
+        }
         Some(found)
+    }
+
+    /// Rebuilds the table half full (see [`SHRINK_NUM`]); keeps the old
+    /// one when out of memory.
+    #[cold]
+    fn shrink(&mut self) {
+        self.rebuild((self.len * 2).max(MIN_SLOTS));
     }
 
     /// Remembers a free of the block `rec` (at `addr`), overwriting the
@@ -595,7 +545,7 @@ impl StackShard {
 /// `u32` id.
 #[derive(Debug)]
 pub(crate) struct StackTable {
-    shards: [Mutex<StackShard>; STACK_SHARDS],
+    shards: [SpinLock<StackShard>; STACK_SHARDS],
 }
 
 /// Stack hashing, one frame at a time (the frame-pointer walk hashes as
@@ -636,7 +586,7 @@ pub(crate) struct Interned {
 impl StackTable {
     pub(crate) const fn new() -> Self {
         StackTable {
-            shards: [const { Mutex::new(StackShard::new()) }; STACK_SHARDS],
+            shards: [const { SpinLock::new(StackShard::new()) }; STACK_SHARDS],
         }
     }
 
@@ -645,7 +595,7 @@ impl StackTable {
     pub(crate) fn intern(&self, frames: &[usize], hash: u64) -> Option<Interned> {
         let s = (hash >> (64 - STACK_SHARDS.trailing_zeros())) as usize;
         let make_id = |e: u32| ((s as u32) << STACK_INDEX_BITS) | e;
-        let mut shard = lock(&self.shards[s]);
+        let mut shard = self.shards[s].lock();
         let mut slot = match shard.find(hash, frames) {
             Ok(e) => {
                 return Some(Interned {
@@ -686,7 +636,7 @@ impl StackTable {
         if id >= NO_STACK {
             return out;
         }
-        let shard = lock(&self.shards[(id >> STACK_INDEX_BITS) as usize]);
+        let shard = self.shards[(id >> STACK_INDEX_BITS) as usize].lock();
         let e = (id & ((1 << STACK_INDEX_BITS) - 1)) as usize;
         if let Some(entry) = shard.entries.get(e) {
             out.extend_from_slice(entry.frames());
@@ -694,10 +644,16 @@ impl StackTable {
         out
     }
 
+    /// Calls `f` on each shard's lock, in order (for the fork handlers);
+    /// stops at the first `false`.
+    pub(crate) fn each_lock(&self, f: &mut dyn FnMut(&dyn RawLock) -> bool) -> bool {
+        self.shards.iter().all(|s| f(s))
+    }
+
     /// Distinct stacks and the bytes they use.
     pub(crate) fn footprint(&self) -> (usize, usize) {
         self.shards.iter().fold((0, 0), |(n, bytes), s| {
-            let s = lock(s);
+            let s = s.lock();
             (
                 n + s.entries.len(),
                 bytes
@@ -712,28 +668,32 @@ impl StackTable {
     }
 }
 
+/// Fault injection for the tests: makes this thread's table growth fail
+/// as if out of memory.
+#[cfg(test)]
+pub(crate) mod test_hooks {
+    use core::cell::Cell;
+
+    std::thread_local! {
+        static FAIL: Cell<bool> = const { Cell::new(false) };
+    }
+
+    /// While `on`, every live-table growth or shrink on this thread fails.
+    pub(crate) fn fail_growth(on: bool) {
+        FAIL.with(|f| f.set(on));
+    }
+
+    pub(super) fn growth_fails() -> bool {
+        FAIL.with(|f| f.get())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn rec(addr: usize) -> Record {
         Record::new(addr, addr / 16, 3, 7, 9)
-    }
-
-    #[test]
-    fn spin_lock_excludes() {
-        let counter = SpinLock::new(0u64);
-        let n = if cfg!(miri) { 50 } else { 20_000 };
-        std::thread::scope(|s| {
-            for _ in 0..4 {
-                s.spawn(|| {
-                    for _ in 0..n {
-                        *counter.lock() += 1;
-                    }
-                });
-            }
-        });
-        assert_eq!(*counter.lock(), 4 * n);
     }
 
     #[test]
@@ -789,6 +749,64 @@ mod tests {
         }
         assert_eq!((s.tracked(), s.bytes()), (0, 0));
         assert_eq!(s.remove(0), None);
+    }
+
+    #[test]
+    fn a_table_that_cannot_grow_refuses_inserts_and_every_probe_ends() {
+        let mut s = LiveShard::new();
+        s.insert(rec(16));
+        test_hooks::fail_growth(true);
+        // 16 slots, at most 3/4 full: 12 records, then refusals.
+        let stored = (2..=40).filter(|i| s.insert(rec(i * 16)).1).count();
+        assert_eq!(s.tracked(), 12);
+        assert_eq!(stored, 11);
+        // A replacement of a live address is still stored.
+        let newer = Record::new(32, 5, 0, 1, 1);
+        assert_eq!(s.insert(newer), (Some(rec(32)), true));
+        // Lookups of absent addresses end (the table keeps an empty slot);
+        // before this rule a full table probed forever under its lock.
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let absent = (1000..1100).all(|i| s.remove(i * 16).is_none());
+            let _ = tx.send(absent);
+        });
+        let answer = rx.recv_timeout(std::time::Duration::from_secs(20));
+        assert_eq!(answer, Ok(true), "a lookup in a full table never ended");
+        test_hooks::fail_growth(false);
+    }
+
+    #[test]
+    fn tables_shrink_when_the_live_set_falls() {
+        let mut s = LiveShard::new();
+        let n = if cfg!(miri) { 300 } else { 20_000 };
+        for i in 1..=n {
+            s.insert(rec(i * 16));
+        }
+        let grown = s.table_bytes();
+        for i in 1..=n {
+            s.remove(i * 16);
+            // Past the first 16 slots, never under 3/8 full.
+            if s.slots.len() > MIN_SLOTS {
+                assert!(
+                    s.len * 8 >= s.slots.len() * 3,
+                    "{} in {}",
+                    s.len,
+                    s.slots.len()
+                );
+            }
+        }
+        assert!(grown >= n * 24);
+        assert_eq!(s.table_bytes(), MIN_SLOTS * core::mem::size_of::<Record>());
+        // Up and down around one size: no rebuild each time.
+        for i in 1..=100 {
+            s.insert(rec(i * 16));
+        }
+        let cap = s.slots.len();
+        for _ in 0..50 {
+            s.remove(16);
+            s.insert(rec(16));
+        }
+        assert_eq!(s.slots.len(), cap);
     }
 
     #[test]

@@ -577,7 +577,7 @@ fn metadata_counts_records_and_stacks() {
     }
 }
 
-/// Issue 4's bound: at most 48 bytes of live-table memory (every slot
+/// The bookkeeping bound while the live set grows: at most 48 bytes of live-table memory (every slot
 /// allocated, empty ones and growth slack included) per live block, at
 /// every size from 4096 live blocks on (checked every 1000 blocks up to
 /// 300k).
@@ -689,14 +689,174 @@ fn stack_cache_compares_every_frame() {
 #[test]
 fn a_big_change_racing_a_synchronisation_still_reaches_the_peak() {
     let t = Backtracing::new(Valloc::libc());
+    let st = t.state().unwrap();
     let (addr, big) = (0x1000_0000usize, 1 << 20);
     // A synchronisation runs after the change's caller read `sync_gen`
     // and before the change is in its shard: it did not sum it.
-    let stale = t.sync_gen.load(Ordering::Acquire);
-    t.synchronise();
-    let shard = &t.live[table::shard_of(addr)];
+    let stale = st.sync_gen.load(Ordering::Acquire);
+    st.synchronise();
+    let shard = &st.live[table::shard_of(addr)];
     shard.lock().insert(Record::new(addr, big, 3, NO_STACK, 0));
-    t.account(big as isize, stale);
-    assert_eq!(t.peak_bytes.load(Ordering::Relaxed), big);
+    st.account(big as isize, stale);
+    assert_eq!(st.peak_bytes.load(Ordering::Relaxed), big);
     assert!(shard.lock().remove(addr).is_some());
+}
+
+#[test]
+fn a_block_whose_record_cannot_be_stored_is_refused_and_given_back() {
+    let inner = Counting::default();
+    let t = Backtracing::new(Valloc::new(&inner));
+    let v = t.valloc();
+    let kept = v.malloc(8, 8);
+    assert!(!kept.is_null());
+    // The tables cannot grow from here on: each shard takes 12 records
+    // (3/4 of its first 16 slots), then refuses.
+    table::test_hooks::fail_growth(true);
+    let n = if cfg!(miri) { 600 } else { 4000 };
+    let got: Vec<*mut u8> = (0..n).map(|_| v.malloc(8, 8)).collect();
+    table::test_hooks::fail_growth(false);
+    let handed_out: Vec<*mut u8> = got.iter().copied().filter(|p| !p.is_null()).collect();
+    let refused = n - handed_out.len();
+    assert!(refused > 0, "some shard filled up");
+    assert_eq!(t.live_blocks(), handed_out.len() + 1);
+    // Every refused block went back to the inner allocator at once.
+    let (allocs, frees) = (
+        inner.allocs.load(Ordering::Relaxed),
+        inner.frees.load(Ordering::Relaxed),
+    );
+    assert_eq!(allocs - frees, handed_out.len() + 1);
+    let r = t.report();
+    assert_eq!(r.refused_allocations, refused);
+    assert!(r.to_text().contains("refused"), "{r}");
+    // Every block handed out is known, and its free reaches the inner
+    // allocator (a block handed out unrecorded would be an invalid free).
+    for p in handed_out.into_iter().chain([kept]) {
+        // SAFETY: each came from `v`.
+        unsafe { v.free(p) };
+    }
+    assert_eq!(t.error_count(), 0);
+    assert_eq!(
+        inner.allocs.load(Ordering::Relaxed),
+        inner.frees.load(Ordering::Relaxed)
+    );
+}
+
+/// An allocator that allocates through a tracker of its own while
+/// serving a block: the inner tracker must see that allocation as its
+/// user's, whatever tracker the thread is inside.
+struct AllocatesThroughATracker<'t> {
+    tracker: &'t Backtracing<'t>,
+    kept: Mutex<Vec<usize>>,
+}
+
+// SAFETY: blocks come from the libc allocator.
+unsafe impl RawAlloc for AllocatesThroughATracker<'_> {
+    fn alloc(&self, layout: Layout) -> Result<NonNull<u8>, AllocError> {
+        let side = self.tracker.valloc().malloc(8, 24);
+        self.kept.lock().unwrap().push(side as usize);
+        Valloc::libc().alloc_layout(layout)
+    }
+    unsafe fn free(&self, ptr: NonNull<u8>) {
+        // SAFETY: `ptr` came from `alloc`, i.e. from libc.
+        unsafe { Valloc::libc().free(ptr.as_ptr()) }
+    }
+}
+
+#[test]
+fn reentrancy_is_per_tracker() {
+    // A tracker wrapping another tracker's handle: both see the block.
+    let inner = Backtracing::new(Valloc::libc());
+    let outer = Backtracing::new(inner.valloc());
+    let p = outer.valloc().malloc(8, 40);
+    assert_eq!((outer.live_blocks(), outer.live_bytes()), (1, 40));
+    assert_eq!(
+        (inner.live_blocks(), inner.live_bytes()),
+        (1, 40),
+        "the inner tracker lost the block"
+    );
+    assert_eq!(inner.report().leaked_blocks, 1);
+    // SAFETY: `p` came from `outer`.
+    unsafe { outer.valloc().free(p) };
+    assert!(outer.report().is_clean() && inner.report().is_clean());
+
+    // An inner allocator that allocates through another tracker.
+    let side = Backtracing::new(Valloc::libc());
+    let alloc = AllocatesThroughATracker {
+        tracker: &side,
+        kept: Mutex::new(Vec::new()),
+    };
+    let t = Backtracing::new(Valloc::new(&alloc));
+    let q = t.valloc().malloc(8, 16);
+    assert_eq!(
+        side.report().leaked_bytes,
+        24,
+        "the side allocation was lost"
+    );
+    // SAFETY: `q` came from `t`.
+    unsafe { t.valloc().free(q) };
+    for a in alloc.kept.lock().unwrap().drain(..) {
+        // SAFETY: each came from `side`.
+        unsafe { side.valloc().free(a as *mut u8) };
+    }
+    assert!(side.report().is_clean());
+}
+
+#[test]
+fn live_tables_shrink_after_the_blocks_are_freed() {
+    let t = Backtracing::new(Valloc::libc());
+    let v = t.valloc();
+    let n = if cfg!(miri) { 2000 } else { 200_000 };
+    let blocks: Vec<*mut u8> = (0..n).map(|_| v.malloc(8, 8)).collect();
+    let grown = t.metadata().live_table_bytes;
+    assert!(grown >= n * 24);
+    for p in blocks {
+        // SAFETY: each came from `v`.
+        unsafe { v.free(p) };
+    }
+    // Back to the smallest tables: 256 shards of 16 slots.
+    let m = t.metadata();
+    assert_eq!(m.live_table_bytes, 256 * 16 * m.record_bytes, "was {grown}");
+}
+
+#[test]
+fn scopes_of_other_threads_are_not_counted() {
+    let t = Backtracing::new(Valloc::libc());
+    let v = t.valloc();
+    let mine = t.scope();
+    let a = alloc_at_a(v, 10);
+    // Another thread opens its own scopes after this one, and leaks.
+    let theirs = std::thread::scope(|s| {
+        s.spawn(|| {
+            let scope = t.scope();
+            let b = alloc_at_b(v, 20);
+            let nested = t.scope();
+            let c = alloc_at_b(v, 30);
+            assert_eq!(nested.leaks().leaked_bytes, 30);
+            assert_eq!(scope.leaks().leaked_bytes, 50);
+            [b as usize, c as usize]
+        })
+        .join()
+        .unwrap()
+    });
+    assert_eq!(mine.leaks().leaked_bytes, 10);
+    for p in theirs.into_iter().chain([a as usize]) {
+        // SAFETY: each came from `v`.
+        unsafe { v.free(p as *mut u8) };
+    }
+    mine.assert_no_leaks();
+}
+
+#[test]
+fn a_dropped_tracker_leaves_the_fork_registry() {
+    // Trackers come and go (each test has its own); their states must
+    // not stay registered, or the fork handlers would lock freed memory.
+    for _ in 0..if cfg!(miri) { 3 } else { 50 } {
+        let t = Backtracing::new(Valloc::libc());
+        let p = t.valloc().malloc(8, 8);
+        // SAFETY: `p` came from `t`.
+        unsafe { t.valloc().free(p) };
+        let moved = t; // a tracker may move between uses
+        drop(moved);
+    }
+    fork::tests_support::prepare_and_release();
 }

@@ -1,0 +1,183 @@
+//! Fork safety, the way glibc's malloc does it: `pthread_atfork`
+//! handlers take every tracker lock before `fork`, and release them in
+//! the parent and in the child afterwards.
+//!
+//! Without them, a thread that held a shard lock when another thread
+//! called `fork` does not exist in the child, its lock stays taken
+//! forever, and the child hangs at its first allocation that needs it.
+//! With them, the forking thread holds every lock at the moment of the
+//! fork, so the child's copy of each table is consistent and each lock
+//! free once the child handler has run.
+//!
+//! The handlers find the locks through [`REGISTRY`]: the process-wide
+//! locks (`GLOBAL_LOCKS`) and every live tracker's [`State`].
+//!
+//! Some tracker locks are taken while another is held (a log callback
+//! may allocate through a tracker, taking its locks under the log lock),
+//! so taking them all in a fixed order could deadlock with such a thread.
+//! [`acquire_all`] therefore only ever *tries* each lock for a while; if
+//! one stays busy it releases everything it took, yields, and starts
+//! over. No tracker lock is held for long or while waiting on anything
+//! the handler holds, so this ends.
+
+use core::sync::atomic::{AtomicBool, Ordering};
+
+use super::os;
+use super::state::State;
+use super::sync::{RawLock, SpinLock};
+use super::table::{sys_vec, SysVec};
+
+/// Every registered tracker state (as addresses; see `state.rs` for why
+/// they stay put while registered).
+static REGISTRY: SpinLock<SysVec<usize>> = SpinLock::new(sys_vec());
+
+/// Whether the handlers are installed (once per process).
+static INSTALLED: AtomicBool = AtomicBool::new(false);
+
+/// Adds a state; installs the handlers at the first call. False when out
+/// of memory (the state must then not be used: a fork could copy its
+/// locks taken).
+pub(crate) fn register(state: *mut State) -> bool {
+    if !INSTALLED.swap(true, Ordering::AcqRel) {
+        os::at_fork(prepare, release_all, release_all);
+    }
+    let mut states = REGISTRY.lock();
+    if states.try_reserve(1).is_err() {
+        return false;
+    }
+    states.push(state as usize);
+    true
+}
+
+/// Removes a state (before it is freed).
+pub(crate) fn unregister(state: *mut State) {
+    let mut states = REGISTRY.lock();
+    if let Some(i) = states.iter().position(|&s| s == state as usize) {
+        states.swap_remove(i);
+    }
+}
+
+/// Calls `f` on every tracker lock, in order; stops at the first `false`.
+/// The caller holds [`REGISTRY`], so no state is freed meanwhile.
+fn each_lock(states: &[usize], f: &mut dyn FnMut(&dyn RawLock) -> bool) -> bool {
+    super::global_locks(f)
+        && states.iter().all(|&s| {
+            // SAFETY: a registered state is live until it is unregistered,
+            // which needs the registry lock the caller holds.
+            let state = unsafe { &*(s as *const State) };
+            state.each_lock(f)
+        })
+}
+
+/// How many times to try a busy lock before starting over.
+const TRIES: u32 = 2000;
+
+/// Takes the registry lock and every tracker lock (see the module docs).
+fn acquire_all() {
+    loop {
+        let guard = REGISTRY.lock();
+        let states: &[usize] = &guard;
+        let mut taken = 0usize;
+        let all = each_lock(states, &mut |l| {
+            for i in 0..TRIES {
+                if l.try_acquire() {
+                    taken += 1;
+                    return true;
+                }
+                if i < 64 {
+                    core::hint::spin_loop();
+                } else {
+                    std::thread::yield_now();
+                }
+            }
+            false
+        });
+        if all {
+            // Held across fork; `release_all` releases it.
+            core::mem::forget(guard);
+            return;
+        }
+        let mut left = taken;
+        each_lock(states, &mut |l| {
+            if left == 0 {
+                return false;
+            }
+            left -= 1;
+            // SAFETY: one of the first `taken` locks, which this loop took.
+            unsafe { l.release() };
+            true
+        });
+        drop(guard);
+        std::thread::yield_now();
+    }
+}
+
+/// The `prepare` handler: runs in the forking thread before `fork`.
+extern "C" fn prepare() {
+    acquire_all();
+}
+
+/// The `parent` and `child` handlers: release what [`prepare`] took. In
+/// the child this is the reinitialisation: the forking thread is its only
+/// thread, and every table is as the parent had it at the fork.
+extern "C" fn release_all() {
+    // SAFETY: `prepare` left the registry lock and every lock below held
+    // by this thread (in the child, by the thread this one continues).
+    unsafe {
+        let states: &[usize] = &*REGISTRY.data_ptr();
+        each_lock(states, &mut |l| {
+            l.release();
+            true
+        });
+        REGISTRY.release();
+    }
+}
+
+/// The handlers as `fork` runs them, for tests elsewhere.
+#[cfg(test)]
+pub(crate) mod tests_support {
+    /// `prepare` then the `parent` handler.
+    pub(crate) fn prepare_and_release() {
+        super::prepare();
+        super::release_all();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backtracing::Backtracing;
+    use crate::Valloc;
+
+    /// The handlers as `fork` would run them, without forking (Miri can
+    /// run this): every lock of a live tracker is held in between, and
+    /// free after.
+    #[test]
+    fn handlers_take_and_release_every_lock() {
+        let t = Backtracing::new(Valloc::libc());
+        let v = t.valloc();
+        // SAFETY: freeing what `v` returned.
+        unsafe { v.free(v.malloc(8, 8)) };
+        let state = t.state().unwrap();
+        prepare();
+        let mut held = 0;
+        let mut all = 0;
+        state.each_lock(&mut |l| {
+            all += 1;
+            if !l.try_acquire() {
+                held += 1;
+            }
+            true
+        });
+        assert_eq!(held, all, "every lock held between prepare and fork");
+        release_all();
+        // SAFETY: freeing what `v` returned; every lock is free again.
+        unsafe { v.free(v.malloc(8, 8)) };
+        state.each_lock(&mut |l| {
+            assert!(l.try_acquire());
+            // SAFETY: just taken.
+            unsafe { l.release() };
+            true
+        });
+    }
+}

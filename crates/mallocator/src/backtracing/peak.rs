@@ -1,0 +1,89 @@
+//! Peak accounting: [`Backtracing::peak_bytes`](super::Backtracing::peak_bytes)
+//! without a shared atomic counter on the hot path.
+//!
+//! # Protocol
+//! * The shards hold the exact live bytes; summing them (a
+//!   *synchronisation*) stores the sum in `synced_bytes`, raises the peak
+//!   to it, and starts a new generation (`sync_gen`).
+//! * Each thread keeps its own net change since the generation it last
+//!   saw (`ThreadState::delta`), and estimates the live bytes as
+//!   `synced_bytes + delta`, raising the peak to that.
+//! * A thread synchronises when its delta reaches 64 KiB either way.
+//!
+//! So a thread alone is exact; with others, their changes since the last
+//! synchronisation (less than 64 KiB each, in either direction) are
+//! missing from its estimate.
+//!
+//! A change is accounted with `gen`, the generation read *before* the
+//! change was made in its shard. A thread's delta holds only changes
+//! begun after the synchronisation it counts from had summed the shards,
+//! and is dropped when another synchronisation has happened since (which
+//! counted them). A change begun while a synchronisation ran may or may
+//! not have been summed by it: one under 64 KiB is left out, a larger one
+//! synchronises again, so that no big spike goes unseen.
+
+use core::sync::atomic::Ordering;
+
+use super::state::State;
+use super::thread::THREAD;
+
+/// Net change (bytes) after which a thread synchronises.
+const SYNC: usize = 64 << 10;
+
+impl State {
+    /// Bytes in live blocks: the shards summed, one after another.
+    pub(crate) fn live_bytes(&self) -> usize {
+        self.live.iter().map(|s| s.lock().bytes()).sum()
+    }
+
+    /// Accounts `change` bytes made after reading generation `gen` (see
+    /// the module docs).
+    #[inline]
+    pub(crate) fn account(&self, change: isize, gen: u32) {
+        let epoch = self.epoch;
+        let now = self.sync_gen.load(Ordering::Acquire);
+        let raced = gen != now;
+        let delta = THREAD
+            .try_with(|t| {
+                let base = if t.delta_epoch.get() == epoch && t.delta_gen.get() == now {
+                    t.delta.get()
+                } else {
+                    t.delta_epoch.set(epoch);
+                    t.delta_gen.set(now);
+                    0
+                };
+                let delta = base + if raced { 0 } else { change };
+                t.delta.set(if delta.unsigned_abs() >= SYNC {
+                    0
+                } else {
+                    delta
+                });
+                delta
+            })
+            .unwrap_or(SYNC as isize);
+        if delta.unsigned_abs() >= SYNC || (raced && change.unsigned_abs() >= SYNC) {
+            self.synchronise();
+        } else if change > 0 {
+            let synced = self.synced_bytes.load(Ordering::Acquire);
+            // Else another synchronisation began meanwhile, and the delta
+            // no longer counts from `synced`.
+            if self.sync_gen.load(Ordering::Acquire) == now {
+                let estimate = synced.saturating_add_signed(delta);
+                if estimate > self.peak_bytes.load(Ordering::Relaxed) {
+                    self.peak_bytes.fetch_max(estimate, Ordering::Relaxed);
+                }
+            }
+        }
+    }
+
+    /// Sums the shards into `synced_bytes`, starting a new generation of
+    /// thread deltas.
+    #[cold]
+    #[inline(never)]
+    pub(crate) fn synchronise(&self) {
+        let exact = self.live_bytes();
+        self.sync_gen.fetch_add(1, Ordering::AcqRel);
+        self.synced_bytes.store(exact, Ordering::Release);
+        self.peak_bytes.fetch_max(exact, Ordering::Relaxed);
+    }
+}

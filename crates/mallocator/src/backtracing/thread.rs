@@ -1,0 +1,130 @@
+//! Per-thread tracker state: the thread's id and scope stamp, which
+//! tracker it is inside (reentrancy), its cache of recently interned
+//! stacks, and its share of the peak-byte accounting.
+//!
+//! Kept in one `thread_local!` with a `const` initialiser and no
+//! destructor, so it stays usable while the thread's other thread-locals
+//! are torn down (allocations then still find it).
+
+use core::cell::Cell;
+use core::sync::atomic::{AtomicU64, Ordering};
+
+/// One thread's tracker state.
+pub(crate) struct ThreadState {
+    /// Tracker thread id (for error reports), 0 until the first use.
+    id: Cell<u64>,
+    /// What this thread's allocations are stamped with: 0, or the id of
+    /// the last scope it opened (see `scope.rs`).
+    pub(crate) stamp: Cell<u32>,
+    /// The epoch of the tracker this thread is inside (0: none). An
+    /// allocation that reaches that same tracker now is the tracker's own;
+    /// one that reaches another tracker is an ordinary allocation of it.
+    busy: Cell<u64>,
+    /// Recently interned stacks of this thread, by hash.
+    pub(crate) cache: [Cell<CacheEntry>; STACK_CACHE],
+    /// The tracker (epoch) `delta` belongs to.
+    pub(crate) delta_epoch: Cell<u64>,
+    /// The synchronisation (`State::sync_gen`) `delta` counts from.
+    pub(crate) delta_gen: Cell<u32>,
+    /// Net bytes this thread allocated through that tracker since it last
+    /// synchronised the tracker's byte count (see `peak.rs`).
+    pub(crate) delta: Cell<isize>,
+}
+
+/// Entries in each thread's stack cache (a power of two).
+pub(crate) const STACK_CACHE: usize = 128;
+
+/// A stack this thread interned: `frames` is the tracker's stored copy
+/// (immutable, in place while the tracker lives), `epoch` names the
+/// tracker.
+#[derive(Clone, Copy)]
+pub(crate) struct CacheEntry {
+    pub(crate) epoch: u64,
+    pub(crate) id: u32,
+    pub(crate) hash: u64,
+    pub(crate) frames: *const usize,
+    pub(crate) len: usize,
+}
+
+impl CacheEntry {
+    const EMPTY: CacheEntry = CacheEntry {
+        epoch: 0,
+        id: 0,
+        hash: 0,
+        frames: core::ptr::null(),
+        len: 0,
+    };
+}
+
+std::thread_local! {
+    pub(crate) static THREAD: ThreadState = const {
+        ThreadState {
+            id: Cell::new(0),
+            stamp: Cell::new(0),
+            busy: Cell::new(0),
+            cache: [const { Cell::new(CacheEntry::EMPTY) }; STACK_CACHE],
+            delta_epoch: Cell::new(0),
+            delta_gen: Cell::new(0),
+            delta: Cell::new(0),
+        }
+    };
+}
+
+/// Thread ids: 64-bit, so they never wrap.
+static NEXT_THREAD_ID: AtomicU64 = AtomicU64::new(1);
+
+/// The calling thread's tracker id (0 while its thread-locals are gone).
+pub(crate) fn thread_id() -> u64 {
+    THREAD
+        .try_with(|t| {
+            if t.id.get() == 0 {
+                t.id.set(NEXT_THREAD_ID.fetch_add(1, Ordering::Relaxed));
+            }
+            t.id.get()
+        })
+        .unwrap_or(0)
+}
+
+/// Marks the current thread as inside one tracker until dropped.
+pub(crate) struct Busy {
+    was: u64,
+}
+
+impl Busy {
+    /// Enters tracker `epoch` unconditionally (reports, configuration),
+    /// remembering the previous state.
+    pub(crate) fn enter(epoch: u64) -> Busy {
+        let was = THREAD.try_with(|t| t.busy.replace(epoch)).unwrap_or(0);
+        Busy { was }
+    }
+
+    /// Enters tracker `epoch` for tracking: `None` when this thread is
+    /// already inside that tracker (the allocation is the tracker's own),
+    /// else the guard and the thread's stamp.
+    #[inline]
+    pub(crate) fn track(epoch: u64) -> Option<(Busy, u32)> {
+        THREAD
+            .try_with(|t| {
+                let was = t.busy.get();
+                if was == epoch {
+                    return None;
+                }
+                t.busy.set(epoch);
+                Some((Busy { was }, t.stamp.get()))
+            })
+            .ok()
+            .flatten()
+    }
+
+    /// Whether this thread is inside tracker `epoch` now.
+    pub(crate) fn inside(epoch: u64) -> bool {
+        THREAD.try_with(|t| t.busy.get() == epoch).unwrap_or(false)
+    }
+}
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        let was = self.was;
+        let _ = THREAD.try_with(|t| t.busy.set(was));
+    }
+}
