@@ -1,0 +1,458 @@
+//! The tracker inside hostile programs: allocations from a signal handler
+//! on an alternate stack while the interrupted code holds garbage in the
+//! frame-pointer register, from a coroutine stack, and `fork` while other
+//! threads allocate. These need real stacks, signals and processes, so
+//! they are Linux-only and do not run under Miri.
+//!
+//! A case that could kill the process runs in a child: the test re-runs
+//! this binary with a filter selecting `child_process_entry` and an
+//! environment variable naming the case, and checks how the child ended.
+#![cfg(all(target_os = "linux", not(miri)))]
+
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use mallocator::backtracing::{Backtracing, Config, StackMode};
+use mallocator::Valloc;
+
+const CHILD_ENV: &str = "MALLOCATOR_HOSTILE_CHILD";
+
+/// A tracker that always walks frame pointers (the mode that reads stack
+/// memory itself).
+static FP_TRACKER: Backtracing<'static> = Backtracing::with_config(
+    Valloc::libc(),
+    Config {
+        stack_mode: StackMode::FramePointers,
+        ..Config::DEFAULT
+    },
+);
+
+/// Entry point of the child processes; ignored in normal runs.
+#[test]
+#[ignore = "run by the tests below in a child process"]
+fn child_process_entry() {
+    match std::env::var(CHILD_ENV)
+        .expect("run by the tests only")
+        .as_str()
+    {
+        #[cfg(target_arch = "x86_64")]
+        "altstack" => altstack::run(),
+        "coroutine" => coroutine::run(),
+        other => panic!("unknown case {other}"),
+    }
+    println!("CHILD: survived");
+}
+
+/// Runs `child_process_entry` for `case`; returns its standard output
+/// after checking that it exited normally.
+fn run_child(case: &str) -> String {
+    let out = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "child_process_entry",
+            "--exact",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(CHILD_ENV, case)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success() && stdout.contains("CHILD: survived"),
+        "the child died: {out:?}"
+    );
+    stdout
+}
+
+/// A fresh anonymous mapping of `len` bytes with protection `prot`.
+fn map(len: usize, prot: i32) -> usize {
+    // SAFETY: an anonymous private mapping at an address of the kernel's
+    // choosing touches no existing memory.
+    let p = unsafe {
+        libc::mmap(
+            core::ptr::null_mut(),
+            len,
+            prot,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        )
+    };
+    assert_ne!(p, libc::MAP_FAILED);
+    p as usize
+}
+
+/// The calling thread's stack `(low, high)`.
+fn thread_stack() -> (usize, usize) {
+    // SAFETY: as in the library's own `stack_bounds`: `attr` is written by
+    // `pthread_getattr_np` before it is read, and destroyed once.
+    unsafe {
+        let mut attr: libc::pthread_attr_t = core::mem::zeroed();
+        assert_eq!(libc::pthread_getattr_np(libc::pthread_self(), &mut attr), 0);
+        let (mut addr, mut size) = (core::ptr::null_mut(), 0usize);
+        assert_eq!(libc::pthread_attr_getstack(&attr, &mut addr, &mut size), 0);
+        libc::pthread_attr_destroy(&mut attr);
+        (addr as usize, addr as usize + size)
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod altstack {
+    use super::*;
+
+    /// The block the handler allocated.
+    static BLOCK: AtomicUsize = AtomicUsize::new(0);
+
+    /// Allocates through the frame-pointer tracker from the handler (and
+    /// no more: the report, which symbolizes, runs on the thread's stack).
+    extern "C" fn on_signal(_: i32) {
+        BLOCK.store(FP_TRACKER.valloc().malloc(8, 48) as usize, Ordering::SeqCst);
+    }
+
+    /// Sends SIGUSR1 to this thread while `rbp` holds `garbage`, as code
+    /// built without frame pointers may have it when a signal arrives.
+    fn signal_with_rbp(garbage: usize) {
+        // SAFETY: saves `rbp`, loads `garbage` into it for the `tgkill`
+        // system call only, and restores it; no memory is read through it
+        // here. The handler runs on the alternate stack (SA_ONSTACK), so
+        // the kernel does not write below this stack pointer.
+        unsafe {
+            core::arch::asm!(
+                "push rbp",
+                "mov rbp, {garbage}",
+                "syscall",
+                "pop rbp",
+                garbage = in(reg) garbage,
+                inout("rax") libc::SYS_tgkill => _,
+                in("rdi") libc::getpid(),
+                in("rsi") libc::gettid(),
+                in("rdx") libc::SIGUSR1,
+                out("rcx") _,
+                out("r11") _,
+            );
+        }
+    }
+
+    pub(super) fn run() {
+        // On a thread whose stack was mapped before the regions below,
+        // so that they lie under its top (mappings go downwards).
+        std::thread::spawn(|| {
+            const LEN: usize = 1 << 16;
+            let (a, b) = (
+                map(LEN, libc::PROT_READ | libc::PROT_WRITE),
+                map(LEN, libc::PROT_READ | libc::PROT_WRITE),
+            );
+            // The higher mapping becomes unreadable; the lower is the
+            // alternate stack. A "frame pointer" into the unreadable one
+            // lies above the handler's frames and below this thread's
+            // stack top: a walk that only checked those bounds read it.
+            let (alt, guard) = (a.min(b), a.max(b));
+            // SAFETY: `guard` is our own mapping of `LEN` bytes.
+            assert_eq!(
+                unsafe { libc::mprotect(guard as *mut _, LEN, libc::PROT_NONE) },
+                0
+            );
+            let garbage = guard + 64;
+            let (_, high) = thread_stack();
+            assert!(
+                alt < garbage && garbage < high,
+                "the layout this test needs"
+            );
+            let stack = libc::stack_t {
+                ss_sp: alt as *mut _,
+                ss_flags: 0,
+                ss_size: LEN,
+            };
+            // SAFETY: `stack` describes our own writable mapping.
+            assert_eq!(
+                unsafe { libc::sigaltstack(&stack, core::ptr::null_mut()) },
+                0
+            );
+            // SAFETY: an all-zero `sigaction` is valid; the handler is a
+            // plain function.
+            let mut action: libc::sigaction = unsafe { core::mem::zeroed() };
+            action.sa_sigaction = on_signal as extern "C" fn(i32) as usize;
+            action.sa_flags = libc::SA_ONSTACK;
+            // SAFETY: installs the handler for SIGUSR1.
+            assert_eq!(
+                unsafe { libc::sigaction(libc::SIGUSR1, &action, core::ptr::null_mut()) },
+                0
+            );
+            signal_with_rbp(garbage);
+            let block = BLOCK.load(Ordering::SeqCst);
+            assert_ne!(block, 0, "the handler ran and allocated");
+            // The handler's own frames, cut at the signal frame.
+            let report = FP_TRACKER.report();
+            let frames = report.groups[0].frames.len();
+            println!("CHILD: {frames} frames");
+            assert!((1..10).contains(&frames), "{report}");
+            // SAFETY: `block` came from this tracker.
+            unsafe { FP_TRACKER.valloc().free(block as *mut u8) };
+        })
+        .join()
+        .unwrap();
+    }
+
+    /// The frame-pointer walk on a signal alternate stack never reads the
+    /// interrupted code's garbage frame pointer.
+    #[test]
+    fn a_handler_on_an_alternate_stack_allocates_safely() {
+        run_child("altstack");
+    }
+}
+
+mod coroutine {
+    use super::*;
+
+    static FRAMES: AtomicUsize = AtomicUsize::new(usize::MAX);
+    static OFF_STACK: AtomicUsize = AtomicUsize::new(0);
+    static mut MAIN: core::mem::MaybeUninit<libc::ucontext_t> = core::mem::MaybeUninit::uninit();
+
+    extern "C" fn on_coroutine() {
+        let t = Backtracing::with_config(
+            Valloc::libc(),
+            Config {
+                stack_mode: StackMode::FramePointers,
+                ..Config::DEFAULT
+            },
+        );
+        let p = t.valloc().malloc(8, 32);
+        let r = t.report();
+        FRAMES.store(r.groups[0].frames.len(), Ordering::SeqCst);
+        OFF_STACK.store(r.off_stack_captures, Ordering::SeqCst);
+        // SAFETY: `p` came from `t`.
+        unsafe { t.valloc().free(p) };
+    }
+
+    pub(super) fn run() {
+        const LEN: usize = 1 << 18;
+        let stack = map(LEN, libc::PROT_READ | libc::PROT_WRITE);
+        // SAFETY: `ctx` is filled by `getcontext` and given our own
+        // mapping as its stack; `swapcontext` runs `on_coroutine` there and
+        // comes back through `uc_link` when it returns. `MAIN` is only
+        // touched by this one thread.
+        unsafe {
+            let mut ctx: libc::ucontext_t = core::mem::zeroed();
+            assert_eq!(libc::getcontext(&mut ctx), 0);
+            ctx.uc_stack.ss_sp = stack as *mut _;
+            ctx.uc_stack.ss_size = LEN;
+            ctx.uc_link = core::ptr::addr_of_mut!(MAIN).cast();
+            libc::makecontext(&mut ctx, on_coroutine, 0);
+            assert_eq!(
+                libc::swapcontext(core::ptr::addr_of_mut!(MAIN).cast(), &ctx),
+                0
+            );
+        }
+        println!(
+            "CHILD: {} frames, {} off-stack",
+            FRAMES.load(Ordering::SeqCst),
+            OFF_STACK.load(Ordering::SeqCst)
+        );
+        assert_eq!(FRAMES.load(Ordering::SeqCst), 0);
+        assert_eq!(OFF_STACK.load(Ordering::SeqCst), 1);
+    }
+
+    /// Code on a stack the walk does not know gets an empty stack, and
+    /// the report counts it.
+    #[test]
+    fn a_coroutine_stack_gives_an_empty_counted_stack() {
+        run_child("coroutine");
+    }
+}
+
+/// Forks `forks` times while `threads` threads allocate and free through
+/// `tracker`; each child allocates through it too and exits. Fails if a
+/// child does not finish within 10 s (a lock copied taken into it).
+pub fn fork_while_allocating(tracker: &'static Backtracing<'static>, threads: usize, forks: usize) {
+    let stop = AtomicBool::new(false);
+    std::thread::scope(|s| {
+        for i in 0..threads {
+            let stop = &stop;
+            s.spawn(move || {
+                let v = tracker.valloc();
+                let mut n = 0usize;
+                while !stop.load(Ordering::Relaxed) {
+                    let p = v.malloc(8, 16 + (n + i) % 200);
+                    // SAFETY: `p` came from `v`.
+                    unsafe { v.free(p) };
+                    n += 1;
+                }
+            });
+        }
+        let result = std::panic::catch_unwind(|| {
+            for round in 0..forks {
+                // SAFETY: the child only allocates, frees and `_exit`s.
+                let pid = unsafe { libc::fork() };
+                assert!(pid >= 0, "fork failed");
+                if pid == 0 {
+                    let v = tracker.valloc();
+                    for k in 0..50 {
+                        // SAFETY: `p` came from `v`.
+                        unsafe { v.free(v.malloc(8, 8 + k)) };
+                    }
+                    let clean = tracker.live_blocks() < 1 << 20;
+                    // SAFETY: ends the child without running the parent's
+                    // exit handlers or test harness.
+                    unsafe { libc::_exit(if clean { 0 } else { 3 }) };
+                }
+                let deadline = Instant::now() + Duration::from_secs(10);
+                let mut status = 0;
+                loop {
+                    // SAFETY: waits for our own child without blocking.
+                    let r = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
+                    if r == pid {
+                        break;
+                    }
+                    if Instant::now() > deadline {
+                        // SAFETY: our own child.
+                        unsafe { libc::kill(pid, libc::SIGKILL) };
+                        // SAFETY: reaps it.
+                        unsafe { libc::waitpid(pid, &mut status, 0) };
+                        panic!("child {round} hung after fork");
+                    }
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                assert!(
+                    libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+                    "child {round} ended with status {status:#x}"
+                );
+            }
+        });
+        stop.store(true, Ordering::Relaxed);
+        if let Err(panic) = result {
+            std::panic::resume_unwind(panic);
+        }
+    });
+}
+
+static UNWIND_TRACKER: Backtracing<'static> = Backtracing::with_config(
+    Valloc::libc(),
+    Config {
+        stack_mode: StackMode::Unwind,
+        ..Config::DEFAULT
+    },
+);
+
+#[test]
+fn fork_while_threads_allocate_frame_pointers() {
+    fork_while_allocating(&FP_TRACKER, 3, 300);
+}
+
+#[test]
+fn fork_while_threads_allocate_unwinder() {
+    fork_while_allocating(&UNWIND_TRACKER, 3, 100);
+}
+
+// Stress tests: long runs of the cases above and more, ignored by default
+// (`scripts/stress.sh` runs them in release mode).
+
+/// A tracker for the stress tests.
+static STRESS_TRACKER: Backtracing<'static> = Backtracing::new(Valloc::libc());
+
+#[test]
+#[ignore = "stress: scripts/stress.sh"]
+fn stress_many_threads_free_each_others_blocks() {
+    const THREADS: usize = 16;
+    const PER_THREAD: usize = 200_000;
+    let before = STRESS_TRACKER.error_count();
+    let (senders, receivers): (Vec<_>, Vec<_>) = (0..THREADS)
+        .map(|_| std::sync::mpsc::sync_channel::<usize>(1024))
+        .unzip();
+    std::thread::scope(|s| {
+        for (i, rx) in receivers.into_iter().enumerate() {
+            let tx = senders[(i + 1) % THREADS].clone();
+            s.spawn(move || {
+                let v = STRESS_TRACKER.valloc();
+                for n in 0..PER_THREAD {
+                    tx.send(v.malloc(8, 16 + (n * 7 + i) % 300) as usize)
+                        .unwrap();
+                    // SAFETY: every address sent came from `v`, once.
+                    unsafe { v.free(rx.recv().unwrap() as *mut u8) };
+                }
+                drop(tx);
+                while let Ok(p) = rx.recv() {
+                    // SAFETY: as above.
+                    unsafe { v.free(p as *mut u8) };
+                }
+            });
+        }
+        drop(senders);
+    });
+    assert_eq!(STRESS_TRACKER.error_count(), before);
+}
+
+#[test]
+#[ignore = "stress: scripts/stress.sh"]
+fn stress_thread_churn_with_allocating_tls_destructors() {
+    struct AllocatesOnDrop;
+    impl Drop for AllocatesOnDrop {
+        fn drop(&mut self) {
+            let v = STRESS_TRACKER.valloc();
+            // SAFETY: freeing what `v` returned.
+            unsafe { v.free(v.malloc(8, 64)) };
+        }
+    }
+    std::thread_local! {
+        static TLS: AllocatesOnDrop = const { AllocatesOnDrop };
+    }
+    let before = STRESS_TRACKER.error_count();
+    for _ in 0..500 {
+        let threads: Vec<_> = (0..40)
+            .map(|_| {
+                std::thread::spawn(|| {
+                    TLS.with(|_| {});
+                    let v = STRESS_TRACKER.valloc();
+                    // SAFETY: freeing what `v` returned.
+                    unsafe { v.free(v.malloc(16, 100)) };
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+    }
+    assert_eq!(STRESS_TRACKER.error_count(), before);
+}
+
+#[test]
+#[ignore = "stress: scripts/stress.sh"]
+fn stress_fork_while_threads_allocate() {
+    fork_while_allocating(&FP_TRACKER, 4, 3000);
+    fork_while_allocating(&UNWIND_TRACKER, 4, 1000);
+}
+
+#[test]
+#[ignore = "stress: scripts/stress.sh"]
+fn stress_tiny_thread_stacks() {
+    // 16 KiB: the smallest stack glibc allows (PTHREAD_STACK_MIN).
+    let threads: Vec<_> = (0..64)
+        .map(|i| {
+            std::thread::Builder::new()
+                .stack_size(16 << 10)
+                .spawn(move || {
+                    let t = Backtracing::new(Valloc::libc());
+                    let v = t.valloc();
+                    for n in 0..2000 {
+                        // SAFETY: freeing what `v` returned.
+                        unsafe { v.free(v.malloc(8, 8 + (n + i) % 100)) };
+                    }
+                    assert!(t.report().is_clean());
+                })
+                .unwrap()
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+}
+
+#[test]
+#[ignore = "stress: scripts/stress.sh"]
+#[cfg(target_arch = "x86_64")]
+fn stress_signal_handlers_on_an_alternate_stack() {
+    for _ in 0..200 {
+        run_child("altstack");
+    }
+}
