@@ -46,7 +46,12 @@ impl<T> SpinLock<T> {
     /// Waits for the lock; released when the guard drops.
     #[inline]
     pub(crate) fn lock(&self) -> SpinGuard<'_, T> {
-        if !self.try_acquire() {
+        // Weak: a spurious failure only takes the slow path, which retries.
+        if self
+            .locked
+            .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
+            .is_err()
+        {
             self.lock_slow();
         }
         SpinGuard { lock: self }
@@ -64,7 +69,11 @@ impl<T> SpinLock<T> {
                     std::thread::yield_now();
                 }
             }
-            if self.try_acquire() {
+            if self
+                .locked
+                .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
+                .is_ok()
+            {
                 return;
             }
         }
@@ -72,11 +81,12 @@ impl<T> SpinLock<T> {
 
     /// Takes the lock if it is free, without a guard: the caller must
     /// [`release`](Self::release) it (the fork handlers, which hold
-    /// locks across `fork`, where no guard can be kept).
+    /// locks across `fork`, where no guard can be kept). A strong
+    /// compare-exchange: false means another thread holds the lock.
     #[inline]
     pub(crate) fn try_acquire(&self) -> bool {
         self.locked
-            .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
+            .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
             .is_ok()
     }
 
