@@ -2,7 +2,10 @@
 //! log (mallocator's log mode, or the C `fd_backtracing` allocator).
 //!
 //! The log is read as a stream: memory follows the blocks live at any
-//! moment and the distinct stacks, not the size of the log.
+//! moment and the distinct stacks, not the size of the log. Double frees
+//! are recognised within a window of the last
+//! [`FREE_WINDOW`](analyze::FREE_WINDOW) frees; an older first free makes
+//! the second one an unknown free (see the `analyze` module).
 
 mod analyze;
 mod parse;
@@ -40,6 +43,9 @@ backtracing allocator (log mode) or by the C fd_backtracing allocator: every blo
 and never freed, grouped by allocation stack (backtrace), largest first. Also reports what the \
 C leak script silently drops: double frees, frees of unknown (invalid) pointers, allocations \
 that returned NULL, and free(NULL). Unrelated program output mixed into the log is skipped.\n\n\
+Memory follows the live blocks and the distinct stacks, not the log size: to tell a double free \
+from an unknown free only the last 65536 freed addresses are remembered, so a double free whose \
+first free is further back than that is reported as a free of an unknown (invalid) pointer.\n\n\
 Exit codes: 0 report written; 1 leaks found with --fail-on-leaks; 2 the log is malformed \
 (message with the line number) or a file could not be read or written."
 )]

@@ -95,7 +95,8 @@ pub struct JsonReuse {
 pub struct JsonErrors {
     /// Frees of an address already freed and not allocated again.
     pub double_frees: Vec<JsonDoubleFree>,
-    /// Frees of an address never allocated in the log.
+    /// Frees of an address never allocated in the log (or freed more
+    /// than [`FREE_WINDOW`](super::analyze::FREE_WINDOW) frees earlier).
     pub unknown_frees: Vec<JsonSite>,
     /// Allocations that returned NULL.
     pub null_results: Vec<JsonNullResult>,
@@ -374,7 +375,8 @@ pub fn text(out: &mut dyn Write, a: &Analysis, top: Top, warnings_total: u64) ->
         a,
         &a.unknown_frees,
         top,
-        "Frees of addresses never allocated in the log (invalid free, or allocated before logging began)",
+        "Frees of addresses never allocated in the log (invalid free, or allocated before logging began, \
+         or a double free whose first free is more than 65536 frees back)",
         None,
         |s| vec![("", s)],
     )?;
@@ -548,6 +550,16 @@ mod tests {
             s.contains("1 more leak groups (use --top 0 to show all)"),
             "{s}"
         );
+    }
+
+    #[test]
+    fn unknown_free_title_names_the_free_window() {
+        let a = analysis(LOG);
+        let mut out = Vec::new();
+        text(&mut out, &a, None, 0).unwrap();
+        let s = String::from_utf8(out).unwrap();
+        let window = super::super::analyze::FREE_WINDOW;
+        assert!(s.contains(&format!("more than {window} frees back")), "{s}");
     }
 
     #[test]
