@@ -481,6 +481,9 @@ pub fn frame_label(frame: &str) -> String {
 ///   and a number before that as a second (differential) count, so a label
 ///   ending in ` <digits>` would lose that part: its last space becomes a
 ///   no-break space, which looks the same.
+/// * inferno skips a line starting with `# ` as a comment, so a label
+///   starting so (the outermost frame starts the line) gets a no-break
+///   space there too.
 pub fn folded_safe(label: &str) -> String {
     let cleaned: String = label
         .chars()
@@ -503,6 +506,9 @@ pub fn folded_safe(label: &str) -> String {
     );
     if out.is_empty() {
         return UNKNOWN_FRAME.to_owned();
+    }
+    if out.starts_with("# ") {
+        out.replace_range(1..2, "\u{a0}");
     }
     if let Some(space) = out.rfind(' ') {
         if out[space + 1..]
@@ -691,6 +697,8 @@ mod tests {
         assert_eq!(folded_safe(" x\t\x1b[0m\u{ffff}y  z "), "x [0m y z");
         assert_eq!(folded_safe("retry 3"), "retry\u{a0}3");
         assert_eq!(folded_safe("v 1.2"), "v\u{a0}1.2");
+        assert_eq!(folded_safe("# x"), "#\u{a0}x");
+        assert_eq!(folded_safe("#x y"), "#x y");
         assert_eq!(
             folded_safe("operator new(unsigned long)"),
             "operator new(unsigned long)"
@@ -698,10 +706,14 @@ mod tests {
     }
 
     /// Each folded line's frames and count, as inferno's parser sees them:
-    /// the line trimmed, the count after the last space, then no second
-    /// count, frames split at `;`, none blank.
+    /// the line trimmed, not a `# ` comment, the count after the last
+    /// space, then no second count, frames split at `;`, none blank.
     fn inferno_reads(line: &str) -> (Vec<&str>, u64) {
         let line = line.trim();
+        assert!(
+            !line.starts_with("# "),
+            "{line:?} would be read as a comment"
+        );
         let (stack, count) = line.rsplit_once(' ').unwrap();
         let stack = stack.trim_end();
         if let Some((_, tail)) = stack.rsplit_once(' ') {
@@ -720,7 +732,8 @@ mod tests {
         let log = "\
 +++ ALLOC:2:0x0000000000001000:16:100\n   \n()\n---\n\
 +++ ALLOC:2:0x0000000000002000:16:10\n./prog(small+0x1)[0x3]\n\t\n---\n\
-+++ ALLOC:2:0x0000000000003000:16:30\nf<[u8; 4]>\nretry 3\n---\n";
++++ ALLOC:2:0x0000000000003000:16:30\nf<[u8; 4]>\nretry 3\n---\n\
++++ ALLOC:1:0x0000000000004000:16:5\n# not a comment\n---\n";
         let a = analysis(log);
         let (lines, scale) = folded(&a);
         assert_eq!(scale, 1);
@@ -731,6 +744,7 @@ mod tests {
                 (vec![UNKNOWN_FRAME, UNKNOWN_FRAME], 100),
                 (vec!["retry\u{a0}3", "f<[u8, 4]>"], 30),
                 (vec![UNKNOWN_FRAME, "small"], 10),
+                (vec!["#\u{a0}not a comment"], 5),
             ]
         );
         let mut out = Vec::new();
@@ -739,6 +753,7 @@ mod tests {
         assert!(svg.contains("[unknown] (100 bytes, "), "{svg}");
         assert!(svg.contains("small (10 bytes, "), "{svg}");
         assert!(svg.contains("(30 bytes, "), "{svg}");
+        assert!(svg.contains("not a comment (5 bytes, "), "{svg}");
     }
 
     #[test]
