@@ -3,9 +3,7 @@
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-
-mod bench;
-mod leaks;
+use mallocator_cli::{bench, leaks};
 
 /// Composable memory allocators: benchmarks and leak reports.
 #[derive(Parser, Debug)]

@@ -193,6 +193,51 @@ fn flamegraph_svg_of_leaked_bytes() {
     assert!(stderr(&o).contains("cannot write"), "{}", stderr(&o));
 }
 
+/// Runs `leaks --flamegraph` on `log` (stdin) and returns the SVG text.
+fn flamegraph_of(log: &[u8]) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let svg = dir.path().join("leaks.svg");
+    let o = run(
+        &["leaks", "--flamegraph", svg.to_str().unwrap(), "-"],
+        Some(log),
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let text = std::fs::read_to_string(&svg).unwrap();
+    assert!(text.contains("<svg") && text.trim_end().ends_with("</svg>"));
+    assert!(!text.contains("ERROR"), "{text}");
+    text
+}
+
+#[test]
+fn flamegraph_of_only_blank_frames_is_drawn_as_unknown() {
+    // A whitespace-only frame line and `()` (glibc's frame of an object
+    // with no name and no symbol) have no label of their own.
+    let log = b"+++ ALLOC:1:0x0000000000000010:16:64\n   \n---\n\
++++ ALLOC:2:0x0000000000000020:16:32\n()\n\t\n---\n";
+    let svg = flamegraph_of(log);
+    assert!(svg.contains("[unknown] (96 bytes, 100.00%)"), "{svg}");
+    assert!(svg.contains("[unknown] (32 bytes, "), "{svg}");
+}
+
+#[test]
+fn flamegraph_keeps_blank_groups_beside_named_ones() {
+    let log =
+        b"+++ ALLOC:2:0x0000000000000010:16:64\n./p(named+0x1)[0x1]\n./p(main+0x1)[0x2]\n---\n\
++++ ALLOC:1:0x0000000000000020:16:32\n  \n---\n\
++++ ALLOC:1:0x0000000000000030:16:16\n./p(a;b+0x1)[0x3]\n---\n\
++++ ALLOC:1:0x0000000000000040:16:8\nretry 3\n---\n";
+    let svg = flamegraph_of(log);
+    for title in [
+        "all (120 bytes, 100%)",
+        "named (64 bytes, ",
+        "[unknown] (32 bytes, ",
+        "a,b (16 bytes, ",
+        "retry\u{a0}3 (8 bytes, ",
+    ] {
+        assert!(svg.contains(title), "{title:?} missing from\n{svg}");
+    }
+}
+
 /// Every class of bad input: exit 2 with the line number, or with
 /// --lenient a warning and a report.
 #[test]

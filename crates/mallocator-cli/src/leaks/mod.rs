@@ -2,7 +2,10 @@
 //! log (mallocator's log mode, or the C `fd_backtracing` allocator).
 //!
 //! The log is read as a stream: memory follows the blocks live at any
-//! moment and the distinct stacks, not the size of the log.
+//! moment and the distinct stacks, not the size of the log. Double frees
+//! are recognised within a window of the last
+//! [`FREE_WINDOW`](analyze::FREE_WINDOW) frees; an older first free makes
+//! the second one an unknown free (see the `analyze` module).
 
 mod analyze;
 mod parse;
@@ -40,6 +43,9 @@ backtracing allocator (log mode) or by the C fd_backtracing allocator: every blo
 and never freed, grouped by allocation stack (backtrace), largest first. Also reports what the \
 C leak script silently drops: double frees, frees of unknown (invalid) pointers, allocations \
 that returned NULL, and free(NULL). Unrelated program output mixed into the log is skipped.\n\n\
+Memory follows the live blocks and the distinct stacks, not the log size: to tell a double free \
+from an unknown free only the last 65536 freed addresses are remembered, so a double free whose \
+first free is further back than that is reported as a free of an unknown (invalid) pointer.\n\n\
 Exit codes: 0 report written; 1 leaks found with --fail-on-leaks; 2 the log is malformed \
 (message with the line number) or a file could not be read or written."
 )]
@@ -144,6 +150,88 @@ fn analyze<R: BufRead>(
     analysis.input = parser.stats();
     let (warnings, total) = parser.warnings();
     Ok((analysis, warnings.to_vec(), total))
+}
+
+/// Runs `log` through the whole `mallocator leaks` pipeline in memory, as
+/// the command does with each of its output options, and panics if a stage
+/// breaks its promises:
+///
+/// * parsing, strict and lenient: lenient never fails, and when strict
+///   succeeds lenient reads the same and warns about nothing;
+/// * the analysis of each reading;
+/// * every report (text, JSON, the C layout, with and without a `--top`
+///   limit) and the flamegraph (folded stacks and SVG): none fails, the
+///   JSON is valid JSON, and the flamegraph has a line for every group
+///   with bytes.
+///
+/// For the fuzz target (`crates/mallocator-cli/fuzz`) and the test that
+/// replays its corpus. `--symbolize` is left out: it opens the object
+/// files that the log names, which an arbitrary input should not direct.
+pub fn check_pipeline(log: &[u8]) {
+    let read = |lenient| analyze(log, lenient, &mut Progress::new(false, None));
+    let lenient = match read(true) {
+        Ok(r) => r,
+        Err(e) => panic!("lenient mode stopped at an error: {e}"),
+    };
+    let strict = read(false);
+    match &strict {
+        Ok((a, warnings, total)) => {
+            assert!(warnings.is_empty() && *total == 0);
+            assert_eq!(
+                lenient.2, 0,
+                "lenient warned about a log strict mode accepts"
+            );
+            let l = &lenient.0;
+            assert_eq!(a.groups, l.groups);
+            assert_eq!(
+                (a.leaked_bytes, a.leaked_blocks),
+                (l.leaked_bytes, l.leaked_blocks)
+            );
+            assert_eq!(a.input, l.input);
+        }
+        Err(Error::Parse(_)) => {
+            assert!(
+                lenient.2 > 0,
+                "strict mode failed where lenient warned about nothing"
+            )
+        }
+        Err(Error::Io(e)) => panic!("reading from memory failed: {e}"),
+    }
+    let runs = strict
+        .iter()
+        .map(|(a, w, t)| (a, w, *t))
+        .chain([(&lenient.0, &lenient.1, lenient.2)]);
+    for (a, warnings, total) in runs {
+        for top in [None, Some(1)] {
+            let mut out = Vec::new();
+            render::text(&mut out, a, top, total).expect("text report");
+            assert!(
+                std::str::from_utf8(&out).is_ok(),
+                "text report is not UTF-8"
+            );
+            out.clear();
+            let report = render::JsonReport::new(a, top, (warnings, total));
+            render::json(&mut out, &report).expect("JSON report");
+            if let Err(e) = serde_json::from_slice::<serde_json::Value>(&out) {
+                panic!("the JSON report does not parse: {e}");
+            }
+        }
+        let mut out = Vec::new();
+        render::c_layout(&mut out, a).expect("C layout");
+        let (lines, _) = render::folded(a);
+        let drawn = a.groups.iter().filter(|g| g.bytes > 0).count();
+        assert_eq!(
+            lines.len(),
+            drawn,
+            "a group is missing from the folded stacks"
+        );
+        out.clear();
+        if let Err(e) = render::flamegraph(&mut out, a) {
+            panic!("the flamegraph failed: {e}");
+        }
+        let svg = String::from_utf8(out).expect("the flamegraph is not UTF-8");
+        assert!(svg.contains("<svg") && svg.trim_end().ends_with("</svg>"));
+    }
 }
 
 /// Why the command failed.

@@ -95,7 +95,8 @@ pub struct JsonReuse {
 pub struct JsonErrors {
     /// Frees of an address already freed and not allocated again.
     pub double_frees: Vec<JsonDoubleFree>,
-    /// Frees of an address never allocated in the log.
+    /// Frees of an address never allocated in the log (or freed more
+    /// than [`FREE_WINDOW`](super::analyze::FREE_WINDOW) frees earlier).
     pub unknown_frees: Vec<JsonSite>,
     /// Allocations that returned NULL.
     pub null_results: Vec<JsonNullResult>,
@@ -374,7 +375,8 @@ pub fn text(out: &mut dyn Write, a: &Analysis, top: Top, warnings_total: u64) ->
         a,
         &a.unknown_frees,
         top,
-        "Frees of addresses never allocated in the log (invalid free, or allocated before logging began)",
+        "Frees of addresses never allocated in the log (invalid free, or allocated before logging began, \
+         or a double free whose first free is more than 65536 frees back)",
         None,
         |s| vec![("", s)],
     )?;
@@ -435,9 +437,14 @@ pub fn c_layout(out: &mut dyn Write, a: &Analysis) -> io::Result<()> {
     Ok(())
 }
 
+/// The flamegraph label of a frame with nothing to show (a blank frame
+/// line, or `()`), as perf and other profilers name unknown frames.
+pub const UNKNOWN_FRAME: &str = "[unknown]";
+
 /// A short flamegraph label for one frame line: the function of a glibc
 /// `backtrace_symbols` line (`obj(func+0x1a)[0x...]`, demangled), the
-/// object and offset when there is no symbol, or the line itself.
+/// object and offset when there is no symbol, or the line itself; made
+/// safe for the folded format (see [`folded_safe`]).
 pub fn frame_label(frame: &str) -> String {
     let mut s = frame.trim();
     if let Some(i) = s.rfind('[') {
@@ -458,8 +465,60 @@ pub fn frame_label(frame: &str) -> String {
         // A symbolized frame: `function at file:line`.
         _ => s.split_once(" at ").map_or(s, |(f, _)| f).to_owned(),
     };
-    // `;` separates frames in the folded format.
-    label.replace(';', ",")
+    folded_safe(&label)
+}
+
+/// `label` as one frame of a folded-stack line that inferno reads back
+/// exactly, and that can go into the SVG:
+///
+/// * `;` separates frames: it becomes `,`.
+/// * Control characters (tabs, escape sequences; XML forbids most of them)
+///   and the non-characters U+FFFE / U+FFFF become blanks, then runs of
+///   blanks one space, and the ends are trimmed (inferno trims lines).
+/// * A blank label would vanish (a line of only blank frames is not
+///   parsed at all): it becomes [`UNKNOWN_FRAME`].
+/// * inferno takes the last space-separated number of a line as its count
+///   and a number before that as a second (differential) count, so a label
+///   ending in ` <digits>` would lose that part: its last space becomes a
+///   no-break space, which looks the same.
+/// * inferno skips a line starting with `# ` as a comment, so a label
+///   starting so (the outermost frame starts the line) gets a no-break
+///   space there too.
+pub fn folded_safe(label: &str) -> String {
+    let cleaned: String = label
+        .chars()
+        .map(|c| match c {
+            ';' => ',',
+            '\u{fffe}' | '\u{ffff}' => ' ',
+            c if c.is_control() || c.is_whitespace() => ' ',
+            c => c,
+        })
+        .collect();
+    let mut out = cleaned.split(' ').filter(|w| !w.is_empty()).fold(
+        String::with_capacity(cleaned.len()),
+        |mut out, word| {
+            if !out.is_empty() {
+                out.push(' ');
+            }
+            out.push_str(word);
+            out
+        },
+    );
+    if out.is_empty() {
+        return UNKNOWN_FRAME.to_owned();
+    }
+    if out.starts_with("# ") {
+        out.replace_range(1..2, "\u{a0}");
+    }
+    if let Some(space) = out.rfind(' ') {
+        if out[space + 1..]
+            .bytes()
+            .all(|b| b.is_ascii_digit() || b == b'.')
+        {
+            out.replace_range(space..=space, "\u{a0}");
+        }
+    }
+    out
 }
 
 /// Demangles a Rust symbol (without its hash); other names unchanged.
@@ -470,9 +529,22 @@ pub fn demangle(sym: &str) -> String {
     }
 }
 
-/// The folded stacks (`outer;...;inner bytes`) of the leak groups.
-pub fn folded(a: &Analysis) -> Vec<String> {
-    a.groups
+/// Folded lines whose counts add up to at most this: inferno sums the
+/// counts in a `u64` and would overflow on larger totals.
+const MAX_FOLDED_TOTAL: u64 = 1 << 62;
+
+/// The folded stacks (`outer;...;inner count`) of the leak groups with
+/// bytes (a group of zero-size blocks has no width to draw), and the
+/// factor from counts back to bytes: 1 unless the leaked bytes add up to
+/// more than [`MAX_FOLDED_TOTAL`] (only seen in damaged logs), when every
+/// count is scaled down (each at least 1, so no group vanishes).
+pub fn folded(a: &Analysis) -> (Vec<String>, u64) {
+    let total: u128 = a.groups.iter().map(|g| u128::from(g.bytes)).sum();
+    let scale = u64::try_from(total.div_ceil(u128::from(MAX_FOLDED_TOTAL)))
+        .unwrap_or(u64::MAX)
+        .max(1);
+    let lines = a
+        .groups
         .iter()
         .filter(|g| g.bytes > 0)
         .map(|g| {
@@ -483,22 +555,31 @@ pub fn folded(a: &Analysis) -> Vec<String> {
                 text.split('\n').map(frame_label).collect()
             };
             labels.reverse();
-            format!("{} {}", labels.join(";"), g.bytes)
+            format!("{} {}", labels.join(";"), (g.bytes / scale).max(1))
         })
-        .collect()
+        .collect();
+    (lines, scale)
 }
 
 /// Writes an SVG flamegraph of leaked bytes by allocation stack.
 pub fn flamegraph(out: &mut dyn Write, a: &Analysis) -> io::Result<()> {
-    let lines = folded(a);
+    let (lines, scale) = folded(a);
     if lines.is_empty() {
-        // inferno refuses empty input; say plainly that nothing leaked.
+        // inferno refuses empty input; say plainly that no byte leaked.
+        let why = if a.leaked_blocks == 0 {
+            "every block in the log was freed".to_owned()
+        } else {
+            format!(
+                "the {} never freed are of size 0",
+                plural(a.leaked_blocks, "block", "blocks")
+            )
+        };
         return writeln!(
             out,
             "<?xml version=\"1.0\" standalone=\"no\"?>\n\
              <svg version=\"1.1\" width=\"600\" height=\"60\" xmlns=\"http://www.w3.org/2000/svg\">\
              <text x=\"10\" y=\"35\" font-family=\"Verdana\" font-size=\"16\">\
-             No leaked bytes: every block in the log was freed.</text></svg>"
+             No leaked bytes: {why}.</text></svg>"
         );
     }
     let mut opts = inferno::flamegraph::Options::default();
@@ -506,6 +587,8 @@ pub fn flamegraph(out: &mut dyn Write, a: &Analysis) -> io::Result<()> {
     opts.count_name = "bytes".to_owned();
     opts.name_type = "Function:".to_owned();
     opts.deterministic = true;
+    // Scaled-down counts are shown as the bytes they stand for.
+    opts.factor = scale as f64;
     inferno::flamegraph::from_lines(&mut opts, lines.iter().map(String::as_str), out)
 }
 
@@ -548,6 +631,16 @@ mod tests {
             s.contains("1 more leak groups (use --top 0 to show all)"),
             "{s}"
         );
+    }
+
+    #[test]
+    fn unknown_free_title_names_the_free_window() {
+        let a = analysis(LOG);
+        let mut out = Vec::new();
+        text(&mut out, &a, None, 0).unwrap();
+        let s = String::from_utf8(out).unwrap();
+        let window = super::super::analyze::FREE_WINDOW;
+        assert!(s.contains(&format!("more than {window} frees back")), "{s}");
     }
 
     #[test]
@@ -595,11 +688,112 @@ mod tests {
     }
 
     #[test]
+    fn folded_labels_survive_inferno_parsing() {
+        assert_eq!(folded_safe(""), UNKNOWN_FRAME);
+        assert_eq!(folded_safe(" \t "), UNKNOWN_FRAME);
+        assert_eq!(frame_label("()"), UNKNOWN_FRAME);
+        assert_eq!(frame_label("   "), UNKNOWN_FRAME);
+        assert_eq!(folded_safe("a;b"), "a,b");
+        assert_eq!(folded_safe(" x\t\x1b[0m\u{ffff}y  z "), "x [0m y z");
+        assert_eq!(folded_safe("retry 3"), "retry\u{a0}3");
+        assert_eq!(folded_safe("v 1.2"), "v\u{a0}1.2");
+        assert_eq!(folded_safe("# x"), "#\u{a0}x");
+        assert_eq!(folded_safe("#x y"), "#x y");
+        assert_eq!(
+            folded_safe("operator new(unsigned long)"),
+            "operator new(unsigned long)"
+        );
+    }
+
+    /// Each folded line's frames and count, as inferno's parser sees them:
+    /// the line trimmed, not a `# ` comment, the count after the last
+    /// space, then no second count, frames split at `;`, none blank.
+    fn inferno_reads(line: &str) -> (Vec<&str>, u64) {
+        let line = line.trim();
+        assert!(
+            !line.starts_with("# "),
+            "{line:?} would be read as a comment"
+        );
+        let (stack, count) = line.rsplit_once(' ').unwrap();
+        let stack = stack.trim_end();
+        if let Some((_, tail)) = stack.rsplit_once(' ') {
+            assert!(
+                !tail.bytes().all(|b| b.is_ascii_digit() || b == b'.'),
+                "{line:?} would be read as a differential line"
+            );
+        }
+        let frames: Vec<&str> = stack.split(';').collect();
+        assert!(frames.iter().all(|f| !f.trim().is_empty()), "{line:?}");
+        (frames, count.parse().unwrap())
+    }
+
+    #[test]
+    fn blank_and_odd_frames_keep_every_group() {
+        let log = "\
++++ ALLOC:2:0x0000000000001000:16:100\n   \n()\n---\n\
++++ ALLOC:2:0x0000000000002000:16:10\n./prog(small+0x1)[0x3]\n\t\n---\n\
++++ ALLOC:2:0x0000000000003000:16:30\nf<[u8; 4]>\nretry 3\n---\n\
++++ ALLOC:1:0x0000000000004000:16:5\n# not a comment\n---\n";
+        let a = analysis(log);
+        let (lines, scale) = folded(&a);
+        assert_eq!(scale, 1);
+        let read: Vec<_> = lines.iter().map(|l| inferno_reads(l)).collect();
+        assert_eq!(
+            read,
+            vec![
+                (vec![UNKNOWN_FRAME, UNKNOWN_FRAME], 100),
+                (vec!["retry\u{a0}3", "f<[u8, 4]>"], 30),
+                (vec![UNKNOWN_FRAME, "small"], 10),
+                (vec!["#\u{a0}not a comment"], 5),
+            ]
+        );
+        let mut out = Vec::new();
+        flamegraph(&mut out, &a).unwrap();
+        let svg = String::from_utf8(out).unwrap();
+        assert!(svg.contains("[unknown] (100 bytes, "), "{svg}");
+        assert!(svg.contains("small (10 bytes, "), "{svg}");
+        assert!(svg.contains("(30 bytes, "), "{svg}");
+        assert!(svg.contains("not a comment (5 bytes, "), "{svg}");
+    }
+
+    #[test]
+    fn byte_totals_beyond_u64_are_scaled_not_overflowed() {
+        let log = "\
++++ ALLOC:1:0x0000000000001000:16:18446744073709551615\na\n---\n\
++++ ALLOC:1:0x0000000000002000:16:18446744073709551615\nb\n---\n\
++++ ALLOC:1:0x0000000000003000:16:1\nc\n---\n";
+        let a = analysis(log);
+        let (lines, scale) = folded(&a);
+        assert!(scale > 1);
+        let counts: Vec<u64> = lines.iter().map(|l| inferno_reads(l).1).collect();
+        assert!(
+            counts.iter().sum::<u64>() <= MAX_FOLDED_TOTAL + 3,
+            "{counts:?}"
+        );
+        assert_eq!(counts[2], 1, "a tiny group keeps a count");
+        let mut out = Vec::new();
+        flamegraph(&mut out, &a).unwrap();
+        assert!(String::from_utf8(out).unwrap().contains("<svg"));
+    }
+
+    #[test]
+    fn zero_size_leaks_are_not_called_freed() {
+        let a = analysis("+++ ALLOC:1:0x0000000000001000:16:0\nz\n---\n");
+        let mut out = Vec::new();
+        flamegraph(&mut out, &a).unwrap();
+        let svg = String::from_utf8(out).unwrap();
+        assert!(
+            svg.contains("No leaked bytes: the 1 block never freed are of size 0"),
+            "{svg}"
+        );
+    }
+
+    #[test]
     fn flamegraph_is_an_svg_with_the_functions() {
         let a = analysis(LOG);
         assert_eq!(
             folded(&a),
-            vec!["main;big 100".to_owned(), "small 40".to_owned()]
+            (vec!["main;big 100".to_owned(), "small 40".to_owned()], 1)
         );
         let mut out = Vec::new();
         flamegraph(&mut out, &a).unwrap();

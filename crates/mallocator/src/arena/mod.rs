@@ -122,6 +122,8 @@ pub struct Arena<B: Backing = VirtualMemory> {
     base: NonNull<u8>,
     /// End of the usable region (`base + capacity`).
     limit: usize,
+    /// This arena's identity, stamped into its checkpoints (see [`ArenaId`]).
+    id: ArenaId,
     backing: B,
 }
 
@@ -140,8 +142,58 @@ unsafe impl<B: Backing + Send> Send for Arena<B> {}
 /// arena.rollback(cp);
 /// assert_eq!(arena.used(), 0);
 /// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Checkpoint(usize);
+///
+/// A checkpoint remembers which arena it was taken on, not only the
+/// address: an arena built later over the same memory (a buffer lent
+/// again, or a reservation the OS handed out again at the same address)
+/// rejects it, see [`Arena::rollback`].
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Checkpoint {
+    /// The arena it was taken on.
+    arena: ArenaId,
+    /// The bump pointer's address then.
+    pos: usize,
+}
+
+impl fmt::Debug for Checkpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The position in hex, as the bump pointer is shown in panics.
+        f.debug_struct("Checkpoint")
+            .field("arena", &self.arena)
+            .field("pos", &format_args!("{:#x}", self.pos))
+            .finish()
+    }
+}
+
+/// A number told apart from every other arena's, from a global counter.
+///
+/// With 64-bit atomics it never repeats in practice (2^64 arenas); on a
+/// target with only 32-bit atomics it repeats after 2^32 arenas; on a
+/// target with no atomics at all every arena gets 0, and a checkpoint is
+/// told apart by its address only.
+type ArenaId = u64;
+
+/// The id of a new arena.
+fn next_arena_id() -> ArenaId {
+    #[cfg(target_has_atomic = "64")]
+    {
+        use core::sync::atomic::{AtomicU64, Ordering};
+        static NEXT: AtomicU64 = AtomicU64::new(1);
+        // Relaxed: only uniqueness matters, no other memory is published.
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    }
+    #[cfg(all(not(target_has_atomic = "64"), target_has_atomic = "ptr"))]
+    {
+        use core::sync::atomic::{AtomicUsize, Ordering};
+        static NEXT: AtomicUsize = AtomicUsize::new(1);
+        // Relaxed: only uniqueness matters, no other memory is published.
+        NEXT.fetch_add(1, Ordering::Relaxed) as ArenaId
+    }
+    #[cfg(not(any(target_has_atomic = "64", target_has_atomic = "ptr")))]
+    {
+        0
+    }
+}
 
 /// What can go wrong with an arena besides plain exhaustion of an
 /// allocation (which is an [`AllocError`] or a panic).
@@ -283,6 +335,7 @@ impl<B: Backing> Arena<B> {
             last: Cell::new((0, 0)),
             base,
             limit,
+            id: next_arena_id(),
             backing,
         };
         arena.sync_end();
@@ -607,7 +660,10 @@ impl<B: Backing> Arena<B> {
     /// ```
     #[inline]
     pub fn checkpoint(&self) -> Checkpoint {
-        Checkpoint(self.ptr.get() as usize)
+        Checkpoint {
+            arena: self.id,
+            pos: self.ptr.get() as usize,
+        }
     }
 
     /// Frees everything allocated since `to` was taken. Safe because it
@@ -615,9 +671,10 @@ impl<B: Backing> Arena<B> {
     ///
     /// # Panics
     ///
-    /// If `to` is not a position of this arena at or below the bump
-    /// pointer (a checkpoint of another arena, or one taken after a
-    /// position that was since rolled back or reset).
+    /// If `to` was taken on another arena, even one over the same memory
+    /// (each arena has its own id, which its checkpoints carry), or is
+    /// above the bump pointer (taken after a position that was since
+    /// rolled back or reset).
     ///
     /// ```should_panic
     /// let mut arena = mallocator::Arena::new();
@@ -626,7 +683,25 @@ impl<B: Backing> Arena<B> {
     /// arena.reset();
     /// arena.rollback(cp); // above the bump pointer: panics
     /// ```
+    ///
+    /// ```should_panic
+    /// use core::mem::MaybeUninit;
+    /// let mut buf = [MaybeUninit::<u8>::uninit(); 64];
+    /// let cp = {
+    ///     let first = mallocator::Arena::from_buffer(&mut buf);
+    ///     first.alloc(0u32);
+    ///     first.checkpoint()
+    /// };
+    /// let mut second = mallocator::Arena::from_buffer(&mut buf);
+    /// second.alloc(0u64);
+    /// second.rollback(cp); // same buffer, another arena: panics
+    /// ```
+    #[track_caller]
     pub fn rollback(&mut self, to: Checkpoint) {
+        if to.arena != self.id {
+            // Not an `assert!` so that the message can name both arenas.
+            foreign_checkpoint(to, self.id);
+        }
         assert!(
             self.rewind_within(to),
             "mallocator::Arena::rollback: {to:?} is not a position of this arena below its bump pointer {:p}",
@@ -634,11 +709,13 @@ impl<B: Backing> Arena<B> {
         );
     }
 
-    /// Moves the bump pointer back to `to` if `to` lies in `[base, ptr]`.
+    /// Moves the bump pointer back to `to` if `to` was taken on this arena
+    /// and lies in `[base, ptr]`.
     fn rewind_within(&mut self, to: Checkpoint) -> bool {
-        let ok = (self.base.as_ptr() as usize..=self.ptr.get() as usize).contains(&to.0);
+        let ok = to.arena == self.id
+            && (self.base.as_ptr() as usize..=self.ptr.get() as usize).contains(&to.pos);
         if ok {
-            self.set_ptr(to.0);
+            self.set_ptr(to.pos);
         }
         ok
     }
@@ -680,7 +757,7 @@ impl<B: Backing> Arena<B> {
         let cp = self.checkpoint();
         let result = f(self);
         // `f` may have reset the arena (then there is nothing to undo) or
-        // swapped it for another one (then `cp` is out of its range).
+        // swapped it for another one (then `cp` carries another arena's id).
         self.rewind_within(cp);
         result
     }
@@ -747,6 +824,19 @@ impl<B: Backing> Arena<B> {
         self.ptr.set(cur.wrapping_add(new_end - cur as usize));
         true
     }
+}
+
+/// The panic of [`Arena::rollback`] given another arena's checkpoint.
+#[cold]
+#[inline(never)]
+#[track_caller]
+fn foreign_checkpoint(to: Checkpoint, this: ArenaId) -> ! {
+    panic!(
+        "mallocator::Arena::rollback: {to:?} is not a position of this arena: it was taken on \
+         arena #{}, and this is arena #{this} (a checkpoint belongs to the arena that made it, \
+         even when another arena later uses the same memory)",
+        to.arena
+    )
 }
 
 #[cfg(any(unix, windows))]

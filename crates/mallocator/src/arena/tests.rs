@@ -175,6 +175,45 @@ fn rollback_to_a_foreign_checkpoint_panics() {
 }
 
 #[test]
+#[should_panic(expected = "is not a position of this arena: it was taken on arena #")]
+fn rollback_to_a_checkpoint_of_an_earlier_arena_over_the_same_buffer_panics() {
+    let mut buf = buffer(64);
+    let cp = {
+        let first = Arena::from_buffer(&mut buf);
+        first.alloc(0u32);
+        first.checkpoint()
+    };
+    let mut second = Arena::from_buffer(&mut buf);
+    second.alloc([0u8; 16]);
+    // The address alone cannot tell: it lies inside the second arena's
+    // range, below its bump pointer.
+    let range = second.base() as usize..=second.base() as usize + second.used();
+    assert!(range.contains(&cp.pos));
+    second.rollback(cp);
+}
+
+#[test]
+fn scope_does_not_rewind_an_arena_swapped_in_over_the_same_buffer() {
+    let mut buf = buffer(64);
+    let mut a = Arena::from_buffer(&mut buf);
+    a.alloc([0u8; 8]);
+    let (p, len) = (a.base(), 64);
+    a.scope(|inner| {
+        inner.alloc([0u8; 4]);
+        // A second arena over the same memory, as a later arena over a
+        // reused buffer would be; `inner`'s old arena is forgotten below
+        // and never used again, so only one arena uses the region at a time.
+        let mut other = Arena::over_region(p, len);
+        other.alloc([0u8; 32]);
+        core::mem::swap(inner, &mut other);
+        core::mem::forget(other);
+    });
+    // The checkpoint of the scope (8 bytes in) was the old arena's: the
+    // swapped-in one keeps its 32 bytes.
+    assert_eq!(a.used(), 32);
+}
+
+#[test]
 fn reset_reuses_the_memory() {
     let mut buf = buffer(64);
     let mut arena = Arena::from_buffer(&mut buf);

@@ -1,0 +1,12 @@
+//! The library half of the `mallocator` command (the binary, `main.rs`,
+//! only parses the command line and dispatches here).
+//!
+//! The subcommands live in a library rather than in the binary so that
+//! code outside the binary can call them directly: the fuzz target in
+//! `crates/mallocator-cli/fuzz` and the test replaying its corpus drive the
+//! whole `leaks` pipeline through [`leaks::check_pipeline`]. Including the
+//! modules into the fuzz crate by `#[path]` instead would make it repeat
+//! every dependency of the CLI and compile the same code twice.
+
+pub mod bench;
+pub mod leaks;
