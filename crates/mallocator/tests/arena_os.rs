@@ -249,6 +249,26 @@ fn child_process_entry() {
     child_action(&mode);
 }
 
+/// The value of the sanitizer options variable `name` for a child: this
+/// process's options (if any), then `handle_segv=0:handle_sigbus=0`, which
+/// win because a later option overrides an earlier one.
+///
+/// When the tests run under AddressSanitizer or ThreadSanitizer, the
+/// sanitizer's runtime catches SIGSEGV and SIGBUS itself, prints a report
+/// and exits with status 1, so a child that faults would look like one that
+/// failed in some other way. With the handlers off, the fault kills the
+/// child with the signal, as in a build without a sanitizer, and the parent
+/// checks the same thing in every build. Without a sanitizer runtime
+/// nothing reads these variables.
+fn sanitizer_options(name: &str) -> std::ffi::OsString {
+    let mut options = std::env::var_os(name).unwrap_or_default();
+    if !options.is_empty() {
+        options.push(":");
+    }
+    options.push("handle_segv=0:handle_sigbus=0");
+    options
+}
+
 /// Runs `child_process_entry` in a child with `mode`; returns whether it
 /// faulted, after checking that it reached the write.
 fn child_faults(mode: &str) -> bool {
@@ -262,6 +282,8 @@ fn child_faults(mode: &str) -> bool {
             "--test-threads=1",
         ])
         .env(CHILD_ENV, mode)
+        .env("ASAN_OPTIONS", sanitizer_options("ASAN_OPTIONS"))
+        .env("TSAN_OPTIONS", sanitizer_options("TSAN_OPTIONS"))
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
