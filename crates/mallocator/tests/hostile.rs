@@ -135,64 +135,90 @@ mod altstack {
         }
     }
 
+    /// The test proper, on a thread whose stack is the top of one mapping
+    /// laid out as `[alternate stack | unreadable | thread stack]`, so that
+    /// a "frame pointer" into the unreadable part lies above the handler's
+    /// frames and below the thread's stack top: a walk that only checked
+    /// those two bounds read it.
+    fn on_thread(alt: usize, alt_len: usize, garbage: usize) {
+        let (_, high) = thread_stack();
+        assert!(
+            alt < garbage && garbage < high,
+            "the layout this test needs"
+        );
+        let stack = libc::stack_t {
+            ss_sp: alt as *mut _,
+            ss_flags: 0,
+            ss_size: alt_len,
+        };
+        // SAFETY: `stack` describes our own writable mapping.
+        assert_eq!(
+            unsafe { libc::sigaltstack(&stack, core::ptr::null_mut()) },
+            0
+        );
+        // SAFETY: an all-zero `sigaction` is valid; the handler is a
+        // plain function.
+        let mut action: libc::sigaction = unsafe { core::mem::zeroed() };
+        action.sa_sigaction = on_signal as extern "C" fn(i32) as usize;
+        action.sa_flags = libc::SA_ONSTACK;
+        // SAFETY: installs the handler for SIGUSR1.
+        assert_eq!(
+            unsafe { libc::sigaction(libc::SIGUSR1, &action, core::ptr::null_mut()) },
+            0
+        );
+        signal_with_rbp(garbage);
+        let block = BLOCK.load(Ordering::SeqCst);
+        assert_ne!(block, 0, "the handler ran and allocated");
+        // The handler's own frames, cut at the signal frame.
+        let report = FP_TRACKER.report();
+        let frames = report.groups[0].frames.len();
+        println!("CHILD: {frames} frames");
+        assert!((1..10).contains(&frames), "{report}");
+        // SAFETY: `block` came from this tracker.
+        unsafe { FP_TRACKER.valloc().free(block as *mut u8) };
+    }
+
+    /// The layout of [`on_thread`]'s mapping.
+    const ALT: usize = 1 << 18;
+    const GUARD: usize = 1 << 16;
+    const STACK: usize = 8 << 20;
+    static MAPPING: AtomicUsize = AtomicUsize::new(0);
+
+    extern "C" fn thread_main(_: *mut libc::c_void) -> *mut libc::c_void {
+        let base = MAPPING.load(Ordering::SeqCst);
+        let ok = std::panic::catch_unwind(|| on_thread(base, ALT, base + ALT + 64)).is_ok();
+        ok as usize as *mut libc::c_void
+    }
+
     pub(super) fn run() {
-        // On a thread whose stack was mapped before the regions below,
-        // so that they lie under its top (mappings go downwards).
-        std::thread::spawn(|| {
-            const LEN: usize = 1 << 16;
-            let (a, b) = (
-                map(LEN, libc::PROT_READ | libc::PROT_WRITE),
-                map(LEN, libc::PROT_READ | libc::PROT_WRITE),
-            );
-            // The higher mapping becomes unreadable; the lower is the
-            // alternate stack. A "frame pointer" into the unreadable one
-            // lies above the handler's frames and below this thread's
-            // stack top: a walk that only checked those bounds read it.
-            let (alt, guard) = (a.min(b), a.max(b));
-            // SAFETY: `guard` is our own mapping of `LEN` bytes.
+        let base = map(ALT + GUARD + STACK, libc::PROT_READ | libc::PROT_WRITE);
+        // SAFETY: the middle of our own mapping becomes unreadable.
+        assert_eq!(
+            unsafe { libc::mprotect((base + ALT) as *mut _, GUARD, libc::PROT_NONE) },
+            0
+        );
+        MAPPING.store(base, Ordering::SeqCst);
+        // SAFETY: the thread runs on the top part of our mapping, which
+        // outlives it (never unmapped); `attr` is initialised before use
+        // and destroyed once; the thread is joined.
+        let ok = unsafe {
+            let mut attr: libc::pthread_attr_t = core::mem::zeroed();
+            assert_eq!(libc::pthread_attr_init(&mut attr), 0);
             assert_eq!(
-                unsafe { libc::mprotect(guard as *mut _, LEN, libc::PROT_NONE) },
+                libc::pthread_attr_setstack(&mut attr, (base + ALT + GUARD) as *mut _, STACK),
                 0
             );
-            let garbage = guard + 64;
-            let (_, high) = thread_stack();
-            assert!(
-                alt < garbage && garbage < high,
-                "the layout this test needs"
-            );
-            let stack = libc::stack_t {
-                ss_sp: alt as *mut _,
-                ss_flags: 0,
-                ss_size: LEN,
-            };
-            // SAFETY: `stack` describes our own writable mapping.
+            let mut thread: libc::pthread_t = 0;
             assert_eq!(
-                unsafe { libc::sigaltstack(&stack, core::ptr::null_mut()) },
+                libc::pthread_create(&mut thread, &attr, thread_main, core::ptr::null_mut()),
                 0
             );
-            // SAFETY: an all-zero `sigaction` is valid; the handler is a
-            // plain function.
-            let mut action: libc::sigaction = unsafe { core::mem::zeroed() };
-            action.sa_sigaction = on_signal as extern "C" fn(i32) as usize;
-            action.sa_flags = libc::SA_ONSTACK;
-            // SAFETY: installs the handler for SIGUSR1.
-            assert_eq!(
-                unsafe { libc::sigaction(libc::SIGUSR1, &action, core::ptr::null_mut()) },
-                0
-            );
-            signal_with_rbp(garbage);
-            let block = BLOCK.load(Ordering::SeqCst);
-            assert_ne!(block, 0, "the handler ran and allocated");
-            // The handler's own frames, cut at the signal frame.
-            let report = FP_TRACKER.report();
-            let frames = report.groups[0].frames.len();
-            println!("CHILD: {frames} frames");
-            assert!((1..10).contains(&frames), "{report}");
-            // SAFETY: `block` came from this tracker.
-            unsafe { FP_TRACKER.valloc().free(block as *mut u8) };
-        })
-        .join()
-        .unwrap();
+            libc::pthread_attr_destroy(&mut attr);
+            let mut ret = core::ptr::null_mut();
+            assert_eq!(libc::pthread_join(thread, &mut ret), 0);
+            !ret.is_null()
+        };
+        assert!(ok, "the test thread failed");
     }
 
     /// The frame-pointer walk on a signal alternate stack never reads the

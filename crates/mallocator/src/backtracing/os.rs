@@ -133,12 +133,35 @@ pub(crate) fn frame_pointer() -> usize {
     }
 }
 
-/// The address of a local variable of the caller: a lower bound for every
-/// live frame above it.
+/// The stack pointer of the function this is inlined into: a lower bound
+/// for every live frame above it. Read from the register, not taken as
+/// the address of a local: with AddressSanitizer's use-after-return
+/// detection, locals live on a separate "fake stack" on the heap.
 #[inline(always)]
 pub(crate) fn stack_pointer_estimate() -> usize {
-    let marker = 0u8;
-    core::hint::black_box(&marker) as *const u8 as usize
+    #[cfg(all(target_arch = "x86_64", not(miri)))]
+    {
+        let sp: usize;
+        // SAFETY: reads a register; no memory access.
+        unsafe {
+            core::arch::asm!("mov {}, rsp", out(reg) sp, options(nomem, nostack, preserves_flags))
+        };
+        sp
+    }
+    #[cfg(all(target_arch = "aarch64", not(miri)))]
+    {
+        let sp: usize;
+        // SAFETY: reads a register; no memory access.
+        unsafe {
+            core::arch::asm!("mov {}, sp", out(reg) sp, options(nomem, nostack, preserves_flags))
+        };
+        sp
+    }
+    #[cfg(any(miri, not(any(target_arch = "x86_64", target_arch = "aarch64"))))]
+    {
+        let marker = 0u8;
+        core::hint::black_box(&marker) as *const u8 as usize
+    }
 }
 
 /// The unwinder: instruction pointers of the current stack, innermost
