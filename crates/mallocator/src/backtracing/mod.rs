@@ -39,7 +39,7 @@
 //!    coroutine) gets an empty stack, counted in
 //!    [`LeakReport::off_stack_captures`].
 //! 2. **Every lock is fork-safe** (`fork.rs`): all tracker locks are
-//!    [`SpinLock`](sync)s reachable from the fork handlers, which take
+//!    spin locks (`sync.rs`) reachable from the fork handlers, which take
 //!    them all before `fork` and release them on both sides. No other
 //!    library's lock is held across a tracker lock where it can be
 //!    avoided (the unwinder runs without the `backtrace` crate's lock).
