@@ -9,8 +9,9 @@
 //! works on Unix and on Windows (and under Wine).
 #![cfg(not(miri))]
 
+mod common;
+
 use std::io::Write;
-use std::process::Command;
 
 use mallocator::{sys, Arena, ArenaError, CommitPolicy, Protection};
 
@@ -272,20 +273,14 @@ fn sanitizer_options(name: &str) -> std::ffi::OsString {
 /// Runs `child_process_entry` in a child with `mode`; returns whether it
 /// faulted, after checking that it reached the write.
 fn child_faults(mode: &str) -> bool {
-    let exe = std::env::current_exe().unwrap();
-    let out = Command::new(exe)
-        .args([
-            "child_process_entry",
-            "--exact",
-            "--ignored",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(CHILD_ENV, mode)
-        .env("ASAN_OPTIONS", sanitizer_options("ASAN_OPTIONS"))
-        .env("TSAN_OPTIONS", sanitizer_options("TSAN_OPTIONS"))
-        .output()
-        .unwrap();
+    let out = common::run_child_entry(
+        CHILD_ENV,
+        mode,
+        &[
+            ("ASAN_OPTIONS", sanitizer_options("ASAN_OPTIONS")),
+            ("TSAN_OPTIONS", sanitizer_options("TSAN_OPTIONS")),
+        ],
+    );
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         stdout.contains("CHILD: about to write"),

@@ -9,7 +9,8 @@
 //! environment variable naming the case, and checks how the child ended.
 #![cfg(all(target_os = "linux", not(miri)))]
 
-use std::process::Command;
+mod common;
+
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
@@ -51,18 +52,7 @@ fn run_child(case: &str) -> String {
     // is as safe as their malloc makes it): ThreadSanitizer must not stop
     // the child for that. Appended, so it wins over the caller's options.
     let tsan = std::env::var("TSAN_OPTIONS").unwrap_or_default() + ":report_signal_unsafe=0";
-    let out = Command::new(std::env::current_exe().unwrap())
-        .args([
-            "child_process_entry",
-            "--exact",
-            "--ignored",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(CHILD_ENV, case)
-        .env("TSAN_OPTIONS", tsan)
-        .output()
-        .unwrap();
+    let out = common::run_child_entry(CHILD_ENV, case, &[("TSAN_OPTIONS", tsan.into())]);
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(
         out.status.success() && stdout.contains("CHILD: survived"),

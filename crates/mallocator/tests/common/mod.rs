@@ -97,3 +97,28 @@ unsafe impl<T: RawAlloc> RawAlloc for Unsync<T> {
         unsafe { self.0.free(ptr) }
     }
 }
+
+/// Runs this test binary's ignored test `child_process_entry` alone in a
+/// child process, with the environment variable `env` set to `case`
+/// (which tells the child what to do), and returns how it ended: for
+/// tests that must watch a process fault, or survive what would kill it.
+pub fn run_child_entry(
+    env: &str,
+    case: &str,
+    extra_env: &[(&str, std::ffi::OsString)],
+) -> std::process::Output {
+    let mut command = std::process::Command::new(std::env::current_exe().unwrap());
+    command
+        .args([
+            "child_process_entry",
+            "--exact",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(env, case);
+    for (name, value) in extra_env {
+        command.env(name, value);
+    }
+    command.output().unwrap()
+}
