@@ -27,12 +27,17 @@ pub(super) fn each_lock(f: &mut dyn FnMut(&dyn RawLock) -> bool) -> bool {
 }
 
 /// Runs `configure` once per `state`. Any other thread that arrives
-/// meanwhile waits until it is done, so that none of its allocations
-/// runs with a half-applied configuration (an allocation could resolve
-/// the stack mode before the configured one is set, which then went
-/// ignored). The configuring thread itself allocates while configuring
-/// (reading the environment); those allocations, recognised by
-/// `reentered`, go through at once (as the tracker's own).
+/// meanwhile waits until it is done, so that its allocations run with
+/// the whole configuration applied. The configuring thread itself
+/// allocates while configuring (reading the environment); those
+/// allocations, recognised by `reentered`, go through at once (as the
+/// tracker's own).
+///
+/// The wait is bounded (one second): the configuring thread may need a
+/// lock a waiting thread holds (`std::env::var` takes the lock that
+/// `set_var` holds while it allocates). A thread that stops waiting
+/// allocates with the defaults meanwhile; every setting is stored, not
+/// set once, so the configuration still wins when it is applied.
 fn configure_once(state: &AtomicU8, reentered: impl Fn() -> bool, configure: impl FnOnce()) {
     match state.compare_exchange(
         UNCONFIGURED,
@@ -48,13 +53,18 @@ fn configure_once(state: &AtomicU8, reentered: impl Fn() -> bool, configure: imp
         Err(_) if reentered() => {}
         Err(_) => {
             let mut spins = 0u32;
+            let mut deadline = None;
             while state.load(Ordering::Acquire) != CONFIGURED {
                 if spins < 64 {
                     spins += 1;
                     core::hint::spin_loop();
-                } else {
-                    std::thread::yield_now();
+                    continue;
                 }
+                let now = std::time::Instant::now();
+                if now > *deadline.get_or_insert(now + core::time::Duration::from_secs(1)) {
+                    return;
+                }
+                std::thread::yield_now();
             }
         }
     }

@@ -374,6 +374,20 @@ mod tests {
     }
 
     #[test]
+    fn a_configured_mode_replaces_one_resolved_earlier() {
+        // The global tracker's configuration may arrive after another
+        // thread's allocation resolved the default mode: it still wins.
+        let cell = ActiveCell::new();
+        assert_eq!(
+            cell.get_or_resolve(StackMode::Unwind).describe().0,
+            StackMode::Unwind
+        );
+        let wanted = Active::FramePointers(WHY_FORCED_FP);
+        cell.set(wanted);
+        assert_eq!(cell.get_or_resolve(StackMode::Unwind), wanted);
+    }
+
+    #[test]
     fn forced_unwind_is_reported() {
         let (mode, why) = resolve(StackMode::Unwind).describe();
         assert_eq!(mode, StackMode::Unwind);
