@@ -155,6 +155,34 @@ pub struct Checkpoint {
     pos: usize,
 }
 
+impl Checkpoint {
+    /// The checkpoint's parts: the id of its arena and the bump pointer's
+    /// address then (for a C caller, who keeps them in a plain struct).
+    ///
+    /// ```
+    /// let arena = mallocator::Arena::new();
+    /// let cp = arena.checkpoint();
+    /// let (id, pos) = cp.to_raw();
+    /// assert_eq!(pos, arena.ptr() as usize);
+    /// assert_eq!(mallocator::Checkpoint::from_raw(id, pos), cp);
+    /// ```
+    pub fn to_raw(self) -> (u64, usize) {
+        (self.arena, self.pos)
+    }
+
+    /// A checkpoint from the parts [`to_raw`](Self::to_raw) gave. Safe:
+    /// a rollback checks the arena and the position anyway.
+    ///
+    /// ```
+    /// let mut arena = mallocator::Arena::new();
+    /// let forged = mallocator::Checkpoint::from_raw(u64::MAX, 0);
+    /// assert!(arena.try_rollback(forged).is_err());
+    /// ```
+    pub fn from_raw(arena: u64, pos: usize) -> Checkpoint {
+        Checkpoint { arena, pos }
+    }
+}
+
 impl fmt::Debug for Checkpoint {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // The position in hex, as the bump pointer is shown in panics.
@@ -230,6 +258,9 @@ pub enum ArenaError {
         /// Byte offset of the NUL.
         position: usize,
     },
+    /// A [`Checkpoint`] of another arena, or above the bump pointer (see
+    /// [`Arena::try_rollback`]).
+    BadCheckpoint,
     /// A byte string holds characters up to U+00FF only.
     NotLatin1 {
         /// Index (in characters) of the first character above U+00FF.
@@ -255,6 +286,9 @@ impl fmt::Display for ArenaError {
             } => write!(
                 f,
                 "arena: out of memory: {requested} bytes requested, {remaining} bytes left"
+            ),
+            ArenaError::BadCheckpoint => f.write_str(
+                "arena: the checkpoint belongs to another arena or lies above the bump pointer",
             ),
             ArenaError::InteriorNul { position } => {
                 write!(f, "arena: C string has an interior NUL at byte {position}")
@@ -707,6 +741,27 @@ impl<B: Backing> Arena<B> {
             "mallocator::Arena::rollback: {to:?} is not a position of this arena below its bump pointer {:p}",
             self.ptr.get()
         );
+    }
+
+    /// [`rollback`](Self::rollback) that reports a bad checkpoint as
+    /// [`ArenaError::BadCheckpoint`] (and changes nothing) instead of
+    /// panicking: for checkpoints that come from outside Rust's view, such
+    /// as a C caller's.
+    ///
+    /// ```
+    /// let mut arena = mallocator::Arena::new();
+    /// let cp = arena.checkpoint();
+    /// arena.alloc(1u8);
+    /// let later = arena.checkpoint();
+    /// assert!(arena.try_rollback(cp).is_ok());
+    /// assert_eq!(arena.try_rollback(later), Err(mallocator::ArenaError::BadCheckpoint));
+    /// ```
+    pub fn try_rollback(&mut self, to: Checkpoint) -> Result<(), ArenaError> {
+        if self.rewind_within(to) {
+            Ok(())
+        } else {
+            Err(ArenaError::BadCheckpoint)
+        }
     }
 
     /// Moves the bump pointer back to `to` if `to` was taken on this arena

@@ -1,0 +1,253 @@
+//! The leak tracker for C: `mlc_tracker_t`, a `Backtracing` tracker over
+//! any handle.
+
+use core::ffi::{c_char, c_int, CStr};
+
+use mallocator_core::backtracing::{Backtracing, Config, LogTarget};
+
+use crate::error::{fail, fail_null, guard, MLC_ERR_ARGUMENT, MLC_ERR_OS, MLC_OK};
+use crate::handle::{null_argument, MlcValloc};
+
+/// `mlc_tracker_t`: a tracker and the log file it writes to, if any.
+/// Fields drop in order: the tracker, which may write to the file, first.
+pub struct MlcTracker {
+    tracker: Backtracing<'static>,
+    #[cfg(unix)]
+    _log: Option<std::os::fd::OwnedFd>,
+}
+
+/// The tracker behind `t`, or the error recorded.
+///
+/// # Safety
+/// `t` is NULL or a tracker from `mlc_tracker_new*` not yet deleted.
+unsafe fn tracker<'t>(what: &str, t: *const MlcTracker) -> Result<&'t Backtracing<'static>, c_int> {
+    if t.is_null() {
+        return Err(null_argument(&format!("{what}: the tracker")));
+    }
+    // SAFETY: by the caller's promise, `t` is a live `Box<MlcTracker>`;
+    // the tracker is `Sync`.
+    Ok(unsafe { &(*t).tracker })
+}
+
+/// A tracker over `inner`, logging to `log` (`LogTarget::None`: no log).
+///
+/// # Safety
+/// `inner` is valid for as long as the tracker lives, from every thread
+/// that uses the tracker's handle (the header's contract).
+unsafe fn make(
+    what: &str,
+    inner: MlcValloc,
+    log: LogTarget,
+) -> Result<Backtracing<'static>, c_int> {
+    if inner.vt.is_null() {
+        return Err(fail(
+            MLC_ERR_ARGUMENT,
+            format!("{what}: the inner handle is the null handle"),
+        ));
+    }
+    // SAFETY: the caller's promise.
+    let inner = unsafe { inner.to_valloc() };
+    Ok(Backtracing::with_config(
+        inner,
+        Config {
+            log,
+            ..Config::DEFAULT
+        },
+    ))
+}
+
+/// A tracker over `inner`.
+#[no_mangle]
+pub unsafe extern "C" fn mlc_tracker_new(inner: MlcValloc) -> *mut MlcTracker {
+    guard(core::ptr::null_mut(), || {
+        // SAFETY: the header's contract for `inner`.
+        match unsafe { make("mlc_tracker_new", inner, LogTarget::None) } {
+            Ok(tracker) => Box::into_raw(Box::new(MlcTracker {
+                tracker,
+                #[cfg(unix)]
+                _log: None,
+            })),
+            Err(_) => core::ptr::null_mut(),
+        }
+    })
+}
+
+/// A tracker over `inner` that logs every call to the file at `path`.
+#[no_mangle]
+pub unsafe extern "C" fn mlc_tracker_new_with_log(
+    inner: MlcValloc,
+    path: *const c_char,
+) -> *mut MlcTracker {
+    const WHAT: &str = "mlc_tracker_new_with_log";
+    guard(core::ptr::null_mut(), || {
+        if path.is_null() {
+            null_argument(&format!("{WHAT}: the path"));
+            return core::ptr::null_mut();
+        }
+        // SAFETY: a NUL-terminated string (the caller's promise).
+        let Ok(path) = unsafe { CStr::from_ptr(path) }.to_str() else {
+            return fail_null(format!("{WHAT}: the path is not UTF-8"));
+        };
+        if inner.vt.is_null() {
+            return fail_null(format!("{WHAT}: the inner handle is the null handle"));
+        }
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create(true).truncate(true);
+        #[cfg(unix)]
+        {
+            // The log holds addresses: owner-only, and never through a
+            // symbolic link someone else planted.
+            use std::os::unix::fs::OpenOptionsExt;
+            options.mode(0o600).custom_flags(libc::O_NOFOLLOW);
+        }
+        let file = match options.open(path) {
+            Ok(f) => f,
+            Err(e) => {
+                fail(MLC_ERR_OS, format!("{WHAT}: cannot create {path}: {e}"));
+                return core::ptr::null_mut();
+            }
+        };
+        #[cfg(unix)]
+        {
+            use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
+            let owned = OwnedFd::from(file);
+            // SAFETY: the descriptor is owned by the `MlcTracker` built
+            // below, which drops its tracker (the only user of this
+            // borrow) before the descriptor.
+            let fd = unsafe { BorrowedFd::borrow_raw(owned.as_raw_fd()) };
+            // SAFETY: the header's contract for `inner`.
+            match unsafe { make(WHAT, inner, LogTarget::Fd(fd)) } {
+                Ok(tracker) => Box::into_raw(Box::new(MlcTracker {
+                    tracker,
+                    _log: Some(owned),
+                })),
+                Err(_) => core::ptr::null_mut(),
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            // No descriptor to lend here: the tracker reopens the file it
+            // now knows it can create, by a path that lives as long as
+            // the process (a few bytes per tracker).
+            drop(file);
+            let path: &'static str = Box::leak(path.to_owned().into_boxed_str());
+            // SAFETY: the header's contract for `inner`.
+            match unsafe { make(WHAT, inner, LogTarget::Path(path)) } {
+                Ok(tracker) => Box::into_raw(Box::new(MlcTracker { tracker })),
+                Err(_) => core::ptr::null_mut(),
+            }
+        }
+    })
+}
+
+/// A handle allocating through the tracker (the null handle for NULL).
+#[no_mangle]
+pub unsafe extern "C" fn mlc_tracker_valloc(t: *mut MlcTracker) -> MlcValloc {
+    // SAFETY: the header's contract for `t`; the handle points into the
+    // box, which stays put until `mlc_tracker_delete`.
+    match unsafe { tracker("mlc_tracker_valloc", t) } {
+        Ok(t) => MlcValloc::from_valloc(t.valloc()),
+        Err(_) => MlcValloc::NULL,
+    }
+}
+
+/// Live blocks now (0 for NULL).
+#[no_mangle]
+pub unsafe extern "C" fn mlc_tracker_live_blocks(t: *const MlcTracker) -> usize {
+    // SAFETY: the header's contract for `t`.
+    unsafe { tracker("mlc_tracker_live_blocks", t) }.map_or(0, |t| t.live_blocks())
+}
+
+/// Live bytes now (0 for NULL).
+#[no_mangle]
+pub unsafe extern "C" fn mlc_tracker_live_bytes(t: *const MlcTracker) -> usize {
+    // SAFETY: the header's contract for `t`.
+    unsafe { tracker("mlc_tracker_live_bytes", t) }.map_or(0, |t| t.live_bytes())
+}
+
+/// The most bytes live at once (0 for NULL).
+#[no_mangle]
+pub unsafe extern "C" fn mlc_tracker_peak_bytes(t: *const MlcTracker) -> usize {
+    // SAFETY: the header's contract for `t`.
+    unsafe { tracker("mlc_tracker_peak_bytes", t) }.map_or(0, |t| t.peak_bytes())
+}
+
+/// Writes the leak report (text, or JSON if `json != 0`) to `fd`.
+#[no_mangle]
+pub unsafe extern "C" fn mlc_tracker_report(t: *const MlcTracker, fd: c_int, json: c_int) -> c_int {
+    const WHAT: &str = "mlc_tracker_report";
+    guard(MLC_ERR_ARGUMENT, || {
+        // SAFETY: the header's contract for `t`.
+        let t = match unsafe { tracker(WHAT, t) } {
+            Ok(t) => t,
+            Err(code) => return code,
+        };
+        if fd < 0 {
+            return fail(
+                MLC_ERR_ARGUMENT,
+                format!("{WHAT}: bad file descriptor {fd}"),
+            );
+        }
+        let report = t.report();
+        let text = if json != 0 {
+            report.to_json() + "\n"
+        } else {
+            report.to_text()
+        };
+        match write_fd(fd, text.as_bytes()) {
+            Ok(()) => MLC_OK,
+            Err(e) => fail(
+                MLC_ERR_OS,
+                format!("{WHAT}: cannot write to descriptor {fd}: {e}"),
+            ),
+        }
+    })
+}
+
+/// Writes all of `bytes` to the C descriptor `fd`.
+#[cfg(unix)]
+fn write_fd(fd: c_int, mut bytes: &[u8]) -> std::io::Result<()> {
+    while !bytes.is_empty() {
+        // SAFETY: `bytes` is readable for its length; a bad descriptor
+        // only makes `write` fail.
+        let n = unsafe { libc::write(fd, bytes.as_ptr().cast(), bytes.len()) };
+        if n < 0 {
+            let e = std::io::Error::last_os_error();
+            if e.kind() == std::io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e);
+        }
+        bytes = &bytes[n as usize..];
+    }
+    Ok(())
+}
+
+/// Writes all of `bytes` to the C runtime descriptor `fd`.
+#[cfg(windows)]
+fn write_fd(fd: c_int, mut bytes: &[u8]) -> std::io::Result<()> {
+    extern "C" {
+        fn _write(fd: c_int, buf: *const core::ffi::c_void, count: u32) -> c_int;
+    }
+    while !bytes.is_empty() {
+        let chunk = bytes.len().min(1 << 30) as u32;
+        // SAFETY: `bytes` is readable for `chunk` bytes; a bad descriptor
+        // only makes `_write` fail.
+        let n = unsafe { _write(fd, bytes.as_ptr().cast(), chunk) };
+        if n < 0 {
+            return Err(std::io::Error::other("the C runtime's _write failed"));
+        }
+        bytes = &bytes[n as usize..];
+    }
+    Ok(())
+}
+
+/// Deletes the tracker (NULL does nothing).
+#[no_mangle]
+pub unsafe extern "C" fn mlc_tracker_delete(t: *mut MlcTracker) {
+    if !t.is_null() {
+        // SAFETY: `t` came from `Box::into_raw` in `mlc_tracker_new*` and is
+        // deleted once (the caller's promise).
+        drop(unsafe { Box::from_raw(t) });
+    }
+}
