@@ -105,7 +105,11 @@ typedef struct mlc_checkpoint {
 } mlc_checkpoint_t;
 
 /* Reserves capacity bytes of address space (0: one allocation-granularity
- * unit, 64 KiB on Windows) with protection prot. NULL on failure. */
+ * unit, 64 KiB on Windows; else rounded up to the page size). prot must
+ * be MLC_PROT_READ_WRITE or MLC_PROT_READ_WRITE_EXECUTE: an arena is
+ * filled first, so it is created writable (mlc_arena_protect changes that
+ * afterwards). NULL on failure: another or an unknown protection, or the
+ * operating system refusing the reservation. */
 mlc_arena_t *mlc_arena_new(size_t capacity, mlc_protection_t prot);
 
 /* A block of size bytes aligned to align (0 means 1; a power of two),
