@@ -341,7 +341,7 @@ impl ArenaBuilder {
 
 impl Arena {
     /// An arena of one allocation-granularity unit (64 KiB on Windows, a
-    /// page on Unix), read-write, like the seed's default constructor.
+    /// page on Unix), read-write, like the default constructor of the C# `Mallocator.C` it follows.
     ///
     /// # Panics
     ///

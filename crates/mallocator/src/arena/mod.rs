@@ -1,7 +1,7 @@
 //! The bump arena: one contiguous region, a bump pointer, and nothing else
 //! on the fast path.
 //!
-//! [`Arena`] is the Rust version of the seed's `Mallocator.C`: it reserves
+//! [`Arena`] is the Rust version of the C# `Mallocator.C` arena: it reserves
 //! the whole capacity up front (address space only; a 1 TiB arena is fine)
 //! and commits pages in chunks as the bump pointer advances, so addresses
 //! never change. It can also run over a caller-provided buffer
@@ -424,7 +424,7 @@ impl<B: Backing> Arena<B> {
     }
 
     /// The usable size in bytes (for virtual memory: the requested capacity
-    /// rounded up to the page size; the seed's `Size`).
+    /// rounded up to the page size; `Mallocator.C`'s `Size`).
     ///
     /// ```
     /// let arena = mallocator::Arena::with_capacity(10_000).unwrap();
@@ -573,7 +573,7 @@ impl<B: Backing> Arena<B> {
         }
     }
 
-    /// The seed's `Alloc(size, align)`: an uninitialized block, validated
+    /// `Mallocator.C`'s `Alloc(size, align)`: an uninitialized block, validated
     /// by [`request_layout`] (`align == 0` means 16, a non-power-of-two
     /// alignment or an overflowing size is an error, `size == 0` reserves
     /// one byte so the pointer is unique).
@@ -817,7 +817,7 @@ impl<B: Backing> Arena<B> {
         result
     }
 
-    /// Frees everything, keeping the reservation (the seed's `Free()` then
+    /// Frees everything, keeping the reservation (`Mallocator.C`'s `Free()` then
     /// re-use). Committed pages stay committed unless the arena was built
     /// with [`ArenaBuilder::decommit_on_reset`].
     ///

@@ -1,4 +1,4 @@
-//! Slices, strings and bytes for FFI: the seed's `AllocString(s, width)`,
+//! Slices, strings and bytes for FFI: the C# `Mallocator.C` arena's `AllocString(s, width)`,
 //! `AllocBytes` and `AllocByteString`.
 
 use core::alloc::Layout;
@@ -65,7 +65,7 @@ impl<B: Backing> Arena<B> {
         }
     }
 
-    /// Copies bytes into the arena (the seed's `AllocBytes`).
+    /// Copies bytes into the arena (`Mallocator.C`'s `AllocBytes`).
     ///
     /// ```
     /// let arena = mallocator::Arena::new();
@@ -123,7 +123,7 @@ impl<B: Backing> Arena<B> {
         Ok(unsafe { core::str::from_utf8_unchecked(bytes) })
     }
 
-    /// Copies a string as a NUL-terminated C string (the seed's
+    /// Copies a string as a NUL-terminated C string (`Mallocator.C`'s
     /// `AllocString(s, 1)`).
     ///
     /// # Errors
@@ -158,7 +158,7 @@ impl<B: Backing> Arena<B> {
         }
     }
 
-    /// Copies a string as UTF-16 followed by a NUL `u16` (the seed's
+    /// Copies a string as UTF-16 followed by a NUL `u16` (`Mallocator.C`'s
     /// `AllocString(s, 2)`, for Windows' wide strings). Characters outside
     /// the BMP become surrogate pairs. An interior NUL is copied as is (the
     /// [`WideCStr`] has a length; a C reader stops there).
@@ -214,7 +214,7 @@ impl<B: Backing> Arena<B> {
         }
     }
 
-    /// The seed's `AllocByteString`: one byte per character (Latin-1),
+    /// `Mallocator.C`'s `AllocByteString`: one byte per character (Latin-1),
     /// no terminator.
     ///
     /// # Errors

@@ -35,7 +35,7 @@ mod imp;
 mod imp;
 
 /// What the memory of an arena may be used for. Covers the protection
-/// constants of the seed (`PAGE_NOACCESS`, `PAGE_READONLY`,
+/// constants of the C# `Mallocator.C` arena (`PAGE_NOACCESS`, `PAGE_READONLY`,
 /// `PAGE_READWRITE`, `PAGE_EXECUTE_READ`, `PAGE_EXECUTE_READWRITE`).
 ///
 /// ```
