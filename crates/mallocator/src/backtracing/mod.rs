@@ -477,7 +477,8 @@ impl<'a> Backtracing<'a> {
     /// off the known stacks (rule 1 in the module docs).
     #[inline(always)]
     fn capture<'s>(&self, st: &State, storage: &'s mut StackStorage) -> Captured<'s> {
-        let captured = stack::capture(self.active(), self.depth.load(Ordering::Relaxed), storage);
+        let frame_pointers = self.active.walks_frame_pointers(self.stack_mode);
+        let captured = stack::capture(frame_pointers, self.depth.load(Ordering::Relaxed), storage);
         if captured.off_stack {
             st.off_stack.fetch_add(1, Ordering::Relaxed);
         }

@@ -91,6 +91,9 @@ impl Active {
 #[derive(Debug)]
 pub(crate) struct ActiveCell(AtomicU8);
 
+/// How many of [`ACTIVE_VALUES`] (the first ones) walk frame pointers.
+const FRAME_POINTER_VALUES: u8 = 2;
+
 /// Every value an [`ActiveCell`] can hold; it stores the index + 1.
 const ACTIVE_VALUES: [Active; 6] = [
     Active::FramePointers(WHY_FORCED_FP),
@@ -107,11 +110,21 @@ impl ActiveCell {
     }
 
     /// The mode in use, resolving `mode` if not done yet.
-    #[inline]
     pub(crate) fn get_or_resolve(&self, mode: StackMode) -> Active {
         match self.0.load(Ordering::Acquire) {
             0 => self.set(resolve(mode)),
             i => ACTIVE_VALUES[i as usize - 1],
+        }
+    }
+
+    /// Whether captures walk frame pointers (else they unwind), resolving
+    /// `mode` if not done yet: what the hot path needs, without the
+    /// reason (the first entries of `ACTIVE_VALUES` are the walks).
+    #[inline(always)]
+    pub(crate) fn walks_frame_pointers(&self, mode: StackMode) -> bool {
+        match self.0.load(Ordering::Acquire) {
+            0 => matches!(self.set(resolve(mode)), Active::FramePointers(_)),
+            i => i <= FRAME_POINTER_VALUES,
         }
     }
 
@@ -176,7 +189,7 @@ pub(crate) fn resolve(mode: StackMode) -> Active {
 #[inline(never)]
 fn calibrate() -> bool {
     let (mut a, mut b) = ([MaybeUninit::uninit(); 16], [MaybeUninit::uninit(); 24]);
-    let (nw, _, _) = walk(&mut a);
+    let (nw, _) = walk(&mut a);
     let nu = os::unwind(&mut b);
     // SAFETY: the walk and the unwinder initialised that many words.
     let (walked, unwound) = unsafe {
@@ -243,7 +256,11 @@ fn thread_bounds_slow() -> Option<(usize, usize)> {
 /// when built with frame pointers); the unwinder's extra frames are
 /// trimmed by name at report time.
 #[inline(always)]
-pub(crate) fn capture(active: Active, depth: usize, storage: &mut StackStorage) -> Captured<'_> {
+pub(crate) fn capture(
+    frame_pointers: bool,
+    depth: usize,
+    storage: &mut StackStorage,
+) -> Captured<'_> {
     // SAFETY: `[usize; N]` and `[MaybeUninit<usize>; N]` have the same
     // layout, and the latter may hold uninitialised words.
     let all: &mut [MaybeUninit<usize>; MAX_DEPTH] = unsafe {
@@ -252,16 +269,21 @@ pub(crate) fn capture(active: Active, depth: usize, storage: &mut StackStorage) 
             .cast::<[MaybeUninit<usize>; MAX_DEPTH]>()
     };
     let out = &mut all[..depth.min(MAX_DEPTH)];
-    let (len, hash, off_stack) = match active {
-        Active::FramePointers(_) => walk_from(os::frame_pointer(), out),
-        Active::Unwind(_) => (os::unwind(out), 0, false),
+    let (len, hash) = if frame_pointers {
+        walk_from(os::frame_pointer(), out)
+    } else {
+        (os::unwind(out), 0)
     };
+    // Asked again only for an empty walk (rare), keeping the walk's own
+    // code as small as before the check existed.
+    let off_stack = frame_pointers && len == 0 && runs_off_known_stacks();
     // SAFETY: the walk and the unwinder initialise the first `len` words
     // of `out` and report how many.
     let frames = unsafe { core::slice::from_raw_parts(out.as_ptr().cast::<usize>(), len) };
-    let hash = match active {
-        Active::FramePointers(_) => hash,
-        Active::Unwind(_) => hash_stack(frames),
+    let hash = if frame_pointers {
+        hash
+    } else {
+        hash_stack(frames)
     };
     Captured {
         frames,
@@ -273,7 +295,7 @@ pub(crate) fn capture(active: Active, depth: usize, storage: &mut StackStorage) 
 /// The frame-pointer walk from this function's own frame record: its
 /// first frame is the return into its caller.
 #[inline(never)]
-fn walk(out: &mut [MaybeUninit<usize>]) -> (usize, u64, bool) {
+fn walk(out: &mut [MaybeUninit<usize>]) -> (usize, u64) {
     walk_from(os::frame_pointer(), out)
 }
 
@@ -282,21 +304,21 @@ fn walk(out: &mut [MaybeUninit<usize>]) -> (usize, u64, bool) {
 /// frame pointer, return address]`; it is read only if it lies in `[our
 /// frame, top of the stack we run on)`, is aligned, and is above the
 /// previous one (the rule in the module docs).
-/// Returns the number of frames written, their [`hash_stack`], and
-/// whether the code runs on an unknown stack (no frames then).
+/// Returns the number of frames written and their [`hash_stack`]; none
+/// when the code runs on a stack it does not know.
 #[inline(always)]
-fn walk_from(mut fp: usize, out: &mut [MaybeUninit<usize>]) -> (usize, u64, bool) {
+fn walk_from(mut fp: usize, out: &mut [MaybeUninit<usize>]) -> (usize, u64) {
     const WORD: usize = core::mem::size_of::<usize>();
     let mut hash = HASH_SEED;
     let sp = os::stack_pointer_estimate();
     let Some(high) = top_of_current_stack(sp) else {
-        return (0, hash_finish(hash, 0), true);
+        return (0, hash_finish(hash, 0));
     };
     // The highest address a record may start at.
     let limit = high.saturating_sub(2 * WORD);
     // Records only go up from here (each next one must lie above `fp`).
     if fp < sp || fp > limit || fp % WORD != 0 {
-        return (0, hash_finish(hash, 0), false);
+        return (0, hash_finish(hash, 0));
     }
     // Invariant from here on: `fp` is aligned and lies in
     // `[our frame, limit]`: inside the stack this code runs on, between
@@ -328,7 +350,14 @@ fn walk_from(mut fp: usize, out: &mut [MaybeUninit<usize>]) -> (usize, u64, bool
         }
         fp = next;
     }
-    (n, hash_finish(hash, n), false)
+    (n, hash_finish(hash, n))
+}
+
+/// Whether the calling code runs on a stack the walk does not know.
+#[cold]
+#[inline(never)]
+fn runs_off_known_stacks() -> bool {
+    top_of_current_stack(os::stack_pointer_estimate()).is_none()
 }
 
 /// The top (exclusive) of the stack the stack pointer `sp` lies in: the
@@ -374,6 +403,14 @@ mod tests {
     }
 
     #[test]
+    fn active_values_list_the_walks_first() {
+        for (i, a) in ACTIVE_VALUES.iter().enumerate() {
+            let walks = matches!(a, Active::FramePointers(_));
+            assert_eq!(walks, i < FRAME_POINTER_VALUES as usize, "{a:?}");
+        }
+    }
+
+    #[test]
     fn a_configured_mode_replaces_one_resolved_earlier() {
         // The global tracker's configuration may arrive after another
         // thread's allocation resolved the default mode: it still wins.
@@ -385,6 +422,9 @@ mod tests {
         let wanted = Active::FramePointers(WHY_FORCED_FP);
         cell.set(wanted);
         assert_eq!(cell.get_or_resolve(StackMode::Unwind), wanted);
+        assert!(cell.walks_frame_pointers(StackMode::Unwind));
+        cell.set(Active::Unwind(WHY_BROKEN));
+        assert!(!cell.walks_frame_pointers(StackMode::FramePointers));
     }
 
     #[test]
@@ -401,10 +441,10 @@ mod tests {
         // when built with -C force-frame-pointers=yes; otherwise the walk
         // may be short, but never crashes and never returns zeroes.
         let (mut a, mut b) = (StackStorage::uninit(), StackStorage::uninit());
-        let walked = capture(Active::FramePointers(""), MAX_DEPTH, &mut a);
+        let walked = capture(true, MAX_DEPTH, &mut a);
         assert!(walked.frames.iter().all(|&ip| ip != 0));
         assert_eq!(walked.hash, hash_stack(walked.frames));
-        let unwound = capture(Active::Unwind(""), 5, &mut b);
+        let unwound = capture(false, 5, &mut b);
         assert_eq!(
             unwound.frames.len(),
             5,
