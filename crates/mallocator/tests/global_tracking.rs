@@ -130,7 +130,41 @@ fn exit_report_and_log_from_the_environment() {
     let _ = std::fs::remove_file(log);
 }
 
-/// Run only as the child of the test above.
+#[test]
+#[cfg_attr(miri, ignore)] // spawns a process
+fn bad_settings_warn_once_on_stderr() {
+    if std::env::var_os("BT_CHILD").is_some() {
+        return;
+    }
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "child_leaks_on_purpose",
+            "--test-threads=1",
+            "--include-ignored",
+        ])
+        .env("BT_CHILD", "1")
+        .env("MALLOCATOR_DEPTH", "deep")
+        .env("MALLOCATOR_STACKS", "dwarf")
+        .env("MALLOCATOR_LOG", "/nonexistent-dir/alloc.log")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    for expected in [
+        "mallocator: MALLOCATOR_DEPTH=deep is not a number; using 32",
+        "mallocator: MALLOCATOR_STACKS=dwarf is not auto, fp or unwind",
+        "mallocator: MALLOCATOR_LOG: cannot create /nonexistent-dir/alloc.log",
+    ] {
+        assert_eq!(
+            stderr.matches(expected).count(),
+            1,
+            "{expected:?} in {stderr}"
+        );
+    }
+}
+
+/// Run only as the child of the tests above.
 #[test]
 #[ignore = "run by exit_report_and_log_from_the_environment"]
 fn child_leaks_on_purpose() {

@@ -4,9 +4,10 @@ use core::alloc::{GlobalAlloc, Layout};
 use core::sync::atomic::{AtomicU8, Ordering};
 
 use super::os::{self, Sink};
+use super::settings::{self, LogSetting};
 use super::sync::{RawLock, SpinLock};
 use super::thread::Busy;
-use super::{stack, Backtracing, Config, LogTarget, StackMode, MAX_DEPTH};
+use super::{stack, Backtracing, Config, LogTarget};
 use crate::valloc::Valloc;
 
 /// The one process-wide tracker behind every [`GlobalBacktracing`].
@@ -110,7 +111,11 @@ pub enum ExitReport {
 /// | `MALLOCATOR_LOG=stdout\|stderr\|<path>` | log mode (the C format) |
 /// | `MALLOCATOR_DEPTH=<n>` | frames per stack (default 32, max 64) |
 /// | `MALLOCATOR_STACKS=auto\|fp\|unwind` | [`StackMode`] |
-/// | `MALLOCATOR_FREE_STACKS=0` | no stack on free ([`Config::free_stacks`]) |
+/// | `MALLOCATOR_FREE_STACKS=0\|1` | no stack on free ([`Config::free_stacks`]) |
+///
+/// A value it cannot use (not a number, an unknown mode, a log file that
+/// cannot be created) is reported once on standard error, naming the
+/// variable and what is used instead.
 ///
 /// ```no_run
 /// use mallocator::backtracing::GlobalBacktracing;
@@ -193,40 +198,24 @@ impl GlobalBacktracing {
         configure_once(&CONFIG_STATE, || Busy::inside(epoch), || self.apply(epoch));
     }
 
-    /// Reads the environment (as this instance says) into [`TRACKER`].
+    /// Reads the environment (as this instance says) into [`TRACKER`];
+    /// warns once on standard error for every value it cannot use.
     fn apply(&self, epoch: u64) {
         let _busy = Busy::enter(epoch);
-        let env = |name: &str| {
-            if self.from_env
-                || (name.starts_with("MALLOCATOR_LEAKS") && self.exit == ExitReport::FromEnv)
-            {
-                std::env::var(name).ok().filter(|v| !v.is_empty())
-            } else {
-                None
-            }
-        };
-        let depth = env("MALLOCATOR_DEPTH")
-            .and_then(|d| d.parse::<usize>().ok())
-            .unwrap_or(self.config.depth)
-            .min(MAX_DEPTH);
-        TRACKER.depth.store(depth, Ordering::Relaxed);
-        let free_stacks = match env("MALLOCATOR_FREE_STACKS").as_deref() {
-            Some("0") => false,
-            Some(_) => true,
-            None => self.config.free_stacks,
-        };
-        TRACKER.free_stacks.store(free_stacks, Ordering::Relaxed);
-        let mode = match env("MALLOCATOR_STACKS").as_deref() {
-            Some("fp") => StackMode::FramePointers,
-            Some("unwind") => StackMode::Unwind,
-            Some("auto") => StackMode::Auto,
-            _ => self.config.stack_mode,
-        };
-        TRACKER.active.set(stack::resolve(mode));
-        match env("MALLOCATOR_LOG").as_deref() {
-            Some("stdout") => TRACKER.set_log(LogTarget::Stdout),
-            Some("stderr") => TRACKER.set_log(LogTarget::Stderr),
-            Some(path) => match Sink::create(path) {
+        let (settings, mut warnings) =
+            settings::settings(self.config, self.exit, self.from_env, &|name| {
+                std::env::var(name).ok()
+            });
+        TRACKER.depth.store(settings.depth, Ordering::Relaxed);
+        TRACKER
+            .free_stacks
+            .store(settings.free_stacks, Ordering::Relaxed);
+        TRACKER.active.set(stack::resolve(settings.stack_mode));
+        match settings.log {
+            LogSetting::Config(target) => TRACKER.set_log(target),
+            LogSetting::Stdout => TRACKER.set_log(LogTarget::Stdout),
+            LogSetting::Stderr => TRACKER.set_log(LogTarget::Stderr),
+            LogSetting::Path(path) => match Sink::create(&path) {
                 Ok(sink) => {
                     if let Some(st) = TRACKER.state() {
                         st.log.set_sink(sink);
@@ -234,26 +223,16 @@ impl GlobalBacktracing {
                     }
                 }
                 Err(e) => {
-                    let msg = format!("mallocator: MALLOCATOR_LOG: cannot create {path}: {e}\n");
-                    os::write_all(&Sink::stderr(), msg.as_bytes());
+                    warnings.push(format!("MALLOCATOR_LOG: cannot create {path}: {e}; no log"))
                 }
             },
-            None => TRACKER.set_log(self.config.log),
         }
-        let json = env("MALLOCATOR_LEAKS_FORMAT").as_deref() == Some("json");
-        let dest = match self.exit {
-            ExitReport::None => None,
-            ExitReport::Stderr => Some((None, json)),
-            ExitReport::Path(p) => Some((Some(p.to_owned()), json)),
-            ExitReport::FromEnv => match env("MALLOCATOR_LEAKS") {
-                Some(v) if v == "stderr" => Some((None, json)),
-                Some(path) => Some((Some(path), json)),
-                None => None,
-            },
-        };
-        if dest.is_some() {
-            *EXIT_DEST.lock() = dest;
+        if let Some(dest) = settings.exit {
+            *EXIT_DEST.lock() = Some((dest.path, dest.json));
             os::at_exit(write_exit_report);
+        }
+        for w in warnings {
+            os::write_all(&Sink::stderr(), format!("mallocator: {w}\n").as_bytes());
         }
     }
 }

@@ -85,6 +85,7 @@ mod os;
 mod peak;
 mod report;
 mod scope;
+mod settings;
 mod stack;
 mod state;
 mod sync;

@@ -1,0 +1,236 @@
+//! The global tracker's settings: one pure function from its instance's
+//! configuration and the environment to what it will do, with a warning
+//! for every value it cannot use (never silently ignored).
+
+use super::global::ExitReport;
+use super::{Config, LogTarget, StackMode, MAX_DEPTH};
+
+/// Where log mode writes, as configured.
+#[derive(Debug, Clone)]
+pub(crate) enum LogSetting {
+    /// As the instance's [`Config::log`] says.
+    Config(LogTarget),
+    /// `MALLOCATOR_LOG=stdout`.
+    Stdout,
+    /// `MALLOCATOR_LOG=stderr`.
+    Stderr,
+    /// `MALLOCATOR_LOG=<path>`: a file to create.
+    Path(String),
+}
+
+/// Where the exit report goes: a file (`None`: standard error), and
+/// whether as JSON.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ExitDest {
+    pub(crate) path: Option<String>,
+    pub(crate) json: bool,
+}
+
+/// What the global tracker is set to.
+#[derive(Debug, Clone)]
+pub(crate) struct Settings {
+    pub(crate) depth: usize,
+    pub(crate) free_stacks: bool,
+    pub(crate) stack_mode: StackMode,
+    pub(crate) log: LogSetting,
+    pub(crate) exit: Option<ExitDest>,
+}
+
+/// The settings for an instance configured with `config` and `exit`,
+/// reading the environment through `var` (an empty value counts as
+/// unset): all of it when `from_env`, else only the exit report's
+/// variables, and only for [`ExitReport::FromEnv`]. Returns the warnings
+/// for values it could not use (each names the variable and what was
+/// used instead).
+pub(crate) fn settings(
+    config: Config,
+    exit: ExitReport,
+    from_env: bool,
+    var: &dyn Fn(&str) -> Option<String>,
+) -> (Settings, Vec<String>) {
+    let mut warnings = Vec::new();
+    let env = |name: &str| {
+        let wanted =
+            from_env || (name.starts_with("MALLOCATOR_LEAKS") && exit == ExitReport::FromEnv);
+        if wanted {
+            var(name).filter(|v| !v.is_empty())
+        } else {
+            None
+        }
+    };
+    let mut depth = config.depth.min(MAX_DEPTH);
+    if let Some(v) = env("MALLOCATOR_DEPTH") {
+        match v.trim().parse::<usize>() {
+            Ok(n) if n > MAX_DEPTH => {
+                warnings.push(format!(
+                    "MALLOCATOR_DEPTH={v} is more than {MAX_DEPTH}; using {MAX_DEPTH}"
+                ));
+                depth = MAX_DEPTH;
+            }
+            Ok(n) => depth = n,
+            Err(_) => warnings.push(format!(
+                "MALLOCATOR_DEPTH={v} is not a number; using {depth}"
+            )),
+        }
+    }
+    let mut free_stacks = config.free_stacks;
+    if let Some(v) = env("MALLOCATOR_FREE_STACKS") {
+        match v.as_str() {
+            "0" | "false" | "no" => free_stacks = false,
+            "1" | "true" | "yes" => free_stacks = true,
+            _ => warnings.push(format!(
+                "MALLOCATOR_FREE_STACKS={v} is not 0 or 1; using {}",
+                u8::from(free_stacks)
+            )),
+        }
+    }
+    let mut stack_mode = config.stack_mode;
+    if let Some(v) = env("MALLOCATOR_STACKS") {
+        match v.as_str() {
+            "auto" => stack_mode = StackMode::Auto,
+            "fp" => stack_mode = StackMode::FramePointers,
+            "unwind" => stack_mode = StackMode::Unwind,
+            _ => warnings.push(format!(
+                "MALLOCATOR_STACKS={v} is not auto, fp or unwind; using {stack_mode:?}"
+            )),
+        }
+    }
+    let log = match env("MALLOCATOR_LOG") {
+        Some(v) if v == "stdout" => LogSetting::Stdout,
+        Some(v) if v == "stderr" => LogSetting::Stderr,
+        Some(path) => LogSetting::Path(path),
+        None => LogSetting::Config(config.log),
+    };
+    let mut json = false;
+    if let Some(v) = env("MALLOCATOR_LEAKS_FORMAT") {
+        match v.as_str() {
+            "json" => json = true,
+            "text" => json = false,
+            _ => warnings.push(format!(
+                "MALLOCATOR_LEAKS_FORMAT={v} is not text or json; using text"
+            )),
+        }
+    }
+    let exit = match exit {
+        ExitReport::None => None,
+        ExitReport::Stderr => Some(ExitDest { path: None, json }),
+        ExitReport::Path(p) => Some(ExitDest {
+            path: Some(p.to_owned()),
+            json,
+        }),
+        ExitReport::FromEnv => env("MALLOCATOR_LEAKS").map(|v| ExitDest {
+            path: (v != "stderr").then_some(v),
+            json,
+        }),
+    };
+    let settings = Settings {
+        depth,
+        free_stacks,
+        stack_mode,
+        log,
+        exit,
+    };
+    (settings, warnings)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with(vars: &[(&str, &str)]) -> (Settings, Vec<String>) {
+        let vars: Vec<(String, String)> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        settings(Config::DEFAULT, ExitReport::FromEnv, true, &|name| {
+            vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
+        })
+    }
+
+    #[test]
+    fn defaults_without_variables() {
+        let (s, warnings) = with(&[]);
+        assert!(warnings.is_empty());
+        assert_eq!(
+            (s.depth, s.free_stacks, s.stack_mode),
+            (32, true, StackMode::Auto)
+        );
+        assert_eq!(s.exit, None);
+        assert!(matches!(s.log, LogSetting::Config(LogTarget::None)));
+    }
+
+    #[test]
+    fn good_values_are_used() {
+        let (s, warnings) = with(&[
+            ("MALLOCATOR_DEPTH", "8"),
+            ("MALLOCATOR_FREE_STACKS", "0"),
+            ("MALLOCATOR_STACKS", "unwind"),
+            ("MALLOCATOR_LOG", "/tmp/x.log"),
+            ("MALLOCATOR_LEAKS", "stderr"),
+            ("MALLOCATOR_LEAKS_FORMAT", "json"),
+        ]);
+        assert!(warnings.is_empty(), "{warnings:?}");
+        assert_eq!(
+            (s.depth, s.free_stacks, s.stack_mode),
+            (8, false, StackMode::Unwind)
+        );
+        assert!(matches!(&s.log, LogSetting::Path(p) if p == "/tmp/x.log"));
+        assert_eq!(
+            s.exit,
+            Some(ExitDest {
+                path: None,
+                json: true
+            })
+        );
+        let (s, _) = with(&[
+            ("MALLOCATOR_LEAKS", "leaks.txt"),
+            ("MALLOCATOR_LOG", "stdout"),
+        ]);
+        assert_eq!(
+            s.exit,
+            Some(ExitDest {
+                path: Some("leaks.txt".into()),
+                json: false
+            })
+        );
+        assert!(matches!(s.log, LogSetting::Stdout));
+    }
+
+    #[test]
+    fn every_bad_value_warns_and_falls_back() {
+        let (s, warnings) = with(&[
+            ("MALLOCATOR_DEPTH", "deep"),
+            ("MALLOCATOR_FREE_STACKS", "maybe"),
+            ("MALLOCATOR_STACKS", "dwarf"),
+            ("MALLOCATOR_LEAKS_FORMAT", "xml"),
+        ]);
+        assert_eq!(
+            (s.depth, s.free_stacks, s.stack_mode),
+            (32, true, StackMode::Auto)
+        );
+        assert_eq!(warnings.len(), 4, "{warnings:?}");
+        for (w, var) in warnings
+            .iter()
+            .zip(["DEPTH", "FREE_STACKS", "STACKS", "LEAKS_FORMAT"])
+        {
+            assert!(w.starts_with(&format!("MALLOCATOR_{var}=")), "{w}");
+        }
+        let (s, warnings) = with(&[("MALLOCATOR_DEPTH", "1000")]);
+        assert_eq!(s.depth, MAX_DEPTH);
+        assert_eq!(warnings.len(), 1);
+    }
+
+    #[test]
+    fn empty_values_are_unset_and_a_program_config_ignores_the_environment() {
+        let (s, warnings) = with(&[("MALLOCATOR_DEPTH", ""), ("MALLOCATOR_LEAKS", "")]);
+        assert!(warnings.is_empty());
+        assert_eq!((s.depth, s.exit), (32, None));
+        let config = Config {
+            depth: 4,
+            ..Config::DEFAULT
+        };
+        let (s, warnings) = settings(config, ExitReport::None, false, &|_| Some("junk".into()));
+        assert!(warnings.is_empty(), "unread variables cannot be wrong");
+        assert_eq!((s.depth, s.exit), (4, None));
+    }
+}
