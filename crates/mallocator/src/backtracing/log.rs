@@ -61,9 +61,66 @@ enum Output {
     Failed,
 }
 
-/// The log: its target, opened at the first event, and the record buffer.
+/// The log: its target, opened at the first event, the record buffer,
+/// and the frame lines already described.
 pub(crate) struct Log {
-    inner: SpinLock<(Output, SysVec<u8>)>,
+    inner: SpinLock<(Output, SysVec<u8>, LineCache)>,
+}
+
+/// Frame lines already described, by instruction pointer: asking the
+/// loader (`dladdr`) costs thousands of instructions, and a program's
+/// allocation sites repeat. Direct-mapped ([`CACHE_SLOTS`] slots, a newer
+/// line replaces an older one in its slot); the lines' text is kept in one
+/// buffer of at most [`CACHE_TEXT`] bytes, emptied with the slots when
+/// full. A line stays as first described: code unloaded with `dlclose`
+/// and other code loaded at the same address keeps the old name.
+struct LineCache {
+    /// `(ip, start, len)` of each slot's line in `text`; ip 0: empty.
+    slots: SysVec<(usize, u32, u32)>,
+    text: SysVec<u8>,
+}
+
+/// Slots of the [`LineCache`] (a power of two).
+const CACHE_SLOTS: usize = 4096;
+/// Most bytes of cached line text.
+const CACHE_TEXT: usize = 1 << 20;
+
+impl LineCache {
+    const fn new() -> Self {
+        LineCache {
+            slots: sys_vec(),
+            text: sys_vec(),
+        }
+    }
+
+    /// Appends the frame line of `ip` to `buf`, from the cache when it
+    /// has it (the cache is skipped if its memory cannot be had).
+    fn line(&mut self, ip: usize, buf: &mut SysVec<u8>) {
+        if self.slots.is_empty() {
+            if self.slots.try_reserve_exact(CACHE_SLOTS).is_err() {
+                return describe_ip(ip, buf);
+            }
+            self.slots.resize(CACHE_SLOTS, (0, 0, 0));
+        }
+        let slot = ((ip as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 52) as usize % CACHE_SLOTS;
+        let (cached, start, len) = self.slots[slot];
+        if cached == ip && ip != 0 {
+            append(buf, &self.text[start as usize..(start + len) as usize]);
+            return;
+        }
+        let from = buf.len();
+        describe_ip(ip, buf);
+        let line = &buf[from..];
+        if self.text.len() + line.len() > CACHE_TEXT {
+            self.text.clear();
+            self.slots.iter_mut().for_each(|s| *s = (0, 0, 0));
+        }
+        if self.text.try_reserve(line.len()).is_ok() {
+            let start = self.text.len();
+            append(&mut self.text, line);
+            self.slots[slot] = (ip, start as u32, line.len() as u32);
+        }
+    }
 }
 
 impl core::fmt::Debug for Log {
@@ -75,7 +132,7 @@ impl core::fmt::Debug for Log {
 impl Log {
     pub(crate) const fn new(target: LogTarget) -> Self {
         Log {
-            inner: SpinLock::new((Output::Closed(target), sys_vec())),
+            inner: SpinLock::new((Output::Closed(target), sys_vec(), LineCache::new())),
         }
     }
 
@@ -94,10 +151,16 @@ impl Log {
         &self.inner
     }
 
-    /// Formats one record with `fill` and writes it.
-    pub(crate) fn write(&self, fill: impl FnOnce(&mut SysVec<u8>)) {
+    /// Writes the record of an allocation (`alloc`: `Some((align,
+    /// size))`) or a free of `addr`, with its stack's `frames`.
+    pub(crate) fn write_record(
+        &self,
+        addr: usize,
+        alloc: Option<(usize, usize)>,
+        frames: &[usize],
+    ) {
         let mut guard = self.inner.lock();
-        let (state, buf) = &mut *guard;
+        let (state, buf, cache) = &mut *guard;
         if let Output::Closed(target) = *state {
             *state = match target {
                 LogTarget::None => Output::Failed,
@@ -109,23 +172,69 @@ impl Log {
                 LogTarget::Callback(f) => Output::Callback(f),
             };
         }
+        if matches!(state, Output::Closed(_) | Output::Failed) {
+            return;
+        }
         buf.clear();
+        format_record(buf, addr, alloc, frames, &mut |ip, buf| cache.line(ip, buf));
         match state {
-            Output::Open(sink) => {
-                fill(buf);
-                os::write_all(sink, buf);
-            }
-            Output::Callback(f) => {
-                fill(buf);
-                f(buf);
-            }
+            Output::Open(sink) => os::write_all(sink, buf),
+            Output::Callback(f) => f(buf),
             Output::Closed(_) | Output::Failed => {}
         }
     }
 }
 
+/// Appends one frame line in glibc's `backtrace_symbols_fd` format:
+/// `file(symbol+0xoff)[0xip]`, `file(+0xoff)[0xip]` when the address has
+/// no dynamic symbol (offset from the object's load address), or
+/// `[0xip]` when it is in no known object.
+fn describe_ip(ip: usize, buf: &mut SysVec<u8>) {
+    os::with_code_site(ip, |site| {
+        let Some(site) = site.filter(|s| !s.object.is_empty()) else {
+            return;
+        };
+        append(buf, site.object);
+        if site.symbol.is_some() || site.base != 0 {
+            buf.push(b'(');
+            if let Some(symbol) = site.symbol {
+                append(buf, symbol);
+            }
+            if ip >= site.base {
+                append(buf, b"+0x");
+                push_hex(buf, (ip - site.base) as u64, 1);
+            } else {
+                append(buf, b"-0x");
+                push_hex(buf, (site.base - ip) as u64, 1);
+            }
+            buf.push(b')');
+        }
+    });
+    append(buf, b"[0x");
+    push_hex(buf, ip as u64, 1);
+    append(buf, b"]\n");
+}
+
+/// Appends `bytes` to `buf` with one copy (`extend_from_slice` of this
+/// vector type copies element by element: a third of log mode's time).
+fn append(buf: &mut SysVec<u8>, bytes: &[u8]) {
+    buf.reserve(bytes.len());
+    // SAFETY: `reserve` made room for `bytes.len()` more bytes past the
+    // length; `bytes` cannot overlap that spare capacity (it is not part
+    // of the vector's initialised bytes, and `buf` is borrowed mutably);
+    // those bytes are initialised by the copy before the length covers them.
+    unsafe {
+        core::ptr::copy_nonoverlapping(
+            bytes.as_ptr(),
+            buf.as_mut_ptr().add(buf.len()),
+            bytes.len(),
+        );
+        buf.set_len(buf.len() + bytes.len());
+    }
+}
+
 /// Appends `v` in lowercase hex, at least `width` digits.
-pub(crate) fn push_hex(buf: &mut SysVec<u8>, v: u64, width: usize) {
+fn push_hex(buf: &mut SysVec<u8>, v: u64, width: usize) {
     let digits = (16 - (v.leading_zeros() as usize) / 4).max(width).max(1);
     for i in (0..digits).rev() {
         let d = ((v >> (4 * i)) & 0xf) as usize;
@@ -134,7 +243,7 @@ pub(crate) fn push_hex(buf: &mut SysVec<u8>, v: u64, width: usize) {
 }
 
 /// Appends `v` in decimal.
-pub(crate) fn push_dec(buf: &mut SysVec<u8>, v: u64) {
+fn push_dec(buf: &mut SysVec<u8>, v: u64) {
     let mut tmp = [0u8; 20];
     let mut i = tmp.len();
     let mut v = v;
@@ -146,26 +255,29 @@ pub(crate) fn push_dec(buf: &mut SysVec<u8>, v: u64) {
             break;
         }
     }
-    buf.extend_from_slice(&tmp[i..]);
+    append(buf, &tmp[i..]);
 }
 
 /// One record: `+++ ALLOC:n:0x<addr>:<align>:<size>` when `alloc` is
 /// `Some((align, size))`, else `+++ FREE:n:0x<addr>`; then the frames
 /// and `---`.
-pub(crate) fn format_record(
+fn format_record(
     buf: &mut SysVec<u8>,
     addr: usize,
     alloc: Option<(usize, usize)>,
     frames: &[usize],
-    describe: fn(usize, &mut SysVec<u8>),
+    describe: &mut dyn FnMut(usize, &mut SysVec<u8>),
 ) {
-    buf.extend_from_slice(if alloc.is_some() {
-        b"+++ ALLOC:"
-    } else {
-        b"+++ FREE:"
-    });
+    append(
+        buf,
+        if alloc.is_some() {
+            b"+++ ALLOC:"
+        } else {
+            b"+++ FREE:"
+        },
+    );
     push_dec(buf, frames.len() as u64);
-    buf.extend_from_slice(b":0x");
+    append(buf, b":0x");
     push_hex(buf, addr as u64, 16);
     if let Some((align, size)) = alloc {
         buf.push(b':');
@@ -177,7 +289,7 @@ pub(crate) fn format_record(
     for &ip in frames {
         describe(ip, buf);
     }
-    buf.extend_from_slice(b"---\n");
+    append(buf, b"---\n");
 }
 
 #[cfg(test)]
@@ -207,6 +319,37 @@ mod tests {
     }
 
     #[test]
+    fn cached_lines_are_the_described_lines() {
+        let mut cache = LineCache::new();
+        // This function's own address: a line with an object and a symbol
+        // where `dladdr` exists; then addresses in no object.
+        let here = cached_lines_are_the_described_lines as fn() as usize;
+        let ips: Vec<usize> = [here, here + 1]
+            .into_iter()
+            .chain((1..200).map(|i| i * 4096))
+            .collect();
+        for round in 0..3 {
+            for &ip in &ips {
+                let (mut direct, mut cached) = (sys_vec(), sys_vec());
+                describe_ip(ip, &mut direct);
+                cache.line(ip, &mut cached);
+                assert_eq!(text(&cached), text(&direct), "ip {ip:#x}, round {round}");
+            }
+        }
+        // More text than the cache keeps: it starts over, still right.
+        let n = if cfg!(miri) { 200 } else { CACHE_TEXT / 8 };
+        for i in 0..n {
+            let mut line = sys_vec();
+            cache.line(0x1000_0000 + i * 8, &mut line);
+        }
+        assert!(cache.text.len() <= CACHE_TEXT);
+        let (mut direct, mut cached) = (sys_vec(), sys_vec());
+        describe_ip(here, &mut direct);
+        cache.line(here, &mut cached);
+        assert_eq!(text(&cached), text(&direct));
+    }
+
+    #[test]
     fn records_match_the_c_format() {
         let mut b = sys_vec();
         format_record(
@@ -214,9 +357,9 @@ mod tests {
             0x1234,
             Some((16, 40)),
             &[0xaa, 0xbb],
-            os::describe_ip,
+            &mut describe_ip,
         );
-        format_record(&mut b, 0, None, &[], os::describe_ip);
+        format_record(&mut b, 0, None, &[], &mut describe_ip);
         let t = text(&b);
         let lines: Vec<&str> = t.lines().collect();
         assert_eq!(lines[0], "+++ ALLOC:2:0x0000000000001234:16:40");

@@ -576,15 +576,8 @@ impl<'a> Backtracing<'a> {
         };
         ptr = self.keep(st, ptr, size, align_log2, stack, stamp);
         if self.log_on.load(Ordering::Relaxed) {
-            st.log.write(|buf| {
-                log::format_record(
-                    buf,
-                    ptr as usize,
-                    Some((align, size)),
-                    captured.frames,
-                    os::describe_ip,
-                )
-            });
+            st.log
+                .write_record(ptr as usize, Some((align, size)), captured.frames);
         }
         drop(busy);
         ptr
@@ -660,9 +653,7 @@ impl<'a> Backtracing<'a> {
             if log_on || self.free_stacks.load(Ordering::Relaxed) {
                 let stack = self.capture(st, &mut storage);
                 if log_on {
-                    st.log.write(|buf| {
-                        log::format_record(buf, ptr as usize, None, stack.frames, os::describe_ip)
-                    });
+                    st.log.write_record(ptr as usize, None, stack.frames);
                 }
                 frames = stack.frames;
             }

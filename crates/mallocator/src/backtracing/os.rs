@@ -9,7 +9,7 @@
 //! * [`frame_pointer`]: the frame-pointer register of the caller;
 //! * [`unwind`]: the `backtrace` crate's unwinder (or the stand-in);
 //! * [`symbolize`]: function, file and line of an instruction pointer;
-//! * [`describe_ip`]: a glibc `backtrace_symbols_fd`-style frame line;
+//! * [`with_code_site`]: the object and symbol an address is in (`dladdr`);
 //! * [`Sink`] / [`write_all`]: whole-record writes to a file or stream;
 //! * [`at_exit`]: run a function when the process exits;
 //! * [`at_fork`]: run functions around `fork`.
@@ -18,7 +18,6 @@ use core::mem::MaybeUninit;
 
 use super::report::Frame;
 use super::sync::SpinLock;
-use super::table::SysVec;
 
 /// The current thread's stack bounds `(low, high)`, or `None` when the
 /// platform cannot tell (the frame-pointer walk is then disabled).
@@ -267,57 +266,56 @@ pub(crate) fn symbolize(ip: usize, out: &mut Vec<Frame>) {
     });
 }
 
-/// Appends one frame line in glibc's `backtrace_symbols_fd` format:
-/// `file(symbol+0xoff)[0xip]`, `file(+0xoff)[0xip]` when the address has
-/// no dynamic symbol (offset from the object's load address), or
-/// `[0xip]` when it is in no known object.
+/// What the dynamic loader knows about the code at an address: the path
+/// of the object it is in, the nearest dynamic symbol at or below it, and
+/// the address [`CodeSite::offset`] counts from.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct CodeSite<'a> {
+    /// The object's path as the loader has it (may be relative).
+    pub object: &'a [u8],
+    /// The symbol's name, if the address has one.
+    pub symbol: Option<&'a [u8]>,
+    /// The symbol's address, or the object's load address without one.
+    pub base: usize,
+}
+
+/// Calls `f` with what the loader knows about `ip` (`dladdr`), or `None`
+/// when it is in no known object (or on platforms without `dladdr`).
 #[cfg(all(unix, not(miri)))]
-pub(crate) fn describe_ip(ip: usize, buf: &mut SysVec<u8>) {
-    use super::log::push_hex;
+pub(crate) fn with_code_site<R>(ip: usize, f: impl FnOnce(Option<CodeSite<'_>>) -> R) -> R {
     // SAFETY: `Dl_info` is plain data; all-zero is a valid output buffer.
     let mut info: libc::Dl_info = unsafe { core::mem::zeroed() };
     // SAFETY: `dladdr` only reads the loader's tables; `info` is writable.
     let found = unsafe { libc::dladdr(ip as *const libc::c_void, &mut info) } != 0;
-    if found && !info.dli_fname.is_null() {
-        // SAFETY: `dli_fname` is a NUL-terminated string owned by the loader.
-        let fname = unsafe { core::ffi::CStr::from_ptr(info.dli_fname) }.to_bytes();
-        if !fname.is_empty() {
-            buf.extend_from_slice(fname);
-            let base = if info.dli_sname.is_null() {
-                info.dli_fbase as usize
-            } else {
-                info.dli_saddr as usize
-            };
-            if !info.dli_sname.is_null() || base != 0 {
-                buf.push(b'(');
-                if !info.dli_sname.is_null() {
-                    // SAFETY: as for `dli_fname`.
-                    let sname = unsafe { core::ffi::CStr::from_ptr(info.dli_sname) };
-                    buf.extend_from_slice(sname.to_bytes());
-                }
-                if ip >= base {
-                    buf.extend_from_slice(b"+0x");
-                    push_hex(buf, (ip - base) as u64, 1);
-                } else {
-                    buf.extend_from_slice(b"-0x");
-                    push_hex(buf, (base - ip) as u64, 1);
-                }
-                buf.push(b')');
-            }
-        }
+    if !found || info.dli_fname.is_null() {
+        return f(None);
     }
-    buf.extend_from_slice(b"[0x");
-    push_hex(buf, ip as u64, 1);
-    buf.extend_from_slice(b"]\n");
+    // SAFETY: `dli_fname` and `dli_sname` (when not null) are
+    // NUL-terminated strings owned by the loader, which keeps them while
+    // the object stays loaded; they are only used during `f`.
+    let (object, symbol) = unsafe {
+        (
+            core::ffi::CStr::from_ptr(info.dli_fname).to_bytes(),
+            (!info.dli_sname.is_null())
+                .then(|| core::ffi::CStr::from_ptr(info.dli_sname).to_bytes()),
+        )
+    };
+    let base = if symbol.is_some() {
+        info.dli_saddr as usize
+    } else {
+        info.dli_fbase as usize
+    };
+    f(Some(CodeSite {
+        object,
+        symbol,
+        base,
+    }))
 }
 
-/// Appends one frame line: `[0xip]` (what `backtrace_symbols_fd` writes
-/// for an address in no known object; no `dladdr` here).
+/// No `dladdr` here: every address is in no known object.
 #[cfg(any(not(unix), miri))]
-pub(crate) fn describe_ip(ip: usize, buf: &mut SysVec<u8>) {
-    buf.extend_from_slice(b"[0x");
-    super::log::push_hex(buf, ip as u64, 1);
-    buf.extend_from_slice(b"]\n");
+pub(crate) fn with_code_site<R>(_ip: usize, f: impl FnOnce(Option<CodeSite<'_>>) -> R) -> R {
+    f(None)
 }
 
 /// Where whole records are written.
