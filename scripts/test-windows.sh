@@ -13,7 +13,6 @@
 set -euo pipefail
 
 TARGET=x86_64-pc-windows-gnu
-MINGW_CC=${MINGW_CC:-x86_64-w64-mingw32-gcc}
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
@@ -23,64 +22,16 @@ die() {
     exit 1
 }
 
-# The Wine loader: the 64-bit one directly when Debian's layout is there
-# (the /usr/bin/wine wrapper prefers a 32-bit Wine and nags without one).
-if [[ -x /usr/lib/wine/wine64 ]]; then
-    wine=/usr/lib/wine/wine64
-    export WINELOADER=$wine
-elif command -v wine64 >/dev/null; then
-    wine=$(command -v wine64)
-elif command -v wine >/dev/null; then
-    wine=$(command -v wine)
-else
-    die "Wine not found (Debian: apt-get install wine64)"
-fi
-command -v "$MINGW_CC" >/dev/null || die "$MINGW_CC not found (Debian: apt-get install gcc-mingw-w64-x86-64)"
-
 target_dir=$(cargo metadata --format-version 1 --no-deps |
     grep -o '"target_directory":"[^"]*"' | cut -d'"' -f4)
 [[ -n $target_dir ]] || die "cannot find cargo's target directory"
 work=$target_dir/wine
 
-# 1. The ProcessPrng shim: Rust's std imports it from bcryptprimitives.dll,
-#    which the packaged Wine lacks.
-shim_src=$root/scripts/windows/bcryptprimitives.c
-shim_dir=$work/dlls
-shim=$shim_dir/bcryptprimitives.dll
-mkdir -p "$shim_dir"
-if [[ ! -f $shim || $shim_src -nt $shim ]]; then
-    "$MINGW_CC" -shared -O2 -Wall -Werror -o "$shim.tmp" "$shim_src" -ladvapi32
-    mv "$shim.tmp" "$shim"
-fi
-
-# 2. A private, quiet Wine prefix inside the target directory. Creating it
-#    takes a few seconds the first time; mono/gecko installers are disabled
-#    so that nothing asks questions, and no display is needed.
-export WINEPREFIX=$work/prefix
-export WINEDEBUG=-all
-export WINEDLLOVERRIDES="mscoree,mshtml=;winemenubuilder.exe=d"
-export WINEPATH="Z:${shim_dir//\//\\}"
-unset DISPLAY WAYLAND_DISPLAY
-# wineboot now and then fails on a fresh prefix ("could not load
-# kernel32.dll", seen once in a clean CI run and not reproducible): try up
-# to three times, each time from an empty prefix, and wait for the Wine
-# server to finish writing the prefix.
-wineserver=$(dirname "$wine")/wineserver
-[[ -x $wineserver ]] || wineserver=$(command -v wineserver || true)
-attempt=0
-while [[ ! -f $WINEPREFIX/system.reg ]]; do
-    attempt=$((attempt + 1))
-    ((attempt <= 3)) || { cat "$work/wineboot.log" >&2; die "wineboot failed 3 times"; }
-    echo "test-windows: creating the Wine prefix $WINEPREFIX (attempt $attempt)"
-    rm -rf "$WINEPREFIX"
-    mkdir -p "$WINEPREFIX"
-    if "$wine" wineboot --init </dev/null >"$work/wineboot.log" 2>&1; then
-        [[ -z $wineserver ]] || "$wineserver" -w || true
-    else
-        [[ -z $wineserver ]] || "$wineserver" -k || true
-        rm -rf "$WINEPREFIX"
-    fi
-done
+# 1-2. Wine, the ProcessPrng shim DLL and the Wine prefix (shared with
+#      scripts/test-c-windows.sh).
+# shellcheck source=scripts/windows/wine-env.sh
+source scripts/windows/wine-env.sh
+wine_setup "$work"
 
 # 3. Build the test binaries and collect their paths from cargo's JSON
 #    messages (artifacts built with the test profile and an executable).
