@@ -7,6 +7,8 @@
 #
 # Each program runs at two pair counts; the difference divided by the
 # difference in pairs is the cost of one pair, start-up and exit excluded.
+# Log mode is measured too (the Firedancer text format, to a file; the
+# kernel's share of the writes is not counted).
 #
 # Usage: scripts/callgrind-tracker.sh
 set -euo pipefail
@@ -21,22 +23,26 @@ bin=$CARGO_TARGET_DIR/release/examples
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
-small=100000
-large=300000
-# instructions PROGRAM PAIRS: total instructions of one run.
+# instructions PAIRS PROGRAM [ENV...]: total instructions of one run.
 instructions() {
-    valgrind --tool=callgrind --callgrind-out-file="$work/out" "$bin/$1" "$2" 2>&1 >/dev/null |
-        sed -n 's/.*Collected : \([0-9]*\).*/\1/p'
+    local pairs=$1 program=$2
+    shift 2
+    env "$@" valgrind --tool=callgrind --callgrind-out-file="$work/out" "$bin/$program" "$pairs" \
+        2>&1 >/dev/null | sed -n 's/.*Collected : \([0-9]*\).*/\1/p'
 }
+# per_pair SMALL LARGE PROGRAM [ENV...]: instructions of one more pair.
 per_pair() {
-    local a b
-    a=$(instructions "$1" "$small")
-    b=$(instructions "$1" "$large")
+    local small=$1 large=$2 a b
+    shift 2
+    a=$(instructions "$small" "$@")
+    b=$(instructions "$large" "$@")
     echo $(((b - a) / (large - small)))
 }
-plain=$(per_pair churn_plain)
-tracked=$(per_pair churn_tracked)
+plain=$(per_pair 100000 300000 churn_plain)
+tracked=$(per_pair 100000 300000 churn_tracked)
+# Log mode writes every event (about 2.5 KB a pair): fewer pairs.
+logged=$(per_pair 20000 60000 churn_tracked MALLOCATOR_LOG="$work/log.txt")
 echo "instructions per alloc/free pair (callgrind, churn workload):"
-echo "  plain (system malloc): $plain"
-echo "  tracker:               $tracked"
-echo "  added by the tracker:  $((tracked - plain))"
+echo "  plain (system malloc):                          $plain"
+echo "  tracker:                                        $tracked  (adds $((tracked - plain)))"
+echo "  tracker, log mode (MALLOCATOR_LOG, text format): $logged  (adds $((logged - plain)))"
