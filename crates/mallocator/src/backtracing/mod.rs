@@ -4,13 +4,13 @@
 //! process-wide spin lock).
 //!
 //! * For every live block it keeps a 24-byte record (address; size and
-//!   alignment packed in one word; interned stack id; a thread stamp: the
-//!   allocating thread's id, or the id of the last scope that thread
-//!   opened, which the scope registry maps back to the thread) in one of
+//!   alignment packed in one word; interned stack id; a scope stamp: the
+//!   id of the last scope the allocating thread opened, or 0) in one of
 //!   256 shards chosen by address, so threads rarely meet on a lock. Each
-//!   shard's table, once it has grown past its first 16 slots, is kept
-//!   between 6/11 and 3/4 full: at most 44 bytes of table per live block
-//!   ([`Backtracing::metadata`]).
+//!   shard's table, once past its first 16 slots, is 6/11 to 3/4 full
+//!   while the live set grows (at most 44 bytes of table per live block)
+//!   and never under 3/8 full as it falls (at most 64;
+//!   [`Backtracing::metadata`]).
 //! * Stacks are raw return addresses, captured by a bounds-checked
 //!   frame-pointer walk or the `backtrace` crate's unwinder
 //!   ([`StackMode`]), interned once per distinct stack, and symbolized only

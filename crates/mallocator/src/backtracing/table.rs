@@ -44,8 +44,8 @@ pub(crate) struct Record {
     size_align: u64,
     /// Interned allocation stack, or [`INTERNAL`].
     pub stack: u32,
-    /// The allocating thread's stamp: its thread id, or the id of the
-    /// last scope it opened (see `Backtracing::scope`).
+    /// The allocating thread's stamp: the id of the last scope it opened,
+    /// or 0 (see `scope.rs`).
     pub stamp: u32,
 }
 
