@@ -41,8 +41,8 @@ tests=(test_valloc test_arena test_tracker test_errors test_fd_valloc)
 
 # --- tools -----------------------------------------------------------------
 c_apt_install gcc g++ clang make pkg-config valgrind python3 binutils libc-bin
+export PATH="$HOME/.cargo/bin:$PATH" # where cargo install puts cbindgen
 command -v cbindgen >/dev/null || cargo install cbindgen --locked
-export PATH="$HOME/.cargo/bin:$PATH"
 
 target_dir=$(c_target_dir)
 lib=$target_dir/release
