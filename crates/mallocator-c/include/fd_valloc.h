@@ -46,7 +46,8 @@ fd_valloc_t fd_null_alloc_virtual(void);
 int fd_is_null_alloc_virtual(fd_valloc_t valloc);
 
 /* A leak-tracking handle over *inner_valloc that logs every call to
- * standard output (see above). The null handle if inner_valloc is NULL. */
+ * standard output (see above). The null handle (and mlc_last_error) if
+ * inner_valloc is NULL or points to the null handle. */
 fd_valloc_t fd_backtracing_alloc_virtual(fd_valloc_t *inner_valloc);
 
 /* Allocates sz bytes aligned to align through valloc. */

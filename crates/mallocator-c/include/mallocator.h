@@ -113,7 +113,8 @@ typedef struct mlc_checkpoint {
 mlc_arena_t *mlc_arena_new(size_t capacity, mlc_protection_t prot);
 
 /* A block of size bytes aligned to align (0 means 1; a power of two),
- * or NULL when the arena is full or the request is invalid. */
+ * or NULL when the arena is full or the request is invalid. Size 0 gives
+ * a unique pointer (the bump pointer moves by one byte). */
 void *mlc_arena_alloc(mlc_arena_t *a, size_t size, size_t align);
 
 /* A copy of the NUL-terminated UTF-8 string utf8: width 1 gives
@@ -135,7 +136,8 @@ void *mlc_arena_ptr(const mlc_arena_t *a);
 size_t mlc_arena_size(const mlc_arena_t *a);
 size_t mlc_arena_used(const mlc_arena_t *a);
 
-/* The current position, for mlc_arena_rollback. */
+/* The current position, for mlc_arena_rollback (all zero for a NULL
+ * arena, which no arena accepts). */
 mlc_checkpoint_t mlc_arena_checkpoint(const mlc_arena_t *a);
 
 /* Frees everything allocated since cp. MLC_ERR_ARGUMENT if cp belongs to
@@ -171,8 +173,12 @@ mlc_tracker_t *mlc_tracker_new(mlc_valloc_t inner);
 
 /* As mlc_tracker_new, also writing every allocation and free to the file
  * at path in Firedancer's backtracing text format (readable by
- * `mallocator leaks`). The file is created with mode 0600 and never
- * through a symbolic link. */
+ * `mallocator leaks`). The log holds addresses of the process, so on
+ * Unix the file is created with mode 0600; a symbolic link at path is
+ * refused, not followed; an existing file is used only if it is a regular
+ * file of this user, and is set to 0600, then emptied. NULL (with
+ * MLC_ERR_OS's message) when the file cannot be created. The path is
+ * bytes on Unix, UTF-8 elsewhere. */
 mlc_tracker_t *mlc_tracker_new_with_log(mlc_valloc_t inner, const char *path);
 
 /* A handle allocating through the tracker; valid until it is deleted. */
@@ -184,7 +190,10 @@ size_t mlc_tracker_live_bytes(const mlc_tracker_t *t);
 size_t mlc_tracker_peak_bytes(const mlc_tracker_t *t);
 
 /* Writes the leak report (text, or JSON if json != 0) to the file
- * descriptor fd. MLC_OK, or a negative code. */
+ * descriptor fd. MLC_OK, or a negative code. On Windows, fd is a
+ * descriptor of msvcrt.dll's table (what MinGW's runtime uses); a program
+ * built against the UCRT has its own table, whose descriptors are not
+ * valid here. */
 int mlc_tracker_report(const mlc_tracker_t *t, int fd, int json);
 
 /* Deletes the tracker. Blocks still live stay allocated in the inner

@@ -3,7 +3,7 @@
 
 use core::ffi::{c_char, c_int, CStr};
 
-use mallocator_core::backtracing::{Backtracing, Config, LogTarget};
+use mallocator_core::backtracing::{create_log_file, Backtracing, Config, LogTarget};
 
 use crate::error::{fail, fail_null, guard, MLC_ERR_ARGUMENT, MLC_ERR_OS, MLC_OK};
 use crate::handle::{null_argument, MlcValloc};
@@ -85,25 +85,26 @@ pub unsafe extern "C" fn mlc_tracker_new_with_log(
             return core::ptr::null_mut();
         }
         // SAFETY: a NUL-terminated string (the caller's promise).
-        let Ok(path) = unsafe { CStr::from_ptr(path) }.to_str() else {
+        let bytes = unsafe { CStr::from_ptr(path) }.to_bytes();
+        // A path is bytes on Unix; elsewhere it must be UTF-8.
+        #[cfg(unix)]
+        let path = std::path::Path::new(
+            <std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(bytes),
+        );
+        #[cfg(not(unix))]
+        let Ok(path) = core::str::from_utf8(bytes).map(std::path::Path::new) else {
             return fail_null(format!("{WHAT}: the path is not UTF-8"));
         };
         if inner.vt.is_null() {
             return fail_null(format!("{WHAT}: the inner handle is the null handle"));
         }
-        let mut options = std::fs::OpenOptions::new();
-        options.write(true).create(true).truncate(true);
-        #[cfg(unix)]
-        {
-            // The log holds addresses: owner-only, and never through a
-            // symbolic link someone else planted.
-            use std::os::unix::fs::OpenOptionsExt;
-            options.mode(0o600).custom_flags(libc::O_NOFOLLOW);
-        }
-        let file = match options.open(path) {
+        let file = match create_log_file(path) {
             Ok(f) => f,
             Err(e) => {
-                fail(MLC_ERR_OS, format!("{WHAT}: cannot create {path}: {e}"));
+                fail(
+                    MLC_ERR_OS,
+                    format!("{WHAT}: cannot create {}: {e}", path.display()),
+                );
                 return core::ptr::null_mut();
             }
         };
@@ -130,7 +131,8 @@ pub unsafe extern "C" fn mlc_tracker_new_with_log(
             // now knows it can create, by a path that lives as long as
             // the process (a few bytes per tracker).
             drop(file);
-            let path: &'static str = Box::leak(path.to_owned().into_boxed_str());
+            let path: &'static str =
+                Box::leak(path.to_string_lossy().into_owned().into_boxed_str());
             // SAFETY: the header's contract for `inner`.
             match unsafe { make(WHAT, inner, LogTarget::Path(path)) } {
                 Ok(tracker) => Box::into_raw(Box::new(MlcTracker { tracker })),

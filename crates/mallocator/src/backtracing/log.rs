@@ -17,6 +17,28 @@ use super::os::{self, Sink};
 use super::sync::{RawLock, SpinLock};
 use super::table::{sys_vec, SysVec};
 
+/// Creates the file at `path` for a log, or empties it, the way the
+/// tracker does for [`LogTarget::Path`] and `MALLOCATOR_LOG`: a log holds
+/// addresses, so on Unix it is created with mode 0600, a symbolic link at
+/// `path` is refused rather than followed, and an existing file is used
+/// only if it is a regular file of this user (set to 0600, then emptied).
+/// For a caller that opens the file itself and lends its descriptor
+/// ([`LogTarget::Fd`]), to see the error at once.
+///
+/// ```
+/// let path = std::env::temp_dir().join(format!("mallocator-doc-{}.log", std::process::id()));
+/// let file = mallocator::backtracing::create_log_file(&path).unwrap();
+/// # #[cfg(unix)] {
+/// use std::os::unix::fs::PermissionsExt;
+/// assert_eq!(file.metadata().unwrap().permissions().mode() & 0o777, 0o600);
+/// # }
+/// # drop(file);
+/// # std::fs::remove_file(&path).unwrap();
+/// ```
+pub fn create_log_file(path: impl AsRef<std::path::Path>) -> std::io::Result<std::fs::File> {
+    os::create_private_file(path.as_ref())
+}
+
 /// Where log mode writes.
 ///
 /// ```
@@ -316,6 +338,55 @@ mod tests {
             text(&b),
             "0 00000000deadbeef ffffffffffffffff 0 18446744073709551615"
         );
+    }
+
+    #[test]
+    #[cfg(all(unix, not(miri)))]
+    fn log_files_are_private_and_never_someone_elses() {
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        let dir = std::env::temp_dir().join(format!("mallocator-logfile-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        // A new file: 0600.
+        let fresh = dir.join("fresh.log");
+        drop(create_log_file(&fresh).unwrap());
+        assert_eq!(mode(&fresh), 0o600);
+        // An existing file of ours, world-readable and not empty: 0600, emptied.
+        let old = dir.join("old.log");
+        std::fs::write(&old, b"old run").unwrap();
+        std::fs::set_permissions(&old, std::fs::Permissions::from_mode(0o644)).unwrap();
+        drop(create_log_file(&old).unwrap());
+        assert_eq!((mode(&old), std::fs::read(&old).unwrap().len()), (0o600, 0));
+        // A symbolic link, to a file or to nowhere: refused, target untouched.
+        let target = dir.join("target.txt");
+        std::fs::write(&target, b"keep").unwrap();
+        for (link, to) in [
+            ("link.log", target.as_path()),
+            ("dangling.log", dir.join("none").as_path()),
+        ] {
+            let link = dir.join(link);
+            std::os::unix::fs::symlink(to, &link).unwrap();
+            assert!(create_log_file(&link).is_err());
+        }
+        assert_eq!(std::fs::read(&target).unwrap(), b"keep");
+        assert!(!dir.join("none").exists());
+        // A FIFO: refused at once, not waited on.
+        let fifo = dir.join("fifo.log");
+        let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+        // SAFETY: a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        assert!(create_log_file(&fifo).is_err());
+        // Another user's file (only root can make one): refused, untouched.
+        // SAFETY: no preconditions.
+        if unsafe { libc::geteuid() } == 0 {
+            let theirs = dir.join("theirs.log");
+            std::fs::write(&theirs, b"theirs").unwrap();
+            std::os::unix::fs::chown(&theirs, Some(65534), None).unwrap();
+            assert!(create_log_file(&theirs).is_err());
+            assert_eq!(std::fs::read(&theirs).unwrap(), b"theirs");
+            assert_eq!(std::fs::metadata(&theirs).unwrap().uid(), 65534);
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -100,7 +100,7 @@ use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicUsize, Ordering};
 use std::collections::HashMap;
 
 pub use global::{ExitReport, GlobalBacktracing};
-pub use log::LogTarget;
+pub use log::{create_log_file, LogTarget};
 pub use report::{ErrorEntry, ErrorKind, Frame, LeakGroup, LeakReport};
 pub use scope::Scope;
 use stack::{ActiveCell, Captured, StackStorage};
@@ -892,8 +892,9 @@ impl Symbolizer<'_> {
 /// removed from the top of reported stacks. Decided by source file when
 /// known (inlined functions often carry only a short name), else by name.
 fn is_tracker_frame(frame: &Frame) -> bool {
-    const OWN_FILES: [&str; 9] = [
+    const OWN_FILES: [&str; 10] = [
         "mallocator/src/backtracing/",
+        "mallocator-c/src/",
         "mallocator/src/valloc.rs",
         "mallocator/src/global.rs",
         "mallocator/src/libc_alloc.rs",
@@ -903,8 +904,10 @@ fn is_tracker_frame(frame: &Frame) -> bool {
         "library/std/src/alloc.rs",
         "library/std/src/sys/alloc/",
     ];
-    const OWN_NAMES: [&str; 9] = [
+    const OWN_NAMES: [&str; 11] = [
         "mallocator::backtracing::",
+        "mlc_valloc_",
+        "fd_valloc_",
         "mallocator::valloc::",
         "mallocator::global::",
         "backtrace::",

@@ -358,25 +358,50 @@ impl Sink {
         return Sink::Stderr;
     }
 
-    /// Creates (truncates) the file at `path`. The file holds addresses
-    /// of the process, so on Unix it is created readable by its owner
-    /// only (mode 0600), and a symbolic link at `path` is refused rather
-    /// than followed (another user could otherwise aim it at a file of
-    /// ours).
+    /// Creates (truncates) the file at `path` (see [`create_private_file`]).
     pub(crate) fn create(path: &str) -> std::io::Result<Sink> {
-        let mut options = std::fs::OpenOptions::new();
-        options.write(true).create(true).truncate(true);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::OpenOptionsExt;
-            options.mode(0o600).custom_flags(libc::O_NOFOLLOW);
-        }
-        let file = options.open(path)?;
+        let file = create_private_file(std::path::Path::new(path))?;
         #[cfg(unix)]
         return Ok(Sink::Owned(file.into()));
         #[cfg(not(unix))]
         return Ok(Sink::File(file));
     }
+}
+
+/// Creates the file at `path`, or empties it, for writing data only its
+/// owner may read (it holds addresses of the process). On Unix: created
+/// with mode 0600; a symbolic link at `path` is refused rather than
+/// followed (another user could aim it at a file of ours); an existing
+/// file is refused unless it is a regular file owned by this user, and
+/// is set to mode 0600 before it is emptied (so a file someone else put
+/// there first is never written, nor truncated). Elsewhere: created or
+/// truncated.
+pub(crate) fn create_private_file(path: &std::path::Path) -> std::io::Result<std::fs::File> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .mode(0o600)
+            // Never block on a FIFO without a reader: it is refused below.
+            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+            .open(path)?;
+        let meta = file.metadata()?;
+        // SAFETY: `geteuid` has no preconditions.
+        let me = unsafe { libc::geteuid() };
+        if !meta.is_file() || meta.uid() != me {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::PermissionDenied,
+                "exists and is not a regular file of this user",
+            ));
+        }
+        file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+        file.set_len(0)?;
+        Ok(file)
+    }
+    #[cfg(not(unix))]
+    std::fs::File::create(path)
 }
 
 /// Writes all of `bytes` (retrying short writes and interruptions); an

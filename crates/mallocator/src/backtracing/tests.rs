@@ -546,6 +546,13 @@ fn tracker_frames_are_recognised() {
         None
     )));
     assert!(is_tracker_frame(&frame("__rust_alloc", None)));
+    // The C library's entry points (a C caller's first frame is its own).
+    assert!(is_tracker_frame(&frame("mlc_valloc_malloc", None)));
+    assert!(is_tracker_frame(&frame("fd_valloc_free", None)));
+    assert!(is_tracker_frame(&frame(
+        "vt_malloc",
+        Some("/x/crates/mallocator-c/src/handle.rs")
+    )));
     assert!(is_tracker_frame(&frame(
         "capture",
         Some("/x/crates/mallocator/src/backtracing/stack.rs")
