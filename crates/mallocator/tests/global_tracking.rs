@@ -88,19 +88,11 @@ fn exit_report_and_log_from_the_environment() {
     let dir = std::env::temp_dir();
     let report = dir.join(format!("bt-exit-{}.json", std::process::id()));
     let log = dir.join(format!("bt-log-{}.txt", std::process::id()));
-    let out = std::process::Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "child_leaks_on_purpose",
-            "--test-threads=1",
-            "--include-ignored",
-        ])
-        .env("BT_CHILD", "1")
-        .env("MALLOCATOR_LEAKS", &report)
-        .env("MALLOCATOR_LEAKS_FORMAT", "json")
-        .env("MALLOCATOR_LOG", &log)
-        .output()
-        .unwrap();
+    let out = run_leaky_child(&[
+        ("MALLOCATOR_LEAKS", report.as_os_str()),
+        ("MALLOCATOR_LEAKS_FORMAT", "json".as_ref()),
+        ("MALLOCATOR_LOG", log.as_os_str()),
+    ]);
     assert!(out.status.success(), "{out:?}");
     let json: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
@@ -136,19 +128,11 @@ fn bad_settings_warn_once_on_stderr() {
     if std::env::var_os("BT_CHILD").is_some() {
         return;
     }
-    let out = std::process::Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "child_leaks_on_purpose",
-            "--test-threads=1",
-            "--include-ignored",
-        ])
-        .env("BT_CHILD", "1")
-        .env("MALLOCATOR_DEPTH", "deep")
-        .env("MALLOCATOR_STACKS", "dwarf")
-        .env("MALLOCATOR_LOG", "/nonexistent-dir/alloc.log")
-        .output()
-        .unwrap();
+    let out = run_leaky_child(&[
+        ("MALLOCATOR_DEPTH", "deep".as_ref()),
+        ("MALLOCATOR_STACKS", "dwarf".as_ref()),
+        ("MALLOCATOR_LOG", "/nonexistent-dir/alloc.log".as_ref()),
+    ]);
     assert!(out.status.success(), "{out:?}");
     let stderr = String::from_utf8_lossy(&out.stderr);
     for expected in [
@@ -162,6 +146,23 @@ fn bad_settings_warn_once_on_stderr() {
             "{expected:?} in {stderr}"
         );
     }
+}
+
+/// Runs `child_leaks_on_purpose` in a child process with `vars` set.
+fn run_leaky_child(vars: &[(&str, &std::ffi::OsStr)]) -> std::process::Output {
+    let mut command = std::process::Command::new(std::env::current_exe().unwrap());
+    command
+        .args([
+            "--exact",
+            "child_leaks_on_purpose",
+            "--test-threads=1",
+            "--include-ignored",
+        ])
+        .env("BT_CHILD", "1");
+    for (name, value) in vars {
+        command.env(name, value);
+    }
+    command.output().unwrap()
 }
 
 /// Run only as the child of the tests above.
