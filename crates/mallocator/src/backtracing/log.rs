@@ -26,6 +26,7 @@ use super::table::{sys_vec, SysVec};
 /// ([`LogTarget::Fd`]), to see the error at once.
 ///
 /// ```
+/// # #[cfg(not(miri))] { // Miri cannot open files with these flags
 /// let path = std::env::temp_dir().join(format!("mallocator-doc-{}.log", std::process::id()));
 /// let file = mallocator::backtracing::create_log_file(&path).unwrap();
 /// # #[cfg(unix)] {
@@ -34,6 +35,7 @@ use super::table::{sys_vec, SysVec};
 /// # }
 /// # drop(file);
 /// # std::fs::remove_file(&path).unwrap();
+/// # }
 /// ```
 pub fn create_log_file(path: impl AsRef<std::path::Path>) -> std::io::Result<std::fs::File> {
     os::create_private_file(path.as_ref())
