@@ -353,3 +353,29 @@ fn help_uses_words_people_search_for() {
     let top = stdout(&run(&["--help"], None));
     assert!(top.contains("leaks"), "{top}");
 }
+
+#[test]
+fn input_without_records_is_an_error_unless_allowed() {
+    // A wrong path that exists (a README), an empty file, and stdin with
+    // program output only: no "no leaks" that would let a CI job pass.
+    let readme = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../README.md");
+    let dir = std::env::temp_dir().join(format!("mallocator-empty-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let empty = dir.join("empty.log");
+    std::fs::write(&empty, b"").unwrap();
+    for path in [readme.to_str().unwrap(), empty.to_str().unwrap()] {
+        let o = leaks(&[path, "--fail-on-leaks"]);
+        assert_eq!(o.status.code(), Some(2), "{path}: {}", stdout(&o));
+        assert!(stderr(&o).contains("no records found in"), "{}", stderr(&o));
+        let o = leaks(&[path, "--allow-empty"]);
+        assert_eq!(o.status.code(), Some(0), "{path}: {}", stderr(&o));
+    }
+    let o = run(&["leaks"], Some(b"hello from the program\n"));
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("no records found in <stdin>"),
+        "{}",
+        stderr(&o)
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}

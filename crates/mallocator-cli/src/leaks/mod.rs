@@ -47,7 +47,8 @@ Memory follows the live blocks and the distinct stacks, not the log size: to tel
 from an unknown free only the last 65536 freed addresses are remembered, so a double free whose \
 first free is further back than that is reported as a free of an unknown (invalid) pointer.\n\n\
 Exit codes: 0 report written; 1 leaks found with --fail-on-leaks; 2 the log is malformed \
-(message with the line number) or a file could not be read or written."
+(message with the line number), has no records at all (unless --allow-empty), or a file could \
+not be read or written."
 )]
 pub struct LeaksArgs {
     /// The allocation log to read; `-` or nothing reads standard input (stdin).
@@ -71,6 +72,10 @@ pub struct LeaksArgs {
     /// Exit with code 1 when leaks are found (for CI and test scripts).
     #[arg(long)]
     pub fail_on_leaks: bool,
+    /// Accept input with no allocation records at all (by default that is an error, exit 2:
+    /// a wrong path or a program that never logged must not pass for "no leaks").
+    #[arg(long)]
+    pub allow_empty: bool,
     /// Resolve `object(+0xoffset)` frames to function, file and line from the object's debug info.
     #[arg(long)]
     pub symbolize: bool,
@@ -282,6 +287,16 @@ fn run_inner(args: &LeaksArgs) -> Result<ExitCode, Failure> {
         )),
         Error::Io(e) => Failure::Input(format!("{name}: cannot read the log: {e}")),
     })?;
+    // Nothing that even looked like a record (a malformed one, skipped in
+    // lenient mode, is reported as such instead).
+    if analysis.input.allocs + analysis.input.frees == 0 && warnings_total == 0 && !args.allow_empty
+    {
+        return Err(Failure::Input(format!(
+            "no records found in {name} ({} lines read, none a +++ ALLOC or +++ FREE record; \
+             use --allow-empty to accept a log with no allocations)",
+            analysis.input.lines
+        )));
+    }
     if args.symbolize {
         symbolize::symbolize(&mut analysis);
     }
