@@ -353,6 +353,7 @@ impl Arena {
     /// assert_eq!(arena.capacity(), mallocator::sys::allocation_granularity());
     /// assert_eq!(arena.used(), 0);
     /// ```
+    #[track_caller]
     pub fn new() -> Arena {
         match ArenaBuilder::default().build() {
             Ok(arena) => arena,

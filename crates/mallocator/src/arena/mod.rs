@@ -532,6 +532,7 @@ impl<B: Backing> Arena<B> {
     /// ```
     #[inline(always)]
     #[allow(clippy::mut_from_ref)]
+    #[track_caller]
     pub fn alloc<T>(&self, value: T) -> &mut T {
         let p = if size_of::<T>() == 0 {
             NonNull::dangling()
@@ -648,6 +649,7 @@ impl<B: Backing> Arena<B> {
     /// and what is left.
     #[cold]
     #[inline(never)]
+    #[track_caller]
     fn alloc_slow_or_panic(&self, layout: Layout) -> NonNull<u8> {
         match self.alloc_slow(layout) {
             Ok(p) => p,
@@ -659,6 +661,7 @@ impl<B: Backing> Arena<B> {
     /// is left.
     #[cold]
     #[inline(never)]
+    #[track_caller]
     fn exhausted(&self, layout: Layout) -> ! {
         panic!(
             "mallocator::Arena: cannot allocate {} bytes aligned to {}: {} of {} bytes left{}",

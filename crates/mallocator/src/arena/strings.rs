@@ -33,6 +33,7 @@ impl<B: Backing> Arena<B> {
     /// ```
     #[inline]
     #[allow(clippy::mut_from_ref)]
+    #[track_caller]
     pub fn alloc_slice_copy<T: Copy>(&self, src: &[T]) -> &mut [T] {
         match self.try_alloc_slice_copy(src) {
             Ok(s) => s,
@@ -75,6 +76,7 @@ impl<B: Backing> Arena<B> {
     /// ```
     #[inline]
     #[allow(clippy::mut_from_ref)]
+    #[track_caller]
     pub fn alloc_bytes(&self, bytes: &[u8]) -> &mut [u8] {
         self.alloc_slice_copy(bytes)
     }
@@ -99,6 +101,7 @@ impl<B: Backing> Arena<B> {
     /// assert_eq!(arena.alloc_str("héllo"), "héllo");
     /// ```
     #[inline]
+    #[track_caller]
     pub fn alloc_str(&self, s: &str) -> &str {
         match self.try_alloc_str(s) {
             Ok(s) => s,
@@ -175,6 +178,7 @@ impl<B: Backing> Arena<B> {
     /// assert_eq!(w.to_string(), "a😀");
     /// ```
     #[inline]
+    #[track_caller]
     pub fn alloc_wide_str(&self, s: &str) -> &WideCStr {
         match self.try_alloc_wide_str(s) {
             Ok(w) => w,
