@@ -29,6 +29,8 @@ pub mod global;
 #[cfg(any(unix, windows))]
 pub mod libc_alloc;
 pub mod sys;
+#[cfg(test)]
+mod test_util;
 pub mod valloc;
 
 pub use arena::{Arena, ArenaBuilder, ArenaError, Checkpoint, CommitPolicy, WideCStr};

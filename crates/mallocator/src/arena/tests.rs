@@ -79,49 +79,28 @@ fn string_forms_panic_too() {
     arena.alloc_str("four");
 }
 
-/// Where `f` panicked: file and line of the panic's location.
-fn panic_location(f: impl FnOnce()) -> (String, u32) {
-    std::thread_local! {
-        static SEEN: std::cell::RefCell<Option<(String, u32)>> = const { std::cell::RefCell::new(None) };
-    }
-    let previous = std::sync::Arc::new(std::panic::take_hook());
-    let chained = previous.clone();
-    std::panic::set_hook(Box::new(move |info| {
-        if let Some(l) = info.location() {
-            SEEN.with(|s| *s.borrow_mut() = Some((l.file().to_owned(), l.line())));
-        }
-        chained(info);
-    }));
-    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
-    drop(std::panic::take_hook());
-    std::panic::set_hook(Box::new(move |info| previous(info)));
-    assert!(result.is_err(), "no panic");
-    SEEN.with(|s| s.borrow_mut().take())
-        .expect("the hook saw the panic")
-}
-
 #[test]
 fn allocation_panics_point_at_the_caller() {
     let mut buf = buffer(8);
     let arena = Arena::from_buffer(&mut buf);
     let line = std::cell::Cell::new(0);
     let expect = |line: u32| (file!().to_owned(), line);
-    let at = panic_location(|| {
+    let at = crate::test_util::panic_location(|| {
         line.set(line!() + 1);
         let _ = arena.alloc([0u64; 4]);
     });
     assert_eq!(at, expect(line.get()));
-    let at = panic_location(|| {
+    let at = crate::test_util::panic_location(|| {
         line.set(line!() + 1);
         let _ = arena.alloc_str("much too long");
     });
     assert_eq!(at, expect(line.get()));
-    let at = panic_location(|| {
+    let at = crate::test_util::panic_location(|| {
         line.set(line!() + 1);
         let _ = arena.alloc_bytes(&[1; 64]);
     });
     assert_eq!(at, expect(line.get()));
-    let at = panic_location(|| {
+    let at = crate::test_util::panic_location(|| {
         line.set(line!() + 1);
         let _ = arena.alloc_wide_str("much too long");
     });

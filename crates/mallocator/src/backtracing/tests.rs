@@ -874,3 +874,19 @@ fn a_dropped_tracker_leaves_the_fork_registry() {
     }
     fork::tests_support::prepare_and_release();
 }
+
+#[test]
+fn a_failed_scope_check_points_at_the_caller() {
+    let t = Backtracing::new(Valloc::libc());
+    let line = core::cell::Cell::new(0);
+    let mut leaked = core::ptr::null_mut();
+    let at = crate::test_util::panic_location(|| {
+        let scope = t.scope();
+        leaked = t.valloc().malloc(8, 40);
+        line.set(line!() + 1);
+        scope.assert_no_leaks();
+    });
+    assert_eq!(at, (file!().to_owned(), line.get()));
+    // SAFETY: the block came from `t`.
+    unsafe { t.valloc().free(leaked) };
+}
