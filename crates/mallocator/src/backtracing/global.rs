@@ -110,7 +110,7 @@ pub enum ExitReport {
 /// | `MALLOCATOR_LEAKS_FORMAT=json` | that report as JSON |
 /// | `MALLOCATOR_LOG=stdout\|stderr\|<path>` | log mode (the C format) |
 /// | `MALLOCATOR_DEPTH=<n>` | frames per stack (default 32, max 64) |
-/// | `MALLOCATOR_STACKS=auto\|fp\|unwind` | [`StackMode`] |
+/// | `MALLOCATOR_STACKS=auto\|fp\|unwind` | [`StackMode`](super::StackMode) |
 /// | `MALLOCATOR_FREE_STACKS=0\|1` | no stack on free ([`Config::free_stacks`]) |
 ///
 /// A value it cannot use (not a number, an unknown mode, a log file that

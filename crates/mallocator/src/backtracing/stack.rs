@@ -150,6 +150,8 @@ const WHY_BROKEN: &str = "unwinder: Auto found the frame-pointer chain broken or
 const WHY_MIRI: &str = "unwinder: under Miri, a synthetic stand-in stack";
 
 /// Whether this platform can walk frame pointers at all.
+// Under Miri `resolve` always answers the stand-in: unused there.
+#[cfg_attr(miri, allow(dead_code))]
 fn fp_supported() -> bool {
     !cfg!(miri)
         && cfg!(any(target_arch = "x86_64", target_arch = "aarch64"))
@@ -158,6 +160,8 @@ fn fp_supported() -> bool {
 
 /// The process-wide result of `Auto`'s calibration: 0 undecided, 1 frame
 /// pointers, 2 unwinder.
+// Under Miri `resolve` always answers the stand-in: unused there.
+#[cfg_attr(miri, allow(dead_code))]
 static AUTO: AtomicU8 = AtomicU8::new(0);
 
 /// Resolves a configured mode into the one used.
@@ -187,6 +191,8 @@ pub(crate) fn resolve(mode: StackMode) -> Active {
 
 /// Captures from the same frame with both methods and compares.
 #[inline(never)]
+// Under Miri `resolve` always answers the stand-in: unused there.
+#[cfg_attr(miri, allow(dead_code))]
 fn calibrate() -> bool {
     let (mut a, mut b) = ([MaybeUninit::uninit(); 16], [MaybeUninit::uninit(); 24]);
     let (nw, _) = walk(&mut a);
@@ -295,6 +301,7 @@ pub(crate) fn capture(
 /// The frame-pointer walk from this function's own frame record: its
 /// first frame is the return into its caller.
 #[inline(never)]
+#[cfg_attr(miri, allow(dead_code))]
 fn walk(out: &mut [MaybeUninit<usize>]) -> (usize, u64) {
     walk_from(os::frame_pointer(), out)
 }
