@@ -225,30 +225,16 @@ pub unsafe extern "C" fn mlc_arena_alloc_byte_string(
         (Ok(arena), Ok(s)) => (arena, s),
         _ => return core::ptr::null_mut(),
     };
-    // C needs the terminator, which `alloc_byte_string` does not add: the
-    // bytes are made here (checked the same way) and copied in once.
-    let mut latin1 = Vec::with_capacity(s.len() + 1);
-    for (position, ch) in s.chars().enumerate() {
-        match u8::try_from(u32::from(ch)) {
-            Ok(b) => latin1.push(b),
-            Err(_) => {
-                arena_error(WHAT, ArenaError::NotLatin1 { position, ch });
-                return core::ptr::null_mut();
-            }
-        }
-    }
-    latin1.push(0);
-    match arena.try_alloc_bytes(&latin1) {
-        Ok(copy) => copy.as_mut_ptr().cast(),
-        Err(_) => {
-            fail(
-                MLC_ERR_MEMORY,
-                format!(
-                    "{WHAT}: no room for {} bytes ({} left)",
-                    latin1.len(),
-                    arena.remaining()
-                ),
-            );
+    // C needs the terminator, which `alloc_byte_string` does not add; U+0000
+    // is Latin-1, and cannot be in a C string before its end, so the
+    // library's own conversion and checks make it the last byte.
+    let mut with_nul = String::with_capacity(s.len() + 1);
+    with_nul.push_str(s);
+    with_nul.push('\0');
+    match arena.alloc_byte_string(&with_nul) {
+        Ok(bytes) => bytes.as_mut_ptr().cast(),
+        Err(e) => {
+            arena_error(WHAT, e);
             core::ptr::null_mut()
         }
     }
