@@ -25,7 +25,7 @@ use core::sync::atomic::{AtomicBool, Ordering};
 use super::os;
 use super::state::State;
 use super::sync::{RawLock, SpinLock};
-use super::table::{sys_vec, SysVec};
+use super::sys_vec::{sys_vec, SysVec};
 
 /// Every registered tracker state (as addresses; see `state.rs` for why
 /// they stay put while registered).

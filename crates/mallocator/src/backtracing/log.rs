@@ -15,7 +15,7 @@
 
 use super::os::{self, Sink};
 use super::sync::{RawLock, SpinLock};
-use super::table::{sys_vec, SysVec};
+use super::sys_vec::{sys_vec, SysVec};
 
 /// Creates the file at `path` for a log, or empties it, the way the
 /// tracker does for [`LogTarget::Path`] and `MALLOCATOR_LOG`: a log holds

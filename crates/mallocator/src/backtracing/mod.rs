@@ -27,11 +27,11 @@
 //!   `#[global_allocator]`, with a leak report at exit.
 //! * Log mode ([`LogTarget`]) streams every event in the C tool's format.
 //!
-//! # Rules that keep the host program alive
+//! # Invariants
 //!
-//! The tracker runs inside programs that did not ask for its failure
-//! modes. Each rule below closes one class of them; the code it governs
-//! points back here.
+//! Every invariant the tracker relies on, stated once; the code that
+//! keeps one points back here by number. Most exist because the tracker
+//! runs inside programs that did not ask for its failure modes.
 //!
 //! 1. **A stack walk reads only the stack it runs on** (`stack.rs`): the
 //!    thread's stack or the signal alternate stack, between the current
@@ -43,23 +43,43 @@
 //!    them all before `fork` and release them on both sides. No other
 //!    library's lock is held across a tracker lock where it can be
 //!    avoided (the unwinder runs without the `backtrace` crate's lock).
-//! 3. **No unbounded loop under a lock** (`table.rs`): tables never fill
-//!    past their load limit, so every probe ends. A block whose record
-//!    cannot be stored (out of memory) is given back to the inner
-//!    allocator and the allocation fails (returns null), counted in
+//! 3. **No unbounded loop under a lock** (`live.rs`, `stacks.rs`): a live
+//!    table is never more than 3/4 full and the stack index never more
+//!    than 1/2, so every probe ends. A block whose record cannot be
+//!    stored (out of memory) is given back to the inner allocator and the
+//!    allocation fails (returns null), counted in
 //!    [`LeakReport::refused_allocations`]: a block the tracker does not
 //!    know would later look like an invalid free and never be freed.
-//! 4. **Reentrancy is per tracker** (`thread.rs`): an allocation is the
-//!    tracker's own only when it reaches the very tracker this thread is
-//!    inside; a tracker wrapping another, or an inner allocator that
-//!    allocates through [`GlobalBacktracing`], is tracked as usual.
-//! 5. **Memory follows the live set** (`table.rs`): live tables shrink
-//!    as blocks are freed; interned stacks are kept (each distinct stack
-//!    once), recent frees in a fixed ring.
-//! 6. **Ids never wrap**: tracker epochs and thread ids are 64-bit;
-//!    scope ids stop (with a panic) before they would wrap.
-//! 7. **No lock is held while calling the inner allocator**, so the
-//!    inner allocator may itself be tracked, or take locks of its own.
+//! 4. **Reentrancy is per tracker** (`thread.rs`): a thread records the
+//!    epoch of the tracker it is inside; an allocation is the tracker's
+//!    own (recorded with the stack id `INTERNAL`, never
+//!    reported) only when it reaches that very tracker. A tracker
+//!    wrapping another, or an inner allocator that allocates through
+//!    [`GlobalBacktracing`], is tracked as usual.
+//! 5. **Memory follows the live set** (`live.rs`): each of the 256
+//!    shards' tables is a 24-byte record per slot; it grows at 3/4 full
+//!    to 11/8 of its size (so it is then 6/11 full: 24 × 11/6 = 44 bytes
+//!    per live block) and shrinks to half full when a free leaves it
+//!    under 3/8 (24 × 8/3 = 64 bytes per live block at most as the live
+//!    set falls). Interned stacks are kept (each distinct stack once),
+//!    recent frees in a fixed ring per shard.
+//! 6. **Ids never wrap**: tracker epochs and thread ids are 64-bit and
+//!    start at 1 (0 means "none"); scope ids are `1..u32::MAX`, and
+//!    opening one more panics instead of wrapping (`scope.rs`).
+//! 7. **No lock is held while calling the inner allocator** (or the
+//!    global allocator: every table is a `SysVec` from the C library), so
+//!    the inner allocator may itself be tracked, or take locks of its own.
+//! 8. **Stored stacks never change** (`stacks.rs`): an interned stack's
+//!    frames are written once, into a chunk that is never reallocated or
+//!    freed while the tracker lives, so a thread may keep a pointer to
+//!    them (its stack cache) and read them without a lock.
+//! 9. **Stack ids are below 2^31**: 4 shard bits above 27 index bits,
+//!    the index stopping one short of its top. The ids above are
+//!    sentinels: `NO_STACK` (no stack captured) and
+//!    `INTERNAL` (the tracker's own block).
+//! 10. **A record's size is below 2^56** (`live.rs`): the top byte holds
+//!     the alignment's log2; larger requests fail before reaching the
+//!     inner allocator (no 64-bit platform can satisfy them).
 //!
 //! ```
 //! use mallocator::backtracing::Backtracing;
@@ -78,18 +98,24 @@
 //! # unsafe { v.free(kept) };
 //! ```
 
+mod config;
+mod errors;
 mod fork;
 mod global;
+mod live;
 mod log;
 mod os;
 mod peak;
+mod recent_frees;
 mod report;
 mod scope;
 mod settings;
 mod stack;
+mod stacks;
 mod state;
+mod symbolize;
 mod sync;
-mod table;
+mod sys_vec;
 #[cfg(test)]
 mod tests;
 mod thread;
@@ -97,8 +123,8 @@ mod thread;
 use core::ffi::c_void;
 use core::marker::PhantomData;
 use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicUsize, Ordering};
-use std::collections::HashMap;
 
+pub use config::Config;
 pub use global::{ExitReport, GlobalBacktracing};
 pub use log::{create_log_file, LogTarget};
 pub use report::{ErrorEntry, ErrorKind, Frame, LeakGroup, LeakReport};
@@ -107,68 +133,11 @@ use stack::{ActiveCell, Captured, StackStorage};
 pub use stack::{StackMode, MAX_DEPTH};
 use state::State;
 use sync::RawLock;
-use thread::{Busy, CacheEntry, STACK_CACHE, THREAD};
+use thread::Busy;
 
 use crate::valloc::{Valloc, VallocVtable};
-use table::{sys_vec, Record, StackTable, SysVec, INTERNAL, NO_STACK};
-
-/// Tracker settings; `const`, so a `static` tracker can use them.
-///
-/// ```
-/// use mallocator::backtracing::{Config, StackMode};
-/// let c = Config { depth: 8, stack_mode: StackMode::FramePointers, ..Config::DEFAULT };
-/// assert!(c.free_stacks);
-/// ```
-#[derive(Debug, Clone, Copy)]
-pub struct Config {
-    /// Frames kept per stack (default 32, at most [`MAX_DEPTH`]).
-    pub depth: usize,
-    /// How stacks are captured (default [`StackMode::Auto`]).
-    pub stack_mode: StackMode,
-    /// Log mode: where every event goes (default [`LogTarget::None`]).
-    pub log: LogTarget,
-    /// Capture a stack at every free, so that a double free can show
-    /// where the block was first freed (default true). The frames are
-    /// copied raw into the shard's ring of recent frees and interned only
-    /// when a double free is reported; turning this off saves the stack
-    /// walk on every free.
-    pub free_stacks: bool,
-}
-
-impl Config {
-    /// The defaults: depth 32, [`StackMode::Auto`], no log, free stacks on.
-    ///
-    /// ```
-    /// assert_eq!(mallocator::backtracing::Config::DEFAULT.depth, 32);
-    /// ```
-    pub const DEFAULT: Config = Config {
-        depth: 32,
-        stack_mode: StackMode::Auto,
-        log: LogTarget::None,
-        free_stacks: true,
-    };
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Config::DEFAULT
-    }
-}
-
-/// A recorded bad free (stacks still as ids).
-#[derive(Clone, Copy, Debug)]
-struct ErrorRecord {
-    kind: ErrorKind,
-    addr: usize,
-    size: Option<usize>,
-    thread: u64,
-    stack: u32,
-    alloc_stack: u32,
-    first_free_stack: u32,
-}
-
-/// Bad frees kept for the report.
-const MAX_ERRORS: usize = 4096;
+use live::Record;
+use stacks::INTERNAL;
 
 /// Memory the tracker uses for its bookkeeping, from
 /// [`Backtracing::metadata`].
@@ -464,7 +433,7 @@ impl<'a> Backtracing<'a> {
         };
         let live_table_bytes = st.live.iter().map(|s| s.lock().table_bytes()).sum();
         let (stacks, interned_bytes) = st.stacks.footprint();
-        let ring_bytes: usize = st.live.iter().map(|s| s.lock().ring_bytes()).sum();
+        let ring_bytes: usize = st.live.iter().map(|s| s.lock().frees.bytes()).sum();
         Metadata {
             record_bytes,
             live_table_bytes,
@@ -475,7 +444,7 @@ impl<'a> Backtracing<'a> {
     }
 
     /// Captures the current stack into `storage`; counts a capture made
-    /// off the known stacks (rule 1 in the module docs).
+    /// off the known stacks (invariant 1 in the module docs).
     #[inline(always)]
     fn capture<'s>(&self, st: &State, storage: &'s mut StackStorage) -> Captured<'s> {
         let frame_pointers = self.active.walks_frame_pointers(self.stack_mode);
@@ -484,61 +453,6 @@ impl<'a> Backtracing<'a> {
             st.off_stack.fetch_add(1, Ordering::Relaxed);
         }
         captured
-    }
-
-    /// The stack id of `buf`: from this thread's cache when it interned
-    /// the same stack recently (no lock), else from the stack table.
-    #[inline]
-    fn intern(&self, st: &State, stack: Captured<'_>) -> u32 {
-        let (frames, hash, epoch) = (stack.frames, stack.hash, st.epoch);
-        let cached = THREAD.try_with(|t| {
-            let slot = &t.cache[(hash >> 40) as usize % STACK_CACHE];
-            let e = slot.get();
-            // SAFETY: an entry with this tracker's epoch was filled by this
-            // thread from this tracker's stack table (epochs are never
-            // shared), whose stored frames stay immutable and in place
-            // while the tracker (borrowed by `self`) lives.
-            let hit = e.epoch == epoch
-                && e.hash == hash
-                && e.len == frames.len()
-                && same_frames(
-                    unsafe { core::slice::from_raw_parts(e.frames, e.len) },
-                    frames,
-                );
-            hit.then_some(e.id)
-        });
-        if let Ok(Some(id)) = cached {
-            return id;
-        }
-        let Some(stored) = st.stacks.intern(frames, hash) else {
-            return NO_STACK;
-        };
-        let entry = CacheEntry {
-            epoch,
-            id: stored.id,
-            hash,
-            frames: stored.frames,
-            len: frames.len(),
-        };
-        let _ = THREAD.try_with(|t| t.cache[(hash >> 40) as usize % STACK_CACHE].set(entry));
-        stored.id
-    }
-
-    /// [`intern`](Self::intern) for frames without their hash (the free
-    /// path keeps only the frames); [`NO_STACK`] for none.
-    #[cold]
-    fn intern_frames(&self, st: &State, frames: &[usize]) -> u32 {
-        if frames.is_empty() {
-            return NO_STACK;
-        }
-        self.intern(
-            st,
-            Captured {
-                frames,
-                hash: table::hash_stack(frames),
-                off_stack: false,
-            },
-        )
     }
 
     /// The allocation path behind the handle.
@@ -556,7 +470,7 @@ impl<'a> Backtracing<'a> {
         };
         // A size the record cannot hold fails here (no 64-bit platform
         // can allocate 2^56 bytes).
-        let recordable = (size as u64) < table::SIZE_LIMIT;
+        let recordable = (size as u64) < live::SIZE_LIMIT;
         let Some((busy, stamp)) = Busy::track(st.epoch) else {
             // The tracker's own allocation: recorded (so that its free is
             // recognised), never reported, no stack.
@@ -568,7 +482,9 @@ impl<'a> Backtracing<'a> {
         };
         let mut storage = StackStorage::uninit();
         let captured = self.capture(st, &mut storage);
-        let stack = self.intern(st, captured);
+        let stack = st
+            .stacks
+            .intern_cached(st.epoch, captured.frames, captured.hash);
         let mut ptr = if recordable {
             self.inner.malloc(align, size)
         } else {
@@ -584,9 +500,9 @@ impl<'a> Backtracing<'a> {
     }
 
     /// Records the block `ptr` (if not null; `size` is then below
-    /// [`table::SIZE_LIMIT`]); returns `ptr`, or null when the record could
+    /// [`live::SIZE_LIMIT`]); returns `ptr`, or null when the record could
     /// not be stored: the block then goes back to the inner allocator
-    /// (rule 3 in the module docs).
+    /// (invariant 3 in the module docs).
     #[inline]
     fn keep(
         &self,
@@ -617,7 +533,7 @@ impl<'a> Backtracing<'a> {
         // A replaced record means the inner allocator handed out a live
         // address again: the old block is gone as far as anyone can tell.
         let gen = st.sync_gen.load(Ordering::Acquire);
-        let (old, stored) = st.live[table::shard_of(rec.addr)].lock().insert(rec);
+        let (old, stored) = st.live[live::shard_of(rec.addr)].lock().insert(rec);
         let tracked_size = |r: Record| {
             if r.stack == INTERNAL {
                 0
@@ -664,10 +580,10 @@ impl<'a> Backtracing<'a> {
         let addr = ptr as usize;
         let depth = self.depth.load(Ordering::Relaxed);
         let gen = st.sync_gen.load(Ordering::Acquire);
-        let mut shard = st.live[table::shard_of(addr)].lock();
+        let mut shard = st.live[live::shard_of(addr)].lock();
         match shard.remove(addr) {
             Some(rec) => {
-                shard.remember_free(addr, &rec, frames, depth);
+                shard.frees.remember(addr, &rec, frames, depth);
                 drop(shard);
                 if rec.stack != INTERNAL {
                     st.account(-(rec.size() as isize), gen);
@@ -680,51 +596,15 @@ impl<'a> Backtracing<'a> {
             None => {
                 // Copied out so that the interning runs without the lock.
                 let mut first_frames = [0usize; MAX_DEPTH];
-                let first = shard.recent_free(addr).map(|(f, frames)| {
+                let first = shard.frees.find(addr).map(|(f, frames)| {
                     first_frames[..frames.len()].copy_from_slice(frames);
                     (f, frames.len())
                 });
                 drop(shard);
-                self.record_bad_free(st, addr, frames, first, &first_frames);
+                errors::record_bad_free(st, addr, frames, first, &first_frames);
             }
         }
         drop(tracking);
-    }
-
-    /// Records a free of `addr`, which is not live: a double free when
-    /// `first` (from the recent-frees ring) says when it was freed, with
-    /// that free's stack in `first_frames`; else an invalid free.
-    #[cold]
-    fn record_bad_free(
-        &self,
-        st: &State,
-        addr: usize,
-        frames: &[usize],
-        first: Option<(table::Freed, usize)>,
-        first_frames: &[usize],
-    ) {
-        let first_free_stack = match first {
-            Some((_, n)) => self.intern_frames(st, &first_frames[..n]),
-            None => NO_STACK,
-        };
-        let error = ErrorRecord {
-            kind: if first.is_some() {
-                ErrorKind::DoubleFree
-            } else {
-                ErrorKind::InvalidFree
-            },
-            addr,
-            size: first.map(|(f, _)| f.size),
-            thread: thread::thread_id(),
-            stack: self.intern_frames(st, frames),
-            alloc_stack: first.map_or(NO_STACK, |(f, _)| f.alloc_stack),
-            first_free_stack,
-        };
-        let mut errors = st.errors.lock();
-        errors.total += 1;
-        if errors.kept.len() < MAX_ERRORS && errors.kept.try_reserve(1).is_ok() {
-            errors.kept.push(error);
-        }
     }
 
     /// Bad frees so far (double and invalid).
@@ -746,73 +626,6 @@ impl<'a> Backtracing<'a> {
     /// ```
     pub fn report(&self) -> LeakReport {
         self.build_report(&|_| true, true)
-    }
-
-    fn build_report(&self, keep: &dyn Fn(&Record) -> bool, with_errors: bool) -> LeakReport {
-        let Some(st) = self.state() else {
-            return LeakReport::default();
-        };
-        let _busy = Busy::enter(st.epoch);
-        let mut records: SysVec<Record> = sys_vec();
-        for shard in &st.live {
-            shard
-                .lock()
-                .collect(&mut records, &|r| r.stack != INTERNAL && keep(r));
-        }
-        let mut errors: SysVec<ErrorRecord> = sys_vec();
-        let mut errors_total = 0;
-        if with_errors {
-            let e = st.errors.lock();
-            errors.extend_from_slice(&e.kept);
-            errors_total = e.total;
-        }
-        let mut by_stack: HashMap<u32, (usize, usize)> = HashMap::new();
-        for r in records.iter() {
-            let g = by_stack.entry(r.stack).or_default();
-            g.0 += r.size();
-            g.1 += 1;
-        }
-        let mut symbols = Symbolizer {
-            stacks: &st.stacks,
-            cache: HashMap::new(),
-        };
-        let mut groups: Vec<LeakGroup> = by_stack
-            .into_iter()
-            .map(|(stack, (bytes, count))| LeakGroup {
-                bytes,
-                count,
-                frames: symbols.frames(stack),
-            })
-            .collect();
-        groups.sort_by(|a, b| {
-            (b.bytes, b.count).cmp(&(a.bytes, a.count)).then_with(|| {
-                a.frames
-                    .first()
-                    .map(|f| f.ip)
-                    .cmp(&b.frames.first().map(|f| f.ip))
-            })
-        });
-        let errors = errors
-            .iter()
-            .map(|e| ErrorEntry {
-                kind: e.kind,
-                address: e.addr,
-                size: e.size,
-                thread: e.thread,
-                frames: symbols.frames(e.stack),
-                alloc_frames: symbols.frames(e.alloc_stack),
-                first_free_frames: symbols.frames(e.first_free_stack),
-            })
-            .collect();
-        LeakReport {
-            leaked_bytes: records.iter().map(|r| r.size()).sum(),
-            leaked_blocks: records.len(),
-            groups,
-            errors,
-            errors_total,
-            off_stack_captures: st.off_stack.load(Ordering::Relaxed),
-            refused_allocations: st.refused.load(Ordering::Relaxed),
-        }
     }
 
     /// A leak check for the current thread: only blocks this thread
@@ -841,90 +654,4 @@ impl<'a> Backtracing<'a> {
             _not_send: PhantomData,
         }
     }
-}
-
-/// `a == b` for two stacks, word by word: the frames were just written by
-/// the walk one word at a time, and a scalar loop reads them back through
-/// store forwarding, where the wide loads of the `memcmp` that `==` calls
-/// would wait for those stores to retire (a measurable share of the
-/// tracker's time on the churn benchmark).
-#[inline(always)]
-fn same_frames(a: &[usize], b: &[usize]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    let mut i = 0;
-    while i < a.len() {
-        if a[i] != b[i] {
-            return false;
-        }
-        i += 1;
-    }
-    true
-}
-
-/// Symbolizes stacks for one report, once per distinct stack.
-struct Symbolizer<'t> {
-    stacks: &'t StackTable,
-    cache: HashMap<u32, Vec<Frame>>,
-}
-
-impl Symbolizer<'_> {
-    fn frames(&mut self, id: u32) -> Vec<Frame> {
-        let stacks = self.stacks;
-        self.cache
-            .entry(id)
-            .or_insert_with(|| {
-                let mut frames = Vec::new();
-                for &ip in stacks.get(id).iter() {
-                    os::symbolize(ip, &mut frames);
-                }
-                let own = frames.iter().take_while(|f| is_tracker_frame(f)).count();
-                frames.drain(..own);
-                frames
-            })
-            .clone()
-    }
-}
-
-/// The allocation machinery between user code and the capture (this
-/// crate's tracker and handle, the unwinder, the global-allocator shims):
-/// removed from the top of reported stacks. Decided by source file when
-/// known (inlined functions often carry only a short name), else by name.
-fn is_tracker_frame(frame: &Frame) -> bool {
-    const OWN_FILES: [&str; 10] = [
-        "mallocator/src/backtracing/",
-        "mallocator-c/src/",
-        "mallocator/src/valloc.rs",
-        "mallocator/src/global.rs",
-        "mallocator/src/libc_alloc.rs",
-        "/backtrace-0.",
-        "library/alloc/src/alloc.rs",
-        "library/core/src/alloc/global.rs",
-        "library/std/src/alloc.rs",
-        "library/std/src/sys/alloc/",
-    ];
-    const OWN_NAMES: [&str; 11] = [
-        "mallocator::backtracing::",
-        "mlc_valloc_",
-        "fd_valloc_",
-        "mallocator::valloc::",
-        "mallocator::global::",
-        "backtrace::",
-        "__rust_alloc",
-        "__rust_dealloc",
-        "__rust_realloc",
-        "__rustc::",
-        "__rdl_",
-    ];
-    let in_tests = |s: &str| s.contains("backtracing/tests.rs") || s.contains("backtracing::tests");
-    let by_name = frame.function.as_deref().is_some_and(|f| {
-        let f = f.trim_start_matches('<');
-        OWN_NAMES.iter().any(|p| f.starts_with(p)) && !in_tests(f)
-    });
-    by_name
-        || frame.file.as_deref().is_some_and(|file| {
-            let file = file.replace('\\', "/");
-            OWN_FILES.iter().any(|p| file.contains(p)) && !in_tests(&file)
-        })
 }

@@ -4,6 +4,16 @@
 use core::fmt;
 
 use serde::Serialize;
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+
+use super::errors::ErrorRecord;
+use super::live::Record;
+use super::stacks::INTERNAL;
+use super::symbolize::Symbolizer;
+use super::sys_vec::{sys_vec, SysVec};
+use super::thread::Busy;
+use super::Backtracing;
 
 /// One symbolized stack frame. Inlined functions give several frames with
 /// the same `ip`, innermost first.
@@ -268,5 +278,78 @@ impl fmt::Display for LeakReport {
             )?;
         }
         Ok(())
+    }
+}
+
+impl Backtracing<'_> {
+    pub(crate) fn build_report(
+        &self,
+        keep: &dyn Fn(&Record) -> bool,
+        with_errors: bool,
+    ) -> LeakReport {
+        let Some(st) = self.state() else {
+            return LeakReport::default();
+        };
+        let _busy = Busy::enter(st.epoch);
+        let mut records: SysVec<Record> = sys_vec();
+        for shard in &st.live {
+            shard
+                .lock()
+                .collect(&mut records, &|r| r.stack != INTERNAL && keep(r));
+        }
+        let mut errors: SysVec<ErrorRecord> = sys_vec();
+        let mut errors_total = 0;
+        if with_errors {
+            let e = st.errors.lock();
+            errors.extend_from_slice(&e.kept);
+            errors_total = e.total;
+        }
+        let mut by_stack: HashMap<u32, (usize, usize)> = HashMap::new();
+        for r in records.iter() {
+            let g = by_stack.entry(r.stack).or_default();
+            g.0 += r.size();
+            g.1 += 1;
+        }
+        let mut symbols = Symbolizer {
+            stacks: &st.stacks,
+            cache: HashMap::new(),
+        };
+        let mut groups: Vec<LeakGroup> = by_stack
+            .into_iter()
+            .map(|(stack, (bytes, count))| LeakGroup {
+                bytes,
+                count,
+                frames: symbols.frames(stack),
+            })
+            .collect();
+        groups.sort_by(|a, b| {
+            (b.bytes, b.count).cmp(&(a.bytes, a.count)).then_with(|| {
+                a.frames
+                    .first()
+                    .map(|f| f.ip)
+                    .cmp(&b.frames.first().map(|f| f.ip))
+            })
+        });
+        let errors = errors
+            .iter()
+            .map(|e| ErrorEntry {
+                kind: e.kind,
+                address: e.addr,
+                size: e.size,
+                thread: e.thread,
+                frames: symbols.frames(e.stack),
+                alloc_frames: symbols.frames(e.alloc_stack),
+                first_free_frames: symbols.frames(e.first_free_stack),
+            })
+            .collect();
+        LeakReport {
+            leaked_bytes: records.iter().map(|r| r.size()).sum(),
+            leaked_blocks: records.len(),
+            groups,
+            errors,
+            errors_total,
+            off_stack_captures: st.off_stack.load(Ordering::Relaxed),
+            refused_allocations: st.refused.load(Ordering::Relaxed),
+        }
     }
 }

@@ -10,7 +10,7 @@
 use core::marker::PhantomData;
 
 use super::sync::SpinLock;
-use super::table::{sys_vec, SysVec};
+use super::sys_vec::{sys_vec, SysVec};
 use super::thread::THREAD;
 use super::{Backtracing, LeakReport};
 

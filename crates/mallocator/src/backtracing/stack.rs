@@ -22,7 +22,7 @@ use core::mem::MaybeUninit;
 use core::sync::atomic::{AtomicU8, Ordering};
 
 use super::os;
-use super::table::{hash_finish, hash_stack, hash_step, HASH_SEED};
+use super::stacks::{hash_finish, hash_stack, hash_step, HASH_SEED};
 
 /// The most frames a stack can hold ([`Config::depth`](super::Config::depth) is capped to it).
 pub const MAX_DEPTH: usize = 64;
@@ -310,7 +310,7 @@ fn walk(out: &mut [MaybeUninit<usize>]) -> (usize, u64) {
 /// pointer of the function this is inlined into). Each record is `[saved
 /// frame pointer, return address]`; it is read only if it lies in `[our
 /// frame, top of the stack we run on)`, is aligned, and is above the
-/// previous one (the rule in the module docs).
+/// previous one (invariant 1 in the tracker's module docs).
 /// Returns the number of frames written and their [`hash_stack`]; none
 /// when the code runs on a stack it does not know.
 #[inline(always)]

@@ -11,10 +11,12 @@
 
 use core::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
+use super::errors::ErrorRecord;
+use super::live::{LiveShard, LIVE_SHARDS};
 use super::log::{Log, LogTarget};
+use super::stacks::StackTable;
 use super::sync::SpinLock;
-use super::table::{sys_vec, LiveShard, StackTable, SysVec, LIVE_SHARDS};
-use super::ErrorRecord;
+use super::sys_vec::{sys_vec, SysVec};
 use crate::valloc::Valloc;
 
 /// Tracker epochs: each [`State`] gets a fresh one, never reused (64-bit,

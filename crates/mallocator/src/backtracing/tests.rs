@@ -6,6 +6,8 @@ use core::ptr::NonNull;
 use core::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
+use super::stacks::{same_frames, NO_STACK};
+use super::symbolize::is_tracker_frame;
 use super::*;
 use crate::valloc::{AllocError, RawAlloc};
 
@@ -709,7 +711,7 @@ fn a_big_change_racing_a_synchronisation_still_reaches_the_peak() {
     // and before the change is in its shard: it did not sum it.
     let stale = st.sync_gen.load(Ordering::Acquire);
     st.synchronise();
-    let shard = &st.live[table::shard_of(addr)];
+    let shard = &st.live[live::shard_of(addr)];
     shard.lock().insert(Record::new(addr, big, 3, NO_STACK, 0));
     st.account(big as isize, stale);
     assert_eq!(st.peak_bytes.load(Ordering::Relaxed), big);
@@ -725,10 +727,10 @@ fn a_block_whose_record_cannot_be_stored_is_refused_and_given_back() {
     assert!(!kept.is_null());
     // The tables cannot grow from here on: each shard takes 12 records
     // (3/4 of its first 16 slots), then refuses.
-    table::test_hooks::fail_growth(true);
+    live::test_hooks::fail_growth(true);
     let n = if cfg!(miri) { 600 } else { 4000 };
     let got: Vec<*mut u8> = (0..n).map(|_| v.malloc(8, 8)).collect();
-    table::test_hooks::fail_growth(false);
+    live::test_hooks::fail_growth(false);
     let handed_out: Vec<*mut u8> = got.iter().copied().filter(|p| !p.is_null()).collect();
     let refused = n - handed_out.len();
     assert!(refused > 0, "some shard filled up");

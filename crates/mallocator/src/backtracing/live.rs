@@ -1,31 +1,14 @@
-//! The tracker's tables: live blocks (sharded by address), interned
-//! stacks (sharded by hash) and recently freed blocks (per shard, for
-//! double-free reports).
-//!
-//! Every table allocates straight from the C library ([`SysVec`]), never
-//! through Rust's global allocator, so that the tracker can itself be the
-//! global allocator. No table lock is ever held while calling the global
-//! allocator or the inner allocator.
+//! The live-block table of one shard: a record per live block, found by
+//! address.
 //!
 //! Every probe loop ends: a live table is never more than 3/4 full (an
-//! insert that would pass that and cannot grow the table is refused), and
-//! the stack index never more than 1/2, so an empty slot always exists.
+//! insert that would pass that and cannot grow the table is refused).
+//! No table lock is ever held while calling the global allocator or the
+//! inner allocator.
 
-use super::sync::{RawLock, SpinLock};
-use crate::valloc::Valloc;
-
-/// A vector whose memory comes from the C library, not the global allocator.
-pub(crate) type SysVec<T> = allocator_api2::vec::Vec<T, Valloc<'static>>;
-
-/// An empty [`SysVec`].
-pub(crate) const fn sys_vec<T>() -> SysVec<T> {
-    SysVec::new_in(Valloc::libc())
-}
-
-/// The stack id of the tracker's own allocations (never reported).
-pub(crate) const INTERNAL: u32 = u32::MAX;
-/// The stack id when no stack was captured (`Config::free_stacks` off).
-pub(crate) const NO_STACK: u32 = u32::MAX - 1;
+use super::recent_frees::RecentFrees;
+use super::stacks::INTERNAL;
+use super::sys_vec::{sys_vec, SysVec};
 
 /// Sizes this large or larger cannot be recorded (the top byte of
 /// [`Record::size_align`] holds the alignment); the tracker fails such
@@ -83,22 +66,6 @@ impl Record {
     }
 }
 
-/// A freed block remembered to explain a later double free. The stack
-/// of that free is kept raw in the shard's ring (see
-/// [`LiveShard::remember_free`]), not interned: it is needed only when a
-/// double free is reported, so the free path spends no hashing or
-/// lookup on it.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct Freed {
-    pub addr: usize,
-    pub size: usize,
-    pub alloc_stack: u32,
-    /// How many frames of the free's stack the ring holds (0: none).
-    frames: u32,
-}
-/// How many recent frees each live shard remembers (2048 in all).
-const RING: usize = 8;
-
 /// Number of live-block shards (a power of two). With 64, two threads
 /// churning a handful of addresses each often shared a shard, and its
 /// lock's cache line went back and forth between their cores (the
@@ -151,13 +118,8 @@ pub(crate) struct LiveShard {
     /// Records that are not [`INTERNAL`], and their bytes.
     tracked: usize,
     bytes: usize,
-    ring: [Freed; RING],
-    /// The stacks of the ring's frees: entry `i`'s frames start at word
-    /// `i * ring_stride`. Allocated at the first free that has a stack,
-    /// with room for the tracker's depth then.
-    ring_frames: SysVec<usize>,
-    ring_stride: usize,
-    ring_next: usize,
+    /// This shard's recent frees.
+    pub(crate) frees: RecentFrees,
 }
 
 impl LiveShard {
@@ -167,15 +129,7 @@ impl LiveShard {
             len: 0,
             tracked: 0,
             bytes: 0,
-            ring: [Freed {
-                addr: 0,
-                size: 0,
-                alloc_stack: NO_STACK,
-                frames: 0,
-            }; RING],
-            ring_frames: sys_vec(),
-            ring_stride: 0,
-            ring_next: 0,
+            frees: RecentFrees::new(),
         }
     }
 
@@ -359,65 +313,6 @@ impl LiveShard {
         self.rebuild((self.len * 2).max(MIN_SLOTS));
     }
 
-    /// Remembers a free of the block `rec` (at `addr`), overwriting the
-    /// oldest one, with the raw frames of the free's stack (`depth` is
-    /// the tracker's: the room each entry gets when the ring's frame
-    /// store is first allocated; longer stacks are cut to it). A copy of
-    /// a few words: interning waits for [`recent_free`](Self::recent_free)
-    /// to be needed.
-    #[inline]
-    pub(crate) fn remember_free(
-        &mut self,
-        addr: usize,
-        rec: &Record,
-        frames: &[usize],
-        depth: usize,
-    ) {
-        let i = self.ring_next;
-        self.ring_next = (i + 1) % RING;
-        let mut kept = 0;
-        if !frames.is_empty() && (self.ring_stride != 0 || self.alloc_ring(depth)) {
-            kept = frames.len().min(self.ring_stride);
-            let at = i * self.ring_stride;
-            self.ring_frames[at..at + kept].copy_from_slice(&frames[..kept]);
-        }
-        self.ring[i] = Freed {
-            addr,
-            size: rec.size(),
-            alloc_stack: rec.stack,
-            frames: kept as u32,
-        };
-    }
-
-    /// Allocates the ring's frame store, `depth` words per entry; false
-    /// when out of memory (the frees are then remembered without stacks).
-    #[cold]
-    fn alloc_ring(&mut self, depth: usize) -> bool {
-        let words = RING * depth;
-        if depth == 0 || self.ring_frames.try_reserve_exact(words).is_err() {
-            return false;
-        }
-        self.ring_frames.resize(words, 0);
-        self.ring_stride = depth;
-        true
-    }
-
-    /// The most recent remembered free of `addr`, with its stack's frames
-    /// (empty when it had none).
-    pub(crate) fn recent_free(&self, addr: usize) -> Option<(Freed, &[usize])> {
-        let i = (1..=RING)
-            .map(|back| (self.ring_next + RING - back) % RING)
-            .find(|&i| self.ring[i].addr == addr)?;
-        let f = self.ring[i];
-        let at = i * self.ring_stride;
-        Some((f, &self.ring_frames[at..at + f.frames as usize]))
-    }
-
-    /// Bytes of the ring's frame store (for the metadata figure).
-    pub(crate) fn ring_bytes(&self) -> usize {
-        self.ring_frames.capacity() * core::mem::size_of::<usize>()
-    }
-
     /// Appends every live record that passes `keep` to `out`.
     pub(crate) fn collect(&self, out: &mut SysVec<Record>, keep: &dyn Fn(&Record) -> bool) {
         out.extend(
@@ -426,245 +321,6 @@ impl LiveShard {
                 .filter(|r| r.addr != 0 && keep(r))
                 .copied(),
         );
-    }
-}
-
-/// Number of stack-interning shards (a power of two).
-const STACK_SHARDS: usize = 16;
-/// Bits of a stack id that index inside a shard.
-const STACK_INDEX_BITS: u32 = 27;
-
-#[derive(Clone, Copy, Debug)]
-struct StackEntry {
-    hash: u64,
-    /// The frames, in one of the shard's chunks (never moved or freed
-    /// while the shard lives).
-    frames: *const usize,
-    len: usize,
-}
-
-/// Words per frame chunk (32 KiB on 64-bit targets).
-const CHUNK_WORDS: usize = 4096;
-
-/// One interning shard: a hash index over entries whose frames live in
-/// fixed-capacity chunks, so that a stored stack never moves and can be
-/// read without the lock by whoever got its pointer under the lock.
-#[derive(Debug)]
-struct StackShard {
-    /// `entry index + 1`, 0 for empty; at most half full.
-    index: SysVec<u32>,
-    entries: SysVec<StackEntry>,
-    /// Each chunk is filled up to its capacity, never reallocated.
-    chunks: SysVec<SysVec<usize>>,
-}
-
-// SAFETY: the raw pointers in `entries` point into `chunks`, which the
-// shard owns; moving the shard to another thread moves both.
-unsafe impl Send for StackShard {}
-
-impl StackEntry {
-    fn frames(&self) -> &[usize] {
-        // SAFETY: `frames` points to `len` initialised words in a chunk of
-        // the shard that owns this entry; chunks are never reallocated or
-        // freed while the shard lives, and the words never change.
-        unsafe { core::slice::from_raw_parts(self.frames, self.len) }
-    }
-}
-
-impl StackShard {
-    const fn new() -> Self {
-        StackShard {
-            index: sys_vec(),
-            entries: sys_vec(),
-            chunks: sys_vec(),
-        }
-    }
-
-    fn find(&self, hash: u64, frames: &[usize]) -> Result<u32, usize> {
-        if self.index.is_empty() {
-            return Err(0);
-        }
-        let mask = self.index.len() - 1;
-        let mut i = hash as usize & mask;
-        loop {
-            match self.index[i] {
-                0 => return Err(i),
-                e => {
-                    let entry = &self.entries[e as usize - 1];
-                    if entry.hash == hash && entry.frames() == frames {
-                        return Ok(e - 1);
-                    }
-                }
-            }
-            i = (i + 1) & mask;
-        }
-    }
-
-    fn grow_index(&mut self) -> bool {
-        let new_len = (self.index.len() * 2).max(256);
-        let mut index = sys_vec();
-        if index.try_reserve_exact(new_len).is_err() {
-            return false;
-        }
-        index.resize(new_len, 0u32);
-        let mask = new_len - 1;
-        for (e, entry) in self.entries.iter().enumerate() {
-            let mut i = entry.hash as usize & mask;
-            while index[i] != 0 {
-                i = (i + 1) & mask;
-            }
-            index[i] = e as u32 + 1;
-        }
-        self.index = index;
-        true
-    }
-
-    /// Copies `frames` into a chunk with room (a new one if needed).
-    fn store(&mut self, frames: &[usize]) -> Option<*const usize> {
-        let fits = self
-            .chunks
-            .last()
-            .is_some_and(|c| c.capacity() - c.len() >= frames.len());
-        if !fits {
-            let mut chunk = sys_vec();
-            chunk
-                .try_reserve_exact(CHUNK_WORDS.max(frames.len()))
-                .ok()?;
-            self.chunks.try_reserve(1).ok()?;
-            self.chunks.push(chunk);
-        }
-        let chunk = self.chunks.last_mut()?;
-        let at = chunk.len();
-        // Within capacity: the chunk's buffer does not move.
-        chunk.extend_from_slice(frames);
-        Some(chunk[at..].as_ptr())
-    }
-}
-
-/// Interned stacks: each distinct stack is stored once and named by a
-/// `u32` id.
-#[derive(Debug)]
-pub(crate) struct StackTable {
-    shards: [SpinLock<StackShard>; STACK_SHARDS],
-}
-
-/// Stack hashing, one frame at a time (the frame-pointer walk hashes as
-/// it goes).
-pub(crate) const HASH_SEED: u64 = 0x243F_6A88_85A3_08D3;
-
-/// Mixes one frame into a stack hash: cheap (no multiply in the
-/// per-frame chain); [`hash_finish`] spreads the bits. Equal hashes are
-/// always confirmed by comparing the frames.
-#[inline(always)]
-pub(crate) fn hash_step(h: u64, ip: usize) -> u64 {
-    h.rotate_left(7) ^ ip as u64
-}
-
-/// Finishes a stack hash (a 64-bit finalizer over the state and length).
-#[inline(always)]
-pub(crate) fn hash_finish(h: u64, len: usize) -> u64 {
-    let mut x = h ^ (len as u64).rotate_left(32);
-    x = (x ^ (x >> 33)).wrapping_mul(0xFF51_AFD7_ED55_8CCD);
-    x = (x ^ (x >> 33)).wrapping_mul(0xC4CE_B9FE_1A85_EC53);
-    x ^ (x >> 33)
-}
-
-/// A 64-bit hash of a stack.
-pub(crate) fn hash_stack(frames: &[usize]) -> u64 {
-    let h = frames.iter().fold(HASH_SEED, |h, &ip| hash_step(h, ip));
-    hash_finish(h, frames.len())
-}
-
-/// A stored stack: its id and where its frames are (immutable, readable
-/// without a lock for as long as the table lives).
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct Interned {
-    pub id: u32,
-    pub frames: *const usize,
-}
-
-impl StackTable {
-    pub(crate) const fn new() -> Self {
-        StackTable {
-            shards: [const { SpinLock::new(StackShard::new()) }; STACK_SHARDS],
-        }
-    }
-
-    /// The id of `frames` (whose [`hash_stack`] is `hash`), storing them
-    /// if new; `None` when out of memory.
-    pub(crate) fn intern(&self, frames: &[usize], hash: u64) -> Option<Interned> {
-        let s = (hash >> (64 - STACK_SHARDS.trailing_zeros())) as usize;
-        let make_id = |e: u32| ((s as u32) << STACK_INDEX_BITS) | e;
-        let mut shard = self.shards[s].lock();
-        let mut slot = match shard.find(hash, frames) {
-            Ok(e) => {
-                return Some(Interned {
-                    id: make_id(e),
-                    frames: shard.entries[e as usize].frames,
-                })
-            }
-            Err(slot) => slot,
-        };
-        let e = shard.entries.len();
-        if e >= (1 << STACK_INDEX_BITS) - 1 {
-            return None;
-        }
-        if (e + 1) * 2 > shard.index.len() {
-            if !shard.grow_index() {
-                return None;
-            }
-            slot = shard.find(hash, frames).err()?;
-        }
-        shard.entries.try_reserve(1).ok()?;
-        let stored = shard.store(frames)?;
-        shard.entries.push(StackEntry {
-            hash,
-            frames: stored,
-            len: frames.len(),
-        });
-        shard.index[slot] = e as u32 + 1;
-        Some(Interned {
-            id: make_id(e as u32),
-            frames: stored,
-        })
-    }
-
-    /// The frames of stack `id` (empty for [`NO_STACK`] and [`INTERNAL`]).
-    /// (A [`SysVec`]: nothing may call the global allocator under a table lock.)
-    pub(crate) fn get(&self, id: u32) -> SysVec<usize> {
-        let mut out = sys_vec();
-        if id >= NO_STACK {
-            return out;
-        }
-        let shard = self.shards[(id >> STACK_INDEX_BITS) as usize].lock();
-        let e = (id & ((1 << STACK_INDEX_BITS) - 1)) as usize;
-        if let Some(entry) = shard.entries.get(e) {
-            out.extend_from_slice(entry.frames());
-        }
-        out
-    }
-
-    /// Calls `f` on each shard's lock, in order (for the fork handlers);
-    /// stops at the first `false`.
-    pub(crate) fn each_lock(&self, f: &mut dyn FnMut(&dyn RawLock) -> bool) -> bool {
-        self.shards.iter().all(|s| f(s))
-    }
-
-    /// Distinct stacks and the bytes they use.
-    pub(crate) fn footprint(&self) -> (usize, usize) {
-        self.shards.iter().fold((0, 0), |(n, bytes), s| {
-            let s = s.lock();
-            (
-                n + s.entries.len(),
-                bytes
-                    + s.index.capacity() * 4
-                    + s.entries.capacity() * core::mem::size_of::<StackEntry>()
-                    + s.chunks
-                        .iter()
-                        .map(|c| c.capacity() * core::mem::size_of::<usize>())
-                        .sum::<usize>(),
-            )
-        })
     }
 }
 
@@ -817,64 +473,5 @@ mod tests {
         assert_eq!(s.insert(newer), (Some(rec(32)), true));
         assert_eq!((s.tracked(), s.bytes()), (1, 99));
         assert_eq!(s.remove(32), Some(newer));
-    }
-
-    #[test]
-    fn ring_remembers_recent_frees_only() {
-        let mut s = LiveShard::new();
-        for a in 1..=(RING + 5) {
-            // Stacks of 0, 1, 2 and 3 frames, one cut to the depth (2).
-            let frames = [a, a + 1, a + 2];
-            s.remember_free(a, &rec(a * 16), &frames[..a % 4], 2);
-        }
-        assert!(s.recent_free(1).is_none());
-        assert!(s.recent_free(5).is_none(), "the oldest one left the ring");
-        let (f, frames) = s.recent_free(RING + 5).unwrap();
-        assert_eq!((f.size, f.alloc_stack), (RING + 5, 7));
-        assert_eq!(frames, [RING + 5]);
-        let (f, frames) = s.recent_free(6).unwrap();
-        assert_eq!((f.size, frames), (6, &[6, 7][..]));
-        assert_eq!(s.recent_free(8).unwrap().1, &[] as &[usize]);
-        assert_eq!(s.recent_free(7).unwrap().1, [7, 8], "cut to the depth");
-        assert_eq!(s.ring_bytes(), RING * 2 * core::mem::size_of::<usize>());
-        // A newer free of the same address wins.
-        s.remember_free(6, &rec(16), &[], 2);
-        let (f, frames) = s.recent_free(6).unwrap();
-        assert_eq!((f.size, frames), (1, &[][..]));
-    }
-
-    const MAX_LONG: usize = CHUNK_WORDS / 3;
-
-    #[test]
-    fn interning_dedups_and_returns_frames() {
-        let t = StackTable::new();
-        let id = |frames: &[usize]| t.intern(frames, hash_stack(frames)).unwrap().id;
-        let a = id(&[1, 2, 3]);
-        let b = id(&[1, 2, 4]);
-        assert_ne!(a, b);
-        assert_eq!(id(&[1, 2, 3]), a);
-        let stored = t.intern(&[1, 2, 3], hash_stack(&[1, 2, 3])).unwrap();
-        assert_eq!(
-            // SAFETY: interned frames stay valid while the table lives.
-            unsafe { core::slice::from_raw_parts(stored.frames, 3) },
-            [1, 2, 3]
-        );
-        assert_eq!(*t.get(a), [1, 2, 3]);
-        assert_eq!(*t.get(b), [1, 2, 4]);
-        let empty = id(&[]);
-        assert!(t.get(empty).is_empty());
-        assert!(t.get(NO_STACK).is_empty());
-        let n = if cfg!(miri) { 200 } else { 3000 };
-        let ids: Vec<u32> = (0..n).map(|i| id(&[i, i + 1])).collect();
-        // Long stacks fill chunks and start new ones; earlier ones stay put.
-        let long: Vec<usize> = (0..MAX_LONG).collect();
-        let long_ids: Vec<u32> = (0..20).map(|k| id(&[&[k], &long[..]].concat())).collect();
-        for (k, lid) in long_ids.iter().enumerate() {
-            assert_eq!(*t.get(*lid), [&[k], &long[..]].concat()[..]);
-        }
-        for (i, id) in ids.iter().enumerate() {
-            assert_eq!(*t.get(*id), [i, i + 1]);
-        }
-        assert_eq!(t.footprint().0, n + 3 + 20);
     }
 }

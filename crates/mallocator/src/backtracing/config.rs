@@ -1,0 +1,47 @@
+//! [`Config`]: the tracker's settings (the environment's reading of
+//! them for the global tracker is in `settings.rs`).
+
+use super::{LogTarget, StackMode};
+
+/// Tracker settings; `const`, so a `static` tracker can use them.
+///
+/// ```
+/// use mallocator::backtracing::{Config, StackMode};
+/// let c = Config { depth: 8, stack_mode: StackMode::FramePointers, ..Config::DEFAULT };
+/// assert!(c.free_stacks);
+/// ```
+#[derive(Debug, Clone, Copy)]
+pub struct Config {
+    /// Frames kept per stack (default 32, at most [`MAX_DEPTH`](super::MAX_DEPTH)).
+    pub depth: usize,
+    /// How stacks are captured (default [`StackMode::Auto`]).
+    pub stack_mode: StackMode,
+    /// Log mode: where every event goes (default [`LogTarget::None`]).
+    pub log: LogTarget,
+    /// Capture a stack at every free, so that a double free can show
+    /// where the block was first freed (default true). The frames are
+    /// copied raw into the shard's ring of recent frees and interned only
+    /// when a double free is reported; turning this off saves the stack
+    /// walk on every free.
+    pub free_stacks: bool,
+}
+
+impl Config {
+    /// The defaults: depth 32, [`StackMode::Auto`], no log, free stacks on.
+    ///
+    /// ```
+    /// assert_eq!(mallocator::backtracing::Config::DEFAULT.depth, 32);
+    /// ```
+    pub const DEFAULT: Config = Config {
+        depth: 32,
+        stack_mode: StackMode::Auto,
+        log: LogTarget::None,
+        free_stacks: true,
+    };
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config::DEFAULT
+    }
+}

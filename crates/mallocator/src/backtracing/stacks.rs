@@ -1,0 +1,361 @@
+//! Interned stacks: each distinct stack is stored once, named by a `u32`
+//! id, and never moved or changed while the tracker lives (so a thread
+//! may keep a pointer to a stored stack and read it without a lock).
+//! The stack index is never more than half full, so every probe ends.
+
+use super::sync::{RawLock, SpinLock};
+use super::sys_vec::{sys_vec, SysVec};
+use super::thread::{CacheEntry, STACK_CACHE, THREAD};
+
+/// The stack id of the tracker's own allocations (never reported).
+pub(crate) const INTERNAL: u32 = u32::MAX;
+/// The stack id when no stack was captured (`Config::free_stacks` off).
+pub(crate) const NO_STACK: u32 = u32::MAX - 1;
+
+const STACK_SHARDS: usize = 16;
+/// Bits of a stack id that index inside a shard.
+const STACK_INDEX_BITS: u32 = 27;
+
+#[derive(Clone, Copy, Debug)]
+struct StackEntry {
+    hash: u64,
+    /// The frames, in one of the shard's chunks (never moved or freed
+    /// while the shard lives).
+    frames: *const usize,
+    len: usize,
+}
+
+/// Words per frame chunk (32 KiB on 64-bit targets).
+const CHUNK_WORDS: usize = 4096;
+
+/// One interning shard: a hash index over entries whose frames live in
+/// fixed-capacity chunks, so that a stored stack never moves and can be
+/// read without the lock by whoever got its pointer under the lock.
+#[derive(Debug)]
+struct StackShard {
+    /// `entry index + 1`, 0 for empty; at most half full.
+    index: SysVec<u32>,
+    entries: SysVec<StackEntry>,
+    /// Each chunk is filled up to its capacity, never reallocated.
+    chunks: SysVec<SysVec<usize>>,
+}
+
+// SAFETY: the raw pointers in `entries` point into `chunks`, which the
+// shard owns; moving the shard to another thread moves both.
+unsafe impl Send for StackShard {}
+
+impl StackEntry {
+    fn frames(&self) -> &[usize] {
+        // SAFETY: `frames` points to `len` initialised words in a chunk of
+        // the shard that owns this entry; chunks are never reallocated or
+        // freed while the shard lives, and the words never change.
+        unsafe { core::slice::from_raw_parts(self.frames, self.len) }
+    }
+}
+
+impl StackShard {
+    const fn new() -> Self {
+        StackShard {
+            index: sys_vec(),
+            entries: sys_vec(),
+            chunks: sys_vec(),
+        }
+    }
+
+    fn find(&self, hash: u64, frames: &[usize]) -> Result<u32, usize> {
+        if self.index.is_empty() {
+            return Err(0);
+        }
+        let mask = self.index.len() - 1;
+        let mut i = hash as usize & mask;
+        loop {
+            match self.index[i] {
+                0 => return Err(i),
+                e => {
+                    let entry = &self.entries[e as usize - 1];
+                    if entry.hash == hash && entry.frames() == frames {
+                        return Ok(e - 1);
+                    }
+                }
+            }
+            i = (i + 1) & mask;
+        }
+    }
+
+    fn grow_index(&mut self) -> bool {
+        let new_len = (self.index.len() * 2).max(256);
+        let mut index = sys_vec();
+        if index.try_reserve_exact(new_len).is_err() {
+            return false;
+        }
+        index.resize(new_len, 0u32);
+        let mask = new_len - 1;
+        for (e, entry) in self.entries.iter().enumerate() {
+            let mut i = entry.hash as usize & mask;
+            while index[i] != 0 {
+                i = (i + 1) & mask;
+            }
+            index[i] = e as u32 + 1;
+        }
+        self.index = index;
+        true
+    }
+
+    /// Copies `frames` into a chunk with room (a new one if needed).
+    fn store(&mut self, frames: &[usize]) -> Option<*const usize> {
+        let fits = self
+            .chunks
+            .last()
+            .is_some_and(|c| c.capacity() - c.len() >= frames.len());
+        if !fits {
+            let mut chunk = sys_vec();
+            chunk
+                .try_reserve_exact(CHUNK_WORDS.max(frames.len()))
+                .ok()?;
+            self.chunks.try_reserve(1).ok()?;
+            self.chunks.push(chunk);
+        }
+        let chunk = self.chunks.last_mut()?;
+        let at = chunk.len();
+        // Within capacity: the chunk's buffer does not move.
+        chunk.extend_from_slice(frames);
+        Some(chunk[at..].as_ptr())
+    }
+}
+
+/// Interned stacks: each distinct stack is stored once and named by a
+/// `u32` id.
+#[derive(Debug)]
+pub(crate) struct StackTable {
+    shards: [SpinLock<StackShard>; STACK_SHARDS],
+}
+
+/// Stack hashing, one frame at a time (the frame-pointer walk hashes as
+/// it goes).
+pub(crate) const HASH_SEED: u64 = 0x243F_6A88_85A3_08D3;
+
+/// Mixes one frame into a stack hash: cheap (no multiply in the
+/// per-frame chain); [`hash_finish`] spreads the bits. Equal hashes are
+/// always confirmed by comparing the frames.
+#[inline(always)]
+pub(crate) fn hash_step(h: u64, ip: usize) -> u64 {
+    h.rotate_left(7) ^ ip as u64
+}
+
+/// Finishes a stack hash (a 64-bit finalizer over the state and length).
+#[inline(always)]
+pub(crate) fn hash_finish(h: u64, len: usize) -> u64 {
+    let mut x = h ^ (len as u64).rotate_left(32);
+    x = (x ^ (x >> 33)).wrapping_mul(0xFF51_AFD7_ED55_8CCD);
+    x = (x ^ (x >> 33)).wrapping_mul(0xC4CE_B9FE_1A85_EC53);
+    x ^ (x >> 33)
+}
+
+/// A 64-bit hash of a stack.
+pub(crate) fn hash_stack(frames: &[usize]) -> u64 {
+    let h = frames.iter().fold(HASH_SEED, |h, &ip| hash_step(h, ip));
+    hash_finish(h, frames.len())
+}
+
+/// A stored stack: its id and where its frames are (immutable, readable
+/// without a lock for as long as the table lives).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Interned {
+    pub id: u32,
+    pub frames: *const usize,
+}
+
+impl StackTable {
+    pub(crate) const fn new() -> Self {
+        StackTable {
+            shards: [const { SpinLock::new(StackShard::new()) }; STACK_SHARDS],
+        }
+    }
+
+    /// The id of `frames` (whose [`hash_stack`] is `hash`), storing them
+    /// if new; `None` when out of memory.
+    pub(crate) fn intern(&self, frames: &[usize], hash: u64) -> Option<Interned> {
+        let s = (hash >> (64 - STACK_SHARDS.trailing_zeros())) as usize;
+        let make_id = |e: u32| ((s as u32) << STACK_INDEX_BITS) | e;
+        let mut shard = self.shards[s].lock();
+        let mut slot = match shard.find(hash, frames) {
+            Ok(e) => {
+                return Some(Interned {
+                    id: make_id(e),
+                    frames: shard.entries[e as usize].frames,
+                })
+            }
+            Err(slot) => slot,
+        };
+        let e = shard.entries.len();
+        if e >= (1 << STACK_INDEX_BITS) - 1 {
+            return None;
+        }
+        if (e + 1) * 2 > shard.index.len() {
+            if !shard.grow_index() {
+                return None;
+            }
+            slot = shard.find(hash, frames).err()?;
+        }
+        shard.entries.try_reserve(1).ok()?;
+        let stored = shard.store(frames)?;
+        shard.entries.push(StackEntry {
+            hash,
+            frames: stored,
+            len: frames.len(),
+        });
+        shard.index[slot] = e as u32 + 1;
+        Some(Interned {
+            id: make_id(e as u32),
+            frames: stored,
+        })
+    }
+
+    /// The id of `frames` (whose [`hash_stack`] is `hash`) in the table of
+    /// tracker `epoch`: from this thread's cache when it interned the
+    /// same stack recently (no lock), else from the table;
+    /// [`NO_STACK`] when it cannot be stored.
+    #[inline]
+    pub(crate) fn intern_cached(&self, epoch: u64, frames: &[usize], hash: u64) -> u32 {
+        let cached = THREAD.try_with(|t| {
+            let slot = &t.cache[(hash >> 40) as usize % STACK_CACHE];
+            let e = slot.get();
+            // SAFETY: an entry with this tracker's epoch was filled by this
+            // thread from this tracker's stack table (epochs are never
+            // shared), whose stored frames stay immutable and in place
+            // while the table (borrowed by `self`) lives: a tracker's
+            // epoch and its table live and die together.
+            let hit = e.epoch == epoch
+                && e.hash == hash
+                && e.len == frames.len()
+                && same_frames(
+                    unsafe { core::slice::from_raw_parts(e.frames, e.len) },
+                    frames,
+                );
+            hit.then_some(e.id)
+        });
+        if let Ok(Some(id)) = cached {
+            return id;
+        }
+        let Some(stored) = self.intern(frames, hash) else {
+            return NO_STACK;
+        };
+        let entry = CacheEntry {
+            epoch,
+            id: stored.id,
+            hash,
+            frames: stored.frames,
+            len: frames.len(),
+        };
+        let _ = THREAD.try_with(|t| t.cache[(hash >> 40) as usize % STACK_CACHE].set(entry));
+        stored.id
+    }
+
+    /// [`intern_cached`](Self::intern_cached) for frames without their hash (the free
+    /// path keeps only the frames); [`NO_STACK`] for none.
+    #[cold]
+    pub(crate) fn intern_frames(&self, epoch: u64, frames: &[usize]) -> u32 {
+        if frames.is_empty() {
+            return NO_STACK;
+        }
+        self.intern_cached(epoch, frames, hash_stack(frames))
+    }
+
+    /// The frames of stack `id` (empty for [`NO_STACK`] and [`INTERNAL`]).
+    /// (A [`SysVec`]: nothing may call the global allocator under a table lock.)
+    pub(crate) fn get(&self, id: u32) -> SysVec<usize> {
+        let mut out = sys_vec();
+        if id >= NO_STACK {
+            return out;
+        }
+        let shard = self.shards[(id >> STACK_INDEX_BITS) as usize].lock();
+        let e = (id & ((1 << STACK_INDEX_BITS) - 1)) as usize;
+        if let Some(entry) = shard.entries.get(e) {
+            out.extend_from_slice(entry.frames());
+        }
+        out
+    }
+
+    /// Calls `f` on each shard's lock, in order (for the fork handlers);
+    /// stops at the first `false`.
+    pub(crate) fn each_lock(&self, f: &mut dyn FnMut(&dyn RawLock) -> bool) -> bool {
+        self.shards.iter().all(|s| f(s))
+    }
+
+    /// Distinct stacks and the bytes they use.
+    pub(crate) fn footprint(&self) -> (usize, usize) {
+        self.shards.iter().fold((0, 0), |(n, bytes), s| {
+            let s = s.lock();
+            (
+                n + s.entries.len(),
+                bytes
+                    + s.index.capacity() * 4
+                    + s.entries.capacity() * core::mem::size_of::<StackEntry>()
+                    + s.chunks
+                        .iter()
+                        .map(|c| c.capacity() * core::mem::size_of::<usize>())
+                        .sum::<usize>(),
+            )
+        })
+    }
+}
+
+/// `a == b` for two stacks, word by word: the frames were just written by
+/// the walk one word at a time, and a scalar loop reads them back through
+/// store forwarding, where the wide loads of the `memcmp` that `==` calls
+/// would wait for those stores to retire (a measurable share of the
+/// tracker's time on the churn benchmark).
+#[inline(always)]
+pub(crate) fn same_frames(a: &[usize], b: &[usize]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    let mut i = 0;
+    while i < a.len() {
+        if a[i] != b[i] {
+            return false;
+        }
+        i += 1;
+    }
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MAX_LONG: usize = CHUNK_WORDS / 3;
+
+    #[test]
+    fn interning_dedups_and_returns_frames() {
+        let t = StackTable::new();
+        let id = |frames: &[usize]| t.intern(frames, hash_stack(frames)).unwrap().id;
+        let a = id(&[1, 2, 3]);
+        let b = id(&[1, 2, 4]);
+        assert_ne!(a, b);
+        assert_eq!(id(&[1, 2, 3]), a);
+        let stored = t.intern(&[1, 2, 3], hash_stack(&[1, 2, 3])).unwrap();
+        assert_eq!(
+            // SAFETY: interned frames stay valid while the table lives.
+            unsafe { core::slice::from_raw_parts(stored.frames, 3) },
+            [1, 2, 3]
+        );
+        assert_eq!(*t.get(a), [1, 2, 3]);
+        assert_eq!(*t.get(b), [1, 2, 4]);
+        let empty = id(&[]);
+        assert!(t.get(empty).is_empty());
+        assert!(t.get(NO_STACK).is_empty());
+        let n = if cfg!(miri) { 200 } else { 3000 };
+        let ids: Vec<u32> = (0..n).map(|i| id(&[i, i + 1])).collect();
+        // Long stacks fill chunks and start new ones; earlier ones stay put.
+        let long: Vec<usize> = (0..MAX_LONG).collect();
+        let long_ids: Vec<u32> = (0..20).map(|k| id(&[&[k], &long[..]].concat())).collect();
+        for (k, lid) in long_ids.iter().enumerate() {
+            assert_eq!(*t.get(*lid), [&[k], &long[..]].concat()[..]);
+        }
+        for (i, id) in ids.iter().enumerate() {
+            assert_eq!(*t.get(*id), [i, i + 1]);
+        }
+        assert_eq!(t.footprint().0, n + 3 + 20);
+    }
+}
