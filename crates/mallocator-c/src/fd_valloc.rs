@@ -4,7 +4,7 @@
 use core::ffi::{c_int, c_void};
 use std::sync::Mutex;
 
-use mallocator_core::backtracing::{Backtracing, Config, LogTarget};
+use mallocator_core::backtracing::{Backtracing, Config, LogFormat, LogTarget};
 
 use crate::error::{fail, guard, MLC_ERR_ARGUMENT};
 use crate::handle::{mlc_libc_valloc, mlc_valloc_free, mlc_valloc_malloc, MlcValloc};
@@ -59,6 +59,7 @@ pub unsafe extern "C" fn fd_backtracing_alloc_virtual(inner_valloc: *mut MlcVall
         let inner = unsafe { inner.to_valloc() };
         let config = Config {
             log: LogTarget::Stdout,
+            log_format: LogFormat::Firedancer,
             ..Config::DEFAULT
         };
         // Lives as long as the process: fd_valloc has no delete. Kept in

@@ -3,7 +3,7 @@
 
 use core::ffi::{c_char, c_int, CStr};
 
-use mallocator_core::backtracing::{create_log_file, Backtracing, Config, LogTarget};
+use mallocator_core::backtracing::{create_log_file, Backtracing, Config, LogFormat, LogTarget};
 
 use crate::error::{fail, fail_null, guard, MLC_ERR_ARGUMENT, MLC_ERR_OS, MLC_OK};
 use crate::handle::{null_argument, MlcValloc};
@@ -51,6 +51,8 @@ unsafe fn make(
         inner,
         Config {
             log,
+            // The C API promises Firedancer's text format (C tooling reads it).
+            log_format: LogFormat::Firedancer,
             ..Config::DEFAULT
         },
     ))

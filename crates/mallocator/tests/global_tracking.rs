@@ -92,6 +92,7 @@ fn exit_report_and_log_from_the_environment() {
         ("MALLOCATOR_LEAKS", report.as_os_str()),
         ("MALLOCATOR_LEAKS_FORMAT", "json".as_ref()),
         ("MALLOCATOR_LOG", log.as_os_str()),
+        ("MALLOCATOR_LOG_FORMAT", "fd".as_ref()),
     ]);
     assert!(out.status.success(), "{out:?}");
     let json: serde_json::Value =
@@ -124,6 +125,30 @@ fn exit_report_and_log_from_the_environment() {
 
 #[test]
 #[cfg_attr(miri, ignore)] // spawns a process
+fn compact_log_by_default_ended_at_exit() {
+    if std::env::var_os("BT_CHILD").is_some() {
+        return;
+    }
+    let log = std::env::temp_dir().join(format!("bt-log-{}.v2", std::process::id()));
+    let out = run_leaky_child(&[("MALLOCATOR_LOG", log.as_os_str())]);
+    assert!(out.status.success(), "{out:?}");
+    let bytes = std::fs::read(&log).unwrap();
+    let _ = std::fs::remove_file(&log);
+    assert!(
+        bytes.starts_with(b"\x89mallog\n\x02\0\0\0"),
+        "{:?}",
+        &bytes[..bytes.len().min(16)]
+    );
+    // The end record (tag, length 16, two counts) closes the file: the
+    // exit flush wrote every thread's buffer, then it.
+    let end = &bytes[bytes.len() - 21..];
+    assert_eq!((end[0], &end[1..5]), (b'Z', &16u32.to_le_bytes()[..]));
+    let events = u64::from_le_bytes(end[5..13].try_into().unwrap());
+    assert!(events > 2, "{events} events");
+}
+
+#[test]
+#[cfg_attr(miri, ignore)] // spawns a process
 fn bad_settings_warn_once_on_stderr() {
     if std::env::var_os("BT_CHILD").is_some() {
         return;
@@ -132,12 +157,14 @@ fn bad_settings_warn_once_on_stderr() {
         ("MALLOCATOR_DEPTH", "deep".as_ref()),
         ("MALLOCATOR_STACKS", "dwarf".as_ref()),
         ("MALLOCATOR_LOG", "/nonexistent-dir/alloc.log".as_ref()),
+        ("MALLOCATOR_LOG_FORMAT", "xml".as_ref()),
     ]);
     assert!(out.status.success(), "{out:?}");
     let stderr = String::from_utf8_lossy(&out.stderr);
     for expected in [
         "mallocator: MALLOCATOR_DEPTH=deep is not a number; using 32",
         "mallocator: MALLOCATOR_STACKS=dwarf is not auto, fp or unwind",
+        "mallocator: MALLOCATOR_LOG_FORMAT=xml is not v2 or fd; using v2",
         "mallocator: MALLOCATOR_LOG: cannot create /nonexistent-dir/alloc.log",
     ] {
         assert_eq!(

@@ -1,7 +1,7 @@
 //! [`Config`]: the tracker's settings (the environment's reading of
 //! them for the global tracker is in `settings.rs`).
 
-use super::{LogTarget, StackMode};
+use super::{LogFormat, LogTarget, StackMode};
 
 /// Tracker settings; `const`, so a `static` tracker can use them.
 ///
@@ -18,6 +18,8 @@ pub struct Config {
     pub stack_mode: StackMode,
     /// Log mode: where every event goes (default [`LogTarget::None`]).
     pub log: LogTarget,
+    /// The log's format (default [`LogFormat::Compact`]).
+    pub log_format: LogFormat,
     /// Capture a stack at every free, so that a double free can show
     /// where the block was first freed (default true). The frames are
     /// copied raw into the shard's ring of recent frees and interned only
@@ -36,6 +38,7 @@ impl Config {
         depth: 32,
         stack_mode: StackMode::Auto,
         log: LogTarget::None,
+        log_format: LogFormat::Compact,
         free_stacks: true,
     };
 }

@@ -39,7 +39,7 @@ static INSTALLED: AtomicBool = AtomicBool::new(false);
 /// locks taken).
 pub(crate) fn register(state: *mut State) -> bool {
     if !INSTALLED.swap(true, Ordering::AcqRel) {
-        os::at_fork(prepare, release_all, release_all);
+        os::at_fork(prepare, release_all, in_child);
     }
     let mut states = REGISTRY.lock();
     if states.try_reserve(1).is_err() {
@@ -130,6 +130,25 @@ extern "C" fn release_all() {
             true
         });
         REGISTRY.release();
+    }
+}
+
+/// The `child` handler: [`release_all`], then what only the child does:
+/// its compact logs stop (the parent writes those files) and the other
+/// threads' event buffers are forgotten (see `log/threads.rs`).
+extern "C" fn in_child() {
+    release_all();
+    super::log::after_fork_in_child();
+    for_each_state(&mut |st| st.log.stop_in_child());
+}
+
+/// Calls `f` on every live tracker state.
+pub(crate) fn for_each_state(f: &mut dyn FnMut(&State)) {
+    let states = REGISTRY.lock();
+    for &s in states.iter() {
+        // SAFETY: a registered state is live until it is unregistered,
+        // which needs the registry lock held here.
+        f(unsafe { &*(s as *const State) });
     }
 }
 

@@ -7,7 +7,7 @@ use super::os::{self, Sink};
 use super::settings::{self, LogSetting};
 use super::sync::{RawLock, SpinLock};
 use super::thread::Busy;
-use super::{stack, Backtracing, Config, LogTarget};
+use super::{stack, Backtracing, Config, LogFormat, LogTarget};
 use crate::valloc::Valloc;
 
 /// The one process-wide tracker behind every [`GlobalBacktracing`].
@@ -108,7 +108,8 @@ pub enum ExitReport {
 /// |---|---|
 /// | `MALLOCATOR_LEAKS=stderr\|<path>` | leak report at exit |
 /// | `MALLOCATOR_LEAKS_FORMAT=json` | that report as JSON |
-/// | `MALLOCATOR_LOG=stdout\|stderr\|<path>` | log mode (the C format) |
+/// | `MALLOCATOR_LOG=stdout\|stderr\|<path>` | log mode: every event, for `mallocator leaks` |
+/// | `MALLOCATOR_LOG_FORMAT=v2\|fd` | that log compact (default) or in the Firedancer text format ([`LogFormat`](super::LogFormat)) |
 /// | `MALLOCATOR_DEPTH=<n>` | frames per stack (default 32, max 64) |
 /// | `MALLOCATOR_STACKS=auto\|fp\|unwind` | [`StackMode`](super::StackMode) |
 /// | `MALLOCATOR_FREE_STACKS=0\|1` | no stack on free ([`Config::free_stacks`]) |
@@ -212,13 +213,13 @@ impl GlobalBacktracing {
             .store(settings.free_stacks, Ordering::Relaxed);
         TRACKER.active.set(stack::resolve(settings.stack_mode));
         match settings.log {
-            LogSetting::Config(target) => TRACKER.set_log(target),
-            LogSetting::Stdout => TRACKER.set_log(LogTarget::Stdout),
-            LogSetting::Stderr => TRACKER.set_log(LogTarget::Stderr),
+            LogSetting::Config(target) => TRACKER.set_log(target, settings.log_format),
+            LogSetting::Stdout => TRACKER.set_log(LogTarget::Stdout, settings.log_format),
+            LogSetting::Stderr => TRACKER.set_log(LogTarget::Stderr, settings.log_format),
             LogSetting::Path(path) => match Sink::create(&path) {
                 Ok(sink) => {
                     if let Some(st) = TRACKER.state() {
-                        st.log.set_sink(sink);
+                        st.log.set_sink(sink, settings.log_format);
                         TRACKER.log_on.store(true, Ordering::Relaxed);
                     }
                 }
@@ -238,10 +239,10 @@ impl GlobalBacktracing {
 }
 
 impl Backtracing<'_> {
-    /// Switches log mode to `target`.
-    fn set_log(&self, target: LogTarget) {
+    /// Switches log mode to `target`, in `format`.
+    fn set_log(&self, target: LogTarget, format: LogFormat) {
         if let Some(st) = self.state() {
-            st.log.set_target(target);
+            st.log.set_target(target, format);
             self.log_on
                 .store(!matches!(target, LogTarget::None), Ordering::Relaxed);
         }

@@ -126,7 +126,7 @@ use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicUsize, Ordering};
 
 pub use config::Config;
 pub use global::{ExitReport, GlobalBacktracing};
-pub use log::{create_log_file, LogTarget};
+pub use log::{create_log_file, LogFormat, LogTarget};
 pub use report::{ErrorEntry, ErrorKind, Frame, LeakGroup, LeakReport};
 pub use scope::Scope;
 use stack::{ActiveCell, Captured, StackStorage};
@@ -137,7 +137,7 @@ use thread::Busy;
 
 use crate::valloc::{Valloc, VallocVtable};
 use live::Record;
-use stacks::INTERNAL;
+use stacks::{INTERNAL, NO_STACK};
 
 /// Memory the tracker uses for its bookkeeping, from
 /// [`Backtracing::metadata`].
@@ -188,8 +188,9 @@ pub struct Backtracing<'a> {
     depth: AtomicUsize,
     free_stacks: AtomicBool,
     log_on: AtomicBool,
-    /// The log target the state starts with.
+    /// The log target and format the state starts with.
     log_target: LogTarget,
+    log_format: LogFormat,
     /// Tables, locks and counters, allocated at the first use (null
     /// before; see `state.rs` for why they live apart from the tracker).
     state: AtomicPtr<State>,
@@ -209,6 +210,10 @@ impl Drop for Backtracing<'_> {
     fn drop(&mut self) {
         let p = *self.state.get_mut();
         if !p.is_null() {
+            // SAFETY: `p` is live until destroyed below.
+            let st = unsafe { &*p };
+            log::detach(st);
+            st.log.finish();
             fork::unregister(p);
             // SAFETY: `p` came from `State::create`, is unregistered now,
             // and `&mut self` proves no handle or thread uses it.
@@ -244,7 +249,7 @@ unsafe extern "C" fn vt_free(self_: *mut c_void, ptr: *mut c_void) {
 /// Calls `f` on every process-wide tracker lock, in the order the fork
 /// handlers take them; stops at the first `false`.
 fn global_locks(f: &mut dyn FnMut(&dyn RawLock) -> bool) -> bool {
-    f(&os::SYMBOLIZING) && f(&scope::SCOPES) && global::each_lock(f)
+    f(&log::BUFFERS) && f(&os::SYMBOLIZING) && f(&scope::SCOPES) && global::each_lock(f)
 }
 
 impl<'a> Backtracing<'a> {
@@ -279,6 +284,7 @@ impl<'a> Backtracing<'a> {
             free_stacks: AtomicBool::new(config.free_stacks),
             log_on: AtomicBool::new(!matches!(config.log, LogTarget::None)),
             log_target: config.log,
+            log_format: config.log_format,
             state: AtomicPtr::new(core::ptr::null_mut()),
         }
     }
@@ -319,7 +325,7 @@ impl<'a> Backtracing<'a> {
     #[cold]
     #[inline(never)]
     fn create_state(&self) -> Option<&State> {
-        let fresh = State::create(self.log_target)?;
+        let fresh = State::create(self.log_target, self.log_format)?;
         // Registered before it is published: no thread can hold one of its
         // locks at a fork without the fork handlers knowing it.
         if !fork::register(fresh) {
@@ -492,8 +498,7 @@ impl<'a> Backtracing<'a> {
         };
         ptr = self.keep(st, ptr, size, align_log2, stack, stamp);
         if self.log_on.load(Ordering::Relaxed) {
-            st.log
-                .write_record(ptr as usize, Some((align, size)), captured.frames);
+            log::alloc(st, ptr, align, align_log2, size, stack, captured.frames);
         }
         drop(busy);
         ptr
@@ -569,7 +574,13 @@ impl<'a> Backtracing<'a> {
             if log_on || self.free_stacks.load(Ordering::Relaxed) {
                 let stack = self.capture(st, &mut storage);
                 if log_on {
-                    st.log.write_record(ptr as usize, None, stack.frames);
+                    let compact = st.log.format() == LogFormat::Compact;
+                    let id = if compact && self.free_stacks.load(Ordering::Relaxed) {
+                        st.stacks.intern_cached(st.epoch, stack.frames, stack.hash)
+                    } else {
+                        NO_STACK
+                    };
+                    log::free(st, ptr, id, stack.frames);
                 }
                 frames = stack.frames;
             }
@@ -605,6 +616,21 @@ impl<'a> Backtracing<'a> {
             }
         }
         drop(tracking);
+    }
+
+    /// Writes the compact log's events that threads hold in their
+    /// buffers now (they are written anyway when a buffer fills, when its
+    /// thread ends, when the tracker is dropped, and at exit).
+    ///
+    /// ```
+    /// let t = mallocator::backtracing::Backtracing::new(mallocator::Valloc::libc());
+    /// t.flush_log(); // no log: nothing to do
+    /// ```
+    pub fn flush_log(&self) {
+        if let Some(st) = self.state() {
+            let _busy = Busy::enter(st.epoch);
+            log::flush(st);
+        }
     }
 
     /// Bad frees so far (double and invalid).

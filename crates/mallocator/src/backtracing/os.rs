@@ -12,7 +12,10 @@
 //! * [`with_code_site`]: the object and symbol an address is in (`dladdr`);
 //! * [`Sink`] / [`write_all`]: whole-record writes to a file or stream;
 //! * [`at_exit`]: run a function when the process exits;
-//! * [`at_fork`]: run functions around `fork`.
+//! * [`at_fork`]: run functions around `fork`;
+//! * [`ticks`] / [`CLOCK`]: a monotonic clock for event timestamps;
+//! * [`process`]: pid, start time, executable and working directory;
+//! * [`for_each_module`]: the loaded objects with their build-ids.
 
 use core::mem::MaybeUninit;
 
@@ -405,9 +408,9 @@ pub(crate) fn create_private_file(path: &std::path::Path) -> std::io::Result<std
 }
 
 /// Writes all of `bytes` (retrying short writes and interruptions); an
-/// error drops the rest of the record.
+/// error drops the rest of the record and returns false.
 #[cfg(unix)]
-pub(crate) fn write_all(sink: &Sink, mut bytes: &[u8]) {
+pub(crate) fn write_all(sink: &Sink, mut bytes: &[u8]) -> bool {
     use std::os::fd::{AsFd, AsRawFd};
     let fd = match sink {
         Sink::Borrowed(fd) => fd.as_raw_fd(),
@@ -421,24 +424,26 @@ pub(crate) fn write_all(sink: &Sink, mut bytes: &[u8]) {
             if std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted {
                 continue;
             }
-            return;
+            return false;
         }
         bytes = &bytes[n as usize..];
     }
+    true
 }
 
 /// Portable version.
 #[cfg(not(unix))]
-pub(crate) fn write_all(sink: &Sink, bytes: &[u8]) {
+pub(crate) fn write_all(sink: &Sink, bytes: &[u8]) -> bool {
     use std::io::Write;
-    let _ = match sink {
+    match sink {
         Sink::Stdout => {
             let mut out = std::io::stdout().lock();
             out.write_all(bytes).and_then(|()| out.flush())
         }
         Sink::Stderr => std::io::stderr().lock().write_all(bytes),
         Sink::File(file) => (&*file).write_all(bytes),
-    };
+    }
+    .is_ok()
 }
 
 /// Runs `f` when the process exits normally (C `atexit`).
@@ -478,4 +483,232 @@ pub(crate) fn at_fork(
     _parent: extern "C" fn(),
     _child: extern "C" fn(),
 ) {
+}
+
+/// What [`ticks`] counts: the clock's id in the compact log's header (1:
+/// `CLOCK_MONOTONIC` nanoseconds, 2: Windows performance-counter ticks)
+/// and its ticks per second (0: ask [`ticks_per_second`]).
+#[cfg(not(windows))]
+pub(crate) const CLOCK: u8 = 1;
+#[cfg(windows)]
+pub(crate) const CLOCK: u8 = 2;
+
+/// A monotonic, system-wide timestamp (see [`CLOCK`]): one vDSO call on
+/// Linux, no system call.
+#[cfg(unix)]
+#[inline]
+pub(crate) fn ticks() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a writable timespec; CLOCK_MONOTONIC always exists.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    (ts.tv_sec as u64).wrapping_mul(1_000_000_000) + ts.tv_nsec as u64
+}
+
+/// A monotonic, system-wide timestamp (see [`CLOCK`]).
+#[cfg(windows)]
+#[inline]
+pub(crate) fn ticks() -> u64 {
+    let mut t = 0i64;
+    // SAFETY: `t` is writable; the call cannot fail on Windows XP or later.
+    unsafe { windows_sys::Win32::System::Performance::QueryPerformanceCounter(&mut t) };
+    t as u64
+}
+
+/// Elsewhere: nanoseconds since the first call (monotonic, per process).
+#[cfg(not(any(unix, windows)))]
+pub(crate) fn ticks() -> u64 {
+    static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    START
+        .get_or_init(std::time::Instant::now)
+        .elapsed()
+        .as_nanos() as u64
+}
+
+/// Units of [`ticks`] per second.
+pub(crate) fn ticks_per_second() -> u64 {
+    #[cfg(windows)]
+    {
+        let mut f = 0i64;
+        // SAFETY: `f` is writable; the call cannot fail on XP or later.
+        unsafe { windows_sys::Win32::System::Performance::QueryPerformanceFrequency(&mut f) };
+        f as u64
+    }
+    #[cfg(not(windows))]
+    1_000_000_000
+}
+
+/// What the compact log's header says about the process.
+pub(crate) struct Process {
+    pub pid: u32,
+    /// Wall-clock time now, nanoseconds since the Unix epoch.
+    pub now_ns: u64,
+}
+
+/// The process's id and the wall-clock time.
+pub(crate) fn process() -> Process {
+    Process {
+        pid: std::process::id(),
+        now_ns: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64),
+    }
+}
+
+/// Longest path [`executable`] and [`working_directory`] report.
+pub(crate) const PATH_MAX: usize = 4096;
+
+/// Writes the executable's absolute path into `buf`, returning its
+/// length (0 when unknown). No allocation: it runs under the log lock.
+#[cfg(all(any(target_os = "linux", target_os = "android"), not(miri)))]
+pub(crate) fn executable(buf: &mut [u8; PATH_MAX]) -> usize {
+    // SAFETY: the path is NUL-terminated; `buf` is writable for its length.
+    let n = unsafe {
+        libc::readlink(
+            c"/proc/self/exe".as_ptr(),
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+        )
+    };
+    if n < 0 || n as usize >= buf.len() {
+        0
+    } else {
+        n as usize
+    }
+}
+
+/// Unknown on this platform (the log says so with an empty path).
+#[cfg(not(all(any(target_os = "linux", target_os = "android"), not(miri))))]
+pub(crate) fn executable(_buf: &mut [u8; PATH_MAX]) -> usize {
+    0
+}
+
+/// Writes the working directory into `buf`, returning its length (0
+/// when unknown or too long).
+#[cfg(all(unix, not(miri)))]
+pub(crate) fn working_directory(buf: &mut [u8; PATH_MAX]) -> usize {
+    // SAFETY: `buf` is writable for its length; `getcwd` NUL-terminates
+    // what it writes, or fails.
+    let p = unsafe { libc::getcwd(buf.as_mut_ptr().cast(), buf.len()) };
+    if p.is_null() {
+        return 0;
+    }
+    buf.iter().position(|&b| b == 0).unwrap_or(0)
+}
+
+/// Unknown here.
+#[cfg(any(not(unix), miri))]
+pub(crate) fn working_directory(_buf: &mut [u8; PATH_MAX]) -> usize {
+    0
+}
+
+/// A loaded object, as [`for_each_module`] reports it.
+#[derive(Debug)]
+pub(crate) struct Module<'a> {
+    /// Load bias: an address minus this is the object file's own address.
+    pub bias: usize,
+    /// Lowest and one past the highest address of its loaded segments.
+    pub start: usize,
+    pub end: usize,
+    /// The `NT_GNU_BUILD_ID` note (empty when it has none).
+    pub build_id: &'a [u8],
+    /// The loader's path (empty for the executable: see [`executable`]).
+    pub path: &'a [u8],
+}
+
+/// Calls `f` on every loaded object (`dl_iterate_phdr`), the executable
+/// first. The loader's own lock is held during the walk, so `f` must not
+/// load or unload objects; it may allocate (the loader's lock for
+/// `dl_iterate_phdr` is not the one `dlopen` holds while it allocates).
+#[cfg(all(
+    any(target_os = "linux", target_os = "android", target_os = "freebsd"),
+    not(miri)
+))]
+pub(crate) fn for_each_module(f: &mut dyn FnMut(&Module<'_>)) {
+    unsafe extern "C" fn each(
+        info: *mut libc::dl_phdr_info,
+        _size: libc::size_t,
+        data: *mut libc::c_void,
+    ) -> libc::c_int {
+        // SAFETY: `data` is the `&mut &mut dyn FnMut` passed below, alive
+        // for the whole walk; `info` is the loader's description of one
+        // object, valid during this call.
+        let (f, info) = unsafe { (&mut *data.cast::<&mut dyn FnMut(&Module<'_>)>(), &*info) };
+        let bias = info.dlpi_addr as usize;
+        let (mut start, mut end, mut build_id): (usize, usize, &[u8]) = (usize::MAX, 0, &[]);
+        for i in 0..info.dlpi_phnum as usize {
+            // SAFETY: `dlpi_phdr` points to `dlpi_phnum` program headers.
+            let ph = unsafe { &*info.dlpi_phdr.add(i) };
+            let at = bias.wrapping_add(ph.p_vaddr as usize);
+            if ph.p_type == libc::PT_LOAD {
+                start = start.min(at);
+                end = end.max(at.wrapping_add(ph.p_memsz as usize));
+            } else if ph.p_type == libc::PT_NOTE && build_id.is_empty() {
+                // SAFETY: a PT_NOTE segment of a loaded object lies inside
+                // one of its loaded (readable) segments, `p_memsz` bytes
+                // at `at`, mapped while the object stays loaded.
+                let notes =
+                    unsafe { core::slice::from_raw_parts(at as *const u8, ph.p_memsz as usize) };
+                build_id = gnu_build_id(notes).unwrap_or(&[]);
+            }
+        }
+        let path = if info.dlpi_name.is_null() {
+            &[][..]
+        } else {
+            // SAFETY: a NUL-terminated string owned by the loader.
+            unsafe { core::ffi::CStr::from_ptr(info.dlpi_name).to_bytes() }
+        };
+        if start < end {
+            f(&Module {
+                bias,
+                start,
+                end,
+                build_id,
+                path,
+            });
+        }
+        0
+    }
+    let mut f = f;
+    // SAFETY: `each` matches the callback type and only uses `data` as
+    // the pointer to `f` given here, which outlives the call.
+    unsafe {
+        libc::dl_iterate_phdr(
+            Some(each),
+            (&mut f as *mut &mut dyn FnMut(&Module<'_>)).cast(),
+        )
+    };
+}
+
+/// No loader walk here: the log has no module map (frames stay raw
+/// unless the reader is told where the objects are).
+#[cfg(not(all(
+    any(target_os = "linux", target_os = "android", target_os = "freebsd"),
+    not(miri)
+)))]
+pub(crate) fn for_each_module(_f: &mut dyn FnMut(&Module<'_>)) {}
+
+/// The descriptor of the `NT_GNU_BUILD_ID` note in `notes` (a note
+/// segment: `namesz, descsz, type` as 32-bit words, then the name and the
+/// descriptor, each padded to 4 bytes); `None` when absent or malformed.
+pub(crate) fn gnu_build_id(mut notes: &[u8]) -> Option<&[u8]> {
+    const NT_GNU_BUILD_ID: u32 = 3;
+    let word = |b: &[u8], i: usize| -> Option<u32> {
+        Some(u32::from_ne_bytes(b.get(i..i + 4)?.try_into().ok()?))
+    };
+    let pad = |n: usize| n.checked_add(3).map(|n| n & !3);
+    while notes.len() >= 12 {
+        let (namesz, descsz, kind) = (word(notes, 0)?, word(notes, 4)?, word(notes, 8)?);
+        let name_end = 12usize.checked_add(pad(namesz as usize)?)?;
+        let desc_end = name_end.checked_add(pad(descsz as usize)?)?;
+        let name = notes.get(12..12 + namesz as usize)?;
+        let desc = notes.get(name_end..name_end.checked_add(descsz as usize)?)?;
+        if kind == NT_GNU_BUILD_ID && name == b"GNU\0" {
+            return Some(desc);
+        }
+        notes = notes.get(desc_end..)?;
+    }
+    None
 }

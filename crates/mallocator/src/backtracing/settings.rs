@@ -3,7 +3,7 @@
 //! for every value it cannot use (never silently ignored).
 
 use super::global::ExitReport;
-use super::{Config, LogTarget, StackMode, MAX_DEPTH};
+use super::{Config, LogFormat, LogTarget, StackMode, MAX_DEPTH};
 
 /// Where log mode writes, as configured.
 #[derive(Debug, Clone)]
@@ -33,6 +33,7 @@ pub(crate) struct Settings {
     pub(crate) free_stacks: bool,
     pub(crate) stack_mode: StackMode,
     pub(crate) log: LogSetting,
+    pub(crate) log_format: LogFormat,
     pub(crate) exit: Option<ExitDest>,
 }
 
@@ -101,6 +102,20 @@ pub(crate) fn settings(
         Some(path) => LogSetting::Path(path),
         None => LogSetting::Config(config.log),
     };
+    let mut log_format = config.log_format;
+    if let Some(v) = env("MALLOCATOR_LOG_FORMAT") {
+        match v.as_str() {
+            "v2" | "compact" => log_format = LogFormat::Compact,
+            "fd" | "firedancer" => log_format = LogFormat::Firedancer,
+            _ => warnings.push(format!(
+                "MALLOCATOR_LOG_FORMAT={v} is not v2 or fd; using {}",
+                match log_format {
+                    LogFormat::Compact => "v2",
+                    LogFormat::Firedancer => "fd",
+                }
+            )),
+        }
+    }
     let mut json = false;
     if let Some(v) = env("MALLOCATOR_LEAKS_FORMAT") {
         match v.as_str() {
@@ -128,6 +143,7 @@ pub(crate) fn settings(
         free_stacks,
         stack_mode,
         log,
+        log_format,
         exit,
     };
     (settings, warnings)
@@ -157,6 +173,7 @@ mod tests {
         );
         assert_eq!(s.exit, None);
         assert!(matches!(s.log, LogSetting::Config(LogTarget::None)));
+        assert_eq!(s.log_format, LogFormat::Compact);
     }
 
     #[test]
@@ -168,8 +185,10 @@ mod tests {
             ("MALLOCATOR_LOG", "/tmp/x.log"),
             ("MALLOCATOR_LEAKS", "stderr"),
             ("MALLOCATOR_LEAKS_FORMAT", "json"),
+            ("MALLOCATOR_LOG_FORMAT", "fd"),
         ]);
         assert!(warnings.is_empty(), "{warnings:?}");
+        assert_eq!(s.log_format, LogFormat::Firedancer);
         assert_eq!(
             (s.depth, s.free_stacks, s.stack_mode),
             (8, false, StackMode::Unwind)
@@ -202,17 +221,21 @@ mod tests {
             ("MALLOCATOR_DEPTH", "deep"),
             ("MALLOCATOR_FREE_STACKS", "maybe"),
             ("MALLOCATOR_STACKS", "dwarf"),
+            ("MALLOCATOR_LOG_FORMAT", "text"),
             ("MALLOCATOR_LEAKS_FORMAT", "xml"),
         ]);
         assert_eq!(
-            (s.depth, s.free_stacks, s.stack_mode),
-            (32, true, StackMode::Auto)
+            (s.depth, s.free_stacks, s.stack_mode, s.log_format),
+            (32, true, StackMode::Auto, LogFormat::Compact)
         );
-        assert_eq!(warnings.len(), 4, "{warnings:?}");
-        for (w, var) in warnings
-            .iter()
-            .zip(["DEPTH", "FREE_STACKS", "STACKS", "LEAKS_FORMAT"])
-        {
+        assert_eq!(warnings.len(), 5, "{warnings:?}");
+        for (w, var) in warnings.iter().zip([
+            "DEPTH",
+            "FREE_STACKS",
+            "STACKS",
+            "LOG_FORMAT",
+            "LEAKS_FORMAT",
+        ]) {
             assert!(w.starts_with(&format!("MALLOCATOR_{var}=")), "{w}");
         }
         let (s, warnings) = with(&[("MALLOCATOR_DEPTH", "1000")]);

@@ -38,6 +38,8 @@ struct StackShard {
     entries: SysVec<StackEntry>,
     /// Each chunk is filled up to its capacity, never reallocated.
     chunks: SysVec<SysVec<usize>>,
+    /// Entries before this one are in the compact log already.
+    written: usize,
 }
 
 // SAFETY: the raw pointers in `entries` point into `chunks`, which the
@@ -59,6 +61,7 @@ impl StackShard {
             index: sys_vec(),
             entries: sys_vec(),
             chunks: sys_vec(),
+            written: 0,
         }
     }
 
@@ -274,6 +277,23 @@ impl StackTable {
             out.extend_from_slice(entry.frames());
         }
         out
+    }
+
+    /// Calls `f` with the id and frames of every stack not passed to an
+    /// earlier call, then counts them as written (the compact log writes
+    /// each distinct stack once; it calls this under its own lock).
+    pub(crate) fn for_each_unwritten(&self, f: &mut dyn FnMut(u32, &[usize])) {
+        for (s, shard) in self.shards.iter().enumerate() {
+            let mut shard = shard.lock();
+            let from = shard.written;
+            for (e, entry) in shard.entries[from..].iter().enumerate() {
+                f(
+                    ((s as u32) << STACK_INDEX_BITS) | (from + e) as u32,
+                    entry.frames(),
+                );
+            }
+            shard.written = shard.entries.len();
+        }
     }
 
     /// Calls `f` on each shard's lock, in order (for the fork handlers);

@@ -13,7 +13,7 @@ use core::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
 use super::errors::ErrorRecord;
 use super::live::{LiveShard, LIVE_SHARDS};
-use super::log::{Log, LogTarget};
+use super::log::{Log, LogFormat, LogTarget};
 use super::stacks::StackTable;
 use super::sync::SpinLock;
 use super::sys_vec::{sys_vec, SysVec};
@@ -54,10 +54,11 @@ pub(crate) struct State {
 }
 
 impl State {
-    /// Allocates and initialises a state with log target `log`; `None`
+    /// Allocates and initialises a state with log target `log` in
+    /// `format`; `None`
     /// when out of memory. Built in place: it is about 100 KiB, too big
     /// for a small thread stack.
-    pub(crate) fn create(log: LogTarget) -> Option<*mut State> {
+    pub(crate) fn create(log: LogTarget, format: LogFormat) -> Option<*mut State> {
         let p = Valloc::libc()
             .malloc(
                 core::mem::align_of::<State>(),
@@ -75,7 +76,7 @@ impl State {
         unsafe {
             use core::ptr::addr_of_mut;
             addr_of_mut!((*p).epoch).write(epoch);
-            addr_of_mut!((*p).log).write(Log::new(log));
+            addr_of_mut!((*p).log).write(Log::new(log, format));
             let live = addr_of_mut!((*p).live).cast::<SpinLock<LiveShard>>();
             for i in 0..LIVE_SHARDS {
                 live.add(i).write(SpinLock::new(LiveShard::new()));

@@ -4,6 +4,7 @@
 use core::alloc::Layout;
 use core::ptr::NonNull;
 use core::sync::atomic::{AtomicUsize, Ordering};
+use std::collections::HashMap;
 use std::sync::Mutex;
 
 use super::stacks::{same_frames, NO_STACK};
@@ -397,6 +398,7 @@ fn log_mode_writes_the_c_format() {
         Valloc::libc(),
         Config {
             log: LogTarget::Callback(collect_log),
+            log_format: LogFormat::Firedancer,
             depth: 5,
             ..Config::DEFAULT
         },
@@ -431,6 +433,7 @@ fn log_records_from_threads_never_interleave() {
         Valloc::libc(),
         Config {
             log: LogTarget::Path(leaked),
+            log_format: LogFormat::Firedancer,
             ..Config::DEFAULT
         },
     );
@@ -469,6 +472,214 @@ fn log_records_from_threads_never_interleave() {
         "{:?}",
         records[0].3
     );
+}
+
+/// A module record: bias, start, end, build-id, path.
+type ModuleRecord = (u64, u64, u64, Vec<u8>, Vec<u8>);
+
+/// A compact log, decoded (for the tests; the reader users run is
+/// `mallocator leaks`).
+#[derive(Debug, Default)]
+struct Decoded {
+    pid: u32,
+    exe: Vec<u8>,
+    modules: Vec<ModuleRecord>,
+    stacks: HashMap<u32, Vec<u64>>,
+    /// `(thread, kind, ts, addr, size, stack)`: kind 1 alloc, 2 free.
+    events: Vec<(u64, u8, u64, u64, u64, u32)>,
+    end: Option<(u64, u64)>,
+}
+
+/// Decodes a whole compact log, checking the layout of
+/// `docs/log-format.md` as it goes: the header first, each stack defined
+/// once and before any event names it, nothing after the end record.
+fn decode_compact(b: &[u8]) -> Decoded {
+    let u16_at = |i: usize| u16::from_le_bytes(b[i..i + 2].try_into().unwrap()) as usize;
+    let u32_at = |i: usize| u32::from_le_bytes(b[i..i + 4].try_into().unwrap());
+    let u64_at = |i: usize| u64::from_le_bytes(b[i..i + 8].try_into().unwrap());
+    assert_eq!(&b[..8], b"\x89mallog\n");
+    assert_eq!(u32_at(8), 2);
+    let mut d = Decoded::default();
+    let mut at = 12;
+    let mut first = true;
+    while at < b.len() {
+        assert!(d.end.is_none(), "a record after the end record");
+        let (tag, len) = (b[at], u32_at(at + 1) as usize);
+        let p = at + 5;
+        assert!(p + len <= b.len(), "record at {at} runs past the end");
+        assert_eq!(first, tag == b'H', "the header, and only it, comes first");
+        first = false;
+        match tag {
+            b'H' => {
+                d.pid = u32_at(p);
+                let n = u16_at(p + 21);
+                d.exe = b[p + 23..p + 23 + n].to_vec();
+            }
+            b'M' => {
+                let n = b[p + 24] as usize;
+                let id = b[p + 25..p + 25 + n].to_vec();
+                let path = b[p + 27 + n..p + len].to_vec();
+                assert_eq!(u16_at(p + 25 + n), path.len());
+                d.modules
+                    .push((u64_at(p), u64_at(p + 8), u64_at(p + 16), id, path));
+            }
+            b'S' => {
+                let (id, n) = (u32_at(p), u16_at(p + 4));
+                assert_eq!(len, 6 + 8 * n);
+                let frames = (0..n).map(|i| u64_at(p + 6 + 8 * i)).collect();
+                assert!(
+                    d.stacks.insert(id, frames).is_none(),
+                    "stack {id} defined twice"
+                );
+            }
+            b'E' => {
+                let thread = u64_at(p);
+                let mut e = p + 8;
+                while e < p + len {
+                    let (kind, ts, addr) = (b[e], u64_at(e + 1), u64_at(e + 9));
+                    let (size, stack, next) = match kind {
+                        1 => (u64_at(e + 17), u32_at(e + 26), e + 30),
+                        2 => (0, u32_at(e + 17), e + 21),
+                        k => panic!("event kind {k} at {e}"),
+                    };
+                    assert!(
+                        stack == u32::MAX || d.stacks.contains_key(&stack),
+                        "stack {stack} used before its record"
+                    );
+                    d.events.push((thread, kind, ts, addr, size, stack));
+                    e = next;
+                }
+                assert_eq!(e, p + len, "events fill the chunk");
+            }
+            b'Z' => d.end = Some((u64_at(p), u64_at(p + 8))),
+            t => panic!("unknown record {t} at {at}"),
+        }
+        at = p + len;
+    }
+    d
+}
+
+static COMPACT_BUF: Mutex<Vec<u8>> = Mutex::new(Vec::new());
+
+fn collect_compact(bytes: &[u8]) {
+    COMPACT_BUF.lock().unwrap().extend_from_slice(bytes);
+}
+
+#[test]
+fn compact_log_round_trip() {
+    let t = Backtracing::with_config(
+        Valloc::libc(),
+        Config {
+            log: LogTarget::Callback(collect_compact),
+            ..Config::DEFAULT
+        },
+    );
+    let v = t.valloc();
+    let kept = alloc_at_a(v, 24);
+    let p = alloc_at_b(v, 40);
+    assert!(
+        c_malloc(v, 3, 8).is_null(),
+        "a bad alignment fails, and is logged"
+    );
+    // SAFETY: `p` came from `v`.
+    unsafe { v.free(p) };
+    // Threads: their buffers are written when they end.
+    std::thread::scope(|s| {
+        for i in 0..3 {
+            s.spawn(move || {
+                for k in 0..100 {
+                    // SAFETY: freeing what `v` returned.
+                    unsafe { v.free(v.malloc(8, 16 + i + k)) };
+                }
+            });
+        }
+    });
+    // SAFETY: `kept` came from `v`.
+    unsafe { v.free(kept) };
+    drop(t);
+    let d = decode_compact(&COMPACT_BUF.lock().unwrap());
+    assert_eq!(d.pid, std::process::id());
+    assert_eq!(d.events.len(), 3 + 1 + 300 * 2 + 1);
+    assert_eq!(d.end, Some((d.events.len() as u64, 0)));
+    let main = thread::thread_id();
+    let mine: Vec<_> = d.events.iter().filter(|e| e.0 == main).collect();
+    assert_eq!((mine[0].1, mine[0].3, mine[0].4), (1, kept as u64, 24));
+    assert_eq!((mine[1].1, mine[1].3, mine[1].4), (1, p as u64, 40));
+    assert_eq!(
+        (mine[2].1, mine[2].3, mine[2].4),
+        (1, 0, 8),
+        "the failed allocation"
+    );
+    assert_eq!((mine[3].1, mine[3].3), (2, p as u64));
+    assert_eq!(
+        (mine.last().unwrap().1, mine.last().unwrap().3),
+        (2, kept as u64)
+    );
+    assert_eq!(d.events.iter().filter(|e| e.0 != main).count(), 600);
+    // Each thread's timestamps never go back.
+    for thread in d.events.iter().map(|e| e.0) {
+        let ts: Vec<u64> = d
+            .events
+            .iter()
+            .filter(|e| e.0 == thread)
+            .map(|e| e.2)
+            .collect();
+        assert!(ts.windows(2).all(|w| w[0] <= w[1]));
+    }
+    // Allocation stacks are real stacks (the in-memory report's frames).
+    let a = d.stacks[&mine[0].5].clone();
+    assert!(!a.is_empty() && mine[0].5 != mine[1].5);
+    #[cfg(all(target_os = "linux", not(miri)))]
+    {
+        // The module map covers the frames and names this executable.
+        let exe = std::env::current_exe().unwrap();
+        assert_eq!(d.exe, exe.as_os_str().as_encoded_bytes());
+        let in_module = |ip: u64| d.modules.iter().any(|m| m.1 <= ip && ip < m.2);
+        assert!(a.iter().all(|&ip| in_module(ip)), "{a:x?} {:x?}", d.modules);
+        assert!(
+            d.modules.iter().any(|m| m.4 == d.exe && !m.3.is_empty()),
+            "the executable, with its build-id"
+        );
+    }
+}
+
+#[test]
+#[cfg_attr(miri, ignore)] // files
+fn compact_log_file_from_many_threads() {
+    let path = std::env::temp_dir().join(format!("mallocator-bt-v2-{}.log", std::process::id()));
+    let leaked: &'static str = Box::leak(path.to_str().unwrap().to_owned().into_boxed_str());
+    let t = Backtracing::with_config(
+        Valloc::libc(),
+        Config {
+            log: LogTarget::Path(leaked),
+            ..Config::DEFAULT
+        },
+    );
+    let v = t.valloc();
+    // Enough events that every thread fills its buffer several times.
+    std::thread::scope(|s| {
+        for i in 0..4 {
+            s.spawn(move || {
+                for k in 0..5000 {
+                    let p = v.malloc(8, 16 + (i + k) % 64);
+                    // SAFETY: `p` came from `v`.
+                    unsafe { v.free(p) };
+                }
+            });
+        }
+    });
+    drop(t);
+    // SAFETY: as in `log_records_from_threads_never_interleave`.
+    drop(unsafe { Box::from_raw(leaked as *const str as *mut str) });
+    let bytes = std::fs::read(&path).unwrap();
+    std::fs::remove_file(&path).unwrap();
+    let d = decode_compact(&bytes);
+    assert_eq!(d.events.len(), 4 * 5000 * 2);
+    assert_eq!(d.end, Some((40_000, 0)));
+    let threads: std::collections::HashSet<u64> = d.events.iter().map(|e| e.0).collect();
+    assert_eq!(threads.len(), 4);
+    // About 25 bytes an event, stacks and module map included.
+    assert!(bytes.len() < 40_000 * 40, "{} bytes", bytes.len());
 }
 
 #[test]

@@ -1,0 +1,484 @@
+//! Log mode: every allocation and free as an event in a log, for an
+//! offline report (`mallocator leaks`) or C tooling.
+//!
+//! Two formats ([`LogFormat`]): the compact binary log (`compact.rs`,
+//! the default), written through per-thread buffers (`threads.rs`), and
+//! the Firedancer text format (`text.rs`), written record by record.
+//!
+//! Every write to the output happens under the log lock and in one call
+//! (retrying short writes), so records of different threads never
+//! interleave. Lock order: a thread's buffer, then the log, then the
+//! stack table's shards (the compact log writes new stacks there).
+
+mod compact;
+mod text;
+mod threads;
+
+use core::sync::atomic::{AtomicU8, Ordering};
+
+use super::os::{self, Sink};
+use super::stacks::{StackTable, NO_STACK};
+use super::state::State;
+use super::sync::{RawLock, SpinLock};
+use super::sys_vec::{sys_vec, SysVec};
+use text::LineCache;
+
+pub(crate) use threads::{after_fork_in_child, detach, flush, BUFFERS};
+
+/// Creates the file at `path` for a log, or empties it, the way the
+/// tracker does for [`LogTarget::Path`] and `MALLOCATOR_LOG`: a log holds
+/// addresses, so on Unix it is created with mode 0600, a symbolic link at
+/// `path` is refused rather than followed, and an existing file is used
+/// only if it is a regular file of this user (set to 0600, then emptied).
+/// For a caller that opens the file itself and lends its descriptor
+/// ([`LogTarget::Fd`]), to see the error at once.
+///
+/// ```
+/// # #[cfg(not(miri))] { // Miri cannot open files with these flags
+/// let path = std::env::temp_dir().join(format!("mallocator-doc-{}.log", std::process::id()));
+/// let file = mallocator::backtracing::create_log_file(&path).unwrap();
+/// # #[cfg(unix)] {
+/// use std::os::unix::fs::PermissionsExt;
+/// assert_eq!(file.metadata().unwrap().permissions().mode() & 0o777, 0o600);
+/// # }
+/// # drop(file);
+/// # std::fs::remove_file(&path).unwrap();
+/// # }
+/// ```
+pub fn create_log_file(path: impl AsRef<std::path::Path>) -> std::io::Result<std::fs::File> {
+    os::create_private_file(path.as_ref())
+}
+
+/// Where log mode writes.
+///
+/// ```
+/// use mallocator::backtracing::{Backtracing, Config, LogTarget};
+/// use mallocator::Valloc;
+///
+/// fn collect(record: &[u8]) {
+///     // Compact log records start with a tag byte; the first write
+///     // starts with the file's magic.
+///     assert!(record.starts_with(b"\x89mallog\n") || b"MSEZ".contains(&record[0]));
+/// }
+/// let t = Backtracing::with_config(Valloc::libc(), Config { log: LogTarget::Callback(collect), ..Config::DEFAULT });
+/// let v = t.valloc();
+/// // SAFETY: freeing what `v` returned.
+/// unsafe { v.free(v.malloc(8, 8)) };
+/// ```
+#[derive(Debug, Clone, Copy)]
+pub enum LogTarget {
+    /// No log (the default).
+    None,
+    /// The process's standard output (like the C version).
+    Stdout,
+    /// The process's standard error.
+    Stderr,
+    /// An open file descriptor, which the tracker never closes. Borrowed
+    /// for the whole program: making one is `unsafe`
+    /// ([`BorrowedFd::borrow_raw`](std::os::fd::BorrowedFd::borrow_raw)),
+    /// so safe code cannot point the log at a descriptor it does not own.
+    #[cfg(unix)]
+    Fd(std::os::fd::BorrowedFd<'static>),
+    /// A file, created (truncated) at the first event: mode 0600 on
+    /// Unix, and never through a symbolic link (the log holds addresses).
+    Path(&'static str),
+    /// A function called with each write: whole records (a Firedancer
+    /// record, or compact records: the file's start, stacks, a chunk of
+    /// events), under the log lock, so calls never overlap. It may allocate.
+    Callback(fn(&[u8])),
+}
+
+/// The format of the log.
+///
+/// ```
+/// use mallocator::backtracing::{Config, LogFormat};
+/// assert_eq!(Config::DEFAULT.log_format, LogFormat::Compact);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// The compact binary log (format v2, documented in
+    /// `docs/log-format.md`): raw frames, each distinct stack once, a map
+    /// of the loaded objects for offline symbolisation, events buffered
+    /// per thread. About 25 bytes an event. The default.
+    Compact,
+    /// The Firedancer text format: each event with its frames described
+    /// by the loader (`object(symbol+0xoff)[0xip]`), as C tooling reads
+    /// it. Hundreds of bytes an event.
+    Firedancer,
+}
+
+/// Where the log stands: not opened yet, open, or failed to open.
+enum Output {
+    Closed(LogTarget),
+    Open(Sink),
+    Callback(fn(&[u8])),
+    Failed,
+}
+
+/// The log of one tracker.
+pub(crate) struct Log {
+    inner: SpinLock<Inner>,
+    /// The [`LogFormat`] (as `Compact as u8`...), read without the lock.
+    format: AtomicU8,
+}
+
+/// What the log lock protects.
+struct Inner {
+    output: Output,
+    /// The bytes of one write, built before it is made.
+    buf: SysVec<u8>,
+    /// Firedancer format: frame lines already described.
+    lines: LineCache,
+    /// Compact format: the file's start is written.
+    started: bool,
+    /// Compact format: the end record is written; nothing more is.
+    finished: bool,
+    /// Compact format: the address ranges of the modules written.
+    modules: SysVec<(usize, usize)>,
+    /// Compact format: events written, and events that a failed write lost.
+    events: u64,
+    lost: u64,
+}
+
+impl core::fmt::Debug for Log {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str("Log")
+    }
+}
+
+fn format_code(format: LogFormat) -> u8 {
+    match format {
+        LogFormat::Compact => 0,
+        LogFormat::Firedancer => 1,
+    }
+}
+
+impl Log {
+    pub(crate) const fn new(target: LogTarget, format: LogFormat) -> Self {
+        Log {
+            inner: SpinLock::new(Inner {
+                output: Output::Closed(target),
+                buf: sys_vec(),
+                lines: LineCache::new(),
+                started: false,
+                finished: false,
+                modules: sys_vec(),
+                events: 0,
+                lost: 0,
+            }),
+            format: AtomicU8::new(match format {
+                LogFormat::Compact => 0,
+                LogFormat::Firedancer => 1,
+            }),
+        }
+    }
+
+    /// The format events are written in.
+    #[inline]
+    pub(crate) fn format(&self) -> LogFormat {
+        if self.format.load(Ordering::Relaxed) == 0 {
+            LogFormat::Compact
+        } else {
+            LogFormat::Firedancer
+        }
+    }
+
+    /// Replaces the target (opened at the next event) and the format.
+    /// Meant for the configuration, before the first event.
+    pub(crate) fn set_target(&self, target: LogTarget, format: LogFormat) {
+        self.inner.lock().output = Output::Closed(target);
+        self.format.store(format_code(format), Ordering::Relaxed);
+    }
+
+    /// Replaces the target with an already open sink, and the format.
+    pub(crate) fn set_sink(&self, sink: Sink, format: LogFormat) {
+        self.inner.lock().output = Output::Open(sink);
+        self.format.store(format_code(format), Ordering::Relaxed);
+    }
+
+    /// The log's lock, for the fork handlers.
+    pub(crate) fn lock(&self) -> &dyn RawLock {
+        &self.inner
+    }
+
+    /// In a child process after `fork`: a compact log stops (the parent
+    /// writes the file; the child's events would mix with its chunks
+    /// under the same thread ids). A Firedancer log goes on, as the C
+    /// tool's does.
+    pub(crate) fn stop_in_child(&self) {
+        if self.format() == LogFormat::Compact {
+            self.inner.lock().output = Output::Failed;
+        }
+    }
+
+    /// Writes a Firedancer record of an allocation (`alloc`: `Some((align,
+    /// size))`) or a free of `addr`, with its stack's `frames`.
+    pub(crate) fn write_text(&self, addr: usize, alloc: Option<(usize, usize)>, frames: &[usize]) {
+        let mut guard = self.inner.lock();
+        let inner = &mut *guard;
+        if !inner.open() {
+            return;
+        }
+        inner.buf.clear();
+        let lines = &mut inner.lines;
+        text::format_record(&mut inner.buf, addr, alloc, frames, &mut |ip, buf| {
+            lines.line(ip, buf)
+        });
+        inner.emit();
+    }
+
+    /// Writes a chunk of `thread`'s compact events (`count` of them, in
+    /// `events`), after the file's start and any stack not written yet.
+    /// One write: the whole chunk or, if that fails, none of it.
+    pub(crate) fn write_chunk(&self, stacks: &StackTable, thread: u64, events: &[u8], count: u64) {
+        let mut guard = self.inner.lock();
+        let inner = &mut *guard;
+        if inner.finished || !inner.open() {
+            return;
+        }
+        inner.buf.clear();
+        if !inner.started {
+            inner.start();
+        }
+        inner.new_stacks(stacks);
+        compact::chunk_start(&mut inner.buf, thread, events.len());
+        append(&mut inner.buf, events);
+        if inner.emit() {
+            inner.events += count;
+        } else {
+            inner.lost += count;
+        }
+    }
+
+    /// Writes the compact log's end record, once, after the last chunk
+    /// (at exit, or when the tracker is dropped); nothing is written after it.
+    pub(crate) fn finish(&self) {
+        let mut guard = self.inner.lock();
+        let inner = &mut *guard;
+        if !inner.started || inner.finished || !inner.open() {
+            return;
+        }
+        inner.finished = true;
+        inner.buf.clear();
+        compact::end(&mut inner.buf, inner.events, inner.lost);
+        inner.emit();
+    }
+}
+
+impl Inner {
+    /// Opens the target at the first write; false when there is none.
+    fn open(&mut self) -> bool {
+        if let Output::Closed(target) = self.output {
+            self.output = match target {
+                LogTarget::None => Output::Failed,
+                LogTarget::Stdout => Output::Open(Sink::stdout()),
+                LogTarget::Stderr => Output::Open(Sink::stderr()),
+                #[cfg(unix)]
+                LogTarget::Fd(fd) => Output::Open(Sink::Borrowed(fd)),
+                LogTarget::Path(p) => Sink::create(p).map_or(Output::Failed, Output::Open),
+                LogTarget::Callback(f) => Output::Callback(f),
+            };
+        }
+        !matches!(self.output, Output::Closed(_) | Output::Failed)
+    }
+
+    /// Writes `buf` in one call; false when the write failed.
+    fn emit(&mut self) -> bool {
+        match &self.output {
+            Output::Open(sink) => os::write_all(sink, &self.buf),
+            Output::Callback(f) => {
+                f(&self.buf);
+                true
+            }
+            Output::Closed(_) | Output::Failed => false,
+        }
+    }
+
+    /// Appends the file's start and the module map to `buf`, and makes
+    /// sure the process flushes its buffers at exit.
+    fn start(&mut self) {
+        self.started = true;
+        let process = os::process();
+        let (mut exe, mut cwd) = ([0u8; os::PATH_MAX], [0u8; os::PATH_MAX]);
+        let exe_len = os::executable(&mut exe);
+        let cwd_len = os::working_directory(&mut cwd);
+        compact::file_start(
+            &mut self.buf,
+            &compact::Header {
+                pid: process.pid,
+                start_ns: process.now_ns,
+                clock: os::CLOCK,
+                ticks_per_second: os::ticks_per_second(),
+                exe: &exe[..exe_len],
+                cwd: &cwd[..cwd_len],
+            },
+        );
+        self.scan_modules(&exe[..exe_len]);
+        threads::flush_at_exit();
+    }
+
+    /// Appends a module record for every loaded object not written yet
+    /// (the executable's path, which the loader leaves empty, is `exe`).
+    fn scan_modules(&mut self, exe: &[u8]) {
+        let (buf, known) = (&mut self.buf, &mut self.modules);
+        os::for_each_module(&mut |m| {
+            if known.iter().any(|&(s, e)| (s, e) == (m.start, m.end)) {
+                return;
+            }
+            if known.try_reserve(1).is_err() {
+                return;
+            }
+            known.push((m.start, m.end));
+            let path = if m.path.is_empty() { exe } else { m.path };
+            compact::module(buf, m.bias, m.start, m.end, m.build_id, path);
+        });
+    }
+
+    /// Appends every stack not written yet, after the modules its frames
+    /// lie in: a frame in no module written so far means an object was
+    /// loaded since, so the module map is scanned again (once per write).
+    fn new_stacks(&mut self, stacks: &StackTable) {
+        let mut unknown = false;
+        let (buf, known) = (&mut self.buf, &self.modules);
+        let stacks_from = buf.len();
+        stacks.for_each_unwritten(&mut |id, frames| {
+            unknown |= frames
+                .iter()
+                .any(|&ip| !known.iter().any(|&(s, e)| s <= ip && ip < e));
+            compact::stack(buf, id, frames);
+        });
+        if unknown && !cfg!(miri) {
+            // The new module records must come before the stacks: move
+            // the stacks behind them.
+            let mut tail: SysVec<u8> = sys_vec();
+            if tail.try_reserve(self.buf.len() - stacks_from).is_err() {
+                return;
+            }
+            append(&mut tail, &self.buf[stacks_from..]);
+            self.buf.truncate(stacks_from);
+            let mut exe = [0u8; os::PATH_MAX];
+            let exe_len = os::executable(&mut exe);
+            self.scan_modules(&exe[..exe_len]);
+            append(&mut self.buf, &tail);
+        }
+    }
+}
+
+/// The compact log's id for an interned stack id (the tracker's
+/// sentinel ids mean "no stack" in the log).
+fn stack_id(id: u32) -> u32 {
+    if id >= NO_STACK {
+        compact::NO_STACK_ID
+    } else {
+        id
+    }
+}
+
+/// Logs an allocation of `size` bytes aligned to `align` (log2
+/// `align_log2`) at `ptr` (null: it failed), with its stack (`id`, and
+/// the raw `frames` for the text format). The timestamp is read now,
+/// after the inner allocator returned the block (see the format's
+/// ordering rule).
+#[inline]
+pub(crate) fn alloc(
+    st: &State,
+    ptr: *mut u8,
+    align: usize,
+    align_log2: u8,
+    size: usize,
+    id: u32,
+    frames: &[usize],
+) {
+    match st.log.format() {
+        LogFormat::Compact => {
+            let e = compact::alloc_event(os::ticks(), ptr as usize, size, align_log2, stack_id(id));
+            threads::push(st, &e);
+        }
+        LogFormat::Firedancer => st.log.write_text(ptr as usize, Some((align, size)), frames),
+    }
+}
+
+/// Logs a free of `ptr` with its stack (`id`, and the raw `frames` for
+/// the text format), before the block goes back to the inner allocator.
+#[inline]
+pub(crate) fn free(st: &State, ptr: *mut u8, id: u32, frames: &[usize]) {
+    match st.log.format() {
+        LogFormat::Compact => {
+            let e = compact::free_event(os::ticks(), ptr as usize, stack_id(id));
+            threads::push(st, &e);
+        }
+        LogFormat::Firedancer => st.log.write_text(ptr as usize, None, frames),
+    }
+}
+
+/// Appends `bytes` to `buf` with one copy (`extend_from_slice` of this
+/// vector type copies element by element: a third of log mode's time).
+fn append(buf: &mut SysVec<u8>, bytes: &[u8]) {
+    buf.reserve(bytes.len());
+    // SAFETY: `reserve` made room for `bytes.len()` more bytes past the
+    // length; `bytes` cannot overlap that spare capacity (it is not part
+    // of the vector's initialised bytes, and `buf` is borrowed mutably);
+    // those bytes are initialised by the copy before the length covers them.
+    unsafe {
+        core::ptr::copy_nonoverlapping(
+            bytes.as_ptr(),
+            buf.as_mut_ptr().add(buf.len()),
+            bytes.len(),
+        );
+        buf.set_len(buf.len() + bytes.len());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    #[cfg(all(unix, not(miri)))]
+    fn log_files_are_private_and_never_someone_elses() {
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        let dir = std::env::temp_dir().join(format!("mallocator-logfile-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        // A new file: 0600.
+        let fresh = dir.join("fresh.log");
+        drop(create_log_file(&fresh).unwrap());
+        assert_eq!(mode(&fresh), 0o600);
+        // An existing file of ours, world-readable and not empty: 0600, emptied.
+        let old = dir.join("old.log");
+        std::fs::write(&old, b"old run").unwrap();
+        std::fs::set_permissions(&old, std::fs::Permissions::from_mode(0o644)).unwrap();
+        drop(create_log_file(&old).unwrap());
+        assert_eq!((mode(&old), std::fs::read(&old).unwrap().len()), (0o600, 0));
+        // A symbolic link, to a file or to nowhere: refused, target untouched.
+        let target = dir.join("target.txt");
+        std::fs::write(&target, b"keep").unwrap();
+        for (link, to) in [
+            ("link.log", target.as_path()),
+            ("dangling.log", dir.join("none").as_path()),
+        ] {
+            let link = dir.join(link);
+            std::os::unix::fs::symlink(to, &link).unwrap();
+            assert!(create_log_file(&link).is_err());
+        }
+        assert_eq!(std::fs::read(&target).unwrap(), b"keep");
+        assert!(!dir.join("none").exists());
+        // A FIFO: refused at once, not waited on.
+        let fifo = dir.join("fifo.log");
+        let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+        // SAFETY: a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        assert!(create_log_file(&fifo).is_err());
+        // Another user's file (only root can make one): refused, untouched.
+        // SAFETY: no preconditions.
+        if unsafe { libc::geteuid() } == 0 {
+            let theirs = dir.join("theirs.log");
+            std::fs::write(&theirs, b"theirs").unwrap();
+            std::os::unix::fs::chown(&theirs, Some(65534), None).unwrap();
+            assert!(create_log_file(&theirs).is_err());
+            assert_eq!(std::fs::read(&theirs).unwrap(), b"theirs");
+            assert_eq!(std::fs::metadata(&theirs).unwrap().uid(), 65534);
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -1,0 +1,241 @@
+//! The Firedancer text format, for C tooling: every event as a record
+//! in the C tool's exact format.
+//!
+//! ```text
+//! +++ ALLOC:<n>:0x<address, 16 hex digits>:<align>:<size>
+//! <n frame lines, glibc backtrace_symbols_fd style>
+//! ---
+//! +++ FREE:<n>:0x<address, 16 hex digits>
+//! <n frame lines>
+//! ---
+//! ```
+
+use super::super::os;
+use super::super::sys_vec::{sys_vec, SysVec};
+use super::append;
+
+/// Frame lines already described, by instruction pointer: asking the
+/// loader (`dladdr`) costs thousands of instructions, and a program's
+/// allocation sites repeat. Direct-mapped ([`CACHE_SLOTS`] slots, a newer
+/// line replaces an older one in its slot); the lines' text is kept in one
+/// buffer of at most [`CACHE_TEXT`] bytes, emptied with the slots when
+/// full. A line stays as first described: code unloaded with `dlclose`
+/// and other code loaded at the same address keeps the old name.
+pub(super) struct LineCache {
+    /// `(ip, start, len)` of each slot's line in `text`; ip 0: empty.
+    slots: SysVec<(usize, u32, u32)>,
+    text: SysVec<u8>,
+}
+
+/// Slots of the [`LineCache`] (a power of two).
+const CACHE_SLOTS: usize = 4096;
+/// Most bytes of cached line text.
+const CACHE_TEXT: usize = 1 << 20;
+
+impl LineCache {
+    pub(super) const fn new() -> Self {
+        LineCache {
+            slots: sys_vec(),
+            text: sys_vec(),
+        }
+    }
+
+    /// Appends the frame line of `ip` to `buf`, from the cache when it
+    /// has it (the cache is skipped if its memory cannot be had).
+    pub(super) fn line(&mut self, ip: usize, buf: &mut SysVec<u8>) {
+        if self.slots.is_empty() {
+            if self.slots.try_reserve_exact(CACHE_SLOTS).is_err() {
+                return describe_ip(ip, buf);
+            }
+            self.slots.resize(CACHE_SLOTS, (0, 0, 0));
+        }
+        let slot = ((ip as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 52) as usize % CACHE_SLOTS;
+        let (cached, start, len) = self.slots[slot];
+        if cached == ip && ip != 0 {
+            append(buf, &self.text[start as usize..(start + len) as usize]);
+            return;
+        }
+        let from = buf.len();
+        describe_ip(ip, buf);
+        let line = &buf[from..];
+        if self.text.len() + line.len() > CACHE_TEXT {
+            self.text.clear();
+            self.slots.iter_mut().for_each(|s| *s = (0, 0, 0));
+        }
+        if self.text.try_reserve(line.len()).is_ok() {
+            let start = self.text.len();
+            append(&mut self.text, line);
+            self.slots[slot] = (ip, start as u32, line.len() as u32);
+        }
+    }
+}
+
+/// Appends one frame line in glibc's `backtrace_symbols_fd` format:
+/// `file(symbol+0xoff)[0xip]`, `file(+0xoff)[0xip]` when the address has
+/// no dynamic symbol (offset from the object's load address), or
+/// `[0xip]` when it is in no known object.
+pub(super) fn describe_ip(ip: usize, buf: &mut SysVec<u8>) {
+    os::with_code_site(ip, |site| {
+        let Some(site) = site.filter(|s| !s.object.is_empty()) else {
+            return;
+        };
+        append(buf, site.object);
+        if site.symbol.is_some() || site.base != 0 {
+            buf.push(b'(');
+            if let Some(symbol) = site.symbol {
+                append(buf, symbol);
+            }
+            if ip >= site.base {
+                append(buf, b"+0x");
+                push_hex(buf, (ip - site.base) as u64, 1);
+            } else {
+                append(buf, b"-0x");
+                push_hex(buf, (site.base - ip) as u64, 1);
+            }
+            buf.push(b')');
+        }
+    });
+    append(buf, b"[0x");
+    push_hex(buf, ip as u64, 1);
+    append(buf, b"]\n");
+}
+
+/// Appends `v` in lowercase hex, at least `width` digits.
+fn push_hex(buf: &mut SysVec<u8>, v: u64, width: usize) {
+    let digits = (16 - (v.leading_zeros() as usize) / 4).max(width).max(1);
+    for i in (0..digits).rev() {
+        let d = ((v >> (4 * i)) & 0xf) as usize;
+        buf.push(b"0123456789abcdef"[d]);
+    }
+}
+
+/// Appends `v` in decimal.
+fn push_dec(buf: &mut SysVec<u8>, v: u64) {
+    let mut tmp = [0u8; 20];
+    let mut i = tmp.len();
+    let mut v = v;
+    loop {
+        i -= 1;
+        tmp[i] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    append(buf, &tmp[i..]);
+}
+
+/// One record: `+++ ALLOC:n:0x<addr>:<align>:<size>` when `alloc` is
+/// `Some((align, size))`, else `+++ FREE:n:0x<addr>`; then the frames
+/// and `---`.
+pub(super) fn format_record(
+    buf: &mut SysVec<u8>,
+    addr: usize,
+    alloc: Option<(usize, usize)>,
+    frames: &[usize],
+    describe: &mut dyn FnMut(usize, &mut SysVec<u8>),
+) {
+    append(
+        buf,
+        if alloc.is_some() {
+            b"+++ ALLOC:"
+        } else {
+            b"+++ FREE:"
+        },
+    );
+    push_dec(buf, frames.len() as u64);
+    append(buf, b":0x");
+    push_hex(buf, addr as u64, 16);
+    if let Some((align, size)) = alloc {
+        buf.push(b':');
+        push_dec(buf, align as u64);
+        buf.push(b':');
+        push_dec(buf, size as u64);
+    }
+    buf.push(b'\n');
+    for &ip in frames {
+        describe(ip, buf);
+    }
+    append(buf, b"---\n");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn text(buf: &SysVec<u8>) -> &str {
+        core::str::from_utf8(buf).unwrap()
+    }
+
+    #[test]
+    fn numbers() {
+        let mut b = sys_vec();
+        push_hex(&mut b, 0, 1);
+        b.push(b' ');
+        push_hex(&mut b, 0xdead_beef, 16);
+        b.push(b' ');
+        push_hex(&mut b, u64::MAX, 1);
+        b.push(b' ');
+        push_dec(&mut b, 0);
+        b.push(b' ');
+        push_dec(&mut b, u64::MAX);
+        assert_eq!(
+            text(&b),
+            "0 00000000deadbeef ffffffffffffffff 0 18446744073709551615"
+        );
+    }
+
+    #[test]
+    fn cached_lines_are_the_described_lines() {
+        let mut cache = LineCache::new();
+        // This function's own address: a line with an object and a symbol
+        // where `dladdr` exists; then addresses in no object.
+        let here = cached_lines_are_the_described_lines as fn() as usize;
+        let ips: Vec<usize> = [here, here + 1]
+            .into_iter()
+            .chain((1..200).map(|i| i * 4096))
+            .collect();
+        for round in 0..3 {
+            for &ip in &ips {
+                let (mut direct, mut cached) = (sys_vec(), sys_vec());
+                describe_ip(ip, &mut direct);
+                cache.line(ip, &mut cached);
+                assert_eq!(text(&cached), text(&direct), "ip {ip:#x}, round {round}");
+            }
+        }
+        // More text than the cache keeps: it starts over, still right.
+        let n = if cfg!(miri) { 200 } else { CACHE_TEXT / 8 };
+        for i in 0..n {
+            let mut line = sys_vec();
+            cache.line(0x1000_0000 + i * 8, &mut line);
+        }
+        assert!(cache.text.len() <= CACHE_TEXT);
+        let (mut direct, mut cached) = (sys_vec(), sys_vec());
+        describe_ip(here, &mut direct);
+        cache.line(here, &mut cached);
+        assert_eq!(text(&cached), text(&direct));
+    }
+
+    #[test]
+    fn records_match_the_c_format() {
+        let mut b = sys_vec();
+        format_record(
+            &mut b,
+            0x1234,
+            Some((16, 40)),
+            &[0xaa, 0xbb],
+            &mut describe_ip,
+        );
+        format_record(&mut b, 0, None, &[], &mut describe_ip);
+        let t = text(&b);
+        let lines: Vec<&str> = t.lines().collect();
+        assert_eq!(lines[0], "+++ ALLOC:2:0x0000000000001234:16:40");
+        assert!(lines[1].ends_with("[0xaa]"), "{}", lines[1]);
+        assert!(lines[2].ends_with("[0xbb]"), "{}", lines[2]);
+        assert_eq!(lines[3], "---");
+        assert_eq!(lines[4], "+++ FREE:0:0x0000000000000000");
+        assert_eq!(lines[5], "---");
+        assert_eq!(lines.len(), 6);
+        assert!(t.ends_with("---\n"));
+    }
+}

@@ -1,0 +1,269 @@
+//! Per-thread event buffers of the compact log.
+//!
+//! Each thread appends its events to a buffer of its own and writes the
+//! buffer as one chunk when it is full, when the thread ends, when the
+//! tracker is dropped or flushed, and at exit; so the hot path takes no
+//! shared lock and makes no system call, and chunks never interleave.
+//!
+//! A buffer is allocated from the C library at the thread's first event,
+//! owned by the thread (freed by its thread-local destructor) and listed
+//! in [`BUFFERS`], through which the exit flush and a dropped tracker
+//! reach the buffers of other threads. **Invariant:** a buffer's `state`
+//! is either null or a live tracker state, and it is only set, cleared or
+//! followed by a thread other than the owner under the [`BUFFERS`] lock;
+//! a tracker's drop clears it there (after flushing) before the state is
+//! freed. The owner itself follows it only while it is inside a call on
+//! that very tracker (which keeps it alive).
+//!
+//! Lock order: [`BUFFERS`], then a buffer, then the log.
+
+use core::cell::Cell;
+
+use super::super::state::State;
+use super::super::sync::SpinLock;
+use super::super::sys_vec::{sys_vec, SysVec};
+use super::super::thread::thread_id;
+use super::super::{fork, os};
+use super::append;
+use crate::valloc::Valloc;
+
+/// Bytes of events one buffer holds (about 600 events).
+pub(crate) const BUFFER_BYTES: usize = 16 * 1024;
+
+/// One thread's buffer.
+struct Buffer {
+    /// The tracker whose events it holds (see the invariant in the
+    /// module docs), and that tracker's epoch (0 when detached).
+    state: *const State,
+    epoch: u64,
+    /// The owner's tracker thread id.
+    thread: u64,
+    /// The events (capacity [`BUFFER_BYTES`], reserved at creation, so
+    /// appending never allocates).
+    bytes: SysVec<u8>,
+    events: u64,
+}
+
+type Shared = SpinLock<Buffer>;
+
+/// Every thread's buffer (as addresses of [`Shared`]).
+pub(crate) static BUFFERS: SpinLock<SysVec<usize>> = SpinLock::new(sys_vec());
+
+/// The calling thread's buffer; its destructor flushes and frees it.
+struct Slot(Cell<*mut Shared>);
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let p = self.0.replace(core::ptr::null_mut());
+        if !p.is_null() {
+            retire(p);
+        }
+    }
+}
+
+std::thread_local! {
+    static MINE: Slot = const { Slot(Cell::new(core::ptr::null_mut())) };
+}
+
+impl Buffer {
+    /// Writes the buffered events to `st`'s log and empties the buffer.
+    fn flush_to(&mut self, st: &State) {
+        if !self.bytes.is_empty() {
+            st.log
+                .write_chunk(&st.stacks, self.thread, &self.bytes, self.events);
+        }
+        self.bytes.clear();
+        self.events = 0;
+    }
+
+    /// Flushes to the attached tracker, if any. The caller holds
+    /// [`BUFFERS`] (the module's invariant).
+    fn flush_attached(&mut self) {
+        if !self.state.is_null() {
+            // SAFETY: a non-null `state` is live while the caller holds
+            // `BUFFERS` (module invariant).
+            let st = unsafe { &*self.state };
+            self.flush_to(st);
+        }
+    }
+}
+
+/// Appends `event` to the calling thread's buffer for tracker `st`,
+/// flushing first if it is full. Without a buffer (out of memory, or
+/// during the thread's teardown) the event is written alone.
+#[inline]
+pub(crate) fn push(st: &State, event: &[u8]) {
+    let done = MINE.try_with(|slot| {
+        let mut p = slot.0.get();
+        if p.is_null() {
+            p = create();
+            if p.is_null() {
+                return false;
+            }
+            slot.0.set(p);
+        }
+        // SAFETY: the slot's buffer lives until the slot's destructor.
+        let shared = unsafe { &*p };
+        let mut b = shared.lock();
+        if b.epoch != st.epoch {
+            drop(b);
+            attach(shared, st);
+            b = shared.lock();
+        }
+        if b.bytes.len() + event.len() > BUFFER_BYTES {
+            b.flush_to(st);
+        }
+        append(&mut b.bytes, event);
+        b.events += 1;
+        true
+    });
+    if done != Ok(true) {
+        st.log.write_chunk(&st.stacks, thread_id(), event, 1);
+    }
+}
+
+/// A new buffer, listed in [`BUFFERS`]; null when out of memory.
+#[cold]
+fn create() -> *mut Shared {
+    let p = Valloc::libc()
+        .malloc(
+            core::mem::align_of::<Shared>(),
+            core::mem::size_of::<Shared>(),
+        )
+        .cast::<Shared>();
+    let mut bytes = sys_vec();
+    if p.is_null() || bytes.try_reserve_exact(BUFFER_BYTES).is_err() {
+        if !p.is_null() {
+            // SAFETY: allocated just above, never initialised or shared.
+            unsafe { Valloc::libc().free(p.cast()) };
+        }
+        return core::ptr::null_mut();
+    }
+    // SAFETY: a fresh block of the right size and alignment.
+    unsafe {
+        p.write(SpinLock::new(Buffer {
+            state: core::ptr::null(),
+            epoch: 0,
+            thread: thread_id(),
+            bytes,
+            events: 0,
+        }))
+    };
+    let mut all = BUFFERS.lock();
+    if all.try_reserve(1).is_err() {
+        drop(all);
+        // SAFETY: made above, never shared.
+        unsafe { free(p) };
+        return core::ptr::null_mut();
+    }
+    all.push(p as usize);
+    p
+}
+
+/// Frees a buffer made by [`create`] that nobody else can reach.
+///
+/// # Safety
+/// `p` came from `create`, is not listed in [`BUFFERS`] and not used again.
+unsafe fn free(p: *mut Shared) {
+    // SAFETY: by the contract.
+    unsafe {
+        core::ptr::drop_in_place(p);
+        Valloc::libc().free(p.cast());
+    }
+}
+
+/// Attaches the calling thread's buffer to tracker `st`, after writing
+/// what it holds for another tracker (a thread that logs to two).
+#[cold]
+fn attach(shared: &Shared, st: &State) {
+    let _all = BUFFERS.lock();
+    let mut b = shared.lock();
+    b.flush_attached();
+    b.state = st;
+    b.epoch = st.epoch;
+}
+
+/// The thread's end: flushes its buffer and frees it.
+fn retire(p: *mut Shared) {
+    let mut all = BUFFERS.lock();
+    {
+        // SAFETY: the slot's buffer, alive until freed below.
+        let mut b = unsafe { &*p }.lock();
+        b.flush_attached();
+    }
+    if let Some(i) = all.iter().position(|&q| q == p as usize) {
+        all.swap_remove(i);
+    }
+    drop(all);
+    // SAFETY: unlisted now, and the slot no longer points to it.
+    unsafe { free(p) };
+}
+
+/// Writes every thread's buffered events for tracker `st` now.
+pub(crate) fn flush(st: &State) {
+    each_buffer_of(st, &mut |b| b.flush_to(st));
+}
+
+/// Writes every thread's buffered events for tracker `st` and detaches
+/// those buffers from it: `st` is about to be freed.
+pub(crate) fn detach(st: &State) {
+    each_buffer_of(st, &mut |b| {
+        b.flush_to(st);
+        b.state = core::ptr::null();
+        b.epoch = 0;
+    });
+}
+
+/// Calls `f` on every buffer attached to `st`, under its lock.
+fn each_buffer_of(st: &State, f: &mut dyn FnMut(&mut Buffer)) {
+    let all = BUFFERS.lock();
+    for &p in all.iter() {
+        // SAFETY: listed buffers are alive while `BUFFERS` is held (a
+        // buffer is unlisted under it before being freed).
+        let mut b = unsafe { &*(p as *const Shared) }.lock();
+        if core::ptr::eq(b.state, st) {
+            f(&mut b);
+        }
+    }
+}
+
+/// Writes every thread's buffered events, to whichever tracker each
+/// belongs to.
+pub(crate) fn flush_all() {
+    let all = BUFFERS.lock();
+    for &p in all.iter() {
+        // SAFETY: as in `detach`.
+        unsafe { &*(p as *const Shared) }.lock().flush_attached();
+    }
+}
+
+/// Makes the process flush every buffer and end every compact log at
+/// exit (registered once).
+pub(crate) fn flush_at_exit() {
+    static REGISTERED: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
+    if !REGISTERED.swap(true, core::sync::atomic::Ordering::Relaxed) {
+        os::at_exit(at_exit);
+    }
+}
+
+extern "C" fn at_exit() {
+    flush_all();
+    fork::for_each_state(&mut |st| st.log.finish());
+}
+
+/// In the child after `fork` (single-threaded, every lock free): the
+/// other threads' buffers are gone with their threads, and this thread's
+/// events are the parent's to write. Forgets them all, without touching
+/// the other threads' buffers (their locks may have been held at the fork).
+pub(crate) fn after_fork_in_child() {
+    BUFFERS.lock().clear();
+    let _ = MINE.try_with(|slot| {
+        let p = slot.0.get();
+        if !p.is_null() {
+            // SAFETY: the slot's buffer, alive until its destructor.
+            let mut b = unsafe { &*p }.lock();
+            b.bytes.clear();
+            b.events = 0;
+        }
+    });
+}
