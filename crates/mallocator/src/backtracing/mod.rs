@@ -574,8 +574,11 @@ impl<'a> Backtracing<'a> {
             if log_on || self.free_stacks.load(Ordering::Relaxed) {
                 let stack = self.capture(st, &mut storage);
                 if log_on {
+                    // Interned for the compact log's stack id (when free
+                    // stacks are wanted) and for the text format's cache
+                    // of whole stacks' lines.
                     let compact = st.log.format() == LogFormat::Compact;
-                    let id = if compact && self.free_stacks.load(Ordering::Relaxed) {
+                    let id = if !compact || self.free_stacks.load(Ordering::Relaxed) {
                         st.stacks.intern_cached(st.epoch, stack.frames, stack.hash)
                     } else {
                         NO_STACK

@@ -21,7 +21,7 @@ use super::stacks::{StackTable, NO_STACK};
 use super::state::State;
 use super::sync::{RawLock, SpinLock};
 use super::sys_vec::{sys_vec, SysVec};
-use text::LineCache;
+use text::{LineCache, StackLines};
 
 pub(crate) use threads::{after_fork_in_child, detach, flush, BUFFERS};
 
@@ -127,8 +127,10 @@ struct Inner {
     output: Output,
     /// The bytes of one write, built before it is made.
     buf: SysVec<u8>,
-    /// Firedancer format: frame lines already described.
+    /// Firedancer format: frame lines already described, by address and
+    /// by stack.
     lines: LineCache,
+    stack_lines: StackLines,
     /// Compact format: the file's start is written.
     started: bool,
     /// Compact format: the end record is written; nothing more is.
@@ -160,6 +162,7 @@ impl Log {
                 output: Output::Closed(target),
                 buf: sys_vec(),
                 lines: LineCache::new(),
+                stack_lines: StackLines::new(),
                 started: false,
                 finished: false,
                 modules: sys_vec(),
@@ -212,17 +215,25 @@ impl Log {
     }
 
     /// Writes a Firedancer record of an allocation (`alloc`: `Some((align,
-    /// size))`) or a free of `addr`, with its stack's `frames`.
-    pub(crate) fn write_text(&self, addr: usize, alloc: Option<(usize, usize)>, frames: &[usize]) {
+    /// size))`) or a free of `addr`, with its stack's `frames` (interned
+    /// as `id`, or a sentinel id when not interned).
+    pub(crate) fn write_text(
+        &self,
+        addr: usize,
+        alloc: Option<(usize, usize)>,
+        id: u32,
+        frames: &[usize],
+    ) {
         let mut guard = self.inner.lock();
         let inner = &mut *guard;
         if !inner.open() {
             return;
         }
         inner.buf.clear();
-        let lines = &mut inner.lines;
-        text::format_record(&mut inner.buf, addr, alloc, frames, &mut |ip, buf| {
-            lines.line(ip, buf)
+        let (lines, stacks) = (&mut inner.lines, &mut inner.stack_lines);
+        let id = (id < NO_STACK).then_some(id);
+        text::format_record(&mut inner.buf, addr, alloc, frames, &mut |buf| {
+            stacks.append(id, frames, lines, buf)
         });
         inner.emit();
     }
@@ -394,7 +405,9 @@ pub(crate) fn alloc(
             let e = compact::alloc_event(os::ticks(), ptr as usize, size, align_log2, stack_id(id));
             threads::push(st, &e);
         }
-        LogFormat::Firedancer => st.log.write_text(ptr as usize, Some((align, size)), frames),
+        LogFormat::Firedancer => st
+            .log
+            .write_text(ptr as usize, Some((align, size)), id, frames),
     }
 }
 
@@ -407,7 +420,7 @@ pub(crate) fn free(st: &State, ptr: *mut u8, id: u32, frames: &[usize]) {
             let e = compact::free_event(os::ticks(), ptr as usize, stack_id(id));
             threads::push(st, &e);
         }
-        LogFormat::Firedancer => st.log.write_text(ptr as usize, None, frames),
+        LogFormat::Firedancer => st.log.write_text(ptr as usize, None, id, frames),
     }
 }
 

@@ -70,6 +70,71 @@ impl LineCache {
     }
 }
 
+/// The frame lines of whole stacks, by interned stack id: a program's
+/// events repeat a few thousand stacks, so most records get their frame
+/// lines with one copy instead of one lookup and copy per frame.
+/// Direct-mapped like the [`LineCache`] ([`STACK_SLOTS`] slots, at most
+/// [`STACK_TEXT`] bytes of text, emptied when full). An id always names
+/// the same frames (interned stacks never change), so a cached block is
+/// what the frames' lines would be.
+pub(super) struct StackLines {
+    /// `(id + 1, start, len)` of each slot's block in `text`; 0: empty.
+    slots: SysVec<(u32, u32, u32)>,
+    text: SysVec<u8>,
+}
+
+/// Slots of the [`StackLines`] cache (a power of two).
+const STACK_SLOTS: usize = 4096;
+/// Most bytes of cached stack text.
+const STACK_TEXT: usize = 4 << 20;
+
+impl StackLines {
+    pub(super) const fn new() -> Self {
+        StackLines {
+            slots: sys_vec(),
+            text: sys_vec(),
+        }
+    }
+
+    /// Appends the frame lines of `frames`, whose interned id is `id`
+    /// (`None`: not interned, described frame by frame).
+    pub(super) fn append(
+        &mut self,
+        id: Option<u32>,
+        frames: &[usize],
+        lines: &mut LineCache,
+        buf: &mut SysVec<u8>,
+    ) {
+        let Some(id) = id else {
+            return frames.iter().for_each(|&ip| lines.line(ip, buf));
+        };
+        if self.slots.is_empty() {
+            if self.slots.try_reserve_exact(STACK_SLOTS).is_err() {
+                return frames.iter().for_each(|&ip| lines.line(ip, buf));
+            }
+            self.slots.resize(STACK_SLOTS, (0, 0, 0));
+        }
+        let slot = ((id as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 52) as usize % STACK_SLOTS;
+        let (cached, start, len) = self.slots[slot];
+        if cached == id + 1 {
+            append(buf, &self.text[start as usize..(start + len) as usize]);
+            return;
+        }
+        let from = buf.len();
+        frames.iter().for_each(|&ip| lines.line(ip, buf));
+        let block = &buf[from..];
+        if self.text.len() + block.len() > STACK_TEXT {
+            self.text.clear();
+            self.slots.iter_mut().for_each(|s| *s = (0, 0, 0));
+        }
+        if self.text.try_reserve(block.len()).is_ok() {
+            let start = self.text.len();
+            append(&mut self.text, block);
+            self.slots[slot] = (id + 1, start as u32, block.len() as u32);
+        }
+    }
+}
+
 /// Appends one frame line in glibc's `backtrace_symbols_fd` format:
 /// `file(symbol+0xoff)[0xip]`, `file(+0xoff)[0xip]` when the address has
 /// no dynamic symbol (offset from the object's load address), or
@@ -101,12 +166,16 @@ pub(super) fn describe_ip(ip: usize, buf: &mut SysVec<u8>) {
 }
 
 /// Appends `v` in lowercase hex, at least `width` digits.
+/// The digits are made in a local array and appended with one copy (a
+/// push per digit checks the vector's capacity each time: that was a
+/// sixth of the text log's cost).
 fn push_hex(buf: &mut SysVec<u8>, v: u64, width: usize) {
-    let digits = (16 - (v.leading_zeros() as usize) / 4).max(width).max(1);
-    for i in (0..digits).rev() {
-        let d = ((v >> (4 * i)) & 0xf) as usize;
-        buf.push(b"0123456789abcdef"[d]);
+    let digits = (16 - (v.leading_zeros() as usize) / 4).clamp(width.clamp(1, 16), 16);
+    let mut tmp = [0u8; 16];
+    for (i, d) in tmp.iter_mut().enumerate() {
+        *d = b"0123456789abcdef"[((v >> (60 - 4 * i)) & 0xf) as usize];
     }
+    append(buf, &tmp[16 - digits..]);
 }
 
 /// Appends `v` in decimal.
@@ -133,7 +202,7 @@ pub(super) fn format_record(
     addr: usize,
     alloc: Option<(usize, usize)>,
     frames: &[usize],
-    describe: &mut dyn FnMut(usize, &mut SysVec<u8>),
+    frame_lines: &mut dyn FnMut(&mut SysVec<u8>),
 ) {
     append(
         buf,
@@ -153,9 +222,7 @@ pub(super) fn format_record(
         push_dec(buf, size as u64);
     }
     buf.push(b'\n');
-    for &ip in frames {
-        describe(ip, buf);
-    }
+    frame_lines(buf);
     append(buf, b"---\n");
 }
 
@@ -217,16 +284,33 @@ mod tests {
     }
 
     #[test]
+    fn cached_stacks_are_their_frames_lines() {
+        let (mut lines, mut stacks) = (LineCache::new(), StackLines::new());
+        let here = cached_stacks_are_their_frames_lines as fn() as usize;
+        let stack = |i: usize| [here, 0x1000 * i, 0x2000 * i];
+        for round in 0..3 {
+            for i in 1..50 {
+                let (mut direct, mut cached) = (sys_vec(), sys_vec());
+                stack(i).iter().for_each(|&ip| describe_ip(ip, &mut direct));
+                stacks.append(Some(i as u32), &stack(i), &mut lines, &mut cached);
+                assert_eq!(text(&cached), text(&direct), "stack {i}, round {round}");
+            }
+        }
+        let mut none = sys_vec();
+        stacks.append(None, &stack(3), &mut lines, &mut none);
+        let mut direct = sys_vec();
+        stack(3).iter().for_each(|&ip| describe_ip(ip, &mut direct));
+        assert_eq!(text(&none), text(&direct));
+    }
+
+    #[test]
     fn records_match_the_c_format() {
         let mut b = sys_vec();
-        format_record(
-            &mut b,
-            0x1234,
-            Some((16, 40)),
-            &[0xaa, 0xbb],
-            &mut describe_ip,
-        );
-        format_record(&mut b, 0, None, &[], &mut describe_ip);
+        format_record(&mut b, 0x1234, Some((16, 40)), &[0xaa, 0xbb], &mut |buf| {
+            describe_ip(0xaa, buf);
+            describe_ip(0xbb, buf);
+        });
+        format_record(&mut b, 0, None, &[], &mut |_| {});
         let t = text(&b);
         let lines: Vec<&str> = t.lines().collect();
         assert_eq!(lines[0], "+++ ALLOC:2:0x0000000000001234:16:40");
