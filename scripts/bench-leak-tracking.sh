@@ -3,7 +3,7 @@
 # the plain program, our tracker (global mode, frame pointers on),
 # heaptrack, Valgrind memcheck (--leak-check=full) and dhat-rs.
 #
-# Workload (crates/mallocator/examples/churn/workload.rs): PAIRS alloc/free
+# Workload (crates/harness/src/churn.rs): PAIRS alloc/free
 # pairs of 16 to 80 bytes from a three-deep call chain, one block in 1000
 # leaked; once on 1 thread and once split over 2 threads.
 #
@@ -26,9 +26,9 @@ RUNS=${RUNS:-11}
 SLOW_RUNS=${SLOW_RUNS:-3}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-target/bench-fp}
 
-RUSTFLAGS="-C force-frame-pointers=yes" cargo build --release -q -p mallocator \
-    --example churn_plain --example churn_tracked --example churn_dhat
-bin=$(cd "$CARGO_TARGET_DIR/release/examples" && pwd)
+RUSTFLAGS="-C force-frame-pointers=yes" cargo build --release -q -p mallocator-harness \
+    --bin churn_plain --bin churn_tracked --bin churn_dhat
+bin=$(cd "$CARGO_TARGET_DIR/release" && pwd)
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
