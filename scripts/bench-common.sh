@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Paired wall-time measurement, shared by scripts/bench-leak-tracking.sh
 # (the churn workload) and scripts/bench-real-program.sh (ripgrep).
 #
@@ -69,6 +70,7 @@ row() {
     shift 2
     local line="| $label |"
     local threads out p t r
+    # shellcheck disable=SC2153 # THREADS is set by the sourcing script
     for threads in "${THREADS[@]}"; do
         out=$(paired "$n" "$threads" "$@")
         read -r p t r <<<"$out"
