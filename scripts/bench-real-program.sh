@@ -7,7 +7,8 @@
 # other work between its allocations.
 #
 # Usage: scripts/bench-real-program.sh
-# Env:   RUNS (default 11) pairs per row, SLOW_RUNS (default 3) for
+# Env:   RUNS (default 21: a run is short, so more pairs are cheap and
+#        steady the medians) pairs per row, SLOW_RUNS (default 3) for
 #        memcheck; PATTERN (default 'fn [a-z_]+') the regex searched.
 #
 # ripgrep (RG_VERSION below) comes from crates.io through cargo, into
@@ -36,7 +37,7 @@ cd "$(dirname "$0")/.."
 export LC_ALL=C
 
 RG_VERSION=14.1.1
-RUNS=${RUNS:-11}
+RUNS=${RUNS:-21}
 SLOW_RUNS=${SLOW_RUNS:-3}
 PATTERN=${PATTERN:-'fn [a-z_]+'}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-target/bench-fp}
@@ -193,6 +194,7 @@ row "valgrind memcheck --leak-check=full" "$SLOW_RUNS" \
 
 shown=$(printf ' %q' "${RG_ARGS[@]}")
 echo "ripgrep $RG_VERSION: rg -j<threads>${shown//"$root"/\$ROOT} >/dev/null"
+echo "\$ROOT: $root"
 echo "\$ROOT/corpus: ripgrep $RG_VERSION's source and the sources its Cargo.lock pins, $files files, $mib MiB; $matches matches"
 echo "allocations per run (1 thread): $tracked_allocs logged by the tracker, $heaptrack_allocs counted by heaptrack; the tracker's exit report: $leaked blocks never freed"
 echo "$RUNS runs per row ($SLOW_RUNS for memcheck), each paired with a plain run; time: median; slowdown: median of the per-pair ratios"
