@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Instructions the backtracing tracker adds per alloc/free pair, counted
 # by callgrind (exact, whatever the machine's load) on the churn workload
-# (crates/mallocator/examples/churn/workload.rs: pairs of 16 to 80 bytes
+# (crates/harness/src/churn.rs: pairs of 16 to 80 bytes
 # from a three-deep call chain) with the tracker as global allocator,
 # against the same program on the system allocator.
 #
@@ -17,9 +17,9 @@ export LC_ALL=C
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-target/bench-fp}
 command -v valgrind >/dev/null || { echo "needs valgrind (apt-get install valgrind)" >&2; exit 2; }
 
-RUSTFLAGS="-C force-frame-pointers=yes" cargo build --release -q -p mallocator \
-    --example churn_plain --example churn_tracked
-bin=$CARGO_TARGET_DIR/release/examples
+RUSTFLAGS="-C force-frame-pointers=yes" cargo build --release -q -p mallocator-harness \
+    --bin churn_plain --bin churn_tracked
+bin=$CARGO_TARGET_DIR/release
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 

@@ -7,7 +7,7 @@
 # Loops: `u64` (Arena::alloc::<u64>), `raw` (alloc_raw with runtime
 # size/align), `str` (alloc_str of 0 to 60 bytes).
 #
-# Builds crates/mallocator/examples/callgrind.rs in release mode, runs it
+# Builds crates/harness/src/bin/callgrind.rs in release mode, runs it
 # under `valgrind --tool=callgrind --toggle-collect='*loop_*'` (so only the
 # loop functions are counted), and prints for every loop the instructions
 # per allocation (each iteration allocates two blocks), both raw ("incl.
@@ -18,8 +18,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 n="${1:-1000000}"
 command -v valgrind >/dev/null || { echo "valgrind is not installed" >&2; exit 1; }
-cargo build --release -p mallocator --example callgrind >&2
-exe=target/release/examples/callgrind
+cargo build --release -p mallocator-harness --bin callgrind >&2
+exe=${CARGO_TARGET_DIR:-target}/release/callgrind
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 valgrind --tool=callgrind --callgrind-out-file="$out/cg.out" \

@@ -6,10 +6,12 @@
 #   PROFILE=debug scripts/run-examples.sh
 #   EXTRA_EXAMPLES="a b" scripts/run-examples.sh   # run more, by name
 #
-# The examples of the bench/README issue are always run. Examples that
-# need arguments or a special runner (valgrind comparisons, callgrind
-# programs) are run by their own scripts; the ones that also run plainly
-# with no arguments go in OTHER_EXAMPLES below.
+# The examples the README shows are always run. Examples that need a
+# special runner (the leaky_* programs, compared with Valgrind by
+# scripts/compare-valgrind.sh) are run by their own scripts; the ones
+# that also run plainly with no arguments go in OTHER_EXAMPLES below.
+# The programs the measurement scripts run are not examples: they are
+# in crates/harness.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

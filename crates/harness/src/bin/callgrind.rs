@@ -1,8 +1,8 @@
 //! The allocation loops that `scripts/callgrind.sh` counts with callgrind:
 //! each `loop_*` function allocates `2 * n` blocks (two per iteration) and
 //! is `#[inline(never)]` so that `--toggle-collect=loop_*` counts exactly
-//! the loop. Usable on its own too: `cargo run --release -p mallocator
-//! --example callgrind -- 1000000` runs every loop once.
+//! the loop. Usable on its own too: `cargo run --release -p
+//! mallocator-harness --bin callgrind -- 1000000` runs every loop once.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::hint::black_box;

@@ -1,6 +1,6 @@
-//! The churn workload shared by the `churn_*` examples: alloc/free pairs
-//! of 16 to 80 bytes from a three-deep call chain, one block in 1000
-//! leaked. Usage: `<example> [pairs, default 4000000] [threads, default 1]`
+//! The churn workload that each `churn_*` program compiles in:
+//! alloc/free pairs of 16 to 80 bytes from a three-deep call chain, one
+//! block in 1000 leaked. Usage: `<program> [pairs, default 4000000] [threads, default 1]`
 //! (the pairs are split between the threads).
 
 use std::hint::black_box;
