@@ -7,8 +7,10 @@
 #
 # Each program runs at two pair counts; the difference divided by the
 # difference in pairs is the cost of one pair, start-up and exit excluded.
-# Log mode is measured too (the Firedancer text format, to a file; the
-# kernel's share of the writes is not counted).
+# Log mode is measured too, in both formats (the compact binary log, the
+# default, and the Firedancer text format), to a file; the kernel's share
+# of the writes is not counted. Each log row also gives its added cost as
+# a multiple of the in-memory tracker's.
 #
 # Usage: scripts/callgrind-tracker.sh
 set -euo pipefail
@@ -40,9 +42,15 @@ per_pair() {
 }
 plain=$(per_pair 100000 300000 churn_plain)
 tracked=$(per_pair 100000 300000 churn_tracked)
-# Log mode writes every event (about 2.5 KB a pair): fewer pairs.
-logged=$(per_pair 20000 60000 churn_tracked MALLOCATOR_LOG="$work/log.txt")
+# Log mode writes every event (the text format about 2.5 KB a pair):
+# fewer pairs.
+compact=$(per_pair 20000 60000 churn_tracked MALLOCATOR_LOG="$work/log.v2")
+text=$(per_pair 20000 60000 churn_tracked MALLOCATOR_LOG="$work/log.txt" MALLOCATOR_LOG_FORMAT=fd)
+added=$((tracked - plain))
+# ratio N: N's added instructions over the in-memory tracker's, 2 decimals.
+ratio() { awk -v a="$(($1 - plain))" -v b="$added" 'BEGIN { printf "%.2fx", a / b }'; }
 echo "instructions per alloc/free pair (callgrind, churn workload):"
-echo "  plain (system malloc):                          $plain"
-echo "  tracker:                                        $tracked  (adds $((tracked - plain)))"
-echo "  tracker, log mode (MALLOCATOR_LOG, text format): $logged  (adds $((logged - plain)))"
+echo "  plain (system malloc):                               $plain"
+echo "  tracker:                                             $tracked  (adds $added)"
+echo "  tracker, compact log (MALLOCATOR_LOG):               $compact  (adds $((compact - plain)), $(ratio "$compact") the tracker's)"
+echo "  tracker, text log (MALLOCATOR_LOG_FORMAT=fd):        $text  (adds $((text - plain)), $(ratio "$text") the tracker's)"
