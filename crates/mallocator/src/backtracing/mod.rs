@@ -71,8 +71,9 @@
 //!    the inner allocator may itself be tracked, or take locks of its own.
 //! 8. **Stored stacks never change** (`stacks.rs`): an interned stack's
 //!    frames are written once, into a chunk that is never reallocated or
-//!    freed while the tracker lives, so a thread may keep a pointer to
-//!    them (its stack cache) and read them without a lock.
+//!    freed while the tracker lives, so an id names the same frames for
+//!    good (the threads' stack caches and the text log's cache of each
+//!    stack's lines rely on it).
 //! 9. **Stack ids are below 2^31**: 4 shard bits above 27 index bits,
 //!    the index stopping one short of its top. The ids above are
 //!    sentinels: `NO_STACK` (no stack captured) and
@@ -80,6 +81,14 @@
 //! 10. **A record's size is below 2^56** (`live.rs`): the top byte holds
 //!     the alignment's log2; larger requests fail before reaching the
 //!     inner allocator (no 64-bit platform can satisfy them).
+//! 11. **A thread's stack cache trusts the 64-bit hash** (`stacks.rs`):
+//!     a stack whose hash and length match a cached entry of the same
+//!     tracker gets that entry's id without comparing frames; the stack
+//!     table itself compares every frame. Two distinct stacks of the same
+//!     length share a hash with a chance of about 2^-64 per pair (the
+//!     hash is a non-linear chain finished by a full avalanche), so that
+//!     a wrong attribution is not a practical concern, and the compare it
+//!     saves was a tenth of the tracker's time.
 //!
 //! ```
 //! use mallocator::backtracing::Backtracing;
@@ -452,9 +461,14 @@ impl<'a> Backtracing<'a> {
     /// Captures the current stack into `storage`; counts a capture made
     /// off the known stacks (invariant 1 in the module docs).
     #[inline(always)]
-    fn capture<'s>(&self, st: &State, storage: &'s mut StackStorage) -> Captured<'s> {
+    fn capture<'s, const HASH: bool>(
+        &self,
+        st: &State,
+        storage: &'s mut StackStorage,
+    ) -> Captured<'s> {
         let frame_pointers = self.active.walks_frame_pointers(self.stack_mode);
-        let captured = stack::capture(frame_pointers, self.depth.load(Ordering::Relaxed), storage);
+        let depth = self.depth.load(Ordering::Relaxed);
+        let captured = stack::capture::<HASH>(frame_pointers, depth, storage);
         if captured.off_stack {
             st.off_stack.fetch_add(1, Ordering::Relaxed);
         }
@@ -487,7 +501,7 @@ impl<'a> Backtracing<'a> {
             return self.keep(st, ptr, size, align_log2, INTERNAL, 0);
         };
         let mut storage = StackStorage::uninit();
-        let captured = self.capture(st, &mut storage);
+        let captured = self.capture::<true>(st, &mut storage);
         let stack = st
             .stacks
             .intern_cached(st.epoch, captured.frames, captured.hash);
@@ -566,13 +580,17 @@ impl<'a> Backtracing<'a> {
         };
         let tracking = Busy::track(st.epoch);
         let mut storage = StackStorage::uninit();
-        // Only the frames: the hash the capture computes goes unused (and
-        // is optimised away) unless a bad free is reported.
+        // Only the frames, unless the log needs the stack's id: a bad
+        // free (rare) hashes its frames when it interns them.
         let mut frames: &[usize] = &[];
         if tracking.is_some() {
             let log_on = self.log_on.load(Ordering::Relaxed);
             if log_on || self.free_stacks.load(Ordering::Relaxed) {
-                let stack = self.capture(st, &mut storage);
+                let stack = if log_on {
+                    self.capture::<true>(st, &mut storage)
+                } else {
+                    self.capture::<false>(st, &mut storage)
+                };
                 if log_on {
                     // Interned for the compact log's stack id (when free
                     // stacks are wanted) and for the text format's cache

@@ -256,13 +256,14 @@ fn thread_bounds_slow() -> Option<(usize, usize)> {
 }
 
 /// Captures the current stack (return addresses, innermost first, at
-/// most `depth` of them) into `storage`. A frame-pointer walk starts at
+/// most `depth` of them) into `storage`, with its [`hash_stack`] when
+/// `HASH` (else the hash is 0: the free path needs only the frames). A frame-pointer walk starts at
 /// the return address of the function `capture` is inlined into (the
 /// tracker's, which must not be inlined itself, and has a frame record
 /// when built with frame pointers); the unwinder's extra frames are
 /// trimmed by name at report time.
 #[inline(always)]
-pub(crate) fn capture(
+pub(crate) fn capture<const HASH: bool>(
     frame_pointers: bool,
     depth: usize,
     storage: &mut StackStorage,
@@ -276,7 +277,7 @@ pub(crate) fn capture(
     };
     let out = &mut all[..depth.min(MAX_DEPTH)];
     let (len, hash) = if frame_pointers {
-        walk_from(os::frame_pointer(), out)
+        walk_from::<HASH>(os::frame_pointer(), out)
     } else {
         (os::unwind(out), 0)
     };
@@ -286,7 +287,7 @@ pub(crate) fn capture(
     // SAFETY: the walk and the unwinder initialise the first `len` words
     // of `out` and report how many.
     let frames = unsafe { core::slice::from_raw_parts(out.as_ptr().cast::<usize>(), len) };
-    let hash = if frame_pointers {
+    let hash = if frame_pointers || !HASH {
         hash
     } else {
         hash_stack(frames)
@@ -303,7 +304,7 @@ pub(crate) fn capture(
 #[inline(never)]
 #[cfg_attr(miri, allow(dead_code))]
 fn walk(out: &mut [MaybeUninit<usize>]) -> (usize, u64) {
-    walk_from(os::frame_pointer(), out)
+    walk_from::<true>(os::frame_pointer(), out)
 }
 
 /// The frame-pointer walk from the frame record at `fp` (the frame
@@ -311,10 +312,13 @@ fn walk(out: &mut [MaybeUninit<usize>]) -> (usize, u64) {
 /// frame pointer, return address]`; it is read only if it lies in `[our
 /// frame, top of the stack we run on)`, is aligned, and is above the
 /// previous one (invariant 1 in the tracker's module docs).
-/// Returns the number of frames written and their [`hash_stack`]; none
-/// when the code runs on a stack it does not know.
+/// Returns the number of frames written and, when `HASH`, their
+/// [`hash_stack`] (else 0); none when the code runs on a stack it does
+/// not know. The chain's end shows as a saved frame pointer that breaks
+/// the invariant (the outermost frame saves 0), so the loop tests no
+/// return address: its cost is per frame, on every allocation.
 #[inline(always)]
-fn walk_from(mut fp: usize, out: &mut [MaybeUninit<usize>]) -> (usize, u64) {
+fn walk_from<const HASH: bool>(mut fp: usize, out: &mut [MaybeUninit<usize>]) -> (usize, u64) {
     const WORD: usize = core::mem::size_of::<usize>();
     let mut hash = HASH_SEED;
     let sp = os::stack_pointer_estimate();
@@ -345,11 +349,10 @@ fn walk_from(mut fp: usize, out: &mut [MaybeUninit<usize>]) -> (usize, u64) {
                 core::ptr::read_volatile(record.add(1)),
             )
         };
-        if ret == 0 {
-            break;
-        }
         out[n].write(ret);
-        hash = hash_step(hash, ret);
+        if HASH {
+            hash = hash_step(hash, ret);
+        }
         n += 1;
         // Keep the invariant: aligned, in `(fp, limit]`.
         if next <= fp || next > limit || next % WORD != 0 {
@@ -357,7 +360,7 @@ fn walk_from(mut fp: usize, out: &mut [MaybeUninit<usize>]) -> (usize, u64) {
         }
         fp = next;
     }
-    (n, hash_finish(hash, n))
+    (n, if HASH { hash_finish(hash, n) } else { 0 })
 }
 
 /// Whether the calling code runs on a stack the walk does not know.
@@ -448,10 +451,16 @@ mod tests {
         // when built with -C force-frame-pointers=yes; otherwise the walk
         // may be short, but never crashes and never returns zeroes.
         let (mut a, mut b) = (StackStorage::uninit(), StackStorage::uninit());
-        let walked = capture(true, MAX_DEPTH, &mut a);
+        let walked = capture::<true>(true, MAX_DEPTH, &mut a);
         assert!(walked.frames.iter().all(|&ip| ip != 0));
         assert_eq!(walked.hash, hash_stack(walked.frames));
-        let unwound = capture(false, 5, &mut b);
+        let mut c = StackStorage::uninit();
+        let unhashed = capture::<false>(true, MAX_DEPTH, &mut c);
+        assert_eq!(
+            (unhashed.frames.len(), unhashed.hash),
+            (walked.frames.len(), 0)
+        );
+        let unwound = capture::<true>(false, 5, &mut b);
         assert_eq!(
             unwound.frames.len(),
             5,

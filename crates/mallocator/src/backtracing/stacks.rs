@@ -1,6 +1,7 @@
 //! Interned stacks: each distinct stack is stored once, named by a `u32`
-//! id, and never moved or changed while the tracker lives (so a thread
-//! may keep a pointer to a stored stack and read it without a lock).
+//! id, and never moved or changed while the tracker lives (invariant 8
+//! in the tracker's module docs); each thread's cache in front of the
+//! table (invariant 11).
 //! The stack index is never more than half full, so every probe ends.
 
 use super::sync::{RawLock, SpinLock};
@@ -137,12 +138,14 @@ pub(crate) struct StackTable {
 /// it goes).
 pub(crate) const HASH_SEED: u64 = 0x243F_6A88_85A3_08D3;
 
-/// Mixes one frame into a stack hash: cheap (no multiply in the
-/// per-frame chain); [`hash_finish`] spreads the bits. Equal hashes are
-/// always confirmed by comparing the frames.
+/// Mixes one frame into a stack hash: an xor and a multiply by an odd
+/// constant, so each step is a bijection of the state (two stacks that
+/// differ in one frame never collide) and not linear (unlike a
+/// rotate-and-xor chain, where differences in two frames can cancel);
+/// [`hash_finish`] spreads the bits.
 #[inline(always)]
 pub(crate) fn hash_step(h: u64, ip: usize) -> u64 {
-    h.rotate_left(7) ^ ip as u64
+    (h ^ ip as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)
 }
 
 /// Finishes a stack hash (a 64-bit finalizer over the state and length).
@@ -160,14 +163,6 @@ pub(crate) fn hash_stack(frames: &[usize]) -> u64 {
     hash_finish(h, frames.len())
 }
 
-/// A stored stack: its id and where its frames are (immutable, readable
-/// without a lock for as long as the table lives).
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct Interned {
-    pub id: u32,
-    pub frames: *const usize,
-}
-
 impl StackTable {
     pub(crate) const fn new() -> Self {
         StackTable {
@@ -177,17 +172,12 @@ impl StackTable {
 
     /// The id of `frames` (whose [`hash_stack`] is `hash`), storing them
     /// if new; `None` when out of memory.
-    pub(crate) fn intern(&self, frames: &[usize], hash: u64) -> Option<Interned> {
+    pub(crate) fn intern(&self, frames: &[usize], hash: u64) -> Option<u32> {
         let s = (hash >> (64 - STACK_SHARDS.trailing_zeros())) as usize;
         let make_id = |e: u32| ((s as u32) << STACK_INDEX_BITS) | e;
         let mut shard = self.shards[s].lock();
         let mut slot = match shard.find(hash, frames) {
-            Ok(e) => {
-                return Some(Interned {
-                    id: make_id(e),
-                    frames: shard.entries[e as usize].frames,
-                })
-            }
+            Ok(e) => return Some(make_id(e)),
             Err(slot) => slot,
         };
         let e = shard.entries.len();
@@ -208,10 +198,7 @@ impl StackTable {
             len: frames.len(),
         });
         shard.index[slot] = e as u32 + 1;
-        Some(Interned {
-            id: make_id(e as u32),
-            frames: stored,
-        })
+        Some(make_id(e as u32))
     }
 
     /// The id of `frames` (whose [`hash_stack`] is `hash`) in the table of
@@ -223,35 +210,25 @@ impl StackTable {
         let cached = THREAD.try_with(|t| {
             let slot = &t.cache[(hash >> 40) as usize % STACK_CACHE];
             let e = slot.get();
-            // SAFETY: an entry with this tracker's epoch was filled by this
-            // thread from this tracker's stack table (epochs are never
-            // shared), whose stored frames stay immutable and in place
-            // while the table (borrowed by `self`) lives: a tracker's
-            // epoch and its table live and die together.
-            let hit = e.epoch == epoch
-                && e.hash == hash
-                && e.len == frames.len()
-                && same_frames(
-                    unsafe { core::slice::from_raw_parts(e.frames, e.len) },
-                    frames,
-                );
+            // The hash and length name the stack (invariant 11 in the
+            // module docs of the tracker): no frame-by-frame compare.
+            let hit = e.epoch == epoch && e.hash == hash && e.len as usize == frames.len();
             hit.then_some(e.id)
         });
         if let Ok(Some(id)) = cached {
             return id;
         }
-        let Some(stored) = self.intern(frames, hash) else {
+        let Some(id) = self.intern(frames, hash) else {
             return NO_STACK;
         };
         let entry = CacheEntry {
             epoch,
-            id: stored.id,
+            id,
             hash,
-            frames: stored.frames,
-            len: frames.len(),
+            len: frames.len() as u32,
         };
         let _ = THREAD.try_with(|t| t.cache[(hash >> 40) as usize % STACK_CACHE].set(entry));
-        stored.id
+        id
     }
 
     /// [`intern_cached`](Self::intern_cached) for frames without their hash (the free
@@ -320,26 +297,6 @@ impl StackTable {
     }
 }
 
-/// `a == b` for two stacks, word by word: the frames were just written by
-/// the walk one word at a time, and a scalar loop reads them back through
-/// store forwarding, where the wide loads of the `memcmp` that `==` calls
-/// would wait for those stores to retire (a measurable share of the
-/// tracker's time on the churn benchmark).
-#[inline(always)]
-pub(crate) fn same_frames(a: &[usize], b: &[usize]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    let mut i = 0;
-    while i < a.len() {
-        if a[i] != b[i] {
-            return false;
-        }
-        i += 1;
-    }
-    true
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -347,19 +304,13 @@ mod tests {
     const MAX_LONG: usize = CHUNK_WORDS / 3;
 
     #[test]
-    fn interning_dedups_and_returns_frames() {
+    fn interning_dedups_and_keeps_frames() {
         let t = StackTable::new();
-        let id = |frames: &[usize]| t.intern(frames, hash_stack(frames)).unwrap().id;
+        let id = |frames: &[usize]| t.intern(frames, hash_stack(frames)).unwrap();
         let a = id(&[1, 2, 3]);
         let b = id(&[1, 2, 4]);
         assert_ne!(a, b);
         assert_eq!(id(&[1, 2, 3]), a);
-        let stored = t.intern(&[1, 2, 3], hash_stack(&[1, 2, 3])).unwrap();
-        assert_eq!(
-            // SAFETY: interned frames stay valid while the table lives.
-            unsafe { core::slice::from_raw_parts(stored.frames, 3) },
-            [1, 2, 3]
-        );
         assert_eq!(*t.get(a), [1, 2, 3]);
         assert_eq!(*t.get(b), [1, 2, 4]);
         let empty = id(&[]);

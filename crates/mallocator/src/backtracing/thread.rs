@@ -34,16 +34,14 @@ pub(crate) struct ThreadState {
 /// Entries in each thread's stack cache (a power of two).
 pub(crate) const STACK_CACHE: usize = 128;
 
-/// A stack this thread interned: `frames` is the tracker's stored copy
-/// (immutable, in place while the tracker lives), `epoch` names the
-/// tracker.
+/// A stack this thread interned, named by its hash and length (see
+/// invariant 11 in the tracker's module docs); `epoch` names the tracker.
 #[derive(Clone, Copy)]
 pub(crate) struct CacheEntry {
     pub(crate) epoch: u64,
     pub(crate) id: u32,
     pub(crate) hash: u64,
-    pub(crate) frames: *const usize,
-    pub(crate) len: usize,
+    pub(crate) len: u32,
 }
 
 impl CacheEntry {
@@ -51,7 +49,6 @@ impl CacheEntry {
         epoch: 0,
         id: 0,
         hash: 0,
-        frames: core::ptr::null(),
         len: 0,
     };
 }
