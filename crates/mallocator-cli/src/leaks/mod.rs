@@ -15,7 +15,7 @@ mod symbolize;
 use analyze::{Analysis, Analyzer};
 use parse::{Error, ParseError, Parser};
 use std::fs::File;
-use std::io::{self, BufRead, BufReader, BufWriter, IsTerminal, Write};
+use std::io::{self, BufWriter, IsTerminal, Read, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -140,7 +140,7 @@ impl Progress {
 }
 
 /// Reads a whole log and analyzes it.
-fn analyze<R: BufRead>(
+fn analyze<R: Read>(
     reader: R,
     lenient: bool,
     progress: &mut Progress,
@@ -261,22 +261,15 @@ fn write_report(args: &LeaksArgs, a: &Analysis, warnings: (&[ParseError], u64)) 
 }
 
 fn run_inner(args: &LeaksArgs) -> Result<ExitCode, Failure> {
-    let (name, reader, size): (String, Box<dyn BufRead>, Option<u64>) = match &args.log {
+    // The parser reads large blocks itself: no BufReader in between.
+    let (name, reader, size): (String, Box<dyn Read>, Option<u64>) = match &args.log {
         Some(path) if path.as_os_str() != "-" => {
             let name = path.display().to_string();
             let file = File::open(path).map_err(|e| Failure::Input(format!("{name}: {e}")))?;
             let size = file.metadata().ok().map(|m| m.len());
-            (
-                name,
-                Box::new(BufReader::with_capacity(1 << 18, file)),
-                size,
-            )
+            (name, Box::new(file), size)
         }
-        _ => (
-            "<stdin>".to_owned(),
-            Box::new(BufReader::with_capacity(1 << 18, io::stdin().lock())),
-            None,
-        ),
+        _ => ("<stdin>".to_owned(), Box::new(io::stdin().lock()), None),
     };
     let mut progress = Progress::new(!args.no_progress && io::stderr().is_terminal(), size);
     let result = analyze(reader, args.lenient, &mut progress);
