@@ -530,19 +530,38 @@ pub fn parse_header(line: &[u8]) -> Result<(Op, u64), ErrorKind> {
 /// parser decides those).
 #[inline]
 fn leading_decimal(text: &[u8]) -> Option<(u64, &[u8])> {
-    let digits = text
-        .iter()
-        .take(20)
-        .take_while(|b| b.is_ascii_digit())
-        .count();
-    if digits == 0 || digits > 19 {
-        return None;
+    let mut value = 0u64;
+    let mut digits = 0;
+    for &b in text {
+        let d = b.wrapping_sub(b'0');
+        if d > 9 {
+            break;
+        }
+        if digits == 19 {
+            return None;
+        }
+        value = value * 10 + u64::from(d);
+        digits += 1;
     }
-    let value = text[..digits]
-        .iter()
-        .fold(0u64, |v, &b| v * 10 + u64::from(b - b'0'));
-    Some((value, &text[digits..]))
+    (digits > 0).then(|| (value, &text[digits..]))
 }
+
+/// The value of each byte as a hexadecimal digit, or [`NOT_HEX`].
+static HEX_DIGITS: [u8; 256] = {
+    let mut table = [NOT_HEX; 256];
+    let mut b = 0;
+    while b < 256 {
+        table[b] = match b as u8 {
+            c @ b'0'..=b'9' => c - b'0',
+            c @ b'a'..=b'f' => c - b'a' + 10,
+            c @ b'A'..=b'F' => c - b'A' + 10,
+            _ => NOT_HEX,
+        };
+        b += 1;
+    }
+    table
+};
+const NOT_HEX: u8 = 0xff;
 
 /// `0x` and 1 to 16 hexadecimal digits at the start of `text` as a number,
 /// and the rest; `None` otherwise.
@@ -553,20 +572,18 @@ fn leading_hex(text: &[u8]) -> Option<(u64, &[u8])> {
         .or_else(|| text.strip_prefix(b"0X"))?;
     let mut value = 0u64;
     let mut digits = 0;
-    for &b in text.iter().take(17) {
-        let d = match b {
-            b'0'..=b'9' => b - b'0',
-            b'a'..=b'f' => b - b'a' + 10,
-            b'A'..=b'F' => b - b'A' + 10,
-            _ => break,
-        };
+    for &b in text {
+        let d = HEX_DIGITS[usize::from(b)];
+        if d == NOT_HEX {
+            break;
+        }
+        if digits == 16 {
+            return None;
+        }
         value = (value << 4) | u64::from(d);
         digits += 1;
     }
-    if digits == 0 || digits > 16 {
-        return None;
-    }
-    Some((value, &text[digits..]))
+    (digits > 0).then(|| (value, &text[digits..]))
 }
 
 /// [`parse_header`] for a well-formed header, in one pass over the line;
