@@ -8,6 +8,9 @@ use std::time::Instant;
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 
+// One direction only: render uses measure and clock, measure uses
+// workloads, workloads uses clock.
+mod clock;
 mod measure;
 mod render;
 mod workloads;
