@@ -195,10 +195,14 @@ pub struct InputStats {
     pub other_lines: u64,
 }
 
-/// How much the parser asks of the reader at once: the buffer's first
-/// size. Large blocks make the per-read cost (a system call) negligible
-/// and let `memchr` run over long stretches.
+/// How much the parser asks of the reader at once, once the input has
+/// shown it is not small. Large blocks make the per-read cost (a system
+/// call) negligible and let `memchr` run over long stretches.
 pub const BLOCK: usize = 1 << 20;
+
+/// The buffer's first size: it doubles with each refill up to [`BLOCK`],
+/// so that a small input (a test's, the fuzzer's) costs no full block.
+const FIRST_BUFFER: usize = 64 << 10;
 
 /// A line of the buffer: its text is `start..end` (without the `\n` or
 /// `\r\n` that ended it, cut at [`MAX_LINE`] bytes).
@@ -231,8 +235,8 @@ struct Input<R> {
     dropped: u64,
     /// The reader has reported the end of input.
     eof: bool,
-    /// A refill makes room for at least this many bytes.
-    min_read: usize,
+    /// The size the buffer grows to at least (see [`BLOCK`]).
+    block: usize,
     /// No byte from where the last scan started up to `clean_end` is NUL
     /// or non-ASCII (the bytes that could make a line not text). Lines are
     /// checked in input order, so a line that ends before `clean_end` is
@@ -275,13 +279,13 @@ impl<R: Read> Input<R> {
     fn new(reader: R, block: usize) -> Self {
         Input {
             reader,
-            buf: vec![0; block.max(1)],
+            buf: vec![0; block.clamp(1, FIRST_BUFFER)],
             filled: 0,
             pos: 0,
             keep: 0,
             dropped: 0,
             eof: false,
-            min_read: (block / 4).max(1),
+            block,
             clean_end: 0,
             line_no: 0,
         }
@@ -297,15 +301,18 @@ impl<R: Read> Input<R> {
         &self.buf[span.start..span.end]
     }
 
-    /// Reads more input after `filled`, first making room: the bytes from
-    /// `keep` on move to the front (positions shift down by `keep`), and
-    /// the buffer grows if that is not enough. Returns the bytes read, 0 at
-    /// the end of input.
+    /// Reads more input after `filled`, first making room when less than
+    /// a quarter of the buffer is free: the bytes from `keep` on move to
+    /// the front (positions shift down by `keep`), and the buffer doubles
+    /// if that is not enough or while it is smaller than a block. Returns
+    /// the bytes read, 0 at the end of input.
     fn refill(&mut self) -> io::Result<usize> {
         if self.eof {
             return Ok(0);
         }
-        if self.buf.len() - self.filled < self.min_read {
+        let little_room =
+            |input: &Self| input.buf.len() - input.filled < (input.buf.len() / 4).max(1);
+        if little_room(self) {
             let shift = self.keep;
             if shift > 0 {
                 self.buf.copy_within(shift..self.filled, 0);
@@ -315,9 +322,8 @@ impl<R: Read> Input<R> {
                 self.clean_end = self.clean_end.saturating_sub(shift);
                 self.dropped += shift as u64;
             }
-            if self.buf.len() - self.filled < self.min_read {
-                let len = (2 * self.buf.len()).max(self.filled + self.min_read);
-                self.buf.resize(len, 0);
+            if little_room(self) || self.buf.len() < self.block {
+                self.buf.resize(2 * self.buf.len(), 0);
             }
         }
         loop {
@@ -713,9 +719,9 @@ impl<R: Read> Parser<R> {
         Self::with_block(inner, lenient, BLOCK)
     }
 
-    /// A parser reading `inner` `block` bytes at a time (at first: the
-    /// buffer grows for records that do not fit), so that tests can cut
-    /// the input into tiny blocks.
+    /// A parser reading `inner` in blocks of `block` bytes (the buffer
+    /// grows beyond that only for records that do not fit), so that tests
+    /// can cut the input into tiny blocks.
     fn with_block(inner: R, lenient: bool, block: usize) -> Self {
         Parser {
             input: Input::new(inner, block),
@@ -1528,6 +1534,18 @@ mod tests {
         );
         assert_eq!(p.stats().bytes, huge.len() as u64);
         assert_eq!(p.warnings().0[0].kind, ErrorKind::LineTooLong);
+    }
+
+    #[test]
+    fn small_inputs_get_a_small_buffer_large_ones_a_block() {
+        let mut p = Parser::new(&b"+++ FREE:0:0x10\n"[..], false);
+        while p.next_record().unwrap().is_some() {}
+        assert!(p.input.buf.len() <= FIRST_BUFFER, "{}", p.input.buf.len());
+        let log = clean_log(30_000, 5, "\n");
+        assert!(log.len() > 4 * BLOCK);
+        let mut p = Parser::new(&log[..], false);
+        while p.next_record().unwrap().is_some() {}
+        assert_eq!(p.input.buf.len(), BLOCK);
     }
 
     #[test]
