@@ -219,8 +219,9 @@ struct Span {
 /// allocated. Bytes from `keep` on stay in the buffer across refills (the
 /// current record's frames, so that its stack is one slice of the
 /// buffer); everything before `keep` may be dropped when the buffer is
-/// refilled. The buffer grows only when what must be kept does not fit,
-/// so its size follows the largest record, not the input.
+/// refilled. The buffer grows to a block as the input proves large, and
+/// beyond that only when what must be kept does not fit, so its size
+/// follows the largest record, not the input.
 struct Input<R> {
     reader: R,
     buf: Vec<u8>,
