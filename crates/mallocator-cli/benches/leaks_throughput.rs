@@ -1,82 +1,156 @@
-//! Throughput of `mallocator leaks`: writes a large synthetic log in the C
-//! format (glibc frames, program output mixed in, address reuse, one
-//! allocation in 1000 leaked), runs the built binary on it (file and
-//! stdin), and prints MB/s and the peak memory of the run.
+//! Throughput of `mallocator leaks` on a large, realistic synthetic log in
+//! the C (text) format: records like the tracker writes them (5 to 20
+//! frame lines of shared libraries and the program, a few thousand
+//! distinct stacks), most blocks freed, some leaked, address reuse, a
+//! little program output mixed in.
 //!
-//! `cargo bench -p mallocator-cli --bench leaks_throughput`
-//! (`LEAKS_BENCH_MB=512` for a bigger log; default 256).
+//! `cargo bench -p mallocator-cli --bench leaks_throughput` writes such a
+//! log (`LEAKS_BENCH_MB=512` for a bigger one; default 256), runs the built
+//! binary on it (file and stdin), checks the report against what was
+//! written and prints MB/s and the peak memory of the runs.
+//!
+//! `... --bench leaks_throughput -- --write-log PATH [--mb N]` only writes
+//! the log (and prints its facts), for `scripts/bench-leaks-throughput.sh`,
+//! which times the release binary against `wc -l` on it.
 
 use std::fs::File;
 use std::io::{BufWriter, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 const BIN: &str = env!("CARGO_BIN_EXE_mallocator");
 
-/// 64 distinct stacks of 6 to 13 glibc-style frames.
-fn stacks(rng: &mut fastrand::Rng) -> Vec<String> {
-    (0..64)
-        .map(|s| {
-            let depth = 6 + rng.u64(..8);
-            let mut text = String::new();
-            text.push_str("./app(fd_backtracing_malloc+0x4b)[0x55a4c1f0a2bb]\n");
-            for d in 0..depth {
-                let off = rng.u64(..0x400);
-                text.push_str(&format!(
-                    "./app(module{s}_function{d}+0x{off:x})[0x55a4c1f{:05x}]\n",
-                    rng.u64(..1 << 20)
-                ));
-            }
-            text.push_str(
-                "/lib/x86_64-linux-gnu/libc.so.6(__libc_start_main+0x85)[0x7f3b1e827285]\n",
-            );
-            text
-        })
-        .collect()
+/// Distinct allocation (and free) stacks in the log.
+const STACKS: usize = 3000;
+/// Blocks live at once, at most; the program frees most of what it allocates.
+const MAX_LIVE: usize = 20_000;
+/// One allocation in this many is never freed.
+const LEAK_ONE_IN: u64 = 500;
+
+/// A pool of frame lines as glibc's `backtrace_symbols_fd` (and
+/// mallocator's log mode) print them: `object(function+0xoff)[0xip]` for
+/// exported functions, `object(+0xoff)[0xip]` for the rest.
+fn frame_pool(rng: &mut fastrand::Rng) -> Vec<String> {
+    let libs = [
+        "/usr/lib/x86_64-linux-gnu/libssl.so.3",
+        "/usr/lib/x86_64-linux-gnu/libcrypto.so.3",
+        "/usr/lib/x86_64-linux-gnu/libstdc++.so.6",
+        "/usr/lib/x86_64-linux-gnu/libglib-2.0.so.0",
+        "/usr/lib/x86_64-linux-gnu/libz.so.1",
+        "/usr/lib/x86_64-linux-gnu/libsqlite3.so.0",
+        "/usr/lib/x86_64-linux-gnu/libfoo.so",
+        "/opt/service/lib/libcore.so",
+        "./server",
+    ];
+    let verbs = [
+        "parse", "alloc", "read", "write", "new", "init", "push", "insert", "encode", "decode",
+        "lookup", "handle", "flush", "clone", "load",
+    ];
+    let nouns = [
+        "buffer", "node", "request", "header", "table", "entry", "string", "config", "session",
+        "frame", "message", "chunk",
+    ];
+    let mut pool = Vec::new();
+    for (l, lib) in libs.iter().enumerate() {
+        let base = 0x7f3b_1e00_0000u64 + ((l as u64) << 24);
+        for _ in 0..40 {
+            let off = rng.u64(0x100..0x4_0000);
+            let ip = base + off;
+            let frame = if rng.u64(..4) == 0 {
+                format!("{lib}(+0x{off:x})[0x{ip:x}]")
+            } else {
+                let f = format!(
+                    "{}_{}{}",
+                    verbs[rng.usize(..verbs.len())],
+                    nouns[rng.usize(..nouns.len())],
+                    ["", "_impl", "_locked", "_slow"][rng.usize(..4)]
+                );
+                format!("{lib}({f}+0x{:x})[0x{ip:x}]", rng.u64(..0x300))
+            };
+            pool.push(frame);
+        }
+    }
+    pool
 }
 
-/// Writes about `mb` MB of log; returns (bytes, leaked blocks).
-fn write_log(path: &Path, mb: u64) -> (u64, u64) {
+/// `STACKS` distinct stacks of 5 to 20 frames: the allocator's entry
+/// point, frames from the pool, and the program's start.
+fn stacks(rng: &mut fastrand::Rng) -> Vec<(String, usize)> {
+    let pool = frame_pool(rng);
+    let mut seen = std::collections::HashSet::new();
+    let mut out = Vec::with_capacity(STACKS);
+    while out.len() < STACKS {
+        let depth = rng.usize(5..=20);
+        let mut text = String::new();
+        text.push_str("./server(fd_backtracing_malloc+0x4b)[0x55a4c1f0a2bb]\n");
+        for _ in 0..depth - 2 {
+            text.push_str(&pool[rng.usize(..pool.len())]);
+            text.push('\n');
+        }
+        text.push_str("/lib/x86_64-linux-gnu/libc.so.6(__libc_start_main+0x85)[0x7f3b1e827285]\n");
+        if seen.insert(text.clone()) {
+            out.push((text, depth));
+        }
+    }
+    out
+}
+
+/// What a written log contains, to check the report against.
+struct LogFacts {
+    bytes: u64,
+    records: u64,
+    /// Blocks never freed.
+    leaked: u64,
+}
+
+/// Writes about `mb` MB (10^6 bytes) of log.
+fn write_log(path: &Path, mb: u64) -> LogFacts {
     let mut rng = fastrand::Rng::with_seed(0x9e37_79b9_7f4a_7c15);
     let stacks = stacks(&mut rng);
-    let frames: Vec<usize> = stacks.iter().map(|s| s.lines().count()).collect();
     let mut out = BufWriter::with_capacity(1 << 20, File::create(path).unwrap());
     let (mut live, mut pool): (Vec<u64>, Vec<u64>) = (Vec::new(), Vec::new());
-    let (mut next_addr, mut written, mut leaked) = (0x5555_0000_0000u64, 0u64, 0u64);
-    let limit = mb << 20;
-    let mut line = Vec::with_capacity(128);
+    let (mut next_addr, mut written, mut leaked, mut records) = (0x5555_0000_0000u64, 0, 0, 0);
+    let limit = mb * 1_000_000;
+    let mut head = Vec::with_capacity(128);
     while written < limit {
-        line.clear();
-        if rng.u64(..50) == 0 {
-            line.extend_from_slice(b"worker 3: processed batch, 1234 items ok\n");
+        head.clear();
+        if rng.u64(..200) == 0 {
+            head.extend_from_slice(b"worker 3: processed batch, 1234 items ok\n");
         }
-        let s = rng.usize(..stacks.len());
-        if live.len() < 4096 && (live.len() < 16 || rng.u64(..100) < 52) {
+        // Popular call sites allocate far more often than rare ones.
+        let popular = rng.usize(1..=stacks.len());
+        let s = rng.usize(..popular);
+        let (stack, depth) = &stacks[s];
+        if live.len() < MAX_LIVE && (live.len() < 64 || rng.bool()) {
             let addr = pool.pop().unwrap_or_else(|| {
-                next_addr += 0x60;
+                next_addr += 0x40 + 0x10 * rng.u64(..64);
                 next_addr
             });
-            let size = 16 + rng.u64(..65);
-            writeln!(line, "+++ ALLOC:{}:0x{addr:016x}:16:{size}", frames[s]).unwrap();
-            if rng.u64(..1000) == 0 {
+            let size = [8, 16, 24, 32, 48, 64, 100, 256, 1024, 4096][rng.usize(..10)];
+            writeln!(head, "+++ ALLOC:{depth}:0x{addr:016x}:16:{size}").unwrap();
+            if rng.u64(..LEAK_ONE_IN) == 0 {
                 leaked += 1;
             } else {
                 live.push(addr);
             }
         } else {
-            let i = rng.usize(..live.len());
-            let addr = live.swap_remove(i);
+            let addr = live.swap_remove(rng.usize(..live.len()));
             pool.push(addr);
-            writeln!(line, "+++ FREE:{}:0x{addr:016x}", frames[s]).unwrap();
+            writeln!(head, "+++ FREE:{depth}:0x{addr:016x}").unwrap();
         }
-        out.write_all(&line).unwrap();
-        out.write_all(stacks[s].as_bytes()).unwrap();
+        out.write_all(&head).unwrap();
+        out.write_all(stack.as_bytes()).unwrap();
         out.write_all(b"---\n").unwrap();
-        written += (line.len() + stacks[s].len() + 4) as u64;
+        written += (head.len() + stack.len() + 4) as u64;
+        records += 1;
     }
     out.flush().unwrap();
-    (written, leaked + live.len() as u64)
+    LogFacts {
+        bytes: written,
+        records,
+        leaked: leaked + live.len() as u64,
+    }
 }
 
 /// Peak resident memory of finished children, in MB (Linux: ru_maxrss is KiB).
@@ -117,32 +191,56 @@ fn run(path: &Path, stdin: bool) -> (Duration, serde_json::Value) {
     (took, serde_json::from_slice(&out.stdout).unwrap())
 }
 
+/// The command line after cargo's own `--bench`: `--write-log PATH` and `--mb N`.
+fn options() -> (Option<PathBuf>, Option<u64>) {
+    let mut args = std::env::args().skip(1).filter(|a| a != "--bench");
+    let (mut write, mut mb) = (None, None);
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--write-log" => write = args.next().map(PathBuf::from),
+            "--mb" => mb = args.next().and_then(|v| v.parse().ok()),
+            other => panic!("unknown argument {other:?} (known: --write-log PATH, --mb N)"),
+        }
+    }
+    (write, mb)
+}
+
 fn main() {
-    let mb: u64 = std::env::var("LEAKS_BENCH_MB")
-        .ok()
-        .and_then(|v| v.parse().ok())
+    let (write_only, mb) = options();
+    let mb = mb
+        .or_else(|| std::env::var("LEAKS_BENCH_MB").ok()?.parse().ok())
         .unwrap_or(256);
+    if let Some(path) = write_only {
+        let facts = write_log(&path, mb);
+        println!(
+            "bytes={} records={} leaked_blocks={}",
+            facts.bytes, facts.records, facts.leaked
+        );
+        return;
+    }
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("synthetic.log");
     let t = Instant::now();
-    let (bytes, leaked) = write_log(&path, mb);
+    let facts = write_log(&path, mb);
     println!(
-        "synthetic log: {:.1} MB, {leaked} blocks never freed (written in {:.2?})",
-        bytes as f64 / 1e6,
+        "synthetic log: {:.1} MB, {} records, {} blocks never freed (written in {:.2?})",
+        facts.bytes as f64 / 1e6,
+        facts.records,
+        facts.leaked,
         t.elapsed()
     );
     for (name, stdin) in [("file", false), ("stdin", true)] {
         let mut best = Duration::MAX;
         for _ in 0..3 {
             let (took, report) = run(&path, stdin);
-            assert_eq!(report["leaked_blocks"], leaked, "wrong leak count");
-            assert_eq!(report["input"]["bytes"], bytes);
+            assert_eq!(report["leaked_blocks"], facts.leaked, "wrong leak count");
+            assert_eq!(report["input"]["bytes"], facts.bytes);
             best = best.min(took);
         }
         println!(
             "mallocator leaks ({name}): best of 3 {:.3} s = {:.0} MB/s",
             best.as_secs_f64(),
-            bytes as f64 / 1e6 / best.as_secs_f64()
+            facts.bytes as f64 / 1e6 / best.as_secs_f64()
         );
     }
     println!(

@@ -1,5 +1,7 @@
 //! The library half of the `mallocator` command (the binary, `main.rs`,
-//! only parses the command line and dispatches here).
+//! only parses the command line, dispatches here, and reports an
+//! [`Error`] on stderr with exit code 2). Every subcommand has the same
+//! entry point: `run(&args) -> Result<ExitCode, Error>`.
 //!
 //! The subcommands live in a library rather than in the binary so that
 //! code outside the binary can call them directly: the fuzz target in
@@ -9,4 +11,7 @@
 //! every dependency of the CLI and compile the same code twice.
 
 pub mod bench;
+mod error;
 pub mod leaks;
+
+pub use error::Error;

@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use mallocator_cli::{bench, leaks};
+use mallocator_cli::{bench, leaks, Error};
 
 /// Composable memory allocators: benchmarks and leak reports.
 #[derive(Parser, Debug)]
@@ -20,9 +20,23 @@ enum Command {
     Leaks(leaks::LeaksArgs),
 }
 
+/// The exit code of a subcommand's result: its own code, or 2 with the
+/// error on stderr as `mallocator <subcommand>: <message>`.
+fn exit_code(subcommand: &str, result: Result<ExitCode, Error>) -> ExitCode {
+    match result {
+        Ok(code) => code,
+        // `mallocator leaks log | head` is normal use, not an error.
+        Err(e) if e.is_closed_pipe() => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("mallocator {subcommand}: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
 fn main() -> ExitCode {
     match Cli::parse().command {
-        Command::Bench(args) => bench::main(&args),
-        Command::Leaks(args) => leaks::run(&args),
+        Command::Bench(args) => exit_code("bench", bench::run(&args)),
+        Command::Leaks(args) => exit_code("leaks", leaks::run(&args)),
     }
 }

@@ -155,3 +155,29 @@ fn unwritable_svg_path_fails_before_benchmarking() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("--svg"), "{err}");
 }
+
+#[test]
+fn a_closed_output_pipe_is_not_an_error() {
+    // The reader of the table goes away before it is printed (as with
+    // `mallocator bench | head -0`): exit 0 and nothing on stderr, not a
+    // panic from printing.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_mallocator"))
+        .args(["bench", "--quick", "--size", "1", "--workload", "churn"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("the mallocator binary runs");
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

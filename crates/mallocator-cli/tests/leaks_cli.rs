@@ -330,6 +330,25 @@ fn exit_codes() {
 }
 
 #[test]
+fn a_closed_output_pipe_is_not_an_error() {
+    // `mallocator leaks log | head`: the reader is gone before the report
+    // is written.
+    let mut child = Command::new(BIN)
+        .args(["leaks", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run mallocator");
+    drop(child.stdout.take());
+    let log = std::fs::read(fixture()).unwrap();
+    child.stdin.take().unwrap().write_all(&log).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(out.stderr.is_empty(), "{}", stderr(&out));
+}
+
+#[test]
 fn help_uses_words_people_search_for() {
     let o = run(&["leaks", "--help"], None);
     assert_eq!(o.status.code(), Some(0));

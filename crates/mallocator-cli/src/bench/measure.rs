@@ -5,11 +5,7 @@
 //! tables), then `runs` timed times. The runs of a group's variants are
 //! interleaved (a, b, c, a, b, c, ...) so that a slow
 //! phase of a busy machine spreads over every variant instead of landing on
-//! one of them.
-//!
-//! On Linux the clock is the thread's CPU time (user + system, which
-//! includes page faults), so that the time the benchmark thread spends
-//! preempted by other processes does not count; elsewhere it is wall time.
+//! one of them. The runners time themselves with the `clock` module.
 
 use std::time::Duration;
 
@@ -86,43 +82,6 @@ pub fn summarize(samples_ns: Vec<f64>) -> Summary {
 pub fn per_op_ns(elapsed: Duration, ops: usize) -> f64 {
     let ns = elapsed.as_nanos().max(1) as f64;
     ns / ops.max(1) as f64
-}
-
-/// What [`time`] measures, as shown in the outputs.
-pub const CLOCK: &str = if cfg!(target_os = "linux") {
-    "thread CPU time"
-} else {
-    "wall time"
-};
-
-/// The calling thread's CPU time so far.
-#[cfg(target_os = "linux")]
-fn thread_cpu_time() -> Duration {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `ts` is a valid, writable timespec; the clock id is one Linux
-    // always supports.
-    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-    assert_eq!(rc, 0, "clock_gettime(CLOCK_THREAD_CPUTIME_ID) failed");
-    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
-}
-
-/// Times `f` (one run of a workload) with [`CLOCK`].
-pub fn time(f: impl FnOnce()) -> Duration {
-    #[cfg(target_os = "linux")]
-    {
-        let start = thread_cpu_time();
-        f();
-        thread_cpu_time().saturating_sub(start)
-    }
-    #[cfg(not(target_os = "linux"))]
-    {
-        let start = std::time::Instant::now();
-        f();
-        start.elapsed()
-    }
 }
 
 /// The least time a variant runs untimed before its timed runs.
@@ -208,26 +167,6 @@ mod tests {
         assert_eq!(per_op_ns(Duration::ZERO, 10), 0.1);
         assert_eq!(per_op_ns(Duration::from_nanos(1000), 0), 1000.0);
         assert_eq!(per_op_ns(Duration::from_micros(2), 1000), 2.0);
-    }
-
-    #[test]
-    fn time_counts_work_not_sleep() {
-        let busy = time(|| {
-            let mut x = 0u64;
-            for i in 0..2_000_000u64 {
-                x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(i));
-            }
-        });
-        assert!(busy > Duration::ZERO);
-        let slept = time(|| std::thread::sleep(Duration::from_millis(50)));
-        if cfg!(target_os = "linux") {
-            assert!(
-                slept < Duration::from_millis(25),
-                "CPU time excludes sleeping: {slept:?}"
-            );
-        } else {
-            assert!(slept >= Duration::from_millis(50));
-        }
     }
 
     #[test]

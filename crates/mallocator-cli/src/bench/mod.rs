@@ -1,6 +1,6 @@
 //! `mallocator bench`: the allocators side by side on embedded workloads.
 
-use std::io::IsTerminal;
+use std::io::{self, IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
@@ -8,10 +8,14 @@ use std::time::Instant;
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 
+// One direction only: render uses measure and clock, measure uses
+// workloads, workloads uses clock.
+mod clock;
 mod measure;
 mod render;
 mod workloads;
 
+use crate::Error;
 use render::Report;
 use workloads::{Group, GROUPS};
 
@@ -54,25 +58,23 @@ pub struct BenchArgs {
     svg: Option<PathBuf>,
 }
 
-/// Runs `mallocator bench`.
-pub fn main(args: &BenchArgs) -> ExitCode {
+/// Runs `mallocator bench`: `Ok` with exit code 0 when the results are
+/// printed; an error (an unknown workload, a chart that cannot be written)
+/// is exit code 2.
+pub fn run(args: &BenchArgs) -> Result<ExitCode, Error> {
+    let stdout = |e| Error::write("standard output", e);
     if args.list {
-        print!("{}", list());
-        return ExitCode::SUCCESS;
+        io::stdout()
+            .lock()
+            .write_all(list().as_bytes())
+            .map_err(stdout)?;
+        return Ok(ExitCode::SUCCESS);
     }
-    let groups = match select(&args.workloads) {
-        Ok(groups) => groups,
-        Err(e) => {
-            eprintln!("mallocator bench: {e}");
-            return ExitCode::from(2);
-        }
-    };
+    let groups = select(&args.workloads).map_err(Error::Failed)?;
     // Fail before the runs, not after them, if the chart cannot be written.
     if let Some(path) = &args.svg {
-        if let Err(e) = std::fs::File::create(path) {
-            eprintln!("mallocator bench: --svg {}: {e}", path.display());
-            return ExitCode::from(2);
-        }
+        std::fs::File::create(path)
+            .map_err(|e| Error::write(format!("--svg {}", path.display()), e))?;
     }
     let runs = if args.quick { QUICK_RUNS } else { RUNS };
     let ops_of = |g: &Group| match args.size {
@@ -81,7 +83,7 @@ pub fn main(args: &BenchArgs) -> ExitCode {
         None => g.default_ops,
     };
     let total_runs: usize = groups.iter().map(|g| g.variants.len() * (runs + 1)).sum();
-    let progress = if args.json || !std::io::stderr().is_terminal() {
+    let progress = if args.json || !io::stderr().is_terminal() {
         ProgressBar::hidden()
     } else {
         ProgressBar::new(total_runs as u64).with_style(
@@ -99,21 +101,21 @@ pub fn main(args: &BenchArgs) -> ExitCode {
         .collect();
     progress.finish_and_clear();
     let report = Report::new(&results, runs, args.quick, start.elapsed().as_secs_f64());
+    let mut out = io::stdout().lock();
     if args.json {
-        println!("{}", report.to_json());
+        writeln!(out, "{}", report.to_json()).map_err(stdout)?;
     } else {
-        print!("{}", report.to_table());
+        out.write_all(report.to_table().as_bytes())
+            .map_err(stdout)?;
     }
     if let Some(path) = &args.svg {
-        if let Err(e) = report.write_svg(path) {
-            eprintln!("mallocator bench: {e}");
-            return ExitCode::FAILURE;
-        }
+        report.write_svg(path).map_err(Error::Failed)?;
         if !args.json {
-            println!("chart written to {}", path.display());
+            writeln!(out, "chart written to {}", path.display()).map_err(stdout)?;
         }
     }
-    ExitCode::SUCCESS
+    out.flush().map_err(stdout)?;
+    Ok(ExitCode::SUCCESS)
 }
 
 /// The groups named by `--workload` (every group when none is named), in
@@ -193,6 +195,30 @@ mod tests {
             panic!("an unknown name is rejected");
         };
         assert!(err.contains("`bogus`") && err.contains("churn"), "{err}");
+    }
+
+    #[test]
+    fn unknown_workloads_and_unwritable_charts_are_errors_not_exits() {
+        let args = |workloads: &[&str], svg: Option<PathBuf>| BenchArgs {
+            quick: true,
+            json: true,
+            workloads: workloads.iter().map(|w| w.to_string()).collect(),
+            list: false,
+            size: Some(1),
+            svg,
+        };
+        match run(&args(&["bogus"], None)) {
+            Err(Error::Failed(message)) => assert!(message.contains("`bogus`"), "{message}"),
+            other => panic!("expected an error, got {other:?}"),
+        }
+        let dir = std::env::temp_dir();
+        match run(&args(&["churn"], Some(dir.clone()))) {
+            Err(e @ Error::Write { .. }) => {
+                assert!(e.to_string().contains("--svg"), "{e}");
+                assert!(!e.is_closed_pipe());
+            }
+            other => panic!("expected a write error, got {other:?}"),
+        }
     }
 
     #[test]

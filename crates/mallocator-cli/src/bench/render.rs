@@ -85,7 +85,7 @@ impl Report {
             })
             .collect();
         Report {
-            clock: super::measure::CLOCK.to_owned(),
+            clock: super::clock::CLOCK.to_owned(),
             runs,
             quick,
             elapsed_seconds,

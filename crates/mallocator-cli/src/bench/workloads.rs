@@ -16,7 +16,7 @@ use std::time::Duration;
 use mallocator::backtracing::{Backtracing, Config};
 use mallocator::{Arena, RawAlloc, Sharing, Valloc};
 
-use super::measure::time;
+use super::clock::time;
 
 /// One timed run of a prepared variant; returns the elapsed time.
 pub type Runner = Box<dyn FnMut() -> Duration>;

@@ -15,7 +15,7 @@ mod symbolize;
 use analyze::{Analysis, Analyzer};
 use parse::{Error, ParseError, Parser};
 use std::fs::File;
-use std::io::{self, BufRead, BufReader, BufWriter, IsTerminal, Write};
+use std::io::{self, BufWriter, IsTerminal, Read, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -140,7 +140,7 @@ impl Progress {
 }
 
 /// Reads a whole log and analyzes it.
-fn analyze<R: BufRead>(
+fn analyze<R: Read>(
     reader: R,
     lenient: bool,
     progress: &mut Progress,
@@ -239,14 +239,6 @@ pub fn check_pipeline(log: &[u8]) {
     }
 }
 
-/// Why the command failed.
-enum Failure {
-    /// The log is missing, unreadable or malformed.
-    Input(String),
-    /// An output could not be written.
-    Output(String, io::Error),
-}
-
 fn write_report(args: &LeaksArgs, a: &Analysis, warnings: (&[ParseError], u64)) -> io::Result<()> {
     let top = (args.top > 0).then_some(args.top);
     let stdout = io::stdout();
@@ -260,38 +252,35 @@ fn write_report(args: &LeaksArgs, a: &Analysis, warnings: (&[ParseError], u64)) 
     out.flush()
 }
 
-fn run_inner(args: &LeaksArgs) -> Result<ExitCode, Failure> {
-    let (name, reader, size): (String, Box<dyn BufRead>, Option<u64>) = match &args.log {
+/// Runs `mallocator leaks`: `Ok` with exit code 0 (report written) or 1
+/// (leaks found with `--fail-on-leaks`); an error (bad input, an
+/// unreadable or unwritable file) is exit code 2.
+pub fn run(args: &LeaksArgs) -> Result<ExitCode, crate::Error> {
+    // The parser reads large blocks itself: no BufReader in between.
+    let (name, reader, size): (String, Box<dyn Read>, Option<u64>) = match &args.log {
         Some(path) if path.as_os_str() != "-" => {
             let name = path.display().to_string();
-            let file = File::open(path).map_err(|e| Failure::Input(format!("{name}: {e}")))?;
+            let file =
+                File::open(path).map_err(|e| crate::Error::Failed(format!("{name}: {e}")))?;
             let size = file.metadata().ok().map(|m| m.len());
-            (
-                name,
-                Box::new(BufReader::with_capacity(1 << 18, file)),
-                size,
-            )
+            (name, Box::new(file), size)
         }
-        _ => (
-            "<stdin>".to_owned(),
-            Box::new(BufReader::with_capacity(1 << 18, io::stdin().lock())),
-            None,
-        ),
+        _ => ("<stdin>".to_owned(), Box::new(io::stdin().lock()), None),
     };
     let mut progress = Progress::new(!args.no_progress && io::stderr().is_terminal(), size);
     let result = analyze(reader, args.lenient, &mut progress);
     progress.finish();
     let (mut analysis, warnings, warnings_total) = result.map_err(|e| match e {
-        Error::Parse(e) => Failure::Input(format!(
+        Error::Parse(e) => crate::Error::Failed(format!(
             "{name}: {e}\n(use --lenient to skip malformed records and report what can be read)"
         )),
-        Error::Io(e) => Failure::Input(format!("{name}: cannot read the log: {e}")),
+        Error::Io(e) => crate::Error::Failed(format!("{name}: cannot read the log: {e}")),
     })?;
     // Nothing that even looked like a record (a malformed one, skipped in
     // lenient mode, is reported as such instead).
     if analysis.input.allocs + analysis.input.frees == 0 && warnings_total == 0 && !args.allow_empty
     {
-        return Err(Failure::Input(format!(
+        return Err(crate::Error::Failed(format!(
             "no records found in {name} ({} lines read, none a +++ ALLOC or +++ FREE record; \
              use --allow-empty to accept a log with no allocations)",
             analysis.input.lines
@@ -315,31 +304,13 @@ fn run_inner(args: &LeaksArgs) -> Result<ExitCode, Failure> {
             render::flamegraph(&mut out, &analysis)?;
             out.flush()
         };
-        svg().map_err(|e| Failure::Output(path.display().to_string(), e))?;
+        svg().map_err(|e| crate::Error::write(path.display().to_string(), e))?;
     }
     write_report(args, &analysis, (&warnings, warnings_total))
-        .map_err(|e| Failure::Output("standard output".to_owned(), e))?;
+        .map_err(|e| crate::Error::write("standard output", e))?;
     Ok(if args.fail_on_leaks && analysis.leaked_blocks > 0 {
         ExitCode::from(1)
     } else {
         ExitCode::SUCCESS
     })
-}
-
-/// Runs `mallocator leaks`; the exit code is 0 (report written), 1 (leaks
-/// found with `--fail-on-leaks`) or 2 (bad input, unreadable or unwritable file).
-pub fn run(args: &LeaksArgs) -> ExitCode {
-    match run_inner(args) {
-        Ok(code) => code,
-        Err(Failure::Input(msg)) => {
-            eprintln!("mallocator leaks: {msg}");
-            ExitCode::from(2)
-        }
-        // `mallocator leaks log | head` is normal use, not an error.
-        Err(Failure::Output(_, e)) if e.kind() == io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
-        Err(Failure::Output(what, e)) => {
-            eprintln!("mallocator leaks: cannot write {what}: {e}");
-            ExitCode::from(2)
-        }
-    }
 }
