@@ -1,6 +1,6 @@
 //! The log `mallocator leaks` reads, opened and told apart by its first
-//! bytes: a v2 binary log is taken whole (a regular file mapped, anything
-//! else read into memory), a text log is streamed.
+//! bytes: a v2 binary log is taken whole (a regular file mapped, also when
+//! it is standard input; a pipe read into memory), a text log is streamed.
 
 use super::v2;
 use std::fs::File;
@@ -72,31 +72,54 @@ fn map(file: &File) -> io::Result<memmap2::Mmap> {
     unsafe { memmap2::Mmap::map(file) }
 }
 
+/// Standard input as a file, when it is a regular file read from its
+/// start (`mallocator leaks < log`): then it is mapped like a named file
+/// instead of being copied into memory.
+#[cfg(unix)]
+fn stdin_file() -> Option<File> {
+    use std::io::Seek;
+    use std::os::fd::AsFd;
+    let fd = io::stdin().as_fd().try_clone_to_owned().ok()?;
+    let mut file = File::from(fd);
+    let regular = file.metadata().ok()?.is_file();
+    (regular && file.stream_position().ok()? == 0).then_some(file)
+}
+
+#[cfg(not(unix))]
+fn stdin_file() -> Option<File> {
+    None
+}
+
+/// Tells the format of an open file (read from its start).
+fn open_file(mut file: File) -> io::Result<Input> {
+    let meta = file.metadata()?;
+    let first = prefix(&mut file)?;
+    if v2::looks_like_v2(&first) {
+        if meta.is_file() && meta.len() > 0 {
+            if let Ok(m) = map(&file) {
+                return Ok(Input::V2(Bytes::Mapped(m)));
+            }
+        }
+        let mut all = first;
+        file.read_to_end(&mut all)?;
+        return Ok(Input::V2(Bytes::Owned(all)));
+    }
+    let size = meta.is_file().then_some(meta.len());
+    let reader = io::Cursor::new(first).chain(file);
+    Ok(Input::Text {
+        reader: Box::new(BufReader::with_capacity(TEXT_BUFFER, reader)),
+        size,
+    })
+}
+
 /// Opens `path` (`None` or `-`: standard input) and tells its format.
 pub fn open(path: Option<&Path>) -> io::Result<Input> {
     match path {
-        Some(path) if path.as_os_str() != "-" => {
-            let mut file = File::open(path)?;
-            let meta = file.metadata()?;
-            let first = prefix(&mut file)?;
-            if v2::looks_like_v2(&first) {
-                if meta.is_file() && meta.len() > 0 {
-                    if let Ok(m) = map(&file) {
-                        return Ok(Input::V2(Bytes::Mapped(m)));
-                    }
-                }
-                let mut all = first;
-                file.read_to_end(&mut all)?;
-                return Ok(Input::V2(Bytes::Owned(all)));
-            }
-            let size = meta.is_file().then_some(meta.len());
-            let reader = io::Cursor::new(first).chain(file);
-            Ok(Input::Text {
-                reader: Box::new(BufReader::with_capacity(TEXT_BUFFER, reader)),
-                size,
-            })
-        }
+        Some(path) if path.as_os_str() != "-" => open_file(File::open(path)?),
         _ => {
+            if let Some(file) = stdin_file() {
+                return open_file(file);
+            }
             let mut stdin = io::stdin().lock();
             let first = prefix(&mut stdin)?;
             if v2::looks_like_v2(&first) {

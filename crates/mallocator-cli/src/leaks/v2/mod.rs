@@ -249,6 +249,116 @@ impl<'a> Scan<'a> {
     }
 }
 
+/// An event ready for the analyzer: operation, offset, interned stack.
+#[derive(Clone, Copy)]
+struct Ready {
+    op: Op,
+    offset: u64,
+    stack: StackId,
+}
+
+/// Events handed from the merging thread to the analyzing one at a time.
+const BATCH: usize = 4096;
+/// Batches under way between the two (bounds the memory in flight).
+const BATCHES_IN_FLIGHT: usize = 4;
+
+/// The second pass: the checked chunks, merged and decoded.
+struct Events<'a> {
+    data: &'a [u8],
+    streams: &'a Streams,
+    table: &'a StackTable,
+    undefined_at: &'a [usize],
+    undefined: &'a HashMap<u32, StackId>,
+    empty: StackId,
+}
+
+impl Events<'_> {
+    /// Calls `f` with every event, in merge order.
+    fn each(&self, mut f: impl FnMut(Ready)) {
+        let data = self.data;
+        merge::merge(data, self.streams, |pos| {
+            let len = if data[pos] == EVENT_ALLOC {
+                format::ALLOC_LEN
+            } else {
+                format::FREE_LEN
+            };
+            // Checked in the first pass; only a mapped file changed since
+            // could make this fail, and then the event is dropped.
+            let Some(bytes) = data.get(pos..pos + len) else {
+                return;
+            };
+            let (op, id) = match format::decode_event(bytes) {
+                Event::Alloc {
+                    addr,
+                    size,
+                    align_log2,
+                    stack,
+                    ..
+                } => (
+                    Op::Alloc {
+                        addr,
+                        align: Event::align(align_log2),
+                        size,
+                    },
+                    stack,
+                ),
+                Event::Free { addr, stack, .. } => (Op::Free { addr }, stack),
+            };
+            let stack = if id == NO_STACK {
+                self.empty
+            } else if !self.undefined_at.is_empty() && self.undefined_at.binary_search(&pos).is_ok()
+            {
+                self.undefined.get(&id).copied().unwrap_or(self.empty)
+            } else {
+                self.table.get(id).unwrap_or(self.empty)
+            };
+            f(Ready {
+                op,
+                offset: pos as u64,
+                stack,
+            });
+        });
+    }
+
+    /// Applies every event to `analyzer`, in merge order. Merging and
+    /// decoding take about as long as the analysis, so they run on a
+    /// thread of their own and hand the events over in batches (on one
+    /// thread if none can be started).
+    fn apply(&self, analyzer: &mut Analyzer) {
+        let (full_tx, full_rx) = std::sync::mpsc::sync_channel::<Vec<Ready>>(BATCHES_IN_FLIGHT);
+        let (spare_tx, spare_rx) = std::sync::mpsc::channel::<Vec<Ready>>();
+        std::thread::scope(|scope| {
+            let producer = std::thread::Builder::new()
+                .name("merge".into())
+                .spawn_scoped(scope, move || {
+                    let mut batch = Vec::with_capacity(BATCH);
+                    self.each(|r| {
+                        batch.push(r);
+                        if batch.len() == BATCH {
+                            let next = spare_rx
+                                .try_recv()
+                                .unwrap_or_else(|_| Vec::with_capacity(BATCH));
+                            // The receiver only goes away if it panicked.
+                            let _ = full_tx.send(std::mem::replace(&mut batch, next));
+                        }
+                    });
+                    let _ = full_tx.send(batch);
+                });
+            if producer.is_err() {
+                self.each(|r| analyzer.apply(r.op, r.offset, r.stack));
+                return;
+            }
+            for mut batch in full_rx {
+                for r in &batch {
+                    analyzer.apply(r.op, r.offset, r.stack);
+                }
+                batch.clear();
+                let _ = spare_tx.send(batch);
+            }
+        });
+    }
+}
+
 /// Reads, checks and analyzes a whole v2 log. Strict: the first problem
 /// is the error. Lenient: problems become warnings and what can be read
 /// is analyzed; only a log whose magic or version is wrong still fails.
@@ -307,38 +417,15 @@ pub fn read(data: &[u8], lenient: bool) -> Result<Reading, Error> {
         empty,
         ..
     } = scan;
-    merge::merge(data, &streams, |pos| {
-        let len = if data[pos] == EVENT_ALLOC {
-            format::ALLOC_LEN
-        } else {
-            format::FREE_LEN
-        };
-        let (op, id) = match format::decode_event(&data[pos..pos + len]) {
-            Event::Alloc {
-                addr,
-                size,
-                align_log2,
-                stack,
-                ..
-            } => (
-                Op::Alloc {
-                    addr,
-                    align: Event::align(align_log2),
-                    size,
-                },
-                stack,
-            ),
-            Event::Free { addr, stack, .. } => (Op::Free { addr }, stack),
-        };
-        let stack = if id == NO_STACK {
-            empty
-        } else if !undefined_at.is_empty() && undefined_at.binary_search(&pos).is_ok() {
-            undefined.get(&id).copied().unwrap_or(empty)
-        } else {
-            table.get(id).unwrap_or(empty)
-        };
-        analyzer.apply(op, pos as u64, stack);
-    });
+    let events = Events {
+        data,
+        streams: &streams,
+        table: &table,
+        undefined_at: &undefined_at,
+        undefined: &undefined,
+        empty,
+    };
+    events.apply(&mut analyzer);
     let mut analysis = analyzer.finish();
     analysis.input = InputStats {
         bytes: data.len() as u64,
