@@ -241,6 +241,18 @@ pub fn check_pipeline(log: &[u8]) {
     check_reports(&lenient.0, &warnings(&lenient.1), lenient.2);
 }
 
+/// [`check_pipeline`] on `input` as it is, and on `input` as the records
+/// of a v2 log (after its magic and version), so that one fuzzer input
+/// exercises both readers: arbitrary bytes rarely start with the magic.
+/// For the fuzz target and the test that replays its corpus.
+pub fn check_fuzz_input(input: &[u8]) {
+    check_pipeline(input);
+    let mut log = v2::format::MAGIC.to_vec();
+    log.extend_from_slice(&v2::format::VERSION.to_le_bytes());
+    log.extend_from_slice(input);
+    check_pipeline(&log);
+}
+
 /// [`check_pipeline`] for a v2 log.
 fn check_v2_pipeline(log: &[u8]) {
     let strict = v2::read(log, false);
