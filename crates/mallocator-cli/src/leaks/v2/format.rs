@@ -526,39 +526,11 @@ pub fn chunk_thread(record: Record<'_>) -> Result<u64, Error> {
     Fields::new(record).u64("thread")
 }
 
-/// One event of a chunk.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Event {
-    /// An allocation (`addr` 0: it failed).
-    Alloc {
-        /// Timestamp.
-        ts: u64,
-        /// The block.
-        addr: u64,
-        /// Requested size.
-        size: u64,
-        /// log2 of the requested alignment, 0xFF for none.
-        align_log2: u8,
-        /// Stack id.
-        stack: u32,
-    },
-    /// A free (`addr` 0: `free(NULL)`).
-    Free {
-        /// Timestamp.
-        ts: u64,
-        /// The block.
-        addr: u64,
-        /// Stack id.
-        stack: u32,
-    },
-}
-
-impl Event {
-    /// The requested alignment in bytes (0: no requirement, and for a
-    /// log2 too large for a `u64`, which no allocator can honour).
-    pub fn align(align_log2: u8) -> u64 {
-        1u64.checked_shl(align_log2.into()).unwrap_or(0)
-    }
+/// The requested alignment in bytes for an event's `align_log2` (0: no
+/// requirement, also for a log2 too large for a `u64`, which no allocator
+/// can honour).
+pub fn align(align_log2: u8) -> u64 {
+    1u64.checked_shl(align_log2.into()).unwrap_or(0)
 }
 
 // The readers below take bytes that were checked, but a mapped log can
@@ -605,31 +577,28 @@ pub fn event_stack(event: &[u8]) -> u32 {
     le32(event, event.len().saturating_sub(4))
 }
 
+/// The block of a whole event.
+#[inline]
+pub fn event_addr(event: &[u8]) -> u64 {
+    le64(event, 9)
+}
+
+/// The requested size of a whole allocation event.
+#[inline]
+pub fn alloc_size(event: &[u8]) -> u64 {
+    le64(event, 17)
+}
+
+/// log2 of the requested alignment of a whole allocation event.
+#[inline]
+pub fn alloc_align_log2(event: &[u8]) -> u8 {
+    event.get(25).copied().unwrap_or(0xFF)
+}
+
 /// The timestamp of a whole event.
 #[inline]
 pub fn event_ts(event: &[u8]) -> u64 {
     le64(event, 1)
-}
-
-/// Decodes a whole event (`event` is exactly its bytes, as measured by
-/// [`event_len`]).
-#[inline]
-pub fn decode_event(event: &[u8]) -> Event {
-    if event.first() == Some(&EVENT_ALLOC) {
-        Event::Alloc {
-            ts: le64(event, 1),
-            addr: le64(event, 9),
-            size: le64(event, 17),
-            align_log2: event.get(25).copied().unwrap_or(0xFF),
-            stack: le32(event, 26),
-        }
-    } else {
-        Event::Free {
-            ts: le64(event, 1),
-            addr: le64(event, 9),
-            stack: le32(event, 17),
-        }
-    }
 }
 
 #[cfg(test)]
@@ -772,15 +741,10 @@ mod tests {
         alloc.extend_from_slice(&3u32.to_le_bytes());
         assert_eq!(event_len(&alloc), Ok(ALLOC_LEN));
         assert_eq!(
-            decode_event(&alloc),
-            Event::Alloc {
-                ts: 5,
-                addr: 0x10,
-                size: 24,
-                align_log2: 4,
-                stack: 3
-            }
+            (event_ts(&alloc), event_addr(&alloc), alloc_size(&alloc)),
+            (5, 0x10, 24)
         );
+        assert_eq!(alloc_align_log2(&alloc), 4);
         assert_eq!(event_stack(&alloc), 3);
         assert_eq!(event_ts(&alloc), 5);
         assert_eq!(
@@ -792,9 +756,9 @@ mod tests {
             })
         );
         assert_eq!(event_len(&[9, 0]), Err(ErrorKind::UnknownEvent(9)));
-        assert_eq!(Event::align(4), 16);
-        assert_eq!(Event::align(0xFF), 0);
-        assert_eq!(Event::align(63), 1 << 63);
-        assert_eq!(Event::align(64), 0);
+        assert_eq!(align(4), 16);
+        assert_eq!(align(0xFF), 0);
+        assert_eq!(align(63), 1 << 63);
+        assert_eq!(align(64), 0);
     }
 }

@@ -24,7 +24,7 @@ use super::parse::{InputStats, Op};
 use super::symbolize::{self, ModuleSymbolizer};
 pub use format::looks_like_v2;
 use format::{
-    End, Error, ErrorKind, Event, Header, EVENT_ALLOC, NO_STACK, TAG_END, TAG_EVENTS, TAG_HEADER,
+    End, Error, ErrorKind, Header, EVENT_ALLOC, NO_STACK, TAG_END, TAG_EVENTS, TAG_HEADER,
     TAG_MODULE, TAG_STACK, THREAD_LEN,
 };
 use hashbrown::HashMap;
@@ -249,12 +249,34 @@ impl<'a> Scan<'a> {
     }
 }
 
-/// An event ready for the analyzer: operation, offset, interned stack.
+/// An event ready for the analyzer, decoded and its stack interned (32
+/// bytes: what the merging thread hands over is most of its work).
 #[derive(Clone, Copy)]
 struct Ready {
-    op: Op,
+    addr: u64,
+    /// Requested size (allocations).
+    size: u64,
     offset: u64,
     stack: StackId,
+    /// log2 of the requested alignment (allocations).
+    align_log2: u8,
+    alloc: bool,
+}
+
+impl Ready {
+    #[inline]
+    fn apply(&self, analyzer: &mut Analyzer) {
+        let op = if self.alloc {
+            Op::Alloc {
+                addr: self.addr,
+                align: format::align(self.align_log2),
+                size: self.size,
+            }
+        } else {
+            Op::Free { addr: self.addr }
+        };
+        analyzer.apply(op, self.offset, self.stack);
+    }
 }
 
 /// Events handed from the merging thread to the analyzing one at a time.
@@ -277,7 +299,11 @@ impl Events<'_> {
     fn each(&self, mut f: impl FnMut(Ready)) {
         let data = self.data;
         merge::merge(data, self.streams, |pos| {
-            let len = if data[pos] == EVENT_ALLOC {
+            // Allocations and frees share the layout up to the address;
+            // the rest is picked without branching on the kind, which is
+            // as good as random.
+            let alloc = data[pos] == EVENT_ALLOC;
+            let len = if alloc {
                 format::ALLOC_LEN
             } else {
                 format::FREE_LEN
@@ -287,23 +313,7 @@ impl Events<'_> {
             let Some(bytes) = data.get(pos..pos + len) else {
                 return;
             };
-            let (op, id) = match format::decode_event(bytes) {
-                Event::Alloc {
-                    addr,
-                    size,
-                    align_log2,
-                    stack,
-                    ..
-                } => (
-                    Op::Alloc {
-                        addr,
-                        align: Event::align(align_log2),
-                        size,
-                    },
-                    stack,
-                ),
-                Event::Free { addr, stack, .. } => (Op::Free { addr }, stack),
-            };
+            let id = format::event_stack(bytes);
             let stack = if id == NO_STACK {
                 self.empty
             } else if !self.undefined_at.is_empty() && self.undefined_at.binary_search(&pos).is_ok()
@@ -313,9 +323,16 @@ impl Events<'_> {
                 self.table.get(id).unwrap_or(self.empty)
             };
             f(Ready {
-                op,
+                addr: format::event_addr(bytes),
+                size: if alloc { format::alloc_size(bytes) } else { 0 },
                 offset: pos as u64,
                 stack,
+                align_log2: if alloc {
+                    format::alloc_align_log2(bytes)
+                } else {
+                    0xFF
+                },
+                alloc,
             });
         });
     }
@@ -345,12 +362,12 @@ impl Events<'_> {
                     let _ = full_tx.send(batch);
                 });
             if producer.is_err() {
-                self.each(|r| analyzer.apply(r.op, r.offset, r.stack));
+                self.each(|r| r.apply(analyzer));
                 return;
             }
             for mut batch in full_rx {
                 for r in &batch {
-                    analyzer.apply(r.op, r.offset, r.stack);
+                    r.apply(analyzer);
                 }
                 batch.clear();
                 let _ = spare_tx.send(batch);
