@@ -135,6 +135,7 @@ fn json_c_layout_top_and_exit_codes() {
     assert_eq!(v["leaked_bytes"], 140);
     assert_eq!(v["leaked_blocks"], 3);
     assert_eq!(v["groups"][0]["frames"][0], "[0x1111]");
+    assert_eq!(v["log_format"], "v2");
     assert_eq!(v["input"]["allocs"], 5);
     assert_eq!(v["input"]["frees"], 4);
     assert_eq!(v["input"]["bytes"], log.bytes.len() as u64);
@@ -276,7 +277,7 @@ fn damaged() -> Vec<(Vec<u8>, usize, &'static str, bool)> {
     cases.push((
         garbage,
         12,
-        "the first record is a unknown (tag 0x17) record, not the header (H)",
+        "the first record is an unknown (tag 0x17) record, not the header (H)",
         true,
     ));
 

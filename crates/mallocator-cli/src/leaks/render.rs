@@ -210,6 +210,9 @@ pub struct JsonReport {
     pub errors: JsonErrors,
     /// What was read.
     pub input: InputStats,
+    /// The kind of log read: `text` (locations are `first_line`s) or
+    /// `v2` (binary; locations are `first_offset`s).
+    pub log_format: &'static str,
     /// Lenient-mode warnings (the first 100).
     pub warnings: Vec<JsonWarning>,
     /// Number of warnings.
@@ -284,6 +287,10 @@ impl JsonReport {
                     .collect(),
             },
             input: a.input,
+            log_format: match a.log_format {
+                LogFormat::Text => "text",
+                LogFormat::V2 => "v2",
+            },
             warnings: warnings.0.to_vec(),
             warnings_total: warnings.1,
         }

@@ -170,6 +170,17 @@ pub fn record_name(tag: u8) -> String {
     }
 }
 
+/// "a stack (S) record", "an events (E) record": a record's name with its article.
+fn a_record(tag: u8) -> String {
+    let name = record_name(tag);
+    let article = if name.starts_with(['e', 'u']) {
+        "an"
+    } else {
+        "a"
+    };
+    format!("{article} {name} record")
+}
+
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "offset {} (0x{:x}): ", self.offset, self.offset)?;
@@ -208,8 +219,8 @@ impl fmt::Display for Error {
             ),
             ErrorKind::HeaderNotFirst { tag } => write!(
                 f,
-                "the first record is a {} record, not the header (H): not a mallocator log, or damaged",
-                record_name(*tag)
+                "the first record is {}, not the header (H): not a mallocator log, or damaged",
+                a_record(*tag)
             ),
             ErrorKind::HeaderTwice { first } => {
                 write!(f, "a second header record (the first is at offset {first})")
@@ -251,8 +262,8 @@ impl fmt::Display for Error {
             ),
             ErrorKind::RecordAfterEnd { tag, end } => write!(
                 f,
-                "a {} record after the end record (at offset {end}), which must be last",
-                record_name(*tag)
+                "{} after the end record (at offset {end}), which must be last",
+                a_record(*tag)
             ),
         }
     }
