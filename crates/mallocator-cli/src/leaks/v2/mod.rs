@@ -201,6 +201,23 @@ impl<'a> Scan<'a> {
         Ok(())
     }
 
+    /// An event at `at` names stack `id`, not defined before it: an error,
+    /// or (lenient) the event gets a stand-in stack saying so.
+    #[cold]
+    fn undefined_stack(&mut self, id: u32, at: usize) -> Result<(), Error> {
+        self.problem(Error {
+            offset: at as u64,
+            kind: ErrorKind::UndefinedStack(id),
+        })?;
+        self.undefined_at.push(at);
+        if !self.undefined.contains_key(&id) {
+            let text = format!("[stack {id}: not defined before its use in the log]");
+            let stack = self.analyzer.intern(&modules::text_key(&text));
+            self.undefined.insert(id, stack);
+        }
+        Ok(())
+    }
+
     /// Checks a chunk's events and indexes them; in lenient mode a chunk
     /// keeps its events up to the first it cannot read (events carry no
     /// length, so nothing after an unknown tag can be found again).
@@ -211,39 +228,37 @@ impl<'a> Scan<'a> {
         };
         let base = r.payload_offset() as usize + THREAD_LEN;
         let events = &r.payload[THREAD_LEN..];
-        let mut p = 0;
+        let (mut p, mut n, mut allocs) = (0, 0u64, 0u64);
         while p < events.len() {
-            let len = match format::event_len(&events[p..]) {
-                Ok(len) => len,
-                Err(kind) => {
+            // The common case without branching on alloc/free; anything
+            // else (an unknown tag, a cut event) is sorted out by event_len.
+            let tag = events[p];
+            let len = if tag == EVENT_ALLOC {
+                format::ALLOC_LEN
+            } else {
+                format::FREE_LEN
+            };
+            let whole =
+                (tag == EVENT_ALLOC || tag == format::EVENT_FREE) && events.len() - p >= len;
+            if !whole {
+                if let Err(kind) = format::event_len(&events[p..]) {
                     self.problem(Error {
                         offset: (base + p) as u64,
                         kind,
                     })?;
-                    break;
                 }
-            };
-            let event = &events[p..p + len];
-            let id = format::event_stack(event);
+                break;
+            }
+            let id = format::event_stack(&events[p..p + len]);
             if id != NO_STACK && self.table.get(id).is_none() {
-                self.problem(Error {
-                    offset: (base + p) as u64,
-                    kind: ErrorKind::UndefinedStack(id),
-                })?;
-                self.undefined_at.push(base + p);
-                if !self.undefined.contains_key(&id) {
-                    let text = format!("[stack {id}: not defined before its use in the log]");
-                    let stack = self.analyzer.intern(&modules::text_key(&text));
-                    self.undefined.insert(id, stack);
-                }
+                self.undefined_stack(id, base + p)?;
             }
-            if event[0] == EVENT_ALLOC {
-                self.allocs += 1;
-            } else {
-                self.frees += 1;
-            }
+            allocs += u64::from(tag == EVENT_ALLOC);
+            n += 1;
             p += len;
         }
+        self.allocs += allocs;
+        self.frees += n - allocs;
         self.streams.push(thread, base..base + p);
         Ok(())
     }
