@@ -394,8 +394,8 @@ fn help_describes_both_formats_and_the_symbol_options() {
 }
 
 /// Symbolization from the module map, against this test binary: its real
-/// build-id, its real load bias, and the return address just after the
-/// start of a function of its own.
+/// build-id, its real load bias, and a return address at the end of a
+/// function of its own.
 #[cfg(target_os = "linux")]
 mod symbols {
     use super::*;
@@ -424,7 +424,11 @@ mod symbols {
         let runtime = mallocator_v2_symbolize_target as *const () as u64;
         assert_eq!(mallocator_v2_symbolize_target(1), 4);
         let bias = runtime - symbol.address();
-        (exe, build_id.to_vec(), bias, runtime + 1)
+        // The return address of a call that is the function's last
+        // instruction: one past its end, in the next function, so only a
+        // lookup of `frame - 1` lands in the target.
+        assert!(symbol.size() > 0);
+        (exe, build_id.to_vec(), bias, runtime + symbol.size())
     }
 
     /// A log of one leak whose stack is the target's return address and
