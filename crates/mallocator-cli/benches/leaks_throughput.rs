@@ -1,23 +1,31 @@
-//! Throughput of `mallocator leaks` on a large, realistic synthetic log in
-//! the C (text) format: records like the tracker writes them (5 to 20
+//! Throughput of `mallocator leaks` on large, realistic synthetic logs.
+//! The text (C) format: records like the tracker writes them (5 to 20
 //! frame lines of shared libraries and the program, a few thousand
 //! distinct stacks), most blocks freed, some leaked, address reuse, a
-//! little program output mixed in.
+//! little program output mixed in; in MB/s. Then a binary v2 log (four
+//! threads, chunks of 16 KiB, blocks freed by other threads), in events
+//! per second. Each report is checked against what was written.
 //!
-//! `cargo bench -p mallocator-cli --bench leaks_throughput` writes such a
-//! log (`LEAKS_BENCH_MB=512` for a bigger one; default 256), runs the built
-//! binary on it (file and stdin), checks the report against what was
-//! written and prints MB/s and the peak memory of the runs.
+//! `cargo bench -p mallocator-cli --bench leaks_throughput`
+//! (`LEAKS_BENCH_MB=512` for a bigger text log, default 256;
+//! `LEAKS_BENCH_EVENTS=40000000` for a bigger v2 log, default 20 million;
+//! `LEAKS_BENCH_ONLY=v2` or `text` for one of the two;
+//! `LEAKS_BENCH_DIR=DIR` writes the logs there and keeps them, to profile
+//! a run of `mallocator leaks` on them).
 //!
 //! `... --bench leaks_throughput -- --write-log PATH [--mb N]` only writes
-//! the log (and prints its facts), for `scripts/bench-leaks-throughput.sh`,
-//! which times the release binary against `wc -l` on it.
+//! the text log (and prints its facts), for
+//! `scripts/bench-leaks-throughput.sh`, which times the release binary
+//! against `wc -l` on it.
 
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+
+#[path = "../tests/support/v2_log.rs"]
+mod v2_log;
 
 const BIN: &str = env!("CARGO_BIN_EXE_mallocator");
 
@@ -170,24 +178,115 @@ fn children_peak_rss_mb() -> f64 {
     f64::NAN
 }
 
+/// Writes a v2 log of `events` events from four threads (each a 16 KiB
+/// buffer, flushed as a chunk when full, so chunks are out of time
+/// order); about one block in 1000 is never freed. Returns (bytes, leaked
+/// blocks).
+fn write_v2_log(path: &Path, events: u64) -> (u64, u64) {
+    const THREADS: usize = 4;
+    const CHUNK: usize = 16 << 10;
+    let mut rng = fastrand::Rng::with_seed(0x2545_f491_4f6c_dd1d);
+    let mut out = BufWriter::with_capacity(1 << 20, File::create(path).unwrap());
+    let mut log = v2_log::Log::new();
+    let base = 0x5555_5555_0000u64;
+    log.header("/opt/app/bin/app", "/opt/app")
+        .module(
+            base,
+            base,
+            base + (16 << 20),
+            &[0x5a; 20],
+            b"/opt/app/bin/app",
+        )
+        .module(
+            0x7f00_0000_0000,
+            0x7f00_0000_0000,
+            0x7f00_0020_0000,
+            &[0xc3; 20],
+            b"/lib/x86_64-linux-gnu/libc.so.6",
+        );
+    for id in 0..64u32 {
+        let depth = 6 + rng.usize(..8);
+        let mut frames: Vec<u64> = (0..depth).map(|_| base + rng.u64(..16 << 20)).collect();
+        frames.push(0x7f00_0000_0000 + 0x271ca);
+        log.stack(id, &frames);
+    }
+    out.write_all(&log.bytes).unwrap();
+    let mut written = log.bytes.len() as u64;
+    let mut buffers: Vec<Vec<u8>> = (0..THREADS)
+        .map(|t| (t as u64 + 1).to_le_bytes().to_vec())
+        .collect();
+    let flush = |out: &mut BufWriter<File>, buf: &mut Vec<u8>, thread: usize| -> u64 {
+        let len = buf.len() as u32;
+        out.write_all(b"E").unwrap();
+        out.write_all(&len.to_le_bytes()).unwrap();
+        out.write_all(buf).unwrap();
+        buf.clear();
+        buf.extend_from_slice(&(thread as u64 + 1).to_le_bytes());
+        5 + u64::from(len)
+    };
+    let (mut live, mut pool): (Vec<u64>, Vec<u64>) = (Vec::new(), Vec::new());
+    let (mut next_addr, mut leaked) = (0x6000_0000_0000u64, 0u64);
+    for i in 0..events {
+        let t = rng.usize(..THREADS);
+        let ts = 1000 + i * 37;
+        let stack = rng.u32(..64);
+        let event = if live.len() < 4096 && (live.len() < 16 || rng.u64(..100) < 52) {
+            let addr = pool.pop().unwrap_or_else(|| {
+                next_addr += 0x60;
+                next_addr
+            });
+            if rng.u64(..1000) == 0 {
+                leaked += 1;
+            } else {
+                live.push(addr);
+            }
+            v2_log::alloc(ts, addr, 16 + rng.u64(..65), stack)
+        } else {
+            let addr = live.swap_remove(rng.usize(..live.len()));
+            pool.push(addr);
+            v2_log::free(ts, addr, stack)
+        };
+        event.encode(&mut buffers[t]);
+        if buffers[t].len() + 30 > CHUNK {
+            written += flush(&mut out, &mut buffers[t], t);
+        }
+    }
+    for (t, buf) in buffers.iter_mut().enumerate() {
+        written += flush(&mut out, buf, t);
+    }
+    let mut end = v2_log::Log::new();
+    end.bytes.clear();
+    end.end(events, 0);
+    out.write_all(&end.bytes).unwrap();
+    written += end.bytes.len() as u64;
+    // On disk before the runs, so that they do not compete with the kernel
+    // writing half a gigabyte back.
+    out.into_inner().unwrap().sync_all().unwrap();
+    (written, leaked + live.len() as u64)
+}
+
 fn run(path: &Path, stdin: bool) -> (Duration, serde_json::Value) {
     let start = Instant::now();
     let out = if stdin {
         Command::new(BIN)
             .args(["leaks", "--json", "--top", "3", "-"])
             .stdin(File::open(path).unwrap())
-            .stderr(Stdio::inherit())
+            .stderr(Stdio::piped())
             .output()
     } else {
         Command::new(BIN)
             .args(["leaks", "--json", "--top", "3"])
             .arg(path)
-            .stderr(Stdio::inherit())
+            .stderr(Stdio::piped())
             .output()
     }
     .unwrap();
     let took = start.elapsed();
-    assert!(out.status.success());
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     (took, serde_json::from_slice(&out.stdout).unwrap())
 }
 
@@ -218,10 +317,24 @@ fn main() {
         );
         return;
     }
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("synthetic.log");
+    let only = std::env::var("LEAKS_BENCH_ONLY").unwrap_or_default();
+    let temp = tempfile::tempdir().unwrap();
+    let dir = std::env::var_os("LEAKS_BENCH_DIR").map_or(temp.path().to_owned(), Into::into);
+    if only != "v2" {
+        bench_text(&dir.join("synthetic.log"), mb);
+    }
+    if only != "text" {
+        bench_v2(&dir.join("synthetic.v2"));
+    }
+    println!(
+        "peak RSS of the leaks runs: {:.1} MB",
+        children_peak_rss_mb()
+    );
+}
+
+fn bench_text(path: &Path, mb: u64) {
     let t = Instant::now();
-    let facts = write_log(&path, mb);
+    let facts = write_log(path, mb);
     println!(
         "synthetic log: {:.1} MB, {} records, {} blocks never freed (written in {:.2?})",
         facts.bytes as f64 / 1e6,
@@ -232,7 +345,7 @@ fn main() {
     for (name, stdin) in [("file", false), ("stdin", true)] {
         let mut best = Duration::MAX;
         for _ in 0..3 {
-            let (took, report) = run(&path, stdin);
+            let (took, report) = run(path, stdin);
             assert_eq!(report["leaked_blocks"], facts.leaked, "wrong leak count");
             assert_eq!(report["input"]["bytes"], facts.bytes);
             best = best.min(took);
@@ -243,8 +356,36 @@ fn main() {
             facts.bytes as f64 / 1e6 / best.as_secs_f64()
         );
     }
+}
+
+fn bench_v2(path: &Path) {
+    let events: u64 = std::env::var("LEAKS_BENCH_EVENTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20_000_000);
+    let t = Instant::now();
+    let (bytes, leaked) = write_v2_log(path, events);
     println!(
-        "peak RSS of the leaks runs: {:.1} MB",
-        children_peak_rss_mb()
+        "synthetic v2 log: {events} events, {:.1} MB, {leaked} blocks never freed (written in {:.2?})",
+        bytes as f64 / 1e6,
+        t.elapsed()
     );
+    for (name, stdin) in [("file", false), ("stdin", true)] {
+        let mut best = Duration::MAX;
+        for _ in 0..5 {
+            let (took, report) = run(path, stdin);
+            assert_eq!(report["leaked_blocks"], leaked, "wrong leak count");
+            assert_eq!(report["input"]["bytes"], bytes);
+            let read = report["input"]["allocs"].as_u64().unwrap()
+                + report["input"]["frees"].as_u64().unwrap();
+            assert_eq!(read, events);
+            best = best.min(took);
+        }
+        println!(
+            "mallocator leaks v2 ({name}): best of 5 {:.3} s = {:.1} M events/s ({:.0} MB/s)",
+            best.as_secs_f64(),
+            events as f64 / 1e6 / best.as_secs_f64(),
+            bytes as f64 / 1e6 / best.as_secs_f64()
+        );
+    }
 }

@@ -137,6 +137,7 @@ fn json_report_schema_and_values() {
     );
     assert_eq!(v["errors"]["live_address_reuses"][0]["dropped_bytes"], 16);
     assert_eq!(v["input"]["lines"], 91);
+    assert_eq!(v["log_format"], "text");
     assert_eq!(v["input"]["allocs"], 9);
     assert_eq!(v["input"]["frees"], 5);
     assert_eq!(v["warnings_total"], 0);

@@ -255,6 +255,19 @@ pub struct Analysis {
     pub live_reuses: Vec<(ReuseSites, Tally)>,
     /// Counts of what was read (filled in by the caller).
     pub input: InputStats,
+    /// The kind of log read, which says what a [`Tally::first_line`] is
+    /// (filled in by the caller).
+    pub log_format: LogFormat,
+}
+
+/// The kind of log an analysis was read from.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum LogFormat {
+    /// The Firedancer text format: locations are line numbers.
+    #[default]
+    Text,
+    /// The binary format v2: locations are byte offsets.
+    V2,
 }
 
 /// Sorts tallies by count (then bytes) descending, first line ascending.
@@ -291,9 +304,22 @@ impl Analyzer {
     /// Applies one record.
     pub fn record(&mut self, r: &Record<'_>) {
         let stack = self.stacks.intern(r.stack);
-        match r.op {
+        self.apply(r.op, r.line, stack);
+    }
+
+    /// The id of a stack, adding it on first sight: for readers whose log
+    /// names each stack once and then refers to it (the v2 binary log), so
+    /// that an event costs no hashing of its stack.
+    pub fn intern(&mut self, stack: &[u8]) -> StackId {
+        self.stacks.intern(stack)
+    }
+
+    /// Applies one operation whose stack is already interned; `line` says
+    /// where it is (a line number in a text log, a byte offset in a v2 log).
+    pub fn apply(&mut self, op: Op, line: u64, stack: StackId) {
+        match op {
             Op::Alloc { addr: 0, size, .. } => {
-                Tally::add(&mut self.null_results, stack, size, r.line);
+                Tally::add(&mut self.null_results, stack, size, line);
             }
             Op::Alloc { addr, size, .. } => match self.live.entry(addr) {
                 Entry::Occupied(mut e) => {
@@ -302,14 +328,14 @@ impl Analyzer {
                         old: old.stack,
                         new: stack,
                     };
-                    Tally::add(&mut self.live_reuses, sites, old.size, r.line);
+                    Tally::add(&mut self.live_reuses, sites, old.size, line);
                     e.insert(Live { stack, size });
                 }
                 Entry::Vacant(e) => {
                     e.insert(Live { stack, size });
                 }
             },
-            Op::Free { addr: 0 } => Tally::add(&mut self.null_frees, stack, 0, r.line),
+            Op::Free { addr: 0 } => Tally::add(&mut self.null_frees, stack, 0, line),
             Op::Free { addr } => {
                 if let Some(block) = self.live.remove(&addr) {
                     let freed = Freed {
@@ -324,9 +350,9 @@ impl Analyzer {
                         first_free: f.free,
                         second_free: stack,
                     };
-                    Tally::add(&mut self.double_frees, sites, f.size, r.line);
+                    Tally::add(&mut self.double_frees, sites, f.size, line);
                 } else {
-                    Tally::add(&mut self.unknown_frees, stack, 0, r.line);
+                    Tally::add(&mut self.unknown_frees, stack, 0, line);
                 }
             }
         }
@@ -369,6 +395,7 @@ impl Analyzer {
             null_frees: sorted(self.null_frees),
             live_reuses: sorted(self.live_reuses),
             input: InputStats::default(),
+            log_format: LogFormat::Text,
         }
     }
 }

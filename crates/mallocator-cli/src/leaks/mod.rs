@@ -1,19 +1,25 @@
 //! `mallocator leaks`: a memory leak report from a backtracing allocator
-//! log (mallocator's log mode, or the C `fd_backtracing` allocator).
+//! log (mallocator's log mode, or the C `fd_backtracing` allocator), in
+//! the Firedancer text format or mallocator's binary format v2 (told
+//! apart by the first bytes: [`input`]; v2 is read by [`v2`]).
 //!
-//! The log is read as a stream: memory follows the blocks live at any
-//! moment and the distinct stacks, not the size of the log. Double frees
+//! Memory follows the blocks live at any moment and the distinct stacks,
+//! not the size of the log (a text log is streamed, a v2 log mapped or,
+//! from standard input, held whole). Double frees
 //! are recognised within a window of the last
 //! [`FREE_WINDOW`](analyze::FREE_WINDOW) frees; an older first free makes
 //! the second one an unknown free (see the `analyze` module).
 
 mod analyze;
+mod input;
 mod parse;
 mod render;
 mod symbolize;
+mod v2;
 
 use analyze::{Analysis, Analyzer};
 use parse::{Error, ParseError, Parser};
+use render::JsonWarning;
 use std::fs::File;
 use std::io::{self, BufWriter, IsTerminal, Read, Write};
 use std::path::PathBuf;
@@ -42,13 +48,24 @@ pub enum Format {
 backtracing allocator (log mode) or by the C fd_backtracing allocator: every block allocated \
 and never freed, grouped by allocation stack (backtrace), largest first. Also reports what the \
 C leak script silently drops: double frees, frees of unknown (invalid) pointers, allocations \
-that returned NULL, and free(NULL). Unrelated program output mixed into the log is skipped.\n\n\
+that returned NULL, and free(NULL).\n\n\
+Two log formats are read, told apart by their first bytes:\n\
+- the compact binary log (format v2, mallocator's default; docs/log-format.md): the threads' \
+events are merged in time order, and frames are symbolized by default (function, file:line) \
+from the log's module map. Each object file is found at its recorded path (relative paths: \
+against the program's working directory in the log), or by --binary, or in a --search-path \
+folder, and is used only if its build-id is the one in the log; otherwise a warning names it \
+and its frames stay raw (path+0xoffset [0xip]). A log without its end record (the program is \
+still running, crashed or was killed) is reported with a warning that it was cut short.\n\
+- the Firedancer text format (+++ ALLOC / +++ FREE records with glibc frames, \
+MALLOCATOR_LOG_FORMAT=fd): unrelated program output mixed into the log is skipped; \
+--symbolize resolves object(+0xoffset) frames.\n\n\
 Memory follows the live blocks and the distinct stacks, not the log size: to tell a double free \
 from an unknown free only the last 65536 freed addresses are remembered, so a double free whose \
 first free is further back than that is reported as a free of an unknown (invalid) pointer.\n\n\
 Exit codes: 0 report written; 1 leaks found with --fail-on-leaks; 2 the log is malformed \
-(message with the line number), has no records at all (unless --allow-empty), or a file could \
-not be read or written."
+(message with the line number, or the byte offset in a binary log), has no records at all \
+(unless --allow-empty), or a file could not be read or written."
 )]
 pub struct LeaksArgs {
     /// The allocation log to read; `-` or nothing reads standard input (stdin).
@@ -66,7 +83,8 @@ pub struct LeaksArgs {
     /// Also write a flamegraph (SVG) of leaked bytes by allocation stack to this file.
     #[arg(long, value_name = "OUT.svg")]
     pub flamegraph: Option<PathBuf>,
-    /// Do not stop at malformed log lines: warn on stderr (with line numbers) and report what can be read.
+    /// Do not stop at malformed log lines or records: warn on stderr (with line numbers, or byte
+    /// offsets in a binary log) and report what can be read.
     #[arg(long)]
     pub lenient: bool,
     /// Exit with code 1 when leaks are found (for CI and test scripts).
@@ -76,9 +94,18 @@ pub struct LeaksArgs {
     /// a wrong path or a program that never logged must not pass for "no leaks").
     #[arg(long)]
     pub allow_empty: bool,
-    /// Resolve `object(+0xoffset)` frames to function, file and line from the object's debug info.
+    /// Text logs: resolve `object(+0xoffset)` frames to function, file and line from the object's
+    /// debug info (binary v2 logs are always symbolized).
     #[arg(long)]
     pub symbolize: bool,
+    /// Binary logs: read this object file for the module of the same file name, instead of the
+    /// path the log recorded (repeatable). Its build-id must match the log's.
+    #[arg(long, value_name = "PATH")]
+    pub binary: Vec<PathBuf>,
+    /// Binary logs: look for object files missing at their recorded path in this folder, by file
+    /// name (repeatable, searched in order).
+    #[arg(long, value_name = "DIR")]
+    pub search_path: Vec<PathBuf>,
     /// Never show the progress bar (it is shown only for large logs when stderr is a terminal).
     #[arg(long)]
     pub no_progress: bool,
@@ -139,7 +166,7 @@ impl Progress {
     }
 }
 
-/// Reads a whole log and analyzes it.
+/// Reads a whole text log and analyzes it.
 fn analyze<R: Read>(
     reader: R,
     lenient: bool,
@@ -161,7 +188,8 @@ fn analyze<R: Read>(
 /// the command does with each of its output options, and panics if a stage
 /// breaks its promises:
 ///
-/// * parsing, strict and lenient: lenient never fails, and when strict
+/// * parsing, strict and lenient: lenient never fails (for a v2 log: unless
+///   its magic or version is wrong, when both fail alike), and when strict
 ///   succeeds lenient reads the same and warns about nothing;
 /// * the analysis of each reading;
 /// * every report (text, JSON, the C layout, with and without a `--top`
@@ -170,9 +198,13 @@ fn analyze<R: Read>(
 ///   with bytes.
 ///
 /// For the fuzz target (`crates/mallocator-cli/fuzz`) and the test that
-/// replays its corpus. `--symbolize` is left out: it opens the object
+/// replays its corpus. Symbolization is left out (`--symbolize`, and the
+/// module map of v2 logs, whose frames stay raw): it opens the object
 /// files that the log names, which an arbitrary input should not direct.
 pub fn check_pipeline(log: &[u8]) {
+    if v2::looks_like_v2(&log[..log.len().min(8)]) {
+        return check_v2_pipeline(log);
+    }
     let read = |lenient| analyze(log, lenient, &mut Progress::new(false, None));
     let lenient = match read(true) {
         Ok(r) => r,
@@ -202,44 +234,108 @@ pub fn check_pipeline(log: &[u8]) {
         }
         Err(Error::Io(e)) => panic!("reading from memory failed: {e}"),
     }
-    let runs = strict
-        .iter()
-        .map(|(a, w, t)| (a, w, *t))
-        .chain([(&lenient.0, &lenient.1, lenient.2)]);
-    for (a, warnings, total) in runs {
-        for top in [None, Some(1)] {
-            let mut out = Vec::new();
-            render::text(&mut out, a, top, total).expect("text report");
-            assert!(
-                std::str::from_utf8(&out).is_ok(),
-                "text report is not UTF-8"
+    let warnings = |w: &[ParseError]| w.iter().map(JsonWarning::from).collect::<Vec<_>>();
+    if let Ok((a, w, total)) = &strict {
+        check_reports(a, &warnings(w), *total);
+    }
+    check_reports(&lenient.0, &warnings(&lenient.1), lenient.2);
+}
+
+/// [`check_pipeline`] on `input` as it is, and on `input` as the records
+/// of a v2 log (after its magic and version), so that one fuzzer input
+/// exercises both readers: arbitrary bytes rarely start with the magic.
+/// For the fuzz target and the test that replays its corpus.
+pub fn check_fuzz_input(input: &[u8]) {
+    check_pipeline(input);
+    let mut log = v2::format::MAGIC.to_vec();
+    log.extend_from_slice(&v2::format::VERSION.to_le_bytes());
+    log.extend_from_slice(input);
+    check_pipeline(&log);
+}
+
+/// [`check_pipeline`] for a v2 log.
+fn check_v2_pipeline(log: &[u8]) {
+    let strict = v2::read(log, false);
+    let lenient = v2::read(log, true);
+    match (&strict, &lenient) {
+        (Ok(s), Ok(l)) => {
+            assert_eq!(
+                l.warnings_total, 0,
+                "lenient warned about a log strict mode accepts"
             );
-            out.clear();
-            let report = render::JsonReport::new(a, top, (warnings, total));
-            render::json(&mut out, &report).expect("JSON report");
-            if let Err(e) = serde_json::from_slice::<serde_json::Value>(&out) {
-                panic!("the JSON report does not parse: {e}");
-            }
+            assert_eq!(s.analysis.groups, l.analysis.groups);
+            assert_eq!(
+                (s.analysis.leaked_bytes, s.analysis.leaked_blocks),
+                (l.analysis.leaked_bytes, l.analysis.leaked_blocks)
+            );
+            assert_eq!(s.analysis.input, l.analysis.input);
         }
-        let mut out = Vec::new();
-        render::c_layout(&mut out, a).expect("C layout");
-        let (lines, _) = render::folded(a);
-        let drawn = a.groups.iter().filter(|g| g.bytes > 0).count();
-        assert_eq!(
-            lines.len(),
-            drawn,
-            "a group is missing from the folded stacks"
-        );
-        out.clear();
-        if let Err(e) = render::flamegraph(&mut out, a) {
-            panic!("the flamegraph failed: {e}");
+        (Err(_), Ok(l)) => assert!(
+            l.warnings_total > 0,
+            "strict mode failed where lenient warned about nothing"
+        ),
+        (Err(s), Err(l)) => {
+            assert_eq!(s, l);
+            assert!(
+                matches!(
+                    s.kind,
+                    v2::format::ErrorKind::ShortPreamble { .. }
+                        | v2::format::ErrorKind::BadMagic { .. }
+                        | v2::format::ErrorKind::BadVersion(_)
+                ),
+                "lenient mode stopped at an error: {s}"
+            );
         }
-        let svg = String::from_utf8(out).expect("the flamegraph is not UTF-8");
-        assert!(svg.contains("<svg") && svg.trim_end().ends_with("</svg>"));
+        (Ok(_), Err(e)) => panic!("lenient mode failed where strict did not: {e}"),
+    }
+    for reading in [strict, lenient].into_iter().flatten() {
+        let v2::Reading {
+            mut analysis,
+            modules,
+            warnings,
+            warnings_total,
+            ..
+        } = reading;
+        v2::stack_texts(&mut analysis, &modules, None);
+        let warnings: Vec<JsonWarning> = warnings.iter().map(JsonWarning::from).collect();
+        check_reports(&analysis, &warnings, warnings_total);
     }
 }
 
-fn write_report(args: &LeaksArgs, a: &Analysis, warnings: (&[ParseError], u64)) -> io::Result<()> {
+/// Every report of `a` succeeds and is well formed (see [`check_pipeline`]).
+fn check_reports(a: &Analysis, warnings: &[JsonWarning], total: u64) {
+    for top in [None, Some(1)] {
+        let mut out = Vec::new();
+        render::text(&mut out, a, top, total).expect("text report");
+        assert!(
+            std::str::from_utf8(&out).is_ok(),
+            "text report is not UTF-8"
+        );
+        out.clear();
+        let report = render::JsonReport::new(a, top, (warnings, total));
+        render::json(&mut out, &report).expect("JSON report");
+        if let Err(e) = serde_json::from_slice::<serde_json::Value>(&out) {
+            panic!("the JSON report does not parse: {e}");
+        }
+    }
+    let mut out = Vec::new();
+    render::c_layout(&mut out, a).expect("C layout");
+    let (lines, _) = render::folded(a);
+    let drawn = a.groups.iter().filter(|g| g.bytes > 0).count();
+    assert_eq!(
+        lines.len(),
+        drawn,
+        "a group is missing from the folded stacks"
+    );
+    out.clear();
+    if let Err(e) = render::flamegraph(&mut out, a) {
+        panic!("the flamegraph failed: {e}");
+    }
+    let svg = String::from_utf8(out).expect("the flamegraph is not UTF-8");
+    assert!(svg.contains("<svg") && svg.trim_end().ends_with("</svg>"));
+}
+
+fn write_report(args: &LeaksArgs, a: &Analysis, warnings: (&[JsonWarning], u64)) -> io::Result<()> {
     let top = (args.top > 0).then_some(args.top);
     let stdout = io::stdout();
     let mut out = BufWriter::new(stdout.lock());
@@ -252,21 +348,17 @@ fn write_report(args: &LeaksArgs, a: &Analysis, warnings: (&[ParseError], u64)) 
     out.flush()
 }
 
-/// Runs `mallocator leaks`: `Ok` with exit code 0 (report written) or 1
-/// (leaks found with `--fail-on-leaks`); an error (bad input, an
-/// unreadable or unwritable file) is exit code 2.
-pub fn run(args: &LeaksArgs) -> Result<ExitCode, crate::Error> {
-    // The parser reads large blocks itself: no BufReader in between.
-    let (name, reader, size): (String, Box<dyn Read>, Option<u64>) = match &args.log {
-        Some(path) if path.as_os_str() != "-" => {
-            let name = path.display().to_string();
-            let file =
-                File::open(path).map_err(|e| crate::Error::Failed(format!("{name}: {e}")))?;
-            let size = file.metadata().ok().map(|m| m.len());
-            (name, Box::new(file), size)
-        }
-        _ => ("<stdin>".to_owned(), Box::new(io::stdin().lock()), None),
-    };
+/// What a log gave: the analysis (stacks as text), the lenient-mode
+/// warnings kept and their total.
+type Outcome = (Analysis, Vec<JsonWarning>, u64);
+
+/// Reads, checks and analyzes a text log (symbolized with `--symbolize`).
+fn read_text(
+    args: &LeaksArgs,
+    name: &str,
+    reader: Box<dyn Read>,
+    size: Option<u64>,
+) -> Result<Outcome, crate::Error> {
     let mut progress = Progress::new(!args.no_progress && io::stderr().is_terminal(), size);
     let result = analyze(reader, args.lenient, &mut progress);
     progress.finish();
@@ -289,8 +381,75 @@ pub fn run(args: &LeaksArgs) -> Result<ExitCode, crate::Error> {
     if args.symbolize {
         symbolize::symbolize(&mut analysis);
     }
-    for w in warnings.iter().take(PRINTED_WARNINGS) {
+    let warnings = warnings.iter().map(JsonWarning::from).collect();
+    Ok((analysis, warnings, warnings_total))
+}
+
+/// Reads, checks, analyzes and symbolizes a v2 log; says on stderr what
+/// the report cannot show (a log cut short, events the tracker lost,
+/// objects that cannot be symbolized).
+fn read_v2(args: &LeaksArgs, name: &str, data: &[u8]) -> Result<Outcome, crate::Error> {
+    let reading = v2::read(data, args.lenient).map_err(|e| {
+        let hint = match e.kind {
+            v2::format::ErrorKind::ShortPreamble { .. }
+            | v2::format::ErrorKind::BadMagic { .. }
+            | v2::format::ErrorKind::BadVersion(_) => "",
+            _ => "\n(use --lenient to skip damaged records and report what can be read)",
+        };
+        crate::Error::Failed(format!("{name}: {e}{hint}"))
+    })?;
+    let v2::Reading {
+        mut analysis,
+        modules,
+        summary,
+        warnings,
+        warnings_total,
+    } = reading;
+    if analysis.input.allocs + analysis.input.frees == 0 && warnings_total == 0 && !args.allow_empty
+    {
+        return Err(crate::Error::Failed(format!(
+            "no records found in {name} (a binary v2 log of {} bytes with no allocation or free \
+             events; use --allow-empty to accept a log with no allocations)",
+            data.len()
+        )));
+    }
+    for notice in v2::notices(&summary) {
+        eprintln!("mallocator leaks: warning: {name}: {notice}");
+    }
+    let files = symbolize::ObjectFiles {
+        binaries: args.binary.clone(),
+        search_path: args.search_path.clone(),
+        cwd: summary
+            .header
+            .as_ref()
+            .filter(|h| !h.cwd.is_empty())
+            .map(|h| symbolize::recorded_path(&h.cwd)),
+    };
+    let mut symbolizer = symbolize::ModuleSymbolizer::new(&modules.modules, files);
+    v2::stack_texts(&mut analysis, &modules, Some(&mut symbolizer));
+    for w in symbolizer.warnings() {
         eprintln!("mallocator leaks: warning: {name}: {w}");
+    }
+    let warnings = warnings.iter().map(JsonWarning::from).collect();
+    Ok((analysis, warnings, warnings_total))
+}
+
+/// Runs `mallocator leaks`: `Ok` with exit code 0 (report written) or 1
+/// (leaks found with `--fail-on-leaks`); an error (bad input, an
+/// unreadable or unwritable file) is exit code 2.
+pub fn run(args: &LeaksArgs) -> Result<ExitCode, crate::Error> {
+    let name = match &args.log {
+        Some(path) if path.as_os_str() != "-" => path.display().to_string(),
+        _ => "<stdin>".to_owned(),
+    };
+    let opened =
+        input::open(args.log.as_deref()).map_err(|e| crate::Error::Failed(format!("{name}: {e}")))?;
+    let (analysis, warnings, warnings_total) = match opened {
+        input::Input::Text { reader, size } => read_text(args, &name, reader, size)?,
+        input::Input::V2(bytes) => read_v2(args, &name, &bytes)?,
+    };
+    for w in warnings.iter().take(PRINTED_WARNINGS) {
+        eprintln!("mallocator leaks: warning: {name}: {}", w.message);
     }
     if warnings_total > PRINTED_WARNINGS as u64 {
         eprintln!(

@@ -1,7 +1,7 @@
 //! Output of a leak analysis: text for people, JSON for programs, the C
 //! script's own layout, and a flamegraph of leaked bytes.
 
-use super::analyze::{Analysis, StackId, Tally};
+use super::analyze::{Analysis, LogFormat, StackId, Tally};
 use super::parse::{InputStats, ParseError};
 use serde::Serialize;
 use std::io::{self, Write};
@@ -39,8 +39,10 @@ pub struct JsonGroup {
 pub struct JsonSite {
     /// Occurrences.
     pub count: u64,
-    /// Header line of the first occurrence.
-    pub first_line: u64,
+    /// Where the first occurrence is: `first_line` (text log) or
+    /// `first_offset` (byte offset in a v2 log).
+    #[serde(flatten)]
+    pub first: First,
     /// Stack of the call.
     pub frames: Vec<String>,
 }
@@ -52,8 +54,10 @@ pub struct JsonDoubleFree {
     pub count: u64,
     /// Bytes of the block(s) freed twice, summed over occurrences.
     pub bytes: u64,
-    /// Header line of the first occurrence (the second free).
-    pub first_line: u64,
+    /// Where the first occurrence (the second free) is: `first_line` (text log) or
+    /// `first_offset` (byte offset in a v2 log).
+    #[serde(flatten)]
+    pub first: First,
     /// Where the block was allocated.
     pub alloc_frames: Vec<String>,
     /// Where it was freed first.
@@ -69,8 +73,10 @@ pub struct JsonNullResult {
     pub count: u64,
     /// Bytes requested, summed.
     pub requested_bytes: u64,
-    /// Header line of the first occurrence.
-    pub first_line: u64,
+    /// Where the first occurrence is: `first_line` (text log) or
+    /// `first_offset` (byte offset in a v2 log).
+    #[serde(flatten)]
+    pub first: First,
     /// Allocation stack.
     pub frames: Vec<String>,
 }
@@ -82,8 +88,10 @@ pub struct JsonReuse {
     pub count: u64,
     /// Bytes of the blocks dropped from the live set, summed.
     pub dropped_bytes: u64,
-    /// Header line of the first occurrence.
-    pub first_line: u64,
+    /// Where the first occurrence is: `first_line` (text log) or
+    /// `first_offset` (byte offset in a v2 log).
+    #[serde(flatten)]
+    pub first: First,
     /// Allocation stack of the dropped block.
     pub dropped_frames: Vec<String>,
     /// Allocation stack of the new block.
@@ -121,13 +129,68 @@ pub struct JsonErrorCounts {
     pub live_address_reuses: u64,
 }
 
+/// Where in the log something is: a line of a text log, a byte offset
+/// of a v2 log. In JSON, one member named after which it is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub enum First {
+    /// 1-based line number.
+    #[serde(rename = "first_line")]
+    Line(u64),
+    /// Byte offset.
+    #[serde(rename = "first_offset")]
+    Offset(u64),
+}
+
+impl First {
+    /// Where the first occurrence of `t` is, in `a`'s kind of log.
+    pub fn of(a: &Analysis, t: &Tally) -> Self {
+        match a.log_format {
+            LogFormat::Text => First::Line(t.first_line),
+            LogFormat::V2 => First::Offset(t.first_line),
+        }
+    }
+}
+
+impl std::fmt::Display for First {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            First::Line(n) => write!(f, "line {n}"),
+            First::Offset(n) => write!(f, "offset {n}"),
+        }
+    }
+}
+
 /// A lenient-mode warning.
-#[derive(Serialize)]
+#[derive(Clone, Debug, Serialize)]
 pub struct JsonWarning {
-    /// Line number.
-    pub line: u64,
+    /// Line number (text logs).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub line: Option<u64>,
+    /// Byte offset (v2 logs).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub offset: Option<u64>,
     /// What was wrong.
     pub message: String,
+}
+
+impl From<&ParseError> for JsonWarning {
+    fn from(e: &ParseError) -> Self {
+        JsonWarning {
+            line: Some(e.line),
+            offset: None,
+            message: e.to_string(),
+        }
+    }
+}
+
+impl From<&super::v2::format::Error> for JsonWarning {
+    fn from(e: &super::v2::format::Error) -> Self {
+        JsonWarning {
+            line: None,
+            offset: Some(e.offset),
+            message: e.to_string(),
+        }
+    }
 }
 
 /// The whole JSON report.
@@ -147,6 +210,9 @@ pub struct JsonReport {
     pub errors: JsonErrors,
     /// What was read.
     pub input: InputStats,
+    /// The kind of log read: `text` (locations are `first_line`s) or
+    /// `v2` (binary; locations are `first_offset`s).
+    pub log_format: &'static str,
     /// Lenient-mode warnings (the first 100).
     pub warnings: Vec<JsonWarning>,
     /// Number of warnings.
@@ -158,7 +224,7 @@ fn sites(a: &Analysis, items: &[(StackId, Tally)], top: Top) -> Vec<JsonSite> {
         .iter()
         .map(|(s, t)| JsonSite {
             count: t.count,
-            first_line: t.first_line,
+            first: First::of(a, t),
             frames: a.stacks.frames(*s),
         })
         .collect()
@@ -166,7 +232,7 @@ fn sites(a: &Analysis, items: &[(StackId, Tally)], top: Top) -> Vec<JsonSite> {
 
 impl JsonReport {
     /// Builds the report; `top` limits the listed groups and error sites.
-    pub fn new(a: &Analysis, top: Top, warnings: (&[ParseError], u64)) -> Self {
+    pub fn new(a: &Analysis, top: Top, warnings: (&[JsonWarning], u64)) -> Self {
         JsonReport {
             leaked_bytes: a.leaked_bytes,
             leaked_blocks: a.leaked_blocks,
@@ -192,7 +258,7 @@ impl JsonReport {
                     .map(|(s, t)| JsonDoubleFree {
                         count: t.count,
                         bytes: t.bytes,
-                        first_line: t.first_line,
+                        first: First::of(a, t),
                         alloc_frames: a.stacks.frames(s.alloc),
                         first_free_frames: a.stacks.frames(s.first_free),
                         second_free_frames: a.stacks.frames(s.second_free),
@@ -204,7 +270,7 @@ impl JsonReport {
                     .map(|(s, t)| JsonNullResult {
                         count: t.count,
                         requested_bytes: t.bytes,
-                        first_line: t.first_line,
+                        first: First::of(a, t),
                         frames: a.stacks.frames(*s),
                     })
                     .collect(),
@@ -214,21 +280,18 @@ impl JsonReport {
                     .map(|(s, t)| JsonReuse {
                         count: t.count,
                         dropped_bytes: t.bytes,
-                        first_line: t.first_line,
+                        first: First::of(a, t),
                         dropped_frames: a.stacks.frames(s.old),
                         new_frames: a.stacks.frames(s.new),
                     })
                     .collect(),
             },
             input: a.input,
-            warnings: warnings
-                .0
-                .iter()
-                .map(|w| JsonWarning {
-                    line: w.line,
-                    message: w.to_string(),
-                })
-                .collect(),
+            log_format: match a.log_format {
+                LogFormat::Text => "text",
+                LogFormat::V2 => "v2",
+            },
+            warnings: warnings.0.to_vec(),
             warnings_total: warnings.1,
         }
     }
@@ -283,10 +346,10 @@ fn section<K: Copy>(
     for (i, (key, t)) in shown.iter().enumerate() {
         write!(
             out,
-            "  #{}: {}, first at line {}",
+            "  #{}: {}, first at {}",
             i + 1,
             plural(t.count, "time", "times"),
-            t.first_line
+            First::of(a, t)
         )?;
         if let Some(label) = bytes_label {
             write!(out, ", {} {label}", t.bytes)?;
@@ -324,10 +387,13 @@ pub fn text(out: &mut dyn Write, a: &Analysis, top: Top, warnings_total: u64) ->
                 "allocation stacks"
             ),
         )?;
+        let size = match a.log_format {
+            LogFormat::Text => plural(inp.lines, "line", "lines"),
+            LogFormat::V2 => plural(inp.bytes, "byte", "bytes"),
+        };
         writeln!(
             out,
-            "(log: {}, {}, {})",
-            plural(inp.lines, "line", "lines"),
+            "(log: {size}, {}, {})",
             plural(inp.allocs, "allocation", "allocations"),
             plural(inp.frees, "free", "frees")
         )?;

@@ -1,16 +1,26 @@
-//! `--symbolize`: function, file and line for the frames a log only gives
-//! as `object(+0xoffset)[0xip]`, read from the object's debug info (the
-//! way heaptrack symbolizes offline). glibc's `backtrace_symbols_fd` and
-//! mallocator's log mode write that form for every function that has no
-//! dynamic symbol, which is most of a Rust or C program.
+//! Function, file and line for the frames of a report, read from the
+//! objects' debug info (the way heaptrack symbolizes offline).
 //!
-//! The offset is taken as the object's virtual address, which holds for
-//! position-independent executables (Rust's and most distributions'
-//! default) and shared libraries; frames that cannot be resolved (object
-//! missing, no debug info, another layout) are kept as they are.
+//! Two kinds of frames get there:
+//!
+//! * Text logs, with `--symbolize`: frames given as
+//!   `object(+0xoffset)[0xip]`, the form glibc's `backtrace_symbols_fd` and
+//!   mallocator's text log mode write for every function without a dynamic
+//!   symbol (most of a Rust or C program). The offset is taken as the
+//!   object's virtual address, which holds for position-independent
+//!   executables (Rust's and most distributions' default) and shared
+//!   libraries; frames that cannot be resolved (object missing, no debug
+//!   info, another layout) are kept as they are.
+//! * v2 logs, always: raw return addresses and the module map, so each
+//!   frame has its object, the object's load bias and the build-id it had
+//!   when the log was written ([`ModuleSymbolizer`]). An object file whose
+//!   build-id differs is not used: its frames stay raw, with one warning,
+//!   rather than being given the names of a rebuilt program's functions.
 
 use super::analyze::{Analysis, StackId};
-use hashbrown::HashMap;
+use super::v2::modules::Module;
+use hashbrown::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
 
 /// Debug info of the objects seen so far (`None`: could not be read).
 #[derive(Default)]
@@ -26,6 +36,38 @@ fn object_offset(frame: &str) -> Option<(&str, u64)> {
     Some((&frame[..open], offset))
 }
 
+/// Is `path` a regular file? Only those are opened: a log can name
+/// anything, and opening a FIFO or a device could block or read forever.
+fn is_regular(path: &Path) -> bool {
+    std::fs::metadata(path).is_ok_and(|m| m.is_file())
+}
+
+/// The functions at `probe` (an address in the object file's own
+/// addresses): one line per function, inlined functions first, as
+/// `function at file:line` (or just the function); the symbol table's
+/// name when there is no debug info; nothing when neither knows it.
+fn lookup(loader: &addr2line::Loader, probe: u64) -> Vec<String> {
+    let mut out = Vec::new();
+    if let Ok(mut frames) = loader.find_frames(probe) {
+        while let Ok(Some(f)) = frames.next() {
+            let Some(name) = f.function.as_ref().and_then(|n| n.raw_name().ok()) else {
+                continue;
+            };
+            let name = super::render::demangle(&name);
+            match f.location.as_ref().and_then(|l| Some((l.file?, l.line?))) {
+                Some((file, line)) => out.push(format!("{name} at {file}:{line}")),
+                None => out.push(name),
+            }
+        }
+    }
+    if out.is_empty() {
+        if let Some(sym) = loader.find_symbol(probe) {
+            out.push(super::render::demangle(sym));
+        }
+    }
+    out
+}
+
 impl Symbolizer {
     /// The frame's replacement lines: one per function at that address,
     /// inlined functions first, as `function at file:line`; or the frame
@@ -35,43 +77,23 @@ impl Symbolizer {
             return vec![frame.to_owned()];
         };
         let loader = self.objects.entry_ref(object).or_insert_with(|| {
-            // Only regular files: a log can name anything, and opening
-            // a FIFO or a device could block or read forever.
-            let regular = std::fs::metadata(object).is_ok_and(|m| m.is_file());
-            regular.then(|| addr2line::Loader::new(object).ok())?
+            is_regular(Path::new(object)).then(|| addr2line::Loader::new(object).ok())?
         });
         let Some(loader) = loader else {
             return vec![frame.to_owned()];
         };
         // A return address points after the call: look up the call.
-        let probe = offset.saturating_sub(1);
-        let mut out = Vec::new();
-        if let Ok(mut frames) = loader.find_frames(probe) {
-            while let Ok(Some(f)) = frames.next() {
-                let Some(name) = f.function.as_ref().and_then(|n| n.raw_name().ok()) else {
-                    continue;
-                };
-                let name = super::render::demangle(&name);
-                match f.location.as_ref().and_then(|l| Some((l.file?, l.line?))) {
-                    Some((file, line)) => out.push(format!("{name} at {file}:{line}")),
-                    None => out.push(name),
-                }
-            }
-        }
+        let out = lookup(loader, offset.saturating_sub(1));
         if out.is_empty() {
-            if let Some(sym) = loader.find_symbol(probe) {
-                out.push(super::render::demangle(sym));
-            }
-        }
-        if out.is_empty() {
-            out.push(frame.to_owned());
+            return vec![frame.to_owned()];
         }
         out
     }
 }
 
-/// Rewrites the stacks the report shows, frame by frame.
-pub fn symbolize(a: &mut Analysis) {
+/// The stacks a report can show: every leak group's and every error
+/// site's, each once.
+pub fn shown_stacks(a: &Analysis) -> Vec<StackId> {
     let mut ids: Vec<StackId> = a.groups.iter().map(|g| g.stack).collect();
     for (s, _) in &a.double_frees {
         ids.extend([s.alloc, s.first_free, s.second_free]);
@@ -84,8 +106,13 @@ pub fn symbolize(a: &mut Analysis) {
     }
     ids.sort_unstable();
     ids.dedup();
+    ids
+}
+
+/// Rewrites the stacks the report shows, frame by frame.
+pub fn symbolize(a: &mut Analysis) {
     let mut symbolizer = Symbolizer::default();
-    for id in ids {
+    for id in shown_stacks(a) {
         let text = String::from_utf8_lossy(a.stacks.text(id)).into_owned();
         if text.is_empty() {
             continue;
@@ -95,6 +122,218 @@ pub fn symbolize(a: &mut Analysis) {
             .flat_map(|frame| symbolizer.frame(frame))
             .collect();
         a.stacks.rewrite(id, lines.join("\n").into_bytes());
+    }
+}
+
+/// Where the object files of a v2 log's modules are looked for.
+#[derive(Clone, Debug, Default)]
+pub struct ObjectFiles {
+    /// Files to use instead of the recorded path of the module with the
+    /// same file name (`--binary`).
+    pub binaries: Vec<PathBuf>,
+    /// Folders to look in, by file name, when the recorded path is
+    /// missing (`--search-path`).
+    pub search_path: Vec<PathBuf>,
+    /// What relative recorded paths are relative to (the log header's
+    /// working directory; `None`: ours).
+    pub cwd: Option<PathBuf>,
+}
+
+/// A path recorded in a log (bytes, as the loader had them) as a path.
+pub fn recorded_path(bytes: &[u8]) -> PathBuf {
+    #[cfg(unix)]
+    {
+        use std::os::unix::ffi::OsStrExt;
+        PathBuf::from(std::ffi::OsStr::from_bytes(bytes))
+    }
+    #[cfg(not(unix))]
+    {
+        PathBuf::from(String::from_utf8_lossy(bytes).into_owned())
+    }
+}
+
+/// The build-id note of an object file (`None`: it has none).
+fn file_build_id(path: &Path) -> Result<Option<Vec<u8>>, String> {
+    use object::Object;
+    let file = std::fs::File::open(path).map_err(|e| format!("cannot open it: {e}"))?;
+    let cache = object::ReadCache::new(file);
+    let object = object::File::parse(&cache).map_err(|e| format!("not an object file ({e})"))?;
+    object
+        .build_id()
+        .map(|id| id.map(<[u8]>::to_vec))
+        .map_err(|e| format!("cannot read its build-id ({e})"))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Symbolizes the frames of a v2 log's stacks from its module map: a
+/// frame's module gives the object file (found as [`ObjectFiles`] says)
+/// and the load bias, and the object's build-id must be the one the log
+/// recorded. Each object is opened once; each object that cannot be used
+/// gets one warning ([`ModuleSymbolizer::warnings`]) and its frames stay
+/// raw.
+pub struct ModuleSymbolizer<'m> {
+    modules: &'m [Module],
+    files: ObjectFiles,
+    /// Loader index (into `loaders`) of each module asked for; `None`: unusable.
+    by_module: HashMap<u32, Option<usize>>,
+    /// The same, by object file and expected build-id, so that modules
+    /// loaded again (after a `dlclose`) share one loader.
+    by_file: HashMap<(PathBuf, Box<[u8]>), Option<usize>>,
+    loaders: Vec<addr2line::Loader>,
+    warnings: Vec<String>,
+    warned: HashSet<String>,
+}
+
+impl<'m> ModuleSymbolizer<'m> {
+    /// A symbolizer for `modules` (indexed as the stack keys index them).
+    pub fn new(modules: &'m [Module], files: ObjectFiles) -> Self {
+        ModuleSymbolizer {
+            modules,
+            files,
+            by_module: HashMap::new(),
+            by_file: HashMap::new(),
+            loaders: Vec::new(),
+            warnings: Vec::new(),
+            warned: HashSet::new(),
+        }
+    }
+
+    /// Why objects could not be used, one line each.
+    pub fn warnings(&self) -> &[String] {
+        &self.warnings
+    }
+
+    fn warn(&mut self, message: String) {
+        if self.warned.insert(message.clone()) {
+            self.warnings.push(message);
+        }
+    }
+
+    /// The lines of the return address `ip` in module `module`: the
+    /// functions at `ip - 1 - bias` (the call instruction), or `None`
+    /// when the object cannot be used or does not know the address.
+    pub fn frame(&mut self, ip: u64, module: u32) -> Option<Vec<String>> {
+        let loader = self.loader(module)?;
+        let m = self.modules.get(module as usize)?;
+        let probe = ip.checked_sub(1)?.checked_sub(m.bias)?;
+        let out = lookup(&self.loaders[loader], probe);
+        (!out.is_empty()).then_some(out)
+    }
+
+    fn loader(&mut self, module: u32) -> Option<usize> {
+        if let Some(&l) = self.by_module.get(&module) {
+            return l;
+        }
+        let l = self.open(module);
+        self.by_module.insert(module, l);
+        l
+    }
+
+    /// Where the object file of `m` is: the `--binary` of the same file
+    /// name, else the recorded path (relative: to the log's working
+    /// directory), else the first `--search-path` folder holding a file of
+    /// that name.
+    fn locate(&self, m: &Module) -> Result<PathBuf, String> {
+        let recorded = recorded_path(&m.path);
+        let name = recorded.file_name();
+        if let Some(b) = self.files.binaries.iter().find(|b| b.file_name() == name) {
+            return if is_regular(b) {
+                Ok(b.clone())
+            } else {
+                Err(format!("--binary {} is not a readable file", b.display()))
+            };
+        }
+        let full = match &self.files.cwd {
+            Some(cwd) if recorded.is_relative() => cwd.join(&recorded),
+            _ => recorded.clone(),
+        };
+        if is_regular(&full) {
+            return Ok(full);
+        }
+        if let Some(name) = name {
+            for dir in &self.files.search_path {
+                let candidate = dir.join(name);
+                if is_regular(&candidate) {
+                    return Ok(candidate);
+                }
+            }
+        }
+        let looked = if self.files.search_path.is_empty() {
+            String::new()
+        } else {
+            let dirs: Vec<String> = self
+                .files
+                .search_path
+                .iter()
+                .map(|d| d.display().to_string())
+                .collect();
+            format!(", nor in {}", dirs.join(", "))
+        };
+        Err(format!(
+            "not found at {}{looked} (point to it with --binary or --search-path)",
+            full.display()
+        ))
+    }
+
+    fn open(&mut self, module: u32) -> Option<usize> {
+        let m = self.modules.get(module as usize)?;
+        // The vDSO and other pseudo-objects (`[vdso]`) have no file to read.
+        if m.path.is_empty() || m.path.starts_with(b"[") {
+            return None;
+        }
+        let name = m.path_text();
+        let file = match self.locate(m) {
+            Ok(file) => file,
+            Err(why) => {
+                self.warn(format!("{name}: {why}; its frames stay raw"));
+                return None;
+            }
+        };
+        let key = (file.clone(), m.build_id.clone());
+        if let Some(&l) = self.by_file.get(&key) {
+            return l;
+        }
+        let shown = if file == recorded_path(&m.path) {
+            name.clone()
+        } else {
+            format!("{name} (read from {})", file.display())
+        };
+        let loaded = match file_build_id(&file) {
+            Err(why) => Err(why),
+            Ok(found) if found.as_deref().unwrap_or_default() == &*m.build_id => {
+                addr2line::Loader::new(&file)
+                    .map_err(|e| format!("cannot read its debug info ({e})"))
+            }
+            Ok(None) => Err(format!(
+                "the file has no build-id but the log recorded {}: not the same build",
+                hex(&m.build_id)
+            )),
+            Ok(Some(found)) if m.build_id.is_empty() => Err(format!(
+                "the file has build-id {} but the log recorded none: not the same build",
+                hex(&found)
+            )),
+            Ok(Some(found)) => Err(format!(
+                "build-id mismatch: the log recorded {}, the file has {} (rebuilt or replaced \
+                 since the log was written?)",
+                hex(&m.build_id),
+                hex(&found)
+            )),
+        };
+        let l = match loaded {
+            Ok(loader) => {
+                self.loaders.push(loader);
+                Some(self.loaders.len() - 1)
+            }
+            Err(why) => {
+                self.warn(format!("{shown}: {why}; its frames stay raw"));
+                None
+            }
+        };
+        self.by_file.insert(key, l);
+        l
     }
 }
 
