@@ -44,6 +44,11 @@ fn tracker_text_log_read_by_the_cli_gives_the_tracker_report() {
     round_trip(LogFormat::Firedancer);
 }
 
+#[test]
+fn tracker_compact_log_read_by_the_cli_gives_the_tracker_report() {
+    round_trip(LogFormat::Compact);
+}
+
 /// The tracker logs in `format`, the CLI reads the log: the same report.
 fn round_trip(format: LogFormat) {
     let dir = tempfile::tempdir().unwrap();
@@ -98,9 +103,12 @@ fn round_trip(format: LogFormat) {
     let report = tracker.report();
     // The compact log's events wait in per-thread buffers until then.
     tracker.flush_log();
+    // Read from another directory: the compact log's module map names
+    // the objects by absolute path.
     let out = Command::new(env!("CARGO_BIN_EXE_mallocator"))
         .args(["leaks", "--json"])
         .arg(&path)
+        .current_dir(dir.path())
         .output()
         .unwrap();
     assert_eq!(
@@ -115,48 +123,10 @@ fn round_trip(format: LogFormat) {
     assert_eq!(cli["leaked_blocks"], report.leaked_blocks);
     assert_eq!(cli["leaked_bytes"], report.leaked_bytes);
 
-    let mut from_tracker = Groups::new();
-    for g in &report.groups {
-        let mut ips: Vec<usize> = g.frames.iter().map(|f| f.ip).collect();
-        // Inlined functions give several frames for one ip.
-        ips.dedup();
-        let e = from_tracker.entry(ips).or_default();
-        e.0 += g.bytes as u64;
-        e.1 += g.count as u64;
-    }
-    // The log, like the C allocator's, shows the stack as captured,
-    // starting inside the tracker; the tracker's report starts at its
-    // caller. So each log stack is the report's stack below the same few
-    // tracker frames.
-    let log_stacks: Vec<(Vec<usize>, (u64, u64))> = cli["groups"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|g| {
-            let ips = g["frames"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|f| ip_of(f.as_str().unwrap()))
-                .collect();
-            (
-                ips,
-                (g["bytes"].as_u64().unwrap(), g["count"].as_u64().unwrap()),
-            )
-        })
-        .collect();
-    let (first_log, _) = &log_stacks[0];
-    let first_report = from_tracker
-        .keys()
-        .find(|k| first_log.ends_with(k))
-        .unwrap();
-    let internal = first_log[..first_log.len() - first_report.len()].to_vec();
-    let mut from_cli = Groups::new();
-    for (ips, (bytes, count)) in log_stacks {
-        assert!(ips.starts_with(&internal), "{ips:x?} vs {internal:x?}");
-        let e = from_cli.entry(ips[internal.len()..].to_vec()).or_default();
-        e.0 += bytes;
-        e.1 += count;
+    if format == LogFormat::Compact {
+        compare_symbolized(&report, &cli);
+    } else {
+        compare_raw(&report, &cli);
     }
     assert_eq!(cli["groups"].as_array().unwrap().len(), report.groups.len());
     // Both list the largest group first: the 4000-byte block.
@@ -180,6 +150,12 @@ fn round_trip(format: LogFormat) {
         .iter()
         .find(|e| e.kind == ErrorKind::DoubleFree)
         .unwrap();
+    if format == LogFormat::Compact {
+        // Symbolized: the second free happened in this function.
+        let second = df["second_free_frames"].to_string();
+        assert!(second.contains("round_trip"), "{second}");
+        return;
+    }
     let mut second: Vec<usize> = tracker_df.frames.iter().map(|f| f.ip).collect();
     second.dedup();
     let cli_second: Vec<usize> = df["second_free_frames"]
@@ -225,4 +201,83 @@ fn round_trip(format: LogFormat) {
     // leak_small: 24, 25, 26, 24, 25, 26, 24 bytes.
     let small = frames_of(174);
     assert!(small.iter().any(|f| here(f, "leak_small")), "{small:#?}");
+}
+
+/// The text log's frames carry their addresses: the same groups, stack
+/// for stack, down to the instruction pointers.
+fn compare_raw(report: &mallocator::backtracing::LeakReport, cli: &serde_json::Value) {
+    let mut from_tracker = Groups::new();
+    for g in &report.groups {
+        let mut ips: Vec<usize> = g.frames.iter().map(|f| f.ip).collect();
+        // Inlined functions give several frames for one ip.
+        ips.dedup();
+        let e = from_tracker.entry(ips).or_default();
+        e.0 += g.bytes as u64;
+        e.1 += g.count as u64;
+    }
+    // The log, like the C allocator's, shows the stack as captured,
+    // starting inside the tracker; the tracker's report starts at its
+    // caller. So each log stack is the report's stack below the same few
+    // tracker frames.
+    let log_stacks: Vec<(Vec<usize>, (u64, u64))> = cli["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| {
+            let ips = g["frames"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|f| ip_of(f.as_str().unwrap()))
+                .collect();
+            (
+                ips,
+                (g["bytes"].as_u64().unwrap(), g["count"].as_u64().unwrap()),
+            )
+        })
+        .collect();
+    let (first_log, _) = &log_stacks[0];
+    let first_report = from_tracker
+        .keys()
+        .find(|k| first_log.ends_with(k))
+        .unwrap();
+    let internal = first_log[..first_log.len() - first_report.len()].to_vec();
+    let mut from_cli = Groups::new();
+    for (ips, (bytes, count)) in log_stacks {
+        assert!(ips.starts_with(&internal), "{ips:x?} vs {internal:x?}");
+        let e = from_cli.entry(ips[internal.len()..].to_vec()).or_default();
+        e.0 += bytes;
+        e.1 += count;
+    }
+}
+
+/// The compact log is symbolized from its module map: the same groups
+/// (bytes and count), each naming the same innermost function of this
+/// test as the tracker's own report.
+fn compare_symbolized(report: &mallocator::backtracing::LeakReport, cli: &serde_json::Value) {
+    let sizes = |mut v: Vec<(u64, u64)>| {
+        v.sort();
+        v
+    };
+    let tracker: Vec<(u64, u64)> = report
+        .groups
+        .iter()
+        .map(|g| (g.bytes as u64, g.count as u64))
+        .collect();
+    let groups = cli["groups"].as_array().unwrap();
+    let logged: Vec<(u64, u64)> = groups
+        .iter()
+        .map(|g| (g["bytes"].as_u64().unwrap(), g["count"].as_u64().unwrap()))
+        .collect();
+    assert_eq!(sizes(logged), sizes(tracker));
+    for (g, name) in [(&groups[0], "leak_big")] {
+        let frames = g["frames"].to_string();
+        assert!(frames.contains(name), "{name} not in {frames}");
+    }
+    let small = groups
+        .iter()
+        .filter(|g| g["frames"].to_string().contains("leak_small"))
+        .map(|g| g["count"].as_u64().unwrap())
+        .sum::<u64>();
+    assert_eq!(small, 7, "the seven small leaks, named");
 }

@@ -442,8 +442,8 @@ pub fn run(args: &LeaksArgs) -> Result<ExitCode, crate::Error> {
         Some(path) if path.as_os_str() != "-" => path.display().to_string(),
         _ => "<stdin>".to_owned(),
     };
-    let opened =
-        input::open(args.log.as_deref()).map_err(|e| crate::Error::Failed(format!("{name}: {e}")))?;
+    let opened = input::open(args.log.as_deref())
+        .map_err(|e| crate::Error::Failed(format!("{name}: {e}")))?;
     let (analysis, warnings, warnings_total) = match opened {
         input::Input::Text { reader, size } => read_text(args, &name, reader, size)?,
         input::Input::V2(bytes) => read_v2(args, &name, &bytes)?,
