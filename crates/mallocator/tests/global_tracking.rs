@@ -192,6 +192,53 @@ fn run_leaky_child(vars: &[(&str, &std::ffi::OsStr)]) -> std::process::Output {
     command.output().unwrap()
 }
 
+/// A block the child keeps for good (still reachable at exit).
+static KEPT: std::sync::atomic::AtomicPtr<u8> =
+    std::sync::atomic::AtomicPtr::new(std::ptr::null_mut());
+
+#[test]
+#[cfg_attr(miri, ignore)] // spawns a process
+fn exit_report_classifies_reachability_and_sets_the_exit_code() {
+    if std::env::var_os("BT_CHILD").is_some() {
+        return;
+    }
+    let report = std::env::temp_dir().join(format!("bt-exitcode-{}.json", std::process::id()));
+    let out = run_leaky_child(&[
+        ("MALLOCATOR_LEAKS", report.as_os_str()),
+        ("MALLOCATOR_LEAKS_FORMAT", "json".as_ref()),
+        ("MALLOCATOR_LEAKS_EXITCODE", "23".as_ref()),
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(23), "{stderr}");
+    assert!(
+        stderr.contains("exiting with status 23 (MALLOCATOR_LEAKS_EXITCODE)"),
+        "{stderr}"
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    let _ = std::fs::remove_file(&report);
+    let kind_of = |bytes: u64| {
+        json["groups"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|g| g["bytes"] == bytes && g["count"] == 1)
+            .unwrap_or_else(|| panic!("no {bytes}-byte group in {json}"))["kind"]
+            .clone()
+    };
+    // Forgotten: nothing points to it. Kept in a static: reachable.
+    assert_eq!(kind_of(777), "definitely_lost");
+    assert_eq!(kind_of(555), "still_reachable");
+    // Without the variable the child exits normally, its report classified too.
+    let out = run_leaky_child(&[("MALLOCATOR_LEAKS", "stderr".as_ref())]);
+    assert!(out.status.success(), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("definitely lost:") && stderr.contains("still reachable:"),
+        "{stderr}"
+    );
+}
+
 /// Run only as the child of the tests above.
 #[test]
 #[ignore = "run by exit_report_and_log_from_the_environment"]
@@ -200,6 +247,11 @@ fn child_leaks_on_purpose() {
         return;
     }
     leak_a_box(777);
+    // Still reachable at exit: a static points to it.
+    KEPT.store(
+        leak_a_box(555).as_mut_ptr(),
+        std::sync::atomic::Ordering::Relaxed,
+    );
     // A double free through the global allocator's own path: the tracker
     // catches it, and the process exits normally.
     let layout = std::alloc::Layout::from_size_align(32, 8).unwrap();

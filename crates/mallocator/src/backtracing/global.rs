@@ -4,7 +4,7 @@ use core::alloc::{GlobalAlloc, Layout};
 use core::sync::atomic::{AtomicU8, Ordering};
 
 use super::os::{self, Sink};
-use super::settings::{self, LogSetting};
+use super::settings::{self, ExitDest, LogSetting};
 use super::sync::{RawLock, SpinLock};
 use super::thread::Busy;
 use super::{stack, Backtracing, Config, LogFormat, LogTarget};
@@ -20,7 +20,7 @@ const CONFIGURING: u8 = 1;
 const CONFIGURED: u8 = 2;
 
 /// Where the exit report goes: `(path or None for stderr, json)`.
-static EXIT_DEST: SpinLock<Option<(Option<String>, bool)>> = SpinLock::new(None);
+static EXIT_DEST: SpinLock<Option<ExitDest>> = SpinLock::new(None);
 
 /// Calls `f` on this module's locks (for the fork handlers).
 pub(super) fn each_lock(f: &mut dyn FnMut(&dyn RawLock) -> bool) -> bool {
@@ -108,6 +108,7 @@ pub enum ExitReport {
 /// |---|---|
 /// | `MALLOCATOR_LEAKS=stderr\|<path>` | leak report at exit |
 /// | `MALLOCATOR_LEAKS_FORMAT=json` | that report as JSON |
+/// | `MALLOCATOR_LEAKS_EXITCODE=<1-255>` | exit with this status when the report finds lost blocks (the report goes to stderr if `MALLOCATOR_LEAKS` says nowhere) |
 /// | `MALLOCATOR_LOG=stdout\|stderr\|<path>` | log mode: every event, for `mallocator leaks` |
 /// | `MALLOCATOR_LOG_FORMAT=v2\|fd` | that log compact (default) or in the Firedancer text format ([`LogFormat`](super::LogFormat)) |
 /// | `MALLOCATOR_DEPTH=<n>` | frames per stack (default 32, max 64) |
@@ -229,7 +230,7 @@ impl GlobalBacktracing {
             },
         }
         if let Some(dest) = settings.exit {
-            *EXIT_DEST.lock() = Some((dest.path, dest.json));
+            *EXIT_DEST.lock() = Some(dest);
             os::at_exit(write_exit_report);
         }
         for w in warnings {
@@ -251,19 +252,23 @@ impl Backtracing<'_> {
 
 /// The `atexit` hook: writes the report where [`EXIT_DEST`] says.
 extern "C" fn write_exit_report() {
+    // The scan for reachable blocks covers the stack from the code that
+    // called `exit` up (see `os::stack_of_exit_caller`), or else from
+    // here: this function's callees are the report's own.
+    let sp = os::stack_of_exit_caller().unwrap_or_else(os::stack_pointer_estimate);
     let _busy = TRACKER.state().map(|st| Busy::enter(st.epoch));
-    let Some((path, json)) = EXIT_DEST.lock().take() else {
+    let Some(dest) = EXIT_DEST.lock().take() else {
         return;
     };
-    let report = TRACKER.report();
-    let text = if json {
+    let report = TRACKER.build_report(&|_| true, true, Some(sp));
+    let text = if dest.json {
         report.to_json() + "\n"
     } else {
         report.to_text()
     };
-    match path {
+    match &dest.path {
         Some(path) => {
-            if let Err(e) = std::fs::write(&path, text) {
+            if let Err(e) = std::fs::write(path, text) {
                 let msg = format!("mallocator: cannot write the leak report to {path}: {e}\n");
                 os::write_all(&Sink::stderr(), msg.as_bytes());
             }
@@ -272,6 +277,21 @@ extern "C" fn write_exit_report() {
             let text = format!("== mallocator leak report ==\n{text}");
             os::write_all(&Sink::stderr(), text.as_bytes());
         }
+    }
+    if let Some(code) = dest.exit_code.filter(|_| report.lost_blocks() > 0) {
+        let msg = format!(
+            "mallocator: {} lost block{}: exiting with status {code} (MALLOCATOR_LEAKS_EXITCODE)\n",
+            report.lost_blocks(),
+            if report.lost_blocks() == 1 { "" } else { "s" }
+        );
+        os::write_all(&Sink::stderr(), msg.as_bytes());
+        // The compact log's end would be written by its own exit hook,
+        // which this exit skips.
+        if let Some(st) = TRACKER.state() {
+            super::log::detach(st);
+            st.log.finish();
+        }
+        os::exit_now(code);
     }
 }
 

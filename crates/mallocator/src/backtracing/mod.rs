@@ -115,6 +115,7 @@ mod live;
 mod log;
 mod os;
 mod peak;
+mod reachability;
 mod recent_frees;
 mod report;
 mod scope;
@@ -136,6 +137,7 @@ use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicUsize, Ordering};
 pub use config::Config;
 pub use global::{ExitReport, GlobalBacktracing};
 pub use log::{create_log_file, LogFormat, LogTarget};
+pub use reachability::LeakKind;
 pub use report::{ErrorEntry, ErrorKind, Frame, LeakGroup, LeakReport};
 pub use scope::Scope;
 use stack::{ActiveCell, Captured, StackStorage};
@@ -672,7 +674,7 @@ impl<'a> Backtracing<'a> {
     /// assert!(t.report().is_clean());
     /// ```
     pub fn report(&self) -> LeakReport {
-        self.build_report(&|_| true, true)
+        self.build_report(&|_| true, true, None)
     }
 
     /// A leak check for the current thread: only blocks this thread

@@ -15,7 +15,9 @@
 //! * [`at_fork`]: run functions around `fork`;
 //! * [`ticks`] / [`CLOCK`]: a monotonic clock for event timestamps;
 //! * [`process`]: pid, start time, executable and working directory;
-//! * [`for_each_module`]: the loaded objects with their build-ids.
+//! * [`for_each_module`]: the loaded objects with their build-ids;
+//! * [`for_each_root_range`]: memory that holds a program's pointers
+//!   (writable data of every object, this thread's thread-local storage).
 
 use core::mem::MaybeUninit;
 
@@ -710,5 +712,128 @@ pub(crate) fn gnu_build_id(mut notes: &[u8]) -> Option<&[u8]> {
         }
         notes = notes.get(desc_end..)?;
     }
+    None
+}
+
+/// Calls `f(start, len)` on every range of memory a leak scan treats as
+/// a root, besides the stack: the writable loaded segments (data, BSS) of
+/// every object, and the calling thread's thread-local storage block of
+/// each object that has one. Returns false where this is not known (the
+/// report then does not classify reachability). The ranges are mapped
+/// and readable while `f` runs (the loader's lock is held: `f` must not
+/// load or unload objects).
+#[cfg(all(any(target_os = "linux", target_os = "android"), not(miri)))]
+pub(crate) fn for_each_root_range(f: &mut dyn FnMut(usize, usize)) -> bool {
+    unsafe extern "C" fn each(
+        info: *mut libc::dl_phdr_info,
+        _size: libc::size_t,
+        data: *mut libc::c_void,
+    ) -> libc::c_int {
+        // SAFETY: as in `for_each_module`.
+        let (f, info) = unsafe { (&mut *data.cast::<&mut dyn FnMut(usize, usize)>(), &*info) };
+        let bias = info.dlpi_addr as usize;
+        for i in 0..info.dlpi_phnum as usize {
+            // SAFETY: `dlpi_phdr` points to `dlpi_phnum` program headers.
+            let ph = unsafe { &*info.dlpi_phdr.add(i) };
+            if ph.p_type == libc::PT_LOAD && ph.p_flags & libc::PF_W != 0 {
+                f(bias.wrapping_add(ph.p_vaddr as usize), ph.p_memsz as usize);
+            } else if ph.p_type == libc::PT_TLS && !info.dlpi_tls_data.is_null() {
+                // This thread's copy of the object's TLS block (null when
+                // the thread has not touched a dynamically loaded one).
+                f(info.dlpi_tls_data as usize, ph.p_memsz as usize);
+            }
+        }
+        0
+    }
+    let mut f = f;
+    // SAFETY: as in `for_each_module`.
+    unsafe {
+        libc::dl_iterate_phdr(
+            Some(each),
+            (&mut f as *mut &mut dyn FnMut(usize, usize)).cast(),
+        )
+    };
+    true
+}
+
+/// Not known here: no reachability classification.
+#[cfg(not(all(any(target_os = "linux", target_os = "android"), not(miri))))]
+pub(crate) fn for_each_root_range(_f: &mut dyn FnMut(usize, usize)) -> bool {
+    false
+}
+
+/// Calls `f` with every aligned word in `[start, start + len)`.
+///
+/// # Safety
+/// The range must be readable memory for the whole call.
+pub(crate) unsafe fn for_each_word(start: usize, len: usize, f: &mut dyn FnMut(usize)) {
+    const WORD: usize = core::mem::size_of::<usize>();
+    let end = start.saturating_add(len);
+    let mut at = start.next_multiple_of(WORD);
+    while at.saturating_add(WORD) <= end {
+        // SAFETY: `[at, at + WORD)` lies in the range, readable by the
+        // contract, and is aligned. Volatile: the memory belongs to the
+        // program, which may be changing it.
+        f(unsafe { core::ptr::read_volatile(at as *const usize) });
+        at += WORD;
+    }
+}
+
+/// Ends the process now with `status`, without running the remaining
+/// exit hooks (for an exit hook that decides the status; calling `exit`
+/// again from inside one is undefined). C stdio buffers are flushed.
+#[cfg(unix)]
+pub(crate) fn exit_now(status: u8) -> ! {
+    // SAFETY: flushing every stdio stream and ending the process have no
+    // preconditions.
+    unsafe {
+        libc::fflush(core::ptr::null_mut());
+        libc::_exit(status as libc::c_int)
+    }
+}
+
+/// Ends the process now with `status` (see the Unix version).
+#[cfg(windows)]
+pub(crate) fn exit_now(status: u8) -> ! {
+    // SAFETY: ends the process; no preconditions.
+    unsafe { windows_sys::Win32::System::Threading::ExitProcess(status as u32) }
+}
+
+/// Ends the process now with `status`.
+#[cfg(not(any(unix, windows)))]
+pub(crate) fn exit_now(status: u8) -> ! {
+    std::process::exit(status as i32)
+}
+
+/// In an exit hook: the stack pointer of the code that called the C
+/// library's `exit` (the canonical frame address of `exit`'s own frame),
+/// found by unwinding; `None` when `exit` is not on the stack. A leak
+/// scan starts there: the exit machinery's frames below it hold no
+/// pointers of the program's, but stale copies of ones it no longer has
+/// (its frames reuse the stack where the program's returned functions
+/// were).
+#[cfg(all(unix, not(miri)))]
+pub(crate) fn stack_of_exit_caller() -> Option<usize> {
+    let mut found = None;
+    let mut first = true;
+    let mut each = |frame: &backtrace::Frame| {
+        // Return addresses may point just past a call at a function's
+        // end: look up the byte before (not for the innermost frame).
+        let ip = (frame.ip() as usize).wrapping_sub(usize::from(!first));
+        first = false;
+        let in_exit = with_code_site(ip, |site| site.and_then(|s| s.symbol) == Some(&b"exit"[..]));
+        if in_exit {
+            found = Some(frame.sp() as usize).filter(|&sp| sp != 0);
+        }
+        !in_exit
+    };
+    // SAFETY: as in `unwind`.
+    unsafe { backtrace::trace_unsynchronized(&mut each) };
+    found
+}
+
+/// Not known here: the scan starts at the exit hook's own frame.
+#[cfg(any(not(unix), miri))]
+pub(crate) fn stack_of_exit_caller() -> Option<usize> {
     None
 }

@@ -8,12 +8,14 @@ use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 
 use super::errors::ErrorRecord;
-use super::live::Record;
+use super::live::{Record, LIVE_SHARDS};
+use super::reachability::{self, LeakKind};
 use super::stacks::INTERNAL;
 use super::symbolize::Symbolizer;
 use super::sys_vec::{sys_vec, SysVec};
 use super::thread::Busy;
 use super::Backtracing;
+use super::{os, stack};
 
 /// One symbolized stack frame. Inlined functions give several frames with
 /// the same `ip`, innermost first.
@@ -53,7 +55,7 @@ impl fmt::Display for Frame {
 /// Never-freed blocks allocated from one stack.
 ///
 /// ```
-/// let g = mallocator::backtracing::LeakGroup { bytes: 48, count: 2, frames: vec![] };
+/// let g = mallocator::backtracing::LeakGroup { bytes: 48, count: 2, frames: vec![], kind: None };
 /// assert_eq!(g.bytes / g.count, 24);
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -64,6 +66,11 @@ pub struct LeakGroup {
     pub count: usize,
     /// The allocation stack, innermost first, the tracker's own frames removed.
     pub frames: Vec<Frame>,
+    /// How reachable the blocks were when the report was made; only the
+    /// global tracker's exit report classifies (`None` elsewhere). A
+    /// stack whose blocks fall in several classes gives a group for each.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kind: Option<LeakKind>,
 }
 
 /// What went wrong in an [`ErrorEntry`].
@@ -168,7 +175,8 @@ pub struct LeakReport {
     pub leaked_bytes: usize,
     /// Number of never-freed blocks.
     pub leaked_blocks: usize,
-    /// Groups by allocation stack, largest `bytes` first.
+    /// Groups by allocation stack (and by [`LeakKind`] when classified:
+    /// lost ones first), largest `bytes` first.
     pub groups: Vec<LeakGroup>,
     /// Bad frees, in the order they happened (the first 4096 kept).
     pub errors: Vec<ErrorEntry>,
@@ -191,6 +199,21 @@ impl LeakReport {
     /// ```
     pub fn is_clean(&self) -> bool {
         self.leaked_blocks == 0 && self.errors_total == 0
+    }
+
+    /// Blocks the program can no longer free: definitely or indirectly
+    /// lost, or, in a report that does not classify reachability, every
+    /// never-freed block.
+    ///
+    /// ```
+    /// assert_eq!(mallocator::backtracing::LeakReport::default().lost_blocks(), 0);
+    /// ```
+    pub fn lost_blocks(&self) -> usize {
+        self.groups
+            .iter()
+            .filter(|g| g.kind.is_none_or(LeakKind::is_lost))
+            .map(|g| g.count)
+            .sum()
     }
 
     /// The report as pretty-printed JSON.
@@ -237,10 +260,41 @@ impl fmt::Display for LeakReport {
                 plural(self.groups.len())
             )?;
         }
+        let classified = self.groups.iter().any(|g| g.kind.is_some());
+        if classified {
+            for kind in [
+                LeakKind::DefinitelyLost,
+                LeakKind::IndirectlyLost,
+                LeakKind::PossiblyLost,
+                LeakKind::StillReachable,
+            ] {
+                let (bytes, blocks) = self
+                    .groups
+                    .iter()
+                    .filter(|g| g.kind == Some(kind))
+                    .fold((0, 0), |(b, n), g| (b + g.bytes, n + g.count));
+                writeln!(
+                    f,
+                    "  {:<16} {bytes} bytes in {blocks} block{}",
+                    format!("{}:", kind.as_str().replace('_', " ")),
+                    plural(blocks)
+                )?;
+            }
+        }
+        let mut reachable = (0, 0);
         for g in &self.groups {
+            // Reachable memory is counted, not listed: the program could
+            // still free it (the JSON report lists it).
+            if g.kind == Some(LeakKind::StillReachable) {
+                reachable = (reachable.0 + 1, reachable.1 + g.bytes);
+                continue;
+            }
+            let how = g.kind.map_or(String::new(), |k| {
+                format!(" {}", k.as_str().replace('_', " "))
+            });
             writeln!(
                 f,
-                "  {} bytes in {} block{} allocated at:",
+                "  {} bytes in {} block{}{how}, allocated at:",
                 g.bytes,
                 g.count,
                 plural(g.count)
@@ -248,6 +302,15 @@ impl fmt::Display for LeakReport {
             for (i, frame) in g.frames.iter().enumerate() {
                 writeln!(f, "      #{i} {frame}")?;
             }
+        }
+        if reachable.0 > 0 {
+            writeln!(
+                f,
+                "  (still reachable: {} bytes from {} stack{}, not listed; the JSON report lists them)",
+                reachable.1,
+                reachable.0,
+                plural(reachable.0)
+            )?;
         }
         if self.errors_total > 0 {
             writeln!(
@@ -282,20 +345,36 @@ impl fmt::Display for LeakReport {
 }
 
 impl Backtracing<'_> {
+    /// The report of the records that pass `keep` (and the bad frees
+    /// when `with_errors`); with `reach_from`, the blocks' reachability
+    /// is classified, scanning this thread's stack from that stack
+    /// pointer up (the caller's frames, not the report's own).
     pub(crate) fn build_report(
         &self,
         keep: &dyn Fn(&Record) -> bool,
         with_errors: bool,
+        reach_from: Option<usize>,
     ) -> LeakReport {
         let Some(st) = self.state() else {
             return LeakReport::default();
         };
         let _busy = Busy::enter(st.epoch);
         let mut records: SysVec<Record> = sys_vec();
-        for shard in &st.live {
-            shard
-                .lock()
-                .collect(&mut records, &|r| r.stack != INTERNAL && keep(r));
+        let wanted = |r: &Record| r.stack != INTERNAL && keep(r);
+        let mut kinds = None;
+        if let Some(sp) = reach_from {
+            // Every shard stays locked through the scan, so that no block
+            // is freed (and maybe unmapped) while it is read. Nothing in
+            // between allocates through the tracker (it would wait for
+            // these locks): the scan's memory comes from the C library.
+            let shards: [_; LIVE_SHARDS] = core::array::from_fn(|i| st.live[i].lock());
+            shards.iter().for_each(|s| s.collect(&mut records, &wanted));
+            kinds = classify(&mut records, sp);
+            drop(shards);
+        } else {
+            for shard in &st.live {
+                shard.lock().collect(&mut records, &wanted);
+            }
         }
         let mut errors: SysVec<ErrorRecord> = sys_vec();
         let mut errors_total = 0;
@@ -304,9 +383,10 @@ impl Backtracing<'_> {
             errors.extend_from_slice(&e.kept);
             errors_total = e.total;
         }
-        let mut by_stack: HashMap<u32, (usize, usize)> = HashMap::new();
-        for r in records.iter() {
-            let g = by_stack.entry(r.stack).or_default();
+        let mut by_stack: HashMap<(u32, Option<LeakKind>), (usize, usize)> = HashMap::new();
+        for (i, r) in records.iter().enumerate() {
+            let kind = kinds.as_ref().map(|k| k[i]);
+            let g = by_stack.entry((r.stack, kind)).or_default();
             g.0 += r.size();
             g.1 += 1;
         }
@@ -316,19 +396,24 @@ impl Backtracing<'_> {
         };
         let mut groups: Vec<LeakGroup> = by_stack
             .into_iter()
-            .map(|(stack, (bytes, count))| LeakGroup {
+            .map(|((stack, kind), (bytes, count))| LeakGroup {
                 bytes,
                 count,
                 frames: symbols.frames(stack),
+                kind,
             })
             .collect();
+        // Lost blocks first (the kinds' order), then the largest.
         groups.sort_by(|a, b| {
-            (b.bytes, b.count).cmp(&(a.bytes, a.count)).then_with(|| {
-                a.frames
-                    .first()
-                    .map(|f| f.ip)
-                    .cmp(&b.frames.first().map(|f| f.ip))
-            })
+            a.kind
+                .cmp(&b.kind)
+                .then((b.bytes, b.count).cmp(&(a.bytes, a.count)))
+                .then_with(|| {
+                    a.frames
+                        .first()
+                        .map(|f| f.ip)
+                        .cmp(&b.frames.first().map(|f| f.ip))
+                })
         });
         let errors = errors
             .iter()
@@ -352,4 +437,36 @@ impl Backtracing<'_> {
             refused_allocations: st.refused.load(Ordering::Relaxed),
         }
     }
+}
+
+/// The reachability of each of `records` (sorted here by address), the
+/// current thread's stack scanned from `sp` up; `None` where the roots
+/// are not known, or out of memory. Allocates only from the C library
+/// (see `build_report`).
+fn classify(records: &mut SysVec<Record>, sp: usize) -> Option<SysVec<LeakKind>> {
+    records.sort_unstable_by_key(|r| r.addr);
+    let mut blocks: SysVec<(usize, usize)> = sys_vec();
+    blocks.try_reserve_exact(records.len()).ok()?;
+    blocks.extend(records.iter().map(|r| (r.addr, r.size())));
+    let top = stack::top_of_current_stack(sp)?;
+    let mut known = false;
+    let kinds = reachability::classify(
+        &blocks,
+        &mut |f| {
+            // SAFETY: between the stack pointer and the top of the stack
+            // this thread runs on: mapped, and alive during the scan.
+            unsafe { os::for_each_word(sp, top - sp, f) };
+            known = os::for_each_root_range(&mut |start, len| {
+                // SAFETY: the loader lists these ranges as mapped, and
+                // keeps them while the walk runs.
+                unsafe { os::for_each_word(start, len, f) }
+            });
+        },
+        &mut |addr, size, f| {
+            // SAFETY: a live block: `size` bytes at `addr`, allocated, and
+            // not freed while the caller holds every live-table lock.
+            unsafe { os::for_each_word(addr, size, f) }
+        },
+    )?;
+    known.then_some(kinds)
 }

@@ -83,7 +83,7 @@ impl Scope<'_, '_> {
     pub fn leaks(&self) -> LeakReport {
         let stamps = stamps_of(self.start);
         self.tracker
-            .build_report(&|r| stamps.binary_search(&r.stamp).is_ok(), false)
+            .build_report(&|r| stamps.binary_search(&r.stamp).is_ok(), false, None)
     }
 
     /// Panics with the text report if [`leaks`](Self::leaks) finds any.

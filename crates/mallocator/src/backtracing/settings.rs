@@ -24,6 +24,9 @@ pub(crate) enum LogSetting {
 pub(crate) struct ExitDest {
     pub(crate) path: Option<String>,
     pub(crate) json: bool,
+    /// `MALLOCATOR_LEAKS_EXITCODE`: the process exits with this status
+    /// after the report when it finds lost blocks.
+    pub(crate) exit_code: Option<u8>,
 }
 
 /// What the global tracker is set to.
@@ -126,17 +129,40 @@ pub(crate) fn settings(
             )),
         }
     }
+    let mut exit_code = None;
+    if let Some(v) = env("MALLOCATOR_LEAKS_EXITCODE") {
+        match v.trim().parse::<u8>() {
+            Ok(n) if n > 0 => exit_code = Some(n),
+            _ => warnings.push(format!(
+                "MALLOCATOR_LEAKS_EXITCODE={v} is not a number from 1 to 255; not used"
+            )),
+        }
+    }
     let exit = match exit {
         ExitReport::None => None,
-        ExitReport::Stderr => Some(ExitDest { path: None, json }),
+        ExitReport::Stderr => Some(ExitDest {
+            path: None,
+            json,
+            exit_code,
+        }),
         ExitReport::Path(p) => Some(ExitDest {
             path: Some(p.to_owned()),
             json,
+            exit_code,
         }),
-        ExitReport::FromEnv => env("MALLOCATOR_LEAKS").map(|v| ExitDest {
-            path: (v != "stderr").then_some(v),
-            json,
-        }),
+        // An exit code asks for the report: on stderr unless it has a place.
+        ExitReport::FromEnv => match env("MALLOCATOR_LEAKS") {
+            Some(v) => Some(ExitDest {
+                path: (v != "stderr").then_some(v),
+                json,
+                exit_code,
+            }),
+            None => exit_code.map(|_| ExitDest {
+                path: None,
+                json,
+                exit_code,
+            }),
+        },
     };
     let settings = Settings {
         depth,
@@ -198,7 +224,8 @@ mod tests {
             s.exit,
             Some(ExitDest {
                 path: None,
-                json: true
+                json: true,
+                exit_code: None
             })
         );
         let (s, _) = with(&[
@@ -209,10 +236,22 @@ mod tests {
             s.exit,
             Some(ExitDest {
                 path: Some("leaks.txt".into()),
-                json: false
+                json: false,
+                exit_code: None
             })
         );
         assert!(matches!(s.log, LogSetting::Stdout));
+        // An exit code alone asks for the report on stderr.
+        let (s, warnings) = with(&[("MALLOCATOR_LEAKS_EXITCODE", "23")]);
+        assert!(warnings.is_empty(), "{warnings:?}");
+        assert_eq!(
+            s.exit,
+            Some(ExitDest {
+                path: None,
+                json: false,
+                exit_code: Some(23)
+            })
+        );
     }
 
     #[test]
@@ -241,6 +280,11 @@ mod tests {
         let (s, warnings) = with(&[("MALLOCATOR_DEPTH", "1000")]);
         assert_eq!(s.depth, MAX_DEPTH);
         assert_eq!(warnings.len(), 1);
+        for bad in ["0", "256", "-1", "two"] {
+            let (s, warnings) = with(&[("MALLOCATOR_LEAKS_EXITCODE", bad)]);
+            assert_eq!(s.exit, None, "{bad}");
+            assert!(warnings[0].starts_with(&format!("MALLOCATOR_LEAKS_EXITCODE={bad} ")));
+        }
     }
 
     #[test]

@@ -373,7 +373,7 @@ fn runs_off_known_stacks() -> bool {
 /// The top (exclusive) of the stack the stack pointer `sp` lies in: the
 /// thread's stack or the signal alternate stack; `None` for any other.
 #[inline(always)]
-fn top_of_current_stack(sp: usize) -> Option<usize> {
+pub(crate) fn top_of_current_stack(sp: usize) -> Option<usize> {
     match thread_bounds() {
         Some((low, high)) if low <= sp && sp < high => Some(high),
         _ => top_of_other_stack(sp),
