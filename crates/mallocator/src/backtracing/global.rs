@@ -4,9 +4,10 @@ use core::alloc::{GlobalAlloc, Layout};
 use core::sync::atomic::{AtomicU8, Ordering};
 
 use super::os::{self, Sink};
+use super::report::Reach;
 use super::settings::{self, ExitDest, LogSetting};
 use super::sync::{RawLock, SpinLock};
-use super::thread::Busy;
+use super::thread::{self, Busy};
 use super::{stack, Backtracing, Config, LogFormat, LogTarget};
 use crate::valloc::Valloc;
 
@@ -260,7 +261,7 @@ extern "C" fn write_exit_report() {
     let Some(dest) = EXIT_DEST.lock().take() else {
         return;
     };
-    let report = TRACKER.build_report(&|_| true, true, Some(sp));
+    let report = TRACKER.build_report(&|_| true, true, Reach::AllRoots(sp));
     let text = if dest.json {
         report.to_json() + "\n"
     } else {
@@ -312,6 +313,31 @@ unsafe impl GlobalAlloc for GlobalBacktracing {
     #[inline]
     unsafe fn dealloc(&self, ptr: *mut u8, _layout: Layout) {
         TRACKER.free_raw(ptr)
+    }
+
+    /// A new block with the old one's contents, and the old one's scope
+    /// stamp: a vector made before a scope and grown inside it is not
+    /// the scope's leak (its new block replaces one the scope never
+    /// counted); one made inside it still is.
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        // SAFETY: the caller guarantees that `new_size`, rounded up to
+        // `layout.align()`, does not overflow `isize` (`GlobalAlloc::realloc`).
+        let new_layout = unsafe { Layout::from_size_align_unchecked(new_size, layout.align()) };
+        // SAFETY: `new_layout` has a non-zero size (the caller's contract).
+        let alloc = || unsafe { self.alloc(new_layout) };
+        let new = match TRACKER.stamp_of(ptr) {
+            Some(stamp) => thread::with_stamp(stamp, alloc),
+            None => alloc(),
+        };
+        if !new.is_null() {
+            // SAFETY: both blocks are at least this long, and distinct
+            // (the old one is live until the `dealloc` below).
+            unsafe {
+                core::ptr::copy_nonoverlapping(ptr, new, layout.size().min(new_size));
+                self.dealloc(ptr, layout);
+            }
+        }
+        new
     }
 }
 

@@ -230,6 +230,11 @@ impl LiveShard {
         old
     }
 
+    /// The record of `addr`, if it is live.
+    pub(crate) fn get(&self, addr: usize) -> Option<Record> {
+        self.find(addr).map(|i| self.slots[i])
+    }
+
     /// The slot holding `addr`, if any.
     #[inline]
     fn find(&self, addr: usize) -> Option<usize> {

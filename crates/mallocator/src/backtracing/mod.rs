@@ -656,6 +656,15 @@ impl<'a> Backtracing<'a> {
         }
     }
 
+    /// The scope stamp of the live block `ptr` (see `scope.rs`).
+    pub(crate) fn stamp_of(&self, ptr: *mut u8) -> Option<u32> {
+        let st = self.state()?;
+        let rec = st.live[live::shard_of(ptr as usize)]
+            .lock()
+            .get(ptr as usize)?;
+        Some(rec.stamp)
+    }
+
     /// Bad frees so far (double and invalid).
     ///
     /// ```
@@ -674,7 +683,7 @@ impl<'a> Backtracing<'a> {
     /// assert!(t.report().is_clean());
     /// ```
     pub fn report(&self) -> LeakReport {
-        self.build_report(&|_| true, true, None)
+        self.build_report(&|_| true, true, report::Reach::Unclassified)
     }
 
     /// A leak check for the current thread: only blocks this thread

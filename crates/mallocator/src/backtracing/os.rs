@@ -717,11 +717,18 @@ pub(crate) fn gnu_build_id(mut notes: &[u8]) -> Option<&[u8]> {
 
 /// Calls `f(start, len)` on every range of memory a leak scan treats as
 /// a root, besides the stack: the writable loaded segments (data, BSS) of
-/// every object, and the calling thread's thread-local storage block of
-/// each object that has one. Returns false where this is not known (the
-/// report then does not classify reachability). The ranges are mapped
-/// and readable while `f` runs (the loader's lock is held: `f` must not
-/// load or unload objects).
+/// every object but the C library, and the calling thread's thread-local
+/// storage block of each object that has one. Returns false where this
+/// is not known (the report then does not classify reachability). The
+/// ranges are mapped and readable while `f` runs (the loader's lock is
+/// held: `f` must not load or unload objects).
+///
+/// The C library's data is left out because it holds `malloc`'s own
+/// bookkeeping: its arena's pointer to the top chunk, for one, points just
+/// past the last block handed out, inside a block whose size was not a
+/// multiple of 16, which would make that block look possibly lost instead
+/// of lost. A program pointer kept only in the C library's data (a
+/// buffer given to `setvbuf`) is missed the same way.
 #[cfg(all(any(target_os = "linux", target_os = "android"), not(miri)))]
 pub(crate) fn for_each_root_range(f: &mut dyn FnMut(usize, usize)) -> bool {
     unsafe extern "C" fn each(
@@ -732,10 +739,16 @@ pub(crate) fn for_each_root_range(f: &mut dyn FnMut(usize, usize)) -> bool {
         // SAFETY: as in `for_each_module`.
         let (f, info) = unsafe { (&mut *data.cast::<&mut dyn FnMut(usize, usize)>(), &*info) };
         let bias = info.dlpi_addr as usize;
+        let is_libc = !info.dlpi_name.is_null() && {
+            // SAFETY: a NUL-terminated string owned by the loader.
+            let path = unsafe { core::ffi::CStr::from_ptr(info.dlpi_name) }.to_bytes();
+            let name = path.rsplit(|&b| b == b'/').next().unwrap_or(path);
+            name.starts_with(b"libc.so") || name.starts_with(b"libc-")
+        };
         for i in 0..info.dlpi_phnum as usize {
             // SAFETY: `dlpi_phdr` points to `dlpi_phnum` program headers.
             let ph = unsafe { &*info.dlpi_phdr.add(i) };
-            if ph.p_type == libc::PT_LOAD && ph.p_flags & libc::PF_W != 0 {
+            if ph.p_type == libc::PT_LOAD && ph.p_flags & libc::PF_W != 0 && !is_libc {
                 f(bias.wrapping_add(ph.p_vaddr as usize), ph.p_memsz as usize);
             } else if ph.p_type == libc::PT_TLS && !info.dlpi_tls_data.is_null() {
                 // This thread's copy of the object's TLS block (null when

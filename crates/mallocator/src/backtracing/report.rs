@@ -344,16 +344,29 @@ impl fmt::Display for LeakReport {
     }
 }
 
+/// Whether and how a report classifies reachability.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Reach {
+    /// No classification.
+    Unclassified,
+    /// Every root: static data, thread-local storage, and this thread's
+    /// stack from this stack pointer up (the caller's frames, not the
+    /// report's own).
+    AllRoots(usize),
+    /// Static data and thread-local storage, not the stack: what a scope
+    /// asks, where memory the runtime keeps for good is not a leak, but a
+    /// block only a local variable still holds is.
+    ScopeRoots,
+}
+
 impl Backtracing<'_> {
     /// The report of the records that pass `keep` (and the bad frees
-    /// when `with_errors`); with `reach_from`, the blocks' reachability
-    /// is classified, scanning this thread's stack from that stack
-    /// pointer up (the caller's frames, not the report's own).
+    /// when `with_errors`), their reachability classified as `reach` says.
     pub(crate) fn build_report(
         &self,
         keep: &dyn Fn(&Record) -> bool,
         with_errors: bool,
-        reach_from: Option<usize>,
+        reach: Reach,
     ) -> LeakReport {
         let Some(st) = self.state() else {
             return LeakReport::default();
@@ -362,20 +375,34 @@ impl Backtracing<'_> {
         let mut records: SysVec<Record> = sys_vec();
         let wanted = |r: &Record| r.stack != INTERNAL && keep(r);
         let mut kinds = None;
-        if let Some(sp) = reach_from {
+        if reach == Reach::Unclassified {
+            for shard in &st.live {
+                shard.lock().collect(&mut records, &wanted);
+            }
+        } else {
             // Every shard stays locked through the scan, so that no block
             // is freed (and maybe unmapped) while it is read. Nothing in
             // between allocates through the tracker (it would wait for
             // these locks): the scan's memory comes from the C library.
+            // Every block is scanned (the ones `keep` leaves out may lead
+            // to the ones it keeps); those are dropped after.
             let shards: [_; LIVE_SHARDS] = core::array::from_fn(|i| st.live[i].lock());
-            shards.iter().for_each(|s| s.collect(&mut records, &wanted));
-            kinds = classify(&mut records, sp);
+            shards
+                .iter()
+                .for_each(|s| s.collect(&mut records, &|r| r.stack != INTERNAL));
+            kinds = classify(&mut records, reach);
             drop(shards);
-        } else {
-            for shard in &st.live {
-                shard.lock().collect(&mut records, &wanted);
-            }
         }
+        // The blocks reported, with their class. A scope reports only
+        // the lost ones, unclassified (its scan leaves out the stack).
+        let entries: Vec<(Record, Option<LeakKind>)> = records
+            .iter()
+            .enumerate()
+            .map(|(i, r)| (*r, kinds.as_ref().map(|k| k[i])))
+            .filter(|&(r, _)| wanted(&r))
+            .filter(|&(_, kind)| reach != Reach::ScopeRoots || kind.is_none_or(LeakKind::is_lost))
+            .map(|(r, kind)| (r, kind.filter(|_| reach != Reach::ScopeRoots)))
+            .collect();
         let mut errors: SysVec<ErrorRecord> = sys_vec();
         let mut errors_total = 0;
         if with_errors {
@@ -384,8 +411,7 @@ impl Backtracing<'_> {
             errors_total = e.total;
         }
         let mut by_stack: HashMap<(u32, Option<LeakKind>), (usize, usize)> = HashMap::new();
-        for (i, r) in records.iter().enumerate() {
-            let kind = kinds.as_ref().map(|k| k[i]);
+        for &(r, kind) in &entries {
             let g = by_stack.entry((r.stack, kind)).or_default();
             g.0 += r.size();
             g.1 += 1;
@@ -428,8 +454,8 @@ impl Backtracing<'_> {
             })
             .collect();
         LeakReport {
-            leaked_bytes: records.iter().map(|r| r.size()).sum(),
-            leaked_blocks: records.len(),
+            leaked_bytes: entries.iter().map(|(r, _)| r.size()).sum(),
+            leaked_blocks: entries.len(),
             groups,
             errors,
             errors_total,
@@ -439,23 +465,27 @@ impl Backtracing<'_> {
     }
 }
 
-/// The reachability of each of `records` (sorted here by address), the
-/// current thread's stack scanned from `sp` up; `None` where the roots
-/// are not known, or out of memory. Allocates only from the C library
-/// (see `build_report`).
-fn classify(records: &mut SysVec<Record>, sp: usize) -> Option<SysVec<LeakKind>> {
+/// The reachability of each of `records` (sorted here by address) from
+/// the roots `reach` names; `None` where the roots are not known, or out
+/// of memory. Allocates only from the C library (see `build_report`).
+fn classify(records: &mut SysVec<Record>, reach: Reach) -> Option<SysVec<LeakKind>> {
     records.sort_unstable_by_key(|r| r.addr);
     let mut blocks: SysVec<(usize, usize)> = sys_vec();
     blocks.try_reserve_exact(records.len()).ok()?;
     blocks.extend(records.iter().map(|r| (r.addr, r.size())));
-    let top = stack::top_of_current_stack(sp)?;
+    let stack = match reach {
+        Reach::AllRoots(sp) => Some((sp, stack::top_of_current_stack(sp)?)),
+        _ => None,
+    };
     let mut known = false;
     let kinds = reachability::classify(
         &blocks,
         &mut |f| {
-            // SAFETY: between the stack pointer and the top of the stack
-            // this thread runs on: mapped, and alive during the scan.
-            unsafe { os::for_each_word(sp, top - sp, f) };
+            if let Some((sp, top)) = stack {
+                // SAFETY: between the stack pointer and the top of the
+                // stack this thread runs on: mapped, and alive during the scan.
+                unsafe { os::for_each_word(sp, top - sp, f) };
+            }
             known = os::for_each_root_range(&mut |start, len| {
                 // SAFETY: the loader lists these ranges as mapped, and
                 // keeps them while the walk runs.

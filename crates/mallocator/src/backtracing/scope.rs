@@ -9,6 +9,7 @@
 
 use core::marker::PhantomData;
 
+use super::report::Reach;
 use super::sync::SpinLock;
 use super::sys_vec::{sys_vec, SysVec};
 use super::thread::THREAD;
@@ -70,8 +71,20 @@ pub struct Scope<'t, 'a> {
 }
 
 impl Scope<'_, '_> {
-    /// This thread's blocks allocated since the scope began and still live
-    /// (no errors: those are in [`Backtracing::report`]).
+    /// This thread's blocks allocated since the scope began, still live,
+    /// and not reachable from the program's static data or this thread's
+    /// thread-local storage (no errors: those are in
+    /// [`Backtracing::report`]).
+    ///
+    /// So memory the runtime keeps for good is not counted: stdout's
+    /// buffer made by the first `println!`, a test harness's output
+    /// capture, a thread-local's first value, a cache in a static. A block
+    /// only a local variable still holds is counted (the stack is not
+    /// scanned: the scope's end is where its blocks should be gone), and
+    /// so is every forgotten one. A block reallocated inside the scope
+    /// (a growing `Vec`) belongs to the scope its first block was made
+    /// in. Where the loader cannot list the static data (Miri; outside
+    /// Linux), every live block of the scope is counted.
     ///
     /// ```
     /// let t = mallocator::backtracing::Backtracing::new(mallocator::Valloc::libc());
@@ -82,8 +95,11 @@ impl Scope<'_, '_> {
     /// ```
     pub fn leaks(&self) -> LeakReport {
         let stamps = stamps_of(self.start);
-        self.tracker
-            .build_report(&|r| stamps.binary_search(&r.stamp).is_ok(), false, None)
+        self.tracker.build_report(
+            &|r| stamps.binary_search(&r.stamp).is_ok(),
+            false,
+            Reach::ScopeRoots,
+        )
     }
 
     /// Panics with the text report if [`leaks`](Self::leaks) finds any.

@@ -67,6 +67,17 @@ std::thread_local! {
     };
 }
 
+/// Runs `f` with this thread's allocations stamped `stamp` (a
+/// reallocation gives the new block the old one's stamp).
+pub(crate) fn with_stamp<R>(stamp: u32, f: impl FnOnce() -> R) -> R {
+    let saved = THREAD.try_with(|t| t.stamp.replace(stamp)).ok();
+    let result = f();
+    if let Some(saved) = saved {
+        let _ = THREAD.try_with(|t| t.stamp.set(saved));
+    }
+    result
+}
+
 /// Thread ids: 64-bit, so they never wrap.
 static NEXT_THREAD_ID: AtomicU64 = AtomicU64::new(1);
 
