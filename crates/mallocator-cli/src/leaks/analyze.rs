@@ -243,6 +243,11 @@ pub struct Analysis {
     pub leaked_bytes: u64,
     /// Total leaked blocks.
     pub leaked_blocks: u64,
+    /// Never-freed blocks left out of `groups` and the totals because a
+    /// suppression matched their stack.
+    pub suppressed_blocks: u64,
+    /// Their bytes.
+    pub suppressed_bytes: u64,
     /// Double frees by sites.
     pub double_frees: Vec<(DoubleFreeSites, Tally)>,
     /// Frees of addresses never allocated, by free site.
@@ -389,6 +394,8 @@ impl Analyzer {
             groups,
             leaked_bytes,
             leaked_blocks,
+            suppressed_blocks: 0,
+            suppressed_bytes: 0,
             double_frees: sorted(self.double_frees),
             unknown_frees: sorted(self.unknown_frees),
             null_results: sorted(self.null_results),

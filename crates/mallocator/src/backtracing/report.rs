@@ -189,6 +189,11 @@ pub struct LeakReport {
     /// Allocations the tracker refused (returned null) because it could
     /// not store their record, being out of memory itself.
     pub refused_allocations: usize,
+    /// Never-freed blocks left out of `groups` (and of the totals above)
+    /// because a suppression matched their stack.
+    pub suppressed_blocks: usize,
+    /// Their bytes.
+    pub suppressed_bytes: usize,
 }
 
 impl LeakReport {
@@ -461,6 +466,8 @@ impl Backtracing<'_> {
             errors_total,
             off_stack_captures: st.off_stack.load(Ordering::Relaxed),
             refused_allocations: st.refused.load(Ordering::Relaxed),
+            suppressed_blocks: 0,
+            suppressed_bytes: 0,
         }
     }
 }
