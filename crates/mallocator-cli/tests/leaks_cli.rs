@@ -399,3 +399,72 @@ fn input_without_records_is_an_error_unless_allowed() {
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// Three leaks: one in the program's cache, one in its main, one made by
+/// the standard library's stdout at its first use.
+const SUPPRESSIBLE: &[u8] = b"\
++++ ALLOC:2:0x0000000000001000:8:100
+./app(app::cache::fill+0x10)[0x5000]
+./app(main+0x20)[0x5100]
+---
++++ ALLOC:1:0x0000000000002000:8:30
+./app(app::main+0x20)[0x5200]
+---
++++ ALLOC:2:0x0000000000003000:8:1024
+./app(std::io::stdio::stdout+0x8)[0x5300]
+./app(app::main+0x30)[0x5210]
+---
+";
+
+#[test]
+fn suppressions_leave_out_matching_stacks_and_are_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let supp = dir.path().join("app.supp");
+    std::fs::write(&supp, "# the cache lives for good\nleak:app::cache\n").unwrap();
+    // The built-in list alone: stdout's buffer is left out.
+    let o = run(&["leaks", "-"], Some(SUPPRESSIBLE));
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let text = stdout(&o);
+    assert!(text.contains("Leaks: 130 bytes in 2 blocks"), "{text}");
+    assert!(
+        text.contains("(suppressed: 1024 bytes in 1 block"),
+        "{text}"
+    );
+    // And the file: the cache too; --fail-on-leaks still sees main's block.
+    let args = [
+        "leaks",
+        "-",
+        "--fail-on-leaks",
+        "--suppressions",
+        supp.to_str().unwrap(),
+    ];
+    let o = run(&args, Some(SUPPRESSIBLE));
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let text = stdout(&o);
+    assert!(text.contains("Leaks: 30 bytes in 1 block"), "{text}");
+    assert!(
+        text.contains("(suppressed: 1124 bytes in 2 blocks"),
+        "{text}"
+    );
+    // Every leak suppressed: not a failure.
+    std::fs::write(&supp, "leak:app::\n").unwrap();
+    let o = run(&args, Some(SUPPRESSIBLE));
+    assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
+    assert!(
+        stdout(&o).starts_with("No leaks but suppressed ones"),
+        "{}",
+        stdout(&o)
+    );
+    // A file with a bad line, or none at all: exit 2, naming it.
+    std::fs::write(&supp, "leak:app\nrace:x\n").unwrap();
+    let o = run(&args, Some(SUPPRESSIBLE));
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("app.supp: line 2"), "{}", stderr(&o));
+    let missing = dir.path().join("none.supp");
+    let o = run(
+        &["leaks", "-", "--suppressions", missing.to_str().unwrap()],
+        Some(SUPPRESSIBLE),
+    );
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("none.supp"), "{}", stderr(&o));
+}

@@ -98,6 +98,11 @@ fn main() {
     std::mem::forget(lost);
 
     let table: &'static mut [u64] = make_table(64).leak();
+    // Read back, so that an optimised build keeps the statics (and the
+    // blocks stay reachable through them).
+    // SAFETY: `load_config` stored a live, never-freed box there.
+    let config = unsafe { (*CONFIG.load(Ordering::Relaxed))[0] };
+    assert_eq!((config, CURSOR.load(Ordering::Relaxed) % 16), (7, 0));
     eprintln!(
         "leaky_list: sums {total} and {lost_total}; leaked 25 nodes of {} bytes and a table of {} bytes",
         std::mem::size_of::<Node>(),

@@ -239,6 +239,53 @@ fn exit_report_classifies_reachability_and_sets_the_exit_code() {
     );
 }
 
+#[test]
+#[cfg_attr(miri, ignore)] // spawns a process
+fn suppressions_file_leaves_out_matching_stacks() {
+    if std::env::var_os("BT_CHILD").is_some() {
+        return;
+    }
+    let dir = std::env::temp_dir();
+    let supp = dir.join(format!("bt-supp-{}.txt", std::process::id()));
+    let report = dir.join(format!("bt-supp-{}.json", std::process::id()));
+    std::fs::write(
+        &supp,
+        "# the child's own leaks\nleak:child_leaks_on_purpose\n",
+    )
+    .unwrap();
+    let out = run_leaky_child(&[
+        ("MALLOCATOR_LEAKS", report.as_os_str()),
+        ("MALLOCATOR_LEAKS_FORMAT", "json".as_ref()),
+        ("MALLOCATOR_SUPPRESSIONS", supp.as_os_str()),
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    let groups = json["groups"].as_array().unwrap();
+    assert!(
+        !groups
+            .iter()
+            .any(|g| g["bytes"] == 777 || g["bytes"] == 555),
+        "{json}"
+    );
+    // Those two, and the standard library's one-time blocks (built in).
+    assert!(json["suppressed_blocks"].as_u64().unwrap() >= 2, "{json}");
+    assert!(
+        json["suppressed_bytes"].as_u64().unwrap() >= 777 + 555,
+        "{json}"
+    );
+    // A file that is not a suppressions file: a warning naming the line.
+    std::fs::write(&supp, "leak:ok\nrace:not_ours\n").unwrap();
+    let out = run_leaky_child(&[("MALLOCATOR_SUPPRESSIONS", supp.as_os_str())]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("MALLOCATOR_SUPPRESSIONS:") && stderr.contains("line 2"),
+        "{stderr}"
+    );
+    let _ = std::fs::remove_file(&supp);
+    let _ = std::fs::remove_file(&report);
+}
+
 /// Run only as the child of the tests above.
 #[test]
 #[ignore = "run by exit_report_and_log_from_the_environment"]

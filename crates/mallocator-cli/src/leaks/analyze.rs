@@ -29,6 +29,7 @@
 use super::parse::{InputStats, Op, Record};
 use hashbrown::hash_map::Entry;
 use hashbrown::{DefaultHashBuilder, HashMap, HashTable};
+use mallocator::backtracing::Suppressions;
 use std::collections::VecDeque;
 use std::hash::BuildHasher;
 
@@ -263,6 +264,30 @@ pub struct Analysis {
     /// The kind of log read, which says what a [`Tally::first_line`] is
     /// (filled in by the caller).
     pub log_format: LogFormat,
+}
+
+impl Analysis {
+    /// Leaves out the groups whose stack `suppressions` match (a frame
+    /// line, as the report shows it, containing a pattern), counting them
+    /// in `suppressed_blocks` and `suppressed_bytes` instead of the
+    /// totals.
+    pub fn suppress(&mut self, suppressions: &Suppressions) {
+        let stacks = &self.stacks;
+        let (mut blocks, mut bytes) = (0, 0);
+        self.groups.retain(|g| {
+            let text = String::from_utf8_lossy(stacks.text(g.stack));
+            let out = text.lines().any(|line| suppressions.matches_text(line));
+            if out {
+                blocks += g.count;
+                bytes += g.bytes;
+            }
+            !out
+        });
+        self.suppressed_blocks += blocks;
+        self.suppressed_bytes += bytes;
+        self.leaked_blocks -= blocks;
+        self.leaked_bytes -= bytes;
+    }
 }
 
 /// The kind of log an analysis was read from.

@@ -18,6 +18,7 @@ mod symbolize;
 mod v2;
 
 use analyze::{Analysis, Analyzer};
+use mallocator::backtracing::Suppressions;
 use parse::{Error, ParseError, Parser};
 use render::JsonWarning;
 use std::fs::File;
@@ -98,6 +99,11 @@ pub struct LeaksArgs {
     /// debug info (binary v2 logs are always symbolized).
     #[arg(long)]
     pub symbolize: bool,
+    /// Leave out never-freed blocks whose stack a `leak:PATTERN` line of FILE matches
+    /// (LeakSanitizer's format; repeatable). A small built-in list (one-time allocations of
+    /// Rust's standard library) always applies; the report counts what was left out.
+    #[arg(long, value_name = "FILE")]
+    pub suppressions: Vec<PathBuf>,
     /// Binary logs: read this object file for the module of the same file name, instead of the
     /// path the log recorded (repeatable). Its build-id must match the log's.
     #[arg(long, value_name = "PATH")]
@@ -444,10 +450,12 @@ pub fn run(args: &LeaksArgs) -> Result<ExitCode, crate::Error> {
     };
     let opened = input::open(args.log.as_deref())
         .map_err(|e| crate::Error::Failed(format!("{name}: {e}")))?;
-    let (analysis, warnings, warnings_total) = match opened {
+    let suppressions = load_suppressions(&args.suppressions)?;
+    let (mut analysis, warnings, warnings_total) = match opened {
         input::Input::Text { reader, size } => read_text(args, &name, reader, size)?,
         input::Input::V2(bytes) => read_v2(args, &name, &bytes)?,
     };
+    analysis.suppress(&suppressions);
     for w in warnings.iter().take(PRINTED_WARNINGS) {
         eprintln!("mallocator leaks: warning: {name}: {}", w.message);
     }
@@ -472,4 +480,20 @@ pub fn run(args: &LeaksArgs) -> Result<ExitCode, crate::Error> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// The built-in suppressions and those of `files`; a file that cannot be
+/// read or parsed is an error naming it (a CI job must not pass because
+/// its suppressions were silently dropped).
+fn load_suppressions(files: &[PathBuf]) -> Result<Suppressions, crate::Error> {
+    let mut all = Suppressions::builtin();
+    for file in files {
+        let name = file.display();
+        let text = std::fs::read_to_string(file)
+            .map_err(|e| crate::Error::Failed(format!("--suppressions {name}: {e}")))?;
+        let parsed = Suppressions::parse(&text)
+            .map_err(|e| crate::Error::Failed(format!("--suppressions {name}: {e}")))?;
+        all.extend(parsed);
+    }
+    Ok(all)
 }

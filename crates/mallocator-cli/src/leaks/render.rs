@@ -368,7 +368,14 @@ fn section<K: Copy>(
 /// The human-readable report, largest leak first.
 pub fn text(out: &mut dyn Write, a: &Analysis, top: Top, warnings_total: u64) -> io::Result<()> {
     let inp = &a.input;
-    if a.groups.is_empty() {
+    if a.groups.is_empty() && a.suppressed_blocks > 0 {
+        writeln!(
+            out,
+            "No leaks but suppressed ones ({}, {}).",
+            plural(inp.allocs, "allocation", "allocations"),
+            plural(inp.frees, "free", "frees")
+        )?;
+    } else if a.groups.is_empty() {
         writeln!(
             out,
             "No leaks: every block allocated in the log was freed ({}, {}).",
@@ -397,6 +404,16 @@ pub fn text(out: &mut dyn Write, a: &Analysis, top: Top, warnings_total: u64) ->
             plural(inp.allocs, "allocation", "allocations"),
             plural(inp.frees, "free", "frees")
         )?;
+    }
+    if a.suppressed_blocks > 0 {
+        writeln!(
+            out,
+            "(suppressed: {} in {}, by --suppressions or the built-in list)",
+            plural(a.suppressed_bytes, "byte", "bytes"),
+            plural(a.suppressed_blocks, "block", "blocks")
+        )?;
+    }
+    if !a.groups.is_empty() {
         let shown = take(&a.groups, top);
         for (i, g) in shown.iter().enumerate() {
             writeln!(

@@ -8,7 +8,7 @@ use super::report::Reach;
 use super::settings::{self, ExitDest, LogSetting};
 use super::sync::{RawLock, SpinLock};
 use super::thread::{self, Busy};
-use super::{stack, Backtracing, Config, LogFormat, LogTarget};
+use super::{stack, Backtracing, Config, LogFormat, LogTarget, Suppressions};
 use crate::valloc::Valloc;
 
 /// The one process-wide tracker behind every [`GlobalBacktracing`].
@@ -23,9 +23,23 @@ const CONFIGURED: u8 = 2;
 /// Where the exit report goes: `(path or None for stderr, json)`.
 static EXIT_DEST: SpinLock<Option<ExitDest>> = SpinLock::new(None);
 
+/// The suppressions of `MALLOCATOR_SUPPRESSIONS`, for every report of the
+/// process (besides the built-in ones).
+static USER_SUPPRESSIONS: SpinLock<Option<Suppressions>> = SpinLock::new(None);
+
+/// The suppressions every report applies: the built-in list and the
+/// file `MALLOCATOR_SUPPRESSIONS` names.
+pub(crate) fn suppressions() -> Suppressions {
+    let mut all = Suppressions::builtin();
+    if let Some(user) = USER_SUPPRESSIONS.lock().clone() {
+        all.extend(user);
+    }
+    all
+}
+
 /// Calls `f` on this module's locks (for the fork handlers).
 pub(super) fn each_lock(f: &mut dyn FnMut(&dyn RawLock) -> bool) -> bool {
-    f(&EXIT_DEST)
+    f(&EXIT_DEST) && f(&USER_SUPPRESSIONS)
 }
 
 /// Runs `configure` once per `state`. Any other thread that arrives
@@ -109,6 +123,7 @@ pub enum ExitReport {
 /// |---|---|
 /// | `MALLOCATOR_LEAKS=stderr\|<path>` | leak report at exit |
 /// | `MALLOCATOR_LEAKS_FORMAT=json` | that report as JSON |
+/// | `MALLOCATOR_SUPPRESSIONS=<path>` | leave out never-freed blocks whose stack a `leak:PATTERN` line of the file matches ([`Suppressions`]) |
 /// | `MALLOCATOR_LEAKS_EXITCODE=<1-255>` | exit with this status when the report finds lost blocks (the report goes to stderr if `MALLOCATOR_LEAKS` says nowhere) |
 /// | `MALLOCATOR_LOG=stdout\|stderr\|<path>` | log mode: every event, for `mallocator leaks` |
 /// | `MALLOCATOR_LOG_FORMAT=v2\|fd` | that log compact (default) or in the Firedancer text format ([`LogFormat`](super::LogFormat)) |
@@ -229,6 +244,19 @@ impl GlobalBacktracing {
                     warnings.push(format!("MALLOCATOR_LOG: cannot create {path}: {e}; no log"))
                 }
             },
+        }
+        if let Some(path) = &settings.suppressions {
+            match std::fs::read_to_string(path) {
+                Ok(text) => match Suppressions::parse(&text) {
+                    Ok(s) => *USER_SUPPRESSIONS.lock() = Some(s),
+                    Err(e) => warnings.push(format!(
+                        "MALLOCATOR_SUPPRESSIONS: {path}: {e}; none of its suppressions are used"
+                    )),
+                },
+                Err(e) => {
+                    warnings.push(format!("MALLOCATOR_SUPPRESSIONS: cannot read {path}: {e}"))
+                }
+            }
         }
         if let Some(dest) = settings.exit {
             *EXIT_DEST.lock() = Some(dest);

@@ -123,6 +123,7 @@ mod settings;
 mod stack;
 mod stacks;
 mod state;
+mod suppressions;
 mod symbolize;
 mod sync;
 mod sys_vec;
@@ -143,6 +144,7 @@ pub use scope::Scope;
 use stack::{ActiveCell, Captured, StackStorage};
 pub use stack::{StackMode, MAX_DEPTH};
 use state::State;
+pub use suppressions::{SuppressionError, Suppressions};
 use sync::RawLock;
 use thread::Busy;
 

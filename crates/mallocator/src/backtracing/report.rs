@@ -317,6 +317,15 @@ impl fmt::Display for LeakReport {
                 plural(reachable.0)
             )?;
         }
+        if self.suppressed_blocks > 0 {
+            writeln!(
+                f,
+                "  (suppressed: {} bytes in {} block{})",
+                self.suppressed_bytes,
+                self.suppressed_blocks,
+                plural(self.suppressed_blocks)
+            )?;
+        }
         if self.errors_total > 0 {
             writeln!(
                 f,
@@ -434,6 +443,16 @@ impl Backtracing<'_> {
                 kind,
             })
             .collect();
+        let suppressions = super::global::suppressions();
+        let (mut suppressed_blocks, mut suppressed_bytes) = (0, 0);
+        groups.retain(|g| {
+            let out = suppressions.matches_frames(&g.frames);
+            if out {
+                suppressed_blocks += g.count;
+                suppressed_bytes += g.bytes;
+            }
+            !out
+        });
         // Lost blocks first (the kinds' order), then the largest.
         groups.sort_by(|a, b| {
             a.kind
@@ -459,15 +478,15 @@ impl Backtracing<'_> {
             })
             .collect();
         LeakReport {
-            leaked_bytes: entries.iter().map(|(r, _)| r.size()).sum(),
-            leaked_blocks: entries.len(),
+            leaked_bytes: entries.iter().map(|(r, _)| r.size()).sum::<usize>() - suppressed_bytes,
+            leaked_blocks: entries.len() - suppressed_blocks,
             groups,
             errors,
             errors_total,
             off_stack_captures: st.off_stack.load(Ordering::Relaxed),
             refused_allocations: st.refused.load(Ordering::Relaxed),
-            suppressed_blocks: 0,
-            suppressed_bytes: 0,
+            suppressed_blocks,
+            suppressed_bytes,
         }
     }
 }

@@ -37,6 +37,8 @@ pub(crate) struct Settings {
     pub(crate) stack_mode: StackMode,
     pub(crate) log: LogSetting,
     pub(crate) log_format: LogFormat,
+    /// `MALLOCATOR_SUPPRESSIONS`: a suppressions file to read.
+    pub(crate) suppressions: Option<String>,
     pub(crate) exit: Option<ExitDest>,
 }
 
@@ -170,6 +172,7 @@ pub(crate) fn settings(
         stack_mode,
         log,
         log_format,
+        suppressions: env("MALLOCATOR_SUPPRESSIONS"),
         exit,
     };
     (settings, warnings)
@@ -212,9 +215,11 @@ mod tests {
             ("MALLOCATOR_LEAKS", "stderr"),
             ("MALLOCATOR_LEAKS_FORMAT", "json"),
             ("MALLOCATOR_LOG_FORMAT", "fd"),
+            ("MALLOCATOR_SUPPRESSIONS", "leaks.supp"),
         ]);
         assert!(warnings.is_empty(), "{warnings:?}");
         assert_eq!(s.log_format, LogFormat::Firedancer);
+        assert_eq!(s.suppressions.as_deref(), Some("leaks.supp"));
         assert_eq!(
             (s.depth, s.free_stacks, s.stack_mode),
             (8, false, StackMode::Unwind)
