@@ -65,10 +65,12 @@ fn text_report_of_a_c_log_largest_first() {
         "{s}"
     );
     let order: Vec<usize> = [
-        "#1: 200 bytes in 1 block\n    ./leaky(fd_backtracing_malloc+0x4b)[0x55a4c1f0a2bb]\n    ./leaky(load_config+0x3a)",
-        "#2: 128 bytes in 2 blocks\n    ./leaky(fd_backtracing_malloc+0x4b)[0x55a4c1f0a2bb]\n    ./leaky(make_node+0x21)",
-        "#3: 48 bytes in 1 block\n    ./leaky(fd_backtracing_malloc+0x4b)[0x55a4c1f0a2bb]\n    ./leaky(cache_put+0x2d)",
-        "#4: 8 bytes in 1 block\n    ./leaky(fd_backtracing_malloc+0x4b)[0x55a4c1f0a2bb]\n    ./leaky(main+0xd4)",
+        // Each stack from the program's first frame (the C allocator's
+        // malloc wrapper above it and the C library's start below cut off).
+        "#1: 200 bytes in 1 block\n    ./leaky(load_config+0x3a)[0x55a4c1f0951a]\n    ./leaky(main+0x52)[0x55a4c1f095a2]\n\n",
+        "#2: 128 bytes in 2 blocks\n    ./leaky(make_node+0x21)",
+        "#3: 48 bytes in 1 block\n    ./leaky(cache_put+0x2d)",
+        "#4: 8 bytes in 1 block\n    ./leaky(main+0xd4)",
     ]
     .iter()
     .map(|g| s.find(g).unwrap_or_else(|| panic!("missing {g:?} in\n{s}")))
@@ -100,11 +102,15 @@ fn json_report_schema_and_values() {
         .map(|g| (g["bytes"].as_u64().unwrap(), g["count"].as_u64().unwrap()))
         .collect();
     assert_eq!(sizes, vec![(200, 1), (128, 2), (48, 1), (8, 1)]);
-    assert_eq!(groups[0]["frames"].as_array().unwrap().len(), 5);
+    assert_eq!(groups[0]["frames"].as_array().unwrap().len(), 2);
     assert_eq!(
-        groups[0]["frames"][1],
+        groups[0]["frames"][0],
         "./leaky(load_config+0x3a)[0x55a4c1f0951a]"
     );
+    // --full-stacks: the malloc wrapper and the C library's start too.
+    let o = leaks(&["--json", "--full-stacks", f.to_str().unwrap()]);
+    let full = json(&o);
+    assert_eq!(full["groups"][0]["frames"].as_array().unwrap().len(), 5);
     let counts = &v["error_counts"];
     for k in [
         "double_frees",
@@ -118,16 +124,17 @@ fn json_report_schema_and_values() {
     let df = &v["errors"]["double_frees"][0];
     assert_eq!(df["first_line"], 52);
     assert_eq!(df["bytes"], 32);
+    // Error stacks are cut like leak stacks: the wrapper's frame is gone.
     assert_eq!(
-        df["alloc_frames"][1],
+        df["alloc_frames"][0],
         "./leaky(make_name+0x19)[0x55a4c1f09609]"
     );
     assert_eq!(
-        df["first_free_frames"][2],
+        df["first_free_frames"][1],
         "./leaky(main+0x8c)[0x55a4c1f095dc]"
     );
     assert_eq!(
-        df["second_free_frames"][2],
+        df["second_free_frames"][1],
         "./leaky(main+0x98)[0x55a4c1f095e8]"
     );
     assert_eq!(v["errors"]["unknown_frees"][0]["first_line"], 59);
@@ -181,9 +188,13 @@ fn flamegraph_svg_of_leaked_bytes() {
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let text = std::fs::read_to_string(&svg).unwrap();
     assert!(text.contains("<svg"));
-    for func in ["load_config", "make_node", "cache_put", "__libc_start_main"] {
+    for func in ["load_config", "make_node", "cache_put"] {
         assert!(text.contains(func), "{func} missing from the flamegraph");
     }
+    assert!(
+        !text.contains("__libc_start_main"),
+        "the runtime is cut off by default"
+    );
     assert!(text.contains("200 bytes"), "the frame titles carry bytes");
     // The text report is still printed.
     assert!(stdout(&o).starts_with("Leaks: 384 bytes"));

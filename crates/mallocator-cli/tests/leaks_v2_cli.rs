@@ -446,7 +446,9 @@ mod symbols {
     }
 
     fn report(dir: &Path, args: &[&str], log: &[u8]) -> (Vec<String>, String) {
-        let mut all = vec!["leaks", "--json"];
+        // Whole stacks: these tests look at how each frame is resolved,
+        // the unknown one at the bottom included.
+        let mut all = vec!["leaks", "--json", "--full-stacks"];
         all.extend_from_slice(args);
         all.push("-");
         let o = run_in(Some(dir), &all, Some(log));

@@ -15,6 +15,7 @@ mod input;
 mod parse;
 mod render;
 mod symbolize;
+mod trim;
 mod v2;
 
 use analyze::{Analysis, Analyzer};
@@ -104,6 +105,12 @@ pub struct LeaksArgs {
     /// Rust's standard library) always applies; the report counts what was left out.
     #[arg(long, value_name = "FILE")]
     pub suppressions: Vec<PathBuf>,
+    /// Show whole stacks. By default a stack shows the program's own frames: the allocation
+    /// machinery above them (malloc, the global allocator, Vec's and Box's internals) and the
+    /// runtime below them (std::rt, catch_unwind, __libc_start_main, a thread's start, the test
+    /// harness) are cut off, and groups whose stacks differ only there are merged.
+    #[arg(long)]
+    pub full_stacks: bool,
     /// Binary logs: read this object file for the module of the same file name, instead of the
     /// path the log recorded (repeatable). Its build-id must match the log's.
     #[arg(long, value_name = "PATH")]
@@ -455,7 +462,12 @@ pub fn run(args: &LeaksArgs) -> Result<ExitCode, crate::Error> {
         input::Input::Text { reader, size } => read_text(args, &name, reader, size)?,
         input::Input::V2(bytes) => read_v2(args, &name, &bytes)?,
     };
+    // Suppressions see whole stacks (a pattern may name a runtime frame);
+    // the report shows the program's part.
     analysis.suppress(&suppressions);
+    if !args.full_stacks {
+        trim::trim(&mut analysis);
+    }
     for w in warnings.iter().take(PRINTED_WARNINGS) {
         eprintln!("mallocator leaks: warning: {name}: {}", w.message);
     }

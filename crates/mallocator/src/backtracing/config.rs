@@ -26,6 +26,10 @@ pub struct Config {
     /// when a double free is reported; turning this off saves the stack
     /// walk on every free.
     pub free_stacks: bool,
+    /// Show whole stacks in reports (default false: only the program's
+    /// frames, without the allocation machinery above them and the
+    /// runtime below; see [`user_frames`](super::user_frames)).
+    pub full_stacks: bool,
 }
 
 impl Config {
@@ -40,6 +44,7 @@ impl Config {
         log: LogTarget::None,
         log_format: LogFormat::Compact,
         free_stacks: true,
+        full_stacks: false,
     };
 }
 

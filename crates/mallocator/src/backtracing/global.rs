@@ -129,6 +129,7 @@ pub enum ExitReport {
 /// | `MALLOCATOR_LOG_FORMAT=v2\|fd` | that log compact (default) or in the Firedancer text format ([`LogFormat`](super::LogFormat)) |
 /// | `MALLOCATOR_DEPTH=<n>` | frames per stack (default 32, max 64) |
 /// | `MALLOCATOR_STACKS=auto\|fp\|unwind` | [`StackMode`](super::StackMode) |
+/// | `MALLOCATOR_FULL_STACKS=1` | reports show whole stacks, the allocation machinery and the runtime below `main` included ([`Config::full_stacks`]) |
 /// | `MALLOCATOR_FREE_STACKS=0\|1` | no stack on free ([`Config::free_stacks`]) |
 ///
 /// A value it cannot use (not a number, an unknown mode, a log file that
@@ -228,6 +229,9 @@ impl GlobalBacktracing {
         TRACKER
             .free_stacks
             .store(settings.free_stacks, Ordering::Relaxed);
+        TRACKER
+            .full_stacks
+            .store(settings.full_stacks, Ordering::Relaxed);
         TRACKER.active.set(stack::resolve(settings.stack_mode));
         match settings.log {
             LogSetting::Config(target) => TRACKER.set_log(target, settings.log_format),

@@ -130,6 +130,7 @@ mod sys_vec;
 #[cfg(test)]
 mod tests;
 mod thread;
+mod trim;
 
 use core::ffi::c_void;
 use core::marker::PhantomData;
@@ -147,6 +148,7 @@ use state::State;
 pub use suppressions::{SuppressionError, Suppressions};
 use sync::RawLock;
 use thread::Busy;
+pub use trim::{user_frames, FrameInfo};
 
 use crate::valloc::{Valloc, VallocVtable};
 use live::Record;
@@ -200,6 +202,7 @@ pub struct Backtracing<'a> {
     active: ActiveCell,
     depth: AtomicUsize,
     free_stacks: AtomicBool,
+    full_stacks: AtomicBool,
     log_on: AtomicBool,
     /// The log target and format the state starts with.
     log_target: LogTarget,
@@ -295,6 +298,7 @@ impl<'a> Backtracing<'a> {
             active: ActiveCell::new(),
             depth: AtomicUsize::new(depth),
             free_stacks: AtomicBool::new(config.free_stacks),
+            full_stacks: AtomicBool::new(config.full_stacks),
             log_on: AtomicBool::new(!matches!(config.log, LogTarget::None)),
             log_target: config.log,
             log_format: config.log_format,

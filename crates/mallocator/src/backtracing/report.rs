@@ -433,8 +433,9 @@ impl Backtracing<'_> {
         let mut symbols = Symbolizer {
             stacks: &st.stacks,
             cache: HashMap::new(),
+            full: self.full_stacks.load(Ordering::Relaxed),
         };
-        let mut groups: Vec<LeakGroup> = by_stack
+        let groups: Vec<LeakGroup> = by_stack
             .into_iter()
             .map(|((stack, kind), (bytes, count))| LeakGroup {
                 bytes,
@@ -443,6 +444,24 @@ impl Backtracing<'_> {
                 kind,
             })
             .collect();
+        // Stacks that differ only in frames the report does not show are
+        // one group (as `mallocator leaks` groups them).
+        let mut index: HashMap<(Vec<usize>, Option<LeakKind>), usize> = HashMap::new();
+        let mut merged: Vec<LeakGroup> = Vec::with_capacity(groups.len());
+        for g in groups {
+            let key = (g.frames.iter().map(|f| f.ip).collect(), g.kind);
+            match index.get(&key) {
+                Some(&i) => {
+                    merged[i].bytes += g.bytes;
+                    merged[i].count += g.count;
+                }
+                None => {
+                    index.insert(key, merged.len());
+                    merged.push(g);
+                }
+            }
+        }
+        let mut groups = merged;
         let suppressions = super::global::suppressions();
         let (mut suppressed_blocks, mut suppressed_bytes) = (0, 0);
         groups.retain(|g| {

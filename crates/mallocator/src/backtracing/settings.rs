@@ -34,6 +34,7 @@ pub(crate) struct ExitDest {
 pub(crate) struct Settings {
     pub(crate) depth: usize,
     pub(crate) free_stacks: bool,
+    pub(crate) full_stacks: bool,
     pub(crate) stack_mode: StackMode,
     pub(crate) log: LogSetting,
     pub(crate) log_format: LogFormat,
@@ -87,6 +88,17 @@ pub(crate) fn settings(
             _ => warnings.push(format!(
                 "MALLOCATOR_FREE_STACKS={v} is not 0 or 1; using {}",
                 u8::from(free_stacks)
+            )),
+        }
+    }
+    let mut full_stacks = config.full_stacks;
+    if let Some(v) = env("MALLOCATOR_FULL_STACKS") {
+        match v.as_str() {
+            "0" | "false" | "no" => full_stacks = false,
+            "1" | "true" | "yes" => full_stacks = true,
+            _ => warnings.push(format!(
+                "MALLOCATOR_FULL_STACKS={v} is not 0 or 1; using {}",
+                u8::from(full_stacks)
             )),
         }
     }
@@ -169,6 +181,7 @@ pub(crate) fn settings(
     let settings = Settings {
         depth,
         free_stacks,
+        full_stacks,
         stack_mode,
         log,
         log_format,
@@ -216,7 +229,9 @@ mod tests {
             ("MALLOCATOR_LEAKS_FORMAT", "json"),
             ("MALLOCATOR_LOG_FORMAT", "fd"),
             ("MALLOCATOR_SUPPRESSIONS", "leaks.supp"),
+            ("MALLOCATOR_FULL_STACKS", "1"),
         ]);
+        assert!(s.full_stacks);
         assert!(warnings.is_empty(), "{warnings:?}");
         assert_eq!(s.log_format, LogFormat::Firedancer);
         assert_eq!(s.suppressions.as_deref(), Some("leaks.supp"));

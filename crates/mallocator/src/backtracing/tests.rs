@@ -8,7 +8,6 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 
 use super::stacks::NO_STACK;
-use super::symbolize::is_tracker_frame;
 use super::*;
 use crate::valloc::{AllocError, RawAlloc};
 
@@ -740,53 +739,6 @@ fn depth_is_capped_and_free_stacks_can_be_off() {
     assert_eq!(r.errors[0].kind, ErrorKind::DoubleFree);
     assert!(r.errors[0].frames.is_empty() && r.errors[0].first_free_frames.is_empty());
     assert!(!r.errors[0].alloc_frames.is_empty());
-}
-
-#[test]
-fn tracker_frames_are_recognised() {
-    let frame = |function: &str, file: Option<&str>| Frame {
-        ip: 1,
-        function: Some(function.to_owned()),
-        file: file.map(str::to_owned),
-        line: None,
-    };
-    assert!(is_tracker_frame(&frame(
-        "mallocator::backtracing::Backtracing::alloc_raw",
-        None
-    )));
-    assert!(is_tracker_frame(&frame(
-        "<mallocator::backtracing::global::GlobalBacktracing as core::alloc::global::GlobalAlloc>::alloc",
-        None
-    )));
-    assert!(is_tracker_frame(&frame("__rust_alloc", None)));
-    // The C library's entry points (a C caller's first frame is its own).
-    assert!(is_tracker_frame(&frame("mlc_valloc_malloc", None)));
-    assert!(is_tracker_frame(&frame("fd_valloc_free", None)));
-    assert!(is_tracker_frame(&frame(
-        "vt_malloc",
-        Some("/x/crates/mallocator-c/src/handle.rs")
-    )));
-    assert!(is_tracker_frame(&frame(
-        "capture",
-        Some("/x/crates/mallocator/src/backtracing/stack.rs")
-    )));
-    assert!(is_tracker_frame(&frame(
-        "alloc",
-        Some("/rustc/abc/library/alloc/src/alloc.rs")
-    )));
-    assert!(!is_tracker_frame(&frame(
-        "mallocator::backtracing::tests::alloc_at_a",
-        None
-    )));
-    assert!(!is_tracker_frame(&frame(
-        "alloc_at_a",
-        Some("/x/mallocator/src/backtracing/tests.rs")
-    )));
-    assert!(!is_tracker_frame(&frame(
-        "finish_grow",
-        Some("/rustc/abc/library/alloc/src/raw_vec/mod.rs")
-    )));
-    assert!(!is_tracker_frame(&frame("my_app::main", None)));
 }
 
 #[test]
