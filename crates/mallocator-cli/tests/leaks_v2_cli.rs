@@ -409,6 +409,73 @@ mod symbols {
     }
 
     /// (path, build-id, bias, return address into the target function).
+    /// Text logs name objects by path too: `--symbolize` finds them the
+    /// same ways, and says so for every object it does not use, a
+    /// rebuilt one (newer than the log) above all.
+    #[test]
+    fn text_logs_symbolize_only_the_build_they_came_from() {
+        let (exe, _, bias, frame) = this_binary();
+        let dir = tempfile::tempdir().unwrap();
+        let app = dir.path().join("app");
+        std::fs::copy(&exe, &app).unwrap();
+        let set_time = |path: &Path, t: std::time::SystemTime| {
+            std::fs::File::options()
+                .write(true)
+                .open(path)
+                .unwrap()
+                .set_modified(t)
+                .unwrap();
+        };
+        let hour = std::time::Duration::from_secs(3600);
+        set_time(&app, std::time::SystemTime::now() - hour);
+        let log = dir.path().join("leak.log");
+        let record = |object: &Path| {
+            format!(
+                "+++ ALLOC:1:0x0000000000001000:8:24\n{}(+{:#x})[{frame:#x}]\n---\n",
+                object.display(),
+                frame - bias
+            )
+        };
+        std::fs::write(&log, record(&app)).unwrap();
+        let run_on = |extra: &[&str]| {
+            let mut args = vec!["leaks", "--json", "--full-stacks", "--symbolize"];
+            args.extend_from_slice(extra);
+            args.push(log.to_str().unwrap());
+            let o = run_in(Some(dir.path()), &args, None);
+            assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+            let frame = json(&o)["groups"][0]["frames"][0]
+                .as_str()
+                .unwrap()
+                .to_owned();
+            (frame, stderr(&o))
+        };
+        let (f, err) = run_on(&[]);
+        assert!(
+            f.starts_with("mallocator_v2_symbolize_target at "),
+            "{f} {err}"
+        );
+        assert!(err.is_empty(), "{err}");
+        // Rebuilt after the log: not used, and said.
+        set_time(&app, std::time::SystemTime::now() + hour);
+        let (f, err) = run_on(&[]);
+        assert!(f.ends_with(&format!("[{frame:#x}]")), "{f}");
+        assert!(err.contains("changed after the log was written"), "{err}");
+        // Gone: said, raw; --binary names the right build.
+        std::fs::remove_file(&app).unwrap();
+        let (f, err) = run_on(&[]);
+        assert!(f.ends_with(&format!("[{frame:#x}]")), "{f}");
+        assert!(err.contains("app: not found at"), "{err}");
+        let kept = tempfile::tempdir().unwrap();
+        let build = kept.path().join("app");
+        std::fs::copy(&exe, &build).unwrap();
+        set_time(&build, std::time::SystemTime::now() - hour);
+        let (f, err) = run_on(&["--binary", build.to_str().unwrap()]);
+        assert!(
+            f.starts_with("mallocator_v2_symbolize_target at "),
+            "{f} {err}"
+        );
+    }
+
     fn this_binary() -> (PathBuf, Vec<u8>, u64, u64) {
         let exe = std::env::current_exe().unwrap();
         let data = std::fs::read(&exe).unwrap();

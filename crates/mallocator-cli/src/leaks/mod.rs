@@ -111,12 +111,13 @@ pub struct LeaksArgs {
     /// harness) are cut off, and groups whose stacks differ only there are merged.
     #[arg(long)]
     pub full_stacks: bool,
-    /// Binary logs: read this object file for the module of the same file name, instead of the
-    /// path the log recorded (repeatable). Its build-id must match the log's.
+    /// Read this object file for the object of the same file name, instead of the path the log
+    /// recorded (repeatable; binary logs, and text logs with --symbolize). In a binary log its
+    /// build-id must match the log's.
     #[arg(long, value_name = "PATH")]
     pub binary: Vec<PathBuf>,
-    /// Binary logs: look for object files missing at their recorded path in this folder, by file
-    /// name (repeatable, searched in order).
+    /// Look for object files missing at their recorded path in this folder, by file name
+    /// (repeatable, searched in order; a text log's own folder is searched last).
     #[arg(long, value_name = "DIR")]
     pub search_path: Vec<PathBuf>,
     /// Never show the progress bar (it is shown only for large logs when stderr is a terminal).
@@ -392,7 +393,31 @@ fn read_text(
         )));
     }
     if args.symbolize {
-        symbolize::symbolize(&mut analysis);
+        // Relative object paths are taken from here, then from the log's
+        // folder (where a program usually runs); a log's time tells a
+        // rebuilt object from the one it was written with.
+        let log_file = args.log.as_deref().filter(|p| p.as_os_str() != "-");
+        let log_time = log_file.and_then(|p| std::fs::metadata(p).ok()?.modified().ok());
+        let mut files = symbolize::ObjectFiles {
+            binaries: args.binary.clone(),
+            search_path: args.search_path.clone(),
+            cwd: None,
+        };
+        if let Some(dir) = log_file
+            .and_then(|p| p.parent())
+            .filter(|d| !d.as_os_str().is_empty())
+        {
+            files.search_path.push(dir.to_owned());
+        }
+        for w in symbolize::symbolize(&mut analysis, files, log_time) {
+            eprintln!("mallocator leaks: warning: {name}: {w}");
+        }
+        if log_time.is_none() {
+            eprintln!(
+                "mallocator leaks: warning: {name}: read from standard input, so objects rebuilt \
+                 since the log was written cannot be told apart (give the log's path)"
+            );
+        }
     }
     let warnings = warnings.iter().map(JsonWarning::from).collect();
     Ok((analysis, warnings, warnings_total))

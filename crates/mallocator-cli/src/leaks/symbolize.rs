@@ -22,10 +22,15 @@ use super::v2::modules::Module;
 use hashbrown::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
-/// Debug info of the objects seen so far (`None`: could not be read).
-#[derive(Default)]
+/// Debug info of the objects of a text log seen so far (`None`: not
+/// used), where to find them, and what to say about the ones not used.
 struct Symbolizer {
     objects: HashMap<String, Option<addr2line::Loader>>,
+    files: ObjectFiles,
+    /// When the log was written (its file's modification time): an object
+    /// changed since may be another build, whose names would be wrong.
+    log_time: Option<std::time::SystemTime>,
+    warnings: Vec<String>,
 }
 
 /// `(object, offset)` of a frame `object(+0xoffset)[0xip]`.
@@ -76,10 +81,11 @@ impl Symbolizer {
         let Some((object, offset)) = object_offset(frame) else {
             return vec![frame.to_owned()];
         };
-        let loader = self.objects.entry_ref(object).or_insert_with(|| {
-            is_regular(Path::new(object)).then(|| addr2line::Loader::new(object).ok())?
-        });
-        let Some(loader) = loader else {
+        if !self.objects.contains_key(object) {
+            let loader = self.open(object);
+            self.objects.insert(object.to_owned(), loader);
+        }
+        let Some(Some(loader)) = self.objects.get(object) else {
             return vec![frame.to_owned()];
         };
         // A return address points after the call: look up the call.
@@ -88,6 +94,41 @@ impl Symbolizer {
             return vec![frame.to_owned()];
         }
         out
+    }
+
+    /// The debug info of `object`, or a warning saying why its frames
+    /// stay raw: not found, not readable, or changed after the log was
+    /// written (a rebuilt program: its names would be wrong).
+    fn open(&mut self, object: &str) -> Option<addr2line::Loader> {
+        let file = match locate(Path::new(object), &self.files) {
+            Ok(file) => file,
+            Err(why) => {
+                self.warnings
+                    .push(format!("{object}: {why}; its frames stay raw"));
+                return None;
+            }
+        };
+        let changed = std::fs::metadata(&file).and_then(|m| m.modified()).ok();
+        if let (Some(changed), Some(log)) = (changed, self.log_time) {
+            if changed > log {
+                self.warnings.push(format!(
+                    "{}: changed after the log was written (rebuilt?); its frames stay raw \
+                     (--binary names the build the log came from)",
+                    file.display()
+                ));
+                return None;
+            }
+        }
+        match addr2line::Loader::new(&file) {
+            Ok(loader) => Some(loader),
+            Err(e) => {
+                self.warnings.push(format!(
+                    "{}: cannot read its debug info ({e}); its frames stay raw",
+                    file.display()
+                ));
+                None
+            }
+        }
     }
 }
 
@@ -109,9 +150,20 @@ pub fn shown_stacks(a: &Analysis) -> Vec<StackId> {
     ids
 }
 
-/// Rewrites the stacks the report shows, frame by frame.
-pub fn symbolize(a: &mut Analysis) {
-    let mut symbolizer = Symbolizer::default();
+/// Rewrites the stacks the report shows, frame by frame, finding the
+/// objects as `files` says, and not using one changed after `log_time`;
+/// returns a warning for each object whose frames stay raw.
+pub fn symbolize(
+    a: &mut Analysis,
+    files: ObjectFiles,
+    log_time: Option<std::time::SystemTime>,
+) -> Vec<String> {
+    let mut symbolizer = Symbolizer {
+        objects: HashMap::new(),
+        files,
+        log_time,
+        warnings: Vec::new(),
+    };
     for id in shown_stacks(a) {
         let text = String::from_utf8_lossy(a.stacks.text(id)).into_owned();
         if text.is_empty() {
@@ -123,6 +175,51 @@ pub fn symbolize(a: &mut Analysis) {
             .collect();
         a.stacks.rewrite(id, lines.join("\n").into_bytes());
     }
+    symbolizer.warnings
+}
+
+/// Where the object file recorded as `recorded` is: the `--binary` of
+/// the same file name, else the recorded path (relative: to the log's
+/// working directory), else the first `--search-path` folder holding a
+/// file of that name; or why it is nowhere.
+fn locate(recorded: &Path, files: &ObjectFiles) -> Result<PathBuf, String> {
+    let name = recorded.file_name();
+    if let Some(b) = files.binaries.iter().find(|b| b.file_name() == name) {
+        return if is_regular(b) {
+            Ok(b.clone())
+        } else {
+            Err(format!("--binary {} is not a readable file", b.display()))
+        };
+    }
+    let full = match &files.cwd {
+        Some(cwd) if recorded.is_relative() => cwd.join(recorded),
+        _ => recorded.to_owned(),
+    };
+    if is_regular(&full) {
+        return Ok(full);
+    }
+    if let Some(name) = name {
+        for dir in &files.search_path {
+            let candidate = dir.join(name);
+            if is_regular(&candidate) {
+                return Ok(candidate);
+            }
+        }
+    }
+    let looked = if files.search_path.is_empty() {
+        String::new()
+    } else {
+        let dirs: Vec<String> = files
+            .search_path
+            .iter()
+            .map(|d| d.display().to_string())
+            .collect();
+        format!(", nor in {}", dirs.join(", "))
+    };
+    Err(format!(
+        "not found at {}{looked} (point to it with --binary or --search-path)",
+        full.display()
+    ))
 }
 
 /// Where the object files of a v2 log's modules are looked for.
@@ -232,50 +329,9 @@ impl<'m> ModuleSymbolizer<'m> {
         l
     }
 
-    /// Where the object file of `m` is: the `--binary` of the same file
-    /// name, else the recorded path (relative: to the log's working
-    /// directory), else the first `--search-path` folder holding a file of
-    /// that name.
+    /// Where the object file of `m` is (see [`locate`]).
     fn locate(&self, m: &Module) -> Result<PathBuf, String> {
-        let recorded = recorded_path(&m.path);
-        let name = recorded.file_name();
-        if let Some(b) = self.files.binaries.iter().find(|b| b.file_name() == name) {
-            return if is_regular(b) {
-                Ok(b.clone())
-            } else {
-                Err(format!("--binary {} is not a readable file", b.display()))
-            };
-        }
-        let full = match &self.files.cwd {
-            Some(cwd) if recorded.is_relative() => cwd.join(&recorded),
-            _ => recorded.clone(),
-        };
-        if is_regular(&full) {
-            return Ok(full);
-        }
-        if let Some(name) = name {
-            for dir in &self.files.search_path {
-                let candidate = dir.join(name);
-                if is_regular(&candidate) {
-                    return Ok(candidate);
-                }
-            }
-        }
-        let looked = if self.files.search_path.is_empty() {
-            String::new()
-        } else {
-            let dirs: Vec<String> = self
-                .files
-                .search_path
-                .iter()
-                .map(|d| d.display().to_string())
-                .collect();
-            format!(", nor in {}", dirs.join(", "))
-        };
-        Err(format!(
-            "not found at {}{looked} (point to it with --binary or --search-path)",
-            full.display()
-        ))
+        locate(&recorded_path(&m.path), &self.files)
     }
 
     fn open(&mut self, module: u32) -> Option<usize> {

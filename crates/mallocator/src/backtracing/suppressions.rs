@@ -83,6 +83,8 @@ leak:std::io::stdio::stdin
 leak:std::thread::current::init_current
 # Each thread's list of thread-local destructors.
 leak:std::sys::thread_local::destructors::
+# The debug-info cache of a panic's backtrace (RUST_BACKTRACE=1).
+leak:std::backtrace_rs::symbolize::
 ";
 
 impl Suppressions {
@@ -271,6 +273,7 @@ mod tests {
             "std::io::stdio::stdout::{{closure}}",
             "std::thread::current::init_current",
             "std::sys::thread_local::destructors::list::register",
+            "std::backtrace_rs::symbolize::gimli::Cache::with_global",
         ] {
             assert!(s.matches_text(f), "{f}");
         }
