@@ -24,6 +24,7 @@ use std::path::{Path, PathBuf};
 
 /// Debug info of the objects of a text log seen so far (`None`: not
 /// used), where to find them, and what to say about the ones not used.
+#[derive(Default)]
 struct Symbolizer {
     objects: HashMap<String, Option<addr2line::Loader>>,
     files: ObjectFiles,
