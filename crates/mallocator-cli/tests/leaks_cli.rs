@@ -182,8 +182,31 @@ fn flamegraph_svg_of_leaked_bytes() {
         assert!(text.contains(func), "{func} missing from the flamegraph");
     }
     assert!(text.contains("200 bytes"), "the frame titles carry bytes");
-    // The text report is still printed.
-    assert!(stdout(&o).starts_with("Leaks: 384 bytes"));
+    assert!(
+        text.contains("all leaked bytes (384 bytes, 100.00%)"),
+        "the root is labelled"
+    );
+    // The SVG is the output: no report on stdout, one line on stderr.
+    assert!(o.stdout.is_empty(), "{}", stdout(&o));
+    let note = stderr(&o);
+    assert_eq!(note.lines().count(), 1, "{note}");
+    assert!(
+        note.contains("flame graph of 384 leaked bytes in 5 blocks written to")
+            && note.contains(svg.to_str().unwrap()),
+        "{note}"
+    );
+    // A report asked for is printed beside it, and the note is not.
+    for (flag, start) in [
+        (&["--format", "text"][..], "Leaks: 384 bytes"),
+        (&["--json"][..], "{"),
+    ] {
+        let mut args = flag.to_vec();
+        args.extend(["--flamegraph", svg.to_str().unwrap(), f.to_str().unwrap()]);
+        let o = leaks(&args);
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        assert!(stdout(&o).starts_with(start), "{flag:?}: {}", stdout(&o));
+        assert!(!stderr(&o).contains("flame graph of"), "{}", stderr(&o));
+    }
     // An unwritable path is an error, not a panic.
     let bad = dir.path().join("no/such/dir/x.svg");
     let o = leaks(&["--flamegraph", bad.to_str().unwrap(), f.to_str().unwrap()]);
@@ -344,6 +367,20 @@ fn a_closed_output_pipe_is_not_an_error() {
     let out = child.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert!(out.stderr.is_empty(), "{}", stderr(&out));
+}
+
+#[test]
+fn help_says_what_flamegraph_and_json_write() {
+    let help = stdout(&run(&["leaks", "--help"], None));
+    for words in [
+        "docs/report-schema.md",
+        "\"all leaked bytes\"",
+        "standard output stays empty",
+        "symbolized for it as with --symbolize",
+        "none with --flamegraph",
+    ] {
+        assert!(help.contains(words), "{words}: {help}");
+    }
 }
 
 #[test]

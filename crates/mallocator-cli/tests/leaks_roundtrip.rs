@@ -236,6 +236,28 @@ fn round_trip(format: LogFormat) {
         text.contains("    leaks_roundtrip::leak_big at ") && text.contains("leaks_roundtrip.rs:"),
         "{text}"
     );
+
+    // --flamegraph alone symbolizes a text log for its labels, writes
+    // nothing on stdout and says where the SVG went.
+    let svg = dir.path().join("leaks.svg");
+    let out = Command::new(env!("CARGO_BIN_EXE_mallocator"))
+        .args(["leaks", "--flamegraph"])
+        .args([&svg, &path])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    assert!(out.stdout.is_empty());
+    let note = String::from_utf8(out.stderr).unwrap();
+    assert!(note.contains(svg.to_str().unwrap()), "{note}");
+    let drawn = std::fs::read_to_string(&svg).unwrap();
+    assert!(
+        drawn.contains("leaks_roundtrip::leak_big (4,000 bytes, "),
+        "leak_big is not named in the flame graph"
+    );
+    assert!(
+        drawn.contains("all leaked bytes ("),
+        "the root is not named"
+    );
 }
 
 /// The text log's frames carry their addresses: the same groups, stack

@@ -186,6 +186,7 @@ fn json_c_layout_top_and_exit_codes() {
     let svg = dir.path().join("leaks.svg");
     let o = run(&["leaks", "--flamegraph", svg.to_str().unwrap(), p], None);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(o.stdout.is_empty(), "{}", stdout(&o));
     let text = std::fs::read_to_string(&svg).unwrap();
     assert!(text.contains("[0x1111] (100 bytes, "), "{text}");
 }

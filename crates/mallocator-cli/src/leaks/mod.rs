@@ -66,10 +66,15 @@ MALLOCATOR_LOG_FORMAT=fd): unrelated program output mixed into the log is skippe
 --json writes the report schema of docs/report-schema.md (\"schema\": 1, \"source\": \"log\"), \
 the same as the in-process tracker's JSON exit report: frames are objects (ip, function, file, line, \
 object, offset, or the frame's text when it cannot be broken down).\n\n\
+--flamegraph OUT.svg draws the leaked bytes by allocation stack: the root, \"all leaked bytes\", \
+spans them all, and each frame above it is as wide as the bytes leaked through it. The SVG is then \
+the output: standard output stays empty and one line on stderr says where the SVG went, unless \
+--format or --json asks for a report too. Text logs are symbolized for it as with --symbolize \
+(frames whose object cannot be read keep their glibc name).\n\n\
 Memory follows the live blocks and the distinct stacks, not the log size: to tell a double free \
 from an unknown free only the last 65536 freed addresses are remembered, so a double free whose \
 first free is further back than that is reported as a free of an unknown (invalid) pointer.\n\n\
-Exit codes: 0 report written; 1 leaks found with --fail-on-leaks; 2 the log is malformed \
+Exit codes: 0 report (or flame graph) written; 1 leaks found with --fail-on-leaks; 2 the log is malformed \
 (message with the line number, or the byte offset in a binary log), has no records at all \
 (unless --allow-empty), or a file could not be read or written."
 )]
@@ -80,13 +85,14 @@ pub struct LeaksArgs {
     /// Print the report as one JSON object (same as --format json).
     #[arg(long)]
     pub json: bool,
-    /// Report layout.
-    #[arg(long, value_enum, default_value_t = Format::Text, conflicts_with = "json")]
-    pub format: Format,
+    /// Report layout [default: text; none with --flamegraph].
+    #[arg(long, value_enum, conflicts_with = "json")]
+    pub format: Option<Format>,
     /// Show only the N largest leak groups (and N sites of each error kind); 0 shows all.
     #[arg(long, value_name = "N", default_value_t = 0)]
     pub top: usize,
-    /// Also write a flamegraph (SVG) of leaked bytes by allocation stack to this file.
+    /// Write a flamegraph (SVG) of leaked bytes by allocation stack to this file, instead of the
+    /// report unless --format or --json asks for it too; symbolizes text logs (see --symbolize).
     #[arg(long, value_name = "OUT.svg")]
     pub flamegraph: Option<PathBuf>,
     /// Do not stop at malformed log lines or records: warn on stderr (with line numbers, or byte
@@ -101,7 +107,7 @@ pub struct LeaksArgs {
     #[arg(long)]
     pub allow_empty: bool,
     /// Text logs: resolve `object(+0xoffset)` frames to function, file and line from the object's
-    /// debug info (binary v2 logs are always symbolized).
+    /// debug info (on with --flamegraph; binary v2 logs are always symbolized).
     #[arg(long)]
     pub symbolize: bool,
     /// Binary logs: read this object file for the module of the same file name, instead of the
@@ -384,9 +390,18 @@ fn check_reports(a: &Analysis, frames: &StackFrames, warnings: &[JsonWarning], t
     assert!(svg.contains("<svg") && svg.trim_end().ends_with("</svg>"));
 }
 
-fn write_report(args: &LeaksArgs, outcome: &Outcome) -> io::Result<()> {
+/// The report layout asked for: `--json`, `--format`, else text, or none
+/// when the flame graph is the output (`--flamegraph` alone).
+fn report_format(args: &LeaksArgs) -> Option<Format> {
+    match (args.json, args.format) {
+        (true, _) => Some(Format::Json),
+        (false, Some(format)) => Some(format),
+        (false, None) => args.flamegraph.is_none().then_some(Format::Text),
+    }
+}
+
+fn write_report(args: &LeaksArgs, format: Format, outcome: &Outcome) -> io::Result<()> {
     let (a, frames, warnings, warnings_total) = outcome;
-    let format = if args.json { Format::Json } else { args.format };
     let top = (args.top > 0).then_some(args.top);
     let stdout = io::stdout();
     let mut out = BufWriter::new(stdout.lock());
@@ -406,7 +421,8 @@ fn write_report(args: &LeaksArgs, outcome: &Outcome) -> io::Result<()> {
 /// their total.
 type Outcome = (Analysis, StackFrames, Vec<JsonWarning>, u64);
 
-/// Reads, checks and analyzes a text log (symbolized with `--symbolize`).
+/// Reads, checks and analyzes a text log (symbolized with `--symbolize`
+/// or `--flamegraph`).
 fn read_text(
     args: &LeaksArgs,
     name: &str,
@@ -432,7 +448,9 @@ fn read_text(
             analysis.input.lines
         )));
     }
-    let frames = if args.symbolize {
+    // A flame graph of glibc frames shows one `libc.so.6+0x271ca` box
+    // beside another: it is only readable with function names.
+    let frames = if args.symbolize || args.flamegraph.is_some() {
         symbolize::symbolize(&mut analysis)
     } else {
         StackFrames::default()
@@ -515,6 +533,7 @@ pub fn run(args: &LeaksArgs) -> Result<ExitCode, crate::Error> {
             warnings_total - PRINTED_WARNINGS as u64
         );
     }
+    let format = report_format(args);
     if let Some(path) = &args.flamegraph {
         let svg = || -> io::Result<()> {
             let mut out = BufWriter::new(File::create(path)?);
@@ -522,8 +541,20 @@ pub fn run(args: &LeaksArgs) -> Result<ExitCode, crate::Error> {
             out.flush()
         };
         svg().map_err(|e| crate::Error::write(path.display().to_string(), e))?;
+        if format.is_none() {
+            eprintln!(
+                "mallocator leaks: flame graph of {} leaked bytes in {} blocks written to {} \
+                 (add --format text or --json for a report on stdout)",
+                analysis.leaked_bytes,
+                analysis.leaked_blocks,
+                path.display()
+            );
+        }
     }
-    write_report(args, &outcome).map_err(|e| crate::Error::write("standard output", e))?;
+    if let Some(format) = format {
+        write_report(args, format, &outcome)
+            .map_err(|e| crate::Error::write("standard output", e))?;
+    }
     Ok(if args.fail_on_leaks && analysis.leaked_blocks > 0 {
         ExitCode::from(1)
     } else {

@@ -589,7 +589,11 @@ pub fn demangle(sym: &str) -> String {
 /// counts in a `u64` and would overflow on larger totals.
 const MAX_FOLDED_TOTAL: u64 = 1 << 62;
 
-/// The folded stacks (`outer;...;inner count`)
+/// The frame at the root of every folded stack: it names what the whole
+/// width of the flame graph stands for (inferno's own root is unlabelled).
+pub const ROOT_FRAME: &str = "all leaked bytes";
+
+/// The folded stacks (`root;outer;...;inner count`, under [`ROOT_FRAME`])
 /// of the leak groups with bytes (a group of zero-size blocks has no
 /// width to draw), each frame named by [`Frame::label`], and the factor
 /// from counts back to bytes: 1 unless the leaked bytes add up to more
@@ -611,6 +615,7 @@ pub fn folded(a: &Analysis, frames: &StackFrames) -> (Vec<String>, u64) {
             } else {
                 stack.iter().map(Frame::label).collect()
             };
+            labels.push(ROOT_FRAME.to_owned());
             labels.reverse();
             format!("{} {}", labels.join(";"), (g.bytes / scale).max(1))
         })
@@ -853,10 +858,10 @@ mod tests {
         assert_eq!(
             read,
             vec![
-                (vec![UNKNOWN_FRAME, UNKNOWN_FRAME], 100),
-                (vec!["retry\u{a0}3", "f<[u8, 4]>"], 30),
-                (vec![UNKNOWN_FRAME, "small"], 10),
-                (vec!["#\u{a0}not a comment"], 5),
+                (vec![ROOT_FRAME, UNKNOWN_FRAME, UNKNOWN_FRAME], 100),
+                (vec![ROOT_FRAME, "retry\u{a0}3", "f<[u8, 4]>"], 30),
+                (vec![ROOT_FRAME, UNKNOWN_FRAME, "small"], 10),
+                (vec![ROOT_FRAME, "#\u{a0}not a comment"], 5),
             ]
         );
         let mut out = Vec::new();
@@ -905,13 +910,24 @@ mod tests {
         let a = analysis(LOG);
         assert_eq!(
             folded(&a, &StackFrames::default()),
-            (vec!["main;big 100".to_owned(), "small 40".to_owned()], 1)
+            (
+                vec![
+                    "all leaked bytes;main;big 100".to_owned(),
+                    "all leaked bytes;small 40".to_owned()
+                ],
+                1
+            )
         );
         let mut out = Vec::new();
         flamegraph(&mut out, &a, &StackFrames::default()).unwrap();
         let svg = String::from_utf8(out).unwrap();
         assert!(svg.contains("<svg"), "{svg}");
         assert!(svg.contains("big") && svg.contains("small"));
+        // The root names what the width stands for.
+        assert!(
+            svg.contains("all leaked bytes (140 bytes, 100.00%)"),
+            "{svg}"
+        );
         let empty = analysis("");
         let mut out = Vec::new();
         flamegraph(&mut out, &empty, &StackFrames::default()).unwrap();
