@@ -102,57 +102,56 @@ fn json_report_schema_and_values() {
         .map(|g| (g["bytes"].as_u64().unwrap(), g["count"].as_u64().unwrap()))
         .collect();
     assert_eq!(sizes, vec![(200, 1), (128, 2), (48, 1), (8, 1)]);
+    // The program's frames only: the malloc wrapper above and the C
+    // library's start below are cut off.
     assert_eq!(groups[0]["frames"].as_array().unwrap().len(), 2);
+    // glibc frame lines broken down: address, object, function.
+    let frame = |ip: u64, function: &str| serde_json::json!({"ip": ip, "function": function, "object": "./leaky"});
+    assert_eq!(groups[0]["frames"][0], frame(0x55a4c1f0951a, "load_config"));
+    // --full-stacks: all five.
+    let full = json(&leaks(&["--json", "--full-stacks", f.to_str().unwrap()]));
+    let full_frames = full["groups"][0]["frames"].as_array().unwrap();
+    assert_eq!(full_frames.len(), 5);
     assert_eq!(
-        groups[0]["frames"][0],
-        "./leaky(load_config+0x3a)[0x55a4c1f0951a]"
+        full_frames[3],
+        serde_json::json!({"ip": 0x7f3b1e8271cau64, "object": "/lib/x86_64-linux-gnu/libc.so.6",
+            "offset": 0x271ca})
     );
-    // --full-stacks: the malloc wrapper and the C library's start too.
-    let o = leaks(&["--json", "--full-stacks", f.to_str().unwrap()]);
-    let full = json(&o);
-    assert_eq!(full["groups"][0]["frames"].as_array().unwrap().len(), 5);
-    let counts = &v["error_counts"];
-    for k in [
-        "double_frees",
-        "unknown_frees",
-        "null_results",
-        "null_frees",
-        "live_address_reuses",
-    ] {
-        assert_eq!(counts[k], 1, "{k}");
-    }
-    let df = &v["errors"]["double_frees"][0];
+    assert_eq!(
+        v["error_counts"],
+        serde_json::json!({"double_free": 1, "invalid_free": 1, "null_result": 1,
+            "free_null": 1, "live_address_reused": 1})
+    );
+    let errors = v["errors"].as_array().unwrap();
+    let error = |kind: &str| {
+        errors
+            .iter()
+            .find(|e| e["kind"] == kind)
+            .unwrap_or_else(|| panic!("no {kind} in {errors:#?}"))
+    };
+    let df = error("double_free");
     assert_eq!(df["first_line"], 52);
     assert_eq!(df["bytes"], 32);
     // Error stacks are cut like leak stacks: the wrapper's frame is gone.
-    assert_eq!(
-        df["alloc_frames"][0],
-        "./leaky(make_name+0x19)[0x55a4c1f09609]"
-    );
-    assert_eq!(
-        df["first_free_frames"][1],
-        "./leaky(main+0x8c)[0x55a4c1f095dc]"
-    );
-    assert_eq!(
-        df["second_free_frames"][1],
-        "./leaky(main+0x98)[0x55a4c1f095e8]"
-    );
-    assert_eq!(v["errors"]["unknown_frees"][0]["first_line"], 59);
-    assert_eq!(
-        v["errors"]["null_results"][0]["requested_bytes"],
-        1099511627776u64
-    );
-    assert_eq!(v["errors"]["live_address_reuses"][0]["dropped_bytes"], 16);
-    assert_eq!(v["input"]["lines"], 91);
-    assert_eq!(v["log_format"], "text");
-    assert_eq!(v["input"]["allocs"], 9);
-    assert_eq!(v["input"]["frees"], 5);
-    assert_eq!(v["warnings_total"], 0);
+    assert_eq!(df["alloc_frames"][0], frame(0x55a4c1f09609, "make_name"));
+    assert_eq!(df["first_free_frames"][1], frame(0x55a4c1f095dc, "main"));
+    // The error's own stack: where the block was freed again.
+    assert_eq!(df["frames"][1], frame(0x55a4c1f095e8, "main"));
+    assert_eq!(error("invalid_free")["first_line"], 59);
+    assert_eq!(error("null_result")["bytes"], 1099511627776u64);
+    assert_eq!(error("live_address_reused")["bytes"], 16);
+    assert!(error("free_null").get("bytes").is_none());
+    let log = &v["log"];
+    assert_eq!(log["input"]["lines"], 91);
+    assert_eq!(log["format"], "text");
+    assert_eq!(log["input"]["allocs"], 9);
+    assert_eq!(log["input"]["frees"], 5);
+    assert_eq!(log["warnings_total"], 0);
     // --top limits the listed groups, not the totals.
     let o = leaks(&["--json", "--top", "1", f.to_str().unwrap()]);
     let v = json(&o);
     assert_eq!(v["groups"].as_array().unwrap().len(), 1);
-    assert_eq!(v["groups_total"], 4);
+    assert_eq!(v["log"]["groups_total"], 4);
     assert_eq!(v["leaked_bytes"], 384);
 }
 
@@ -196,8 +195,35 @@ fn flamegraph_svg_of_leaked_bytes() {
         "the runtime is cut off by default"
     );
     assert!(text.contains("200 bytes"), "the frame titles carry bytes");
-    // The text report is still printed.
-    assert!(stdout(&o).starts_with("Leaks: 384 bytes"));
+    assert!(
+        text.contains("all leaked bytes (384 bytes, 100.00%)"),
+        "the root is labelled"
+    );
+    // The SVG is the output: no report on stdout, one line on stderr
+    // (besides the warnings that the log's objects are not here to
+    // symbolize its frames).
+    assert!(o.stdout.is_empty(), "{}", stdout(&o));
+    let note = stderr(&o);
+    let lines: Vec<&str> = note.lines().filter(|l| !l.contains("warning:")).collect();
+    assert_eq!(lines.len(), 1, "{note}");
+    assert!(note.contains("./leaky: not found at"), "{note}");
+    assert!(
+        note.contains("flame graph of 384 leaked bytes in 5 blocks written to")
+            && note.contains(svg.to_str().unwrap()),
+        "{note}"
+    );
+    // A report asked for is printed beside it, and the note is not.
+    for (flag, start) in [
+        (&["--format", "text"][..], "Leaks: 384 bytes"),
+        (&["--json"][..], "{"),
+    ] {
+        let mut args = flag.to_vec();
+        args.extend(["--flamegraph", svg.to_str().unwrap(), f.to_str().unwrap()]);
+        let o = leaks(&args);
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        assert!(stdout(&o).starts_with(start), "{flag:?}: {}", stdout(&o));
+        assert!(!stderr(&o).contains("flame graph of"), "{}", stderr(&o));
+    }
     // An unwritable path is an error, not a panic.
     let bad = dir.path().join("no/such/dir/x.svg");
     let o = leaks(&["--flamegraph", bad.to_str().unwrap(), f.to_str().unwrap()]);
@@ -293,8 +319,8 @@ fn bad_input_exit_2_or_lenient_warning() {
         let err = stderr(&o);
         assert!(err.contains("warning: <stdin>: line "), "{err}");
         let v = json(&o);
-        assert_eq!(v["warnings_total"], 1, "{message}");
-        assert!(v["warnings"][0]["message"]
+        assert_eq!(v["log"]["warnings_total"], 1, "{message}");
+        assert!(v["log"]["warnings"][0]["message"]
             .as_str()
             .unwrap()
             .starts_with("line "));
@@ -309,9 +335,9 @@ fn lenient_report_keeps_what_can_be_read() {
     let o = run(&["leaks", "--lenient", "--json"], Some(log));
     let v = json(&o);
     assert_eq!(v["leaked_bytes"], 17);
-    assert_eq!(v["warnings_total"], 2);
-    assert_eq!(v["warnings"][0]["line"], 4);
-    assert_eq!(v["warnings"][1]["line"], 5);
+    assert_eq!(v["log"]["warnings_total"], 2);
+    assert_eq!(v["log"]["warnings"][0]["line"], 4);
+    assert_eq!(v["log"]["warnings"][1]["line"], 5);
     let o = run(&["leaks", "--lenient"], Some(log));
     assert!(
         stdout(&o).contains("The log had 2 problems"),
@@ -358,6 +384,20 @@ fn a_closed_output_pipe_is_not_an_error() {
     let out = child.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert!(out.stderr.is_empty(), "{}", stderr(&out));
+}
+
+#[test]
+fn help_says_what_flamegraph_and_json_write() {
+    let help = stdout(&run(&["leaks", "--help"], None));
+    for words in [
+        "docs/report-schema.md",
+        "\"all leaked bytes\"",
+        "standard output stays empty",
+        "symbolized for it as with --symbolize",
+        "none with --flamegraph",
+    ] {
+        assert!(help.contains(words), "{words}: {help}");
+    }
 }
 
 #[test]

@@ -9,10 +9,22 @@ use mallocator::Valloc;
 use std::collections::BTreeMap;
 use std::process::Command;
 
-/// The instruction pointer at the end of a glibc-style frame line (`...[0x55d...]`).
-fn ip_of(frame: &str) -> usize {
-    let open = frame.rfind("[0x").expect("frame ends in [0x...]");
-    usize::from_str_radix(&frame[open + 3..frame.len() - 1], 16).unwrap()
+/// The instruction pointer of a frame object of the JSON report.
+fn ip_of(frame: &serde_json::Value) -> usize {
+    let ip = frame["ip"].as_u64();
+    ip.unwrap_or_else(|| panic!("a frame without its address: {frame}")) as usize
+}
+
+/// Whether some frame of `frames` is the function `func` of this test,
+/// with this file as its source.
+fn names_here(frames: &serde_json::Value, func: &str) -> bool {
+    frames.as_array().unwrap().iter().any(|f| {
+        f["function"] == format!("leaks_roundtrip::{func}")
+            && f["file"]
+                .as_str()
+                .is_some_and(|file| file.ends_with("leaks_roundtrip.rs"))
+            && f["line"].is_u64()
+    })
 }
 
 /// Groups as {ip stack -> (bytes, count)}.
@@ -141,15 +153,27 @@ fn round_trip(format: LogFormat) {
     let kinds = |k: ErrorKind| report.errors.iter().filter(|e| e.kind == k).count();
     assert_eq!(kinds(ErrorKind::DoubleFree), 1);
     assert_eq!(kinds(ErrorKind::InvalidFree), 1);
-    assert_eq!(cli["error_counts"]["double_frees"], 1);
-    assert_eq!(cli["error_counts"]["unknown_frees"], 1);
-    assert_eq!(cli["error_counts"]["null_results"], 1);
-    assert_eq!(
-        cli["errors"]["null_results"][0]["requested_bytes"],
-        1u64 << 60
-    );
-    let df = &cli["errors"]["double_frees"][0];
+    // The same kinds, by the same names, in both reports.
+    let tracker_json: serde_json::Value = serde_json::from_str(&report.to_json()).unwrap();
+    for kind in ["double_free", "invalid_free"] {
+        assert_eq!(cli["error_counts"][kind], 1, "{kind}");
+        assert_eq!(tracker_json["error_counts"][kind], 1, "{kind}");
+    }
+    assert_eq!(cli["error_counts"]["null_result"], 1);
+    let error = |kind: &str| {
+        let errors = cli["errors"].as_array().unwrap();
+        errors.iter().find(|e| e["kind"] == kind).unwrap().clone()
+    };
+    assert_eq!(error("null_result")["bytes"], 1u64 << 60);
+    let df = error("double_free");
     assert_eq!(df["bytes"], 48);
+    let tracker_df_json = tracker_json["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["kind"] == "double_free")
+        .unwrap();
+    assert_eq!(tracker_df_json["bytes"], 48);
     let tracker_df = report
         .errors
         .iter()
@@ -157,18 +181,16 @@ fn round_trip(format: LogFormat) {
         .unwrap();
     if format == LogFormat::Compact {
         // Symbolized: the second free happened in this function.
-        let second = df["second_free_frames"].to_string();
-        assert!(second.contains("round_trip"), "{second}");
+        assert!(names_here(&df["frames"], "round_trip"), "{df}");
+        assert!(
+            names_here(&tracker_df_json["frames"], "round_trip"),
+            "{tracker_df_json}"
+        );
         return;
     }
     let mut second: Vec<usize> = tracker_df.frames.iter().map(|f| f.ip).collect();
     second.dedup();
-    let cli_second: Vec<usize> = df["second_free_frames"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|f| ip_of(f.as_str().unwrap()))
-        .collect();
+    let cli_second: Vec<usize> = df["frames"].as_array().unwrap().iter().map(ip_of).collect();
     assert!(
         cli_second.ends_with(&second),
         "{cli_second:x?} vs {second:x?}"
@@ -177,35 +199,70 @@ fn round_trip(format: LogFormat) {
     // --symbolize reads this test binary's debug info: the leak sites get
     // their function, file and line; sizes and counts do not change.
     let out = Command::new(env!("CARGO_BIN_EXE_mallocator"))
-        .args(["leaks", "--json", "--symbolize"])
+        .args(["leaks", "--json", "--symbolize", "--full-stacks"])
         .arg(&path)
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(0));
     let named: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(named["leaked_bytes"], cli["leaked_bytes"]);
-    let frames_of = |bytes: u64| -> Vec<String> {
+    let frames_of = |bytes: u64| -> serde_json::Value {
         let g = named["groups"]
             .as_array()
             .unwrap()
             .iter()
             .find(|g| g["bytes"] == bytes)
             .unwrap();
-        g["frames"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|f| f.as_str().unwrap().to_owned())
-            .collect()
+        g["frames"].clone()
     };
     let big = frames_of(4000);
-    let here = |f: &String, func: &str| {
-        f.starts_with(&format!("leaks_roundtrip::{func} at ")) && f.contains("leaks_roundtrip.rs:")
-    };
-    assert!(big.iter().any(|f| here(f, "leak_big")), "{big:#?}");
+    assert!(names_here(&big, "leak_big"), "{big:#}");
     // leak_small: 24, 25, 26, 24, 25, 26, 24 bytes.
     let small = frames_of(174);
-    assert!(small.iter().any(|f| here(f, "leak_small")), "{small:#?}");
+    assert!(names_here(&small, "leak_small"), "{small:#}");
+    // A resolved frame keeps the address the log gave it: the same
+    // stacks, address for address, as the unsymbolized report.
+    let ips = |frames: &serde_json::Value| {
+        let mut ips: Vec<usize> = frames.as_array().unwrap().iter().map(ip_of).collect();
+        ips.dedup();
+        ips
+    };
+    let raw_big = cli["groups"][0]["frames"].clone();
+    assert_eq!(ips(&big), ips(&raw_big));
+
+    // The text report names the functions too (`function at file:line`).
+    let out = Command::new(env!("CARGO_BIN_EXE_mallocator"))
+        .args(["leaks", "--symbolize"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.contains("    leaks_roundtrip::leak_big at ") && text.contains("leaks_roundtrip.rs:"),
+        "{text}"
+    );
+
+    // --flamegraph alone symbolizes a text log for its labels, writes
+    // nothing on stdout and says where the SVG went.
+    let svg = dir.path().join("leaks.svg");
+    let out = Command::new(env!("CARGO_BIN_EXE_mallocator"))
+        .args(["leaks", "--flamegraph"])
+        .args([&svg, &path])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    assert!(out.stdout.is_empty());
+    let note = String::from_utf8(out.stderr).unwrap();
+    assert!(note.contains(svg.to_str().unwrap()), "{note}");
+    let drawn = std::fs::read_to_string(&svg).unwrap();
+    assert!(
+        drawn.contains("leaks_roundtrip::leak_big (4,000 bytes, "),
+        "leak_big is not named in the flame graph"
+    );
+    assert!(
+        drawn.contains("all leaked bytes ("),
+        "the root is not named"
+    );
 }
 
 /// The text log's frames carry their addresses: the same groups, stack
@@ -229,12 +286,7 @@ fn compare_raw(report: &mallocator::backtracing::LeakReport, cli: &serde_json::V
         .unwrap()
         .iter()
         .map(|g| {
-            let ips = g["frames"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|f| ip_of(f.as_str().unwrap()))
-                .collect();
+            let ips = g["frames"].as_array().unwrap().iter().map(ip_of).collect();
             (
                 ips,
                 (g["bytes"].as_u64().unwrap(), g["count"].as_u64().unwrap()),

@@ -134,14 +134,20 @@ fn json_c_layout_top_and_exit_codes() {
     let v = json(&run(&["leaks", "--json", p], None));
     assert_eq!(v["leaked_bytes"], 140);
     assert_eq!(v["leaked_blocks"], 3);
-    assert_eq!(v["groups"][0]["frames"][0], "[0x1111]");
-    assert_eq!(v["log_format"], "v2");
-    assert_eq!(v["input"]["allocs"], 5);
-    assert_eq!(v["input"]["frees"], 4);
-    assert_eq!(v["input"]["bytes"], log.bytes.len() as u64);
+    // No module map: a frame is its address alone.
+    assert_eq!(
+        v["groups"][0]["frames"][0],
+        serde_json::json!({"ip": 0x1111})
+    );
+    assert_eq!(v["source"], "log");
+    assert_eq!(v["log"]["format"], "v2");
+    assert_eq!(v["log"]["input"]["allocs"], 5);
+    assert_eq!(v["log"]["input"]["frees"], 4);
+    assert_eq!(v["log"]["input"]["bytes"], log.bytes.len() as u64);
     // The double free is the fifth event of the first chunk; its place
     // is a byte offset.
-    let df = &v["errors"]["double_frees"][0];
+    let df = &v["errors"][0];
+    assert_eq!(df["kind"], "double_free");
     assert!(df.get("first_line").is_none(), "{df}");
     let chunk = {
         let mut l = Log::new();
@@ -155,7 +161,7 @@ fn json_c_layout_top_and_exit_codes() {
         df["first_offset"],
         (first_event(chunk) + 30 * 3 + 21) as u64
     );
-    assert_eq!(df["alloc_frames"][0], "[0x1111]");
+    assert_eq!(df["alloc_frames"][0], serde_json::json!({"ip": 0x1111}));
     // The same report from standard input, piped or redirected.
     let piped = json(&run(&["leaks", "--json"], Some(&log.build())));
     assert_eq!(v, piped);
@@ -167,7 +173,7 @@ fn json_c_layout_top_and_exit_codes() {
     assert_eq!(v, json(&redirected));
     let top = json(&run(&["leaks", "--json", "--top", "1", p], None));
     assert_eq!(top["groups"].as_array().unwrap().len(), 1);
-    assert_eq!(top["groups_total"], 2);
+    assert_eq!(top["log"]["groups_total"], 2);
     let c = run(&["leaks", "--format", "c", p], None);
     assert_eq!(
         stdout(&c),
@@ -180,6 +186,7 @@ fn json_c_layout_top_and_exit_codes() {
     let svg = dir.path().join("leaks.svg");
     let o = run(&["leaks", "--flamegraph", svg.to_str().unwrap(), p], None);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(o.stdout.is_empty(), "{}", stdout(&o));
     let text = std::fs::read_to_string(&svg).unwrap();
     assert!(text.contains("[0x1111] (100 bytes, "), "{text}");
 }
@@ -201,9 +208,12 @@ fn a_later_chunk_of_earlier_events_is_merged_by_time() {
     assert_eq!(o.status.code(), Some(1));
     let v = json(&o);
     assert_eq!(v["leaked_bytes"], 64);
-    assert_eq!(v["groups"][0]["frames"][0], "[0xbbb]");
-    assert_eq!(v["error_counts"]["live_address_reuses"], 0);
-    assert_eq!(v["error_counts"]["unknown_frees"], 0);
+    assert_eq!(
+        v["groups"][0]["frames"][0],
+        serde_json::json!({"ip": 0xbbb})
+    );
+    assert_eq!(v["error_counts"]["live_address_reused"], 0);
+    assert_eq!(v["error_counts"]["invalid_free"], 0);
 }
 
 #[test]
@@ -359,8 +369,9 @@ fn damaged_logs_exit_2_with_the_offset() {
         if lenient_reads {
             assert_eq!(o.status.code(), Some(0), "{message}: {}", stderr(&o));
             let v = json(&o);
-            assert_eq!(v["warnings"][0]["offset"], offset as u64, "{message}");
-            assert!(v["warnings"][0].get("line").is_none());
+            let warning = &v["log"]["warnings"][0];
+            assert_eq!(warning["offset"], offset as u64, "{message}");
+            assert!(warning.get("line").is_none());
             assert!(stderr(&o).contains(message), "{}", stderr(&o));
         } else {
             assert_eq!(o.status.code(), Some(2), "{message}");
@@ -443,37 +454,30 @@ mod symbols {
             args.push(log.to_str().unwrap());
             let o = run_in(Some(dir.path()), &args, None);
             assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
-            let frame = json(&o)["groups"][0]["frames"][0]
-                .as_str()
-                .unwrap()
-                .to_owned();
+            let frame = json(&o)["groups"][0]["frames"][0].clone();
             (frame, stderr(&o))
         };
+        let named = |f: &serde_json::Value| f["function"] == "mallocator_v2_symbolize_target";
+        let raw = |f: &serde_json::Value| f.get("function").is_none() && f["ip"] == frame;
         let (f, err) = run_on(&[]);
-        assert!(
-            f.starts_with("mallocator_v2_symbolize_target at "),
-            "{f} {err}"
-        );
+        assert!(named(&f), "{f} {err}");
         assert!(err.is_empty(), "{err}");
         // Rebuilt after the log: not used, and said.
         set_time(&app, std::time::SystemTime::now() + hour);
         let (f, err) = run_on(&[]);
-        assert!(f.ends_with(&format!("[{frame:#x}]")), "{f}");
+        assert!(raw(&f), "{f}");
         assert!(err.contains("changed after the log was written"), "{err}");
         // Gone: said, raw; --binary names the right build.
         std::fs::remove_file(&app).unwrap();
         let (f, err) = run_on(&[]);
-        assert!(f.ends_with(&format!("[{frame:#x}]")), "{f}");
+        assert!(raw(&f), "{f}");
         assert!(err.contains("app: not found at"), "{err}");
         let kept = tempfile::tempdir().unwrap();
         let build = kept.path().join("app");
         std::fs::copy(&exe, &build).unwrap();
         set_time(&build, std::time::SystemTime::now() - hour);
         let (f, err) = run_on(&["--binary", build.to_str().unwrap()]);
-        assert!(
-            f.starts_with("mallocator_v2_symbolize_target at "),
-            "{f} {err}"
-        );
+        assert!(named(&f), "{f} {err}");
     }
 
     fn this_binary() -> (PathBuf, Vec<u8>, u64, u64) {
@@ -512,31 +516,36 @@ mod symbols {
         log.build()
     }
 
-    fn report(dir: &Path, args: &[&str], log: &[u8]) -> (Vec<String>, String) {
-        // Whole stacks: these tests look at how each frame is resolved,
-        // the unknown one at the bottom included.
+    /// The frame objects of the JSON report's first group, and stderr.
+    /// Whole stacks: these tests look at how each frame is resolved, the
+    /// unknown one at the bottom included.
+    fn report(dir: &Path, args: &[&str], log: &[u8]) -> (Vec<serde_json::Value>, String) {
         let mut all = vec!["leaks", "--json", "--full-stacks"];
         all.extend_from_slice(args);
         all.push("-");
         let o = run_in(Some(dir), &all, Some(log));
         assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
         let v = json(&o);
-        let frames = v["groups"][0]["frames"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|f| f.as_str().unwrap().to_owned())
-            .collect();
+        let frames = v["groups"][0]["frames"].as_array().unwrap().clone();
         (frames, stderr(&o))
     }
 
-    fn assert_symbolized(frames: &[String], err: &str) {
+    /// The first frame is the target function with its source location,
+    /// still with its address and module; the one outside any module is
+    /// its address alone.
+    fn assert_symbolized(frames: &[serde_json::Value], err: &str) {
+        let (_, _, bias, ip) = this_binary();
+        let f = &frames[0];
+        assert_eq!(f["function"], "mallocator_v2_symbolize_target", "{f}");
         assert!(
-            frames[0].starts_with("mallocator_v2_symbolize_target at ")
-                && frames[0].contains("leaks_v2_cli.rs:"),
-            "{frames:?}"
+            f["file"].as_str().unwrap().ends_with("leaks_v2_cli.rs"),
+            "{f}"
         );
-        assert_eq!(frames.last().unwrap(), "[0x10]");
+        assert!(f["line"].as_u64().unwrap() > 0, "{f}");
+        assert_eq!(f["ip"], ip, "{f}");
+        assert_eq!(f["offset"], ip - bias, "{f}");
+        assert!(f["object"].is_string(), "{f}");
+        assert_eq!(frames.last().unwrap(), &serde_json::json!({"ip": 0x10}));
         assert!(err.is_empty(), "{err}");
     }
 
@@ -547,6 +556,20 @@ mod symbols {
         let log = log(exe.to_str().unwrap().as_bytes(), "/", &build_id);
         let (frames, err) = report(elsewhere.path(), &[], &log);
         assert_symbolized(&frames, &err);
+        assert_eq!(frames[0]["object"], exe.to_str().unwrap());
+        // The text report shows the same frame as `function at file:line`.
+        let o = run_in(
+            Some(elsewhere.path()),
+            &["leaks", "--full-stacks", "-"],
+            Some(&log),
+        );
+        let text = stdout(&o);
+        assert!(
+            text.contains("    mallocator_v2_symbolize_target at ")
+                && text.contains("leaks_v2_cli.rs:")
+                && text.contains("    [0x10]\n"),
+            "{text}"
+        );
     }
 
     #[test]
@@ -578,7 +601,8 @@ mod symbols {
         assert_symbolized(&frames, &err);
         // Not found anywhere: one warning, frames raw.
         let (frames, err) = report(elsewhere.path(), &[], &log);
-        assert!(frames[0].starts_with(&format!("{moved}+0x")), "{frames:?}");
+        assert_eq!(frames[0]["object"], moved, "{frames:?}");
+        assert!(frames[0].get("function").is_none(), "{frames:?}");
         assert!(
             err.contains(&format!("warning: <stdin>: {moved}: not found at {moved}")),
             "{err}"
@@ -594,8 +618,11 @@ mod symbols {
         wrong[0] ^= 0xff;
         let elsewhere = tempfile::tempdir().unwrap();
         let (frames, err) = report(elsewhere.path(), &[], &log(path.as_bytes(), "/", &wrong));
-        let raw = format!("{path}+{:#x} [{frame:#x}]", frame - bias);
-        assert_eq!(frames, vec![raw.clone(), "[0x10]".to_owned()]);
+        let raw = vec![
+            serde_json::json!({"ip": frame, "object": path, "offset": frame - bias}),
+            serde_json::json!({"ip": 0x10}),
+        ];
+        assert_eq!(frames, raw);
         assert!(
             err.contains(&format!(
                 "warning: <stdin>: {path}: build-id mismatch: the log recorded"
@@ -605,7 +632,7 @@ mod symbols {
         assert!(err.contains("its frames stay raw"), "{err}");
         // No build-id in the log, one in the file: not the same build either.
         let (frames, err) = report(elsewhere.path(), &[], &log(path.as_bytes(), "/", &[]));
-        assert_eq!(frames, vec![raw, "[0x10]".to_owned()]);
+        assert_eq!(frames, raw);
         assert!(err.contains("the log recorded none"), "{err}");
     }
 }

@@ -11,6 +11,7 @@
 //! the second one an unknown free (see the `analyze` module).
 
 mod analyze;
+mod frames;
 mod input;
 mod parse;
 mod render;
@@ -19,6 +20,7 @@ mod trim;
 mod v2;
 
 use analyze::{Analysis, Analyzer};
+use frames::StackFrames;
 use mallocator::backtracing::Suppressions;
 use parse::{Error, ParseError, Parser};
 use render::JsonWarning;
@@ -37,7 +39,8 @@ const PRINTED_WARNINGS: usize = 20;
 pub enum Format {
     /// For people: largest leak first, then the errors the C script misses.
     Text,
-    /// One JSON object: leaked_bytes, leaked_blocks, groups, errors.
+    /// One JSON object in the report schema (docs/report-schema.md), the
+    /// same as the in-process tracker's JSON report.
     Json,
     /// The C leak script's layout: `<bytes> <count>` then the stack, largest last.
     C,
@@ -62,10 +65,18 @@ still running, crashed or was killed) is reported with a warning that it was cut
 - the Firedancer text format (+++ ALLOC / +++ FREE records with glibc frames, \
 MALLOCATOR_LOG_FORMAT=fd): unrelated program output mixed into the log is skipped; \
 --symbolize resolves object(+0xoffset) frames.\n\n\
+--json writes the report schema of docs/report-schema.md (\"schema\": 1, \"source\": \"log\"), \
+the same as the in-process tracker's JSON exit report: frames are objects (ip, function, file, line, \
+object, offset, or the frame's text when it cannot be broken down).\n\n\
+--flamegraph OUT.svg draws the leaked bytes by allocation stack: the root, \"all leaked bytes\", \
+spans them all, and each frame above it is as wide as the bytes leaked through it. The SVG is then \
+the output: standard output stays empty and one line on stderr says where the SVG went, unless \
+--format or --json asks for a report too. Text logs are symbolized for it as with --symbolize \
+(frames whose object cannot be read keep their glibc name).\n\n\
 Memory follows the live blocks and the distinct stacks, not the log size: to tell a double free \
 from an unknown free only the last 65536 freed addresses are remembered, so a double free whose \
 first free is further back than that is reported as a free of an unknown (invalid) pointer.\n\n\
-Exit codes: 0 report written; 1 leaks found with --fail-on-leaks; 2 the log is malformed \
+Exit codes: 0 report (or flame graph) written; 1 leaks found with --fail-on-leaks; 2 the log is malformed \
 (message with the line number, or the byte offset in a binary log), has no records at all \
 (unless --allow-empty), or a file could not be read or written."
 )]
@@ -76,13 +87,14 @@ pub struct LeaksArgs {
     /// Print the report as one JSON object (same as --format json).
     #[arg(long)]
     pub json: bool,
-    /// Report layout.
-    #[arg(long, value_enum, default_value_t = Format::Text, conflicts_with = "json")]
-    pub format: Format,
+    /// Report layout [default: text; none with --flamegraph].
+    #[arg(long, value_enum, conflicts_with = "json")]
+    pub format: Option<Format>,
     /// Show only the N largest leak groups (and N sites of each error kind); 0 shows all.
     #[arg(long, value_name = "N", default_value_t = 0)]
     pub top: usize,
-    /// Also write a flamegraph (SVG) of leaked bytes by allocation stack to this file.
+    /// Write a flamegraph (SVG) of leaked bytes by allocation stack to this file, instead of the
+    /// report unless --format or --json asks for it too; symbolizes text logs (see --symbolize).
     #[arg(long, value_name = "OUT.svg")]
     pub flamegraph: Option<PathBuf>,
     /// Do not stop at malformed log lines or records: warn on stderr (with line numbers, or byte
@@ -97,7 +109,7 @@ pub struct LeaksArgs {
     #[arg(long)]
     pub allow_empty: bool,
     /// Text logs: resolve `object(+0xoffset)` frames to function, file and line from the object's
-    /// debug info (binary v2 logs are always symbolized).
+    /// debug info (on with --flamegraph; binary v2 logs are always symbolized).
     #[arg(long)]
     pub symbolize: bool,
     /// Leave out never-freed blocks whose stack a `leak:PATTERN` line of FILE matches
@@ -208,7 +220,8 @@ fn analyze<R: Read>(
 /// * the analysis of each reading;
 /// * every report (text, JSON, the C layout, with and without a `--top`
 ///   limit) and the flamegraph (folded stacks and SVG): none fails, the
-///   JSON is valid JSON, and the flamegraph has a line for every group
+///   JSON is valid JSON in the report schema's shape (`check_json_shape`),
+///   and the flamegraph has a line for every group
 ///   with bytes.
 ///
 /// For the fuzz target (`crates/mallocator-cli/fuzz`) and the test that
@@ -249,10 +262,11 @@ pub fn check_pipeline(log: &[u8]) {
         Err(Error::Io(e)) => panic!("reading from memory failed: {e}"),
     }
     let warnings = |w: &[ParseError]| w.iter().map(JsonWarning::from).collect::<Vec<_>>();
+    let frames = StackFrames::default();
     if let Ok((a, w, total)) = &strict {
-        check_reports(a, &warnings(w), *total);
+        check_reports(a, &frames, &warnings(w), *total);
     }
-    check_reports(&lenient.0, &warnings(&lenient.1), lenient.2);
+    check_reports(&lenient.0, &frames, &warnings(&lenient.1), lenient.2);
 }
 
 /// [`check_pipeline`] on `input` as it is, and on `input` as the records
@@ -310,14 +324,54 @@ fn check_v2_pipeline(log: &[u8]) {
             warnings_total,
             ..
         } = reading;
-        v2::stack_texts(&mut analysis, &modules, None);
+        let frames = v2::stack_texts(&mut analysis, &modules, None);
         let warnings: Vec<JsonWarning> = warnings.iter().map(JsonWarning::from).collect();
-        check_reports(&analysis, &warnings, warnings_total);
+        check_reports(&analysis, &frames, &warnings, warnings_total);
+    }
+}
+
+/// Checks what a fuzzed log can break in the JSON report's shape, without
+/// the JSON Schema validator the tests use (`docs/report-schema.json`): the
+/// schema version and source, no `null` anywhere (unknown fields are left
+/// out), and every frame an object with its address or its text.
+fn check_json_shape(v: &serde_json::Value) {
+    use serde_json::Value;
+    fn no_nulls(v: &Value) {
+        match v {
+            Value::Null => panic!("the JSON report has a null"),
+            Value::Array(items) => items.iter().for_each(no_nulls),
+            Value::Object(fields) => fields.values().for_each(no_nulls),
+            _ => {}
+        }
+    }
+    fn frames(v: &Value) {
+        let frames = v.as_array().expect("frames are an array");
+        for f in frames {
+            assert!(
+                f.get("ip").is_some_and(Value::is_u64)
+                    || f.get("text").is_some_and(Value::is_string),
+                "a frame without its address or text: {f}"
+            );
+        }
+    }
+    no_nulls(v);
+    assert_eq!(v["schema"], mallocator::backtracing::LeakReport::SCHEMA);
+    assert_eq!(v["source"], "log");
+    for g in v["groups"].as_array().expect("groups are an array") {
+        frames(&g["frames"]);
+    }
+    for e in v["errors"].as_array().expect("errors are an array") {
+        frames(&e["frames"]);
+        for key in ["alloc_frames", "first_free_frames"] {
+            if let Some(f) = e.get(key) {
+                frames(f);
+            }
+        }
     }
 }
 
 /// Every report of `a` succeeds and is well formed (see [`check_pipeline`]).
-fn check_reports(a: &Analysis, warnings: &[JsonWarning], total: u64) {
+fn check_reports(a: &Analysis, frames: &StackFrames, warnings: &[JsonWarning], total: u64) {
     for top in [None, Some(1)] {
         let mut out = Vec::new();
         render::text(&mut out, a, top, total).expect("text report");
@@ -326,15 +380,16 @@ fn check_reports(a: &Analysis, warnings: &[JsonWarning], total: u64) {
             "text report is not UTF-8"
         );
         out.clear();
-        let report = render::JsonReport::new(a, top, (warnings, total));
+        let report = render::JsonReport::new(a, frames, top, (warnings, total));
         render::json(&mut out, &report).expect("JSON report");
-        if let Err(e) = serde_json::from_slice::<serde_json::Value>(&out) {
-            panic!("the JSON report does not parse: {e}");
+        match serde_json::from_slice::<serde_json::Value>(&out) {
+            Ok(v) => check_json_shape(&v),
+            Err(e) => panic!("the JSON report does not parse: {e}"),
         }
     }
     let mut out = Vec::new();
     render::c_layout(&mut out, a).expect("C layout");
-    let (lines, _) = render::folded(a);
+    let (lines, _) = render::folded(a, frames);
     let drawn = a.groups.iter().filter(|g| g.bytes > 0).count();
     assert_eq!(
         lines.len(),
@@ -342,31 +397,49 @@ fn check_reports(a: &Analysis, warnings: &[JsonWarning], total: u64) {
         "a group is missing from the folded stacks"
     );
     out.clear();
-    if let Err(e) = render::flamegraph(&mut out, a) {
+    if let Err(e) = render::flamegraph(&mut out, a, frames) {
         panic!("the flamegraph failed: {e}");
     }
     let svg = String::from_utf8(out).expect("the flamegraph is not UTF-8");
     assert!(svg.contains("<svg") && svg.trim_end().ends_with("</svg>"));
 }
 
-fn write_report(args: &LeaksArgs, a: &Analysis, warnings: (&[JsonWarning], u64)) -> io::Result<()> {
+/// The report layout asked for: `--json`, `--format`, else text, or none
+/// when the flame graph is the output (`--flamegraph` alone).
+fn report_format(args: &LeaksArgs) -> Option<Format> {
+    match (args.json, args.format) {
+        (true, _) => Some(Format::Json),
+        (false, Some(format)) => Some(format),
+        (false, None) => args.flamegraph.is_none().then_some(Format::Text),
+    }
+}
+
+fn write_report(
+    args: &LeaksArgs,
+    format: Format,
+    (a, frames, warnings, warnings_total): (&Analysis, &StackFrames, &[JsonWarning], &u64),
+) -> io::Result<()> {
     let top = (args.top > 0).then_some(args.top);
     let stdout = io::stdout();
     let mut out = BufWriter::new(stdout.lock());
-    let format = if args.json { Format::Json } else { args.format };
     match format {
-        Format::Text => render::text(&mut out, a, top, warnings.1)?,
-        Format::Json => render::json(&mut out, &render::JsonReport::new(a, top, warnings))?,
+        Format::Text => render::text(&mut out, a, top, *warnings_total)?,
+        Format::Json => {
+            let report = render::JsonReport::new(a, frames, top, (warnings, *warnings_total));
+            render::json(&mut out, &report)?
+        }
         Format::C => render::c_layout(&mut out, a)?,
     }
     out.flush()
 }
 
-/// What a log gave: the analysis (stacks as text), the lenient-mode
-/// warnings kept and their total.
-type Outcome = (Analysis, Vec<JsonWarning>, u64);
+/// What a log gave: the analysis (stacks as text), the frame objects of
+/// the stacks symbolization rewrote, the lenient-mode warnings kept and
+/// their total.
+type Outcome = (Analysis, StackFrames, Vec<JsonWarning>, u64);
 
-/// Reads, checks and analyzes a text log (symbolized with `--symbolize`).
+/// Reads, checks and analyzes a text log (symbolized with `--symbolize`
+/// or `--flamegraph`).
 fn read_text(
     args: &LeaksArgs,
     name: &str,
@@ -392,7 +465,9 @@ fn read_text(
             analysis.input.lines
         )));
     }
-    if args.symbolize {
+    // A flame graph of glibc frames shows one `libc.so.6+0x271ca` box
+    // beside another: it is only readable with function names.
+    let frames = if args.symbolize || args.flamegraph.is_some() {
         // Relative object paths are taken from here, then from the log's
         // folder (where a program usually runs); a log's time tells a
         // rebuilt object from the one it was written with.
@@ -409,7 +484,8 @@ fn read_text(
         {
             files.search_path.push(dir.to_owned());
         }
-        for w in symbolize::symbolize(&mut analysis, files, log_time) {
+        let (frames, object_warnings) = symbolize::symbolize(&mut analysis, files, log_time);
+        for w in object_warnings {
             eprintln!("mallocator leaks: warning: {name}: {w}");
         }
         if log_time.is_none() {
@@ -418,9 +494,12 @@ fn read_text(
                  since the log was written cannot be told apart (give the log's path)"
             );
         }
-    }
+        frames
+    } else {
+        StackFrames::default()
+    };
     let warnings = warnings.iter().map(JsonWarning::from).collect();
-    Ok((analysis, warnings, warnings_total))
+    Ok((analysis, frames, warnings, warnings_total))
 }
 
 /// Reads, checks, analyzes and symbolizes a v2 log; says on stderr what
@@ -464,12 +543,12 @@ fn read_v2(args: &LeaksArgs, name: &str, data: &[u8]) -> Result<Outcome, crate::
             .map(|h| symbolize::recorded_path(&h.cwd)),
     };
     let mut symbolizer = symbolize::ModuleSymbolizer::new(&modules.modules, files);
-    v2::stack_texts(&mut analysis, &modules, Some(&mut symbolizer));
+    let frames = v2::stack_texts(&mut analysis, &modules, Some(&mut symbolizer));
     for w in symbolizer.warnings() {
         eprintln!("mallocator leaks: warning: {name}: {w}");
     }
     let warnings = warnings.iter().map(JsonWarning::from).collect();
-    Ok((analysis, warnings, warnings_total))
+    Ok((analysis, frames, warnings, warnings_total))
 }
 
 /// Runs `mallocator leaks`: `Ok` with exit code 0 (report written) or 1
@@ -483,7 +562,7 @@ pub fn run(args: &LeaksArgs) -> Result<ExitCode, crate::Error> {
     let opened = input::open(args.log.as_deref())
         .map_err(|e| crate::Error::Failed(format!("{name}: {e}")))?;
     let suppressions = load_suppressions(&args.suppressions)?;
-    let (mut analysis, warnings, warnings_total) = match opened {
+    let (mut analysis, mut frames, warnings, warnings_total) = match opened {
         input::Input::Text { reader, size } => read_text(args, &name, reader, size)?,
         input::Input::V2(bytes) => read_v2(args, &name, &bytes)?,
     };
@@ -491,8 +570,9 @@ pub fn run(args: &LeaksArgs) -> Result<ExitCode, crate::Error> {
     // the report shows the program's part.
     analysis.suppress(&suppressions);
     if !args.full_stacks {
-        trim::trim(&mut analysis);
+        trim::trim(&mut analysis, &mut frames);
     }
+    let (analysis, frames, warnings) = (&analysis, &frames, &warnings);
     for w in warnings.iter().take(PRINTED_WARNINGS) {
         eprintln!("mallocator leaks: warning: {name}: {}", w.message);
     }
@@ -502,16 +582,28 @@ pub fn run(args: &LeaksArgs) -> Result<ExitCode, crate::Error> {
             warnings_total - PRINTED_WARNINGS as u64
         );
     }
+    let format = report_format(args);
     if let Some(path) = &args.flamegraph {
         let svg = || -> io::Result<()> {
             let mut out = BufWriter::new(File::create(path)?);
-            render::flamegraph(&mut out, &analysis)?;
+            render::flamegraph(&mut out, analysis, frames)?;
             out.flush()
         };
         svg().map_err(|e| crate::Error::write(path.display().to_string(), e))?;
+        if format.is_none() {
+            eprintln!(
+                "mallocator leaks: flame graph of {} leaked bytes in {} blocks written to {} \
+                 (add --format text or --json for a report on stdout)",
+                analysis.leaked_bytes,
+                analysis.leaked_blocks,
+                path.display()
+            );
+        }
     }
-    write_report(args, &analysis, (&warnings, warnings_total))
-        .map_err(|e| crate::Error::write("standard output", e))?;
+    if let Some(format) = format {
+        write_report(args, format, (analysis, frames, warnings, &warnings_total))
+            .map_err(|e| crate::Error::write("standard output", e))?;
+    }
     Ok(if args.fail_on_leaks && analysis.leaked_blocks > 0 {
         ExitCode::from(1)
     } else {

@@ -2,6 +2,7 @@
 //! script's own layout, and a flamegraph of leaked bytes.
 
 use super::analyze::{Analysis, LogFormat, StackId, Tally};
+use super::frames::{Frame, StackFrames};
 use super::parse::{InputStats, ParseError};
 use serde::Serialize;
 use std::io::{self, Write};
@@ -23,110 +24,78 @@ fn total(items: &[(impl Sized, Tally)]) -> u64 {
         .fold(0u64, |acc, (_, t)| acc.saturating_add(t.count))
 }
 
-/// A leak group in the JSON report.
+/// A leak group in the JSON report. Log groups are not classified by
+/// reachability (a log has no memory to scan), so they have no `kind`.
 #[derive(Serialize)]
 pub struct JsonGroup {
     /// Total bytes never freed.
     pub bytes: u64,
     /// Number of blocks.
     pub count: u64,
-    /// The allocation stack, innermost frame first, verbatim from the log.
-    pub frames: Vec<String>,
+    /// The allocation stack, innermost frame first.
+    pub frames: Vec<Frame>,
 }
 
-/// Sites where one kind of error happened.
+/// The kinds of error a log shows, as the report schema names them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JsonErrorKind {
+    /// A block freed again after it was freed.
+    DoubleFree,
+    /// A free of an address never allocated in the log (the in-process
+    /// tracker's invalid free).
+    InvalidFree,
+    /// An allocation that returned NULL.
+    NullResult,
+    /// `free(NULL)` (allowed; listed for completeness).
+    FreeNull,
+    /// An allocation that returned an address still allocated (the log
+    /// misses a FREE record).
+    LiveAddressReused,
+}
+
+/// One error entry of the report: every occurrence of one kind of error
+/// at one set of sites.
 #[derive(Serialize)]
-pub struct JsonSite {
+pub struct JsonError {
+    /// What went wrong.
+    pub kind: JsonErrorKind,
     /// Occurrences.
     pub count: u64,
+    /// Bytes involved, summed over the occurrences: the block freed twice,
+    /// the size requested (NULL result), the block dropped (address
+    /// reused). Absent for the kinds that involve no block.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bytes: Option<u64>,
+    /// Where it happened: the bad free, the allocation that returned NULL
+    /// or a live address, the `free(NULL)`.
+    pub frames: Vec<Frame>,
+    /// Where the block was allocated: the one freed twice, or the one
+    /// whose address was handed out again.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub alloc_frames: Option<Vec<Frame>>,
+    /// Where a block freed twice was freed first.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub first_free_frames: Option<Vec<Frame>>,
     /// Where the first occurrence is: `first_line` (text log) or
     /// `first_offset` (byte offset in a v2 log).
     #[serde(flatten)]
     pub first: First,
-    /// Stack of the call.
-    pub frames: Vec<String>,
 }
 
-/// A double free in the JSON report.
-#[derive(Serialize)]
-pub struct JsonDoubleFree {
-    /// Occurrences.
-    pub count: u64,
-    /// Bytes of the block(s) freed twice, summed over occurrences.
-    pub bytes: u64,
-    /// Where the first occurrence (the second free) is: `first_line` (text log) or
-    /// `first_offset` (byte offset in a v2 log).
-    #[serde(flatten)]
-    pub first: First,
-    /// Where the block was allocated.
-    pub alloc_frames: Vec<String>,
-    /// Where it was freed first.
-    pub first_free_frames: Vec<String>,
-    /// Where it was freed again.
-    pub second_free_frames: Vec<String>,
-}
-
-/// Allocations that returned NULL.
-#[derive(Serialize)]
-pub struct JsonNullResult {
-    /// Occurrences.
-    pub count: u64,
-    /// Bytes requested, summed.
-    pub requested_bytes: u64,
-    /// Where the first occurrence is: `first_line` (text log) or
-    /// `first_offset` (byte offset in a v2 log).
-    #[serde(flatten)]
-    pub first: First,
-    /// Allocation stack.
-    pub frames: Vec<String>,
-}
-
-/// An allocation that returned an address still allocated.
-#[derive(Serialize)]
-pub struct JsonReuse {
-    /// Occurrences.
-    pub count: u64,
-    /// Bytes of the blocks dropped from the live set, summed.
-    pub dropped_bytes: u64,
-    /// Where the first occurrence is: `first_line` (text log) or
-    /// `first_offset` (byte offset in a v2 log).
-    #[serde(flatten)]
-    pub first: First,
-    /// Allocation stack of the dropped block.
-    pub dropped_frames: Vec<String>,
-    /// Allocation stack of the new block.
-    pub new_frames: Vec<String>,
-}
-
-/// The problems the C script does not report.
-#[derive(Serialize)]
-pub struct JsonErrors {
-    /// Frees of an address already freed and not allocated again.
-    pub double_frees: Vec<JsonDoubleFree>,
-    /// Frees of an address never allocated in the log (or freed more
-    /// than [`FREE_WINDOW`](super::analyze::FREE_WINDOW) frees earlier).
-    pub unknown_frees: Vec<JsonSite>,
-    /// Allocations that returned NULL.
-    pub null_results: Vec<JsonNullResult>,
-    /// `free(NULL)` calls (allowed; listed for completeness).
-    pub null_frees: Vec<JsonSite>,
-    /// Allocations that returned a still-allocated address (a FREE record is missing).
-    pub live_address_reuses: Vec<JsonReuse>,
-}
-
-/// Totals of each error class (over all sites, not only the listed ones).
+/// Totals of each kind of error (over all sites, not only the listed ones).
 #[derive(Serialize)]
 pub struct JsonErrorCounts {
     /// Double frees.
-    pub double_frees: u64,
-    /// Unknown frees.
-    pub unknown_frees: u64,
+    pub double_free: u64,
+    /// Frees of unknown addresses.
+    pub invalid_free: u64,
     /// NULL results.
-    pub null_results: u64,
+    pub null_result: u64,
     /// `free(NULL)` calls.
-    pub null_frees: u64,
-    /// Live address reuses.
-    pub live_address_reuses: u64,
+    pub free_null: u64,
+    /// Live addresses handed out again.
+    pub live_address_reused: u64,
 }
 
 /// Where in the log something is: a line of a text log, a byte offset
@@ -193,106 +162,154 @@ impl From<&super::v2::format::Error> for JsonWarning {
     }
 }
 
-/// The whole JSON report.
+/// What only a log's report has.
 #[derive(Serialize)]
-pub struct JsonReport {
-    /// Total bytes never freed.
-    pub leaked_bytes: u64,
-    /// Total blocks never freed.
-    pub leaked_blocks: u64,
-    /// Number of groups (before `--top`).
-    pub groups_total: usize,
-    /// Leak groups, largest total first.
-    pub groups: Vec<JsonGroup>,
-    /// Error totals per class.
-    pub error_counts: JsonErrorCounts,
-    /// Error sites per class, most frequent first.
-    pub errors: JsonErrors,
-    /// What was read.
-    pub input: InputStats,
+pub struct JsonLog {
     /// The kind of log read: `text` (locations are `first_line`s) or
     /// `v2` (binary; locations are `first_offset`s).
-    pub log_format: &'static str,
+    pub format: &'static str,
+    /// What was read.
+    pub input: InputStats,
+    /// Number of leak groups (`groups` holds the first `--top`).
+    pub groups_total: usize,
     /// Lenient-mode warnings (the first 100).
     pub warnings: Vec<JsonWarning>,
     /// Number of warnings.
     pub warnings_total: u64,
 }
 
-fn sites(a: &Analysis, items: &[(StackId, Tally)], top: Top) -> Vec<JsonSite> {
+/// The whole JSON report: the report schema (`docs/report-schema.md`)
+/// with `"source": "log"`, the same as the in-process tracker's report
+/// but for the fields only one of them has.
+#[derive(Serialize)]
+pub struct JsonReport {
+    /// The schema version ([`mallocator::backtracing::LeakReport::SCHEMA`]).
+    pub schema: u32,
+    /// Which producer wrote it: always `log` here.
+    pub source: &'static str,
+    /// Total bytes never freed.
+    pub leaked_bytes: u64,
+    /// Total blocks never freed.
+    pub leaked_blocks: u64,
+    /// Never-freed blocks left out of the groups and the totals by a
+    /// suppression.
+    pub suppressed_blocks: u64,
+    /// Their bytes.
+    pub suppressed_bytes: u64,
+    /// Leak groups, largest total first.
+    pub groups: Vec<JsonGroup>,
+    /// Error totals per kind.
+    pub error_counts: JsonErrorCounts,
+    /// Error entries: each kind in the order of [`JsonErrorKind`], most
+    /// frequent first, up to `--top` of each.
+    pub errors: Vec<JsonError>,
+    /// What only a log's report has.
+    pub log: JsonLog,
+}
+
+/// The error entries of one kind (up to `top`), each from its sites' key.
+fn entries<K: Copy>(
+    a: &Analysis,
+    items: &[(K, Tally)],
+    top: Top,
+    entry: impl Fn(K, &Tally, First) -> JsonError,
+) -> Vec<JsonError> {
     take(items, top)
         .iter()
-        .map(|(s, t)| JsonSite {
-            count: t.count,
-            first: First::of(a, t),
-            frames: a.stacks.frames(*s),
-        })
+        .map(|(k, t)| entry(*k, t, First::of(a, t)))
         .collect()
 }
 
 impl JsonReport {
-    /// Builds the report; `top` limits the listed groups and error sites.
-    pub fn new(a: &Analysis, top: Top, warnings: (&[JsonWarning], u64)) -> Self {
+    /// Builds the report; `top` limits the listed groups and error
+    /// entries of each kind; `frames` has the frame objects of the stacks
+    /// symbolization rewrote.
+    pub fn new(
+        a: &Analysis,
+        frames: &StackFrames,
+        top: Top,
+        warnings: (&[JsonWarning], u64),
+    ) -> Self {
+        let stack = |id| frames.get(a, id);
+        let plain = |kind| {
+            move |id, t: &Tally, first| JsonError {
+                kind,
+                count: t.count,
+                bytes: None,
+                frames: stack(id),
+                alloc_frames: None,
+                first_free_frames: None,
+                first,
+            }
+        };
+        let mut errors: Vec<JsonError> = Vec::new();
+        errors.extend(entries(a, &a.double_frees, top, |s, t, first| JsonError {
+            kind: JsonErrorKind::DoubleFree,
+            count: t.count,
+            bytes: Some(t.bytes),
+            frames: stack(s.second_free),
+            alloc_frames: Some(stack(s.alloc)),
+            first_free_frames: Some(stack(s.first_free)),
+            first,
+        }));
+        errors.extend(entries(
+            a,
+            &a.unknown_frees,
+            top,
+            plain(JsonErrorKind::InvalidFree),
+        ));
+        errors.extend(entries(a, &a.null_results, top, |s, t, first| JsonError {
+            bytes: Some(t.bytes),
+            ..plain(JsonErrorKind::NullResult)(s, t, first)
+        }));
+        errors.extend(entries(
+            a,
+            &a.null_frees,
+            top,
+            plain(JsonErrorKind::FreeNull),
+        ));
+        errors.extend(entries(a, &a.live_reuses, top, |s, t, first| JsonError {
+            kind: JsonErrorKind::LiveAddressReused,
+            count: t.count,
+            bytes: Some(t.bytes),
+            frames: stack(s.new),
+            alloc_frames: Some(stack(s.old)),
+            first_free_frames: None,
+            first,
+        }));
         JsonReport {
+            schema: mallocator::backtracing::LeakReport::SCHEMA,
+            source: "log",
             leaked_bytes: a.leaked_bytes,
             leaked_blocks: a.leaked_blocks,
-            groups_total: a.groups.len(),
+            suppressed_blocks: a.suppressed_blocks,
+            suppressed_bytes: a.suppressed_bytes,
             groups: take(&a.groups, top)
                 .iter()
                 .map(|g| JsonGroup {
                     bytes: g.bytes,
                     count: g.count,
-                    frames: a.stacks.frames(g.stack),
+                    frames: stack(g.stack),
                 })
                 .collect(),
             error_counts: JsonErrorCounts {
-                double_frees: total(&a.double_frees),
-                unknown_frees: total(&a.unknown_frees),
-                null_results: total(&a.null_results),
-                null_frees: total(&a.null_frees),
-                live_address_reuses: total(&a.live_reuses),
+                double_free: total(&a.double_frees),
+                invalid_free: total(&a.unknown_frees),
+                null_result: total(&a.null_results),
+                free_null: total(&a.null_frees),
+                live_address_reused: total(&a.live_reuses),
             },
-            errors: JsonErrors {
-                double_frees: take(&a.double_frees, top)
-                    .iter()
-                    .map(|(s, t)| JsonDoubleFree {
-                        count: t.count,
-                        bytes: t.bytes,
-                        first: First::of(a, t),
-                        alloc_frames: a.stacks.frames(s.alloc),
-                        first_free_frames: a.stacks.frames(s.first_free),
-                        second_free_frames: a.stacks.frames(s.second_free),
-                    })
-                    .collect(),
-                unknown_frees: sites(a, &a.unknown_frees, top),
-                null_results: take(&a.null_results, top)
-                    .iter()
-                    .map(|(s, t)| JsonNullResult {
-                        count: t.count,
-                        requested_bytes: t.bytes,
-                        first: First::of(a, t),
-                        frames: a.stacks.frames(*s),
-                    })
-                    .collect(),
-                null_frees: sites(a, &a.null_frees, top),
-                live_address_reuses: take(&a.live_reuses, top)
-                    .iter()
-                    .map(|(s, t)| JsonReuse {
-                        count: t.count,
-                        dropped_bytes: t.bytes,
-                        first: First::of(a, t),
-                        dropped_frames: a.stacks.frames(s.old),
-                        new_frames: a.stacks.frames(s.new),
-                    })
-                    .collect(),
+            errors,
+            log: JsonLog {
+                format: match a.log_format {
+                    LogFormat::Text => "text",
+                    LogFormat::V2 => "v2",
+                },
+                input: a.input,
+                groups_total: a.groups.len(),
+                warnings: warnings.0.to_vec(),
+                warnings_total: warnings.1,
             },
-            input: a.input,
-            log_format: match a.log_format {
-                LogFormat::Text => "text",
-                LogFormat::V2 => "v2",
-            },
-            warnings: warnings.0.to_vec(),
-            warnings_total: warnings.1,
         }
     }
 }
@@ -524,33 +541,6 @@ pub fn c_layout(out: &mut dyn Write, a: &Analysis) -> io::Result<()> {
 /// line, or `()`), as perf and other profilers name unknown frames.
 pub const UNKNOWN_FRAME: &str = "[unknown]";
 
-/// A short flamegraph label for one frame line: the function of a glibc
-/// `backtrace_symbols` line (`obj(func+0x1a)[0x...]`, demangled), the
-/// object and offset when there is no symbol, or the line itself; made
-/// safe for the folded format (see [`folded_safe`]).
-pub fn frame_label(frame: &str) -> String {
-    let mut s = frame.trim();
-    if let Some(i) = s.rfind('[') {
-        if s.ends_with(']') && i > 0 {
-            s = s[..i].trim_end();
-        }
-    }
-    let label = match (s.rfind('('), s.strip_suffix(')')) {
-        (Some(open), Some(inner)) if open < inner.len() => {
-            let inside = &inner[open + 1..];
-            let object = s[..open].rsplit('/').next().unwrap_or("");
-            if inside.is_empty() || inside.starts_with('+') {
-                format!("{object}{inside}")
-            } else {
-                demangle(inside.rfind('+').map_or(inside, |plus| &inside[..plus]))
-            }
-        }
-        // A symbolized frame: `function at file:line`.
-        _ => s.split_once(" at ").map_or(s, |(f, _)| f).to_owned(),
-    };
-    folded_safe(&label)
-}
-
 /// `label` as one frame of a folded-stack line that inferno reads back
 /// exactly, and that can go into the SVG:
 ///
@@ -616,12 +606,17 @@ pub fn demangle(sym: &str) -> String {
 /// counts in a `u64` and would overflow on larger totals.
 const MAX_FOLDED_TOTAL: u64 = 1 << 62;
 
-/// The folded stacks (`outer;...;inner count`) of the leak groups with
-/// bytes (a group of zero-size blocks has no width to draw), and the
-/// factor from counts back to bytes: 1 unless the leaked bytes add up to
-/// more than [`MAX_FOLDED_TOTAL`] (only seen in damaged logs), when every
+/// The frame at the root of every folded stack: it names what the whole
+/// width of the flame graph stands for (inferno's own root is unlabelled).
+pub const ROOT_FRAME: &str = "all leaked bytes";
+
+/// The folded stacks (`root;outer;...;inner count`, under [`ROOT_FRAME`])
+/// of the leak groups with bytes (a group of zero-size blocks has no
+/// width to draw), each frame named by [`Frame::label`], and the factor
+/// from counts back to bytes: 1 unless the leaked bytes add up to more
+/// than [`MAX_FOLDED_TOTAL`] (only seen in damaged logs), when every
 /// count is scaled down (each at least 1, so no group vanishes).
-pub fn folded(a: &Analysis) -> (Vec<String>, u64) {
+pub fn folded(a: &Analysis, frames: &StackFrames) -> (Vec<String>, u64) {
     let total: u128 = a.groups.iter().map(|g| u128::from(g.bytes)).sum();
     let scale = u64::try_from(total.div_ceil(u128::from(MAX_FOLDED_TOTAL)))
         .unwrap_or(u64::MAX)
@@ -631,12 +626,13 @@ pub fn folded(a: &Analysis) -> (Vec<String>, u64) {
         .iter()
         .filter(|g| g.bytes > 0)
         .map(|g| {
-            let text = String::from_utf8_lossy(a.stacks.text(g.stack));
-            let mut labels: Vec<String> = if text.is_empty() {
+            let stack = frames.get(a, g.stack);
+            let mut labels: Vec<String> = if stack.is_empty() {
                 vec!["(no frames)".to_owned()]
             } else {
-                text.split('\n').map(frame_label).collect()
+                stack.iter().map(Frame::label).collect()
             };
+            labels.push(ROOT_FRAME.to_owned());
             labels.reverse();
             format!("{} {}", labels.join(";"), (g.bytes / scale).max(1))
         })
@@ -645,8 +641,8 @@ pub fn folded(a: &Analysis) -> (Vec<String>, u64) {
 }
 
 /// Writes an SVG flamegraph of leaked bytes by allocation stack.
-pub fn flamegraph(out: &mut dyn Write, a: &Analysis) -> io::Result<()> {
-    let (lines, scale) = folded(a);
+pub fn flamegraph(out: &mut dyn Write, a: &Analysis, frames: &StackFrames) -> io::Result<()> {
+    let (lines, scale) = folded(a, frames);
     if lines.is_empty() {
         // inferno refuses empty input; say plainly that no byte leaked.
         let why = if a.leaked_blocks == 0 {
@@ -737,45 +733,100 @@ mod tests {
         );
     }
 
-    #[test]
-    fn json_has_totals_groups_and_errors() {
-        let a = analysis(LOG);
-        let r = JsonReport::new(&a, Some(1), (&[], 0));
-        let v: serde_json::Value = serde_json::to_value(&r).unwrap();
-        assert_eq!(v["leaked_bytes"], 140);
-        assert_eq!(v["leaked_blocks"], 3);
-        assert_eq!(v["groups_total"], 2);
-        assert_eq!(v["groups"].as_array().unwrap().len(), 1);
-        assert_eq!(v["groups"][0]["bytes"], 100);
-        assert_eq!(v["groups"][0]["frames"][1], "./prog(main+0x2)[0x2]");
-        assert_eq!(v["error_counts"]["unknown_frees"], 1);
-        assert_eq!(v["errors"]["unknown_frees"][0]["first_line"], 11);
-        assert_eq!(v["input"]["allocs"], 3);
+    fn json(log: &str, top: Top) -> serde_json::Value {
+        let a = analysis(log);
+        let r = JsonReport::new(&a, &StackFrames::default(), top, (&[], 0));
+        serde_json::to_value(&r).unwrap()
     }
 
     #[test]
-    fn frame_labels() {
-        assert_eq!(frame_label("./prog(leaky+0x1a)[0x55d5c0a0b1a2]"), "leaky");
+    fn json_has_totals_groups_and_errors() {
+        let v = json(LOG, Some(1));
+        assert_eq!(v["schema"], 1);
+        assert_eq!(v["source"], "log");
+        assert_eq!(v["leaked_bytes"], 140);
+        assert_eq!(v["leaked_blocks"], 3);
         assert_eq!(
-            frame_label("/lib/x86_64-linux-gnu/libc.so.6(+0x271ca)[0x7f0c5a2271ca]"),
-            "libc.so.6+0x271ca"
+            (
+                v["suppressed_blocks"].as_u64(),
+                v["suppressed_bytes"].as_u64()
+            ),
+            (Some(0), Some(0))
         );
-        assert_eq!(frame_label("./prog(main)[0x1]"), "main");
-        assert_eq!(frame_label("[0x7f0c5a2271ca]"), "[0x7f0c5a2271ca]");
+        assert_eq!(v["log"]["groups_total"], 2);
+        assert_eq!(v["log"]["format"], "text");
+        assert_eq!(v["groups"].as_array().unwrap().len(), 1);
+        assert_eq!(v["groups"][0]["bytes"], 100);
+        assert!(
+            v["groups"][0].get("kind").is_none(),
+            "log groups are not classified"
+        );
         assert_eq!(
-            frame_label("./p(_ZN10leaky_list4push17h0123456789abcdefE+0x10)[0x1]"),
-            "leaky_list::push"
+            v["groups"][0]["frames"][1],
+            serde_json::json!({"ip": 2, "function": "main", "object": "./prog"})
         );
-        assert_eq!(frame_label("f<[u8; 4]>"), "f<[u8, 4]>");
-        assert_eq!(frame_label("app::main at src/main.rs:3"), "app::main");
+        assert_eq!(v["error_counts"]["invalid_free"], 1);
+        assert_eq!(
+            v["errors"],
+            serde_json::json!([{"kind": "invalid_free", "count": 1, "first_line": 11,
+                "frames": [{"ip": 4, "function": "oops", "object": "./prog"}]}])
+        );
+        assert_eq!(v["log"]["input"]["allocs"], 3);
+    }
+
+    #[test]
+    fn json_errors_of_every_kind_with_their_stacks() {
+        let log = "\
++++ ALLOC:1:0x0000000000001000:16:24\na\n---\n\
++++ FREE:1:0x0000000000001000\nf1\n---\n\
++++ FREE:1:0x0000000000001000\nf2\n---\n\
++++ FREE:1:0x0000000000009000\nunknown\n---\n\
++++ ALLOC:1:0x0000000000000000:16:4096\nnull\n---\n\
++++ FREE:1:0x0000000000000000\nfree_null\n---\n\
++++ ALLOC:1:0x0000000000002000:16:8\nold\n---\n\
++++ ALLOC:1:0x0000000000002000:16:16\nnew\n---\n";
+        let v = json(log, None);
+        let t = |s: &str| serde_json::json!([{"text": s}]);
+        assert_eq!(
+            v["error_counts"],
+            serde_json::json!({"double_free": 1, "invalid_free": 1, "null_result": 1,
+                "free_null": 1, "live_address_reused": 1})
+        );
+        let e = v["errors"].as_array().unwrap();
+        let kinds: Vec<&str> = e.iter().map(|e| e["kind"].as_str().unwrap()).collect();
+        assert_eq!(
+            kinds,
+            [
+                "double_free",
+                "invalid_free",
+                "null_result",
+                "free_null",
+                "live_address_reused"
+            ]
+        );
+        assert_eq!(e[0]["bytes"], 24);
+        assert_eq!(e[0]["frames"], t("f2"));
+        assert_eq!(e[0]["alloc_frames"], t("a"));
+        assert_eq!(e[0]["first_free_frames"], t("f1"));
+        assert_eq!(e[0]["first_line"], 7);
+        assert!(e[1].get("bytes").is_none() && e[1].get("alloc_frames").is_none());
+        assert_eq!(e[2]["bytes"], 4096);
+        assert_eq!(e[2]["frames"], t("null"));
+        assert!(e[3].get("bytes").is_none());
+        assert_eq!(e[4]["bytes"], 8);
+        assert_eq!(e[4]["frames"], t("new"));
+        assert_eq!(e[4]["alloc_frames"], t("old"));
+        assert!(e[4].get("first_free_frames").is_none());
+        // `--top 0` of each kind still counts them all.
+        let v = json(log, Some(0));
+        assert_eq!(v["errors"], serde_json::json!([]));
+        assert_eq!(v["error_counts"]["double_free"], 1);
     }
 
     #[test]
     fn folded_labels_survive_inferno_parsing() {
         assert_eq!(folded_safe(""), UNKNOWN_FRAME);
         assert_eq!(folded_safe(" \t "), UNKNOWN_FRAME);
-        assert_eq!(frame_label("()"), UNKNOWN_FRAME);
-        assert_eq!(frame_label("   "), UNKNOWN_FRAME);
         assert_eq!(folded_safe("a;b"), "a,b");
         assert_eq!(folded_safe(" x\t\x1b[0m\u{ffff}y  z "), "x [0m y z");
         assert_eq!(folded_safe("retry 3"), "retry\u{a0}3");
@@ -818,20 +869,20 @@ mod tests {
 +++ ALLOC:2:0x0000000000003000:16:30\nf<[u8; 4]>\nretry 3\n---\n\
 +++ ALLOC:1:0x0000000000004000:16:5\n# not a comment\n---\n";
         let a = analysis(log);
-        let (lines, scale) = folded(&a);
+        let (lines, scale) = folded(&a, &StackFrames::default());
         assert_eq!(scale, 1);
         let read: Vec<_> = lines.iter().map(|l| inferno_reads(l)).collect();
         assert_eq!(
             read,
             vec![
-                (vec![UNKNOWN_FRAME, UNKNOWN_FRAME], 100),
-                (vec!["retry\u{a0}3", "f<[u8, 4]>"], 30),
-                (vec![UNKNOWN_FRAME, "small"], 10),
-                (vec!["#\u{a0}not a comment"], 5),
+                (vec![ROOT_FRAME, UNKNOWN_FRAME, UNKNOWN_FRAME], 100),
+                (vec![ROOT_FRAME, "retry\u{a0}3", "f<[u8, 4]>"], 30),
+                (vec![ROOT_FRAME, UNKNOWN_FRAME, "small"], 10),
+                (vec![ROOT_FRAME, "#\u{a0}not a comment"], 5),
             ]
         );
         let mut out = Vec::new();
-        flamegraph(&mut out, &a).unwrap();
+        flamegraph(&mut out, &a, &StackFrames::default()).unwrap();
         let svg = String::from_utf8(out).unwrap();
         assert!(svg.contains("[unknown] (100 bytes, "), "{svg}");
         assert!(svg.contains("small (10 bytes, "), "{svg}");
@@ -846,7 +897,7 @@ mod tests {
 +++ ALLOC:1:0x0000000000002000:16:18446744073709551615\nb\n---\n\
 +++ ALLOC:1:0x0000000000003000:16:1\nc\n---\n";
         let a = analysis(log);
-        let (lines, scale) = folded(&a);
+        let (lines, scale) = folded(&a, &StackFrames::default());
         assert!(scale > 1);
         let counts: Vec<u64> = lines.iter().map(|l| inferno_reads(l).1).collect();
         assert!(
@@ -855,7 +906,7 @@ mod tests {
         );
         assert_eq!(counts[2], 1, "a tiny group keeps a count");
         let mut out = Vec::new();
-        flamegraph(&mut out, &a).unwrap();
+        flamegraph(&mut out, &a, &StackFrames::default()).unwrap();
         assert!(String::from_utf8(out).unwrap().contains("<svg"));
     }
 
@@ -863,7 +914,7 @@ mod tests {
     fn zero_size_leaks_are_not_called_freed() {
         let a = analysis("+++ ALLOC:1:0x0000000000001000:16:0\nz\n---\n");
         let mut out = Vec::new();
-        flamegraph(&mut out, &a).unwrap();
+        flamegraph(&mut out, &a, &StackFrames::default()).unwrap();
         let svg = String::from_utf8(out).unwrap();
         assert!(
             svg.contains("No leaked bytes: the 1 block never freed are of size 0"),
@@ -875,17 +926,28 @@ mod tests {
     fn flamegraph_is_an_svg_with_the_functions() {
         let a = analysis(LOG);
         assert_eq!(
-            folded(&a),
-            (vec!["main;big 100".to_owned(), "small 40".to_owned()], 1)
+            folded(&a, &StackFrames::default()),
+            (
+                vec![
+                    "all leaked bytes;main;big 100".to_owned(),
+                    "all leaked bytes;small 40".to_owned()
+                ],
+                1
+            )
         );
         let mut out = Vec::new();
-        flamegraph(&mut out, &a).unwrap();
+        flamegraph(&mut out, &a, &StackFrames::default()).unwrap();
         let svg = String::from_utf8(out).unwrap();
         assert!(svg.contains("<svg"), "{svg}");
         assert!(svg.contains("big") && svg.contains("small"));
+        // The root names what the width stands for.
+        assert!(
+            svg.contains("all leaked bytes (140 bytes, 100.00%)"),
+            "{svg}"
+        );
         let empty = analysis("");
         let mut out = Vec::new();
-        flamegraph(&mut out, &empty).unwrap();
+        flamegraph(&mut out, &empty, &StackFrames::default()).unwrap();
         assert!(String::from_utf8(out).unwrap().contains("No leaked bytes"));
     }
 }

@@ -18,6 +18,7 @@
 //!   rather than being given the names of a rebuilt program's functions.
 
 use super::analyze::{Analysis, StackId};
+use super::frames::{Frame, StackFrames};
 use super::v2::modules::Module;
 use hashbrown::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -48,53 +49,97 @@ fn is_regular(path: &Path) -> bool {
     std::fs::metadata(path).is_ok_and(|m| m.is_file())
 }
 
+/// A function at an address, as the debug info or symbol table names it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Symbol {
+    /// The function, demangled.
+    pub function: String,
+    /// Its source file and line, when the debug info has them.
+    pub location: Option<(String, u32)>,
+}
+
+impl Symbol {
+    /// The frame line of the text report: `function at file:line`, or
+    /// just the function.
+    pub fn line(&self) -> String {
+        match &self.location {
+            Some((file, line)) => format!("{} at {file}:{line}", self.function),
+            None => self.function.clone(),
+        }
+    }
+
+    /// The frame object of the return address `ip`, `offset` into
+    /// `object`, that this symbol resolves.
+    pub fn frame(&self, ip: Option<u64>, object: Option<String>, offset: Option<u64>) -> Frame {
+        Frame {
+            ip,
+            function: Some(self.function.clone()),
+            file: self.location.as_ref().map(|(file, _)| file.clone()),
+            line: self.location.as_ref().map(|&(_, line)| line),
+            object,
+            offset,
+            text: None,
+        }
+    }
+}
+
 /// The functions at `probe` (an address in the object file's own
-/// addresses): one line per function, inlined functions first, as
-/// `function at file:line` (or just the function); the symbol table's
-/// name when there is no debug info; nothing when neither knows it.
-fn lookup(loader: &addr2line::Loader, probe: u64) -> Vec<String> {
+/// addresses): one per function, inlined functions first, with file and
+/// line when known; the symbol table's name when there is no debug info;
+/// nothing when neither knows it.
+fn lookup(loader: &addr2line::Loader, probe: u64) -> Vec<Symbol> {
     let mut out = Vec::new();
     if let Ok(mut frames) = loader.find_frames(probe) {
         while let Ok(Some(f)) = frames.next() {
             let Some(name) = f.function.as_ref().and_then(|n| n.raw_name().ok()) else {
                 continue;
             };
-            let name = super::render::demangle(&name);
-            match f.location.as_ref().and_then(|l| Some((l.file?, l.line?))) {
-                Some((file, line)) => out.push(format!("{name} at {file}:{line}")),
-                None => out.push(name),
-            }
+            out.push(Symbol {
+                function: super::render::demangle(&name),
+                location: f
+                    .location
+                    .as_ref()
+                    .and_then(|l| Some((l.file?.to_owned(), l.line?))),
+            });
         }
     }
     if out.is_empty() {
         if let Some(sym) = loader.find_symbol(probe) {
-            out.push(super::render::demangle(sym));
+            out.push(Symbol {
+                function: super::render::demangle(sym),
+                location: None,
+            });
         }
     }
     out
 }
 
 impl Symbolizer {
-    /// The frame's replacement lines: one per function at that address,
-    /// inlined functions first, as `function at file:line`; or the frame
-    /// unchanged.
-    fn frame(&mut self, frame: &str) -> Vec<String> {
+    /// The frame's replacement lines with their frame objects: one per
+    /// function at that address, inlined functions first, as `function at
+    /// file:line`; or the frame unchanged.
+    fn frame(&mut self, frame: &str) -> Vec<(String, Frame)> {
+        let unchanged = || vec![(frame.to_owned(), Frame::parse(frame))];
         let Some((object, offset)) = object_offset(frame) else {
-            return vec![frame.to_owned()];
+            return unchanged();
         };
         if !self.objects.contains_key(object) {
             let loader = self.open(object);
             self.objects.insert(object.to_owned(), loader);
         }
         let Some(Some(loader)) = self.objects.get(object) else {
-            return vec![frame.to_owned()];
+            return unchanged();
         };
         // A return address points after the call: look up the call.
-        let out = lookup(loader, offset.saturating_sub(1));
-        if out.is_empty() {
-            return vec![frame.to_owned()];
+        let symbols = lookup(loader, offset.saturating_sub(1));
+        if symbols.is_empty() {
+            return unchanged();
         }
-        out
+        let ip = Frame::parse(frame).ip;
+        symbols
+            .iter()
+            .map(|s| (s.line(), s.frame(ip, Some(object.to_owned()), Some(offset))))
+            .collect()
     }
 
     /// The debug info of `object`, or a warning saying why its frames
@@ -153,30 +198,34 @@ pub fn shown_stacks(a: &Analysis) -> Vec<StackId> {
 
 /// Rewrites the stacks the report shows, frame by frame, finding the
 /// objects as `files` says, and not using one changed after `log_time`;
-/// returns a warning for each object whose frames stay raw.
+/// returns their frame objects (with the address and object of each
+/// resolved frame, which its new line no longer shows), and a warning
+/// for each object whose frames stay raw.
 pub fn symbolize(
     a: &mut Analysis,
     files: ObjectFiles,
     log_time: Option<std::time::SystemTime>,
-) -> Vec<String> {
+) -> (StackFrames, Vec<String>) {
     let mut symbolizer = Symbolizer {
         objects: HashMap::new(),
         files,
         log_time,
         warnings: Vec::new(),
     };
+    let mut resolved = StackFrames::default();
     for id in shown_stacks(a) {
         let text = String::from_utf8_lossy(a.stacks.text(id)).into_owned();
         if text.is_empty() {
             continue;
         }
-        let lines: Vec<String> = text
+        let (lines, frames): (Vec<String>, Vec<Frame>) = text
             .split('\n')
             .flat_map(|frame| symbolizer.frame(frame))
-            .collect();
+            .unzip();
         a.stacks.rewrite(id, lines.join("\n").into_bytes());
+        resolved.set(id, frames);
     }
-    symbolizer.warnings
+    (resolved, symbolizer.warnings)
 }
 
 /// Where the object file recorded as `recorded` is: the `--binary` of
@@ -310,10 +359,10 @@ impl<'m> ModuleSymbolizer<'m> {
         }
     }
 
-    /// The lines of the return address `ip` in module `module`: the
-    /// functions at `ip - 1 - bias` (the call instruction), or `None`
-    /// when the object cannot be used or does not know the address.
-    pub fn frame(&mut self, ip: u64, module: u32) -> Option<Vec<String>> {
+    /// The functions at the return address `ip` in module `module`: at
+    /// `ip - 1 - bias` (the call instruction), inlined functions first;
+    /// `None` when the object cannot be used or does not know the address.
+    pub fn frame(&mut self, ip: u64, module: u32) -> Option<Vec<Symbol>> {
         let loader = self.loader(module)?;
         let m = self.modules.get(module as usize)?;
         let probe = ip.checked_sub(1)?.checked_sub(m.bias)?;
@@ -412,9 +461,40 @@ mod tests {
     #[test]
     fn unreadable_objects_keep_the_frame() {
         let mut s = Symbolizer::default();
-        let frame = "/no/such/object(+0x10)[0x10]";
-        assert_eq!(s.frame(frame), vec![frame.to_owned()]);
-        assert_eq!(s.frame("plain text"), vec!["plain text".to_owned()]);
+        for frame in ["/no/such/object(+0x10)[0x10]", "plain text"] {
+            assert_eq!(
+                s.frame(frame),
+                vec![(frame.to_owned(), Frame::parse(frame))]
+            );
+        }
+    }
+
+    #[test]
+    fn symbols_give_the_report_line_and_the_frame_object() {
+        let located = Symbol {
+            function: "app::leak".into(),
+            location: Some(("src/main.rs".into(), 7)),
+        };
+        assert_eq!(located.line(), "app::leak at src/main.rs:7");
+        assert_eq!(
+            located.frame(Some(0x1010), Some("/bin/app".into()), Some(0x10)),
+            Frame {
+                ip: Some(0x1010),
+                function: Some("app::leak".into()),
+                file: Some("src/main.rs".into()),
+                line: Some(7),
+                object: Some("/bin/app".into()),
+                offset: Some(0x10),
+                text: None,
+            }
+        );
+        let bare = Symbol {
+            function: "leak".into(),
+            location: None,
+        };
+        assert_eq!(bare.line(), "leak");
+        let f = bare.frame(Some(1), None, None);
+        assert_eq!((f.file, f.line), (None, None));
     }
 
     #[cfg(unix)]
@@ -436,7 +516,10 @@ mod tests {
         let expected = frames.clone();
         std::thread::spawn(move || {
             let mut s = Symbolizer::default();
-            let out: Vec<Vec<String>> = frames.iter().map(|f| s.frame(f)).collect();
+            let out: Vec<Vec<String>> = frames
+                .iter()
+                .map(|f| s.frame(f).into_iter().map(|(line, _)| line).collect())
+                .collect();
             tx.send(out).unwrap();
         });
         let out = rx.recv_timeout(std::time::Duration::from_secs(10));

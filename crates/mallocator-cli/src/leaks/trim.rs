@@ -9,6 +9,7 @@ use std::collections::HashMap;
 use mallocator::backtracing::{user_frames, FrameInfo};
 
 use super::analyze::{Analysis, Group};
+use super::frames::StackFrames;
 use super::symbolize::shown_stacks;
 
 /// What a frame line says about its frame. The report's lines come in
@@ -51,15 +52,17 @@ pub fn frame_info(line: &str) -> FrameInfo<'_> {
     }
 }
 
-/// Cuts every stack the report shows to the program's frames, then makes
-/// one group of the leak groups whose stacks became the same.
-pub fn trim(a: &mut Analysis) {
+/// Cuts every stack the report shows to the program's frames (its lines,
+/// and its frame objects where symbolization made them: one per line),
+/// then makes one group of the leak groups whose stacks became the same.
+pub fn trim(a: &mut Analysis, frames: &mut StackFrames) {
     for id in shown_stacks(a) {
         let text = String::from_utf8_lossy(a.stacks.text(id)).into_owned();
         let lines: Vec<&str> = text.lines().collect();
         let info: Vec<FrameInfo<'_>> = lines.iter().map(|l| frame_info(l)).collect();
         let keep = user_frames(&info);
         if keep.len() < lines.len() {
+            frames.keep(id, keep.clone());
             a.stacks.rewrite(id, lines[keep].join("\n").into_bytes());
         }
     }

@@ -51,6 +51,9 @@ pub(crate) fn record_bad_free(
     };
     let mut errors = st.errors.lock();
     errors.total += 1;
+    if error.kind == ErrorKind::DoubleFree {
+        errors.double_frees += 1;
+    }
     if errors.kept.len() < MAX_ERRORS && errors.kept.try_reserve(1).is_ok() {
         errors.kept.push(error);
     }

@@ -1,6 +1,8 @@
 //! [`LeakReport`]: never-freed blocks grouped by stack, plus the errors
 //! the tracker survived; text and JSON renderings.
 
+mod json;
+
 use core::fmt;
 
 use serde::Serialize;
@@ -18,7 +20,8 @@ use super::Backtracing;
 use super::{os, stack};
 
 /// One symbolized stack frame. Inlined functions give several frames with
-/// the same `ip`, innermost first.
+/// the same `ip`, innermost first. In JSON, a frame object of the report
+/// schema (`docs/report-schema.md`): what is not known is left out.
 ///
 /// ```
 /// let f = mallocator::backtracing::Frame { ip: 0x10, function: Some("main".into()), file: None, line: None };
@@ -29,10 +32,13 @@ pub struct Frame {
     /// The return address (instruction pointer).
     pub ip: usize,
     /// Demangled function name, when known.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub function: Option<String>,
     /// Source file, when debug info is present.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub file: Option<String>,
     /// Source line, when debug info is present.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub line: Option<u32>,
 }
 
@@ -89,7 +95,8 @@ pub enum ErrorKind {
     InvalidFree,
 }
 
-/// A bad free the tracker detected and survived.
+/// A bad free the tracker detected and survived. In JSON, an error object
+/// of the report schema (`docs/report-schema.md`) with a `count` of 1.
 ///
 /// ```
 /// use mallocator::backtracing::{ErrorEntry, ErrorKind};
@@ -97,7 +104,7 @@ pub enum ErrorKind {
 ///     frames: vec![], alloc_frames: vec![], first_free_frames: vec![] };
 /// assert!(e.to_string().starts_with("invalid free of 0x40"));
 /// ```
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ErrorEntry {
     /// Double or invalid free.
     pub kind: ErrorKind,
@@ -150,10 +157,11 @@ impl fmt::Display for ErrorEntry {
 /// stack (largest total first), and the bad frees it survived.
 ///
 /// Renders as text ([`Display`](fmt::Display) / [`to_text`](LeakReport::to_text))
-/// and JSON ([`to_json`](LeakReport::to_json)): one object with
-/// `leaked_bytes`, `leaked_blocks`, `groups` (each `bytes`, `count`,
-/// `frames` of `{ip, function, file, line}`), `errors`, `errors_total`,
-/// `off_stack_captures`, `refused_allocations`.
+/// and JSON ([`to_json`](LeakReport::to_json), or any serde serializer):
+/// the leak report schema that `mallocator leaks --json` writes too,
+/// version [`LeakReport::SCHEMA`], with `"source": "in_process"`. Every
+/// field is described in `docs/report-schema.md`, and
+/// `docs/report-schema.json` checks it.
 ///
 /// ```
 /// use mallocator::backtracing::Backtracing;
@@ -169,7 +177,7 @@ impl fmt::Display for ErrorEntry {
 /// // SAFETY: `p` came from this tracker.
 /// unsafe { t.valloc().free(p) };
 /// ```
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct LeakReport {
     /// Total bytes of never-freed blocks.
     pub leaked_bytes: usize,
@@ -182,6 +190,10 @@ pub struct LeakReport {
     pub errors: Vec<ErrorEntry>,
     /// Bad frees in total (may exceed `errors.len()`).
     pub errors_total: usize,
+    /// The double frees among them (all of them, kept in `errors` or not).
+    pub double_frees: usize,
+    /// The invalid frees among them (`errors_total - double_frees`).
+    pub invalid_frees: usize,
     /// Stacks captured empty because the code ran on a stack the
     /// frame-pointer walk does not know (a coroutine or green-thread
     /// stack): their blocks are tracked, but listed without frames.
@@ -221,11 +233,13 @@ impl LeakReport {
             .sum()
     }
 
-    /// The report as pretty-printed JSON.
+    /// The report as pretty-printed JSON, in the report schema
+    /// (`docs/report-schema.md`).
     ///
     /// ```
     /// let j = mallocator::backtracing::LeakReport::default().to_json();
     /// assert!(j.contains("\"leaked_bytes\": 0"));
+    /// assert!(j.contains("\"source\": \"in_process\""));
     /// ```
     pub fn to_json(&self) -> String {
         serde_json::to_string_pretty(self).expect("a report always serializes")
@@ -418,11 +432,12 @@ impl Backtracing<'_> {
             .map(|(r, kind)| (r, kind.filter(|_| reach != Reach::ScopeRoots)))
             .collect();
         let mut errors: SysVec<ErrorRecord> = sys_vec();
-        let mut errors_total = 0;
+        let (mut errors_total, mut double_frees) = (0, 0);
         if with_errors {
             let e = st.errors.lock();
             errors.extend_from_slice(&e.kept);
             errors_total = e.total;
+            double_frees = e.double_frees;
         }
         let mut by_stack: HashMap<(u32, Option<LeakKind>), (usize, usize)> = HashMap::new();
         for &(r, kind) in &entries {
@@ -502,6 +517,8 @@ impl Backtracing<'_> {
             groups,
             errors,
             errors_total,
+            double_frees,
+            invalid_frees: errors_total - double_frees,
             off_stack_captures: st.off_stack.load(Ordering::Relaxed),
             refused_allocations: st.refused.load(Ordering::Relaxed),
             suppressed_blocks,

@@ -28,6 +28,9 @@ static NEXT_EPOCH: AtomicU64 = AtomicU64::new(1);
 pub(crate) struct Errors {
     pub(crate) kept: SysVec<ErrorRecord>,
     pub(crate) total: usize,
+    /// The double frees among `total` (the rest are invalid frees),
+    /// counted apart because `kept` stops growing at its cap.
+    pub(crate) double_frees: usize,
 }
 
 /// A tracker's lockable state (see the module docs).
@@ -85,6 +88,7 @@ impl State {
             addr_of_mut!((*p).errors).write(SpinLock::new(Errors {
                 kept: sys_vec(),
                 total: 0,
+                double_frees: 0,
             }));
             addr_of_mut!((*p).synced_bytes).write(AtomicUsize::new(0));
             addr_of_mut!((*p).sync_gen).write(AtomicU32::new(0));

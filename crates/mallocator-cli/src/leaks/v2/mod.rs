@@ -20,6 +20,7 @@ mod merge;
 pub mod modules;
 
 use super::analyze::{Analysis, Analyzer, LogFormat, StackId};
+use super::frames::{Frame, StackFrames};
 use super::parse::{InputStats, Op};
 use super::symbolize::{self, ModuleSymbolizer};
 pub use format::looks_like_v2;
@@ -486,33 +487,55 @@ pub fn read(data: &[u8], lenient: bool) -> Result<Reading, Error> {
 /// Turns the stacks the report shows into text: each frame symbolized
 /// through `symbolizer` (function and file:line from the module's object
 /// file), or raw (`path+0xoffset [0xip]`, `[0xip]` outside any module)
-/// where it cannot be, or without a symbolizer.
+/// where it cannot be, or without a symbolizer. Returns the frame objects
+/// of the stacks of frames, one per line (every frame has its address,
+/// and its module's path and offset when it is in one).
 pub fn stack_texts(
     analysis: &mut Analysis,
     modules: &ModuleMap,
     mut symbolizer: Option<&mut ModuleSymbolizer<'_>>,
-) {
+) -> StackFrames {
+    let mut objects = StackFrames::default();
     for id in symbolize::shown_stacks(analysis) {
         let text = match modules::decode_key(analysis.stacks.text(id)) {
+            // A note standing in for a stack: its frame object is its text.
             StackKey::Text(t) => t.to_vec(),
             StackKey::Frames(frames) => {
                 let mut lines: Vec<String> = Vec::with_capacity(frames.len());
+                let mut objs: Vec<Frame> = Vec::with_capacity(frames.len());
                 for (ip, m) in frames {
                     let module = m.and_then(|m| modules.modules.get(m as usize));
+                    let object = module.map(|m| m.path_text());
+                    let offset = module.map(|m| ip.wrapping_sub(m.bias));
                     let resolved = match (&mut symbolizer, m) {
                         (Some(s), Some(m)) => s.frame(ip, m),
                         _ => None,
                     };
                     match resolved {
-                        Some(names) => lines.extend(names),
-                        None => lines.push(modules::raw_frame(ip, module)),
+                        Some(symbols) => {
+                            for s in symbols {
+                                lines.push(s.line());
+                                objs.push(s.frame(Some(ip), object.clone(), offset));
+                            }
+                        }
+                        None => {
+                            lines.push(modules::raw_frame(ip, module));
+                            objs.push(Frame {
+                                ip: Some(ip),
+                                object,
+                                offset,
+                                ..Frame::default()
+                            });
+                        }
                     }
                 }
+                objects.set(id, objs);
                 lines.join("\n").into_bytes()
             }
         };
         analysis.stacks.rewrite(id, text);
     }
+    objects
 }
 
 /// What the report of a log with this summary cannot show, one sentence
@@ -634,6 +657,33 @@ mod tests {
         assert_eq!((s.events, s.chunks, s.threads, s.stacks), (6, 1, 1, 2));
         assert_eq!(s.header.as_ref().unwrap().cwd, b"/work");
         assert!(notices(s).is_empty(), "{:?}", notices(s));
+    }
+
+    #[test]
+    fn raw_frames_objects_have_address_module_and_offset() {
+        let mut log = preamble();
+        log.events(1, &[alloc(1, 0x10, 100, 1), alloc(2, 0x20, 8, 2)])
+            .end(2, 0);
+        let mut r = read_ok(&log.build());
+        let objects = stack_texts(&mut r.analysis, &r.modules, None);
+        let a = &r.analysis;
+        let frame = |ip, object: Option<&str>, offset| Frame {
+            ip: Some(ip),
+            object: object.map(str::to_owned),
+            offset,
+            ..Frame::default()
+        };
+        assert_eq!(
+            objects.get(a, a.groups[0].stack),
+            vec![
+                frame(0x1010, Some("/app"), Some(0x10)),
+                frame(0x1020, Some("/app"), Some(0x20))
+            ]
+        );
+        assert_eq!(
+            objects.get(a, a.groups[1].stack),
+            vec![frame(0x5000, None, None)]
+        );
     }
 
     #[test]
