@@ -695,6 +695,11 @@ pub(crate) fn for_each_module(_f: &mut dyn FnMut(&Module<'_>)) {}
 /// The descriptor of the `NT_GNU_BUILD_ID` note in `notes` (a note
 /// segment: `namesz, descsz, type` as 32-bit words, then the name and the
 /// descriptor, each padded to 4 bytes); `None` when absent or malformed.
+// Used by the loader walk where there is one; tested everywhere.
+#[cfg_attr(
+    not(all(any(target_os = "linux", target_os = "android", target_os = "freebsd"), not(miri))),
+    allow(dead_code)
+)]
 pub(crate) fn gnu_build_id(mut notes: &[u8]) -> Option<&[u8]> {
     const NT_GNU_BUILD_ID: u32 = 3;
     let word = |b: &[u8], i: usize| -> Option<u32> {
@@ -886,4 +891,39 @@ pub(crate) fn stack_of_exit_caller() -> Option<usize> {
 #[cfg(any(not(unix), miri))]
 pub(crate) fn stack_of_exit_caller() -> Option<usize> {
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::gnu_build_id;
+
+    /// A note: namesz, descsz, type (native-endian words), then the name
+    /// and the descriptor, each padded to 4 bytes.
+    fn note(name: &[u8], kind: u32, desc: &[u8]) -> Vec<u8> {
+        let mut n = Vec::new();
+        for w in [name.len() as u32, desc.len() as u32, kind] {
+            n.extend_from_slice(&w.to_ne_bytes());
+        }
+        for part in [name, desc] {
+            n.extend_from_slice(part);
+            n.resize(n.len().next_multiple_of(4), 0);
+        }
+        n
+    }
+
+    #[test]
+    fn build_ids_are_found_among_other_notes_and_bad_notes_are_refused() {
+        let id = [0xab, 0xcd, 0xef, 0x01, 0x23];
+        let mut notes = note(b"GNU\0", 1, &[9; 16]); // an ABI tag first
+        notes.extend(note(b"GNU\0", 3, &id));
+        assert_eq!(gnu_build_id(&notes), Some(&id[..]));
+        // Another vendor's type 3 is not a build-id.
+        assert_eq!(gnu_build_id(&note(b"Go\0\0", 3, &id)), None);
+        // Cut short, or sizes that run past the end: no answer, no panic.
+        assert_eq!(gnu_build_id(&notes[..notes.len() - 6]), None);
+        let mut huge = note(b"GNU\0", 3, &id);
+        huge[4..8].copy_from_slice(&u32::MAX.to_ne_bytes());
+        assert_eq!(gnu_build_id(&huge), None);
+        assert_eq!(gnu_build_id(&[]), None);
+    }
 }

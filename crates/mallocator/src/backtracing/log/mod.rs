@@ -442,7 +442,7 @@ fn append(buf: &mut SysVec<u8>, bytes: &[u8]) {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, unix, not(miri)))]
 mod tests {
     use super::*;
 
