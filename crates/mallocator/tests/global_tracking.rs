@@ -226,17 +226,21 @@ fn exit_report_classifies_reachability_and_sets_the_exit_code() {
             .unwrap_or_else(|| panic!("no {bytes}-byte group in {json}"))["kind"]
             .clone()
     };
-    // Forgotten: nothing points to it. Kept in a static: reachable.
-    assert_eq!(kind_of(777), "definitely_lost");
-    assert_eq!(kind_of(555), "still_reachable");
-    // Without the variable the child exits normally, its report classified too.
+    // Without the variable the child exits normally.
     let out = run_leaky_child(&[("MALLOCATOR_LEAKS", "stderr".as_ref())]);
     assert!(out.status.success(), "{out:?}");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        stderr.contains("definitely lost:") && stderr.contains("still reachable:"),
-        "{stderr}"
-    );
+    // Reachability is classified where the loader lists the roots (Linux;
+    // elsewhere every never-freed block counts as lost for the exit code).
+    if cfg!(target_os = "linux") {
+        // Forgotten: nothing points to it. Kept in a static: reachable.
+        assert_eq!(kind_of(777), "definitely_lost");
+        assert_eq!(kind_of(555), "still_reachable");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains("definitely lost:") && stderr.contains("still reachable:"),
+            "{stderr}"
+        );
+    }
 }
 
 #[test]

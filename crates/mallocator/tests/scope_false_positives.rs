@@ -37,8 +37,10 @@ fn leaked_in(body: impl FnOnce()) -> (usize, usize) {
 }
 
 fn main() {
-    if cfg!(miri) {
-        // The scan needs the loader's map of the process, which Miri lacks.
+    if cfg!(miri) || !cfg!(target_os = "linux") {
+        // The scan needs the loader's list of the process's static data,
+        // which only Linux gives here (and Miri has no process).
+        summary(0);
         return;
     }
     // The process's first println!: stdout's line buffer, kept in a static.
@@ -75,5 +77,11 @@ fn main() {
     );
     drop(grown);
     std::io::stdout().flush().unwrap();
-    eprintln!("scope_false_positives: ok");
+    summary(6);
+}
+
+/// The last line libtest would print, for test runners that read it
+/// (`scripts/test-windows.sh` counts the tests of every binary by it).
+fn summary(passed: usize) {
+    println!("test result: ok. {passed} passed; 0 failed; 0 ignored; 0 measured; 0 filtered out");
 }

@@ -697,7 +697,10 @@ pub(crate) fn for_each_module(_f: &mut dyn FnMut(&Module<'_>)) {}
 /// descriptor, each padded to 4 bytes); `None` when absent or malformed.
 // Used by the loader walk where there is one; tested everywhere.
 #[cfg_attr(
-    not(all(any(target_os = "linux", target_os = "android", target_os = "freebsd"), not(miri))),
+    not(all(
+        any(target_os = "linux", target_os = "android", target_os = "freebsd"),
+        not(miri)
+    )),
     allow(dead_code)
 )]
 pub(crate) fn gnu_build_id(mut notes: &[u8]) -> Option<&[u8]> {

@@ -316,7 +316,8 @@ fn walk(out: &mut [MaybeUninit<usize>]) -> (usize, u64) {
 /// [`hash_stack`] (else 0); none when the code runs on a stack it does
 /// not know. The chain's end shows as a saved frame pointer that breaks
 /// the invariant (the outermost frame saves 0), so the loop tests no
-/// return address: its cost is per frame, on every allocation.
+/// return address (but on Windows): its cost is per frame, on every
+/// allocation.
 #[inline(always)]
 fn walk_from<const HASH: bool>(mut fp: usize, out: &mut [MaybeUninit<usize>]) -> (usize, u64) {
     const WORD: usize = core::mem::size_of::<usize>();
@@ -349,6 +350,13 @@ fn walk_from<const HASH: bool>(mut fp: usize, out: &mut [MaybeUninit<usize>]) ->
                 core::ptr::read_volatile(record.add(1)),
             )
         };
+        // On Windows a thread's outermost record can hold a zero return
+        // address above a valid saved frame pointer; elsewhere the chain
+        // ends with a saved frame pointer of 0, which the bounds check
+        // below catches, and this test would only cost every frame.
+        if cfg!(windows) && ret == 0 {
+            break;
+        }
         out[n].write(ret);
         if HASH {
             hash = hash_step(hash, ret);
@@ -456,10 +464,11 @@ mod tests {
         assert_eq!(walked.hash, hash_stack(walked.frames));
         let mut c = StackStorage::uninit();
         let unhashed = capture::<false>(true, MAX_DEPTH, &mut c);
-        assert_eq!(
-            (unhashed.frames.len(), unhashed.hash),
-            (walked.frames.len(), 0)
-        );
+        assert_eq!(unhashed.hash, 0);
+        if matches!(resolve(StackMode::Auto), Active::FramePointers(_)) {
+            // An intact chain: the same callers, without the hash.
+            assert_eq!(unhashed.frames.len(), walked.frames.len());
+        }
         let unwound = capture::<true>(false, 5, &mut b);
         assert_eq!(
             unwound.frames.len(),
