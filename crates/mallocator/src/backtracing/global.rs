@@ -288,12 +288,14 @@ extern "C" fn write_exit_report() {
     // The scan for reachable blocks covers the stack from the code that
     // called `exit` up (see `os::stack_of_exit_caller`), or else from
     // here: this function's callees are the report's own.
+    // The registers first, before this function's code changes them.
+    let registers = os::callee_saved_registers();
     let sp = os::stack_of_exit_caller().unwrap_or_else(os::stack_pointer_estimate);
     let _busy = TRACKER.state().map(|st| Busy::enter(st.epoch));
     let Some(dest) = EXIT_DEST.lock().take() else {
         return;
     };
-    let report = TRACKER.build_report(&|_| true, true, Reach::AllRoots(sp));
+    let report = TRACKER.build_report(&|_| true, true, Reach::AllRoots { sp, registers });
     let text = if dest.json {
         report.to_json() + "\n"
     } else {

@@ -896,6 +896,40 @@ pub(crate) fn stack_of_exit_caller() -> Option<usize> {
     None
 }
 
+/// The registers a function must preserve for its caller (x86-64: rbx,
+/// rbp, r12-r15; AArch64: x19-x29), read as the calling function finds
+/// them: a leak scan's roots, since a caller may keep a pointer there
+/// across a call. Zero where not known.
+pub(crate) type Registers = [usize; 11];
+
+/// See [`Registers`].
+#[inline(always)]
+pub(crate) fn callee_saved_registers() -> Registers {
+    #[allow(unused_mut)] // written only where the architecture is known
+    let mut r: Registers = [0; 11];
+    #[cfg(all(target_arch = "x86_64", not(miri)))]
+    // SAFETY: moves between registers and locals; no memory or flags touched.
+    unsafe {
+        core::arch::asm!(
+            "mov {0}, rbx", "mov {1}, rbp", "mov {2}, r12", "mov {3}, r13", "mov {4}, r14", "mov {5}, r15",
+            out(reg) r[0], out(reg) r[1], out(reg) r[2], out(reg) r[3], out(reg) r[4], out(reg) r[5],
+            options(nomem, nostack, preserves_flags)
+        );
+    }
+    #[cfg(all(target_arch = "aarch64", not(miri)))]
+    // SAFETY: as above.
+    unsafe {
+        core::arch::asm!(
+            "mov {0}, x19", "mov {1}, x20", "mov {2}, x21", "mov {3}, x22", "mov {4}, x23", "mov {5}, x24",
+            "mov {6}, x25", "mov {7}, x26", "mov {8}, x27", "mov {9}, x28", "mov {10}, x29",
+            out(reg) r[0], out(reg) r[1], out(reg) r[2], out(reg) r[3], out(reg) r[4], out(reg) r[5],
+            out(reg) r[6], out(reg) r[7], out(reg) r[8], out(reg) r[9], out(reg) r[10],
+            options(nomem, nostack, preserves_flags)
+        );
+    }
+    r
+}
+
 #[cfg(test)]
 mod tests {
     use super::gnu_build_id;

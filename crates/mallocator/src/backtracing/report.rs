@@ -377,10 +377,10 @@ impl fmt::Display for LeakReport {
 pub(crate) enum Reach {
     /// No classification.
     Unclassified,
-    /// Every root: static data, thread-local storage, and this thread's
-    /// stack from this stack pointer up (the caller's frames, not the
-    /// report's own).
-    AllRoots(usize),
+    /// Every root: static data, thread-local storage, this thread's stack
+    /// from `sp` up (the caller's frames, not the report's own), and the
+    /// registers a callee must preserve, as the caller left them.
+    AllRoots { sp: usize, registers: os::Registers },
     /// Static data and thread-local storage, not the stack: what a scope
     /// asks, where memory the runtime keeps for good is not a leak, but a
     /// block only a local variable still holds is.
@@ -535,14 +535,18 @@ fn classify(records: &mut SysVec<Record>, reach: Reach) -> Option<SysVec<LeakKin
     let mut blocks: SysVec<(usize, usize)> = sys_vec();
     blocks.try_reserve_exact(records.len()).ok()?;
     blocks.extend(records.iter().map(|r| (r.addr, r.size())));
-    let stack = match reach {
-        Reach::AllRoots(sp) => Some((sp, stack::top_of_current_stack(sp)?)),
-        _ => None,
+    let (stack, registers) = match reach {
+        Reach::AllRoots { sp, registers } => (
+            Some((sp, stack::top_of_current_stack(sp)?)),
+            Some(registers),
+        ),
+        _ => (None, None),
     };
     let mut known = false;
     let kinds = reachability::classify(
         &blocks,
         &mut |f| {
+            registers.iter().flatten().for_each(|&w| f(w));
             if let Some((sp, top)) = stack {
                 // SAFETY: between the stack pointer and the top of the
                 // stack this thread runs on: mapped, and alive during the scan.
