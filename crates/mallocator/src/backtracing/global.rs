@@ -320,8 +320,8 @@ extern "C" fn write_exit_report() {
             if report.lost_blocks() == 1 { "" } else { "s" }
         );
         os::write_all(&Sink::stderr(), msg.as_bytes());
-        // The compact log's end would be written by its own exit hook,
-        // which this exit skips.
+        // The compact log's end, in case its own exit hook has not run
+        // yet (hooks run in reverse order of registration).
         if let Some(st) = TRACKER.state() {
             super::log::detach(st);
             st.log.finish();

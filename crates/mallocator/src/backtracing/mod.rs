@@ -25,7 +25,8 @@
 //!   undisturbed by other tests running in parallel.
 //! * [`GlobalBacktracing`] tracks a whole program as its
 //!   `#[global_allocator]`, with a leak report at exit.
-//! * Log mode ([`LogTarget`]) streams every event in the C tool's format.
+//! * Log mode ([`LogTarget`]) writes every event to a log, compact by
+//!   default or in the C tool's text format ([`LogFormat`]).
 //!
 //! # Invariants
 //!
@@ -229,7 +230,9 @@ impl Drop for Backtracing<'_> {
             // SAFETY: `p` is live until destroyed below.
             let st = unsafe { &*p };
             log::detach(st);
+            let busy = thread::Busy::enter(st.epoch);
             st.log.finish();
+            drop(busy);
             fork::unregister(p);
             // SAFETY: `p` came from `State::create`, is unregistered now,
             // and `&mut self` proves no handle or thread uses it.

@@ -723,6 +723,58 @@ pub(crate) fn gnu_build_id(mut notes: &[u8]) -> Option<&[u8]> {
     None
 }
 
+/// Whether [`for_each_root_range`] can list the roots here.
+pub(crate) const ROOTS_KNOWN: bool = cfg!(all(
+    any(target_os = "linux", target_os = "android"),
+    not(miri)
+));
+
+/// Runs `f` holding the loader's lock (the one `dl_iterate_phdr` takes,
+/// recursive in glibc, so `f` may walk the objects again). A thread that
+/// allocates inside its own `dl_iterate_phdr` callback (the unwinder's
+/// library list does) holds that lock and then wants the tracker's: the
+/// tracker takes the loader's lock first wherever it needs both.
+#[cfg(all(
+    any(target_os = "linux", target_os = "android", target_os = "freebsd"),
+    not(miri)
+))]
+pub(crate) fn with_loader_locked<R>(f: impl FnOnce() -> R) -> R {
+    unsafe extern "C" fn once(
+        _info: *mut libc::dl_phdr_info,
+        _size: libc::size_t,
+        data: *mut libc::c_void,
+    ) -> libc::c_int {
+        // SAFETY: `data` is the `&mut dyn FnMut()` passed below, alive for
+        // the walk.
+        let run = unsafe { &mut *data.cast::<&mut dyn FnMut()>() };
+        run();
+        1 // the first object is enough: the lock is what is wanted
+    }
+    let mut f = Some(f);
+    let mut result = None;
+    let mut run = || {
+        if let Some(f) = f.take() {
+            result = Some(f());
+        }
+    };
+    let mut run: &mut dyn FnMut() = &mut run;
+    // SAFETY: `once` matches the callback type and uses `data` only as the
+    // pointer to `run`, which outlives the call.
+    unsafe { libc::dl_iterate_phdr(Some(once), (&mut run as *mut &mut dyn FnMut()).cast()) };
+    // No object at all (impossible in a running program): run unlocked.
+    let mut run_anyway = f;
+    result.unwrap_or_else(|| (run_anyway.take().expect("runs once"))())
+}
+
+/// No loader lock to order with here.
+#[cfg(not(all(
+    any(target_os = "linux", target_os = "android", target_os = "freebsd"),
+    not(miri)
+)))]
+pub(crate) fn with_loader_locked<R>(f: impl FnOnce() -> R) -> R {
+    f()
+}
+
 /// Calls `f(start, len)` on every range of memory a leak scan treats as
 /// a root, besides the stack: the writable loaded segments (data, BSS) of
 /// every object but the C library, and the calling thread's thread-local
@@ -897,9 +949,11 @@ pub(crate) fn stack_of_exit_caller() -> Option<usize> {
 }
 
 /// The registers a function must preserve for its caller (x86-64: rbx,
-/// rbp, r12-r15; AArch64: x19-x29), read as the calling function finds
-/// them: a leak scan's roots, since a caller may keep a pointer there
-/// across a call. Zero where not known.
+/// rbp, r12-r15; AArch64: x19-x29), as they are where this is inlined:
+/// a leak scan's roots, since a caller may keep a pointer there across a
+/// call. A value the callers in between saved on their own stack frames
+/// to use the register themselves is not among them. Zero where not
+/// known.
 pub(crate) type Registers = [usize; 11];
 
 /// See [`Registers`].

@@ -403,7 +403,7 @@ impl Backtracing<'_> {
         let mut records: SysVec<Record> = sys_vec();
         let wanted = |r: &Record| r.stack != INTERNAL && keep(r);
         let mut kinds = None;
-        if reach == Reach::Unclassified {
+        if reach == Reach::Unclassified || !os::ROOTS_KNOWN {
             for shard in &st.live {
                 shard.lock().collect(&mut records, &wanted);
             }
@@ -414,12 +414,14 @@ impl Backtracing<'_> {
             // these locks): the scan's memory comes from the C library.
             // Every block is scanned (the ones `keep` leaves out may lead
             // to the ones it keeps); those are dropped after.
-            let shards: [_; LIVE_SHARDS] = core::array::from_fn(|i| st.live[i].lock());
-            shards
-                .iter()
-                .for_each(|s| s.collect(&mut records, &|r| r.stack != INTERNAL));
-            kinds = classify(&mut records, reach);
-            drop(shards);
+            // The loader's lock first (see `os::with_loader_locked`).
+            kinds = os::with_loader_locked(|| {
+                let shards: [_; LIVE_SHARDS] = core::array::from_fn(|i| st.live[i].lock());
+                shards
+                    .iter()
+                    .for_each(|s| s.collect(&mut records, &|r| r.stack != INTERNAL));
+                classify(&mut records, reach)
+            });
         }
         // The blocks reported, with their class. A scope reports only
         // the lost ones, unclassified (its scan leaves out the stack).
@@ -450,15 +452,24 @@ impl Backtracing<'_> {
             cache: HashMap::new(),
             full: self.full_stacks.load(Ordering::Relaxed),
         };
-        let groups: Vec<LeakGroup> = by_stack
-            .into_iter()
-            .map(|((stack, kind), (bytes, count))| LeakGroup {
+        // Suppressions see whole stacks (as LeakSanitizer's do: a pattern
+        // may name a frame the report does not show).
+        let suppressions = super::global::suppressions();
+        let (mut suppressed_blocks, mut suppressed_bytes) = (0, 0);
+        let mut groups: Vec<LeakGroup> = Vec::with_capacity(by_stack.len());
+        for ((stack, kind), (bytes, count)) in by_stack {
+            if suppressions.matches_frames(symbols.whole(stack)) {
+                suppressed_blocks += count;
+                suppressed_bytes += bytes;
+                continue;
+            }
+            groups.push(LeakGroup {
                 bytes,
                 count,
                 frames: symbols.frames(stack),
                 kind,
-            })
-            .collect();
+            });
+        }
         // Stacks that differ only in frames the report does not show are
         // one group (as `mallocator leaks` groups them).
         let mut index: HashMap<(Vec<usize>, Option<LeakKind>), usize> = HashMap::new();
@@ -477,16 +488,6 @@ impl Backtracing<'_> {
             }
         }
         let mut groups = merged;
-        let suppressions = super::global::suppressions();
-        let (mut suppressed_blocks, mut suppressed_bytes) = (0, 0);
-        groups.retain(|g| {
-            let out = suppressions.matches_frames(&g.frames);
-            if out {
-                suppressed_blocks += g.count;
-                suppressed_bytes += g.bytes;
-            }
-            !out
-        });
         // Lost blocks first (the kinds' order), then the largest.
         groups.sort_by(|a, b| {
             a.kind

@@ -273,6 +273,15 @@ impl StackTable {
         }
     }
 
+    /// Whether `f` is true of a stack not yet passed to
+    /// [`for_each_unwritten`](Self::for_each_unwritten).
+    pub(crate) fn any_unwritten(&self, f: &mut dyn FnMut(&[usize]) -> bool) -> bool {
+        self.shards.iter().any(|shard| {
+            let shard = shard.lock();
+            shard.entries[shard.written..].iter().any(|e| f(e.frames()))
+        })
+    }
+
     /// Calls `f` on each shard's lock, in order (for the fork handlers);
     /// stops at the first `false`.
     pub(crate) fn each_lock(&self, f: &mut dyn FnMut(&dyn RawLock) -> bool) -> bool {

@@ -1,6 +1,7 @@
 //! Symbolization for the in-process report: each distinct stack once,
 //! shown from the program's first frame to its last (`trim.rs`).
 
+use core::ops::Range;
 use std::collections::HashMap;
 
 use super::os;
@@ -11,31 +12,40 @@ use super::Frame;
 /// Symbolizes stacks for one report, once per distinct stack.
 pub(crate) struct Symbolizer<'t> {
     pub(crate) stacks: &'t StackTable,
-    pub(crate) cache: HashMap<u32, Vec<Frame>>,
+    /// Each stack's frames, whole, and the part a report shows.
+    pub(crate) cache: HashMap<u32, (Vec<Frame>, Range<usize>)>,
     /// Show every frame ([`Config::full_stacks`](super::Config::full_stacks)),
     /// not only the program's own ([`user_frames`]).
     pub(crate) full: bool,
 }
 
 impl Symbolizer<'_> {
+    /// The frames of stack `id` a report shows.
     pub(crate) fn frames(&mut self, id: u32) -> Vec<Frame> {
+        let (frames, shown) = self.resolve(id);
+        frames[shown.clone()].to_vec()
+    }
+
+    /// Every frame of stack `id` (what suppressions are matched against).
+    pub(crate) fn whole(&mut self, id: u32) -> &[Frame] {
+        &self.resolve(id).0
+    }
+
+    fn resolve(&mut self, id: u32) -> &(Vec<Frame>, Range<usize>) {
         let (stacks, full) = (self.stacks, self.full);
-        self.cache
-            .entry(id)
-            .or_insert_with(|| {
-                let mut frames = Vec::new();
-                for &ip in stacks.get(id).iter() {
-                    os::symbolize(ip, &mut frames);
-                }
-                if !full {
-                    let info: Vec<FrameInfo<'_>> = frames.iter().map(frame_info).collect();
-                    let keep = user_frames(&info);
-                    frames.truncate(keep.end);
-                    frames.drain(..keep.start);
-                }
-                frames
-            })
-            .clone()
+        self.cache.entry(id).or_insert_with(|| {
+            let mut frames = Vec::new();
+            for &ip in stacks.get(id).iter() {
+                os::symbolize(ip, &mut frames);
+            }
+            let shown = if full {
+                0..frames.len()
+            } else {
+                let info: Vec<FrameInfo<'_>> = frames.iter().map(frame_info).collect();
+                user_frames(&info)
+            };
+            (frames, shown)
+        })
     }
 }
 

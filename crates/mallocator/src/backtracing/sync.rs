@@ -43,6 +43,15 @@ impl<T> SpinLock<T> {
         }
     }
 
+    /// The lock if it is free now, else `None`.
+    #[inline]
+    pub(crate) fn try_lock(&self) -> Option<SpinGuard<'_, T>> {
+        self.locked
+            .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
+            .is_ok()
+            .then_some(SpinGuard { lock: self })
+    }
+
     /// Waits for the lock; released when the guard drops.
     #[inline]
     pub(crate) fn lock(&self) -> SpinGuard<'_, T> {

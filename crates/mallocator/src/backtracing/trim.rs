@@ -195,7 +195,7 @@ fn is_user_code_start(f: &FrameInfo<'_>) -> bool {
 /// The runtime that calls the program: process and thread start, the
 /// standard library's `main` wrapper, unwinding guards, the test harness.
 fn is_runtime(f: &FrameInfo<'_>) -> bool {
-    const NAMES: [&str; 16] = [
+    const NAMES: [&str; 13] = [
         "std::rt::",
         "std::panicking::",
         "std::panic::catch_unwind",
@@ -209,9 +209,6 @@ fn is_runtime(f: &FrameInfo<'_>) -> bool {
         "test::",
         "<test::",
         "__libc_start",
-        "start_thread",
-        "clone",
-        "_start",
     ];
     if f.file.is_some_and(in_std_source) {
         // Below the program, the standard library is its runtime.
@@ -219,8 +216,11 @@ fn is_runtime(f: &FrameInfo<'_>) -> bool {
     }
     // C's `main` is not listed: a C program's is its own code, and the
     // one rustc generates lies below Rust's marker of user code.
+    // The C library's thread and process start, by exact name (a
+    // program's `clone_tree` is not `clone`).
+    const EXACT: [&str; 5] = ["start_thread", "clone", "clone3", "__clone", "_start"];
     match f.function {
-        Some(name) => NAMES.iter().any(|p| name.starts_with(p)),
+        Some(name) => EXACT.contains(&name) || NAMES.iter().any(|p| name.starts_with(p)),
         // An unnamed frame at the bottom: the C library's start code.
         None => f
             .object

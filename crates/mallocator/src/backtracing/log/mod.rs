@@ -137,6 +137,10 @@ struct Inner {
     finished: bool,
     /// Compact format: the address ranges of the modules written.
     modules: SysVec<(usize, usize)>,
+    /// Compact format: a stack was written with a frame in no module
+    /// written, without the loader's lock to read the map again: the next
+    /// chunk reads it.
+    rescan: bool,
     /// Compact format: events written, and events that a failed write lost.
     events: u64,
     lost: u64,
@@ -148,7 +152,8 @@ impl core::fmt::Debug for Log {
     }
 }
 
-fn format_code(format: LogFormat) -> u8 {
+/// The [`LogFormat`] as `Log::format` stores it.
+const fn format_code(format: LogFormat) -> u8 {
     match format {
         LogFormat::Compact => 0,
         LogFormat::Firedancer => 1,
@@ -166,13 +171,11 @@ impl Log {
                 started: false,
                 finished: false,
                 modules: sys_vec(),
+                rescan: false,
                 events: 0,
                 lost: 0,
             }),
-            format: AtomicU8::new(match format {
-                LogFormat::Compact => 0,
-                LogFormat::Firedancer => 1,
-            }),
+            format: AtomicU8::new(format_code(format)),
         }
     }
 
@@ -240,8 +243,43 @@ impl Log {
 
     /// Writes a chunk of `thread`'s compact events (`count` of them, in
     /// `events`), after the file's start and any stack not written yet.
-    /// One write: the whole chunk or, if that fails, none of it.
+    /// One write: the whole chunk or, if that fails, none of it, and the
+    /// log stops (the records it lost would leave later events naming
+    /// stacks the file never defines).
+    ///
+    /// The module map is read with the loader's lock, which is taken
+    /// before the log's (see `os::with_loader_locked`): only when the map
+    /// may have to be read (the file's start, a stack with a frame in no
+    /// known module), since it costs a lock most chunks do not need.
     pub(crate) fn write_chunk(&self, stacks: &StackTable, thread: u64, events: &[u8], count: u64) {
+        if self.needs_modules(stacks) {
+            os::with_loader_locked(|| self.write_chunk_locked(stacks, thread, events, count, true))
+        } else {
+            self.write_chunk_locked(stacks, thread, events, count, false)
+        }
+    }
+
+    /// Whether the next chunk may have to read the module map.
+    fn needs_modules(&self, stacks: &StackTable) -> bool {
+        let inner = self.inner.lock();
+        let known = &inner.modules;
+        !inner.started
+            || inner.rescan
+            || stacks.any_unwritten(&mut |frames| {
+                frames
+                    .iter()
+                    .any(|&ip| !known.iter().any(|&(s, e)| s <= ip && ip < e))
+            })
+    }
+
+    fn write_chunk_locked(
+        &self,
+        stacks: &StackTable,
+        thread: u64,
+        events: &[u8],
+        count: u64,
+        loader_locked: bool,
+    ) {
         let mut guard = self.inner.lock();
         let inner = &mut *guard;
         if inner.finished || !inner.open() {
@@ -249,15 +287,15 @@ impl Log {
         }
         inner.buf.clear();
         if !inner.started {
-            inner.start();
+            inner.start(loader_locked);
         }
-        inner.new_stacks(stacks);
+        inner.new_stacks(stacks, loader_locked);
         compact::chunk_start(&mut inner.buf, thread, events.len());
         append(&mut inner.buf, events);
         if inner.emit() {
             inner.events += count;
         } else {
-            inner.lost += count;
+            inner.output = Output::Failed;
         }
     }
 
@@ -305,9 +343,10 @@ impl Inner {
         }
     }
 
-    /// Appends the file's start and the module map to `buf`, and makes
-    /// sure the process flushes its buffers at exit.
-    fn start(&mut self) {
+    /// Appends the file's start and the module map (when `loader_locked`;
+    /// else at the next chunk) to `buf`, and makes sure the process
+    /// flushes its buffers at exit.
+    fn start(&mut self, loader_locked: bool) {
         self.started = true;
         let process = os::process();
         let (mut exe, mut cwd) = ([0u8; os::PATH_MAX], [0u8; os::PATH_MAX]);
@@ -324,7 +363,11 @@ impl Inner {
                 cwd: &cwd[..cwd_len],
             },
         );
-        self.scan_modules(&exe[..exe_len]);
+        if loader_locked {
+            self.scan_modules(&exe[..exe_len]);
+        } else {
+            self.rescan = true;
+        }
         threads::flush_at_exit();
     }
 
@@ -348,8 +391,8 @@ impl Inner {
     /// Appends every stack not written yet, after the modules its frames
     /// lie in: a frame in no module written so far means an object was
     /// loaded since, so the module map is scanned again (once per write).
-    fn new_stacks(&mut self, stacks: &StackTable) {
-        let mut unknown = false;
+    fn new_stacks(&mut self, stacks: &StackTable, loader_locked: bool) {
+        let mut unknown = self.rescan;
         let (buf, known) = (&mut self.buf, &self.modules);
         let stacks_from = buf.len();
         stacks.for_each_unwritten(&mut |id, frames| {
@@ -358,7 +401,10 @@ impl Inner {
                 .any(|&ip| !known.iter().any(|&(s, e)| s <= ip && ip < e));
             compact::stack(buf, id, frames);
         });
-        if unknown && !cfg!(miri) {
+        if unknown && !loader_locked {
+            self.rescan = true;
+        } else if unknown && !cfg!(miri) {
+            self.rescan = false;
             // The new module records must come before the stacks: move
             // the stacks behind them.
             let mut tail: SysVec<u8> = sys_vec();

@@ -22,7 +22,7 @@ use core::cell::Cell;
 use super::super::state::State;
 use super::super::sync::SpinLock;
 use super::super::sys_vec::{sys_vec, SysVec};
-use super::super::thread::thread_id;
+use super::super::thread::{thread_id, Busy};
 use super::super::{fork, os};
 use super::append;
 use crate::valloc::Valloc;
@@ -67,7 +67,11 @@ std::thread_local! {
 
 impl Buffer {
     /// Writes the buffered events to `st`'s log and empties the buffer.
+    /// Inside the tracker, so that whatever the write allocates (a log
+    /// callback may) is the tracker's own, neither logged nor waiting for
+    /// this buffer's lock.
     fn flush_to(&mut self, st: &State) {
+        let _busy = Busy::enter(st.epoch);
         if !self.bytes.is_empty() {
             st.log
                 .write_chunk(&st.stacks, self.thread, &self.bytes, self.events);
@@ -104,7 +108,12 @@ pub(crate) fn push(st: &State, event: &[u8]) {
         }
         // SAFETY: the slot's buffer lives until the slot's destructor.
         let shared = unsafe { &*p };
-        let mut b = shared.lock();
+        // Held by this very thread when another tracker's log callback
+        // allocates through this one while the buffer is being written:
+        // then the event goes alone.
+        let Some(mut b) = shared.try_lock() else {
+            return false;
+        };
         if b.epoch != st.epoch {
             drop(b);
             attach(shared, st);
@@ -139,6 +148,8 @@ fn create() -> *mut Shared {
         }
         return core::ptr::null_mut();
     }
+    // Buffered events must reach the file even if no thread ends first.
+    flush_at_exit();
     // SAFETY: a fresh block of the right size and alignment.
     unsafe {
         p.write(SpinLock::new(Buffer {
@@ -229,7 +240,7 @@ fn each_buffer_of(st: &State, f: &mut dyn FnMut(&mut Buffer)) {
 
 /// Writes every thread's buffered events, to whichever tracker each
 /// belongs to.
-pub(crate) fn flush_all() {
+fn flush_all() {
     let all = BUFFERS.lock();
     for &p in all.iter() {
         // SAFETY: as in `detach`.
@@ -248,7 +259,10 @@ pub(crate) fn flush_at_exit() {
 
 extern "C" fn at_exit() {
     flush_all();
-    fork::for_each_state(&mut |st| st.log.finish());
+    fork::for_each_state(&mut |st| {
+        let _busy = Busy::enter(st.epoch);
+        st.log.finish();
+    });
 }
 
 /// In the child after `fork` (single-threaded, every lock free): the
@@ -256,7 +270,8 @@ extern "C" fn at_exit() {
 /// events are the parent's to write. Forgets them all, without touching
 /// the other threads' buffers (their locks may have been held at the fork).
 pub(crate) fn after_fork_in_child() {
-    BUFFERS.lock().clear();
+    let mut all = BUFFERS.lock();
+    all.clear();
     let _ = MINE.try_with(|slot| {
         let p = slot.0.get();
         if !p.is_null() {
@@ -264,6 +279,9 @@ pub(crate) fn after_fork_in_child() {
             let mut b = unsafe { &*p }.lock();
             b.bytes.clear();
             b.events = 0;
+            // Listed again (its room is still there): a tracker dropped in
+            // the child must find it to detach it (the module invariant).
+            all.push(p as usize);
         }
     });
 }
