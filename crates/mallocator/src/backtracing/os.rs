@@ -549,13 +549,18 @@ pub(crate) struct Process {
     pub now_ns: u64,
 }
 
-/// The process's id and the wall-clock time.
+/// The process's id and the wall-clock time (0 under Miri, whose
+/// isolation has no wall clock).
 pub(crate) fn process() -> Process {
+    #[cfg(miri)]
+    let now_ns = 0;
+    #[cfg(not(miri))]
+    let now_ns = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
     Process {
         pid: std::process::id(),
-        now_ns: std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos() as u64),
+        now_ns,
     }
 }
 
