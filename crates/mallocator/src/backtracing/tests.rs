@@ -739,10 +739,13 @@ fn report_json_structure() {
     );
     let frame = &group["frames"][0];
     assert!(frame["ip"].is_u64());
-    // This test binary has debug info: its own frame is named in full.
+    // This test binary has debug info: its own frame is named in full
+    // (Miri's stand-in frames have a name only).
     assert!(frame["function"].is_string(), "{frame}");
-    assert!(frame["file"].is_string(), "{frame}");
-    assert!(frame["line"].is_u64(), "{frame}");
+    if !cfg!(miri) {
+        assert!(frame["file"].is_string(), "{frame}");
+        assert!(frame["line"].is_u64(), "{frame}");
+    }
     let err = &json["errors"][0];
     assert_eq!(err["kind"], "double_free");
     assert_eq!(err["count"], 1);
