@@ -80,7 +80,10 @@ impl Frame {
         } else {
             frame.object_and_symbol(rest)
         };
-        if !understood {
+        // A frame without an address keeps its line: the address or the
+        // text is what a report shows of it (`./p(x()` names an object,
+        // but no place in it).
+        if !understood || frame.ip.is_none() {
             frame.text = Some(line.to_owned());
         }
         frame
@@ -242,6 +245,10 @@ mod tests {
             Frame::parse("./p(_ZN10leaky_list4push17h0123456789abcdefE+0x10)[0x1]"),
             frame(Some(1), Some("leaky_list::push"), Some("./p"))
         );
+        // Without an address a frame keeps its line, even where an object
+        // could be read from it (a report shows the address or the text).
+        let f = Frame::parse("./p(a;b+()");
+        assert_eq!((f.ip, f.text.as_deref()), (None, Some("./p(a;b+()")));
     }
 
     #[test]
