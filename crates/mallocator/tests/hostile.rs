@@ -40,6 +40,7 @@ fn child_process_entry() {
         #[cfg(target_arch = "x86_64")]
         "altstack" => altstack::run(),
         "coroutine" => coroutine::run(),
+        "first_use_fork" => fork_while_allocating(&FIRST_USE_TRACKER, 4, 5),
         other => panic!("unknown case {other}"),
     }
     println!("CHILD: survived");
@@ -283,6 +284,24 @@ mod coroutine {
     }
 }
 
+/// The stacks of a hung process's threads, from `gdb` when it is
+/// installed, so that a hang seen once in CI can be diagnosed.
+fn child_stacks(pid: libc::pid_t) -> String {
+    match std::process::Command::new("gdb")
+        .args([
+            "-p",
+            &pid.to_string(),
+            "-batch",
+            "-ex",
+            "thread apply all bt",
+        ])
+        .output()
+    {
+        Ok(out) => String::from_utf8_lossy(&out.stdout).into_owned(),
+        Err(e) => format!("(gdb not available: {e})"),
+    }
+}
+
 /// Forks `forks` times while `threads` threads allocate and free through
 /// `tracker`; each child allocates through it too and exits. Fails if a
 /// child does not finish within 10 s (a lock copied taken into it).
@@ -327,11 +346,12 @@ pub fn fork_while_allocating(tracker: &'static Backtracing<'static>, threads: us
                         break;
                     }
                     if Instant::now() > deadline {
+                        let stacks = child_stacks(pid);
                         // SAFETY: our own child.
                         unsafe { libc::kill(pid, libc::SIGKILL) };
                         // SAFETY: reaps it.
                         unsafe { libc::waitpid(pid, &mut status, 0) };
-                        panic!("child {round} hung after fork");
+                        panic!("child {round} hung after fork; its stacks:\n{stacks}");
                     }
                     std::thread::sleep(Duration::from_millis(1));
                 }
@@ -355,6 +375,20 @@ static UNWIND_TRACKER: Backtracing<'static> = Backtracing::with_config(
         ..Config::DEFAULT
     },
 );
+
+/// Used first in a child process by the test below.
+static FIRST_USE_TRACKER: Backtracing<'static> = Backtracing::new(Valloc::libc());
+
+/// Forks while threads use a tracker for the first time in the process,
+/// racing each other to install the fork handlers: no thread may take a
+/// tracker lock before they are installed, or a fork copies it taken.
+/// Each run is a fresh process, whose handlers are not installed yet.
+#[test]
+fn forks_racing_the_first_use_of_a_tracker() {
+    for _ in 0..20 {
+        run_child("first_use_fork");
+    }
+}
 
 #[test]
 fn fork_while_threads_allocate_frame_pointers() {

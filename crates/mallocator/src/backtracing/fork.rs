@@ -20,7 +20,7 @@
 //! over. No tracker lock is held for long or while waiting on anything
 //! the handler holds, so this ends.
 
-use core::sync::atomic::{AtomicBool, Ordering};
+use core::sync::atomic::{AtomicU32, Ordering};
 
 use super::os;
 use super::state::State;
@@ -31,16 +31,52 @@ use super::sys_vec::{sys_vec, SysVec};
 /// they stay put while registered).
 static REGISTRY: SpinLock<SysVec<usize>> = SpinLock::new(sys_vec());
 
-/// Whether the handlers are installed (once per process).
-static INSTALLED: AtomicBool = AtomicBool::new(false);
+/// Who installs the handlers: [`NOBODY`] yet, [`INSTALLED`] (done, in
+/// this process or in the parent it was forked from), or else the id of
+/// the process one of whose threads is installing them now.
+///
+/// A plain "installing" flag would not do: a process forked while
+/// another of its threads was inside `pthread_atfork` inherits the flag
+/// set by a thread it does not have, and would wait for it forever. The
+/// process id tells the child that nobody installs for it. The child then
+/// installs them itself, unless the fork ran them (then `pthread_atfork`
+/// had finished before the fork, and [`in_child`] marks them installed).
+static INSTALLER: AtomicU32 = AtomicU32::new(NOBODY);
+const NOBODY: u32 = 0;
+const INSTALLED: u32 = u32::MAX;
+
+/// Returns once the handlers are installed, installing them if no thread
+/// of this process is doing it already. Every tracker state is
+/// registered after this, so no fork copies a tracker lock without the
+/// handlers taking it first.
+fn install_handlers() {
+    loop {
+        let installer = INSTALLER.load(Ordering::Acquire);
+        if installer == INSTALLED {
+            return;
+        }
+        let me = std::process::id();
+        if installer == me {
+            std::thread::yield_now();
+            continue;
+        }
+        // Nobody, or a thread of the parent this process was forked from.
+        if INSTALLER
+            .compare_exchange(installer, me, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+        {
+            os::at_fork(prepare, release_all, in_child);
+            INSTALLER.store(INSTALLED, Ordering::Release);
+            return;
+        }
+    }
+}
 
 /// Adds a state; installs the handlers at the first call. False when out
 /// of memory (the state must then not be used: a fork could copy its
 /// locks taken).
 pub(crate) fn register(state: *mut State) -> bool {
-    if !INSTALLED.swap(true, Ordering::AcqRel) {
-        os::at_fork(prepare, release_all, in_child);
-    }
+    install_handlers();
     let mut states = REGISTRY.lock();
     if states.try_reserve(1).is_err() {
         return false;
@@ -137,6 +173,7 @@ extern "C" fn release_all() {
 /// its compact logs stop (the parent writes those files) and the other
 /// threads' event buffers are forgotten (see `log/threads.rs`).
 extern "C" fn in_child() {
+    INSTALLER.store(INSTALLED, Ordering::Release);
     release_all();
     super::log::after_fork_in_child();
     for_each_state(&mut |st| st.log.stop_in_child());
