@@ -4,15 +4,15 @@ use core::alloc::{GlobalAlloc, Layout};
 use core::sync::atomic::{AtomicU8, Ordering};
 
 use super::os::{self, Sink};
+use super::own_heap::own_heap;
 use super::report::Reach;
 use super::settings::{self, ExitDest, LogSetting};
 use super::sync::{RawLock, SpinLock};
 use super::thread::{self, Busy};
 use super::{stack, Backtracing, Config, LogFormat, LogTarget, Suppressions};
-use crate::valloc::Valloc;
 
 /// The one process-wide tracker behind every [`GlobalBacktracing`].
-static TRACKER: Backtracing<'static> = Backtracing::new(Valloc::libc());
+static TRACKER: Backtracing<'static> = Backtracing::new(own_heap());
 
 /// Where [`TRACKER`]'s configuration stands ([`configure_once`]).
 static CONFIG_STATE: AtomicU8 = AtomicU8::new(UNCONFIGURED);
@@ -208,6 +208,80 @@ impl GlobalBacktracing {
         &TRACKER
     }
 
+    /// C `malloc` through the process-wide tracker, for a library that
+    /// defines the C allocator's functions (the preload library of
+    /// `mallocator trace`): a block of `size` bytes (0 allowed: a unique
+    /// block, recorded as 0 bytes) aligned to `align` (0: what `malloc`
+    /// aligns to), or null when out of memory or `align` is not a power
+    /// of two.
+    ///
+    /// ```
+    /// let g = mallocator::backtracing::GlobalBacktracing::new();
+    /// let p = g.c_malloc(64, 0);
+    /// assert_eq!(p as usize % 64, 0);
+    /// // SAFETY: `p` came from `c_malloc`.
+    /// unsafe { g.c_free(p) };
+    /// ```
+    pub fn c_malloc(&self, align: usize, size: usize) -> *mut u8 {
+        if CONFIG_STATE.load(Ordering::Acquire) != CONFIGURED {
+            self.configure();
+        }
+        TRACKER.alloc_raw(align, size)
+    }
+
+    /// C `free` through the process-wide tracker: null does nothing; a
+    /// pointer the tracker did not hand out, or already freed, is
+    /// reported as a bad free and not passed on.
+    ///
+    /// # Safety
+    /// `ptr` is not used after this call if it came from
+    /// [`c_malloc`](Self::c_malloc) or [`c_realloc`](Self::c_realloc).
+    ///
+    /// ```
+    /// let g = mallocator::backtracing::GlobalBacktracing::new();
+    /// // SAFETY: null is never a live block.
+    /// unsafe { g.c_free(core::ptr::null_mut()) };
+    /// ```
+    pub unsafe fn c_free(&self, ptr: *mut u8) {
+        TRACKER.free_raw(ptr)
+    }
+
+    /// C `realloc` through the process-wide tracker, for a live block
+    /// from [`c_malloc`](Self::c_malloc) and a new size of at least 1: a
+    /// new block (aligned as `malloc` aligns) with the old one's first
+    /// bytes and its scope stamp, the old block freed; null when out of
+    /// memory (the old block is then untouched). A pointer the tracker
+    /// does not know is reported as a bad free and gets null, as
+    /// Valgrind's memcheck answers it.
+    ///
+    /// # Safety
+    /// As [`c_free`](Self::c_free) for `ptr` when the result is not null.
+    ///
+    /// ```
+    /// let g = mallocator::backtracing::GlobalBacktracing::new();
+    /// let p = g.c_malloc(0, 4);
+    /// // SAFETY: `p` is a live block of 4 bytes from `c_malloc`.
+    /// let q = unsafe { p.copy_from([1u8, 2, 3, 4].as_ptr(), 4); g.c_realloc(p, 100) };
+    /// // SAFETY: `q` holds the 4 bytes copied over.
+    /// assert_eq!(unsafe { *q.add(3) }, 4);
+    /// // SAFETY: `q` came from `c_realloc`.
+    /// unsafe { g.c_free(q) };
+    /// ```
+    pub unsafe fn c_realloc(&self, ptr: *mut u8, size: usize) -> *mut u8 {
+        let Some((old_size, stamp)) = TRACKER.block_of(ptr) else {
+            TRACKER.free_raw(ptr);
+            return core::ptr::null_mut();
+        };
+        let new = thread::with_stamp(stamp, || self.c_malloc(0, size));
+        if !new.is_null() {
+            // SAFETY: the old block is live with `old_size` bytes (its
+            // record says so), the new one has `size`; they are distinct.
+            unsafe { core::ptr::copy_nonoverlapping(ptr, new, old_size.min(size)) };
+            TRACKER.free_raw(ptr);
+        }
+        new
+    }
+
     #[cold]
     fn configure(&self) {
         let Some(epoch) = TRACKER.state().map(|st| st.epoch) else {
@@ -330,8 +404,8 @@ extern "C" fn write_exit_report() {
     }
 }
 
-// SAFETY: `alloc_raw` returns null or a block from the C library allocator
-// of at least `layout.size()` bytes aligned to `layout.align()` (the libc
+// SAFETY: `alloc_raw` returns null or a block from the tracker's own
+// heap (the C library's allocator) of at least `layout.size()` bytes aligned to `layout.align()` (the libc
 // handle's contract); `dealloc` receives only such blocks, which
 // `free_raw` gives back exactly once (anything else is reported and not
 // passed on).
@@ -359,8 +433,8 @@ unsafe impl GlobalAlloc for GlobalBacktracing {
         let new_layout = unsafe { Layout::from_size_align_unchecked(new_size, layout.align()) };
         // SAFETY: `new_layout` has a non-zero size (the caller's contract).
         let alloc = || unsafe { self.alloc(new_layout) };
-        let new = match TRACKER.stamp_of(ptr) {
-            Some(stamp) => thread::with_stamp(stamp, alloc),
+        let new = match TRACKER.block_of(ptr) {
+            Some((_, stamp)) => thread::with_stamp(stamp, alloc),
             None => alloc(),
         };
         if !new.is_null() {

@@ -115,6 +115,7 @@ mod global;
 mod live;
 mod log;
 mod os;
+mod own_heap;
 mod peak;
 mod reachability;
 mod recent_frees;
@@ -149,7 +150,7 @@ use state::State;
 pub use suppressions::{SuppressionError, Suppressions};
 use sync::RawLock;
 use thread::Busy;
-pub use trim::{user_frames, FrameInfo};
+pub use trim::{user_frames, FrameInfo, PRELOAD_LIBRARY};
 
 use crate::valloc::{Valloc, VallocVtable};
 use live::Record;
@@ -594,6 +595,8 @@ impl<'a> Backtracing<'a> {
         // Only the frames, unless the log needs the stack's id: a bad
         // free (rare) hashes its frames when it interns them.
         let mut frames: &[usize] = &[];
+        // The stack id to log this free with, when it is logged.
+        let mut logged = None;
         if tracking.is_some() {
             let log_on = self.log_on.load(Ordering::Relaxed);
             if log_on || self.free_stacks.load(Ordering::Relaxed) {
@@ -607,17 +610,27 @@ impl<'a> Backtracing<'a> {
                     // stacks are wanted) and for the text format's cache
                     // of whole stacks' lines.
                     let compact = st.log.format() == LogFormat::Compact;
-                    let id = if !compact || self.free_stacks.load(Ordering::Relaxed) {
+                    logged = Some(if !compact || self.free_stacks.load(Ordering::Relaxed) {
                         st.stacks.intern_cached(st.epoch, stack.frames, stack.hash)
                     } else {
                         NO_STACK
-                    };
-                    log::free(st, ptr, id, stack.frames);
+                    });
                 }
                 frames = stack.frames;
             }
         }
+        // Logged once the block's record says whether it is the
+        // tracker's own (never logged: its allocation was not), and
+        // before the block goes back to the inner allocator (which may
+        // hand its address out again at once, to an allocation that must
+        // come after this free in the log).
+        let log_free = |frames| {
+            if let Some(id) = logged {
+                log::free(st, ptr, id, frames);
+            }
+        };
         if ptr.is_null() {
+            log_free(frames);
             return;
         }
         let addr = ptr as usize;
@@ -630,6 +643,7 @@ impl<'a> Backtracing<'a> {
                 drop(shard);
                 if rec.stack != INTERNAL {
                     st.account(-(rec.size() as isize), gen);
+                    log_free(frames);
                 }
                 // SAFETY: `rec` proves `ptr` came from `inner.malloc` and
                 // was live until the removal above, which makes this the
@@ -644,6 +658,7 @@ impl<'a> Backtracing<'a> {
                     (f, frames.len())
                 });
                 drop(shard);
+                log_free(frames);
                 errors::record_bad_free(st, addr, frames, first, &first_frames);
             }
         }
@@ -665,13 +680,27 @@ impl<'a> Backtracing<'a> {
         }
     }
 
-    /// The scope stamp of the live block `ptr` (see `scope.rs`).
-    pub(crate) fn stamp_of(&self, ptr: *mut u8) -> Option<u32> {
+    /// What the process does to its logs when it exits, now: writes
+    /// every thread's buffered events and ends every tracker's compact
+    /// log, which takes no event after this. For a process about to end
+    /// another way (`_exit`, `abort`): the preload library of
+    /// `mallocator trace` calls it there.
+    ///
+    /// ```no_run
+    /// mallocator::backtracing::Backtracing::end_logs_now();
+    /// ```
+    pub fn end_logs_now() {
+        log::finish_all();
+    }
+
+    /// The requested size and the scope stamp (see `scope.rs`) of the
+    /// live block `ptr`.
+    pub(crate) fn block_of(&self, ptr: *mut u8) -> Option<(usize, u32)> {
         let st = self.state()?;
         let rec = st.live[live::shard_of(ptr as usize)]
             .lock()
             .get(ptr as usize)?;
-        Some(rec.stamp)
+        Some((rec.size(), rec.stamp))
     }
 
     /// Bad frees so far (double and invalid).

@@ -14,10 +14,10 @@ use core::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use super::errors::ErrorRecord;
 use super::live::{LiveShard, LIVE_SHARDS};
 use super::log::{Log, LogFormat, LogTarget};
+use super::own_heap::own_heap;
 use super::stacks::StackTable;
 use super::sync::SpinLock;
 use super::sys_vec::{sys_vec, SysVec};
-use crate::valloc::Valloc;
 
 /// Tracker epochs: each [`State`] gets a fresh one, never reused (64-bit,
 /// so it cannot wrap). It names the tracker in each thread's reentrancy
@@ -62,7 +62,7 @@ impl State {
     /// when out of memory. Built in place: it is about 100 KiB, too big
     /// for a small thread stack.
     pub(crate) fn create(log: LogTarget, format: LogFormat) -> Option<*mut State> {
-        let p = Valloc::libc()
+        let p = own_heap()
             .malloc(
                 core::mem::align_of::<State>(),
                 core::mem::size_of::<State>(),
@@ -109,7 +109,7 @@ impl State {
         // nobody else refers to, in a block from the libc handle.
         unsafe {
             core::ptr::drop_in_place(p);
-            Valloc::libc().free(p.cast());
+            own_heap().free(p.cast());
         }
     }
 

@@ -644,6 +644,43 @@ fn compact_log_round_trip() {
     }
 }
 
+static OWN_BLOCKS_BUF: Mutex<Vec<u8>> = Mutex::new(Vec::new());
+
+fn collect_own_blocks(bytes: &[u8]) {
+    OWN_BLOCKS_BUF.lock().unwrap().extend_from_slice(bytes);
+}
+
+/// A block the tracker allocated for itself (inside it: not logged) and
+/// that is freed from outside it, as a C library frees the thread
+/// destructor entries it allocated when the tracker registered one: the
+/// free is not logged either, or a log reader would see a free of a
+/// block never allocated.
+#[test]
+fn the_trackers_own_blocks_are_not_logged_whoever_frees_them() {
+    let t = Backtracing::with_config(
+        Valloc::libc(),
+        Config {
+            log: LogTarget::Callback(collect_own_blocks),
+            ..Config::DEFAULT
+        },
+    );
+    let v = t.valloc();
+    let busy = Busy::enter(t.state().unwrap().epoch);
+    let own = v.malloc(8, 32);
+    drop(busy);
+    let user = v.malloc(8, 48);
+    // SAFETY: both came from `v`, freed once.
+    unsafe {
+        v.free(own);
+        v.free(user);
+    }
+    assert_eq!(t.error_count(), 0);
+    drop(t);
+    let d = decode_compact(&OWN_BLOCKS_BUF.lock().unwrap());
+    let addresses: Vec<(u8, u64)> = d.events.iter().map(|e| (e.1, e.3)).collect();
+    assert_eq!(addresses, [(1, user as u64), (2, user as u64)]);
+}
+
 #[test]
 #[cfg_attr(miri, ignore)] // files
 fn compact_log_file_from_many_threads() {

@@ -75,7 +75,9 @@ pub fn user_frames(frames: &[FrameInfo<'_>]) -> Range<usize> {
             .take_while(|f| is_runtime(f))
             .count();
     if end == 0 {
-        return 0..frames.len();
+        // Still without the preload library's frames: they have no name
+        // to show.
+        return frames.iter().take_while(|f| is_preload_library(f)).count()..frames.len();
     }
     start..start + end
 }
@@ -121,6 +123,21 @@ fn in_std_source(file: &str) -> bool {
 }
 
 /// The allocation machinery between the program and the capture.
+/// The file name of `mallocator trace`'s preload library, whose frames
+/// every report cuts.
+///
+/// ```
+/// assert!(mallocator::backtracing::PRELOAD_LIBRARY.ends_with(".so"));
+/// ```
+pub const PRELOAD_LIBRARY: &str = "libmallocator_preload.so";
+
+/// A frame of the preload library of `mallocator trace` (this tracker,
+/// built without symbols), by its file name wherever it was put.
+fn is_preload_library(f: &FrameInfo<'_>) -> bool {
+    f.object
+        .is_some_and(|o| o.rsplit(['/', '\\']).next() == Some(PRELOAD_LIBRARY))
+}
+
 fn is_machinery(f: &FrameInfo<'_>) -> bool {
     const MALLOC: [&str; 13] = [
         "malloc",
@@ -158,13 +175,17 @@ fn is_machinery(f: &FrameInfo<'_>) -> bool {
     ];
     // This crate and the allocation code of the crates it and collections
     // use, by file (inlined frames often carry only a short name).
-    const OWN_FILES: [&str; 5] = [
+    const OWN_FILES: [&str; 6] = [
         "mallocator/src/",
         "mallocator-c/src/",
+        "mallocator-preload/src/",
         "/backtrace-0.",
         "/allocator-api2-",
         "/hashbrown-",
     ];
+    if is_preload_library(f) {
+        return true;
+    }
     if let Some(name) = f.function {
         if MALLOC.contains(&name)
             || PREFIXES.iter().any(|p| name.starts_with(p))
@@ -298,6 +319,18 @@ mod tests {
         let mut c = named(&["fd_backtracing_malloc", "make_node", "main"]);
         c.push(libc);
         assert_eq!(user_frames(&c), 1..3);
+        // A traced program: the preload library's frames, unnamed
+        // (it has no symbols) wherever it was put, then its `malloc`.
+        let preload = FrameInfo {
+            object: Some("/tmp/mallocator-trace-x1/libmallocator_preload.so"),
+            ..FrameInfo::default()
+        };
+        let mut traced = vec![preload, preload];
+        traced.extend(named(&["malloc", "make_node", "main"]));
+        traced.push(libc);
+        assert_eq!(user_frames(&traced), 3..5);
+        // With no frame of the program's named, still without them.
+        assert_eq!(user_frames(&[preload, preload, libc, libc]), 2..4);
     }
 
     #[test]

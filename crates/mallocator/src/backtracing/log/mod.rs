@@ -23,7 +23,7 @@ use super::sync::{RawLock, SpinLock};
 use super::sys_vec::{sys_vec, SysVec};
 use text::{LineCache, StackLines};
 
-pub(crate) use threads::{after_fork_in_child, detach, flush, BUFFERS};
+pub(crate) use threads::{after_fork_in_child, detach, finish_all, flush, BUFFERS};
 
 /// Creates the file at `path` for a log, or empties it, the way the
 /// tracker does for [`LogTarget::Path`] and `MALLOCATOR_LOG`: a log holds

@@ -19,13 +19,13 @@
 
 use core::cell::Cell;
 
+use super::super::own_heap::own_heap;
 use super::super::state::State;
 use super::super::sync::SpinLock;
 use super::super::sys_vec::{sys_vec, SysVec};
 use super::super::thread::{thread_id, Busy};
 use super::super::{fork, os};
 use super::append;
-use crate::valloc::Valloc;
 
 /// Bytes of events one buffer holds (about 600 events).
 pub(crate) const BUFFER_BYTES: usize = 16 * 1024;
@@ -134,7 +134,7 @@ pub(crate) fn push(st: &State, event: &[u8]) {
 /// A new buffer, listed in [`BUFFERS`]; null when out of memory.
 #[cold]
 fn create() -> *mut Shared {
-    let p = Valloc::libc()
+    let p = own_heap()
         .malloc(
             core::mem::align_of::<Shared>(),
             core::mem::size_of::<Shared>(),
@@ -144,7 +144,7 @@ fn create() -> *mut Shared {
     if p.is_null() || bytes.try_reserve_exact(BUFFER_BYTES).is_err() {
         if !p.is_null() {
             // SAFETY: allocated just above, never initialised or shared.
-            unsafe { Valloc::libc().free(p.cast()) };
+            unsafe { own_heap().free(p.cast()) };
         }
         return core::ptr::null_mut();
     }
@@ -179,7 +179,7 @@ unsafe fn free(p: *mut Shared) {
     // SAFETY: by the contract.
     unsafe {
         core::ptr::drop_in_place(p);
-        Valloc::libc().free(p.cast());
+        own_heap().free(p.cast());
     }
 }
 
@@ -258,6 +258,12 @@ pub(crate) fn flush_at_exit() {
 }
 
 extern "C" fn at_exit() {
+    finish_all();
+}
+
+/// Writes every thread's buffered events and ends every compact log
+/// (nothing is logged after this).
+pub(crate) fn finish_all() {
     flush_all();
     fork::for_each_state(&mut |st| {
         let _busy = Busy::enter(st.epoch);
