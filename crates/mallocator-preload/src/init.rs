@@ -1,0 +1,143 @@
+//! The library's start and the process's ends.
+//!
+//! At load, [`init`] configures the tracker (it reads `MALLOCATOR_LOG`
+//! and the rest at the first allocation) and then takes this library and
+//! its log out of the environment, so that the programs this one runs
+//! are not traced: they would all try to create the same log file.
+//!
+//! A process that ends through `exit` or by returning from `main` ends
+//! its log in the tracker's exit hook. `_exit`, `_Exit` and `abort`, as
+//! the program calls them, are defined here to do the same first, so the
+//! log holds every event up to the end.
+
+use core::ffi::{c_char, c_int, c_void, CStr};
+use core::sync::atomic::{AtomicI32, Ordering};
+
+use mallocator::backtracing::Backtracing;
+
+use crate::hooks::TRACKER;
+
+/// The process that loaded the library. A `vfork` child shares its
+/// memory, and must not write the parent's buffers at its `_exit`.
+static LOADED_BY: AtomicI32 = AtomicI32::new(0);
+
+/// Run by the dynamic loader when the library is loaded.
+#[used]
+#[link_section = ".init_array"]
+static INIT: extern "C" fn() = init;
+
+extern "C" fn init() {
+    // SAFETY: no preconditions.
+    LOADED_BY.store(unsafe { libc::getpid() }, Ordering::Relaxed);
+    // The first allocation reads the tracker's settings.
+    // SAFETY: the block just allocated, freed once.
+    unsafe { TRACKER.c_free(TRACKER.c_malloc(0, 1)) };
+    forget_for_children();
+}
+
+/// Takes this library out of `LD_PRELOAD` and unsets `MALLOCATOR_LOG`.
+fn forget_for_children() {
+    let mut info = core::mem::MaybeUninit::<libc::Dl_info>::zeroed();
+    // SAFETY: `init` is code of this library; `info` is writable.
+    let found = unsafe { libc::dladdr(init as *const c_void, info.as_mut_ptr()) } != 0;
+    // SAFETY: `dladdr` filled `info` when it returned non-zero.
+    let ours = found
+        .then(|| unsafe { info.assume_init() }.dli_fname)
+        .filter(|p| !p.is_null())
+        // SAFETY: `dli_fname` is a NUL-terminated path the loader keeps.
+        .map(|p| unsafe { CStr::from_ptr(p) }.to_bytes().to_vec());
+    if let (Some(ours), Some(preload)) = (ours, std::env::var_os("LD_PRELOAD")) {
+        let rest = without_library(
+            std::os::unix::ffi::OsStrExt::as_bytes(preload.as_os_str()),
+            &ours,
+        );
+        set_or_unset(c"LD_PRELOAD", &rest);
+    }
+    set_or_unset(c"MALLOCATOR_LOG", b"");
+}
+
+/// `LD_PRELOAD`'s list (separated by colons or spaces) without `ours`.
+fn without_library(list: &[u8], ours: &[u8]) -> Vec<u8> {
+    let kept: Vec<&[u8]> = list
+        .split(|&b| b == b':' || b == b' ')
+        .filter(|e| !e.is_empty() && *e != ours)
+        .collect();
+    kept.join(&b':')
+}
+
+/// Sets `name` to `value`, or unsets it when `value` is empty.
+fn set_or_unset(name: &CStr, value: &[u8]) {
+    if value.is_empty() {
+        // SAFETY: a valid name; the process is starting, with no other
+        // thread reading the environment yet.
+        unsafe { libc::unsetenv(name.as_ptr()) };
+    } else if let Ok(value) = std::ffi::CString::new(value) {
+        // SAFETY: as above; both strings are NUL-terminated.
+        unsafe { libc::setenv(name.as_ptr(), value.as_ptr(), 1) };
+    }
+}
+
+/// Ends the logs if this is the process that loaded the library.
+fn end_logs() {
+    // SAFETY: no preconditions.
+    if unsafe { libc::getpid() } == LOADED_BY.load(Ordering::Relaxed) {
+        Backtracing::end_logs_now();
+    }
+}
+
+/// The next definition of `name` (the C library's), as a function of
+/// type `F`; `None` if there is none.
+///
+/// # Safety
+/// `F` is the C type of `name`.
+unsafe fn next<F: Copy>(name: &CStr) -> Option<F> {
+    // SAFETY: a valid name.
+    let f = unsafe { libc::dlsym(libc::RTLD_NEXT, name.as_ptr() as *const c_char) };
+    // SAFETY: `F` is a function pointer type for `name` (the caller's
+    // promise), the size of a pointer.
+    (!f.is_null()).then(|| unsafe { core::mem::transmute_copy::<*mut c_void, F>(&f) })
+}
+
+#[no_mangle]
+pub extern "C" fn _exit(status: c_int) -> ! {
+    end_logs();
+    // SAFETY: ends the process, as `_exit` does.
+    unsafe { libc::syscall(libc::SYS_exit_group, status) };
+    unreachable!("exit_group returned")
+}
+
+#[no_mangle]
+pub extern "C" fn _Exit(status: c_int) -> ! {
+    _exit(status)
+}
+
+#[no_mangle]
+pub extern "C" fn abort() -> ! {
+    end_logs();
+    // SAFETY: `abort`'s C type.
+    if let Some(abort) = unsafe { next::<extern "C" fn() -> !>(c"abort") } {
+        abort()
+    }
+    // No C library `abort` (cannot happen with glibc): end as it would.
+    // SAFETY: raising a signal has no preconditions.
+    unsafe { libc::raise(libc::SIGABRT) };
+    // SAFETY: ends the process.
+    unsafe { libc::syscall(libc::SYS_exit_group, 127) };
+    unreachable!("exit_group returned")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_this_library_leaves_the_preload_list() {
+        let ours = b"/opt/lib/libmallocator_preload.so";
+        assert_eq!(
+            without_library(b"/a.so:/opt/lib/libmallocator_preload.so /b.so", ours),
+            b"/a.so:/b.so"
+        );
+        assert_eq!(without_library(ours, ours), b"");
+        assert_eq!(without_library(b"::/a.so", ours), b"/a.so");
+    }
+}

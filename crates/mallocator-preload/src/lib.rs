@@ -1,0 +1,25 @@
+//! `libmallocator_preload.so`: the C allocator's functions (`malloc`,
+//! `free`, `calloc`, `realloc`, `reallocarray`, `posix_memalign`,
+//! `aligned_alloc`, `memalign`, `valloc`, `pvalloc`,
+//! `malloc_usable_size`) over the process-wide backtracing tracker, for
+//! `mallocator trace`, which runs a program with this library in
+//! `LD_PRELOAD`.
+//!
+//! Linux with glibc only (the tracker's own memory and the blocks it
+//! hands out come from glibc's allocator proper, `__libc_malloc` and its
+//! kin); on other targets this library is empty.
+//!
+//! The C++ `operator new` and `operator delete` are not defined here:
+//! libstdc++ (and libc++) implement them with `malloc` and `free`, so
+//! their blocks are tracked through these.
+//!
+//! The tracker is configured by the environment as
+//! [`GlobalBacktracing::new`](mallocator::backtracing::GlobalBacktracing::new)
+//! documents (`MALLOCATOR_LOG` and the rest), read at the first
+//! allocation.
+#![deny(unsafe_op_in_unsafe_fn)]
+
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+mod hooks;
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+mod init;
