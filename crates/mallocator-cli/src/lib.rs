@@ -13,5 +13,6 @@
 pub mod bench;
 mod error;
 pub mod leaks;
+pub mod trace;
 
 pub use error::Error;

@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use mallocator_cli::{bench, leaks, Error};
+use mallocator_cli::{bench, leaks, trace, Error};
 
 /// Composable memory allocators: benchmarks and leak reports.
 #[derive(Parser, Debug)]
@@ -18,6 +18,7 @@ struct Cli {
 enum Command {
     Bench(bench::BenchArgs),
     Leaks(leaks::LeaksArgs),
+    Trace(trace::TraceArgs),
 }
 
 /// The exit code of a subcommand's result: its own code, or 2 with the
@@ -38,5 +39,6 @@ fn main() -> ExitCode {
     match Cli::parse().command {
         Command::Bench(args) => exit_code("bench", bench::run(&args)),
         Command::Leaks(args) => exit_code("leaks", leaks::run(&args)),
+        Command::Trace(args) => exit_code("trace", trace::run(&args)),
     }
 }

@@ -418,10 +418,10 @@ fn write_report(
     args: &LeaksArgs,
     format: Format,
     (a, frames, warnings, warnings_total): (&Analysis, &StackFrames, &[JsonWarning], &u64),
+    out: &mut dyn Write,
 ) -> io::Result<()> {
     let top = (args.top > 0).then_some(args.top);
-    let stdout = io::stdout();
-    let mut out = BufWriter::new(stdout.lock());
+    let mut out = BufWriter::new(out);
     match format {
         Format::Text => render::text(&mut out, a, top, *warnings_total)?,
         Format::Json => {
@@ -555,6 +555,15 @@ fn read_v2(args: &LeaksArgs, name: &str, data: &[u8]) -> Result<Outcome, crate::
 /// (leaks found with `--fail-on-leaks`); an error (bad input, an
 /// unreadable or unwritable file) is exit code 2.
 pub fn run(args: &LeaksArgs) -> Result<ExitCode, crate::Error> {
+    run_to(args, &mut io::stdout().lock(), "standard output")
+}
+
+/// [`run`], with the report written to `out` (named `out_name` in errors).
+pub(crate) fn run_to(
+    args: &LeaksArgs,
+    out: &mut dyn Write,
+    out_name: &str,
+) -> Result<ExitCode, crate::Error> {
     let name = match &args.log {
         Some(path) if path.as_os_str() != "-" => path.display().to_string(),
         _ => "<stdin>".to_owned(),
@@ -601,8 +610,13 @@ pub fn run(args: &LeaksArgs) -> Result<ExitCode, crate::Error> {
         }
     }
     if let Some(format) = format {
-        write_report(args, format, (analysis, frames, warnings, &warnings_total))
-            .map_err(|e| crate::Error::write("standard output", e))?;
+        write_report(
+            args,
+            format,
+            (analysis, frames, warnings, &warnings_total),
+            out,
+        )
+        .map_err(|e| crate::Error::write(out_name, e))?;
     }
     Ok(if args.fail_on_leaks && analysis.leaked_blocks > 0 {
         ExitCode::from(1)

@@ -21,6 +21,7 @@ use super::analyze::{Analysis, StackId};
 use super::frames::{Frame, StackFrames};
 use super::v2::modules::Module;
 use hashbrown::{HashMap, HashSet};
+use mallocator::backtracing::PRELOAD_LIBRARY;
 use std::path::{Path, PathBuf};
 
 /// Debug info of the objects of a text log seen so far (`None`: not
@@ -393,6 +394,11 @@ impl<'m> ModuleSymbolizer<'m> {
         let name = m.path_text();
         let file = match self.locate(m) {
             Ok(file) => file,
+            // `mallocator trace`'s library, in a directory gone with the
+            // run: its frames are cut from every report anyway.
+            Err(_) if recorded_path(&m.path).file_name() == Some(PRELOAD_LIBRARY.as_ref()) => {
+                return None
+            }
             Err(why) => {
                 self.warn(format!("{name}: {why}; its frames stay raw"));
                 return None;

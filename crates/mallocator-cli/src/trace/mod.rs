@@ -1,0 +1,84 @@
+//! `mallocator trace -- PROGRAM [ARGS...]`: runs a program with the
+//! preload library (`crates/mallocator-preload`) in `LD_PRELOAD`, so
+//! that its `malloc` family goes through the backtracing tracker, which
+//! writes the compact event log (format v2); then prints the leak report
+//! that `mallocator leaks` would make of that log, or leaves the log in
+//! `--output` for it.
+//!
+//! Linux with glibc only: on other systems the command says so.
+
+#[cfg(mlc_preload)]
+mod library;
+#[cfg(mlc_preload)]
+mod program;
+#[cfg(mlc_preload)]
+mod run;
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use crate::Error;
+
+/// Run a program with its malloc family traced: leaks by allocation stack, no rebuild (Linux, glibc).
+#[derive(clap::Args, Debug)]
+#[command(
+    long_about = "Run PROGRAM with mallocator's preload library in LD_PRELOAD, like heaptrack or \
+valgrind --leak-check but at a fraction of their cost: every malloc, calloc, realloc, \
+reallocarray, posix_memalign, aligned_alloc, memalign, valloc, pvalloc and free of the program \
+(C, C++ or Rust, dynamically linked) goes through the backtracing tracker, which writes a compact \
+event log (format v2) with the stack of every allocation. When the program ends, the leak report \
+that `mallocator leaks` makes of that log is printed on standard error; with --output the log is \
+kept there instead, for `mallocator leaks FILE` (any report option, flame graphs, JSON).\n\n\
+Stacks are walked by frame pointers: code built without them (most distributions' packages, gcc \
+-O2) shows short stacks.\n\n\
+Programs that PROGRAM starts (exec) are not traced, and a child made by fork stops writing to the \
+log (the tracker keeps running in it).\n\n\
+A statically linked or setuid program cannot be traced (the dynamic loader preloads nothing into \
+it): that is an error, exit code 2.\n\n\
+Exit code: PROGRAM's; 128+N when a signal N killed it (and a line says so); 2 when it could not \
+be traced."
+)]
+pub struct TraceArgs {
+    /// Keep the event log (compact format v2) in FILE for `mallocator leaks`, instead of printing
+    /// the report. FILE is created new, mode 0600 (it holds addresses), never through a symbolic
+    /// link; it must not exist, unless --force.
+    #[arg(long, short, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// Replace --output FILE if it exists (a symbolic link there is removed, not followed).
+    #[arg(long, requires = "output")]
+    pub force: bool,
+    /// Show whole stacks in the report (see `mallocator leaks --full-stacks`).
+    #[arg(long)]
+    pub full_stacks: bool,
+    /// Leave out leaks whose stack a `leak:PATTERN` line of FILE matches (repeatable; see
+    /// `mallocator leaks --suppressions`).
+    #[arg(long, value_name = "FILE")]
+    pub suppressions: Vec<PathBuf>,
+    /// The program to run (looked up in PATH when it has no slash), then its arguments.
+    #[arg(
+        value_name = "PROGRAM",
+        required = true,
+        trailing_var_arg = true,
+        allow_hyphen_values = true
+    )]
+    pub command: Vec<OsString>,
+}
+
+/// Runs `mallocator trace`: `Ok` with the program's exit code (128+N for
+/// a death by signal N); an error (the program cannot be found or
+/// traced, no log appeared, the log cannot be read) is exit code 2.
+pub fn run(args: &TraceArgs) -> Result<ExitCode, Error> {
+    #[cfg(mlc_preload)]
+    return run::run(args);
+    #[cfg(not(mlc_preload))]
+    {
+        let _ = args;
+        Err(Error::Failed(
+            "tracing needs Linux with glibc (a preloaded library replaces the program's malloc); \
+             on other systems, make the program's global allocator mallocator's \
+             GlobalBacktracing and read its log with `mallocator leaks`"
+                .into(),
+        ))
+    }
+}

@@ -1,0 +1,197 @@
+//! One traced run: the log file, the program's environment, its end,
+//! and the report.
+
+use std::ffi::OsString;
+use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode, ExitStatus};
+
+use super::{library, program, TraceArgs};
+use crate::leaks::{self, LeaksArgs};
+use crate::Error;
+
+pub(crate) fn run(args: &TraceArgs) -> Result<ExitCode, Error> {
+    let (name, program_args) = args
+        .command
+        .split_first()
+        .ok_or_else(|| Error::Failed("no program to run".into()))?;
+    let path = program::resolve(name)?;
+    if let Some(why) = program::why_untraceable(&path)? {
+        return Err(Error::Failed(why));
+    }
+    let unpacked = library::unpack()?;
+    let log = match &args.output {
+        Some(output) => output.clone(),
+        None => unpacked.dir.path().join("events.log"),
+    };
+    create_log(&log, args.force)?;
+    let mut command = Command::new(&path);
+    command
+        .args(program_args)
+        .env("LD_PRELOAD", preload_list(&unpacked.library))
+        .env("MALLOCATOR_LOG", &log)
+        .env("MALLOCATOR_LOG_FORMAT", "v2");
+    let mut child = command
+        .spawn()
+        .map_err(|e| Error::Failed(format!("cannot run {}: {e}", path.display())))?;
+    // As `system` does: a Ctrl-C stops the program, not the report.
+    let _quiet = IgnoreInterrupts::now();
+    let status = child
+        .wait()
+        .map_err(|e| Error::Failed(format!("waiting for {}: {e}", path.display())))?;
+    let code = exit_code(&path, status);
+    if std::fs::metadata(&log).map_or(true, |m| m.len() == 0) {
+        return Err(Error::Failed(format!(
+            "{} wrote no allocation log: the preload library was not loaded into it \
+             (the dynamic loader says why above; a temporary directory mounted noexec \
+             is one cause: set TMPDIR to another)",
+            path.display()
+        )));
+    }
+    match &args.output {
+        Some(output) => eprintln!(
+            "mallocator trace: the event log is in {} (read it with `mallocator leaks {}`)",
+            output.display(),
+            output.display()
+        ),
+        None => {
+            let report = LeaksArgs {
+                full_stacks: args.full_stacks,
+                suppressions: args.suppressions.clone(),
+                allow_empty: true,
+                no_progress: true,
+                ..LeaksArgs::for_log(log)
+            };
+            leaks::run_to(&report, &mut std::io::stderr().lock(), "standard error")?;
+        }
+    }
+    Ok(code)
+}
+
+/// `LD_PRELOAD` with the library first and the caller's own after it.
+fn preload_list(library: &Path) -> OsString {
+    let mut list = library.as_os_str().to_owned();
+    if let Some(theirs) = std::env::var_os("LD_PRELOAD").filter(|v| !v.is_empty()) {
+        list.push(":");
+        list.push(theirs);
+    }
+    list
+}
+
+/// Creates the log file new, mode 0600, refusing a symbolic link; with
+/// `force`, whatever is at `path` (a link itself, not its target) is
+/// removed first. The tracker inside the program then writes it.
+fn create_log(path: &Path, force: bool) -> Result<(), Error> {
+    if force {
+        match std::fs::remove_file(path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                return Err(Error::Failed(format!(
+                    "cannot replace {}: {e}",
+                    path.display()
+                )))
+            }
+        }
+    }
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)
+        .map(drop)
+        .map_err(|e| {
+            let hint = if e.kind() == std::io::ErrorKind::AlreadyExists {
+                " (add --force to replace it)"
+            } else {
+                ""
+            };
+            Error::Failed(format!("cannot create {}: {e}{hint}", path.display()))
+        })
+}
+
+/// The program's exit code, or 128+N after a line saying that signal N
+/// killed it.
+fn exit_code(path: &Path, status: ExitStatus) -> ExitCode {
+    if let Some(code) = status.code() {
+        return ExitCode::from(code as u8);
+    }
+    let signal = status.signal().unwrap_or(0);
+    eprintln!(
+        "mallocator trace: {} was killed by signal {signal} ({}){}",
+        path.display(),
+        signal_name(signal),
+        if status.core_dumped() {
+            ", core dumped"
+        } else {
+            ""
+        }
+    );
+    ExitCode::from(128u8.wrapping_add(signal as u8))
+}
+
+/// The C library's description of `signal`.
+fn signal_name(signal: i32) -> String {
+    // SAFETY: `strsignal` returns a NUL-terminated string, valid until
+    // the next call; it is copied at once (the command has one thread).
+    let p = unsafe { libc::strsignal(signal) };
+    if p.is_null() {
+        return "unknown signal".into();
+    }
+    // SAFETY: as above.
+    unsafe { std::ffi::CStr::from_ptr(p) }
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// SIGINT and SIGQUIT ignored while it lives (restored after).
+struct IgnoreInterrupts {
+    saved: [libc::sighandler_t; 2],
+}
+
+impl IgnoreInterrupts {
+    fn now() -> Self {
+        // SAFETY: `signal` with SIG_IGN installs no handler code.
+        let saved = unsafe {
+            [
+                libc::signal(libc::SIGINT, libc::SIG_IGN),
+                libc::signal(libc::SIGQUIT, libc::SIG_IGN),
+            ]
+        };
+        IgnoreInterrupts { saved }
+    }
+}
+
+impl Drop for IgnoreInterrupts {
+    fn drop(&mut self) {
+        // SAFETY: puts back what `now` found.
+        unsafe {
+            libc::signal(libc::SIGINT, self.saved[0]);
+            libc::signal(libc::SIGQUIT, self.saved[1]);
+        }
+    }
+}
+
+impl LeaksArgs {
+    /// `mallocator leaks LOG` with every option at its default.
+    fn for_log(log: PathBuf) -> LeaksArgs {
+        LeaksArgs {
+            log: Some(log),
+            json: false,
+            format: None,
+            top: 0,
+            flamegraph: None,
+            lenient: false,
+            fail_on_leaks: false,
+            allow_empty: false,
+            symbolize: false,
+            suppressions: Vec::new(),
+            full_stacks: false,
+            binary: Vec::new(),
+            search_path: Vec::new(),
+            no_progress: false,
+        }
+    }
+}
