@@ -8,7 +8,7 @@
 //! A process that ends through `exit` or by returning from `main` ends
 //! its log in the tracker's exit hook. `_exit`, `_Exit` and `abort`, as
 //! the program calls them, are defined here to do the same first, so the
-//! log holds every event up to the end.
+//! log holds every event up to the end (fatal signals: `signals.rs`).
 
 use core::ffi::{c_char, c_int, c_void, CStr};
 use core::sync::atomic::{AtomicI32, Ordering};
@@ -33,6 +33,7 @@ extern "C" fn init() {
     // SAFETY: the block just allocated, freed once.
     unsafe { TRACKER.c_free(TRACKER.c_malloc(0, 1)) };
     forget_for_children();
+    crate::signals::install();
 }
 
 /// Takes this library out of `LD_PRELOAD` and unsets `MALLOCATOR_LOG`.
@@ -78,7 +79,7 @@ fn set_or_unset(name: &CStr, value: &[u8]) {
 }
 
 /// Ends the logs if this is the process that loaded the library.
-fn end_logs() {
+pub(crate) fn end_logs() {
     // SAFETY: no preconditions.
     if unsafe { libc::getpid() } == LOADED_BY.load(Ordering::Relaxed) {
         Backtracing::end_logs_now();

@@ -23,3 +23,5 @@
 mod hooks;
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 mod init;
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+mod signals;

@@ -90,6 +90,17 @@
 //!     hash is a non-linear chain finished by a full avalanche), so that
 //!     a wrong attribution is not a practical concern, and the compare it
 //!     saves was a tenth of the tracker's time.
+//! 12. **A signal handler never waits for a lock its thread holds**
+//!     (`pending.rs`): the hot path (the allocation and free paths
+//!     proper) allocates nothing through a global allocator (its tables
+//!     and the log's buffers come from the tracker's own heap; what may
+//!     allocate, the unwinder, a log callback, reading the thread's stack
+//!     bounds, is marked as the tracker's own work), so a call that
+//!     reaches a tracker while its thread is in that tracker's hot path
+//!     comes from a signal handler. It takes no lock: its block comes
+//!     from the inner allocator at once (a free keeps its block), and the
+//!     event waits in the thread's queue until the interrupted path has
+//!     released its locks and records it.
 //!
 //! ```
 //! use mallocator::backtracing::Backtracing;
@@ -117,6 +128,7 @@ mod log;
 mod os;
 mod own_heap;
 mod peak;
+mod pending;
 mod reachability;
 mod recent_frees;
 mod report;
@@ -480,6 +492,8 @@ impl<'a> Backtracing<'a> {
     ) -> Captured<'s> {
         let frame_pointers = self.active.walks_frame_pointers(self.stack_mode);
         let depth = self.depth.load(Ordering::Relaxed);
+        // The unwinder may allocate: the tracker's own work (invariant 12).
+        let _own = (!frame_pointers).then(Busy::own);
         let captured = stack::capture::<HASH>(frame_pointers, depth, storage);
         if captured.off_stack {
             st.off_stack.fetch_add(1, Ordering::Relaxed);
@@ -504,11 +518,14 @@ impl<'a> Backtracing<'a> {
         // can allocate 2^56 bytes).
         let recordable = (size as u64) < live::SIZE_LIMIT;
         let Some((busy, stamp)) = Busy::track(st.epoch) else {
-            // The tracker's own allocation: recorded (so that its free is
-            // recognised), never reported, no stack.
             if !recordable {
                 return core::ptr::null_mut();
             }
+            if Busy::interrupted_hot(st.epoch) {
+                return self.defer_alloc(st, align, align_log2, size);
+            }
+            // The tracker's own allocation: recorded (so that its free is
+            // recognised), never reported, no stack.
             let ptr = self.inner.malloc(align, size);
             return self.keep(st, ptr, size, align_log2, INTERNAL, 0);
         };
@@ -526,8 +543,108 @@ impl<'a> Backtracing<'a> {
         if self.log_on.load(Ordering::Relaxed) {
             log::alloc(st, ptr, align, align_log2, size, stack, captured.frames);
         }
+        if thread::has_pending() {
+            self.drain_pending(st, stamp);
+        }
         drop(busy);
         ptr
+    }
+
+    /// A signal handler's allocation while its thread is in this
+    /// tracker's hot path (invariant 12): the block at once, its record
+    /// left for later. Null when the thread's queue is full (counted as
+    /// refused).
+    #[cold]
+    #[inline(never)]
+    fn defer_alloc(&self, st: &State, align: usize, align_log2: u8, size: usize) -> *mut u8 {
+        let ptr = self.inner.malloc(align, size);
+        if ptr.is_null() {
+            return ptr;
+        }
+        let mut event = self.deferred(st, true);
+        event.ptr = ptr as usize;
+        event.size = size;
+        event.align = align;
+        event.align_log2 = align_log2;
+        if thread::THREAD.try_with(|t| t.pending.push(event)) == Ok(true) {
+            return ptr;
+        }
+        st.refused.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: just allocated, never handed out.
+        unsafe { self.inner.free(ptr) };
+        core::ptr::null_mut()
+    }
+
+    /// A signal handler's free while its thread is in this tracker's hot
+    /// path (invariant 12): left for later with its stack; the block stays
+    /// allocated until then. When the thread's queue is full, the block is
+    /// never freed (it cannot be recorded as freed, and giving it back
+    /// unrecorded would let its address be handed out while still live in
+    /// the table).
+    #[cold]
+    #[inline(never)]
+    fn defer_free(&self, st: &State, ptr: *mut u8) {
+        if ptr.is_null() {
+            return;
+        }
+        let wanted =
+            self.log_on.load(Ordering::Relaxed) || self.free_stacks.load(Ordering::Relaxed);
+        let mut event = self.deferred(st, wanted);
+        event.ptr = ptr as usize;
+        event.free = true;
+        let _ = thread::THREAD.try_with(|t| t.pending.push(event));
+    }
+
+    /// A deferred event with the current stack when `stack`.
+    fn deferred(&self, st: &State, stack: bool) -> pending::Deferred {
+        let mut event = pending::Deferred::EMPTY;
+        if stack {
+            let mut storage = StackStorage::uninit();
+            let captured = self.capture::<true>(st, &mut storage);
+            let n = captured.frames.len().min(pending::DEFERRED_DEPTH);
+            event.frames[..n].copy_from_slice(&captured.frames[..n]);
+            event.len = n;
+            event.hash = if n == captured.frames.len() {
+                captured.hash
+            } else {
+                stacks::hash_stack(&event.frames[..n])
+            };
+        }
+        event
+    }
+
+    /// Records what this thread's signal handlers left (invariant 12), in
+    /// order, as this hot path's own events: called with no lock held.
+    #[cold]
+    #[inline(never)]
+    fn drain_pending(&self, st: &State, stamp: u32) {
+        while let Some(event) = thread::THREAD.try_with(|t| t.pending.pop()).ok().flatten() {
+            let frames = event.frames();
+            if event.free {
+                let logged = self.free_log_id(st, frames, event.hash);
+                self.release(st, event.ptr as *mut u8, frames, logged);
+                continue;
+            }
+            let stack = st.stacks.intern_cached(st.epoch, frames, event.hash);
+            let ptr = event.ptr as *mut u8;
+            let rec = Record::new(event.ptr, event.size, event.align_log2, stack, stamp);
+            // The program has the block already: if its record cannot be
+            // stored, it stays unrecorded (its free will look invalid).
+            if !self.insert(st, rec) {
+                st.refused.fetch_add(1, Ordering::Relaxed);
+            }
+            if self.log_on.load(Ordering::Relaxed) {
+                log::alloc(
+                    st,
+                    ptr,
+                    event.align,
+                    event.align_log2,
+                    event.size,
+                    stack,
+                    frames,
+                );
+            }
+        }
     }
 
     /// Records the block `ptr` (if not null; `size` is then below
@@ -591,6 +708,9 @@ impl<'a> Backtracing<'a> {
             return;
         };
         let tracking = Busy::track(st.epoch);
+        if tracking.is_none() && Busy::interrupted_hot(st.epoch) {
+            return self.defer_free(st, ptr);
+        }
         let mut storage = StackStorage::uninit();
         // Only the frames, unless the log needs the stack's id: a bad
         // free (rare) hashes its frames when it interns them.
@@ -605,32 +725,50 @@ impl<'a> Backtracing<'a> {
                 } else {
                     self.capture::<false>(st, &mut storage)
                 };
-                if log_on {
-                    // Interned for the compact log's stack id (when free
-                    // stacks are wanted) and for the text format's cache
-                    // of whole stacks' lines.
-                    let compact = st.log.format() == LogFormat::Compact;
-                    logged = Some(if !compact || self.free_stacks.load(Ordering::Relaxed) {
-                        st.stacks.intern_cached(st.epoch, stack.frames, stack.hash)
-                    } else {
-                        NO_STACK
-                    });
-                }
+                logged = self.free_log_id(st, stack.frames, stack.hash);
                 frames = stack.frames;
             }
         }
+        self.release(st, ptr, frames, logged);
+        if let Some((_, stamp)) = tracking {
+            if thread::has_pending() {
+                self.drain_pending(st, stamp);
+            }
+        }
+    }
+
+    /// The stack id a free with `frames` is logged with, or `None` when
+    /// nothing is logged. Interned for the compact log's stack id (when
+    /// free stacks are wanted) and for the text format's cache of whole
+    /// stacks' lines.
+    fn free_log_id(&self, st: &State, frames: &[usize], hash: u64) -> Option<u32> {
+        if !self.log_on.load(Ordering::Relaxed) {
+            return None;
+        }
+        let compact = st.log.format() == LogFormat::Compact;
+        Some(if !compact || self.free_stacks.load(Ordering::Relaxed) {
+            st.stacks.intern_cached(st.epoch, frames, hash)
+        } else {
+            NO_STACK
+        })
+    }
+
+    /// The free of `ptr` proper, made at `frames`: its record removed and
+    /// the block given back, or a bad free recorded; logged with stack id
+    /// `logged` when that is given.
+    fn release(&self, st: &State, ptr: *mut u8, frames: &[usize], logged: Option<u32>) {
         // Logged once the block's record says whether it is the
         // tracker's own (never logged: its allocation was not), and
         // before the block goes back to the inner allocator (which may
         // hand its address out again at once, to an allocation that must
         // come after this free in the log).
-        let log_free = |frames| {
+        let log_free = || {
             if let Some(id) = logged {
                 log::free(st, ptr, id, frames);
             }
         };
         if ptr.is_null() {
-            log_free(frames);
+            log_free();
             return;
         }
         let addr = ptr as usize;
@@ -643,7 +781,7 @@ impl<'a> Backtracing<'a> {
                 drop(shard);
                 if rec.stack != INTERNAL {
                     st.account(-(rec.size() as isize), gen);
-                    log_free(frames);
+                    log_free();
                 }
                 // SAFETY: `rec` proves `ptr` came from `inner.malloc` and
                 // was live until the removal above, which makes this the
@@ -658,11 +796,10 @@ impl<'a> Backtracing<'a> {
                     (f, frames.len())
                 });
                 drop(shard);
-                log_free(frames);
+                log_free();
                 errors::record_bad_free(st, addr, frames, first, &first_frames);
             }
         }
-        drop(tracking);
     }
 
     /// Writes the compact log's events that threads hold in their
@@ -683,14 +820,22 @@ impl<'a> Backtracing<'a> {
     /// What the process does to its logs when it exits, now: writes
     /// every thread's buffered events and ends every tracker's compact
     /// log, which takes no event after this. For a process about to end
-    /// another way (`_exit`, `abort`): the preload library of
-    /// `mallocator trace` calls it there.
+    /// another way (`_exit`, `abort`, a fatal signal): the preload library
+    /// of `mallocator trace` calls it there.
+    ///
+    /// Does nothing, and returns false, on a thread that is inside a
+    /// tracker (a signal handler that interrupted the tracker's own
+    /// code): it could wait forever for a lock it holds itself.
     ///
     /// ```no_run
-    /// mallocator::backtracing::Backtracing::end_logs_now();
+    /// assert!(mallocator::backtracing::Backtracing::end_logs_now());
     /// ```
-    pub fn end_logs_now() {
+    pub fn end_logs_now() -> bool {
+        if Busy::inside_any() {
+            return false;
+        }
         log::finish_all();
+        true
     }
 
     /// The requested size and the scope stamp (see `scope.rs`) of the

@@ -470,6 +470,31 @@ pub(crate) fn at_exit(f: extern "C" fn()) {
 #[cfg(any(miri, not(any(unix, windows))))]
 pub(crate) fn at_exit(_f: extern "C" fn()) {}
 
+/// Runs `f` with every signal blocked for this thread, so that no
+/// handler runs on it meanwhile.
+#[cfg(all(unix, not(miri)))]
+pub(crate) fn with_signals_blocked<R>(f: impl FnOnce() -> R) -> R {
+    // SAFETY: `sigset_t`s are plain data, filled by `sigfillset` and by
+    // `pthread_sigmask`; blocking and restoring this thread's mask has no
+    // other effect.
+    unsafe {
+        let mut all: libc::sigset_t = core::mem::zeroed();
+        let mut old: libc::sigset_t = core::mem::zeroed();
+        libc::sigfillset(&mut all);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &all, &mut old);
+        let result = f();
+        libc::pthread_sigmask(libc::SIG_SETMASK, &old, core::ptr::null_mut());
+        result
+    }
+}
+
+/// No signal handlers interrupt a thread here (Windows), or none are
+/// run (Miri).
+#[cfg(any(not(unix), miri))]
+pub(crate) fn with_signals_blocked<R>(f: impl FnOnce() -> R) -> R {
+    f()
+}
+
 /// Runs `prepare` in the forking thread before every `fork`, `parent`
 /// and `child` after it on each side (`pthread_atfork`).
 #[cfg(all(unix, not(miri)))]

@@ -16,11 +16,9 @@ use crate::valloc::Valloc;
 /// defines.
 #[cfg(all(target_os = "linux", target_env = "gnu", not(miri)))]
 mod glibc {
-    use core::alloc::Layout;
     use core::ffi::c_void;
-    use core::ptr::NonNull;
 
-    use crate::valloc::{AllocError, RawAlloc};
+    use crate::valloc::VallocVtable;
 
     extern "C" {
         fn __libc_malloc(size: usize) -> *mut c_void;
@@ -31,37 +29,45 @@ mod glibc {
     /// What `malloc` aligns to on the 64-bit targets glibc supports.
     const MALLOC_ALIGN: usize = 2 * core::mem::size_of::<usize>();
 
-    pub(super) struct Glibc;
+    /// Written out rather than made from a `RawAlloc`: the handle's
+    /// methods have checked the request already (`align` a power of two,
+    /// `size` at least 1 and not overflowing), and this is every tracked
+    /// allocation's path.
+    pub(super) static VTABLE: VallocVtable = VallocVtable {
+        malloc: glibc_malloc,
+        free: glibc_free,
+    };
 
-    // SAFETY: `__libc_malloc` and `__libc_memalign` are glibc's `malloc`
-    // and `memalign` (blocks of at least the size asked, aligned as
-    // asked, until `__libc_free`); `layout.size()` is never 0 through a
-    // handle.
-    unsafe impl RawAlloc for Glibc {
-        #[inline]
-        fn alloc(&self, layout: Layout) -> Result<NonNull<u8>, AllocError> {
-            let block = if layout.align() <= MALLOC_ALIGN {
-                // SAFETY: no preconditions.
-                unsafe { __libc_malloc(layout.size()) }
-            } else {
-                // SAFETY: `layout.align()` is a power of two.
-                unsafe { __libc_memalign(layout.align(), layout.size()) }
-            };
-            NonNull::new(block.cast()).ok_or(AllocError)
+    /// # Safety
+    /// Called through a handle's methods only: `align` is a power of two.
+    unsafe extern "C" fn glibc_malloc(
+        _self: *mut c_void,
+        align: usize,
+        size: usize,
+    ) -> *mut c_void {
+        if align <= MALLOC_ALIGN {
+            // SAFETY: no preconditions.
+            unsafe { __libc_malloc(size) }
+        } else {
+            // SAFETY: `align` is a power of two (this function's contract).
+            unsafe { __libc_memalign(align, size) }
         }
+    }
 
-        #[inline]
-        unsafe fn free(&self, ptr: NonNull<u8>) {
-            // SAFETY: `ptr` came from `alloc` above (the trait's contract).
-            unsafe { __libc_free(ptr.as_ptr().cast()) }
-        }
+    /// # Safety
+    /// `ptr` is null or came from `glibc_malloc` and is not used after.
+    unsafe extern "C" fn glibc_free(_self: *mut c_void, ptr: *mut c_void) {
+        // SAFETY: this function's contract; `__libc_free(NULL)` does nothing.
+        unsafe { __libc_free(ptr) }
     }
 }
 
 /// The handle for the tracker's own memory (see the module docs).
 #[cfg(all(target_os = "linux", target_env = "gnu", not(miri)))]
 pub(crate) const fn own_heap() -> Valloc<'static> {
-    Valloc::new(&glibc::Glibc)
+    // SAFETY: the vtable's functions take any `self` (they ignore it),
+    // and live for the whole program.
+    unsafe { Valloc::from_raw(core::ptr::null_mut(), &glibc::VTABLE) }
 }
 
 /// The handle for the tracker's own memory (see the module docs).

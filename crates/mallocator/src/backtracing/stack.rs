@@ -181,6 +181,9 @@ pub(crate) fn resolve(mode: StackMode) -> Active {
             2 if fp_supported() => Active::Unwind(WHY_BROKEN),
             2 => Active::Unwind(WHY_NO_FP),
             _ => {
+                // The unwinder may allocate: the tracker's own work
+                // (invariant 12).
+                let _own = super::thread::Busy::own();
                 let fp_ok = fp_supported() && calibrate();
                 AUTO.store(if fp_ok { 1 } else { 2 }, Ordering::Relaxed);
                 resolve(mode)
@@ -246,7 +249,12 @@ fn thread_bounds() -> Option<(usize, usize)> {
 fn thread_bounds_slow() -> Option<(usize, usize)> {
     let cached = BOUNDS.try_with(|b| b.get()).unwrap_or((1, 1));
     let bounds = if cached == (0, 0) {
-        let fresh = os::stack_bounds().unwrap_or((1, 1));
+        // glibc reads /proc for the main thread, allocating: the
+        // tracker's own work (invariant 12).
+        let fresh = {
+            let _own = super::thread::Busy::own();
+            os::stack_bounds().unwrap_or((1, 1))
+        };
         let _ = BOUNDS.try_with(|b| b.set(fresh));
         fresh
     } else {

@@ -1,6 +1,7 @@
 //! Per-thread tracker state: the thread's id and scope stamp, which
-//! tracker it is inside (reentrancy), its cache of recently interned
-//! stacks, and its share of the peak-byte accounting.
+//! tracker it is inside and how (reentrancy), its cache of recently
+//! interned stacks, its share of the peak-byte accounting, and the events
+//! its signal handlers left for the tracker (`pending.rs`).
 //!
 //! Kept in one `thread_local!` with a `const` initialiser and no
 //! destructor, so it stays usable while the thread's other thread-locals
@@ -9,6 +10,8 @@
 use core::cell::Cell;
 use core::sync::atomic::{AtomicU64, Ordering};
 
+use super::pending::Pending;
+
 /// One thread's tracker state.
 pub(crate) struct ThreadState {
     /// Tracker thread id (for error reports), 0 until the first use.
@@ -16,10 +19,15 @@ pub(crate) struct ThreadState {
     /// What this thread's allocations are stamped with: 0, or the id of
     /// the last scope it opened (see `scope.rs`).
     pub(crate) stamp: Cell<u32>,
-    /// The epoch of the tracker this thread is inside (0: none). An
-    /// allocation that reaches that same tracker now is the tracker's own;
-    /// one that reaches another tracker is an ordinary allocation of it.
+    /// The epoch of the tracker this thread is inside (0: none), with
+    /// [`HOT`] set while that is its allocation or free path proper. An
+    /// allocation that reaches that same tracker now is the tracker's own,
+    /// or, in the hot path (which allocates nothing through a global
+    /// allocator), a signal handler's; one that reaches another tracker is
+    /// an ordinary allocation of it (invariants 4 and 12).
     busy: Cell<u64>,
+    /// What this thread's signal handlers left for the tracker.
+    pub(crate) pending: Pending,
     /// Recently interned stacks of this thread, by hash.
     pub(crate) cache: [Cell<CacheEntry>; STACK_CACHE],
     /// The tracker (epoch) `delta` belongs to.
@@ -59,6 +67,7 @@ std::thread_local! {
             id: Cell::new(0),
             stamp: Cell::new(0),
             busy: Cell::new(0),
+            pending: Pending::new(),
             cache: [const { Cell::new(CacheEntry::EMPTY) }; STACK_CACHE],
             delta_epoch: Cell::new(0),
             delta_gen: Cell::new(0),
@@ -98,36 +107,74 @@ pub(crate) struct Busy {
     was: u64,
 }
 
+/// Set in `ThreadState::busy` in a tracker's hot path (epochs stay far
+/// below it: invariant 6).
+const HOT: u64 = 1 << 63;
+
 impl Busy {
-    /// Enters tracker `epoch` unconditionally (reports, configuration),
-    /// remembering the previous state.
+    /// Enters tracker `epoch` unconditionally, for the tracker's own work
+    /// (reports, configuration, writing the log, unwinding): whatever it
+    /// allocates through that tracker meanwhile is its own.
     pub(crate) fn enter(epoch: u64) -> Busy {
         let was = THREAD.try_with(|t| t.busy.replace(epoch)).unwrap_or(0);
         Busy { was }
     }
 
-    /// Enters tracker `epoch` for tracking: `None` when this thread is
-    /// already inside that tracker (the allocation is the tracker's own),
+    /// Marks what follows, until dropped, as the tracker's own work in
+    /// whatever tracker this thread is in: work of the hot path that may
+    /// allocate through a global allocator (invariant 12).
+    pub(crate) fn own() -> Busy {
+        let was = THREAD
+            .try_with(|t| t.busy.replace(t.busy.get() & !HOT))
+            .unwrap_or(0);
+        Busy { was }
+    }
+
+    /// Enters tracker `epoch`'s hot path: `None` when this thread is
+    /// already inside that tracker (the allocation is the tracker's own,
+    /// or a signal handler's: [`interrupted_hot`](Self::interrupted_hot)),
     /// else the guard and the thread's stamp.
     #[inline]
     pub(crate) fn track(epoch: u64) -> Option<(Busy, u32)> {
         THREAD
             .try_with(|t| {
                 let was = t.busy.get();
-                if was == epoch {
+                if was & !HOT == epoch {
                     return None;
                 }
-                t.busy.set(epoch);
+                t.busy.set(epoch | HOT);
                 Some((Busy { was }, t.stamp.get()))
             })
             .ok()
             .flatten()
     }
 
+    /// Whether a call that [`track`](Self::track) turned away came while
+    /// this thread was in tracker `epoch`'s hot path: from a signal
+    /// handler that interrupted it.
+    pub(crate) fn interrupted_hot(epoch: u64) -> bool {
+        THREAD
+            .try_with(|t| t.busy.get() == epoch | HOT)
+            .unwrap_or(false)
+    }
+
     /// Whether this thread is inside tracker `epoch` now.
     pub(crate) fn inside(epoch: u64) -> bool {
-        THREAD.try_with(|t| t.busy.get() == epoch).unwrap_or(false)
+        THREAD
+            .try_with(|t| t.busy.get() & !HOT == epoch)
+            .unwrap_or(false)
     }
+
+    /// Whether this thread is inside any tracker now.
+    pub(crate) fn inside_any() -> bool {
+        THREAD.try_with(|t| t.busy.get() != 0).unwrap_or(false)
+    }
+}
+
+/// Whether this thread's signal handlers left events for the tracker.
+#[inline]
+pub(crate) fn has_pending() -> bool {
+    THREAD.try_with(|t| !t.pending.is_empty()).unwrap_or(false)
 }
 
 impl Drop for Busy {

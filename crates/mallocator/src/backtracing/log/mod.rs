@@ -336,6 +336,8 @@ impl Inner {
         match &self.output {
             Output::Open(sink) => os::write_all(sink, &self.buf),
             Output::Callback(f) => {
+                // It may allocate: the tracker's own work (invariant 12).
+                let _own = super::thread::Busy::own();
                 f(&self.buf);
                 true
             }

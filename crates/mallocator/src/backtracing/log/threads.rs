@@ -69,9 +69,11 @@ impl Buffer {
     /// Writes the buffered events to `st`'s log and empties the buffer.
     /// Inside the tracker, so that whatever the write allocates (a log
     /// callback may) is the tracker's own, neither logged nor waiting for
-    /// this buffer's lock.
+    /// this buffer's lock. From the tracker's hot path it stays there (a
+    /// signal handler's allocation during the write is then deferred,
+    /// invariant 12; the callback marks itself as the tracker's own work).
     fn flush_to(&mut self, st: &State) {
-        let _busy = Busy::enter(st.epoch);
+        let _busy = (!Busy::inside(st.epoch)).then(|| Busy::enter(st.epoch));
         if !self.bytes.is_empty() {
             st.log
                 .write_chunk(&st.stacks, self.thread, &self.bytes, self.events);

@@ -1,0 +1,137 @@
+//! Allocations and frees made by a signal handler that interrupted this
+//! thread inside a tracker's allocation or free path (invariant 12 in
+//! the module docs).
+//!
+//! The interrupted code may hold any of the tracker's locks, so the
+//! handler's call must not take one: it gets its block from the inner
+//! allocator at once (or, for a free, keeps the block allocated), walks
+//! its stack, and leaves the event here. The interrupted path, once it
+//! has released its locks, records the events in order as if they came
+//! after its own (`Backtracing::drain_pending`).
+
+use core::cell::Cell;
+use core::sync::atomic::{compiler_fence, Ordering};
+
+use super::os;
+
+/// Events a thread can hold (one handler's few allocations).
+pub(crate) const PENDING: usize = 8;
+/// Frames kept of each event's stack.
+pub(crate) const DEFERRED_DEPTH: usize = 32;
+
+/// One deferred allocation or free.
+#[derive(Clone, Copy)]
+pub(crate) struct Deferred {
+    /// The block the inner allocator returned, or the one freed.
+    pub(crate) ptr: usize,
+    /// The allocation's requested size and alignment (as passed, and its
+    /// log2 as the record keeps it).
+    pub(crate) size: usize,
+    pub(crate) align: usize,
+    pub(crate) align_log2: u8,
+    pub(crate) free: bool,
+    /// The stack: `frames[..len]`, hashed as the walk hashes.
+    pub(crate) len: usize,
+    pub(crate) hash: u64,
+    pub(crate) frames: [usize; DEFERRED_DEPTH],
+}
+
+impl Deferred {
+    pub(crate) const EMPTY: Deferred = Deferred {
+        ptr: 0,
+        size: 0,
+        align: 0,
+        align_log2: 0,
+        free: false,
+        len: 0,
+        hash: 0,
+        frames: [0; DEFERRED_DEPTH],
+    };
+
+    /// The stack's frames.
+    pub(crate) fn frames(&self) -> &[usize] {
+        &self.frames[..self.len]
+    }
+}
+
+/// A thread's deferred events, oldest first. Only signal handlers on
+/// this thread add to it, only the thread's own tracker code takes from
+/// it, with signals blocked while it does.
+pub(crate) struct Pending {
+    events: [Cell<Deferred>; PENDING],
+    len: Cell<usize>,
+}
+
+impl Pending {
+    pub(crate) const fn new() -> Pending {
+        Pending {
+            events: [const { Cell::new(Deferred::EMPTY) }; PENDING],
+            len: Cell::new(0),
+        }
+    }
+
+    /// Adds `event` (from a signal handler); false when the queue is full.
+    ///
+    /// A handler that a second handler interrupts right here may lose its
+    /// event to the second one's: both would have to allocate inside the
+    /// tracker's path, interrupting each other.
+    pub(crate) fn push(&self, event: Deferred) -> bool {
+        let n = self.len.get();
+        if n == PENDING {
+            return false;
+        }
+        self.events[n].set(event);
+        // The event is whole before the length says it is there.
+        compiler_fence(Ordering::SeqCst);
+        self.len.set(n + 1);
+        true
+    }
+
+    /// Whether no event waits.
+    #[inline]
+    pub(crate) fn is_empty(&self) -> bool {
+        self.len.get() == 0
+    }
+
+    /// Takes the oldest event. Signals are blocked meanwhile, so that no
+    /// handler adds one while the queue shifts.
+    pub(crate) fn pop(&self) -> Option<Deferred> {
+        os::with_signals_blocked(|| {
+            let n = self.len.get();
+            if n == 0 {
+                return None;
+            }
+            let first = self.events[0].get();
+            for i in 1..n {
+                self.events[i - 1].set(self.events[i].get());
+            }
+            self.len.set(n - 1);
+            Some(first)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_come_out_in_order_and_a_full_queue_refuses() {
+        let q = Pending::new();
+        assert!(q.is_empty());
+        for i in 0..PENDING {
+            assert!(q.push(Deferred {
+                ptr: i + 1,
+                ..Deferred::EMPTY
+            }));
+        }
+        assert!(!q.push(Deferred {
+            ptr: 99,
+            ..Deferred::EMPTY
+        }));
+        for i in 0..PENDING {
+            assert_eq!(q.pop().map(|e| e.ptr), Some(i + 1));
+        }
+        assert!(q.pop().is_none() && q.is_empty());
+    }
+}
