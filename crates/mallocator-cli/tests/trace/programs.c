@@ -1,0 +1,193 @@
+/* Programs that `mallocator trace` runs in tests/trace_cli.rs, one per
+ * mode (the first argument). Each knows what it leaks; the test checks
+ * that the trace finds exactly that. */
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <errno.h>
+#include <malloc.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static void check(int ok, const char *what) {
+    if (!ok) {
+        fprintf(stderr, "programs: %s failed\n", what);
+        exit(99);
+    }
+}
+
+/* Leaks 3 blocks of 100 bytes from here (not a tail call, which would
+ * leave no frame of this function). */
+__attribute__((noinline)) static void *leak_here(void) {
+    char *p = malloc(100);
+    check(p != NULL, "malloc");
+    p[0] = 1;
+    return p;
+}
+
+/* Every function of the malloc family, all freed but for the leaks:
+ * 3 x 100 (leak_here), 1 x 40 (calloc), 1 x 256 (realloc). */
+/* Sizes whose product overflows, out of the compiler's sight. */
+static volatile size_t huge = (size_t)-1;
+/* A null pointer the compiler cannot see, so that free(NULL) is made. */
+static void *volatile null;
+
+__attribute__((noinline)) static int family(void) {
+    for (int i = 0; i < 3; i++) check(leak_here() != NULL, "malloc");
+    int *zeroed = calloc(10, 4);
+    check(zeroed != NULL && zeroed[9] == 0, "calloc");
+    char *grown = malloc(8);
+    strcpy(grown, "1234567");
+    grown = realloc(grown, 256);
+    check(grown != NULL && strcmp(grown, "1234567") == 0, "realloc keeps the contents");
+    void *p = NULL;
+    check(posix_memalign(&p, 64, 100) == 0 && (size_t)p % 64 == 0, "posix_memalign");
+    free(p);
+    check(posix_memalign(&p, 3, 100) == EINVAL, "posix_memalign rejects a bad alignment");
+    p = aligned_alloc(128, 256);
+    check(p != NULL && (size_t)p % 128 == 0, "aligned_alloc");
+    check(malloc_usable_size(p) >= 256, "malloc_usable_size");
+    free(p);
+    p = memalign(256, 10);
+    check(p != NULL && (size_t)p % 256 == 0, "memalign");
+    free(p);
+    p = valloc(10);
+    check(p != NULL && (size_t)p % 4096 == 0, "valloc");
+    free(p);
+    p = pvalloc(10);
+    check(p != NULL && (size_t)p % 4096 == 0, "pvalloc");
+    free(p);
+    p = reallocarray(NULL, 10, 10);
+    check(p != NULL, "reallocarray");
+    check(reallocarray(p, huge, 16) == NULL, "reallocarray overflow");
+    free(p);
+    check(calloc(huge, 16) == NULL, "calloc overflow");
+    p = malloc(16);
+    check(realloc(p, 0) == NULL, "realloc to 0 frees");
+    free(null);
+    return 0;
+}
+
+/* 8 threads; each frees the blocks of the next one. Leaks 8 x 24. */
+#define THREADS 8
+#define PER_THREAD 5000
+static void *slots[THREADS][PER_THREAD];
+static pthread_barrier_t barrier;
+
+static void *worker(void *arg) {
+    long me = (long)arg;
+    for (int i = 0; i < PER_THREAD; i++) slots[me][i] = malloc(16 + (i % 64));
+    pthread_barrier_wait(&barrier);
+    long next = (me + 1) % THREADS;
+    for (int i = 0; i < PER_THREAD; i++) free(slots[next][i]);
+    check(malloc(24) != NULL, "a thread's leak");
+    return NULL;
+}
+
+__attribute__((noinline)) static int threads(void) {
+    pthread_t t[THREADS];
+    pthread_barrier_init(&barrier, NULL, THREADS);
+    for (long i = 0; i < THREADS; i++) pthread_create(&t[i], NULL, worker, (void *)i);
+    for (int i = 0; i < THREADS; i++) pthread_join(t[i], NULL);
+    return 0;
+}
+
+/* Forks while 4 threads allocate; every child allocates and exits. No
+ * leaks in the parent. */
+static volatile int stop;
+
+static void *churn(void *arg) {
+    (void)arg;
+    while (!stop) free(malloc(32));
+    return NULL;
+}
+
+__attribute__((noinline)) static int forks(void) {
+    pthread_t t[4];
+    for (int i = 0; i < 4; i++) pthread_create(&t[i], NULL, churn, NULL);
+    for (int round = 0; round < 50; round++) {
+        pid_t pid = fork();
+        check(pid >= 0, "fork");
+        if (pid == 0) {
+            alarm(10); /* a hang kills the child, and fails the test */
+            for (int i = 0; i < 100; i++) free(malloc(64));
+            exit(0);
+        }
+        int status;
+        check(waitpid(pid, &status, 0) == pid, "waitpid");
+        check(WIFEXITED(status) && WEXITSTATUS(status) == 0, "the child ended well");
+    }
+    stop = 1;
+    for (int i = 0; i < 4; i++) pthread_join(t[i], NULL);
+    return 0;
+}
+
+/* A SIGALRM handler that allocates (as programs do, unsafe as it is),
+ * while the main thread allocates too. The handler leaks 1 x 12 once. */
+static volatile sig_atomic_t rings;
+static volatile sig_atomic_t leaked;
+
+static void on_alarm(int sig) {
+    (void)sig;
+    free(malloc(48));
+    if (!leaked) {
+        leaked = 1;
+        check(malloc(12) != NULL, "the handler's leak");
+    }
+    rings++;
+}
+
+__attribute__((noinline)) static int signals(void) {
+    signal(SIGALRM, on_alarm);
+    struct itimerval every_ms = {{0, 1000}, {0, 1000}};
+    setitimer(ITIMER_REAL, &every_ms, NULL);
+    while (rings < 200) free(malloc(rings % 100 + 1));
+    struct itimerval off = {{0, 0}, {0, 0}};
+    setitimer(ITIMER_REAL, &off, NULL);
+    return 0;
+}
+
+/* A library that leaks 1 x 64 when called, loaded and unloaded. */
+__attribute__((noinline)) static int plugin(const char *path) {
+    void *lib = dlopen(path, RTLD_NOW);
+    check(lib != NULL, "dlopen");
+    void *(*leak)(void) = (void *(*)(void))dlsym(lib, "plugin_leak");
+    check(leak != NULL && leak() != NULL, "the plugin's leak");
+    check(dlclose(lib) == 0, "dlclose");
+    return 0;
+}
+
+/* Exits (status 7) from a destructor, which leaks 1 x 33 first. */
+static int exit_in_destructor;
+
+__attribute__((destructor)) static void last_words(void) {
+    if (exit_in_destructor) {
+        check(malloc(33) != NULL, "the destructor's leak");
+        exit(7);
+    }
+}
+
+__attribute__((noinline)) static int destructor(void) {
+    exit_in_destructor = 1;
+    return 0;
+}
+
+int main(int argc, char **argv) {
+    check(argc >= 2, "a mode");
+    const char *mode = argv[1];
+    if (!strcmp(mode, "family")) return family();
+    if (!strcmp(mode, "threads")) return threads();
+    if (!strcmp(mode, "fork")) return forks();
+    if (!strcmp(mode, "signal")) return signals();
+    if (!strcmp(mode, "plugin")) return plugin(argv[2]);
+    if (!strcmp(mode, "destructor")) return destructor();
+    if (!strcmp(mode, "_exit")) { check(malloc(21) != NULL, "leak"); _exit(4); }
+    if (!strcmp(mode, "abort")) { check(malloc(22) != NULL, "leak"); abort(); }
+    fprintf(stderr, "programs: unknown mode %s\n", mode);
+    return 99;
+}

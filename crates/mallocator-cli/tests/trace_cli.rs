@@ -1,0 +1,304 @@
+//! `mallocator trace` on C programs (`tests/trace/programs.c`, one mode
+//! per case): each knows what it leaks, and the trace must find exactly
+//! that, with the leak sites named, whatever way the program ends.
+#![cfg(all(target_os = "linux", target_env = "gnu"))]
+
+use std::os::unix::fs::{symlink, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+use serde_json::Value;
+
+const BIN: &str = env!("CARGO_BIN_EXE_mallocator");
+
+/// The test programs, built once: `programs` (with frame pointers and
+/// line tables, as the trace walks frame pointers) and the plugin.
+fn programs() -> &'static Path {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/trace");
+        let out =
+            std::env::temp_dir().join(format!("mallocator-trace-test-{}", std::process::id()));
+        std::fs::create_dir_all(&out).unwrap();
+        let flags = ["-O2", "-g", "-fno-omit-frame-pointer", "-Wall", "-Werror"];
+        let cc = |args: &[&str]| {
+            let out = Command::new("cc").args(flags).args(args).output().unwrap();
+            assert!(
+                out.status.success(),
+                "cc {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        let exe = out.join("programs");
+        cc(&[
+            src.join("programs.c").to_str().unwrap(),
+            "-pthread",
+            "-ldl",
+            "-o",
+            exe.to_str().unwrap(),
+        ]);
+        cc(&[
+            "-shared",
+            "-fPIC",
+            src.join("plugin.c").to_str().unwrap(),
+            "-o",
+            out.join("libplugin.so").to_str().unwrap(),
+        ]);
+        exe
+    })
+}
+
+/// A fresh directory for one test's files.
+fn scratch() -> tempfile::TempDir {
+    tempfile::tempdir().unwrap()
+}
+
+/// `mallocator trace --output LOG -- programs ARGS`: its output, and the
+/// JSON leak report of the log.
+fn trace(dir: &Path, args: &[&str]) -> (Output, Value) {
+    let log = dir.join("events.log");
+    let out = Command::new(BIN)
+        .args(["trace", "--output", log.to_str().unwrap(), "--"])
+        .arg(programs())
+        .args(args)
+        .output()
+        .unwrap();
+    let mode = std::fs::metadata(&log).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600, "the log holds addresses");
+    let report = Command::new(BIN)
+        .args(["leaks", "--json", log.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(report.status.success(), "{report:?}");
+    (out, serde_json::from_slice(&report.stdout).unwrap())
+}
+
+/// The leak groups whose stack goes through `programs.c` or `plugin.c`
+/// (the C library's own one-time allocations are left to it), as
+/// (bytes, count, innermost function of those files, its line).
+fn our_leaks(report: &Value) -> Vec<(u64, u64, String, u64)> {
+    let mut found: Vec<_> = report["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|g| {
+            let frame = g["frames"].as_array()?.iter().find(|f| {
+                f["file"]
+                    .as_str()
+                    .is_some_and(|file| file.ends_with("programs.c") || file.ends_with("plugin.c"))
+            })?;
+            Some((
+                g["bytes"].as_u64().unwrap(),
+                g["count"].as_u64().unwrap(),
+                frame["function"].as_str().unwrap_or("?").to_owned(),
+                frame["line"].as_u64().unwrap_or(0),
+            ))
+        })
+        .collect();
+    found.sort();
+    found
+}
+
+/// The line of `programs.c` holding `text`.
+fn line_of(text: &str) -> u64 {
+    let src = include_str!("trace/programs.c");
+    1 + src.lines().position(|l| l.contains(text)).unwrap() as u64
+}
+
+fn exit_code(out: &Output) -> i32 {
+    out.status.code().unwrap_or(-1)
+}
+
+#[test]
+fn every_function_of_the_malloc_family_and_its_leaks_by_site() {
+    let dir = scratch();
+    let (out, report) = trace(dir.path(), &["family"]);
+    assert_eq!(exit_code(&out), 0, "{out:?}");
+    let leaks = our_leaks(&report);
+    let sites: Vec<(u64, u64, &str)> = leaks.iter().map(|l| (l.0, l.1, l.2.as_str())).collect();
+    assert_eq!(
+        sites,
+        [(40, 1, "family"), (256, 1, "family"), (300, 3, "leak_here")],
+        "{report:#}"
+    );
+    let leak_here = leaks.iter().find(|l| l.2 == "leak_here").unwrap();
+    assert_eq!(leak_here.3, line_of("char *p = malloc(100);"));
+    let errors = &report["error_counts"];
+    assert_eq!(errors["invalid_free"], 0, "{report:#}");
+    assert_eq!(errors["double_free"], 0);
+    assert!(errors["free_null"].as_u64().unwrap() >= 1);
+}
+
+#[test]
+fn eight_threads_freeing_each_others_blocks() {
+    let dir = scratch();
+    let (out, report) = trace(dir.path(), &["threads"]);
+    assert_eq!(exit_code(&out), 0, "{out:?}");
+    let leaks = our_leaks(&report);
+    assert_eq!(leaks.len(), 1, "{leaks:?}");
+    assert_eq!(
+        (leaks[0].0, leaks[0].1, leaks[0].2.as_str()),
+        (8 * 24, 8, "worker")
+    );
+    assert_eq!(report["error_counts"]["invalid_free"], 0);
+}
+
+#[test]
+fn forks_while_threads_allocate_and_the_children_run_on() {
+    let dir = scratch();
+    let (out, report) = trace(dir.path(), &["fork"]);
+    assert_eq!(exit_code(&out), 0, "{out:?}");
+    assert_eq!(our_leaks(&report), []);
+    assert_eq!(report["error_counts"]["invalid_free"], 0);
+}
+
+#[test]
+fn a_signal_handler_that_allocates() {
+    let dir = scratch();
+    let (out, report) = trace(dir.path(), &["signal"]);
+    assert_eq!(exit_code(&out), 0, "{out:?}");
+    let leaks = our_leaks(&report);
+    assert_eq!(leaks.len(), 1, "{leaks:?}");
+    assert_eq!(
+        (leaks[0].0, leaks[0].1, leaks[0].2.as_str()),
+        (12, 1, "on_alarm")
+    );
+}
+
+#[test]
+fn a_loaded_and_unloaded_library_that_leaks() {
+    let dir = scratch();
+    let plugin = programs().with_file_name("libplugin.so");
+    let (out, report) = trace(dir.path(), &["plugin", plugin.to_str().unwrap()]);
+    assert_eq!(exit_code(&out), 0, "{out:?}");
+    let groups = report["groups"].as_array().unwrap();
+    assert!(
+        groups.iter().any(|g| g["bytes"] == 64 && g["count"] == 1),
+        "{report:#}"
+    );
+}
+
+#[test]
+fn every_way_out_leaves_a_whole_log() {
+    for (mode, status, leaked, function) in [
+        ("destructor", 7, 33, "last_words"),
+        ("_exit", 4, 21, "main"),
+        ("abort", 128 + libc::SIGABRT, 22, "main"),
+    ] {
+        let dir = scratch();
+        let (out, report) = trace(dir.path(), &[mode]);
+        assert_eq!(exit_code(&out), status, "{mode}: {out:?}");
+        let leaks = our_leaks(&report);
+        assert!(
+            leaks
+                .iter()
+                .any(|l| l.0 == leaked && l.1 == 1 && l.2 == function),
+            "{mode}: {leaks:?}"
+        );
+        if mode == "abort" {
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert!(stderr.contains("was killed by signal 6"), "{stderr}");
+        }
+    }
+}
+
+#[test]
+fn without_output_the_report_goes_to_stderr() {
+    let out = Command::new(BIN)
+        .args(["trace", "--"])
+        .arg(programs())
+        .arg("family")
+        .output()
+        .unwrap();
+    assert_eq!(exit_code(&out), 0, "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("Leaks: "), "{stderr}");
+    assert!(stderr.contains("leak_here at "), "{stderr}");
+    assert!(out.stdout.is_empty(), "the program's own output only");
+}
+
+#[test]
+fn static_and_setuid_programs_are_refused() {
+    let dir = scratch();
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/trace/plugin.c");
+    let main = dir.path().join("main.c");
+    std::fs::write(&main, "int main(void) { return 0; }\n").unwrap();
+    let exe = dir.path().join("static");
+    let built = Command::new("cc")
+        .args([
+            "-static",
+            main.to_str().unwrap(),
+            src.to_str().unwrap(),
+            "-o",
+        ])
+        .arg(&exe)
+        .status()
+        .unwrap();
+    assert!(built.success());
+    let out = Command::new(BIN)
+        .args(["trace", "--"])
+        .arg(&exe)
+        .output()
+        .unwrap();
+    assert_eq!(exit_code(&out), 2);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("is statically linked"),
+        "{out:?}"
+    );
+
+    let setuid = dir.path().join("setuid");
+    std::fs::copy(programs(), &setuid).unwrap();
+    std::fs::set_permissions(&setuid, std::fs::Permissions::from_mode(0o4755)).unwrap();
+    let out = Command::new(BIN)
+        .args(["trace", "--"])
+        .arg(&setuid)
+        .arg("family")
+        .output()
+        .unwrap();
+    assert_eq!(exit_code(&out), 2);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("is setuid"),
+        "{out:?}"
+    );
+}
+
+#[test]
+fn the_log_is_created_new_and_never_through_a_link() {
+    let dir = scratch();
+    let log = dir.path().join("log");
+    let target = dir.path().join("precious");
+    std::fs::write(&target, "keep me").unwrap();
+    symlink(&target, &log).unwrap();
+    let run = |force: bool| {
+        let mut c = Command::new(BIN);
+        c.args(["trace", "--output", log.to_str().unwrap()]);
+        if force {
+            c.arg("--force");
+        }
+        c.arg("--").arg(programs()).arg("family").output().unwrap()
+    };
+    let out = run(false);
+    assert_eq!(exit_code(&out), 2);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("--force"),
+        "{out:?}"
+    );
+    let out = run(true);
+    assert_eq!(exit_code(&out), 0, "{out:?}");
+    assert!(
+        !log.symlink_metadata().unwrap().is_symlink(),
+        "the link was replaced"
+    );
+    assert_eq!(std::fs::read_to_string(&target).unwrap(), "keep me");
+}
+
+#[test]
+fn a_missing_program_is_an_error() {
+    let out = Command::new(BIN)
+        .args(["trace", "--", "no-such-program-anywhere"])
+        .output()
+        .unwrap();
+    assert_eq!(exit_code(&out), 2);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no such program"));
+}
