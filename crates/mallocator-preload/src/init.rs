@@ -3,7 +3,8 @@
 //! At load, [`init`] configures the tracker (it reads `MALLOCATOR_LOG`
 //! and the rest at the first allocation) and then takes this library and
 //! its log out of the environment, so that the programs this one runs
-//! are not traced: they would all try to create the same log file.
+//! are not traced (they would all try to create the same log file), and
+//! the program sees the environment it was given.
 //!
 //! A process that ends through `exit` or by returning from `main` ends
 //! its log in the tracker's exit hook. `_exit`, `_Exit` and `abort`, as
@@ -36,7 +37,10 @@ extern "C" fn init() {
     crate::signals::install();
 }
 
-/// Takes this library out of `LD_PRELOAD` and unsets `MALLOCATOR_LOG`.
+/// Takes this library out of `LD_PRELOAD` and unsets the log's
+/// variables (the program then sees the environment it was given).
+/// Nothing is allocated: the library's path is cut out of the variable's
+/// own string, so the program's allocations are only its own.
 fn forget_for_children() {
     let mut info = core::mem::MaybeUninit::<libc::Dl_info>::zeroed();
     // SAFETY: `init` is code of this library; `info` is writable.
@@ -46,36 +50,42 @@ fn forget_for_children() {
         .then(|| unsafe { info.assume_init() }.dli_fname)
         .filter(|p| !p.is_null())
         // SAFETY: `dli_fname` is a NUL-terminated path the loader keeps.
-        .map(|p| unsafe { CStr::from_ptr(p) }.to_bytes().to_vec());
-    if let (Some(ours), Some(preload)) = (ours, std::env::var_os("LD_PRELOAD")) {
-        let rest = without_library(
-            std::os::unix::ffi::OsStrExt::as_bytes(preload.as_os_str()),
-            &ours,
-        );
-        set_or_unset(c"LD_PRELOAD", &rest);
+        .map(|p| unsafe { CStr::from_ptr(p) });
+    // SAFETY: a valid name; the process is starting, with no other thread
+    // reading the environment yet.
+    let preload = unsafe { libc::getenv(c"LD_PRELOAD".as_ptr()) };
+    if let (Some(ours), false) = (ours, preload.is_null()) {
+        // SAFETY: `getenv` returned the value inside the environment's own
+        // string, NUL-terminated and writable (the process's initial
+        // environment, or a string `setenv` allocated).
+        let value = unsafe { CStr::from_ptr(preload) }.to_bytes();
+        let len = value.len();
+        let rest = without_library(value, ours.to_bytes());
+        if rest.is_empty() {
+            // SAFETY: as above.
+            unsafe { libc::unsetenv(c"LD_PRELOAD".as_ptr()) };
+        } else if rest.len() <= len {
+            // SAFETY: `rest` and its NUL fit where the value was.
+            unsafe {
+                core::ptr::copy_nonoverlapping(rest.as_ptr(), preload.cast::<u8>(), rest.len());
+                *preload.add(rest.len()) = 0;
+            }
+        }
     }
-    set_or_unset(c"MALLOCATOR_LOG", b"");
+    for name in [c"MALLOCATOR_LOG", c"MALLOCATOR_LOG_FORMAT"] {
+        // SAFETY: as above.
+        unsafe { libc::unsetenv(name.as_ptr()) };
+    }
 }
 
-/// `LD_PRELOAD`'s list (separated by colons or spaces) without `ours`.
+/// `LD_PRELOAD`'s list (separated by colons or spaces) without `ours`,
+/// at most as long as `list`.
 fn without_library(list: &[u8], ours: &[u8]) -> Vec<u8> {
     let kept: Vec<&[u8]> = list
         .split(|&b| b == b':' || b == b' ')
         .filter(|e| !e.is_empty() && *e != ours)
         .collect();
     kept.join(&b':')
-}
-
-/// Sets `name` to `value`, or unsets it when `value` is empty.
-fn set_or_unset(name: &CStr, value: &[u8]) {
-    if value.is_empty() {
-        // SAFETY: a valid name; the process is starting, with no other
-        // thread reading the environment yet.
-        unsafe { libc::unsetenv(name.as_ptr()) };
-    } else if let Ok(value) = std::ffi::CString::new(value) {
-        // SAFETY: as above; both strings are NUL-terminated.
-        unsafe { libc::setenv(name.as_ptr(), value.as_ptr(), 1) };
-    }
 }
 
 /// Ends the logs if this is the process that loaded the library.

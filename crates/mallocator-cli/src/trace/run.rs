@@ -3,7 +3,7 @@
 
 use std::ffi::OsString;
 use std::os::unix::fs::OpenOptionsExt;
-use std::os::unix::process::ExitStatusExt;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, ExitStatus};
 
@@ -28,6 +28,8 @@ pub(crate) fn run(args: &TraceArgs) -> Result<ExitCode, Error> {
     create_log(&log, args.force)?;
     let mut command = Command::new(&path);
     command
+        // As typed, as a shell passes it (a program may look at it).
+        .arg0(name)
         .args(program_args)
         .env("LD_PRELOAD", preload_list(&unpacked.library))
         .env("MALLOCATOR_LOG", &log)

@@ -1,0 +1,132 @@
+#!/usr/bin/env bash
+# Truth for `mallocator trace`: the never-freed bytes and blocks of
+# programs nobody here wrote (Debian's jq, sqlite3, tclsh, bc, xz, git,
+# perl) and of our own C test programs built with gcc -O2 without frame
+# pointers (crates/mallocator-cli/tests/trace/programs.c) must be what
+# Valgrind memcheck reports "in use at exit", both leaving the C library's
+# clean-up at exit undone (--run-libc-freeres=no --run-cxx-freeres=no).
+# For our programs the leak sites must also be named: the innermost frame
+# of each leak of theirs is a function of programs.c with its line.
+#
+# Both runs get the same environment. Valgrind's launcher adds variables
+# to the program's environment (LD_PRELOAD, LD_LIBRARY_PATH, PWD,
+# GLIBCPP_FORCE_NEW, GLIBCXX_FORCE_NEW), and programs allocate by it
+# (perl copies it into %ENV; setenv grows the array): the traced run gets
+# the same ones, its LD_PRELOAD naming a missing library of the same
+# length (the dynamic loader says it cannot preload it, and goes on), as
+# the preload library takes itself out of the variable at start.
+#
+# Usage: scripts/compare-trace-valgrind.sh     (exit 1 on any mismatch)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export LC_ALL=C
+command -v valgrind >/dev/null || { echo "needs valgrind (apt-get install valgrind)" >&2; exit 2; }
+for tool in jq sqlite3 tclsh bc xz git perl cc; do
+    command -v "$tool" >/dev/null || { echo "needs $tool" >&2; exit 2; }
+done
+
+cargo build --release -q -p mallocator-cli
+bin=$PWD/target/release/mallocator
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+
+cc -O2 -g -fomit-frame-pointer -pthread -o "$work/programs" \
+    crates/mallocator-cli/tests/trace/programs.c -ldl
+echo '{"name": "mallocator", "tags": ["a", "b"], "n": [1, 2, 3]}' > "$work/in.json"
+printf 'create table t(a, b);\ninsert into t values (1, 2), (3, 4);\nselect sum(a) from t;\n' > "$work/script.sql"
+printf 'set d [dict create a 1 b 2]\nputs [dict get $d a]\n' > "$work/script.tcl"
+printf 'scale=50\n4*a(1)\n' > "$work/pi.bc"
+
+base=(env -i PATH=/usr/local/bin:/usr/bin:/bin HOME="$HOME" LANG=C.UTF-8
+    PERL_HASH_SEED=0 PERL_PERTURB_KEYS=0)
+# What Valgrind's launcher adds to the environment (see above).
+vg_preload=$("${base[@]}" valgrind -q sh -c 'printf %s "$LD_PRELOAD"' 2>/dev/null)
+placeholder="/nonexistent/$(printf '%*s' $((${#vg_preload} - 13)) '' | tr ' ' x)"
+as_valgrind=(LD_PRELOAD="$placeholder" LD_LIBRARY_PATH=/usr/lib/debug PWD="$work"
+    GLIBCPP_FORCE_NEW=1 GLIBCXX_FORCE_NEW=1)
+
+failures=0
+# compare NAME COMMAND...: runs COMMAND under both tools in $work.
+compare() {
+    # The program's own exit status is not the point here.
+    local -
+    set +o pipefail
+    local name=$1
+    shift
+    local vg trace_json
+    vg=$(cd "$work" && "${base[@]}" valgrind --leak-check=summary \
+        --run-libc-freeres=no --run-cxx-freeres=no "$@" 2>&1 >/dev/null |
+        sed -n 's/.*in use at exit: \([0-9,]*\) bytes in \([0-9,]*\) blocks.*/\1 \2/p' | tr -d ,)
+    rm -f "$work/log"
+    (cd "$work" && "${base[@]}" "${as_valgrind[@]}" "$bin" trace --output "$work/log" -- "$@" \
+        >/dev/null 2>"$work/trace.err") || true
+    trace_json=$("$bin" leaks --json "$work/log")
+    local ours
+    ours=$(jq -r '"\(.leaked_bytes) \(.leaked_blocks)"' <<<"$trace_json")
+    local verdict=ok
+    if [ "$vg" != "$ours" ] && [[ $name != *threads* ]]; then
+        verdict=MISMATCH
+        failures=$((failures + 1))
+    elif [ "$vg" != "$ours" ]; then
+        verdict="(TLS vectors, below)"
+    fi
+    printf '  %-34s valgrind %-22s trace %-22s %s\n' "$name" "${vg/ / bytes, } blocks" \
+        "${ours/ / bytes, } blocks" "$verdict"
+    LAST_JSON=$trace_json
+}
+
+echo "never-freed bytes and blocks at exit, Valgrind memcheck against mallocator trace:"
+compare "jq . in.json" jq . in.json
+compare "sqlite3 :memory: < script.sql" sqlite3 :memory: -init /dev/null ".read script.sql"
+compare "tclsh script.tcl" tclsh script.tcl
+compare "bc -l pi.bc" bc -lq pi.bc
+compare "xz -c in.json" xz -c in.json
+compare "git log -n 5 (this repository)" git -C "$PWD" log -n 5 --oneline
+compare "perl -e (a hash of 200 strings)" perl -e 'my %h = map { $_ => "x" x $_ } 1..200'
+compare "programs.c family (gcc -O2, no fp)" ./programs family
+family_json=$LAST_JSON
+# With threads, glibc keeps each thread's TLS vector (DTV) for reuse: one
+# 16-byte slot per module with thread-local storage, and the preload
+# library is one more such module. So the totals differ by that; the
+# blocks the program itself leaked (its code called malloc) are compared
+# instead.
+own_leaks_valgrind() {
+    (cd "$work" && "${base[@]}" valgrind --leak-check=full --show-leak-kinds=all \
+        --run-libc-freeres=no --run-cxx-freeres=no "$@" 2>&1 >/dev/null) |
+        awk '/bytes in [0-9,]+ blocks are/ { rec = $0; mine = 0; first = 1; next }
+             / by 0x/ && first { first = 0; if ($0 ~ /programs\.c/) mine = 1 }
+             /^==[0-9]+== $/ { if (rec != "" && mine) print rec; rec = "" }' |
+        sed -E 's/==[0-9]+== ([0-9,]+) (\([^)]*\) )?bytes in ([0-9,]+) blocks.*/\1 \3/' | tr -d , |
+        awk '{ b += $1; n += $2 } END { print b + 0, n + 0 }'
+}
+vg_own=$(own_leaks_valgrind ./programs threads)
+compare "programs.c threads (gcc -O2, no fp)" ./programs threads
+threads_json=$LAST_JSON
+our_own=$(jq -r '[.groups[] | select((.frames[0].file // "") | endswith("programs.c"))]
+    | "\(map(.bytes) | add // 0) \(map(.count) | add // 0)"' <<<"$LAST_JSON")
+verdict=ok
+if [ "$vg_own" != "$our_own" ]; then
+    verdict=MISMATCH
+    failures=$((failures + 1))
+fi
+printf '  %-34s valgrind %-22s trace %-22s %s\n' "  its own leaks (programs.c)" \
+    "${vg_own/ / bytes, } blocks" "${our_own/ / bytes, } blocks" "$verdict"
+for json in "$family_json" "$threads_json"; do
+    # Every leak of programs.c's own is named: its innermost frame (the
+    # return address into the caller of malloc, found without frame
+    # pointers too) is a function of programs.c with its line.
+    unnamed=$(jq '[.groups[] | select(.frames[0].object // "" | endswith("/programs"))
+        | select((.frames[0].function // "") == "" or (.frames[0].line // 0) == 0)] | length' \
+        <<<"$json")
+    named=$(jq '[.groups[] | select((.frames[0].file // "") | endswith("programs.c"))] | length' \
+        <<<"$json")
+    if [ "$unnamed" != 0 ] || [ "$named" = 0 ]; then
+        echo "  programs.c: $named leak sites named, $unnamed not" >&2
+        failures=$((failures + 1))
+    fi
+done
+if [ "$failures" -gt 0 ]; then
+    echo "$failures mismatch(es)" >&2
+    exit 1
+fi
+echo "all agree"
