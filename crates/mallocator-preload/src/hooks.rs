@@ -6,11 +6,18 @@
 use core::ffi::{c_int, c_void};
 use core::sync::atomic::{AtomicUsize, Ordering};
 
-use mallocator::backtracing::GlobalBacktracing;
+use mallocator::backtracing::{Config, GlobalBacktracing, StackMode};
 
 /// Every call goes to this tracker (one per process, whatever the
-/// instance: see [`GlobalBacktracing`]).
-pub(crate) static TRACKER: GlobalBacktracing = GlobalBacktracing::new();
+/// instance: see [`GlobalBacktracing`]), configured by the environment.
+/// Stacks are walked by frame pointers unless `MALLOCATOR_STACKS` says
+/// otherwise: the other way, the C library's unwinder, costs several
+/// times the program's own time, and the walk reads only the thread's
+/// stack, so in code without frame pointers it just stops early.
+pub(crate) static TRACKER: GlobalBacktracing = GlobalBacktracing::from_env_over(Config {
+    stack_mode: StackMode::FramePointers,
+    ..Config::DEFAULT
+});
 
 /// What `malloc` aligns to on 64-bit glibc targets.
 const MALLOC_ALIGN: usize = 16;

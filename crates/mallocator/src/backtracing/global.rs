@@ -179,6 +179,25 @@ impl GlobalBacktracing {
         }
     }
 
+    /// Configured by the environment (as [`new`](Self::new)), over
+    /// `config` instead of [`Config::DEFAULT`]: a variable that is set
+    /// wins, the rest is `config`.
+    ///
+    /// ```
+    /// use mallocator::backtracing::{Config, GlobalBacktracing, StackMode};
+    /// static G: GlobalBacktracing = GlobalBacktracing::from_env_over(Config {
+    ///     stack_mode: StackMode::FramePointers,
+    ///     ..Config::DEFAULT
+    /// });
+    /// ```
+    pub const fn from_env_over(config: Config) -> Self {
+        GlobalBacktracing {
+            config,
+            exit: ExitReport::FromEnv,
+            from_env: true,
+        }
+    }
+
     /// Configured by the program; the environment is read only for
     /// [`ExitReport::FromEnv`].
     ///
