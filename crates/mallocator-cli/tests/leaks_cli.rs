@@ -1,11 +1,13 @@
 //! `mallocator leaks` run as a user would: the built binary on files and
 //! standard input, every output format, bad input and exit codes.
 
+#[path = "support/cli.rs"]
+mod cli;
+
+use cli::{json, run, stderr, stdout, BIN};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-
-const BIN: &str = env!("CARGO_BIN_EXE_mallocator");
 
 /// A hand-written log imitating the C allocator's output (glibc
 /// `backtrace_symbols_fd` frames) with program output mixed in, a double
@@ -13,39 +15,6 @@ const BIN: &str = env!("CARGO_BIN_EXE_mallocator");
 /// handed out again and a record glued to program output.
 fn fixture() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/c_glibc.log")
-}
-
-fn run(args: &[&str], stdin: Option<&[u8]>) -> Output {
-    let mut child = Command::new(BIN)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run mallocator");
-    let input = stdin.unwrap_or_default().to_vec();
-    let mut pipe = child.stdin.take().unwrap();
-    let writer = std::thread::spawn(move || {
-        // The command may stop reading early (bad input): ignore EPIPE.
-        let _ = pipe.write_all(&input);
-    });
-    let out = child.wait_with_output().unwrap();
-    writer.join().unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!stderr.contains("panicked"), "panic: {stderr}");
-    out
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8(o.stdout.clone()).unwrap()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8(o.stderr.clone()).unwrap()
-}
-
-fn json(o: &Output) -> serde_json::Value {
-    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("{e}: {}", stdout(o)))
 }
 
 fn leaks(args: &[&str]) -> Output {

@@ -3,56 +3,15 @@
 //! their exit code, the merge of threads' chunks, and symbolization from
 //! the module map (of this test binary itself, from another directory).
 
+#[path = "support/cli.rs"]
+mod cli;
 #[path = "support/v2_log.rs"]
 mod v2_log;
 
-use std::io::Write;
+use cli::{json, run, stderr, stdout, BIN};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::Command;
 use v2_log::{alloc, first_event, free, Log, NO_STACK};
-
-const BIN: &str = env!("CARGO_BIN_EXE_mallocator");
-
-fn run_in(dir: Option<&Path>, args: &[&str], stdin: Option<&[u8]>) -> Output {
-    let mut cmd = Command::new(BIN);
-    if let Some(dir) = dir {
-        cmd.current_dir(dir);
-    }
-    let mut child = cmd
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run mallocator");
-    let input = stdin.unwrap_or_default().to_vec();
-    let mut pipe = child.stdin.take().unwrap();
-    let writer = std::thread::spawn(move || {
-        // The command may stop reading early (bad input): ignore EPIPE.
-        let _ = pipe.write_all(&input);
-    });
-    let out = child.wait_with_output().unwrap();
-    writer.join().unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!stderr.contains("panicked"), "panic: {stderr}");
-    out
-}
-
-fn run(args: &[&str], stdin: Option<&[u8]>) -> Output {
-    run_in(None, args, stdin)
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8(o.stdout.clone()).unwrap()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8(o.stderr.clone()).unwrap()
-}
-
-fn json(o: &Output) -> serde_json::Value {
-    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("{e}: {}", stdout(o)))
-}
 
 fn write(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
     let path = dir.join(name);
@@ -409,6 +368,7 @@ fn help_describes_both_formats_and_the_symbol_options() {
 /// function of its own.
 #[cfg(target_os = "linux")]
 mod symbols {
+    use super::cli::run_in;
     use super::*;
     use object::{Object, ObjectSymbol};
 

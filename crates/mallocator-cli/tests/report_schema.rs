@@ -8,22 +8,22 @@
 //! a schema too loose to notice (the drift cases at the end).
 #![cfg(not(miri))]
 
+#[path = "support/cli.rs"]
+mod cli;
 #[path = "support/v2_log.rs"]
 mod v2_log;
 
+use cli::{json, run, stderr};
 use mallocator::backtracing::{Backtracing, GlobalBacktracing};
 use mallocator::Valloc;
 use serde_json::{json, Value};
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use v2_log::{alloc, free, Log, NO_STACK};
 
 // The exit report comes from this binary run as a child, tracked.
 #[global_allocator]
 static GLOBAL: GlobalBacktracing = GlobalBacktracing::new();
-
-const BIN: &str = env!("CARGO_BIN_EXE_mallocator");
 
 fn schema() -> Value {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/report-schema.json");
@@ -54,25 +54,11 @@ fn assert_valid(what: &str, report: &Value) {
 
 /// `mallocator leaks` with `args` on `stdin`: its JSON report.
 fn leaks_json(args: &[&str], stdin: &[u8]) -> Value {
-    let mut child = Command::new(BIN)
-        .arg("leaks")
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run mallocator");
-    let input = stdin.to_vec();
-    let mut pipe = child.stdin.take().unwrap();
-    let writer = std::thread::spawn(move || {
-        let _ = pipe.write_all(&input);
-    });
-    let out = child.wait_with_output().unwrap();
-    writer.join().unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(0), "{stderr}");
-    serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)))
+    let mut all = vec!["leaks"];
+    all.extend_from_slice(args);
+    let out = run(&all, Some(stdin));
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    json(&out)
 }
 
 fn fixture() -> PathBuf {

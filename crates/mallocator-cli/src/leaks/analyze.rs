@@ -267,6 +267,18 @@ pub struct Analysis {
 }
 
 impl Analysis {
+    /// Each group as (bytes, blocks, its stack's text), for tests.
+    #[cfg(test)]
+    pub(crate) fn group_texts(&self) -> Vec<(u64, u64, String)> {
+        self.groups
+            .iter()
+            .map(|g| {
+                let text = String::from_utf8(self.stacks.text(g.stack).to_vec()).unwrap();
+                (g.bytes, g.count, text)
+            })
+            .collect()
+    }
+
     /// Leaves out the groups whose stack `suppressions` match (a frame
     /// line, as the report shows it, containing a pattern), counting them
     /// in `suppressed_blocks` and `suppressed_bytes` instead of the
@@ -455,16 +467,6 @@ pub(super) mod tests {
     }
 
     /// Leak groups as (bytes, count, stack text), in report order.
-    fn groups(a: &Analysis) -> Vec<(u64, u64, String)> {
-        a.groups
-            .iter()
-            .map(|g| {
-                let text = String::from_utf8(a.stacks.text(g.stack).to_vec()).unwrap();
-                (g.bytes, g.count, text)
-            })
-            .collect()
-    }
-
     fn alloc(log: &mut String, addr: u64, size: u64, frames: &[&str]) {
         writeln!(log, "+++ ALLOC:{}:0x{addr:016x}:16:{size}", frames.len()).unwrap();
         for f in frames {
@@ -491,7 +493,7 @@ pub(super) mod tests {
         free(&mut log, 0x2000, &["f"]);
         let a = analyze(&log);
         assert_eq!(
-            groups(&a),
+            a.group_texts(),
             vec![(25, 2, "a\nmain".into()), (7, 1, "a\nother".into())]
         );
         assert_eq!((a.leaked_bytes, a.leaked_blocks), (32, 3));
@@ -510,7 +512,7 @@ pub(super) mod tests {
         alloc(&mut log, 0x2000, 5, &["winner"]);
         let a = analyze(&log);
         assert_eq!(
-            groups(&a),
+            a.group_texts(),
             vec![(16, 1, "second".into()), (5, 1, "winner".into())]
         );
         assert_eq!(a.live_reuses.len(), 1);
@@ -574,7 +576,7 @@ pub(super) mod tests {
         alloc(&mut log, 0x10, 0, &["zero_size"]);
         let a = analyze(&log);
         // NULL is never a block; a zero-size block is.
-        assert_eq!(groups(&a), vec![(0, 1, "zero_size".into())]);
+        assert_eq!(a.group_texts(), vec![(0, 1, "zero_size".into())]);
         assert_eq!(a.unknown_frees.len(), 1);
         assert_eq!(a.stacks.text(a.unknown_frees[0].0), b"foreign");
         assert_eq!(a.unknown_frees[0].1.first_line, 1);
@@ -762,7 +764,7 @@ pub(super) mod tests {
             }
             let a = analyze(&log);
             let expected = c_script(&log);
-            prop_assert_eq!(groups(&a), expected.clone());
+            prop_assert_eq!(a.group_texts(), expected.clone());
             prop_assert_eq!(a.leaked_blocks, expected.iter().map(|g| g.1).sum::<u64>());
             prop_assert_eq!(a.leaked_bytes, expected.iter().map(|g| g.0).sum::<u64>());
         }

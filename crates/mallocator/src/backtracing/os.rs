@@ -650,15 +650,16 @@ pub(crate) struct Module<'a> {
     pub path: &'a [u8],
 }
 
-/// Calls `f` on every loaded object (`dl_iterate_phdr`), the executable
-/// first. The loader's own lock is held during the walk, so `f` must not
-/// load or unload objects; it may allocate (the loader's lock for
-/// `dl_iterate_phdr` is not the one `dlopen` holds while it allocates).
+/// Calls `f` on the loader's description of every loaded object
+/// (`dl_iterate_phdr`), the executable first. The loader's own lock is
+/// held during the walk, so `f` must not load or unload objects; it may
+/// allocate (the loader's lock for `dl_iterate_phdr` is not the one
+/// `dlopen` holds while it allocates).
 #[cfg(all(
     any(target_os = "linux", target_os = "android", target_os = "freebsd"),
     not(miri)
 ))]
-pub(crate) fn for_each_module(f: &mut dyn FnMut(&Module<'_>)) {
+fn for_each_object(f: &mut dyn FnMut(&libc::dl_phdr_info)) {
     unsafe extern "C" fn each(
         info: *mut libc::dl_phdr_info,
         _size: libc::size_t,
@@ -667,12 +668,74 @@ pub(crate) fn for_each_module(f: &mut dyn FnMut(&Module<'_>)) {
         // SAFETY: `data` is the `&mut &mut dyn FnMut` passed below, alive
         // for the whole walk; `info` is the loader's description of one
         // object, valid during this call.
-        let (f, info) = unsafe { (&mut *data.cast::<&mut dyn FnMut(&Module<'_>)>(), &*info) };
+        let (f, info) = unsafe {
+            (
+                &mut *data.cast::<&mut dyn FnMut(&libc::dl_phdr_info)>(),
+                &*info,
+            )
+        };
+        f(info);
+        0
+    }
+    let mut f = f;
+    // SAFETY: `each` matches the callback type and only uses `data` as
+    // the pointer to `f` given here, which outlives the call.
+    unsafe {
+        libc::dl_iterate_phdr(
+            Some(each),
+            (&mut f as *mut &mut dyn FnMut(&libc::dl_phdr_info)).cast(),
+        )
+    };
+}
+
+/// A program header, as the loader describes an object.
+#[cfg(all(
+    any(target_os = "linux", target_os = "android", target_os = "freebsd"),
+    target_pointer_width = "64",
+    not(miri)
+))]
+type ProgramHeader = libc::Elf64_Phdr;
+#[cfg(all(
+    any(target_os = "linux", target_os = "android", target_os = "freebsd"),
+    target_pointer_width = "32",
+    not(miri)
+))]
+type ProgramHeader = libc::Elf32_Phdr;
+
+/// An object's program headers.
+#[cfg(all(
+    any(target_os = "linux", target_os = "android", target_os = "freebsd"),
+    not(miri)
+))]
+fn program_headers(info: &libc::dl_phdr_info) -> &[ProgramHeader] {
+    // SAFETY: `dlpi_phdr` points to `dlpi_phnum` program headers, mapped
+    // while the object is loaded (during the walk that gave `info`).
+    unsafe { core::slice::from_raw_parts(info.dlpi_phdr, info.dlpi_phnum as usize) }
+}
+
+/// An object's path as the loader has it (empty for the executable).
+#[cfg(all(
+    any(target_os = "linux", target_os = "android", target_os = "freebsd"),
+    not(miri)
+))]
+fn object_path(info: &libc::dl_phdr_info) -> &[u8] {
+    if info.dlpi_name.is_null() {
+        return &[];
+    }
+    // SAFETY: a NUL-terminated string owned by the loader.
+    unsafe { core::ffi::CStr::from_ptr(info.dlpi_name).to_bytes() }
+}
+
+/// Calls `f` on every loaded object (see [`for_each_object`]).
+#[cfg(all(
+    any(target_os = "linux", target_os = "android", target_os = "freebsd"),
+    not(miri)
+))]
+pub(crate) fn for_each_module(f: &mut dyn FnMut(&Module<'_>)) {
+    for_each_object(&mut |info| {
         let bias = info.dlpi_addr as usize;
         let (mut start, mut end, mut build_id): (usize, usize, &[u8]) = (usize::MAX, 0, &[]);
-        for i in 0..info.dlpi_phnum as usize {
-            // SAFETY: `dlpi_phdr` points to `dlpi_phnum` program headers.
-            let ph = unsafe { &*info.dlpi_phdr.add(i) };
+        for ph in program_headers(info) {
             let at = bias.wrapping_add(ph.p_vaddr as usize);
             if ph.p_type == libc::PT_LOAD {
                 start = start.min(at);
@@ -686,32 +749,16 @@ pub(crate) fn for_each_module(f: &mut dyn FnMut(&Module<'_>)) {
                 build_id = gnu_build_id(notes).unwrap_or(&[]);
             }
         }
-        let path = if info.dlpi_name.is_null() {
-            &[][..]
-        } else {
-            // SAFETY: a NUL-terminated string owned by the loader.
-            unsafe { core::ffi::CStr::from_ptr(info.dlpi_name).to_bytes() }
-        };
         if start < end {
             f(&Module {
                 bias,
                 start,
                 end,
                 build_id,
-                path,
+                path: object_path(info),
             });
         }
-        0
-    }
-    let mut f = f;
-    // SAFETY: `each` matches the callback type and only uses `data` as
-    // the pointer to `f` given here, which outlives the call.
-    unsafe {
-        libc::dl_iterate_phdr(
-            Some(each),
-            (&mut f as *mut &mut dyn FnMut(&Module<'_>)).cast(),
-        )
-    };
+    });
 }
 
 /// No loader walk here: the log has no module map (frames stay raw
@@ -821,23 +868,10 @@ pub(crate) fn with_loader_locked<R>(f: impl FnOnce() -> R) -> R {
 /// buffer given to `setvbuf`) is missed the same way.
 #[cfg(all(any(target_os = "linux", target_os = "android"), not(miri)))]
 pub(crate) fn for_each_root_range(f: &mut dyn FnMut(usize, usize)) -> bool {
-    unsafe extern "C" fn each(
-        info: *mut libc::dl_phdr_info,
-        _size: libc::size_t,
-        data: *mut libc::c_void,
-    ) -> libc::c_int {
-        // SAFETY: as in `for_each_module`.
-        let (f, info) = unsafe { (&mut *data.cast::<&mut dyn FnMut(usize, usize)>(), &*info) };
+    for_each_object(&mut |info| {
         let bias = info.dlpi_addr as usize;
-        let is_libc = !info.dlpi_name.is_null() && {
-            // SAFETY: a NUL-terminated string owned by the loader.
-            let path = unsafe { core::ffi::CStr::from_ptr(info.dlpi_name) }.to_bytes();
-            let name = path.rsplit(|&b| b == b'/').next().unwrap_or(path);
-            name.starts_with(b"libc.so") || name.starts_with(b"libc-")
-        };
-        for i in 0..info.dlpi_phnum as usize {
-            // SAFETY: `dlpi_phdr` points to `dlpi_phnum` program headers.
-            let ph = unsafe { &*info.dlpi_phdr.add(i) };
+        let is_libc = super::trim::is_c_library(object_path(info));
+        for ph in program_headers(info) {
             if ph.p_type == libc::PT_LOAD && ph.p_flags & libc::PF_W != 0 && !is_libc {
                 f(bias.wrapping_add(ph.p_vaddr as usize), ph.p_memsz as usize);
             } else if ph.p_type == libc::PT_TLS && !info.dlpi_tls_data.is_null() {
@@ -846,16 +880,7 @@ pub(crate) fn for_each_root_range(f: &mut dyn FnMut(usize, usize)) -> bool {
                 f(info.dlpi_tls_data as usize, ph.p_memsz as usize);
             }
         }
-        0
-    }
-    let mut f = f;
-    // SAFETY: as in `for_each_module`.
-    unsafe {
-        libc::dl_iterate_phdr(
-            Some(each),
-            (&mut f as *mut &mut dyn FnMut(usize, usize)).cast(),
-        )
-    };
+    });
     true
 }
 

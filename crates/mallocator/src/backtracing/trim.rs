@@ -62,14 +62,14 @@ pub fn user_frames(frames: &[FrameInfo<'_>]) -> Range<usize> {
                 .count();
     }
     let rest = &frames[start..];
-    // Below the program: from the runtime's marker of where user code
-    // starts (it and all below), or else the runtime frames at the end.
-    let end = match rest.iter().position(is_user_code_start) {
-        Some(marker) => marker,
-        None => rest.len() - rest.iter().rev().take_while(|f| is_runtime(f)).count(),
-    };
-    let end = rest[..end].len()
-        - rest[..end]
+    // Below the program: the runtime's marker of where user code starts
+    // and all below it (or nothing), then the runtime frames above that.
+    let marker = rest
+        .iter()
+        .position(is_user_code_start)
+        .unwrap_or(rest.len());
+    let end = marker
+        - rest[..marker]
             .iter()
             .rev()
             .take_while(|f| is_runtime(f))
@@ -246,8 +246,18 @@ fn is_runtime(f: &FrameInfo<'_>) -> bool {
         None => f
             .object
             .or(f.file)
-            .is_none_or(|o| o.contains("libc.so") || o.contains("ld-linux") || o.contains("libc-")),
+            .is_none_or(|o| is_c_library(o.as_bytes()) || o.contains("ld-linux")),
     }
+}
+
+/// Whether the object at `path` is the C library (`libc.so.6`, or an
+/// older glibc's `libc-2.31.so`).
+pub(crate) fn is_c_library(path: &[u8]) -> bool {
+    let name = path
+        .rsplit(|&b| b == b'/' || b == b'\\')
+        .next()
+        .unwrap_or(path);
+    name.starts_with(b"libc.so") || name.starts_with(b"libc-")
 }
 
 #[cfg(test)]

@@ -596,14 +596,7 @@ mod tests {
     /// Leak groups as (bytes, count, raw stack text), in report order.
     fn groups(r: &mut Reading) -> Vec<(u64, u64, String)> {
         stack_texts(&mut r.analysis, &r.modules, None);
-        let a = &r.analysis;
-        a.groups
-            .iter()
-            .map(|g| {
-                let text = String::from_utf8(a.stacks.text(g.stack).to_vec()).unwrap();
-                (g.bytes, g.count, text)
-            })
-            .collect()
+        r.analysis.group_texts()
     }
 
     /// A header, one module (`/app` at 0x1000..0x2000, bias 0x1000) and
