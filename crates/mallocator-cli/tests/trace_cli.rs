@@ -153,6 +153,85 @@ fn forks_while_threads_allocate_and_the_children_run_on() {
     assert_eq!(report["error_counts"]["invalid_free"], 0);
 }
 
+/// The logs of `trace --output LOG ARGS... -- programs MODE`: PROGRAM's,
+/// then each child's (LOG.PID), as JSON reports.
+fn trace_tree(dir: &Path, options: &[&str], mode: &str) -> (Output, Value, Vec<Value>) {
+    let log = dir.join("tree.log");
+    let out = Command::new(BIN)
+        .args(["trace", "--output", log.to_str().unwrap()])
+        .args(options)
+        .arg("--")
+        .arg(programs())
+        .arg(mode)
+        .output()
+        .unwrap();
+    let report = |path: &Path| {
+        let mode = std::fs::metadata(path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "{}", path.display());
+        let r = Command::new(BIN)
+            .args(["leaks", "--json"])
+            .arg(path)
+            .output()
+            .unwrap();
+        assert!(r.status.success(), "{r:?}");
+        serde_json::from_slice::<Value>(&r.stdout).unwrap()
+    };
+    let mut children: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            p.file_name()
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .starts_with("tree.log.")
+        })
+        .collect();
+    children.sort();
+    let main = report(&log);
+    (out, main, children.iter().map(|c| report(c)).collect())
+}
+
+#[test]
+fn forked_children_are_traced_each_into_its_own_log_when_asked() {
+    let dir = scratch();
+    let (out, main, children) = trace_tree(dir.path(), &["--follow-fork"], "fork");
+    assert_eq!(exit_code(&out), 0, "{out:?}");
+    assert_eq!(our_leaks(&main), []);
+    assert_eq!(children.len(), 50, "one log per child");
+    for child in &children {
+        assert!(
+            child["log"]["input"]["allocs"].as_u64().unwrap() >= 100,
+            "{child:#}"
+        );
+        // The blocks it inherited are in its log: what it frees of them is
+        // no unknown free, and what it leaves are blocks the other threads
+        // had allocated when it was made.
+        assert_eq!(child["error_counts"]["invalid_free"], 0, "{child:#}");
+        assert!(our_leaks(child).iter().all(|l| l.2 == "pair"), "{child:#}");
+    }
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.matches("a child: ").count(), 50, "{stderr}");
+    // Without the option: PROGRAM's log alone.
+    let dir = scratch();
+    let (_, _, children) = trace_tree(dir.path(), &[], "fork");
+    assert!(children.is_empty());
+}
+
+#[test]
+fn programs_run_by_exec_are_traced_when_asked() {
+    let dir = scratch();
+    let (out, main, children) = trace_tree(dir.path(), &["--follow-exec"], "exec");
+    assert_eq!(exit_code(&out), 0, "{out:?}");
+    assert_eq!(our_leaks(&main), []);
+    assert_eq!(children.len(), 1);
+    let sites: Vec<(u64, u64)> = our_leaks(&children[0]).iter().map(|l| (l.0, l.1)).collect();
+    assert_eq!(sites, [(40, 1), (256, 1), (300, 3)], "{:#}", children[0]);
+    let dir = scratch();
+    let (_, _, children) = trace_tree(dir.path(), &[], "exec");
+    assert!(children.is_empty());
+}
+
 #[test]
 fn a_signal_handler_that_allocates() {
     let dir = scratch();

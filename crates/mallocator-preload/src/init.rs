@@ -4,7 +4,9 @@
 //! and the rest at the first allocation) and then takes this library and
 //! its log out of the environment, so that the programs this one runs
 //! are not traced (they would all try to create the same log file), and
-//! the program sees the environment it was given.
+//! the program sees the environment it was given; unless
+//! `MALLOCATOR_FOLLOW_EXEC=1` asks for them to be traced too (with a log
+//! path naming each process, `%p`).
 //!
 //! A process that ends through `exit` or by returning from `main` ends
 //! its log in the tracker's exit hook. `_exit`, `_Exit` and `abort`, as
@@ -33,8 +35,32 @@ extern "C" fn init() {
     // The first allocation reads the tracker's settings.
     // SAFETY: the block just allocated, freed once.
     unsafe { TRACKER.c_free(TRACKER.c_malloc(0, 1)) };
-    forget_for_children();
+    if !follow_exec() {
+        forget_for_children();
+    }
     crate::signals::install();
+}
+
+/// Whether `MALLOCATOR_FOLLOW_EXEC=1` asks for the programs this one
+/// runs to be traced too (each then writes the log its `%p` names); any
+/// other value is reported and taken as no.
+fn follow_exec() -> bool {
+    // SAFETY: a valid name; the value is read at once.
+    let value = unsafe { libc::getenv(c"MALLOCATOR_FOLLOW_EXEC".as_ptr()) };
+    if value.is_null() {
+        return false;
+    }
+    // SAFETY: `getenv` returns a NUL-terminated string.
+    match unsafe { CStr::from_ptr(value) }.to_bytes() {
+        b"1" => true,
+        b"" | b"0" => false,
+        _ => {
+            let warning = b"mallocator: MALLOCATOR_FOLLOW_EXEC is not 1 or 0; the programs this one runs are not traced\n";
+            // SAFETY: writes a buffer of its own length to standard error.
+            unsafe { libc::write(2, warning.as_ptr().cast(), warning.len()) };
+            false
+        }
+    }
 }
 
 /// Takes this library out of `LD_PRELOAD` and unsets the log's

@@ -33,7 +33,8 @@ kept there instead, for `mallocator leaks FILE` (any report option, flame graphs
 Stacks are walked by frame pointers: code built without them (most distributions' packages, gcc \
 -O2) shows short stacks.\n\n\
 Programs that PROGRAM starts (exec) are not traced, and a child made by fork stops writing to the \
-log (the tracker keeps running in it).\n\n\
+log (the tracker keeps running in it); --follow-exec and --follow-fork trace them, each process \
+into a log of its own: FILE.PID beside FILE (PROGRAM's), and the report has a part for each.\n\n\
 A statically linked or setuid program cannot be traced (the dynamic loader preloads nothing into \
 it): that is an error, exit code 2.\n\n\
 Exit code: PROGRAM's; 128+N when a signal N killed it (and a line says so); 2 when it could not \
@@ -48,6 +49,14 @@ pub struct TraceArgs {
     /// Replace --output FILE if it exists (a symbolic link there is removed, not followed).
     #[arg(long, requires = "output")]
     pub force: bool,
+    /// Trace the children PROGRAM makes with fork too, each into a log of its own,
+    /// FILE.PID (without it, a child runs on untraced by the log).
+    #[arg(long)]
+    pub follow_fork: bool,
+    /// Trace the programs PROGRAM runs (exec) too, each into a log of its own, FILE.PID
+    /// (without it, they run untraced).
+    #[arg(long)]
+    pub follow_exec: bool,
     /// Show whole stacks in the report (see `mallocator leaks --full-stacks`).
     #[arg(long)]
     pub full_stacks: bool,

@@ -25,15 +25,25 @@ pub(crate) fn run(args: &TraceArgs) -> Result<ExitCode, Error> {
         Some(output) => output.clone(),
         None => unpacked.dir.path().join("events.log"),
     };
-    create_log(&log, args.force)?;
+    // Each process of the tree writes LOG.PID when children are traced;
+    // PROGRAM's is renamed LOG at the end.
+    let per_process = args.follow_fork || args.follow_exec;
+    create_log(&log, args.force, per_process)?;
+    let mut log_setting = log.clone().into_os_string();
+    if per_process {
+        log_setting.push(".%p");
+    }
     let mut command = Command::new(&path);
     command
         // As typed, as a shell passes it (a program may look at it).
         .arg0(name)
         .args(program_args)
         .env("LD_PRELOAD", preload_list(&unpacked.library))
-        .env("MALLOCATOR_LOG", &log)
+        .env("MALLOCATOR_LOG", &log_setting)
         .env("MALLOCATOR_LOG_FORMAT", "v2");
+    if args.follow_exec {
+        command.env("MALLOCATOR_FOLLOW_EXEC", "1");
+    }
     let mut child = command
         .spawn()
         .map_err(|e| Error::Failed(format!("cannot run {}: {e}", path.display())))?;
@@ -43,6 +53,16 @@ pub(crate) fn run(args: &TraceArgs) -> Result<ExitCode, Error> {
         .wait()
         .map_err(|e| Error::Failed(format!("waiting for {}: {e}", path.display())))?;
     let code = exit_code(&path, status);
+    let children = if per_process {
+        let own = per_process_log(&log, child.id());
+        if own.exists() {
+            std::fs::rename(&own, &log)
+                .map_err(|e| Error::Failed(format!("cannot rename {}: {e}", own.display())))?;
+        }
+        children_logs(&log)
+    } else {
+        Vec::new()
+    };
     if std::fs::metadata(&log).map_or(true, |m| m.len() == 0) {
         return Err(Error::Failed(format!(
             "{} wrote no allocation log: the preload library was not loaded into it \
@@ -52,23 +72,72 @@ pub(crate) fn run(args: &TraceArgs) -> Result<ExitCode, Error> {
         )));
     }
     match &args.output {
-        Some(output) => eprintln!(
-            "mallocator trace: the event log is in {} (read it with `mallocator leaks {}`)",
-            output.display(),
-            output.display()
-        ),
+        Some(output) => {
+            eprintln!(
+                "mallocator trace: the event log is in {} (read it with `mallocator leaks {}`)",
+                output.display(),
+                output.display()
+            );
+            for (pid, child_log) in &children {
+                eprintln!(
+                    "mallocator trace: process {pid}, a child: {}",
+                    child_log.display()
+                );
+            }
+        }
         None => {
-            let report = LeaksArgs {
-                full_stacks: args.full_stacks,
-                suppressions: args.suppressions.clone(),
-                allow_empty: true,
-                no_progress: true,
-                ..LeaksArgs::for_log(log)
-            };
-            leaks::run_to(&report, &mut std::io::stderr().lock(), "standard error")?;
+            report(args, log)?;
+            for (pid, child_log) in children {
+                eprintln!("\n== mallocator trace: process {pid}, a child ==");
+                report(args, child_log)?;
+            }
         }
     }
     Ok(code)
+}
+
+/// Prints the leak report of `log` on standard error.
+fn report(args: &TraceArgs, log: PathBuf) -> Result<ExitCode, Error> {
+    let report = LeaksArgs {
+        full_stacks: args.full_stacks,
+        suppressions: args.suppressions.clone(),
+        allow_empty: true,
+        no_progress: true,
+        ..LeaksArgs::for_log(log)
+    };
+    leaks::run_to(&report, &mut std::io::stderr().lock(), "standard error")
+}
+
+/// Where process `pid` of the tree writes when each has a log: LOG.PID.
+fn per_process_log(log: &Path, pid: u32) -> PathBuf {
+    let mut name = log.as_os_str().to_owned();
+    name.push(format!(".{pid}"));
+    PathBuf::from(name)
+}
+
+/// The other processes' logs beside `log` (LOG.PID), by process id.
+fn children_logs(log: &Path) -> Vec<(u32, PathBuf)> {
+    let (Some(dir), Some(name)) = (log.parent(), log.file_name()) else {
+        return Vec::new();
+    };
+    let dir = if dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        dir
+    };
+    let prefix = format!("{}.", name.to_string_lossy());
+    let mut found: Vec<(u32, PathBuf)> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|entry| {
+            let file = entry.file_name().to_string_lossy().into_owned();
+            let pid = file.strip_prefix(&prefix)?.parse().ok()?;
+            Some((pid, entry.path()))
+        })
+        .collect();
+    found.sort();
+    found
 }
 
 /// `LD_PRELOAD` with the library first and the caller's own after it.
@@ -83,8 +152,11 @@ fn preload_list(library: &Path) -> OsString {
 
 /// Creates the log file new, mode 0600, refusing a symbolic link; with
 /// `force`, whatever is at `path` (a link itself, not its target) is
-/// removed first. The tracker inside the program then writes it.
-fn create_log(path: &Path, force: bool) -> Result<(), Error> {
+/// removed first. The tracker inside the program then writes it. When
+/// each process writes a log of its own (`per_process`), the tracker
+/// creates those, and `path` is only checked to be free (PROGRAM's log is
+/// renamed to it at the end, which replaces a link rather than follow it).
+fn create_log(path: &Path, force: bool, per_process: bool) -> Result<(), Error> {
     if force {
         match std::fs::remove_file(path) {
             Ok(()) => {}
@@ -96,6 +168,15 @@ fn create_log(path: &Path, force: bool) -> Result<(), Error> {
                 )))
             }
         }
+    }
+    if per_process {
+        if path.symlink_metadata().is_ok() {
+            return Err(Error::Failed(format!(
+                "cannot create {}: it exists (add --force to replace it)",
+                path.display()
+            )));
+        }
+        return Ok(());
     }
     std::fs::OpenOptions::new()
         .write(true)

@@ -21,6 +21,18 @@ static void check(int ok, const char *what) {
     }
 }
 
+/* A null pointer the compiler cannot see, so that free(NULL) is made. */
+static void *volatile null;
+
+/* One malloc/free pair of `size` bytes. The block passes through a
+ * volatile variable (of this call's own: threads call this at once), so
+ * that the compiler keeps the pair: it drops a malloc whose block is only
+ * freed. */
+static void pair(size_t size) {
+    void *volatile block = malloc(size);
+    free(block);
+}
+
 /* Leaks 3 blocks of 100 bytes from here (not a tail call, which would
  * leave no frame of this function). */
 __attribute__((noinline)) static void *leak_here(void) {
@@ -34,8 +46,6 @@ __attribute__((noinline)) static void *leak_here(void) {
  * 3 x 100 (leak_here), 1 x 40 (calloc), 1 x 256 (realloc). */
 /* Sizes whose product overflows, out of the compiler's sight. */
 static volatile size_t huge = (size_t)-1;
-/* A null pointer the compiler cannot see, so that free(NULL) is made. */
-static void *volatile null;
 
 __attribute__((noinline)) static int family(void) {
     for (int i = 0; i < 3; i++) check(leak_here() != NULL, "malloc");
@@ -103,7 +113,7 @@ static volatile int stop;
 
 static void *churn(void *arg) {
     (void)arg;
-    while (!stop) free(malloc(32));
+    while (!stop) pair(32);
     return NULL;
 }
 
@@ -115,7 +125,7 @@ __attribute__((noinline)) static int forks(void) {
         check(pid >= 0, "fork");
         if (pid == 0) {
             alarm(10); /* a hang kills the child, and fails the test */
-            for (int i = 0; i < 100; i++) free(malloc(64));
+            for (int i = 0; i < 100; i++) pair(64);
             exit(0);
         }
         int status;
@@ -128,13 +138,16 @@ __attribute__((noinline)) static int forks(void) {
 }
 
 /* A SIGALRM handler that allocates (as programs do, unsafe as it is),
- * while the main thread allocates too. The handler leaks 1 x 12 once. */
+ * while the main thread is in the tracker: it calls free(NULL), which
+ * goes through the tracker's free path but never into the C library's
+ * allocator (which a handler's malloc may corrupt if it interrupts it,
+ * traced or not). The handler leaks 1 x 12 once. */
 static volatile sig_atomic_t rings;
 static volatile sig_atomic_t leaked;
 
 static void on_alarm(int sig) {
     (void)sig;
-    free(malloc(48));
+    pair(48);
     if (!leaked) {
         leaked = 1;
         check(malloc(12) != NULL, "the handler's leak");
@@ -146,9 +159,23 @@ __attribute__((noinline)) static int signals(void) {
     signal(SIGALRM, on_alarm);
     struct itimerval every_ms = {{0, 1000}, {0, 1000}};
     setitimer(ITIMER_REAL, &every_ms, NULL);
-    while (rings < 200) free(malloc(rings % 100 + 1));
+    while (rings < 200) free(null);
     struct itimerval off = {{0, 0}, {0, 0}};
     setitimer(ITIMER_REAL, &off, NULL);
+    return 0;
+}
+
+/* Runs this program again, in mode family, and waits for it. */
+__attribute__((noinline)) static int run_family(void) {
+    pid_t pid = fork();
+    check(pid >= 0, "fork");
+    if (pid == 0) {
+        execl("/proc/self/exe", "programs", "family", (char *)NULL);
+        _exit(98);
+    }
+    int status;
+    check(waitpid(pid, &status, 0) == pid, "waitpid");
+    check(WIFEXITED(status) && WEXITSTATUS(status) == 0, "the child ended well");
     return 0;
 }
 
@@ -207,6 +234,7 @@ int main(int argc, char **argv) {
     if (!strcmp(mode, "fork")) return forks();
     if (!strcmp(mode, "signal")) return signals();
     if (!strcmp(mode, "plugin")) return plugin(argv[2]);
+    if (!strcmp(mode, "exec")) return run_family();
     if (!strcmp(mode, "destructor")) return destructor();
     if (!strcmp(mode, "churn")) return churn_pairs(argc > 2 ? atol(argv[2]) : 1000000);
     if (!strcmp(mode, "_exit")) { check(malloc(21) != NULL, "leak"); _exit(4); }

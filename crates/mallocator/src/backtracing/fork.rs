@@ -170,13 +170,16 @@ extern "C" fn release_all() {
 }
 
 /// The `child` handler: [`release_all`], then what only the child does:
-/// its compact logs stop (the parent writes those files) and the other
-/// threads' event buffers are forgotten (see `log/threads.rs`).
+/// its compact logs stop (the parent writes those files), but for the
+/// process-wide tracker's when its path names the process (it starts
+/// over in a file of the child's own), and the other threads' event
+/// buffers are forgotten (see `log/threads.rs`).
 extern "C" fn in_child() {
     INSTALLER.store(INSTALLED, Ordering::Release);
     release_all();
     super::log::after_fork_in_child();
     for_each_state(&mut |st| st.log.stop_in_child());
+    super::global::log_again_in_child();
 }
 
 /// Calls `f` on every live tracker state.

@@ -7,9 +7,10 @@ use super::os::{self, Sink};
 use super::own_heap::own_heap;
 use super::report::Reach;
 use super::settings::{self, ExitDest, LogSetting};
+use super::stacks::INTERNAL;
 use super::sync::{RawLock, SpinLock};
 use super::thread::{self, Busy};
-use super::{stack, Backtracing, Config, LogFormat, LogTarget, Suppressions};
+use super::{log, stack, Backtracing, Config, LogFormat, LogTarget, Suppressions};
 
 /// The one process-wide tracker behind every [`GlobalBacktracing`].
 static TRACKER: Backtracing<'static> = Backtracing::new(own_heap());
@@ -37,9 +38,58 @@ pub(crate) fn suppressions() -> Suppressions {
     all
 }
 
+/// `MALLOCATOR_LOG` when it names the process (`%p`): a child made by
+/// `fork` starts a log of its own there.
+static LOG_PER_PROCESS: SpinLock<Option<String>> = SpinLock::new(None);
+
 /// Calls `f` on this module's locks (for the fork handlers).
 pub(super) fn each_lock(f: &mut dyn FnMut(&dyn RawLock) -> bool) -> bool {
-    f(&EXIT_DEST) && f(&USER_SUPPRESSIONS)
+    f(&EXIT_DEST) && f(&USER_SUPPRESSIONS) && f(&LOG_PER_PROCESS)
+}
+
+/// In a child process after `fork` (its compact logs stopped): when the
+/// log path names the process, the process-wide tracker's log starts over
+/// in the child's own file, with the blocks it inherited. A file that
+/// cannot be created leaves it stopped.
+pub(super) fn log_again_in_child() {
+    if LOG_PER_PROCESS.lock().is_none() {
+        return;
+    }
+    let Some(st) = TRACKER.state() else {
+        return;
+    };
+    let _busy = Busy::enter(st.epoch);
+    let Some(template) = LOG_PER_PROCESS.lock().clone() else {
+        return;
+    };
+    let Ok(sink) = Sink::create(&settings::expand_pid(&template, std::process::id())) else {
+        return;
+    };
+    st.log.restart_in_child(sink, &st.stacks);
+    // The blocks the child has from its parent come first, as its own
+    // allocations: so that their frees, and those never freed, are in its
+    // log as they are in its heap.
+    for shard in &st.live {
+        shard.lock().for_each(&mut |rec| {
+            if rec.stack != INTERNAL {
+                let align_log2 = rec.align_log2();
+                let align = if align_log2 == 0xff {
+                    0
+                } else {
+                    1 << align_log2
+                };
+                log::alloc(
+                    st,
+                    rec.addr as *mut u8,
+                    align,
+                    align_log2,
+                    rec.size(),
+                    rec.stack,
+                    &[],
+                );
+            }
+        });
+    }
 }
 
 /// Runs `configure` once per `state`. Any other thread that arrives
@@ -125,7 +175,7 @@ pub enum ExitReport {
 /// | `MALLOCATOR_LEAKS_FORMAT=json` | that report as JSON |
 /// | `MALLOCATOR_SUPPRESSIONS=<path>` | leave out never-freed blocks whose stack a `leak:PATTERN` line of the file matches ([`Suppressions`]) |
 /// | `MALLOCATOR_LEAKS_EXITCODE=<1-255>` | exit with this status when the report finds lost blocks (the report goes to stderr if `MALLOCATOR_LEAKS` says nowhere) |
-/// | `MALLOCATOR_LOG=stdout\|stderr\|<path>` | log mode: every event, for `mallocator leaks` |
+/// | `MALLOCATOR_LOG=stdout\|stderr\|<path>` | log mode: every event, for `mallocator leaks`; `%p` in the path is the process id, and then a child made by `fork` writes a log of its own |
 /// | `MALLOCATOR_LOG_FORMAT=v2\|fd` | that log compact (default) or in the Firedancer text format ([`LogFormat`](super::LogFormat)) |
 /// | `MALLOCATOR_DEPTH=<n>` | frames per stack (default 32, max 64) |
 /// | `MALLOCATOR_STACKS=auto\|fp\|unwind` | [`StackMode`](super::StackMode) |
@@ -330,17 +380,24 @@ impl GlobalBacktracing {
             LogSetting::Config(target) => TRACKER.set_log(target, settings.log_format),
             LogSetting::Stdout => TRACKER.set_log(LogTarget::Stdout, settings.log_format),
             LogSetting::Stderr => TRACKER.set_log(LogTarget::Stderr, settings.log_format),
-            LogSetting::Path(path) => match Sink::create(&path) {
-                Ok(sink) => {
-                    if let Some(st) = TRACKER.state() {
-                        st.log.set_sink(sink, settings.log_format);
-                        TRACKER.log_on.store(true, Ordering::Relaxed);
+            LogSetting::Path(path) => {
+                match Sink::create(&settings::expand_pid(&path, std::process::id())) {
+                    Ok(sink) => {
+                        if let Some(st) = TRACKER.state() {
+                            st.log.set_sink(sink, settings.log_format);
+                            TRACKER.log_on.store(true, Ordering::Relaxed);
+                        }
+                        if settings::names_the_process(&path)
+                            && settings.log_format == LogFormat::Compact
+                        {
+                            *LOG_PER_PROCESS.lock() = Some(path);
+                        }
+                    }
+                    Err(e) => {
+                        warnings.push(format!("MALLOCATOR_LOG: cannot create {path}: {e}; no log"))
                     }
                 }
-                Err(e) => {
-                    warnings.push(format!("MALLOCATOR_LOG: cannot create {path}: {e}; no log"))
-                }
-            },
+            }
         }
         if let Some(path) = &settings.suppressions {
             match std::fs::read_to_string(path) {

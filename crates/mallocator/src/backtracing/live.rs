@@ -59,8 +59,8 @@ impl Record {
     }
 
     /// log2 of the requested alignment (`0xff`: the caller passed 0);
-    /// recorded for every block, read by no report yet.
-    #[cfg(test)]
+    /// recorded for every block, read by no report yet (a log that starts
+    /// over writes it).
     pub(crate) fn align_log2(&self) -> u8 {
         (self.size_align >> 56) as u8
     }
@@ -316,6 +316,11 @@ impl LiveShard {
     #[cold]
     fn shrink(&mut self) {
         self.rebuild((self.len * 2).max(MIN_SLOTS));
+    }
+
+    /// Calls `f` on every live record.
+    pub(crate) fn for_each(&self, f: &mut dyn FnMut(&Record)) {
+        self.slots.iter().filter(|r| r.addr != 0).for_each(f);
     }
 
     /// Appends every live record that passes `keep` to `out`.

@@ -29,6 +29,18 @@ pub(crate) struct ExitDest {
     pub(crate) exit_code: Option<u8>,
 }
 
+/// `path` with each `%p` replaced by `pid`: a log path naming the
+/// process, so that each process of a tree (children after `fork` and
+/// `exec`) writes its own.
+pub(crate) fn expand_pid(path: &str, pid: u32) -> String {
+    path.replace("%p", &pid.to_string())
+}
+
+/// Whether a log path names the process (see [`expand_pid`]).
+pub(crate) fn names_the_process(path: &str) -> bool {
+    path.contains("%p")
+}
+
 /// What the global tracker is set to.
 #[derive(Debug, Clone)]
 pub(crate) struct Settings {
@@ -194,6 +206,13 @@ pub(crate) fn settings(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_log_path_can_name_the_process() {
+        assert_eq!(expand_pid("/tmp/app.%p.log", 4242), "/tmp/app.4242.log");
+        assert_eq!(expand_pid("/tmp/app.log", 4242), "/tmp/app.log");
+        assert!(names_the_process("x.%p") && !names_the_process("x.p"));
+    }
 
     fn with(vars: &[(&str, &str)]) -> (Settings, Vec<String>) {
         let vars: Vec<(String, String)> = vars

@@ -273,6 +273,14 @@ impl StackTable {
         }
     }
 
+    /// Counts every stack as not written (a log that starts over in a new
+    /// file after `fork` writes them all again).
+    pub(crate) fn forget_written(&self) {
+        for shard in &self.shards {
+            shard.lock().written = 0;
+        }
+    }
+
     /// Whether `f` is true of a stack not yet passed to
     /// [`for_each_unwritten`](Self::for_each_unwritten).
     pub(crate) fn any_unwritten(&self, f: &mut dyn FnMut(&[usize]) -> bool) -> bool {

@@ -217,6 +217,24 @@ impl Log {
         }
     }
 
+    /// In a child process after `fork`, for a log of its own: the log
+    /// starts over in `sink` as if the child had just started (its
+    /// header, the module map, every stack written again, then only the
+    /// child's events).
+    pub(crate) fn restart_in_child(&self, sink: Sink, stacks: &StackTable) {
+        let mut guard = self.inner.lock();
+        let inner = &mut *guard;
+        inner.output = Output::Open(sink);
+        inner.started = false;
+        inner.finished = false;
+        inner.modules.clear();
+        inner.rescan = false;
+        inner.events = 0;
+        inner.lost = 0;
+        drop(guard);
+        stacks.forget_written();
+    }
+
     /// Writes a Firedancer record of an allocation (`alloc`: `Some((align,
     /// size))`) or a free of `addr`, with its stack's `frames` (interned
     /// as `id`, or a sentinel id when not interned).
