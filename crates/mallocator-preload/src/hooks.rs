@@ -9,13 +9,17 @@ use core::sync::atomic::{AtomicUsize, Ordering};
 use mallocator::backtracing::{Config, GlobalBacktracing, StackMode};
 
 /// Every call goes to this tracker (one per process, whatever the
-/// instance: see [`GlobalBacktracing`]), configured by the environment.
-/// Stacks are walked by frame pointers unless `MALLOCATOR_STACKS` says
-/// otherwise: the other way, the C library's unwinder, costs several
-/// times the program's own time, and the walk reads only the thread's
-/// stack, so in code without frame pointers it just stops early.
+/// instance: see [`GlobalBacktracing`]), configured by the environment
+/// over these defaults:
+/// - stacks are walked by frame pointers unless `MALLOCATOR_STACKS` says
+///   otherwise: the other way, the C library's unwinder, costs several
+///   times the program's own time, and the walk reads only the thread's
+///   stack, so in code without frame pointers it just stops early;
+/// - no stack on free (`MALLOCATOR_FREE_STACKS=1` for them), as heaptrack:
+///   it halves the walks, and a bad free still gets its own stack.
 pub(crate) static TRACKER: GlobalBacktracing = GlobalBacktracing::from_env_over(Config {
     stack_mode: StackMode::FramePointers,
+    free_stacks: false,
     ..Config::DEFAULT
 });
 

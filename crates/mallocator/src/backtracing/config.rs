@@ -24,7 +24,9 @@ pub struct Config {
     /// where the block was first freed (default true). The frames are
     /// copied raw into the shard's ring of recent frees and interned only
     /// when a double free is reported; turning this off saves the stack
-    /// walk on every free.
+    /// walk on every free (and the compact log's free events then have no
+    /// stack). A bad free's own stack is taken when it is caught either
+    /// way.
     pub free_stacks: bool,
     /// Show whole stacks in reports (default false: only the program's
     /// frames, without the allocation machinery above them and the

@@ -622,7 +622,7 @@ impl<'a> Backtracing<'a> {
             let frames = event.frames();
             if event.free {
                 let logged = self.free_log_id(st, frames, event.hash);
-                self.release(st, event.ptr as *mut u8, frames, logged);
+                self.release(st, event.ptr as *mut u8, frames, logged, false);
                 continue;
             }
             let stack = st.stacks.intern_cached(st.epoch, frames, event.hash);
@@ -719,7 +719,11 @@ impl<'a> Backtracing<'a> {
         let mut logged = None;
         if tracking.is_some() {
             let log_on = self.log_on.load(Ordering::Relaxed);
-            if log_on || self.free_stacks.load(Ordering::Relaxed) {
+            // The compact log wants a free's stack only with free stacks;
+            // the text format writes every event's.
+            let wanted = self.free_stacks.load(Ordering::Relaxed)
+                || (log_on && st.log.format() != LogFormat::Compact);
+            if wanted {
                 let stack = if log_on {
                     self.capture::<true>(st, &mut storage)
                 } else {
@@ -727,9 +731,11 @@ impl<'a> Backtracing<'a> {
                 };
                 logged = self.free_log_id(st, stack.frames, stack.hash);
                 frames = stack.frames;
+            } else if log_on {
+                logged = Some(NO_STACK);
             }
         }
-        self.release(st, ptr, frames, logged);
+        self.release(st, ptr, frames, logged, tracking.is_some());
         if let Some((_, stamp)) = tracking {
             if thread::has_pending() {
                 self.drain_pending(st, stamp);
@@ -755,8 +761,16 @@ impl<'a> Backtracing<'a> {
 
     /// The free of `ptr` proper, made at `frames`: its record removed and
     /// the block given back, or a bad free recorded; logged with stack id
-    /// `logged` when that is given.
-    fn release(&self, st: &State, ptr: *mut u8, frames: &[usize], logged: Option<u32>) {
+    /// `logged` when that is given. A bad free made without its stack
+    /// (free stacks off) gets it now when `tracked` (the program's own).
+    fn release(
+        &self,
+        st: &State,
+        ptr: *mut u8,
+        frames: &[usize],
+        logged: Option<u32>,
+        tracked: bool,
+    ) {
         // Logged once the block's record says whether it is the
         // tracker's own (never logged: its allocation was not), and
         // before the block goes back to the inner allocator (which may
@@ -796,7 +810,18 @@ impl<'a> Backtracing<'a> {
                     (f, frames.len())
                 });
                 drop(shard);
-                log_free();
+                let mut storage = StackStorage::uninit();
+                let (frames, logged) = if frames.is_empty() && tracked {
+                    let stack = self.capture::<true>(st, &mut storage);
+                    let id =
+                        logged.map(|_| st.stacks.intern_cached(st.epoch, stack.frames, stack.hash));
+                    (stack.frames, id)
+                } else {
+                    (frames, logged)
+                };
+                if let Some(id) = logged {
+                    log::free(st, ptr, id, frames);
+                }
                 errors::record_bad_free(st, addr, frames, first, &first_frames);
             }
         }
