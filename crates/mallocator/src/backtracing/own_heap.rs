@@ -8,13 +8,21 @@
 //! `mallocator trace` defines `malloc` and hands every call to the
 //! process-wide tracker), a table that grew through `malloc` would call
 //! back into the tracker while it holds that table's lock. Elsewhere it
-//! is the C library's `malloc` (no interposition to avoid there).
+//! is the C library's `malloc` (no interposition to avoid there), and so
+//! it is in the sanitizer builds (`scripts/sanitize.sh`): a sanitizer
+//! replaces `malloc` with its own allocator, which glibc's names bypass
+//! in part (ASan takes `__libc_malloc` but not `__libc_free`).
 
 use crate::valloc::Valloc;
 
 /// glibc's allocator, reached by the names no interposing library
 /// defines.
-#[cfg(all(target_os = "linux", target_env = "gnu", not(miri)))]
+#[cfg(all(
+    target_os = "linux",
+    target_env = "gnu",
+    not(miri),
+    not(any(mallocator_sanitize = "address", mallocator_sanitize = "thread"))
+))]
 mod glibc {
     use core::ffi::c_void;
 
@@ -63,7 +71,12 @@ mod glibc {
 }
 
 /// The handle for the tracker's own memory (see the module docs).
-#[cfg(all(target_os = "linux", target_env = "gnu", not(miri)))]
+#[cfg(all(
+    target_os = "linux",
+    target_env = "gnu",
+    not(miri),
+    not(any(mallocator_sanitize = "address", mallocator_sanitize = "thread"))
+))]
 pub(crate) const fn own_heap() -> Valloc<'static> {
     // SAFETY: the vtable's functions take any `self` (they ignore it),
     // and live for the whole program.
@@ -71,7 +84,12 @@ pub(crate) const fn own_heap() -> Valloc<'static> {
 }
 
 /// The handle for the tracker's own memory (see the module docs).
-#[cfg(not(all(target_os = "linux", target_env = "gnu", not(miri))))]
+#[cfg(not(all(
+    target_os = "linux",
+    target_env = "gnu",
+    not(miri),
+    not(any(mallocator_sanitize = "address", mallocator_sanitize = "thread"))
+)))]
 pub(crate) const fn own_heap() -> Valloc<'static> {
     Valloc::libc()
 }
