@@ -2,22 +2,23 @@
 //! log buffers, and the blocks of the process-wide tracker behind
 //! [`GlobalBacktracing`](super::GlobalBacktracing).
 //!
-//! On glibc that is glibc's allocator proper (`__libc_malloc`,
-//! `__libc_memalign`, `__libc_free`), not the `malloc` symbol: when the
-//! tracker is itself the program's `malloc` (the preload library of
+//! Normally the C library's `malloc`. With the feature `own-heap-glibc`
+//! (on glibc), glibc's allocator proper (`__libc_malloc`,
+//! `__libc_memalign`, `__libc_free`) instead: the preload library of
 //! `mallocator trace` defines `malloc` and hands every call to the
-//! process-wide tracker), a table that grew through `malloc` would call
-//! back into the tracker while it holds that table's lock. Elsewhere it
-//! is the C library's `malloc` (no interposition to avoid there), and so
-//! it is in the sanitizer builds (`scripts/sanitize.sh`): a sanitizer
-//! replaces `malloc` with its own allocator, which glibc's names bypass
-//! in part (ASan takes `__libc_malloc` but not `__libc_free`).
+//! process-wide tracker, so a table that grew through `malloc` would call
+//! back into the tracker while it holds that table's lock. Only there:
+//! a malloc replacement may take some of glibc's names but not all
+//! (AddressSanitizer takes `__libc_malloc` but not `__libc_free`, so a
+//! C program built with it crashed freeing the tracker's blocks), and
+//! sanitizer builds of this crate (`scripts/sanitize.sh`) never use them.
 
 use crate::valloc::Valloc;
 
 /// glibc's allocator, reached by the names no interposing library
 /// defines.
 #[cfg(all(
+    feature = "own-heap-glibc",
     target_os = "linux",
     target_env = "gnu",
     not(miri),
@@ -72,6 +73,7 @@ mod glibc {
 
 /// The handle for the tracker's own memory (see the module docs).
 #[cfg(all(
+    feature = "own-heap-glibc",
     target_os = "linux",
     target_env = "gnu",
     not(miri),
@@ -85,6 +87,7 @@ pub(crate) const fn own_heap() -> Valloc<'static> {
 
 /// The handle for the tracker's own memory (see the module docs).
 #[cfg(not(all(
+    feature = "own-heap-glibc",
     target_os = "linux",
     target_env = "gnu",
     not(miri),
