@@ -64,14 +64,21 @@ fn trace(dir: &Path, args: &[&str]) -> (Output, Value) {
         .args(args)
         .output()
         .unwrap();
-    let mode = std::fs::metadata(&log).unwrap().permissions().mode();
-    assert_eq!(mode & 0o777, 0o600, "the log holds addresses");
+    (out, json_report(&log))
+}
+
+/// The JSON leak report of the log at `path`, after checking that only
+/// its owner can read it (it holds addresses).
+fn json_report(path: &Path) -> Value {
+    let mode = std::fs::metadata(path).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600, "{}", path.display());
     let report = Command::new(BIN)
-        .args(["leaks", "--json", log.to_str().unwrap()])
+        .args(["leaks", "--json"])
+        .arg(path)
         .output()
         .unwrap();
     assert!(report.status.success(), "{report:?}");
-    (out, serde_json::from_slice(&report.stdout).unwrap())
+    serde_json::from_slice(&report.stdout).unwrap()
 }
 
 /// The leak groups whose stack goes through `programs.c` or `plugin.c`
@@ -165,17 +172,6 @@ fn trace_tree(dir: &Path, options: &[&str], mode: &str) -> (Output, Value, Vec<V
         .arg(mode)
         .output()
         .unwrap();
-    let report = |path: &Path| {
-        let mode = std::fs::metadata(path).unwrap().permissions().mode();
-        assert_eq!(mode & 0o777, 0o600, "{}", path.display());
-        let r = Command::new(BIN)
-            .args(["leaks", "--json"])
-            .arg(path)
-            .output()
-            .unwrap();
-        assert!(r.status.success(), "{r:?}");
-        serde_json::from_slice::<Value>(&r.stdout).unwrap()
-    };
     let mut children: Vec<PathBuf> = std::fs::read_dir(dir)
         .unwrap()
         .map(|e| e.unwrap().path())
@@ -188,8 +184,8 @@ fn trace_tree(dir: &Path, options: &[&str], mode: &str) -> (Output, Value, Vec<V
         })
         .collect();
     children.sort();
-    let main = report(&log);
-    (out, main, children.iter().map(|c| report(c)).collect())
+    let main = json_report(&log);
+    (out, main, children.iter().map(|c| json_report(c)).collect())
 }
 
 #[test]

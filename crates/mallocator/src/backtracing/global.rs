@@ -52,17 +52,16 @@ pub(super) fn each_lock(f: &mut dyn FnMut(&dyn RawLock) -> bool) -> bool {
 /// in the child's own file, with the blocks it inherited. A file that
 /// cannot be created leaves it stopped.
 pub(super) fn log_again_in_child() {
-    if LOG_PER_PROCESS.lock().is_none() {
+    // Held throughout: the child has this one thread.
+    let template = LOG_PER_PROCESS.lock();
+    let Some(template) = template.as_deref() else {
         return;
-    }
+    };
     let Some(st) = TRACKER.state() else {
         return;
     };
     let _busy = Busy::enter(st.epoch);
-    let Some(template) = LOG_PER_PROCESS.lock().clone() else {
-        return;
-    };
-    let Ok(sink) = Sink::create(&settings::expand_pid(&template, std::process::id())) else {
+    let Ok(sink) = Sink::create(&settings::expand_pid(template, std::process::id())) else {
         return;
     };
     st.log.restart_in_child(sink, &st.stacks);
