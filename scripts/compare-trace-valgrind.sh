@@ -125,6 +125,39 @@ for json in "$family_json" "$threads_json"; do
         failures=$((failures + 1))
     fi
 done
+# The leak stacks of programs.c (built without frame pointers), as
+# chains of its functions, innermost first, with the bytes and blocks
+# leaked from each: memcheck's against the trace's DWARF-unwound ones.
+valgrind_chains() {
+    # (The program's own exit status is not the point here.)
+    (cd "$work" && "${base[@]}" valgrind --leak-check=full --show-leak-kinds=all \
+        --run-libc-freeres=no --run-cxx-freeres=no "$@" 2>&1 >/dev/null || true) |
+        awk '/bytes in [0-9,]+ blocks are/ {
+                 rec = $0; sub(/^==[0-9]+== /, "", rec); gsub(/,/, "", rec)
+                 split(rec, w, " "); bytes = w[1]; blocks = (w[2] ~ /^\(/) ? w[5] : w[4]
+                 chain = ""; next }
+             /(at|by) 0x[0-9A-F]+: .*programs\.c/ {
+                 f = $0; sub(/.*0x[0-9A-F]+: /, "", f); sub(/ .*/, "", f)
+                 chain = chain (chain == "" ? "" : ">") f; next }
+             /^==[0-9]+== $/ { if (chain != "") print chain, bytes, blocks; chain = "" }' |
+        awk '{ b[$1] += $2; n[$1] += $3 } END { for (c in b) print c, b[c], n[c] }' | sort
+}
+trace_chains() {
+    jq -r '.groups[] | [([.frames[] | select((.file // "") | endswith("programs.c"))
+        | .function // "?"] | join(">")), .bytes, .count] | select(.[0] != "") | @tsv' <<<"$1" |
+        awk '{ b[$1] += $2; n[$1] += $3 } END { for (c in b) print c, b[c], n[c] }' | sort
+}
+vg_chains=$(valgrind_chains ./programs family)
+our_chains=$(trace_chains "$family_json")
+echo "leak stacks of programs.c family (its functions, innermost first; bytes, blocks):"
+if [ "$vg_chains" = "$our_chains" ]; then
+    sed 's/^/  /' <<<"$our_chains"
+    echo "  the same under memcheck and trace"
+else
+    diff <(echo "$vg_chains") <(echo "$our_chains") | sed 's/^/  /' >&2
+    echo "  MISMATCH (< memcheck, > trace)" >&2
+    failures=$((failures + 1))
+fi
 if [ "$failures" -gt 0 ]; then
     echo "$failures mismatch(es)" >&2
     exit 1

@@ -11,14 +11,16 @@ use mallocator::backtracing::{Config, GlobalBacktracing, StackMode};
 /// Every call goes to this tracker (one per process, whatever the
 /// instance: see [`GlobalBacktracing`]), configured by the environment
 /// over these defaults:
-/// - stacks are walked by frame pointers unless `MALLOCATOR_STACKS` says
-///   otherwise: the other way, the C library's unwinder, costs several
-///   times the program's own time, and the walk reads only the thread's
-///   stack, so in code without frame pointers it just stops early;
+/// - stacks are unwound by each object's DWARF call-frame information,
+///   and by frame pointers through code that has none
+///   ([`StackMode::Dwarf`]): distributions build without frame pointers,
+///   where a walk would stop at the first frame
+///   (`MALLOCATOR_STACKS=fp` walks frame pointers only, cheaper for a
+///   program built with them);
 /// - no stack on free (`MALLOCATOR_FREE_STACKS=1` for them), as heaptrack:
 ///   it halves the walks, and a bad free still gets its own stack.
 pub(crate) static TRACKER: GlobalBacktracing = GlobalBacktracing::from_env_over(Config {
-    stack_mode: StackMode::FramePointers,
+    stack_mode: StackMode::Dwarf,
     free_stacks: false,
     ..Config::DEFAULT
 });

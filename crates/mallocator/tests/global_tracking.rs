@@ -155,7 +155,7 @@ fn bad_settings_warn_once_on_stderr() {
     }
     let out = run_leaky_child(&[
         ("MALLOCATOR_DEPTH", "deep".as_ref()),
-        ("MALLOCATOR_STACKS", "dwarf".as_ref()),
+        ("MALLOCATOR_STACKS", "libunwind".as_ref()),
         ("MALLOCATOR_LOG", "/nonexistent-dir/alloc.log".as_ref()),
         ("MALLOCATOR_LOG_FORMAT", "xml".as_ref()),
     ]);
@@ -163,7 +163,7 @@ fn bad_settings_warn_once_on_stderr() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     for expected in [
         "mallocator: MALLOCATOR_DEPTH=deep is not a number; using 32",
-        "mallocator: MALLOCATOR_STACKS=dwarf is not auto, fp or unwind",
+        "mallocator: MALLOCATOR_STACKS=libunwind is not auto, fp, dwarf or unwind",
         "mallocator: MALLOCATOR_LOG_FORMAT=xml is not v2 or fd; using v2",
         "mallocator: MALLOCATOR_LOG: cannot create /nonexistent-dir/alloc.log",
     ] {

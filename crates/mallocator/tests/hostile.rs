@@ -41,6 +41,7 @@ fn child_process_entry() {
         "altstack" => altstack::run(),
         "coroutine" => coroutine::run(),
         "first_use_fork" => fork_while_allocating(&FIRST_USE_TRACKER, 4, 5),
+        "dwarf_signals" => dwarf_signals::run(),
         other => panic!("unknown case {other}"),
     }
     println!("CHILD: survived");
@@ -376,6 +377,16 @@ static UNWIND_TRACKER: Backtracing<'static> = Backtracing::with_config(
     },
 );
 
+/// A tracker that unwinds by DWARF call-frame information (the
+/// `backtrace` unwinder where that is not built in).
+static DWARF_TRACKER: Backtracing<'static> = Backtracing::with_config(
+    Valloc::libc(),
+    Config {
+        stack_mode: StackMode::Dwarf,
+        ..Config::DEFAULT
+    },
+);
+
 /// Used first in a child process by the test below.
 static FIRST_USE_TRACKER: Backtracing<'static> = Backtracing::new(Valloc::libc());
 
@@ -407,6 +418,171 @@ fn fork_while_threads_allocate_frame_pointers() {
 #[test]
 fn fork_while_threads_allocate_unwinder() {
     fork_while_allocating(&UNWIND_TRACKER, 3, 100);
+}
+
+#[test]
+fn fork_while_threads_allocate_dwarf() {
+    fork_while_allocating(&DWARF_TRACKER, 3, 200);
+}
+
+/// Signal handlers that allocate through a DWARF-unwinding tracker, sent
+/// at random moments to a thread that allocates through another: some
+/// land while that thread holds the process's unwinder, where the
+/// handler's capture must not wait for it (it would wait for itself).
+/// (Through the same tracker, the handler's allocation would count as
+/// the tracker's own while it unwinds, and capture nothing.)
+#[test]
+fn handlers_allocate_while_their_thread_unwinds() {
+    run_child("dwarf_signals");
+}
+
+mod dwarf_signals {
+    use super::*;
+
+    /// Allocations the handler made.
+    static HANDLED: AtomicUsize = AtomicUsize::new(0);
+
+    /// Blocks for the two trackers' allocations: glibc's `malloc` must
+    /// not be interrupted by a handler that calls it, so neither the
+    /// worker nor the handler allocates their blocks from it (the
+    /// trackers' own tables come from it, and stop growing once the
+    /// worker has warmed up).
+    struct Pool {
+        blocks: [core::cell::UnsafeCell<[u128; 8]>; 128],
+        used: [core::sync::atomic::AtomicU64; 2],
+    }
+
+    // SAFETY: a block belongs to whoever set its bit in `used` until it
+    // is freed; the bits are atomic.
+    unsafe impl Sync for Pool {}
+
+    // SAFETY: blocks are 128 bytes aligned to 16, handed out once until
+    // freed; larger or more aligned requests are refused.
+    unsafe impl mallocator::RawAlloc for Pool {
+        fn alloc(
+            &self,
+            layout: core::alloc::Layout,
+        ) -> Result<core::ptr::NonNull<u8>, mallocator::AllocError> {
+            if layout.size() > 128 || layout.align() > 16 {
+                return Err(mallocator::AllocError);
+            }
+            for (w, word) in self.used.iter().enumerate() {
+                let mut bits = word.load(Ordering::Relaxed);
+                while bits != u64::MAX {
+                    let bit = (!bits).trailing_zeros();
+                    let was = word.fetch_or(1 << bit, Ordering::Acquire);
+                    if was & (1 << bit) == 0 {
+                        let block = self.blocks[w * 64 + bit as usize].get();
+                        return Ok(core::ptr::NonNull::new(block.cast()).unwrap());
+                    }
+                    bits = was | (1 << bit);
+                }
+            }
+            Err(mallocator::AllocError)
+        }
+
+        unsafe fn free(&self, ptr: core::ptr::NonNull<u8>) {
+            let i = (ptr.as_ptr() as usize - self.blocks.as_ptr() as usize) / 128;
+            self.used[i / 64].fetch_and(!(1 << (i % 64)), Ordering::Release);
+        }
+    }
+
+    const fn pool() -> Pool {
+        Pool {
+            blocks: [const { core::cell::UnsafeCell::new([0; 8]) }; 128],
+            used: [const { core::sync::atomic::AtomicU64::new(0) }; 2],
+        }
+    }
+    static WORKER_POOL: Pool = pool();
+    static HANDLER_POOL: Pool = pool();
+
+    /// The worker's tracker and the handler's.
+    static WORKER_TRACKER: Backtracing<'static> = Backtracing::with_config(
+        Valloc::new(&WORKER_POOL),
+        Config {
+            stack_mode: StackMode::Dwarf,
+            ..Config::DEFAULT
+        },
+    );
+    static HANDLER_TRACKER: Backtracing<'static> = Backtracing::with_config(
+        Valloc::new(&HANDLER_POOL),
+        Config {
+            stack_mode: StackMode::Dwarf,
+            ..Config::DEFAULT
+        },
+    );
+
+    extern "C" fn handler(_: libc::c_int) {
+        let v = HANDLER_TRACKER.valloc();
+        // SAFETY: `p` came from `v`.
+        unsafe { v.free(v.malloc(8, 40)) };
+        HANDLED.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn run() {
+        // SAFETY: installs a handler that only allocates and frees
+        // through the tracker (which handles interrupting itself).
+        unsafe {
+            let mut sa: libc::sigaction = core::mem::zeroed();
+            sa.sa_sigaction = handler as extern "C" fn(libc::c_int) as usize;
+            sa.sa_flags = libc::SA_RESTART;
+            assert_eq!(
+                libc::sigaction(libc::SIGUSR1, &sa, core::ptr::null_mut()),
+                0
+            );
+        }
+        // A handler waiting for the lock its own thread holds would hang
+        // the child: end it with a status the test reports instead.
+        std::thread::spawn(|| {
+            std::thread::sleep(Duration::from_secs(60));
+            // SAFETY: ends the process at once, allocating nothing.
+            unsafe { libc::_exit(4) };
+        });
+        let stop = AtomicBool::new(false);
+        let me = AtomicUsize::new(0);
+        const WANTED: usize = 1000;
+        std::thread::scope(|s| {
+            let worker = s.spawn(|| {
+                let v = WORKER_TRACKER.valloc();
+                let mut n = 0usize;
+                // Warm up: every table the worker's tracker needs, and
+                // the handler tracker's (called here, not as a handler).
+                for _ in 0..1000 {
+                    // SAFETY: `p` came from `v`.
+                    unsafe { v.free(v.malloc(8, 16 + n % 100)) };
+                    n += 1;
+                }
+                handler(0);
+                HANDLED.store(0, Ordering::Relaxed);
+                // SAFETY: no preconditions.
+                me.store(unsafe { libc::pthread_self() } as usize, Ordering::Release);
+                while !stop.load(Ordering::Relaxed) {
+                    // SAFETY: `p` came from `v`.
+                    unsafe { v.free(v.malloc(8, 16 + n % 100)) };
+                    n += 1;
+                }
+                n
+            });
+            while me.load(Ordering::Acquire) == 0 {
+                std::thread::yield_now();
+            }
+            let target = me.load(Ordering::Acquire) as libc::pthread_t;
+            // Signals until enough were handled (each one a capture that
+            // may land in the worker's unwind) or the time is up.
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while HANDLED.load(Ordering::Relaxed) < WANTED && Instant::now() < deadline {
+                // SAFETY: the worker runs until `stop` is set below.
+                assert_eq!(unsafe { libc::pthread_kill(target, libc::SIGUSR1) }, 0);
+                std::thread::sleep(Duration::from_micros(100));
+            }
+            stop.store(true, Ordering::Relaxed);
+            assert!(worker.join().unwrap() > 0);
+        });
+        let handled = HANDLED.load(Ordering::Relaxed);
+        assert!(handled >= WANTED, "only {handled} signals handled");
+        assert_eq!(WORKER_TRACKER.live_blocks(), 0);
+        assert_eq!(HANDLER_TRACKER.live_blocks(), 0);
+    }
 }
 
 // Stress tests: long runs of the cases above and more, ignored by default

@@ -1,4 +1,8 @@
 /* A library that leaks: tests/trace/programs.c loads it (mode plugin). */
 #include <stdlib.h>
 
-__attribute__((noinline)) void *plugin_leak(void) { return malloc(64); }
+/* Not a tail call: its frame stays on the stack under malloc's. */
+__attribute__((noinline)) void *plugin_leak(void) {
+    void *volatile p = malloc(64);
+    return p;
+}

@@ -177,7 +177,7 @@ pub enum ExitReport {
 /// | `MALLOCATOR_LOG=stdout\|stderr\|<path>` | log mode: every event, for `mallocator leaks`; `%p` in the path is the process id, and then a child made by `fork` writes a log of its own |
 /// | `MALLOCATOR_LOG_FORMAT=v2\|fd` | that log compact (default) or in the Firedancer text format ([`LogFormat`](super::LogFormat)) |
 /// | `MALLOCATOR_DEPTH=<n>` | frames per stack (default 32, max 64) |
-/// | `MALLOCATOR_STACKS=auto\|fp\|unwind` | [`StackMode`](super::StackMode) |
+/// | `MALLOCATOR_STACKS=auto\|fp\|dwarf\|unwind` | [`StackMode`](super::StackMode) |
 /// | `MALLOCATOR_FULL_STACKS=1` | reports show whole stacks, the allocation machinery and the runtime below `main` included ([`Config::full_stacks`]) |
 /// | `MALLOCATOR_FREE_STACKS=0\|1` | no stack on free ([`Config::free_stacks`]) |
 ///

@@ -120,6 +120,13 @@
 //! ```
 
 mod config;
+#[cfg(all(
+    feature = "dwarf-unwind",
+    target_os = "linux",
+    target_arch = "x86_64",
+    not(miri)
+))]
+mod dwarf;
 mod errors;
 mod fork;
 mod global;
@@ -156,7 +163,7 @@ pub use log::{create_log_file, LogFormat, LogTarget};
 pub use reachability::LeakKind;
 pub use report::{ErrorEntry, ErrorKind, Frame, LeakGroup, LeakReport};
 pub use scope::Scope;
-use stack::{ActiveCell, Captured, StackStorage};
+use stack::{ActiveCell, Captured, Method, StackStorage};
 pub use stack::{StackMode, MAX_DEPTH};
 use state::State;
 pub use suppressions::{SuppressionError, Suppressions};
@@ -281,6 +288,15 @@ unsafe extern "C" fn vt_free(self_: *mut c_void, ptr: *mut c_void) {
 /// Calls `f` on every process-wide tracker lock, in the order the fork
 /// handlers take them; stops at the first `false`.
 fn global_locks(f: &mut dyn FnMut(&dyn RawLock) -> bool) -> bool {
+    #[cfg(all(
+        feature = "dwarf-unwind",
+        target_os = "linux",
+        target_arch = "x86_64",
+        not(miri)
+    ))]
+    if !f(&dwarf::UNWINDING) {
+        return false;
+    }
     f(&log::BUFFERS) && f(&os::SYMBOLIZING) && f(&scope::SCOPES) && global::each_lock(f)
 }
 
@@ -490,15 +506,29 @@ impl<'a> Backtracing<'a> {
         st: &State,
         storage: &'s mut StackStorage,
     ) -> Captured<'s> {
-        let frame_pointers = self.active.walks_frame_pointers(self.stack_mode);
+        let method = self.active.method(self.stack_mode);
         let depth = self.depth.load(Ordering::Relaxed);
-        // The unwinder may allocate: the tracker's own work (invariant 12).
-        let _own = (!frame_pointers).then(Busy::own);
-        let captured = stack::capture::<HASH>(frame_pointers, depth, storage);
+        // The unwinders may allocate: the tracker's own work (invariant 12).
+        let _own = (method != Method::FramePointers).then(Busy::own);
+        let captured = stack::capture::<HASH>(method, depth, storage);
         if captured.off_stack {
             st.off_stack.fetch_add(1, Ordering::Relaxed);
         }
         captured
+    }
+
+    /// The id of the stack `frames` (whose hash is `hash`), interned;
+    /// when it is new and a compact log is on, the log maps the objects
+    /// its frames lie in now, while they are loaded (one may be unloaded
+    /// before the stack is written).
+    #[inline]
+    fn intern(&self, st: &State, frames: &[usize], hash: u64) -> u32 {
+        let (id, new) = st.stacks.intern_cached(st.epoch, frames, hash);
+        if new && self.log_on.load(Ordering::Relaxed) {
+            let _own = Busy::own();
+            st.log.map_objects_of(frames);
+        }
+        id
     }
 
     /// The allocation path behind the handle.
@@ -531,9 +561,7 @@ impl<'a> Backtracing<'a> {
         };
         let mut storage = StackStorage::uninit();
         let captured = self.capture::<true>(st, &mut storage);
-        let stack = st
-            .stacks
-            .intern_cached(st.epoch, captured.frames, captured.hash);
+        let stack = self.intern(st, captured.frames, captured.hash);
         let mut ptr = if recordable {
             self.inner.malloc(align, size)
         } else {
@@ -625,7 +653,7 @@ impl<'a> Backtracing<'a> {
                 self.release(st, event.ptr as *mut u8, frames, logged, false);
                 continue;
             }
-            let stack = st.stacks.intern_cached(st.epoch, frames, event.hash);
+            let stack = self.intern(st, frames, event.hash);
             let ptr = event.ptr as *mut u8;
             let rec = Record::new(event.ptr, event.size, event.align_log2, stack, stamp);
             // The program has the block already: if its record cannot be
@@ -753,7 +781,7 @@ impl<'a> Backtracing<'a> {
         }
         let compact = st.log.format() == LogFormat::Compact;
         Some(if !compact || self.free_stacks.load(Ordering::Relaxed) {
-            st.stacks.intern_cached(st.epoch, frames, hash)
+            self.intern(st, frames, hash)
         } else {
             NO_STACK
         })
@@ -813,8 +841,7 @@ impl<'a> Backtracing<'a> {
                 let mut storage = StackStorage::uninit();
                 let (frames, logged) = if frames.is_empty() && tracked {
                     let stack = self.capture::<true>(st, &mut storage);
-                    let id =
-                        logged.map(|_| st.stacks.intern_cached(st.epoch, stack.frames, stack.hash));
+                    let id = logged.map(|_| self.intern(st, stack.frames, stack.hash));
                     (stack.frames, id)
                 } else {
                     (frames, logged)

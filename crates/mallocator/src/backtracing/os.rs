@@ -137,6 +137,36 @@ pub(crate) fn frame_pointer() -> usize {
     }
 }
 
+/// The instruction, stack and frame pointers at this point of the
+/// function this is inlined into: where an unwind by call-frame
+/// information starts (the instruction pointer is that of the next
+/// instruction, still inside the same function, at the same stack
+/// depth).
+#[cfg(all(
+    feature = "dwarf-unwind",
+    target_os = "linux",
+    target_arch = "x86_64",
+    not(miri)
+))]
+#[inline(always)]
+pub(crate) fn registers() -> (usize, usize, usize) {
+    let (pc, sp, bp): (usize, usize, usize);
+    // SAFETY: reads three registers and the instruction pointer; no
+    // memory access.
+    unsafe {
+        core::arch::asm!(
+            "lea {pc}, [rip]",
+            "mov {sp}, rsp",
+            "mov {bp}, rbp",
+            pc = out(reg) pc,
+            sp = out(reg) sp,
+            bp = out(reg) bp,
+            options(nomem, nostack, preserves_flags),
+        )
+    };
+    (pc, sp, bp)
+}
+
 /// The stack pointer of the function this is inlined into: a lower bound
 /// for every live frame above it. Read from the register, not taken as
 /// the address of a local: with AddressSanitizer's use-after-return
@@ -648,6 +678,75 @@ pub(crate) struct Module<'a> {
     pub build_id: &'a [u8],
     /// The loader's path (empty for the executable: see [`executable`]).
     pub path: &'a [u8],
+    /// Its DWARF call-frame information, when it has an index of it the
+    /// unwinder can read (see [`UnwindSections`]).
+    #[cfg_attr(
+        not(all(feature = "dwarf-unwind", target_os = "linux", target_arch = "x86_64")),
+        allow(dead_code)
+    )]
+    pub unwind: Option<UnwindSections<'a>>,
+}
+
+/// A loaded object's DWARF call-frame information, in its mapped
+/// segments: what the DWARF unwinder (`dwarf.rs`) needs of it.
+#[derive(Debug, Clone, Copy)]
+#[cfg_attr(
+    not(all(feature = "dwarf-unwind", target_os = "linux", target_arch = "x86_64")),
+    allow(dead_code)
+)]
+pub(crate) struct UnwindSections<'a> {
+    /// `.eh_frame_hdr` (the `PT_GNU_EH_FRAME` segment), at its address.
+    pub eh_frame_hdr: &'a [u8],
+    /// `.eh_frame`, at its address, through the end of the loaded segment
+    /// that holds it: its own length is recorded nowhere the loader maps
+    /// (readers go by the index and the entries' own lengths).
+    pub eh_frame: &'a [u8],
+    /// The addresses of its executable segments (lowest start, highest
+    /// end).
+    pub text: (usize, usize),
+}
+
+/// The address of `.eh_frame` that the `.eh_frame_hdr` at `hdr_addr`
+/// (whose bytes are `hdr`) points to: its version byte must be 1 and its
+/// pointer encoded absolute, PC-relative or relative to the header, as 4
+/// or 8 bytes (what linkers write); `None` for anything else.
+// Used by the loader walk where there is one; tested everywhere.
+#[cfg_attr(
+    not(all(
+        any(target_os = "linux", target_os = "android", target_os = "freebsd"),
+        not(miri)
+    )),
+    allow(dead_code)
+)]
+pub(crate) fn eh_frame_address(hdr: &[u8], hdr_addr: usize) -> Option<usize> {
+    const DW_EH_PE_OMIT: u8 = 0xff;
+    if hdr.first() != Some(&1) {
+        return None;
+    }
+    let encoding = *hdr.get(1)?;
+    if encoding == DW_EH_PE_OMIT {
+        return None;
+    }
+    let bytes = |n: usize| hdr.get(4..4 + n);
+    let value: u64 = match encoding & 0x0f {
+        // absptr (8 bytes on the 64-bit targets this serves), udata8, sdata8
+        0x00 | 0x04 | 0x0c => u64::from_le_bytes(bytes(8)?.try_into().ok()?),
+        // udata4
+        0x03 => u32::from_le_bytes(bytes(4)?.try_into().ok()?) as u64,
+        // sdata4
+        0x0b => i32::from_le_bytes(bytes(4)?.try_into().ok()?) as i64 as u64,
+        _ => return None,
+    };
+    let value = value as usize;
+    match encoding & 0x70 {
+        // absolute
+        0x00 => Some(value),
+        // PC-relative: from the field itself, 4 bytes into the header
+        0x10 => Some(hdr_addr.wrapping_add(4).wrapping_add(value)),
+        // data-relative: from the header
+        0x30 => Some(hdr_addr.wrapping_add(value)),
+        _ => None,
+    }
 }
 
 /// Calls `f` on the loader's description of every loaded object
@@ -702,6 +801,25 @@ type ProgramHeader = libc::Elf64_Phdr;
 ))]
 type ProgramHeader = libc::Elf32_Phdr;
 
+/// ELF's values (the `libc` crate does not define them on every target
+/// with a loader walk): the segment holding `.eh_frame_hdr`, and the
+/// executable and readable segment flags.
+#[cfg(all(
+    any(target_os = "linux", target_os = "android", target_os = "freebsd"),
+    not(miri)
+))]
+const PT_GNU_EH_FRAME: u32 = 0x6474_e550;
+#[cfg(all(
+    any(target_os = "linux", target_os = "android", target_os = "freebsd"),
+    not(miri)
+))]
+const PF_X: u32 = 1;
+#[cfg(all(
+    any(target_os = "linux", target_os = "android", target_os = "freebsd"),
+    not(miri)
+))]
+const PF_R: u32 = 4;
+
 /// An object's program headers.
 #[cfg(all(
     any(target_os = "linux", target_os = "android", target_os = "freebsd"),
@@ -735,11 +853,21 @@ pub(crate) fn for_each_module(f: &mut dyn FnMut(&Module<'_>)) {
     for_each_object(&mut |info| {
         let bias = info.dlpi_addr as usize;
         let (mut start, mut end, mut build_id): (usize, usize, &[u8]) = (usize::MAX, 0, &[]);
+        let (mut text, mut eh_frame_hdr): ((usize, usize), &[u8]) = ((usize::MAX, 0), &[]);
         for ph in program_headers(info) {
             let at = bias.wrapping_add(ph.p_vaddr as usize);
+            let seg_end = at.wrapping_add(ph.p_memsz as usize);
             if ph.p_type == libc::PT_LOAD {
                 start = start.min(at);
-                end = end.max(at.wrapping_add(ph.p_memsz as usize));
+                end = end.max(seg_end);
+                if ph.p_flags & PF_X != 0 {
+                    text = (text.0.min(at), text.1.max(seg_end));
+                }
+            } else if ph.p_type == PT_GNU_EH_FRAME {
+                // SAFETY: as the note segment below: inside a loaded,
+                // readable segment while the object stays loaded.
+                eh_frame_hdr =
+                    unsafe { core::slice::from_raw_parts(at as *const u8, ph.p_memsz as usize) };
             } else if ph.p_type == libc::PT_NOTE && build_id.is_empty() {
                 // SAFETY: a PT_NOTE segment of a loaded object lies inside
                 // one of its loaded (readable) segments, `p_memsz` bytes
@@ -756,9 +884,44 @@ pub(crate) fn for_each_module(f: &mut dyn FnMut(&Module<'_>)) {
                 end,
                 build_id,
                 path: object_path(info),
+                unwind: unwind_sections(info, eh_frame_hdr, text),
             });
         }
     });
+}
+
+/// The unwind sections of the object `info` describes, given its
+/// `.eh_frame_hdr` and executable range: `None` without them, or when the
+/// header's pointer leads outside every readable loaded segment.
+#[cfg(all(
+    any(target_os = "linux", target_os = "android", target_os = "freebsd"),
+    not(miri)
+))]
+fn unwind_sections<'a>(
+    info: &'a libc::dl_phdr_info,
+    eh_frame_hdr: &'a [u8],
+    text: (usize, usize),
+) -> Option<UnwindSections<'a>> {
+    if eh_frame_hdr.is_empty() || text.0 >= text.1 {
+        return None;
+    }
+    let eh_frame = eh_frame_address(eh_frame_hdr, eh_frame_hdr.as_ptr() as usize)?;
+    let bias = info.dlpi_addr as usize;
+    let segment_end = program_headers(info).iter().find_map(|ph| {
+        let at = bias.wrapping_add(ph.p_vaddr as usize);
+        let end = at.wrapping_add(ph.p_memsz as usize);
+        (ph.p_type == libc::PT_LOAD && ph.p_flags & PF_R != 0 && at <= eh_frame && eh_frame < end)
+            .then_some(end)
+    })?;
+    // SAFETY: `eh_frame..segment_end` lies inside a loaded, readable
+    // segment of the object, mapped while it stays loaded.
+    let eh_frame =
+        unsafe { core::slice::from_raw_parts(eh_frame as *const u8, segment_end - eh_frame) };
+    Some(UnwindSections {
+        eh_frame_hdr,
+        eh_frame,
+        text,
+    })
 }
 
 /// No loader walk here: the log has no module map (frames stay raw
@@ -1041,7 +1204,32 @@ pub(crate) fn callee_saved_registers() -> Registers {
 
 #[cfg(test)]
 mod tests {
-    use super::gnu_build_id;
+    use super::{eh_frame_address, gnu_build_id};
+
+    #[test]
+    fn eh_frame_pointer_encodings() {
+        // version 1, PC-relative sdata4 (what GNU ld writes): from the
+        // field, 4 bytes into the header.
+        let hdr = [1, 0x1b, 0x03, 0x3b, 0x10, 0, 0, 0];
+        assert_eq!(eh_frame_address(&hdr, 0x1000), Some(0x1014));
+        let back = [&[1u8, 0x1b, 0x03, 0x3b][..], &(-0x20i32).to_le_bytes()].concat();
+        assert_eq!(eh_frame_address(&back, 0x1000), Some(0x1000 + 4 - 0x20));
+        // data-relative udata4; absolute udata8
+        assert_eq!(
+            eh_frame_address(&[1, 0x33, 0, 0, 8, 0, 0, 0], 0x1000),
+            Some(0x1008)
+        );
+        let abs = [&[1u8, 0x04, 0, 0][..], &0x7777_0000u64.to_le_bytes()].concat();
+        assert_eq!(eh_frame_address(&abs, 0x1000), Some(0x7777_0000));
+        // Refused: another version, an omitted pointer, an encoding not
+        // handled (uleb128, text-relative), a header cut short.
+        assert_eq!(eh_frame_address(&[2, 0x1b, 0, 0, 0, 0, 0, 0], 0), None);
+        assert_eq!(eh_frame_address(&[1, 0xff, 0, 0, 0, 0, 0, 0], 0), None);
+        assert_eq!(eh_frame_address(&[1, 0x01, 0, 0, 0, 0, 0, 0], 0), None);
+        assert_eq!(eh_frame_address(&[1, 0x2b, 0, 0, 0, 0, 0, 0], 0), None);
+        assert_eq!(eh_frame_address(&[1, 0x1b, 0, 0, 0], 0), None);
+        assert_eq!(eh_frame_address(&[], 0), None);
+    }
 
     /// A note: namesz, descsz, type (native-endian words), then the name
     /// and the descriptor, each padded to 4 bytes.

@@ -120,8 +120,9 @@ pub(crate) fn settings(
             "auto" => stack_mode = StackMode::Auto,
             "fp" => stack_mode = StackMode::FramePointers,
             "unwind" => stack_mode = StackMode::Unwind,
+            "dwarf" => stack_mode = StackMode::Dwarf,
             _ => warnings.push(format!(
-                "MALLOCATOR_STACKS={v} is not auto, fp or unwind; using {stack_mode:?}"
+                "MALLOCATOR_STACKS={v} is not auto, fp, dwarf or unwind; using {stack_mode:?}"
             )),
         }
     }
@@ -267,6 +268,15 @@ mod tests {
                 exit_code: None
             })
         );
+        for (value, mode) in [
+            ("auto", StackMode::Auto),
+            ("fp", StackMode::FramePointers),
+            ("dwarf", StackMode::Dwarf),
+        ] {
+            let (s, warnings) = with(&[("MALLOCATOR_STACKS", value)]);
+            assert!(warnings.is_empty(), "{warnings:?}");
+            assert_eq!(s.stack_mode, mode);
+        }
         let (s, _) = with(&[
             ("MALLOCATOR_LEAKS", "leaks.txt"),
             ("MALLOCATOR_LOG", "stdout"),
@@ -298,7 +308,7 @@ mod tests {
         let (s, warnings) = with(&[
             ("MALLOCATOR_DEPTH", "deep"),
             ("MALLOCATOR_FREE_STACKS", "maybe"),
-            ("MALLOCATOR_STACKS", "dwarf"),
+            ("MALLOCATOR_STACKS", "libunwind"),
             ("MALLOCATOR_LOG_FORMAT", "text"),
             ("MALLOCATOR_LEAKS_FORMAT", "xml"),
         ]);

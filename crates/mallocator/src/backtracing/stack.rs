@@ -66,12 +66,27 @@ pub enum StackMode {
     /// Always use the `backtrace` crate's unwinder: exact without frame
     /// pointers, but tens of times slower per capture.
     Unwind,
+    /// DWARF call-frame information where an object has it, frame
+    /// pointers where it has none, chosen per object (see `dwarf.rs`):
+    /// exact stacks through code built without frame pointers, at a few
+    /// times the frame-pointer walk's cost. Linux on x86-64 with the
+    /// `dwarf-unwind` feature; elsewhere the unwinder.
+    Dwarf,
+}
+
+/// How a capture gets its frames (what the hot path needs of [`Active`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Method {
+    FramePointers,
+    Dwarf,
+    Unwind,
 }
 
 /// The mode a capture really uses, with the reason.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Active {
     FramePointers(&'static str),
+    Dwarf(&'static str),
     Unwind(&'static str),
 }
 
@@ -79,7 +94,16 @@ impl Active {
     pub(crate) fn describe(self) -> (StackMode, &'static str) {
         match self {
             Active::FramePointers(why) => (StackMode::FramePointers, why),
+            Active::Dwarf(why) => (StackMode::Dwarf, why),
             Active::Unwind(why) => (StackMode::Unwind, why),
+        }
+    }
+
+    fn method(self) -> Method {
+        match self {
+            Active::FramePointers(_) => Method::FramePointers,
+            Active::Dwarf(_) => Method::Dwarf,
+            Active::Unwind(_) => Method::Unwind,
         }
     }
 }
@@ -91,13 +115,12 @@ impl Active {
 #[derive(Debug)]
 pub(crate) struct ActiveCell(AtomicU8);
 
-/// How many of [`ACTIVE_VALUES`] (the first ones) walk frame pointers.
-const FRAME_POINTER_VALUES: u8 = 2;
-
 /// Every value an [`ActiveCell`] can hold; it stores the index + 1.
-const ACTIVE_VALUES: [Active; 6] = [
+const ACTIVE_VALUES: [Active; 8] = [
     Active::FramePointers(WHY_FORCED_FP),
     Active::FramePointers(WHY_CALIBRATED),
+    Active::Dwarf(WHY_FORCED_DWARF),
+    Active::Unwind(WHY_NO_DWARF),
     Active::Unwind(WHY_FORCED_UNWIND),
     Active::Unwind(WHY_NO_FP),
     Active::Unwind(WHY_BROKEN),
@@ -117,14 +140,16 @@ impl ActiveCell {
         }
     }
 
-    /// Whether captures walk frame pointers (else they unwind), resolving
-    /// `mode` if not done yet: what the hot path needs, without the
-    /// reason (the first entries of `ACTIVE_VALUES` are the walks).
+    /// How captures get their frames, resolving `mode` if not done yet:
+    /// what the hot path needs, without the reason (the first two entries
+    /// of `ACTIVE_VALUES` are the walks, the third the DWARF unwinder).
     #[inline(always)]
-    pub(crate) fn walks_frame_pointers(&self, mode: StackMode) -> bool {
+    pub(crate) fn method(&self, mode: StackMode) -> Method {
         match self.0.load(Ordering::Acquire) {
-            0 => matches!(self.set(resolve(mode)), Active::FramePointers(_)),
-            i => i <= FRAME_POINTER_VALUES,
+            0 => self.set(resolve(mode)).method(),
+            1 | 2 => Method::FramePointers,
+            3 => Method::Dwarf,
+            _ => Method::Unwind,
         }
     }
 
@@ -141,6 +166,10 @@ impl ActiveCell {
 
 const WHY_FORCED_FP: &str = "frame pointers: forced by Config::stack_mode";
 const WHY_FORCED_UNWIND: &str = "unwinder: forced by Config::stack_mode";
+const WHY_FORCED_DWARF: &str =
+    "DWARF call-frame information, frame pointers where an object has none: forced by Config::stack_mode";
+const WHY_NO_DWARF: &str =
+    "unwinder: DWARF unwinding needs Linux on x86-64 and the dwarf-unwind feature";
 const WHY_NO_FP: &str =
     "unwinder: frame-pointer walking needs x86-64 or AArch64 and known thread stack bounds";
 const WHY_CALIBRATED: &str =
@@ -174,6 +203,10 @@ pub(crate) fn resolve(mode: StackMode) -> Active {
     #[cfg(not(miri))]
     match mode {
         StackMode::Unwind => Active::Unwind(WHY_FORCED_UNWIND),
+        StackMode::Dwarf if DWARF_SUPPORTED && thread_bounds().is_some() => {
+            Active::Dwarf(WHY_FORCED_DWARF)
+        }
+        StackMode::Dwarf => Active::Unwind(WHY_NO_DWARF),
         StackMode::FramePointers if fp_supported() => Active::FramePointers(WHY_FORCED_FP),
         StackMode::FramePointers => Active::Unwind(WHY_NO_FP),
         StackMode::Auto => match AUTO.load(Ordering::Relaxed) {
@@ -263,16 +296,25 @@ fn thread_bounds_slow() -> Option<(usize, usize)> {
     (bounds != (1, 1)).then_some(bounds)
 }
 
+/// Whether this build can unwind by DWARF call-frame information.
+const DWARF_SUPPORTED: bool = cfg!(all(
+    feature = "dwarf-unwind",
+    target_os = "linux",
+    target_arch = "x86_64",
+    not(miri)
+));
+
 /// Captures the current stack (return addresses, innermost first, at
-/// most `depth` of them) into `storage`, with its [`hash_stack`] when
-/// `HASH` (else the hash is 0: the free path needs only the frames). A frame-pointer walk starts at
-/// the return address of the function `capture` is inlined into (the
+/// most `depth` of them) into `storage` by `method`, with its
+/// [`hash_stack`] when `HASH` (else the hash is 0: the free path needs
+/// only the frames). A frame-pointer walk, and the DWARF unwinder, start
+/// at the return address of the function `capture` is inlined into (the
 /// tracker's, which must not be inlined itself, and has a frame record
-/// when built with frame pointers); the unwinder's extra frames are
-/// trimmed by name at report time.
+/// when built with frame pointers); the `backtrace` unwinder's extra
+/// frames are trimmed by name at report time.
 #[inline(always)]
 pub(crate) fn capture<const HASH: bool>(
-    frame_pointers: bool,
+    method: Method,
     depth: usize,
     storage: &mut StackStorage,
 ) -> Captured<'_> {
@@ -284,10 +326,20 @@ pub(crate) fn capture<const HASH: bool>(
             .cast::<[MaybeUninit<usize>; MAX_DEPTH]>()
     };
     let out = &mut all[..depth.min(MAX_DEPTH)];
-    let (len, hash) = if frame_pointers {
-        walk_from::<HASH>(os::frame_pointer(), out)
-    } else {
-        (os::unwind(out), 0)
+    let (len, hash, frame_pointers) = match method {
+        Method::FramePointers => {
+            let (len, hash) = walk_from::<HASH>(os::frame_pointer(), out);
+            (len, hash, true)
+        }
+        Method::Dwarf => match dwarf_unwind(out) {
+            Some(len) => (len, 0, false),
+            // This thread cannot unwind now (see `dwarf::unwind`).
+            None => {
+                let (len, hash) = walk_from::<HASH>(os::frame_pointer(), out);
+                (len, hash, true)
+            }
+        },
+        Method::Unwind => (os::unwind(out), 0, false),
     };
     // Asked again only for an empty walk (rare), keeping the walk's own
     // code as small as before the check existed.
@@ -379,6 +431,28 @@ fn walk_from<const HASH: bool>(mut fp: usize, out: &mut [MaybeUninit<usize>]) ->
     (n, if HASH { hash_finish(hash, n) } else { 0 })
 }
 
+/// [`dwarf::unwind`](super::dwarf::unwind) where it exists.
+#[inline(always)]
+fn dwarf_unwind(out: &mut [MaybeUninit<usize>]) -> Option<usize> {
+    #[cfg(all(
+        feature = "dwarf-unwind",
+        target_os = "linux",
+        target_arch = "x86_64",
+        not(miri)
+    ))]
+    return super::dwarf::unwind(out);
+    #[cfg(not(all(
+        feature = "dwarf-unwind",
+        target_os = "linux",
+        target_arch = "x86_64",
+        not(miri)
+    )))]
+    {
+        let _ = out;
+        None
+    }
+}
+
 /// Whether the calling code runs on a stack the walk does not know.
 #[cold]
 #[inline(never)]
@@ -429,14 +503,6 @@ mod tests {
     }
 
     #[test]
-    fn active_values_list_the_walks_first() {
-        for (i, a) in ACTIVE_VALUES.iter().enumerate() {
-            let walks = matches!(a, Active::FramePointers(_));
-            assert_eq!(walks, i < FRAME_POINTER_VALUES as usize, "{a:?}");
-        }
-    }
-
-    #[test]
     fn a_configured_mode_replaces_one_resolved_earlier() {
         // The global tracker's configuration may arrive after another
         // thread's allocation resolved the default mode: it still wins.
@@ -448,9 +514,30 @@ mod tests {
         let wanted = Active::FramePointers(WHY_FORCED_FP);
         cell.set(wanted);
         assert_eq!(cell.get_or_resolve(StackMode::Unwind), wanted);
-        assert!(cell.walks_frame_pointers(StackMode::Unwind));
+        assert_eq!(cell.method(StackMode::Unwind), Method::FramePointers);
         cell.set(Active::Unwind(WHY_BROKEN));
-        assert!(!cell.walks_frame_pointers(StackMode::FramePointers));
+        assert_eq!(cell.method(StackMode::FramePointers), Method::Unwind);
+    }
+
+    #[test]
+    fn every_resolved_mode_has_its_method() {
+        // The hot path reads the method from the stored index alone.
+        for active in ACTIVE_VALUES {
+            let cell = ActiveCell::new();
+            cell.set(active);
+            assert_eq!(cell.method(StackMode::Auto), active.method(), "{active:?}");
+        }
+    }
+
+    #[test]
+    fn dwarf_is_used_where_supported_and_said_otherwise() {
+        let (mode, why) = resolve(StackMode::Dwarf).describe();
+        if DWARF_SUPPORTED {
+            assert_eq!(mode, StackMode::Dwarf);
+            assert!(why.starts_with("DWARF"), "{why}");
+        } else {
+            assert_eq!((mode, why), (StackMode::Unwind, WHY_NO_DWARF));
+        }
     }
 
     #[test]
@@ -467,17 +554,17 @@ mod tests {
         // when built with -C force-frame-pointers=yes; otherwise the walk
         // may be short, but never crashes and never returns zeroes.
         let (mut a, mut b) = (StackStorage::uninit(), StackStorage::uninit());
-        let walked = capture::<true>(true, MAX_DEPTH, &mut a);
+        let walked = capture::<true>(Method::FramePointers, MAX_DEPTH, &mut a);
         assert!(walked.frames.iter().all(|&ip| ip != 0));
         assert_eq!(walked.hash, hash_stack(walked.frames));
         let mut c = StackStorage::uninit();
-        let unhashed = capture::<false>(true, MAX_DEPTH, &mut c);
+        let unhashed = capture::<false>(Method::FramePointers, MAX_DEPTH, &mut c);
         assert_eq!(unhashed.hash, 0);
         if matches!(resolve(StackMode::Auto), Active::FramePointers(_)) {
             // An intact chain: the same callers, without the hash.
             assert_eq!(unhashed.frames.len(), walked.frames.len());
         }
-        let unwound = capture::<true>(false, 5, &mut b);
+        let unwound = capture::<true>(Method::Unwind, 5, &mut b);
         assert_eq!(
             unwound.frames.len(),
             5,

@@ -172,12 +172,18 @@ impl StackTable {
 
     /// The id of `frames` (whose [`hash_stack`] is `hash`), storing them
     /// if new; `None` when out of memory.
+    #[cfg(test)]
     pub(crate) fn intern(&self, frames: &[usize], hash: u64) -> Option<u32> {
+        self.intern_new(frames, hash).map(|(id, _)| id)
+    }
+
+    /// [`intern`](Self::intern), and whether the stack was new.
+    fn intern_new(&self, frames: &[usize], hash: u64) -> Option<(u32, bool)> {
         let s = (hash >> (64 - STACK_SHARDS.trailing_zeros())) as usize;
         let make_id = |e: u32| ((s as u32) << STACK_INDEX_BITS) | e;
         let mut shard = self.shards[s].lock();
         let mut slot = match shard.find(hash, frames) {
-            Ok(e) => return Some(make_id(e)),
+            Ok(e) => return Some((make_id(e), false)),
             Err(slot) => slot,
         };
         let e = shard.entries.len();
@@ -198,15 +204,16 @@ impl StackTable {
             len: frames.len(),
         });
         shard.index[slot] = e as u32 + 1;
-        Some(make_id(e as u32))
+        Some((make_id(e as u32), true))
     }
 
     /// The id of `frames` (whose [`hash_stack`] is `hash`) in the table of
     /// tracker `epoch`: from this thread's cache when it interned the
     /// same stack recently (no lock), else from the table;
-    /// [`NO_STACK`] when it cannot be stored.
+    /// [`NO_STACK`] when it cannot be stored. With it, whether the stack
+    /// was new to the table.
     #[inline]
-    pub(crate) fn intern_cached(&self, epoch: u64, frames: &[usize], hash: u64) -> u32 {
+    pub(crate) fn intern_cached(&self, epoch: u64, frames: &[usize], hash: u64) -> (u32, bool) {
         let cached = THREAD.try_with(|t| {
             let slot = &t.cache[(hash >> 40) as usize % STACK_CACHE];
             let e = slot.get();
@@ -216,10 +223,10 @@ impl StackTable {
             hit.then_some(e.id)
         });
         if let Ok(Some(id)) = cached {
-            return id;
+            return (id, false);
         }
-        let Some(id) = self.intern(frames, hash) else {
-            return NO_STACK;
+        let Some((id, new)) = self.intern_new(frames, hash) else {
+            return (NO_STACK, false);
         };
         let entry = CacheEntry {
             epoch,
@@ -228,7 +235,7 @@ impl StackTable {
             len: frames.len() as u32,
         };
         let _ = THREAD.try_with(|t| t.cache[(hash >> 40) as usize % STACK_CACHE].set(entry));
-        id
+        (id, new)
     }
 
     /// [`intern_cached`](Self::intern_cached) for frames without their hash (the free
@@ -238,7 +245,7 @@ impl StackTable {
         if frames.is_empty() {
             return NO_STACK;
         }
-        self.intern_cached(epoch, frames, hash_stack(frames))
+        self.intern_cached(epoch, frames, hash_stack(frames)).0
     }
 
     /// The frames of stack `id` (empty for [`NO_STACK`] and [`INTERNAL`]).

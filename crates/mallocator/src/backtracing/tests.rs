@@ -1213,3 +1213,75 @@ fn a_failed_scope_check_points_at_the_caller() {
     // SAFETY: the block came from `t`.
     unsafe { t.valloc().free(leaked) };
 }
+
+/// Allocates through `v` two calls below the test (each frame kept: the
+/// result is used after the call).
+#[inline(never)]
+fn dwarf_outer(v: Valloc<'_>) -> *mut u8 {
+    core::hint::black_box(dwarf_inner(v))
+}
+
+#[inline(never)]
+fn dwarf_inner(v: Valloc<'_>) -> *mut u8 {
+    core::hint::black_box(alloc_at_a(v, 24))
+}
+
+/// Unwound by call-frame information, a stack holds every caller (the
+/// test binary is not built with frame pointers, so a walk would stop
+/// after the first frames), the same stack as the `backtrace` unwinder
+/// from the first frame outside the tracker, and the tracker's own
+/// frames are left out from the start.
+#[test]
+#[cfg_attr(miri, ignore)] // real stacks
+fn dwarf_unwinding_finds_every_caller_as_the_unwinder_does() {
+    let modes = [StackMode::Dwarf, StackMode::Unwind];
+    let stacks = modes.map(|stack_mode| {
+        let t = Backtracing::with_config(
+            Valloc::libc(),
+            Config {
+                stack_mode,
+                full_stacks: true,
+                ..Config::DEFAULT
+            },
+        );
+        let p = dwarf_outer(t.valloc());
+        let r = t.report();
+        // SAFETY: `p` came from the tracker's handle.
+        unsafe { t.valloc().free(p) };
+        assert_eq!(r.groups.len(), 1, "{r}");
+        let names: Vec<String> = names(&r.groups[0].frames)
+            .into_iter()
+            .map(String::from)
+            .collect();
+        (t.stack_mode(), names)
+    });
+    let ((mode, why), dwarf) = &stacks[0];
+    if !cfg!(all(
+        feature = "dwarf-unwind",
+        target_os = "linux",
+        target_arch = "x86_64"
+    )) {
+        assert_eq!(*mode, StackMode::Unwind, "{why}");
+        return;
+    }
+    assert_eq!(*mode, StackMode::Dwarf, "{why}");
+    let at = |stack: &[String], f: &str| stack.iter().position(|n| n.contains(f));
+    let chain = [
+        "alloc_at_a",
+        "dwarf_inner",
+        "dwarf_outer",
+        "dwarf_unwinding_finds",
+    ];
+    let found: Vec<_> = chain.iter().map(|f| at(dwarf, f)).collect();
+    assert!(
+        found.iter().all(Option::is_some) && found.windows(2).all(|w| w[0] < w[1]),
+        "{chain:?} in order in {dwarf:?}"
+    );
+    assert!(
+        !dwarf.iter().any(|n| n.contains("dwarf::unwind")),
+        "the unwinder's own frame is skipped: {dwarf:?}"
+    );
+    let unwound = &stacks[1].1;
+    let from = |stack: &[String]| stack[at(stack, "alloc_at_a").unwrap()..].to_vec();
+    assert_eq!(from(dwarf), from(unwound));
+}

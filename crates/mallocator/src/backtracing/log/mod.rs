@@ -277,6 +277,45 @@ impl Log {
         }
     }
 
+    /// Writes the module records of the objects `frames` lie in, when
+    /// the compact log has none for one of them yet (starting the file if
+    /// it is not): for a stack just interned, so that an object unloaded
+    /// before the stack is written still has its record.
+    pub(crate) fn map_objects_of(&self, frames: &[usize]) {
+        if self.format() != LogFormat::Compact {
+            return;
+        }
+        {
+            let inner = self.inner.lock();
+            let known = &inner.modules;
+            if inner.finished
+                || frames
+                    .iter()
+                    .all(|&ip| known.iter().any(|&(s, e)| s <= ip && ip < e))
+            {
+                return;
+            }
+        }
+        os::with_loader_locked(|| {
+            let mut guard = self.inner.lock();
+            let inner = &mut *guard;
+            if inner.finished || !inner.open() {
+                return;
+            }
+            inner.buf.clear();
+            if inner.started {
+                let mut exe = [0u8; os::PATH_MAX];
+                let exe_len = os::executable(&mut exe);
+                inner.scan_modules(&exe[..exe_len]);
+            } else {
+                inner.start(true);
+            }
+            if !inner.buf.is_empty() && !inner.emit() {
+                inner.output = Output::Failed;
+            }
+        });
+    }
+
     /// Whether the next chunk may have to read the module map.
     fn needs_modules(&self, stacks: &StackTable) -> bool {
         let inner = self.inner.lock();

@@ -1,0 +1,345 @@
+//! Stack capture by DWARF call-frame information, with `framehop`: exact
+//! stacks through code built without frame pointers (distribution
+//! packages, `gcc -O2`), at a fraction of the C library unwinder's cost.
+//!
+//! The choice between frame pointers and call-frame information is made
+//! per object: an object with an `.eh_frame_hdr` index (every object a
+//! GNU toolchain links, unless told otherwise) is unwound by its
+//! call-frame information, any other address by its frame pointer
+//! (framehop's fallback). framehop caches the rule it derived for each
+//! return address, so a program's usual stacks cost a cache lookup and a
+//! load or two per frame.
+//!
+//! # Invariants
+//! 1. **Every stack read is bounds-checked** against the stack this code
+//!    runs on, as the frame-pointer walk's are (`stack.rs`): aligned, at
+//!    or above the stack pointer taken at the start, below the top of
+//!    that stack. A corrupt or foreign frame ends the stack, never a
+//!    fault.
+//! 2. **The unwinder reads only memory the tracker owns**, besides the
+//!    stack: each object's `.eh_frame_hdr` and `.eh_frame` are copied
+//!    when the object is first seen. An object unloaded since
+//!    (`dlclose`) then costs wrong frames at worst, never a read of an
+//!    unmapped page.
+//! 3. **Unwinding allocates nothing** (framehop's
+//!    `MustNotAllocateDuringUnwind`); only a scan of the loaded objects
+//!    does, as the tracker's own work.
+//! 4. **Lock order: the loader's lock, then [`UNWINDING`]**, never the
+//!    other way: a scan walks the loaded objects (the loader's lock)
+//!    under [`UNWINDING`], and a thread inside its own `dl_iterate_phdr`
+//!    callback that allocates wants [`UNWINDING`] next. So a scan takes
+//!    the loader's lock first ([`os::with_loader_locked`]), and an unwind
+//!    that needs one lets go of [`UNWINDING`] before it starts.
+//! 5. **A thread never waits for [`UNWINDING`] while it holds it**: a
+//!    signal handler that allocates while its thread unwinds finds
+//!    `HOLDING` set and is answered `None` (the caller walks frame
+//!    pointers instead).
+
+use core::cell::Cell;
+use core::mem::{ManuallyDrop, MaybeUninit};
+
+use framehop::x86_64::{CacheX86_64, UnwindRegsX86_64, UnwinderX86_64};
+use framehop::{ExplicitModuleSectionInfo, Module, MustNotAllocateDuringUnwind, Unwinder as _};
+
+use super::os;
+use super::sync::{SpinGuard, SpinLock};
+
+type Policy = MustNotAllocateDuringUnwind;
+
+/// framehop's unwinder over the loaded objects, and its rule cache.
+pub(crate) struct Unwinding {
+    unwinder: UnwinderX86_64<Vec<u8>, Policy>,
+    cache: CacheX86_64<Policy>,
+    /// Every loaded object as last scanned (with or without call-frame
+    /// information), sorted by address: a frame outside all of them may
+    /// lie in an object loaded since.
+    known: Vec<Known>,
+    /// The object the last frame looked up was in (most frames of a
+    /// stack lie in the object of the frame before).
+    last: (usize, usize),
+    /// Recent frame addresses that were in no object even after a scan
+    /// (generated code, a garbage frame): not scanned for again.
+    strangers: [usize; STRANGERS],
+    next_stranger: usize,
+}
+
+/// How many [`Unwinding::strangers`] are remembered.
+const STRANGERS: usize = 16;
+
+/// A loaded object as a scan saw it.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct Known {
+    start: usize,
+    end: usize,
+    /// Where its code starts, which names its module in the unwinder;
+    /// `None` when it has no call-frame information there.
+    text: Option<usize>,
+}
+
+/// The process's unwinder (one for all threads: unwinds are short, and
+/// the rule cache is best shared); `None` until the first unwind.
+pub(crate) static UNWINDING: SpinLock<Option<Unwinding>> = SpinLock::new(None);
+
+std::thread_local! {
+    /// Whether this thread holds [`UNWINDING`] (invariant 5).
+    static HOLDING: Cell<bool> = const { Cell::new(false) };
+}
+
+/// [`UNWINDING`], held with `HOLDING` set; `None` when this thread holds
+/// it already (a signal handler interrupted its unwind). `HOLDING` is
+/// set before the lock is taken and cleared after it is released, so a
+/// handler never finds the lock held by its thread with the flag clear.
+fn lock() -> Option<Held> {
+    if HOLDING.try_with(|h| h.replace(true)).unwrap_or(true) {
+        return None;
+    }
+    Some(Held(ManuallyDrop::new(UNWINDING.lock())))
+}
+
+/// [`UNWINDING`] taken by [`lock`]: released, then `HOLDING` cleared,
+/// when dropped.
+struct Held(ManuallyDrop<SpinGuard<'static, Option<Unwinding>>>);
+
+impl core::ops::Deref for Held {
+    type Target = Option<Unwinding>;
+    fn deref(&self) -> &Option<Unwinding> {
+        &self.0
+    }
+}
+
+impl core::ops::DerefMut for Held {
+    fn deref_mut(&mut self) -> &mut Option<Unwinding> {
+        &mut self.0
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        // SAFETY: dropped once, here; the field is not used after.
+        unsafe { ManuallyDrop::drop(&mut self.0) };
+        let _ = HOLDING.try_with(|h| h.set(false));
+    }
+}
+
+/// Frames the unwind yields before the first one the caller wants: the
+/// instruction pointer inside [`unwind`], and the return into the
+/// function that called it. What is left starts, like the frame-pointer
+/// walk, at the return address of the function `capture` is inlined
+/// into.
+const SKIPPED: usize = 2;
+
+/// Captures the caller's stack into `out` (return addresses, innermost
+/// first): the number written, or `None` when this thread cannot unwind
+/// now (it is unwinding already, below a signal handler; or it runs on a
+/// stack the walk does not know; or no object could be scanned).
+#[inline(never)]
+pub(crate) fn unwind(out: &mut [MaybeUninit<usize>]) -> Option<usize> {
+    let regs = os::registers();
+    let top = super::stack::top_of_current_stack(regs.1)?;
+    let mut held = lock()?;
+    if held.is_none() {
+        drop(held);
+        scan();
+        held = lock()?;
+    }
+    let (n, unknown) = walk(held.as_mut()?, regs, top, out);
+    let Some(ip) = unknown else {
+        return Some(n);
+    };
+    // A frame in no object known: one loaded since? Scan again, and
+    // unwind again if the objects changed.
+    drop(held);
+    let changed = scan();
+    let mut held = lock()?;
+    let u = held.as_mut()?;
+    if !u.knows(ip) {
+        u.strangers[u.next_stranger] = ip;
+        u.next_stranger = (u.next_stranger + 1) % STRANGERS;
+    }
+    Some(if changed {
+        walk(u, regs, top, out).0
+    } else {
+        n
+    })
+}
+
+impl Unwinding {
+    /// Whether `ip` lies in an object known to this unwinder.
+    #[inline]
+    fn knows(&mut self, ip: usize) -> bool {
+        if self.last.0 <= ip && ip < self.last.1 {
+            return true;
+        }
+        let i = self.known.partition_point(|k| k.start <= ip);
+        match i.checked_sub(1).map(|i| self.known[i]) {
+            Some(k) if ip < k.end => {
+                self.last = (k.start, k.end);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Whether `ip` may lie in an object loaded since the last scan.
+    #[inline]
+    fn unknown(&mut self, ip: usize) -> bool {
+        !self.knows(ip) && !self.strangers.contains(&ip)
+    }
+}
+
+/// Unwinds from `regs` (instruction, stack and frame pointer), reading
+/// the stack below `top` (invariant 1), into `out` after the
+/// [`SKIPPED`] frames. Returns the frames written, and the first of them
+/// (or the address the unwind failed at) that lies in no object known.
+fn walk(
+    u: &mut Unwinding,
+    (pc, sp, bp): (usize, usize, usize),
+    top: usize,
+    out: &mut [MaybeUninit<usize>],
+) -> (usize, Option<usize>) {
+    const WORD: u64 = core::mem::size_of::<usize>() as u64;
+    let (low, high) = (sp as u64, top as u64);
+    let mut read_stack = |addr: u64| {
+        if addr % WORD != 0 || addr < low || addr > high - WORD {
+            return Err(());
+        }
+        // SAFETY: `addr` is aligned and lies between the stack pointer
+        // this unwind started from and the top of the stack it runs on
+        // (invariant 1): mapped, readable memory while this call runs.
+        // Volatile: it is memory this code did not write.
+        Ok(unsafe { core::ptr::read_volatile(addr as *const u64) })
+    };
+    let regs = UnwindRegsX86_64::new(pc as u64, sp as u64, bp as u64);
+    let mut unknown = None;
+    let (mut seen, mut n, mut last) = (0usize, 0usize, pc);
+    {
+        let mut frames = u
+            .unwinder
+            .iter_frames(pc as u64, regs, &mut u.cache, &mut read_stack);
+        loop {
+            match frames.next() {
+                Ok(Some(frame)) => {
+                    last = frame.address() as usize;
+                    seen += 1;
+                    if seen <= SKIPPED {
+                        continue;
+                    }
+                    if n == out.len() {
+                        break;
+                    }
+                    out[n].write(last);
+                    n += 1;
+                }
+                Ok(None) => break,
+                Err(_) => {
+                    unknown = Some(last);
+                    break;
+                }
+            }
+        }
+    }
+    // SAFETY: the loop above initialised the first `n` words.
+    let frames = unsafe { core::slice::from_raw_parts(out.as_ptr().cast::<usize>(), n) };
+    let unknown = frames
+        .iter()
+        .copied()
+        .chain(unknown)
+        .find(|&ip| u.unknown(ip));
+    (n, unknown)
+}
+
+/// Scans the loaded objects, bringing [`UNWINDING`] up to date: new
+/// objects added (their sections copied), unloaded ones removed (lock
+/// order: invariant 4). True when the objects changed since the last
+/// scan (or there was none). An object whose sections cannot be copied
+/// (out of memory) is left to the frame-pointer fallback.
+#[cold]
+#[inline(never)]
+fn scan() -> bool {
+    os::with_loader_locked(|| {
+        let Some(mut held) = lock() else {
+            return false;
+        };
+        let old: &[Known] = held.as_ref().map_or(&[], |u| &u.known);
+        let mut known: Vec<Known> = Vec::new();
+        let mut added = Vec::new();
+        os::for_each_module(&mut |m| {
+            if known.try_reserve(1).is_err() || added.try_reserve(1).is_err() {
+                return;
+            }
+            let seen = old.iter().find(|k| (k.start, k.end) == (m.start, m.end));
+            let text = match seen {
+                Some(k) => k.text,
+                None => m.unwind.and_then(|sections| {
+                    let module = module(m.bias, &sections)?;
+                    added.push(module);
+                    Some(sections.text.0)
+                }),
+            };
+            known.push(Known {
+                start: m.start,
+                end: m.end,
+                text,
+            });
+        });
+        known.sort_unstable();
+        if held.as_ref().is_some_and(|u| u.known == known) {
+            return false;
+        }
+        let u = held.get_or_insert_with(|| Unwinding {
+            unwinder: UnwinderX86_64::new(),
+            cache: CacheX86_64::new_in(),
+            known: Vec::new(),
+            last: (0, 0),
+            strangers: [0; STRANGERS],
+            next_stranger: 0,
+        });
+        for gone in u.known.iter().filter(|k| !known.contains(k)) {
+            if let Some(text) = gone.text {
+                u.unwinder.remove_module(text as u64);
+            }
+        }
+        for module in added {
+            u.unwinder.add_module(module);
+        }
+        // framehop tags each cached rule with the modules it was derived
+        // under, so the cache is kept.
+        u.known = known;
+        u.last = (0, 0);
+        u.strangers = [0; STRANGERS];
+        true
+    })
+}
+
+/// framehop's description of one object, its sections copied
+/// (invariant 2); `None` when out of memory.
+fn module(bias: usize, s: &os::UnwindSections<'_>) -> Option<Module<Vec<u8>>> {
+    let copy = |bytes: &[u8]| {
+        let mut v = Vec::new();
+        v.try_reserve_exact(bytes.len()).ok()?;
+        v.extend_from_slice(bytes);
+        Some(v)
+    };
+    // framehop wants each section at its address in the object file
+    // (SVMA): the loaded address less the load bias.
+    let svma = |start: usize, len: usize| {
+        let start = start.wrapping_sub(bias) as u64;
+        start..start + len as u64
+    };
+    let (hdr, eh_frame) = (s.eh_frame_hdr, s.eh_frame);
+    let info = ExplicitModuleSectionInfo {
+        base_svma: 0,
+        text_svma: Some(svma(s.text.0, s.text.1 - s.text.0)),
+        eh_frame_hdr_svma: Some(svma(hdr.as_ptr() as usize, hdr.len())),
+        eh_frame_hdr: Some(copy(hdr)?),
+        eh_frame_svma: Some(svma(eh_frame.as_ptr() as usize, eh_frame.len())),
+        eh_frame: Some(copy(eh_frame)?),
+        ..Default::default()
+    };
+    Some(Module::new(
+        String::new(),
+        s.text.0 as u64..s.text.1 as u64,
+        bias as u64,
+        info,
+    ))
+}
