@@ -4,7 +4,8 @@
 #
 # Programs: the churn workload in C (crates/mallocator-cli/tests/trace/
 # programs.c, mode churn: malloc/free pairs from a three-deep call chain)
-# built with gcc -O2 with frame pointers and without them, and Debian's
+# built with gcc -O2 with frame pointers and without them (and traced
+# with frame pointers only, MALLOCATOR_STACKS=fp, once), and Debian's
 # perl (a hash of 300,000 strings), sqlite3 (200,000 rows inserted in
 # memory) and jq (a 20 MB JSON file), none built with frame pointers.
 # `trace --output` (the event log, no report) against `heaptrack -o`
@@ -87,6 +88,10 @@ echo "load averages before: $(cut -d' ' -f1-3 /proc/loadavg) ($(nproc) cores)"
 echo "| program | plain (s) | trace | heaptrack | trace's added time / heaptrack's |"
 echo "|---|---|---|---|---|"
 row "C churn, 1M pairs, frame pointers" ./churn_fp churn 1000000
+# The environment reaches the traced program's preload library (the
+# other two runs ignore it): frame pointers only, no DWARF unwinding.
+row "C churn, 1M pairs, frame pointers, MALLOCATOR_STACKS=fp" \
+    env MALLOCATOR_STACKS=fp ./churn_fp churn 1000000
 row "C churn, 1M pairs, no frame pointers" ./churn_nofp churn 1000000
 row "perl, a hash of 300k strings" perl -e 'my %h; $h{$_} = "x" x ($_ % 100) for 1..300000'
 row "sqlite3, 200k rows inserted" sqlite3 :memory: -init /dev/null ".read insert.sql"

@@ -39,24 +39,32 @@ use core::cell::Cell;
 use core::mem::{ManuallyDrop, MaybeUninit};
 
 use framehop::x86_64::{CacheX86_64, UnwindRegsX86_64, UnwinderX86_64};
-use framehop::{ExplicitModuleSectionInfo, Module, MustNotAllocateDuringUnwind, Unwinder as _};
+use framehop::{
+    ExplicitModuleSectionInfo, FrameAddress, Module, MustNotAllocateDuringUnwind, Unwinder as _,
+};
 
 use super::os;
 use super::sync::{SpinGuard, SpinLock};
+use rules::{Rule, Rules};
+
+mod rules;
 
 type Policy = MustNotAllocateDuringUnwind;
 
-/// framehop's unwinder over the loaded objects, and its rule cache.
+/// framehop's unwinder over the loaded objects, its cache, and the rules
+/// learned from it.
 pub(crate) struct Unwinding {
     unwinder: UnwinderX86_64<Vec<u8>, Policy>,
     cache: CacheX86_64<Policy>,
+    rules: Rules,
+    /// The rule of the innermost frame, [`unwind`] stopped where it reads
+    /// the registers: always the same instruction, so learned once (with
+    /// that instruction's address).
+    first: Option<(u64, Rule)>,
     /// Every loaded object as last scanned (with or without call-frame
     /// information), sorted by address: a frame outside all of them may
     /// lie in an object loaded since.
     known: Vec<Known>,
-    /// The object the last frame looked up was in (most frames of a
-    /// stack lie in the object of the frame before).
-    last: (usize, usize),
     /// Recent frame addresses that were in no object even after a scan
     /// (generated code, a garbage frame): not scanned for again.
     strangers: [usize; STRANGERS],
@@ -165,32 +173,20 @@ pub(crate) fn unwind(out: &mut [MaybeUninit<usize>]) -> Option<usize> {
 
 impl Unwinding {
     /// Whether `ip` lies in an object known to this unwinder.
-    #[inline]
-    fn knows(&mut self, ip: usize) -> bool {
-        if self.last.0 <= ip && ip < self.last.1 {
-            return true;
-        }
+    fn knows(&self, ip: usize) -> bool {
         let i = self.known.partition_point(|k| k.start <= ip);
-        match i.checked_sub(1).map(|i| self.known[i]) {
-            Some(k) if ip < k.end => {
-                self.last = (k.start, k.end);
-                true
-            }
-            _ => false,
-        }
-    }
-
-    /// Whether `ip` may lie in an object loaded since the last scan.
-    #[inline]
-    fn unknown(&mut self, ip: usize) -> bool {
-        !self.knows(ip) && !self.strangers.contains(&ip)
+        i.checked_sub(1).is_some_and(|i| ip < self.known[i].end)
     }
 }
 
 /// Unwinds from `regs` (instruction, stack and frame pointer), reading
 /// the stack below `top` (invariant 1), into `out` after the
-/// [`SKIPPED`] frames. Returns the frames written, and the first of them
-/// (or the address the unwind failed at) that lies in no object known.
+/// [`SKIPPED`] frames. Returns the frames written, and an address where
+/// it met no object known, if it did (see the comment at the end).
+///
+/// The first frame (this function's own, stopped mid-way) goes through
+/// framehop; every caller's by the rule learned for its return address
+/// (`rules.rs`), learned at its first sight.
 fn walk(
     u: &mut Unwinding,
     (pc, sp, bp): (usize, usize, usize),
@@ -209,43 +205,117 @@ fn walk(
         // Volatile: it is memory this code did not write.
         Ok(unsafe { core::ptr::read_volatile(addr as *const u64) })
     };
-    let regs = UnwindRegsX86_64::new(pc as u64, sp as u64, bp as u64);
-    let mut unknown = None;
-    let (mut seen, mut n, mut last) = (0usize, 0usize, pc);
-    {
-        let mut frames = u
-            .unwinder
-            .iter_frames(pc as u64, regs, &mut u.cache, &mut read_stack);
-        loop {
-            match frames.next() {
-                Ok(Some(frame)) => {
-                    last = frame.address() as usize;
-                    seen += 1;
-                    if seen <= SKIPPED {
-                        continue;
-                    }
-                    if n == out.len() {
-                        break;
-                    }
-                    out[n].write(last);
-                    n += 1;
-                }
-                Ok(None) => break,
-                Err(_) => {
-                    unknown = Some(last);
-                    break;
-                }
+    let pc = pc as u64;
+    let first = match u.first {
+        Some((at, rule)) if at == pc => Some(rule),
+        _ => {
+            let rule = rules::probe(
+                &u.unwinder,
+                &mut u.cache,
+                FrameAddress::from_instruction_pointer(pc),
+            );
+            u.first = rule.map(|rule| (pc, rule));
+            rule
+        }
+    };
+    let (mut sp, mut bp) = (sp as u64, bp as u64);
+    let first = match first {
+        Some(rule) => rules::apply(rule, &mut sp, &mut bp, &mut read_stack),
+        None => {
+            let mut regs = UnwindRegsX86_64::new(pc, sp, bp);
+            let frame = FrameAddress::from_instruction_pointer(pc);
+            let next = u
+                .unwinder
+                .unwind_frame(frame, &mut regs, &mut u.cache, &mut read_stack);
+            (sp, bp) = (regs.sp(), regs.bp());
+            next.map_err(|_| ())
+        }
+    };
+    let mut ra = match first {
+        Ok(Some(ra)) => ra,
+        Ok(None) => return (0, None),
+        Err(()) => return (0, Some(pc as usize)),
+    };
+    // Frames seen, the instruction pointer's included.
+    let mut seen = 1;
+    let mut n = 0;
+    // Whether the first frame written and the last one lie in known
+    // objects (see the comment at the end).
+    let (mut first_known, mut last_known) = (true, true);
+    let mut failed = false;
+    while ra != 0 {
+        seen += 1;
+        let (rule, known) = match u.rules.get(ra) {
+            Some((rule, known)) => (Some(rule), known),
+            None => learn(u, ra),
+        };
+        if seen > SKIPPED {
+            if n == out.len() {
+                break;
+            }
+            out[n].write(ra as usize);
+            if n == 0 {
+                first_known = known;
+            }
+            last_known = known;
+            n += 1;
+        }
+        let next = match rule {
+            Some(rule) => rules::apply(rule, &mut sp, &mut bp, &mut read_stack),
+            None => {
+                // No rule of a learnable form: framehop every time.
+                let mut regs = UnwindRegsX86_64::new(ra, sp, bp);
+                let next = FrameAddress::from_return_address(ra).map(|frame| {
+                    u.unwinder
+                        .unwind_frame(frame, &mut regs, &mut u.cache, &mut read_stack)
+                });
+                (sp, bp) = (regs.sp(), regs.bp());
+                next.unwrap_or(Ok(None)).map_err(|_| ())
+            }
+        };
+        match next {
+            Ok(Some(caller)) => ra = caller,
+            Ok(None) => break,
+            Err(()) => {
+                failed = !known;
+                break;
             }
         }
     }
+    // Checked: the first frame (an object loaded since calls the
+    // allocator) and where the unwind ended (a frame of an object it
+    // cannot unwind is the last one it finds, or the one it fails at).
+    // Not every frame: a frame of an unknown object in between was
+    // unwound by its frame pointer correctly, or the unwind would have
+    // ended there.
     // SAFETY: the loop above initialised the first `n` words.
     let frames = unsafe { core::slice::from_raw_parts(out.as_ptr().cast::<usize>(), n) };
-    let unknown = frames
-        .iter()
+    let suspects = [
+        frames.first().filter(|_| !first_known),
+        frames.last().filter(|_| !last_known),
+    ];
+    let unknown = suspects
+        .into_iter()
+        .flatten()
         .copied()
-        .chain(unknown)
-        .find(|&ip| u.unknown(ip));
+        .chain(failed.then_some(ra as usize))
+        .find(|&ip| !u.strangers.contains(&ip));
     (n, unknown)
+}
+
+/// Learns the rule of return address `ra` from framehop (`rules.rs`),
+/// with whether `ra` lies in a known object; no rule when it has no
+/// learnable form.
+#[cold]
+#[inline(never)]
+fn learn(u: &mut Unwinding, ra: u64) -> (Option<Rule>, bool) {
+    let known = u.knows(ra as usize);
+    let rule = FrameAddress::from_return_address(ra)
+        .and_then(|frame| rules::probe(&u.unwinder, &mut u.cache, frame));
+    if let Some(rule) = rule {
+        u.rules.insert(ra, rule, known);
+    }
+    (rule, known)
 }
 
 /// Scans the loaded objects, bringing [`UNWINDING`] up to date: new
@@ -286,14 +356,23 @@ fn scan() -> bool {
         if held.as_ref().is_some_and(|u| u.known == known) {
             return false;
         }
-        let u = held.get_or_insert_with(|| Unwinding {
-            unwinder: UnwinderX86_64::new(),
-            cache: CacheX86_64::new_in(),
-            known: Vec::new(),
-            last: (0, 0),
-            strangers: [0; STRANGERS],
-            next_stranger: 0,
-        });
+        if held.is_none() {
+            let Some(rules) = Rules::new() else {
+                return false;
+            };
+            *held = Some(Unwinding {
+                unwinder: UnwinderX86_64::new(),
+                cache: CacheX86_64::new_in(),
+                rules,
+                first: None,
+                known: Vec::new(),
+                strangers: [0; STRANGERS],
+                next_stranger: 0,
+            });
+        }
+        let Some(u) = held.as_mut() else {
+            return false;
+        };
         for gone in u.known.iter().filter(|k| !known.contains(k)) {
             if let Some(text) = gone.text {
                 u.unwinder.remove_module(text as u64);
@@ -302,10 +381,12 @@ fn scan() -> bool {
         for module in added {
             u.unwinder.add_module(module);
         }
-        // framehop tags each cached rule with the modules it was derived
-        // under, so the cache is kept.
+        // framehop tags each rule in its cache with the modules it was
+        // derived under, so its cache is kept; the rules learned from it
+        // may have come from an object now gone.
+        u.rules.clear();
+        u.first = None;
         u.known = known;
-        u.last = (0, 0);
         u.strangers = [0; STRANGERS];
         true
     })
