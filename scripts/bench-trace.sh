@@ -49,6 +49,10 @@ seconds() {
 }
 median() { sort -g | awk '{ a[NR] = $1 } END { print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
 
+# The environment of the traced runs (the program's preload library
+# reads it).
+trace_env=()
+
 # row LABEL cmd...: RUNS triples; prints the table row.
 row() {
     local label=$1
@@ -60,18 +64,18 @@ row() {
         case $((i % 3)) in
         0)
             p=$(seconds "$@")
-            t=$(seconds "$bin" trace --output "$work/trace.log" -- "$@")
+            t=$(seconds env "${trace_env[@]}" "$bin" trace --output "$work/trace.log" -- "$@")
             h=$(seconds heaptrack -o "$work/heaptrack.out" "$@")
             ;;
         1)
-            t=$(seconds "$bin" trace --output "$work/trace.log" -- "$@")
+            t=$(seconds env "${trace_env[@]}" "$bin" trace --output "$work/trace.log" -- "$@")
             h=$(seconds heaptrack -o "$work/heaptrack.out" "$@")
             p=$(seconds "$@")
             ;;
         2)
             h=$(seconds heaptrack -o "$work/heaptrack.out" "$@")
             p=$(seconds "$@")
-            t=$(seconds "$bin" trace --output "$work/trace.log" -- "$@")
+            t=$(seconds env "${trace_env[@]}" "$bin" trace --output "$work/trace.log" -- "$@")
             ;;
         esac
         echo "$p $t $h" >>"$work/triples"
@@ -88,10 +92,11 @@ echo "load averages before: $(cut -d' ' -f1-3 /proc/loadavg) ($(nproc) cores)"
 echo "| program | plain (s) | trace | heaptrack | trace's added time / heaptrack's |"
 echo "|---|---|---|---|---|"
 row "C churn, 1M pairs, frame pointers" ./churn_fp churn 1000000
-# The environment reaches the traced program's preload library (the
-# other two runs ignore it): frame pointers only, no DWARF unwinding.
-row "C churn, 1M pairs, frame pointers, MALLOCATOR_STACKS=fp" \
-    env MALLOCATOR_STACKS=fp ./churn_fp churn 1000000
+# Frame pointers only, no DWARF unwinding: what a program built with
+# them can ask for.
+trace_env=(MALLOCATOR_STACKS=fp)
+row "C churn, 1M pairs, frame pointers, MALLOCATOR_STACKS=fp" ./churn_fp churn 1000000
+trace_env=()
 row "C churn, 1M pairs, no frame pointers" ./churn_nofp churn 1000000
 row "perl, a hash of 300k strings" perl -e 'my %h; $h{$_} = "x" x ($_ % 100) for 1..300000'
 row "sqlite3, 200k rows inserted" sqlite3 :memory: -init /dev/null ".read insert.sql"

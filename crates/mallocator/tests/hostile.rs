@@ -544,22 +544,22 @@ mod dwarf_signals {
         std::thread::scope(|s| {
             let worker = s.spawn(|| {
                 let v = WORKER_TRACKER.valloc();
-                let mut n = 0usize;
-                // Warm up: every table the worker's tracker needs, and
-                // the handler tracker's (called here, not as a handler).
-                for _ in 0..1000 {
-                    // SAFETY: `p` came from `v`.
-                    unsafe { v.free(v.malloc(8, 16 + n % 100)) };
-                    n += 1;
-                }
+                // The handler tracker's tables, made here (not in a
+                // handler).
                 handler(0);
                 HANDLED.store(0, Ordering::Relaxed);
-                // SAFETY: no preconditions.
-                me.store(unsafe { libc::pthread_self() } as usize, Ordering::Release);
+                let mut n = 0usize;
                 while !stop.load(Ordering::Relaxed) {
+                    // One call site: after the first allocation, the
+                    // worker's tracker needs no more memory for its
+                    // tables, so no handler lands inside glibc's malloc.
                     // SAFETY: `p` came from `v`.
                     unsafe { v.free(v.malloc(8, 16 + n % 100)) };
                     n += 1;
+                    if n == 1000 {
+                        // SAFETY: no preconditions.
+                        me.store(unsafe { libc::pthread_self() } as usize, Ordering::Release);
+                    }
                 }
                 n
             });
