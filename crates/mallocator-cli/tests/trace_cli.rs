@@ -297,6 +297,23 @@ fn stacks_without_frame_pointers_hold_every_caller() {
         in_order(&stack, &["make_block", "churn_one", "churn_pairs"]),
         "{stack:?}"
     );
+    // Frame pointers only: the walk stops after the caller of malloc.
+    let log = dir.path().join("fp.log");
+    let out = Command::new(BIN)
+        .args([
+            "trace",
+            "--frame-pointers",
+            "--output",
+            log.to_str().unwrap(),
+            "--",
+        ])
+        .arg(programs())
+        .args(["churn", "3000"])
+        .output()
+        .unwrap();
+    assert_eq!(exit_code(&out), 0, "{out:?}");
+    let stack = functions_of(&json_report(&log), 16 + 66 + 51, 3);
+    assert_eq!(stack, ["make_block"]);
 }
 
 #[test]

@@ -30,8 +30,9 @@ reallocarray, posix_memalign, aligned_alloc, memalign, valloc, pvalloc and free 
 event log (format v2) with the stack of every allocation. When the program ends, the leak report \
 that `mallocator leaks` makes of that log is printed on standard error; with --output the log is \
 kept there instead, for `mallocator leaks FILE` (any report option, flame graphs, JSON).\n\n\
-Stacks are walked by frame pointers: code built without them (most distributions' packages, gcc \
--O2) shows short stacks.\n\n\
+Stacks are unwound by each object's DWARF call-frame information (.eh_frame), which \
+distributions' packages and gcc -O2 keep even without frame pointers, and by frame pointers \
+through an object that has none; --frame-pointers walks frame pointers only.\n\n\
 Programs that PROGRAM starts (exec) are not traced, and a child made by fork stops writing to the \
 log (the tracker keeps running in it); --follow-exec and --follow-fork trace them, each process \
 into a log of its own: FILE.PID beside FILE (PROGRAM's), and the report has a part for each.\n\n\
@@ -60,6 +61,10 @@ pub struct TraceArgs {
     /// Show whole stacks in the report (see `mallocator leaks --full-stacks`).
     #[arg(long)]
     pub full_stacks: bool,
+    /// Walk frame pointers only, no DWARF unwinding (MALLOCATOR_STACKS=fp): cheaper, for a
+    /// program built with frame pointers everywhere; in code without them, stacks stop early.
+    #[arg(long)]
+    pub frame_pointers: bool,
     /// Leave out leaks whose stack a `leak:PATTERN` line of FILE matches (repeatable; see
     /// `mallocator leaks --suppressions`).
     #[arg(long, value_name = "FILE")]

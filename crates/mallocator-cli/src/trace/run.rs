@@ -44,6 +44,9 @@ pub(crate) fn run(args: &TraceArgs) -> Result<ExitCode, Error> {
     if args.follow_exec {
         command.env("MALLOCATOR_FOLLOW_EXEC", "1");
     }
+    if args.frame_pointers {
+        command.env("MALLOCATOR_STACKS", "fp");
+    }
     let mut child = command
         .spawn()
         .map_err(|e| Error::Failed(format!("cannot run {}: {e}", path.display())))?;

@@ -34,11 +34,13 @@
 //! keeps one points back here by number. Most exist because the tracker
 //! runs inside programs that did not ask for its failure modes.
 //!
-//! 1. **A stack walk reads only the stack it runs on** (`stack.rs`): the
-//!    thread's stack or the signal alternate stack, between the current
-//!    stack pointer and that stack's top. Code on any other stack (a
-//!    coroutine) gets an empty stack, counted in
-//!    [`LeakReport::off_stack_captures`].
+//! 1. **A stack walk reads only the stack it runs on** (`stack.rs`, and
+//!    the DWARF unwinder's reads, `dwarf/mod.rs`): the thread's stack or
+//!    the signal alternate stack, between the current stack pointer and
+//!    that stack's top. Code on any other stack (a coroutine) gets an
+//!    empty stack, counted in [`LeakReport::off_stack_captures`]. The
+//!    DWARF unwinder reads no object's memory either, only copies of
+//!    their call-frame information (see its own invariants).
 //! 2. **Every lock is fork-safe** (`fork.rs`): all tracker locks are
 //!    spin locks (`sync.rs`) reachable from the fork handlers, which take
 //!    them all before `fork` and release them on both sides. No other
@@ -100,7 +102,9 @@
 //!     comes from a signal handler. It takes no lock: its block comes
 //!     from the inner allocator at once (a free keeps its block), and the
 //!     event waits in the thread's queue until the interrupted path has
-//!     released its locks and records it.
+//!     released its locks and records it. The one lock shared by all
+//!     trackers on that path, the DWARF unwinder's, is never waited for
+//!     by the thread that holds it: a handler walks frame pointers instead.
 //!
 //! ```
 //! use mallocator::backtracing::Backtracing;

@@ -171,14 +171,8 @@ impl StackTable {
     }
 
     /// The id of `frames` (whose [`hash_stack`] is `hash`), storing them
-    /// if new; `None` when out of memory.
-    #[cfg(test)]
-    pub(crate) fn intern(&self, frames: &[usize], hash: u64) -> Option<u32> {
-        self.intern_new(frames, hash).map(|(id, _)| id)
-    }
-
-    /// [`intern`](Self::intern), and whether the stack was new.
-    fn intern_new(&self, frames: &[usize], hash: u64) -> Option<(u32, bool)> {
+    /// if new, and whether they were; `None` when out of memory.
+    fn intern(&self, frames: &[usize], hash: u64) -> Option<(u32, bool)> {
         let s = (hash >> (64 - STACK_SHARDS.trailing_zeros())) as usize;
         let make_id = |e: u32| ((s as u32) << STACK_INDEX_BITS) | e;
         let mut shard = self.shards[s].lock();
@@ -225,7 +219,7 @@ impl StackTable {
         if let Ok(Some(id)) = cached {
             return (id, false);
         }
-        let Some((id, new)) = self.intern_new(frames, hash) else {
+        let Some((id, new)) = self.intern(frames, hash) else {
             return (NO_STACK, false);
         };
         let entry = CacheEntry {
@@ -330,7 +324,7 @@ mod tests {
     #[test]
     fn interning_dedups_and_keeps_frames() {
         let t = StackTable::new();
-        let id = |frames: &[usize]| t.intern(frames, hash_stack(frames)).unwrap();
+        let id = |frames: &[usize]| t.intern(frames, hash_stack(frames)).unwrap().0;
         let a = id(&[1, 2, 3]);
         let b = id(&[1, 2, 4]);
         assert_ne!(a, b);

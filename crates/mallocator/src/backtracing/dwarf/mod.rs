@@ -194,9 +194,16 @@ fn walk(
     out: &mut [MaybeUninit<usize>],
 ) -> (usize, Option<usize>) {
     const WORD: u64 = core::mem::size_of::<usize>() as u64;
-    let (low, high) = (sp as u64, top as u64);
+    let low = sp as u64;
+    // The highest address a word may be read at, less `low`.
+    let Some(span) = (top as u64)
+        .checked_sub(WORD)
+        .and_then(|last| last.checked_sub(low))
+    else {
+        return (0, None);
+    };
     let mut read_stack = |addr: u64| {
-        if addr % WORD != 0 || addr < low || addr > high - WORD {
+        if addr % WORD != 0 || addr.wrapping_sub(low) > span {
             return Err(());
         }
         // SAFETY: `addr` is aligned and lies between the stack pointer
@@ -236,29 +243,23 @@ fn walk(
         Ok(None) => return (0, None),
         Err(()) => return (0, Some(pc as usize)),
     };
-    // Frames seen, the instruction pointer's included.
-    let mut seen = 1;
+    // The frames before the first one kept (the instruction pointer's
+    // was the first): walked, not written.
+    let mut skip = SKIPPED - 1;
     let mut n = 0;
-    // Whether the first frame written and the last one lie in known
-    // objects (see the comment at the end).
-    let (mut first_known, mut last_known) = (true, true);
+    let mut last_known = true;
     let mut failed = false;
-    while ra != 0 {
-        seen += 1;
+    while ra != 0 && n < out.len() {
         let (rule, known) = match u.rules.get(ra) {
             Some((rule, known)) => (Some(rule), known),
             None => learn(u, ra),
         };
-        if seen > SKIPPED {
-            if n == out.len() {
-                break;
-            }
+        if skip == 0 {
             out[n].write(ra as usize);
-            if n == 0 {
-                first_known = known;
-            }
-            last_known = known;
             n += 1;
+            last_known = known;
+        } else {
+            skip -= 1;
         }
         let next = match rule {
             Some(rule) => rules::apply(rule, &mut sp, &mut bp, &mut read_stack),
@@ -290,6 +291,9 @@ fn walk(
     // ended there.
     // SAFETY: the loop above initialised the first `n` words.
     let frames = unsafe { core::slice::from_raw_parts(out.as_ptr().cast::<usize>(), n) };
+    let first_known = frames
+        .first()
+        .is_none_or(|&ip| u.rules.get(ip as u64).is_none_or(|(_, known)| known));
     let suspects = [
         frames.first().filter(|_| !first_known),
         frames.last().filter(|_| !last_known),
