@@ -535,6 +535,8 @@ mod tests {
         if DWARF_SUPPORTED {
             assert_eq!(mode, StackMode::Dwarf);
             assert!(why.starts_with("DWARF"), "{why}");
+        } else if cfg!(miri) {
+            assert_eq!((mode, why), (StackMode::Unwind, WHY_MIRI));
         } else {
             assert_eq!((mode, why), (StackMode::Unwind, WHY_NO_DWARF));
         }

@@ -6,9 +6,10 @@
 //! per object: an object with an `.eh_frame_hdr` index (every object a
 //! GNU toolchain links, unless told otherwise) is unwound by its
 //! call-frame information, any other address by its frame pointer
-//! (framehop's fallback). framehop caches the rule it derived for each
-//! return address, so a program's usual stacks cost a cache lookup and a
-//! load or two per frame.
+//! (framehop's fallback). The rule framehop derives for a return
+//! address is learned once and then applied without framehop
+//! (`rules.rs`): a program's usual stacks cost a table lookup and a load
+//! or two per frame.
 //!
 //! # Invariants
 //! 1. **Every stack read is bounds-checked** against the stack this code
@@ -184,9 +185,11 @@ impl Unwinding {
 /// [`SKIPPED`] frames. Returns the frames written, and an address where
 /// it met no object known, if it did (see the comment at the end).
 ///
-/// The first frame (this function's own, stopped mid-way) goes through
-/// framehop; every caller's by the rule learned for its return address
-/// (`rules.rs`), learned at its first sight.
+/// Each frame goes by the rule learned for its address (`rules.rs`) at
+/// its first sight: the first frame (this function's own, stopped where
+/// it read the registers) by its instruction's, every caller's by its
+/// return address's. A frame whose rule has no learnable form goes
+/// through framehop every time.
 fn walk(
     u: &mut Unwinding,
     (pc, sp, bp): (usize, usize, usize),
