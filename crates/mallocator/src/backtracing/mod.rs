@@ -289,6 +289,16 @@ unsafe extern "C" fn vt_free(self_: *mut c_void, ptr: *mut c_void) {
     tracker.free_raw(ptr.cast());
 }
 
+/// Has the compact log map the objects `frames` lie in (see
+/// [`Log::map_objects_of`](log::Log::map_objects_of)), as the tracker's
+/// own work: out of the hot path's way (once per new stack).
+#[cold]
+#[inline(never)]
+fn map_objects_of(st: &State, frames: &[usize]) {
+    let _own = Busy::own();
+    st.log.map_objects_of(frames);
+}
+
 /// Calls `f` on every process-wide tracker lock, in the order the fork
 /// handlers take them; stops at the first `false`.
 fn global_locks(f: &mut dyn FnMut(&dyn RawLock) -> bool) -> bool {
@@ -529,8 +539,7 @@ impl<'a> Backtracing<'a> {
     fn intern(&self, st: &State, frames: &[usize], hash: u64) -> u32 {
         let (id, new) = st.stacks.intern_cached(st.epoch, frames, hash);
         if new && self.log_on.load(Ordering::Relaxed) {
-            let _own = Busy::own();
-            st.log.map_objects_of(frames);
+            map_objects_of(st, frames);
         }
         id
     }
@@ -779,6 +788,7 @@ impl<'a> Backtracing<'a> {
     /// nothing is logged. Interned for the compact log's stack id (when
     /// free stacks are wanted) and for the text format's cache of whole
     /// stacks' lines.
+    #[inline]
     fn free_log_id(&self, st: &State, frames: &[usize], hash: u64) -> Option<u32> {
         if !self.log_on.load(Ordering::Relaxed) {
             return None;
