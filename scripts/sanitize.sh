@@ -86,7 +86,10 @@ export RUST_BACKTRACE=${RUST_BACKTRACE:-1}
 echo "sanitize.sh: $sanitizer; RUSTFLAGS=$RUSTFLAGS"
 echo "sanitize.sh: ASAN_OPTIONS=${ASAN_OPTIONS-} TSAN_OPTIONS=${TSAN_OPTIONS-}"
 status=0
-cargo +nightly test "${build_std[@]}" --no-fail-fast -p mallocator --target "$TARGET" --lib --tests -- "$@" || status=$?
+# With the DWARF unwinder (x86-64 Linux, the target here), so that its
+# stack reads and its lock run under the sanitizer too.
+cargo +nightly test "${build_std[@]}" --no-fail-fast -p mallocator --features dwarf-unwind \
+  --target "$TARGET" --lib --tests -- "$@" || status=$?
 elapsed=$((SECONDS - start))
 printf 'sanitize.sh: %s sanitizer run took %dm%02ds (exit status %d)\n' \
   "$sanitizer" $((elapsed / 60)) $((elapsed % 60)) "$status"
