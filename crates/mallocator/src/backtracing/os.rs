@@ -802,23 +802,18 @@ type ProgramHeader = libc::Elf64_Phdr;
 type ProgramHeader = libc::Elf32_Phdr;
 
 /// ELF's values (the `libc` crate does not define them on every target
-/// with a loader walk): the segment holding `.eh_frame_hdr`, and the
-/// executable and readable segment flags.
+/// with a loader walk).
 #[cfg(all(
     any(target_os = "linux", target_os = "android", target_os = "freebsd"),
     not(miri)
 ))]
-const PT_GNU_EH_FRAME: u32 = 0x6474_e550;
-#[cfg(all(
-    any(target_os = "linux", target_os = "android", target_os = "freebsd"),
-    not(miri)
-))]
-const PF_X: u32 = 1;
-#[cfg(all(
-    any(target_os = "linux", target_os = "android", target_os = "freebsd"),
-    not(miri)
-))]
-const PF_R: u32 = 4;
+mod elf {
+    /// The segment holding `.eh_frame_hdr`.
+    pub(super) const PT_GNU_EH_FRAME: u32 = 0x6474_e550;
+    /// Segment flags: executable, readable.
+    pub(super) const PF_X: u32 = 1;
+    pub(super) const PF_R: u32 = 4;
+}
 
 /// An object's program headers.
 #[cfg(all(
@@ -860,10 +855,10 @@ pub(crate) fn for_each_module(f: &mut dyn FnMut(&Module<'_>)) {
             if ph.p_type == libc::PT_LOAD {
                 start = start.min(at);
                 end = end.max(seg_end);
-                if ph.p_flags & PF_X != 0 {
+                if ph.p_flags & elf::PF_X != 0 {
                     text = (text.0.min(at), text.1.max(seg_end));
                 }
-            } else if ph.p_type == PT_GNU_EH_FRAME {
+            } else if ph.p_type == elf::PT_GNU_EH_FRAME {
                 // SAFETY: as the note segment below: inside a loaded,
                 // readable segment while the object stays loaded.
                 eh_frame_hdr =
@@ -910,7 +905,10 @@ fn unwind_sections<'a>(
     let segment_end = program_headers(info).iter().find_map(|ph| {
         let at = bias.wrapping_add(ph.p_vaddr as usize);
         let end = at.wrapping_add(ph.p_memsz as usize);
-        (ph.p_type == libc::PT_LOAD && ph.p_flags & PF_R != 0 && at <= eh_frame && eh_frame < end)
+        (ph.p_type == libc::PT_LOAD
+            && ph.p_flags & elf::PF_R != 0
+            && at <= eh_frame
+            && eh_frame < end)
             .then_some(end)
     })?;
     // SAFETY: `eh_frame..segment_end` lies inside a loaded, readable

@@ -287,12 +287,7 @@ impl Log {
         }
         {
             let inner = self.inner.lock();
-            let known = &inner.modules;
-            if inner.finished
-                || frames
-                    .iter()
-                    .all(|&ip| known.iter().any(|&(s, e)| s <= ip && ip < e))
-            {
+            if inner.finished || all_mapped(&inner.modules, frames) {
                 return;
             }
         }
@@ -304,9 +299,7 @@ impl Log {
             }
             inner.buf.clear();
             if inner.started {
-                let mut exe = [0u8; os::PATH_MAX];
-                let exe_len = os::executable(&mut exe);
-                inner.scan_modules(&exe[..exe_len]);
+                inner.rescan_modules();
             } else {
                 inner.start(true);
             }
@@ -322,11 +315,7 @@ impl Log {
         let known = &inner.modules;
         !inner.started
             || inner.rescan
-            || stacks.any_unwritten(&mut |frames| {
-                frames
-                    .iter()
-                    .any(|&ip| !known.iter().any(|&(s, e)| s <= ip && ip < e))
-            })
+            || stacks.any_unwritten(&mut |frames| !all_mapped(known, frames))
     }
 
     fn write_chunk_locked(
@@ -447,6 +436,14 @@ impl Inner {
         });
     }
 
+    /// [`scan_modules`](Self::scan_modules) after the file's start, with
+    /// the executable's path asked again.
+    fn rescan_modules(&mut self) {
+        let mut exe = [0u8; os::PATH_MAX];
+        let exe_len = os::executable(&mut exe);
+        self.scan_modules(&exe[..exe_len]);
+    }
+
     /// Appends every stack not written yet, after the modules its frames
     /// lie in: a frame in no module written so far means an object was
     /// loaded since, so the module map is scanned again (once per write).
@@ -455,9 +452,7 @@ impl Inner {
         let (buf, known) = (&mut self.buf, &self.modules);
         let stacks_from = buf.len();
         stacks.for_each_unwritten(&mut |id, frames| {
-            unknown |= frames
-                .iter()
-                .any(|&ip| !known.iter().any(|&(s, e)| s <= ip && ip < e));
+            unknown |= !all_mapped(known, frames);
             compact::stack(buf, id, frames);
         });
         if unknown && !loader_locked {
@@ -472,12 +467,18 @@ impl Inner {
             }
             append(&mut tail, &self.buf[stacks_from..]);
             self.buf.truncate(stacks_from);
-            let mut exe = [0u8; os::PATH_MAX];
-            let exe_len = os::executable(&mut exe);
-            self.scan_modules(&exe[..exe_len]);
+            self.rescan_modules();
             append(&mut self.buf, &tail);
         }
     }
+}
+
+/// Whether every frame lies in one of the `modules` written so far
+/// (`(start, end)` address ranges).
+fn all_mapped(modules: &[(usize, usize)], frames: &[usize]) -> bool {
+    frames
+        .iter()
+        .all(|&ip| modules.iter().any(|&(s, e)| s <= ip && ip < e))
 }
 
 /// The compact log's id for an interned stack id (the tracker's
