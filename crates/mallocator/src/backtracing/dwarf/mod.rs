@@ -46,7 +46,7 @@ use framehop::{
 
 use super::os;
 use super::sync::{SpinGuard, SpinLock};
-use rules::{Rule, Rules};
+use rules::{Rules, Step};
 
 mod rules;
 
@@ -58,10 +58,10 @@ pub(crate) struct Unwinding {
     unwinder: UnwinderX86_64<Vec<u8>, Policy>,
     cache: CacheX86_64<Policy>,
     rules: Rules,
-    /// The rule of the innermost frame, [`unwind`] stopped where it reads
+    /// The step of the innermost frame, [`unwind`] stopped where it reads
     /// the registers: always the same instruction, so learned once (with
     /// that instruction's address).
-    first: Option<(u64, Rule)>,
+    first: Option<(u64, Step)>,
     /// Every loaded object as last scanned (with or without call-frame
     /// information), sorted by address: a frame outside all of them may
     /// lie in an object loaded since.
@@ -217,20 +217,21 @@ fn walk(
     };
     let pc = pc as u64;
     let first = match u.first {
-        Some((at, rule)) if at == pc => Some(rule),
+        Some((at, step)) if at == pc => Some(step),
         _ => {
-            let rule = rules::probe(
+            let step = rules::probe(
                 &u.unwinder,
                 &mut u.cache,
                 FrameAddress::from_instruction_pointer(pc),
-            );
-            u.first = rule.map(|rule| (pc, rule));
-            rule
+            )
+            .map(|rule| Step::new(rule, true));
+            u.first = step.map(|step| (pc, step));
+            step
         }
     };
     let (mut sp, mut bp) = (sp as u64, bp as u64);
     let first = match first {
-        Some(rule) => rules::apply(rule, &mut sp, &mut bp, &mut read_stack),
+        Some(step) => rules::apply(step, &mut sp, &mut bp, &mut read_stack),
         None => {
             let mut regs = UnwindRegsX86_64::new(pc, sp, bp);
             let frame = FrameAddress::from_instruction_pointer(pc);
@@ -253,8 +254,8 @@ fn walk(
     let mut last_known = true;
     let mut failed = false;
     while ra != 0 && n < out.len() {
-        let (rule, known) = match u.rules.get(ra) {
-            Some((rule, known)) => (Some(rule), known),
+        let (step, known) = match u.rules.get(ra) {
+            Some(step) => (Some(step), step.known()),
             None => learn(u, ra),
         };
         if skip == 0 {
@@ -264,8 +265,8 @@ fn walk(
         } else {
             skip -= 1;
         }
-        let next = match rule {
-            Some(rule) => rules::apply(rule, &mut sp, &mut bp, &mut read_stack),
+        let next = match step {
+            Some(step) => rules::apply(step, &mut sp, &mut bp, &mut read_stack),
             None => {
                 // No rule of a learnable form: framehop every time.
                 let mut regs = UnwindRegsX86_64::new(ra, sp, bp);
@@ -296,7 +297,7 @@ fn walk(
     let frames = unsafe { core::slice::from_raw_parts(out.as_ptr().cast::<usize>(), n) };
     let first_known = frames
         .first()
-        .is_none_or(|&ip| u.rules.get(ip as u64).is_none_or(|(_, known)| known));
+        .is_none_or(|&ip| u.rules.get(ip as u64).is_none_or(Step::known));
     let suspects = [
         frames.first().filter(|_| !first_known),
         frames.last().filter(|_| !last_known),
@@ -310,19 +311,20 @@ fn walk(
     (n, unknown)
 }
 
-/// Learns the rule of return address `ra` from framehop (`rules.rs`),
-/// with whether `ra` lies in a known object; no rule when it has no
+/// Learns the step of return address `ra` from framehop (`rules.rs`),
+/// with whether `ra` lies in a known object; no step when its rule has no
 /// learnable form.
 #[cold]
 #[inline(never)]
-fn learn(u: &mut Unwinding, ra: u64) -> (Option<Rule>, bool) {
+fn learn(u: &mut Unwinding, ra: u64) -> (Option<Step>, bool) {
     let known = u.knows(ra as usize);
-    let rule = FrameAddress::from_return_address(ra)
-        .and_then(|frame| rules::probe(&u.unwinder, &mut u.cache, frame));
-    if let Some(rule) = rule {
-        u.rules.insert(ra, rule, known);
+    let step = FrameAddress::from_return_address(ra)
+        .and_then(|frame| rules::probe(&u.unwinder, &mut u.cache, frame))
+        .map(|rule| Step::new(rule, known));
+    if let Some(step) = step {
+        u.rules.insert(ra, step);
     }
-    (rule, known)
+    (step, known)
 }
 
 /// Scans the loaded objects, bringing [`UNWINDING`] up to date: new

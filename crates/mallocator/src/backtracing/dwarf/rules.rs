@@ -11,7 +11,8 @@
 //! unwinds the frame from made-up registers ([`PROBE_SP`], [`PROBE_BP`])
 //! over a made-up stack whose every word holds its own address, tagged
 //! ([`TAG`]); the registers and return address it produces show which
-//! form and offsets it applied ([`decode`]). A result of any other shape
+//! form and offsets it applied ([`decode`]); the table keeps it as a
+//! [`Step`], one shape for every form. A result of any other shape
 //! (a rule framehop could not cache either, such as a signal frame's,
 //! which reads the stack pointer from memory) is not learned: such
 //! frames go through framehop every time.
@@ -91,45 +92,93 @@ fn decode(ret: u64, sp: u64, bp: u64) -> Option<Rule> {
     Some(Rule::Sp { cfa, bp })
 }
 
-/// Applies `rule` to a frame's `sp` and `bp`, reading the stack through
+/// A [`Rule`] as the table stores and [`apply`] applies it: the caller's
+/// stack pointer is a base register (`sp` or `bp`) plus an offset, the
+/// return address is the word below it, and the caller's frame pointer
+/// is `bp` or a word at a fixed offset from the caller's stack pointer.
+/// One shape for every form, so that a frame costs a few arithmetic
+/// steps and no match over the forms.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct Step {
+    /// The offset in bytes from the base register to the caller's stack
+    /// pointer (a multiple of 8; 0 for [`Rule::End`]), with the flags
+    /// [`FROM_BP`], [`BP_SAVED`] and [`KNOWN`] in its low three bits.
+    cfa: u32,
+    /// Where the caller's frame pointer is saved, in bytes from the
+    /// caller's stack pointer (when [`BP_SAVED`]).
+    bp_at: i32,
+}
+
+/// [`Step::cfa`]'s flags: the base register is `bp` (else `sp`); the
+/// caller's frame pointer is read from the stack (else it is `bp`); the
+/// return address lies in an object the unwinder knows.
+const FROM_BP: u32 = 1;
+const BP_SAVED: u32 = 2;
+const KNOWN: u32 = 4;
+
+impl Step {
+    /// `rule` in applied form, for a return address that lies in a known
+    /// object when `known`.
+    pub(super) fn new(rule: Rule, known: bool) -> Step {
+        let known = if known { KNOWN } else { 0 };
+        match rule {
+            Rule::End => Step {
+                cfa: known,
+                bp_at: 0,
+            },
+            // The record at `bp` is the caller's frame pointer, then the
+            // return address; the caller's stack pointer is above both.
+            Rule::Fp => Step {
+                cfa: 16 | FROM_BP | BP_SAVED | known,
+                bp_at: -16,
+            },
+            Rule::Sp { cfa, bp } => Step {
+                cfa: (8 * u32::from(cfa)) | known | if bp.is_some() { BP_SAVED } else { 0 },
+                // Saved at `sp + 8 * at`, the caller's stack pointer being
+                // `sp + 8 * cfa`.
+                bp_at: bp.map_or(0, |at| 8 * (i32::from(at) - i32::from(cfa))),
+            },
+        }
+    }
+
+    /// Whether the return address lies in an object the unwinder knows.
+    pub(super) fn known(self) -> bool {
+        self.cfa & KNOWN != 0
+    }
+}
+
+/// Applies `step` to a frame's `sp` and `bp`, reading the stack through
 /// `read` (which checks every address): the caller's return address
 /// (`None` at the end of the stack), with `sp` and `bp` now the caller's.
-/// `Err` when a read is refused.
-#[inline]
+/// `Err` when a read is refused (`sp` and `bp` are then unchanged).
+#[inline(always)]
 pub(super) fn apply(
-    rule: Rule,
+    step: Step,
     sp: &mut u64,
     bp: &mut u64,
     read: &mut impl FnMut(u64) -> Result<u64, ()>,
 ) -> Result<Option<u64>, ()> {
-    match rule {
-        Rule::End => Ok(None),
-        Rule::Fp => {
-            let record = *bp;
-            let ret = read(record.wrapping_add(8))?;
-            *bp = read(record)?;
-            *sp = record.wrapping_add(16);
-            Ok(Some(ret))
-        }
-        Rule::Sp { cfa, bp: saved } => {
-            let caller_sp = sp.wrapping_add(8 * cfa as u64);
-            let ret = read(caller_sp.wrapping_sub(8))?;
-            if let Some(at) = saved {
-                *bp = read(sp.wrapping_add_signed(8 * at as i64))?;
-            }
-            *sp = caller_sp;
-            Ok(Some(ret))
-        }
+    let offset = u64::from(step.cfa & !7);
+    if offset == 0 {
+        return Ok(None);
     }
+    let base = if step.cfa & FROM_BP != 0 { *bp } else { *sp };
+    let caller_sp = base.wrapping_add(offset);
+    let ret = read(caller_sp.wrapping_sub(8))?;
+    if step.cfa & BP_SAVED != 0 {
+        *bp = read(caller_sp.wrapping_add_signed(i64::from(step.bp_at)))?;
+    }
+    *sp = caller_sp;
+    Ok(Some(ret))
 }
 
 /// Learned rules by return address: direct-mapped, each new one
 /// replacing whatever shared its slot.
 pub(super) struct Rules {
-    /// `(return address, rule, whether the address lies in an object the
-    /// unwinder knows)`; address 0 marks an empty slot (no return address
-    /// is 0).
-    slots: Vec<(u64, Rule, bool)>,
+    /// `(return address, its step)`; address 0 marks an empty slot (no
+    /// return address is 0). An array, so that a slot index needs no
+    /// bounds check.
+    slots: Box<[(u64, Step); SLOTS]>,
 }
 
 /// Slots in [`Rules`] (a power of two): about ten times the distinct
@@ -141,7 +190,8 @@ impl Rules {
     pub(super) fn new() -> Option<Rules> {
         let mut slots = Vec::new();
         slots.try_reserve_exact(SLOTS).ok()?;
-        slots.resize(SLOTS, (0, Rule::End, false));
+        slots.resize(SLOTS, (0, Step::new(Rule::End, false)));
+        let slots = slots.into_boxed_slice().try_into().ok()?;
         Some(Rules { slots })
     }
 
@@ -149,21 +199,20 @@ impl Rules {
         (ra.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - SLOTS.trailing_zeros())) as usize
     }
 
-    /// The rule learned for `ra`, and whether `ra` lies in a known
-    /// object, if learned.
-    #[inline]
-    pub(super) fn get(&self, ra: u64) -> Option<(Rule, bool)> {
-        let (at, rule, known) = self.slots[Self::slot(ra)];
-        (at == ra).then_some((rule, known))
+    /// The step learned for `ra`, if learned.
+    #[inline(always)]
+    pub(super) fn get(&self, ra: u64) -> Option<Step> {
+        let (at, step) = self.slots[Self::slot(ra)];
+        (at == ra).then_some(step)
     }
 
-    pub(super) fn insert(&mut self, ra: u64, rule: Rule, known: bool) {
-        self.slots[Self::slot(ra)] = (ra, rule, known);
+    pub(super) fn insert(&mut self, ra: u64, step: Step) {
+        self.slots[Self::slot(ra)] = (ra, step);
     }
 
     /// Forgets every rule (the loaded objects changed).
     pub(super) fn clear(&mut self) {
-        self.slots.fill((0, Rule::End, false));
+        self.slots.fill((0, Step::new(Rule::End, false)));
     }
 }
 
@@ -217,34 +266,84 @@ mod tests {
             let i = addr.checked_sub(base).ok_or(())? / 8;
             stack.get(i as usize).copied().ok_or(())
         };
+        let step = |rule| Step::new(rule, true);
         let (mut sp, mut bp) = (base, base + 64);
         let rule = Rule::Sp {
             cfa: 2,
             bp: Some(0),
         };
-        assert_eq!(apply(rule, &mut sp, &mut bp, &mut read), Ok(Some(0xa001)));
+        assert_eq!(
+            apply(step(rule), &mut sp, &mut bp, &mut read),
+            Ok(Some(0xa001))
+        );
         assert_eq!((sp, bp), (base + 16, 0xa000));
+        // bp kept; saved above the frame's own stack pointer.
+        let (mut sp, mut bp) = (base, base + 64);
+        let rule = Rule::Sp { cfa: 3, bp: None };
+        assert_eq!(
+            apply(step(rule), &mut sp, &mut bp, &mut read),
+            Ok(Some(0xa002))
+        );
+        assert_eq!((sp, bp), (base + 24, base + 64));
+        let (mut sp, mut bp) = (base, base + 64);
+        let rule = Rule::Sp {
+            cfa: 4,
+            bp: Some(2),
+        };
+        assert_eq!(
+            apply(step(rule), &mut sp, &mut bp, &mut read),
+            Ok(Some(0xa003))
+        );
+        assert_eq!((sp, bp), (base + 32, 0xa002));
         let (mut sp, mut bp) = (base, base + 32);
         assert_eq!(
-            apply(Rule::Fp, &mut sp, &mut bp, &mut read),
+            apply(step(Rule::Fp), &mut sp, &mut bp, &mut read),
             Ok(Some(0xa005))
         );
         assert_eq!((sp, bp), (base + 48, 0xa004));
-        assert_eq!(apply(Rule::End, &mut sp, &mut bp, &mut read), Ok(None));
+        assert_eq!(
+            apply(step(Rule::End), &mut sp, &mut bp, &mut read),
+            Ok(None)
+        );
         // A frame pointer off the stack: refused, registers unchanged.
         let (mut sp, mut bp) = (base, 0x10);
-        assert_eq!(apply(Rule::Fp, &mut sp, &mut bp, &mut read), Err(()));
+        assert_eq!(apply(step(Rule::Fp), &mut sp, &mut bp, &mut read), Err(()));
         assert_eq!((sp, bp), (base, 0x10));
+        // A saved frame pointer the reader refuses: unchanged too.
+        let (mut sp, mut bp) = (base + 8 * 14, base);
+        let rule = Rule::Sp {
+            cfa: 1,
+            bp: Some(2),
+        };
+        assert_eq!(apply(step(rule), &mut sp, &mut bp, &mut read), Err(()));
+        assert_eq!((sp, bp), (base + 8 * 14, base));
+    }
+
+    #[test]
+    fn steps_keep_whether_the_address_is_known() {
+        let forms = [
+            Rule::End,
+            Rule::Fp,
+            Rule::Sp { cfa: 1, bp: None },
+            Rule::Sp {
+                cfa: u16::MAX,
+                bp: Some(i16::MIN),
+            },
+        ];
+        for rule in forms {
+            assert!(Step::new(rule, true).known());
+            assert!(!Step::new(rule, false).known());
+        }
     }
 
     #[test]
     fn the_table_keeps_the_last_rule_per_slot() {
         let mut rules = Rules::new().unwrap();
         assert_eq!(rules.get(0x40_1234), None);
-        rules.insert(0x40_1234, Rule::Fp, true);
-        assert_eq!(rules.get(0x40_1234), Some((Rule::Fp, true)));
-        rules.insert(0x40_1234, Rule::End, false);
-        assert_eq!(rules.get(0x40_1234), Some((Rule::End, false)));
+        rules.insert(0x40_1234, Step::new(Rule::Fp, true));
+        assert_eq!(rules.get(0x40_1234), Some(Step::new(Rule::Fp, true)));
+        rules.insert(0x40_1234, Step::new(Rule::End, false));
+        assert_eq!(rules.get(0x40_1234), Some(Step::new(Rule::End, false)));
         assert_eq!(rules.get(0x40_1235), None);
         rules.clear();
         assert_eq!(rules.get(0x40_1234), None);
