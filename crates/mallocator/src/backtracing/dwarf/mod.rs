@@ -205,7 +205,9 @@ fn walk(
     else {
         return (0, None);
     };
-    let mut read_stack = |addr: u64| {
+    // `move`: the bounds are copied into the closure, not read through
+    // references on every frame.
+    let mut read_stack = move |addr: u64| {
         if addr % WORD != 0 || addr.wrapping_sub(low) > span {
             return Err(());
         }
@@ -298,6 +300,10 @@ fn walk(
     let first_known = frames
         .first()
         .is_none_or(|&ip| u.rules.get(ip as u64).is_none_or(Step::known));
+    if first_known && last_known && !failed {
+        // The usual case, without building the list below.
+        return (n, None);
+    }
     let suspects = [
         frames.first().filter(|_| !first_known),
         frames.last().filter(|_| !last_known),
