@@ -61,14 +61,7 @@ impl RecentFrees {
         let mut kept = 0;
         if !frames.is_empty() && (self.stride != 0 || self.alloc_frames(depth)) {
             kept = frames.len().min(self.stride);
-            // A plain loop: a few words, where `copy_from_slice`'s bounds
-            // checks and `memcpy` call cost more than the copy.
-            let dst = self.frames[i * self.stride..][..kept].as_mut_ptr();
-            for (j, &ip) in frames[..kept].iter().enumerate() {
-                // SAFETY: `dst` starts `kept` writable words (the slice above
-                // checked that once), and `j < kept`.
-                unsafe { dst.add(j).write(ip) };
-            }
+            self.frames[i * self.stride..][..kept].copy_from_slice(&frames[..kept]);
         }
         self.entries[i] = Freed {
             addr,
