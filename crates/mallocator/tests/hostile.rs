@@ -437,7 +437,7 @@ fn fork_while_threads_allocate_dwarf() {
 /// again from a handler that interrupted it.
 #[test]
 #[cfg_attr(
-    not(all(feature = "dwarf-unwind", target_arch = "x86_64")),
+    not(dwarf_unwinder),
     ignore = "needs the dwarf-unwind feature (Linux x86-64)"
 )]
 fn handlers_allocate_while_their_thread_unwinds() {

@@ -124,12 +124,7 @@
 //! ```
 
 mod config;
-#[cfg(all(
-    feature = "dwarf-unwind",
-    target_os = "linux",
-    target_arch = "x86_64",
-    not(miri)
-))]
+#[cfg(dwarf_unwinder)]
 mod dwarf;
 mod errors;
 mod fork;
@@ -302,12 +297,7 @@ fn map_objects_of(st: &State, frames: &[usize]) {
 /// Calls `f` on every process-wide tracker lock, in the order the fork
 /// handlers take them; stops at the first `false`.
 fn global_locks(f: &mut dyn FnMut(&dyn RawLock) -> bool) -> bool {
-    #[cfg(all(
-        feature = "dwarf-unwind",
-        target_os = "linux",
-        target_arch = "x86_64",
-        not(miri)
-    ))]
+    #[cfg(dwarf_unwinder)]
     if !f(&dwarf::UNWINDING) {
         return false;
     }

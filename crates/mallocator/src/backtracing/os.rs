@@ -142,12 +142,7 @@ pub(crate) fn frame_pointer() -> usize {
 /// information starts (the instruction pointer is that of the next
 /// instruction, still inside the same function, at the same stack
 /// depth).
-#[cfg(all(
-    feature = "dwarf-unwind",
-    target_os = "linux",
-    target_arch = "x86_64",
-    not(miri)
-))]
+#[cfg(dwarf_unwinder)]
 #[inline(always)]
 pub(crate) fn registers() -> (usize, usize, usize) {
     let (pc, sp, bp): (usize, usize, usize);
@@ -680,20 +675,14 @@ pub(crate) struct Module<'a> {
     pub path: &'a [u8],
     /// Its DWARF call-frame information, when it has an index of it the
     /// unwinder can read (see [`UnwindSections`]).
-    #[cfg_attr(
-        not(all(feature = "dwarf-unwind", target_os = "linux", target_arch = "x86_64")),
-        allow(dead_code)
-    )]
+    #[cfg_attr(not(dwarf_unwinder), allow(dead_code))]
     pub unwind: Option<UnwindSections<'a>>,
 }
 
 /// A loaded object's DWARF call-frame information, in its mapped
 /// segments: what the DWARF unwinder (`dwarf.rs`) needs of it.
 #[derive(Debug, Clone, Copy)]
-#[cfg_attr(
-    not(all(feature = "dwarf-unwind", target_os = "linux", target_arch = "x86_64")),
-    allow(dead_code)
-)]
+#[cfg_attr(not(dwarf_unwinder), allow(dead_code))]
 pub(crate) struct UnwindSections<'a> {
     /// `.eh_frame_hdr` (the `PT_GNU_EH_FRAME` segment), at its address.
     pub eh_frame_hdr: &'a [u8],

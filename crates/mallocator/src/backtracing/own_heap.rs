@@ -17,13 +17,7 @@ use crate::valloc::Valloc;
 
 /// glibc's allocator, reached by the names no interposing library
 /// defines.
-#[cfg(all(
-    feature = "own-heap-glibc",
-    target_os = "linux",
-    target_env = "gnu",
-    not(miri),
-    not(any(mallocator_sanitize = "address", mallocator_sanitize = "thread"))
-))]
+#[cfg(glibc_own_heap)]
 mod glibc {
     use core::ffi::c_void;
 
@@ -72,13 +66,7 @@ mod glibc {
 }
 
 /// The handle for the tracker's own memory (see the module docs).
-#[cfg(all(
-    feature = "own-heap-glibc",
-    target_os = "linux",
-    target_env = "gnu",
-    not(miri),
-    not(any(mallocator_sanitize = "address", mallocator_sanitize = "thread"))
-))]
+#[cfg(glibc_own_heap)]
 pub(crate) const fn own_heap() -> Valloc<'static> {
     // SAFETY: the vtable's functions take any `self` (they ignore it),
     // and live for the whole program.
@@ -86,13 +74,7 @@ pub(crate) const fn own_heap() -> Valloc<'static> {
 }
 
 /// The handle for the tracker's own memory (see the module docs).
-#[cfg(not(all(
-    feature = "own-heap-glibc",
-    target_os = "linux",
-    target_env = "gnu",
-    not(miri),
-    not(any(mallocator_sanitize = "address", mallocator_sanitize = "thread"))
-)))]
+#[cfg(not(glibc_own_heap))]
 pub(crate) const fn own_heap() -> Valloc<'static> {
     Valloc::libc()
 }

@@ -297,12 +297,7 @@ fn thread_bounds_slow() -> Option<(usize, usize)> {
 }
 
 /// Whether this build can unwind by DWARF call-frame information.
-const DWARF_SUPPORTED: bool = cfg!(all(
-    feature = "dwarf-unwind",
-    target_os = "linux",
-    target_arch = "x86_64",
-    not(miri)
-));
+const DWARF_SUPPORTED: bool = cfg!(dwarf_unwinder);
 
 /// Captures the current stack (return addresses, innermost first, at
 /// most `depth` of them) into `storage` by `method`, with its
@@ -434,19 +429,9 @@ fn walk_from<const HASH: bool>(mut fp: usize, out: &mut [MaybeUninit<usize>]) ->
 /// [`dwarf::unwind`](super::dwarf::unwind) where it exists.
 #[inline(always)]
 fn dwarf_unwind(out: &mut [MaybeUninit<usize>]) -> Option<usize> {
-    #[cfg(all(
-        feature = "dwarf-unwind",
-        target_os = "linux",
-        target_arch = "x86_64",
-        not(miri)
-    ))]
+    #[cfg(dwarf_unwinder)]
     return super::dwarf::unwind(out);
-    #[cfg(not(all(
-        feature = "dwarf-unwind",
-        target_os = "linux",
-        target_arch = "x86_64",
-        not(miri)
-    )))]
+    #[cfg(not(dwarf_unwinder))]
     {
         let _ = out;
         None

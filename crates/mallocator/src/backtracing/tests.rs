@@ -1256,11 +1256,7 @@ fn dwarf_unwinding_finds_every_caller_as_the_unwinder_does() {
         (t.stack_mode(), names)
     });
     let ((mode, why), dwarf) = &stacks[0];
-    if !cfg!(all(
-        feature = "dwarf-unwind",
-        target_os = "linux",
-        target_arch = "x86_64"
-    )) {
+    if !cfg!(dwarf_unwinder) {
         assert_eq!(*mode, StackMode::Unwind, "{why}");
         return;
     }
