@@ -35,6 +35,12 @@
 //!    signal handler that allocates while its thread unwinds finds
 //!    `HOLDING` set and is answered `None` (the caller walks frame
 //!    pointers instead).
+//! 6. **The learned steps are read without a lock** ([`RULES`], a
+//!    sequence lock: `rules.rs`), and written only under [`UNWINDING`],
+//!    like everything else of the unwinder. An unwind first walks by the
+//!    learned steps alone, so that threads unwind at once; it walks again
+//!    under the lock when it meets a frame without a learned step or in
+//!    no known object, or when a write raced it.
 
 use core::cell::Cell;
 use core::mem::{ManuallyDrop, MaybeUninit};
@@ -52,16 +58,10 @@ mod rules;
 
 type Policy = MustNotAllocateDuringUnwind;
 
-/// framehop's unwinder over the loaded objects, its cache, and the rules
-/// learned from it.
+/// framehop's unwinder over the loaded objects, and its cache.
 pub(crate) struct Unwinding {
     unwinder: UnwinderX86_64<Vec<u8>, Policy>,
     cache: CacheX86_64<Policy>,
-    rules: Rules,
-    /// The step of the innermost frame, [`unwind`] stopped where it reads
-    /// the registers: always the same instruction, so learned once (with
-    /// that instruction's address).
-    first: Option<(u64, Step)>,
     /// Every loaded object as last scanned (with or without call-frame
     /// information), sorted by address: a frame outside all of them may
     /// lie in an object loaded since.
@@ -88,6 +88,10 @@ struct Known {
 /// The process's unwinder (one for all threads: unwinds are short, and
 /// the rule cache is best shared); `None` until the first unwind.
 pub(crate) static UNWINDING: SpinLock<Option<Unwinding>> = SpinLock::new(None);
+
+/// The steps learned from [`UNWINDING`]'s framehop: read by every unwind
+/// without a lock, written under it (see [`Rules`]).
+static RULES: Rules = Rules::new();
 
 std::thread_local! {
     /// Whether this thread holds [`UNWINDING`] (invariant 5).
@@ -145,13 +149,17 @@ const SKIPPED: usize = 2;
 pub(crate) fn unwind(out: &mut [MaybeUninit<usize>]) -> Option<usize> {
     let regs = os::registers();
     let top = super::stack::top_of_current_stack(regs.1)?;
+    // Without the lock first: the usual stack, every step learned.
+    if let Some((n, None)) = walk_learned(regs, top, out) {
+        return Some(n);
+    }
     let mut held = lock()?;
     if held.is_none() {
         drop(held);
         scan();
         held = lock()?;
     }
-    let (n, unknown) = walk(held.as_mut()?, regs, top, out);
+    let (n, unknown) = walk(held.as_mut()?, regs, top, out)?;
     let Some(ip) = unknown else {
         return Some(n);
     };
@@ -166,10 +174,35 @@ pub(crate) fn unwind(out: &mut [MaybeUninit<usize>]) -> Option<usize> {
         u.next_stranger = (u.next_stranger + 1) % STRANGERS;
     }
     Some(if changed {
-        walk(u, regs, top, out).0
+        walk(u, regs, top, out)?.0
     } else {
         n
     })
+}
+
+/// [`walk_with`] without the unwinder: the lock-free walk of a stack
+/// whose every step is learned. What it read of the steps counts only if
+/// no write raced it (see [`Rules`]).
+#[inline(never)]
+fn walk_learned(
+    regs: (usize, usize, usize),
+    top: usize,
+    out: &mut [MaybeUninit<usize>],
+) -> Option<(usize, Option<usize>)> {
+    let generation = RULES.begin_read()?;
+    let walked = walk_with(None, regs, top, out)?;
+    RULES.unchanged_since(generation).then_some(walked)
+}
+
+/// [`walk_with`] with the unwinder (under its lock): always an answer.
+#[inline(never)]
+fn walk(
+    u: &mut Unwinding,
+    regs: (usize, usize, usize),
+    top: usize,
+    out: &mut [MaybeUninit<usize>],
+) -> Option<(usize, Option<usize>)> {
+    walk_with(Some(u), regs, top, out)
 }
 
 impl Unwinding {
@@ -185,17 +218,23 @@ impl Unwinding {
 /// [`SKIPPED`] frames. Returns the frames written, and an address where
 /// it met no object known, if it did (see the comment at the end).
 ///
-/// Each frame goes by the rule learned for its address (`rules.rs`) at
-/// its first sight: the first frame (this function's own, stopped where
-/// it read the registers) by its instruction's, every caller's by its
-/// return address's. A frame whose rule has no learnable form goes
-/// through framehop every time.
-fn walk(
-    u: &mut Unwinding,
+/// Each frame goes by the step learned for its address ([`RULES`]): the
+/// first frame (this function's own, stopped where it read the
+/// registers) by its instruction's, every caller's by its return
+/// address's. With the unwinder (`u`, under its lock), a step not
+/// learned yet is learned, and a frame whose rule has no learnable form
+/// goes through framehop. Without it (`None`), the walk gives up (`None`)
+/// at the first frame that would need it, or that lies in no known
+/// object: the caller then walks again under the lock. Inlined into
+/// [`walk_learned`] and [`walk`], so that the unlocked walk's checks of
+/// `u` fold away.
+#[inline(always)]
+fn walk_with(
+    mut u: Option<&mut Unwinding>,
     (pc, sp, bp): (usize, usize, usize),
     top: usize,
     out: &mut [MaybeUninit<usize>],
-) -> (usize, Option<usize>) {
+) -> Option<(usize, Option<usize>)> {
     const WORD: u64 = core::mem::size_of::<usize>() as u64;
     let low = sp as u64;
     // The highest address a word may be read at, less `low`.
@@ -203,7 +242,7 @@ fn walk(
         .checked_sub(WORD)
         .and_then(|last| last.checked_sub(low))
     else {
-        return (0, None);
+        return Some((0, None));
     };
     // `move`: the bounds are copied into the closure, not read through
     // references on every frame.
@@ -218,23 +257,29 @@ fn walk(
         Ok(unsafe { core::ptr::read_volatile(addr as *const u64) })
     };
     let pc = pc as u64;
-    let first = match u.first {
-        Some((at, step)) if at == pc => Some(step),
-        _ => {
+    // The instruction pointer is never a return address (it follows the
+    // instruction that read it, not a call), so its step shares the table.
+    let first = match (RULES.get(pc), u.as_deref_mut()) {
+        (Some(step), _) => Some(step),
+        (None, None) => return None,
+        (None, Some(u)) => {
             let step = rules::probe(
                 &u.unwinder,
                 &mut u.cache,
                 FrameAddress::from_instruction_pointer(pc),
             )
             .map(|rule| Step::new(rule, true));
-            u.first = step.map(|step| (pc, step));
+            if let Some(step) = step {
+                RULES.insert(pc, step);
+            }
             step
         }
     };
     let (mut sp, mut bp) = (sp as u64, bp as u64);
-    let first = match first {
-        Some(step) => rules::apply(step, &mut sp, &mut bp, &mut read_stack),
-        None => {
+    let first = match (first, u.as_deref_mut()) {
+        (Some(step), _) => rules::apply(step, &mut sp, &mut bp, &mut read_stack),
+        (None, None) => return None,
+        (None, Some(u)) => {
             let mut regs = UnwindRegsX86_64::new(pc, sp, bp);
             let frame = FrameAddress::from_instruction_pointer(pc);
             let next = u
@@ -246,8 +291,8 @@ fn walk(
     };
     let mut ra = match first {
         Ok(Some(ra)) => ra,
-        Ok(None) => return (0, None),
-        Err(()) => return (0, Some(pc as usize)),
+        Ok(None) => return Some((0, None)),
+        Err(()) => return Some((0, Some(pc as usize))),
     };
     // The frames before the first one kept (the instruction pointer's
     // was the first): walked, not written.
@@ -256,9 +301,11 @@ fn walk(
     let mut last_known = true;
     let mut failed = false;
     while ra != 0 && n < out.len() {
-        let (step, known) = match u.rules.get(ra) {
-            Some(step) => (Some(step), step.known()),
-            None => learn(u, ra),
+        let (step, known) = match (RULES.get(ra), u.as_deref_mut()) {
+            (Some(step), _) if step.known() => (Some(step), true),
+            (_, None) => return None,
+            (Some(step), Some(_)) => (Some(step), false),
+            (None, Some(u)) => learn(u, ra),
         };
         if skip == 0 {
             out[n].write(ra as usize);
@@ -267,9 +314,10 @@ fn walk(
         } else {
             skip -= 1;
         }
-        let next = match step {
-            Some(step) => rules::apply(step, &mut sp, &mut bp, &mut read_stack),
-            None => {
+        let next = match (step, u.as_deref_mut()) {
+            (Some(step), _) => rules::apply(step, &mut sp, &mut bp, &mut read_stack),
+            (None, None) => return None,
+            (None, Some(u)) => {
                 // No rule of a learnable form: framehop every time.
                 let mut regs = UnwindRegsX86_64::new(ra, sp, bp);
                 let next = FrameAddress::from_return_address(ra).map(|frame| {
@@ -299,11 +347,12 @@ fn walk(
     let frames = unsafe { core::slice::from_raw_parts(out.as_ptr().cast::<usize>(), n) };
     let first_known = frames
         .first()
-        .is_none_or(|&ip| u.rules.get(ip as u64).is_none_or(Step::known));
+        .is_none_or(|&ip| RULES.get(ip as u64).is_none_or(Step::known));
     if first_known && last_known && !failed {
         // The usual case, without building the list below.
-        return (n, None);
+        return Some((n, None));
     }
+    let u = u?;
     let suspects = [
         frames.first().filter(|_| !first_known),
         frames.last().filter(|_| !last_known),
@@ -314,7 +363,7 @@ fn walk(
         .copied()
         .chain(failed.then_some(ra as usize))
         .find(|&ip| !u.strangers.contains(&ip));
-    (n, unknown)
+    Some((n, unknown))
 }
 
 /// Learns the step of return address `ra` from framehop (`rules.rs`),
@@ -328,7 +377,7 @@ fn learn(u: &mut Unwinding, ra: u64) -> (Option<Step>, bool) {
         .and_then(|frame| rules::probe(&u.unwinder, &mut u.cache, frame))
         .map(|rule| Step::new(rule, known));
     if let Some(step) = step {
-        u.rules.insert(ra, step);
+        RULES.insert(ra, step);
     }
     (step, known)
 }
@@ -372,14 +421,9 @@ fn scan() -> bool {
             return false;
         }
         if held.is_none() {
-            let Some(rules) = Rules::new() else {
-                return false;
-            };
             *held = Some(Unwinding {
                 unwinder: UnwinderX86_64::new(),
                 cache: CacheX86_64::new_in(),
-                rules,
-                first: None,
                 known: Vec::new(),
                 strangers: [0; STRANGERS],
                 next_stranger: 0,
@@ -399,8 +443,7 @@ fn scan() -> bool {
         // framehop tags each rule in its cache with the modules it was
         // derived under, so its cache is kept; the rules learned from it
         // may have come from an object now gone.
-        u.rules.clear();
-        u.first = None;
+        RULES.clear();
         u.known = known;
         u.strangers = [0; STRANGERS];
         true

@@ -17,6 +17,8 @@
 //! which reads the stack pointer from memory) is not learned: such
 //! frames go through framehop every time.
 
+use core::sync::atomic::{fence, AtomicU64, Ordering};
+
 use framehop::x86_64::{CacheX86_64, UnwindRegsX86_64, UnwinderX86_64};
 use framehop::{FrameAddress, Unwinder as _};
 
@@ -172,47 +174,121 @@ pub(super) fn apply(
     Ok(Some(ret))
 }
 
-/// Learned rules by return address: direct-mapped, each new one
-/// replacing whatever shared its slot.
+/// Learned steps by address (a return address, or the instruction
+/// pointer of the innermost frame): direct-mapped, each new one replacing
+/// whatever shared its slot.
+///
+/// **Read without a lock; written only under the unwinder's lock**, as a
+/// sequence lock over the whole table: a writer makes `generation` odd,
+/// writes, and makes it even again; a reader takes what it read only when
+/// `generation` was the same even number before its first read
+/// ([`begin_read`](Self::begin_read)) and after its last
+/// ([`unchanged_since`](Self::unchanged_since)). Writes are rare (a
+/// return address seen for the first time, a rescan), so a walk almost
+/// never reads twice; a reader that raced one reads under the lock.
+/// Whatever a racing reader read is only offsets, and every stack read
+/// it made was checked (invariant 1 in the module docs of `dwarf`).
 pub(super) struct Rules {
-    /// `(return address, its step)`; address 0 marks an empty slot (no
-    /// return address is 0). An array, so that a slot index needs no
-    /// bounds check.
-    slots: Box<[(u64, Step); SLOTS]>,
+    generation: AtomicU64,
+    slots: [Slot; SLOTS],
+}
+
+/// One slot: an address (0 when empty: no return address is 0) and its
+/// packed [`Step`].
+struct Slot {
+    at: AtomicU64,
+    step: AtomicU64,
 }
 
 /// Slots in [`Rules`] (a power of two): about ten times the distinct
 /// return addresses on the stacks of a large program's allocations.
 const SLOTS: usize = 1 << 14;
 
+impl Step {
+    fn pack(self) -> u64 {
+        u64::from(self.cfa) | u64::from(self.bp_at as u32) << 32
+    }
+
+    fn unpack(word: u64) -> Step {
+        Step {
+            cfa: word as u32,
+            bp_at: (word >> 32) as u32 as i32,
+        }
+    }
+}
+
 impl Rules {
-    /// An empty table; `None` when out of memory.
-    pub(super) fn new() -> Option<Rules> {
-        let mut slots = Vec::new();
-        slots.try_reserve_exact(SLOTS).ok()?;
-        slots.resize(SLOTS, (0, Step::new(Rule::End, false)));
-        let slots = slots.into_boxed_slice().try_into().ok()?;
-        Some(Rules { slots })
+    /// An empty table.
+    pub(super) const fn new() -> Rules {
+        Rules {
+            generation: AtomicU64::new(0),
+            slots: [const {
+                Slot {
+                    at: AtomicU64::new(0),
+                    step: AtomicU64::new(0),
+                }
+            }; SLOTS],
+        }
     }
 
-    fn slot(ra: u64) -> usize {
-        (ra.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - SLOTS.trailing_zeros())) as usize
+    fn slot(&self, at: u64) -> &Slot {
+        &self.slots
+            [(at.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - SLOTS.trailing_zeros())) as usize]
     }
 
-    /// The step learned for `ra`, if learned.
+    /// Starts a read without the lock: the generation to check with
+    /// [`unchanged_since`](Self::unchanged_since), or `None` while a write
+    /// is under way.
     #[inline(always)]
-    pub(super) fn get(&self, ra: u64) -> Option<Step> {
-        let (at, step) = self.slots[Self::slot(ra)];
-        (at == ra).then_some(step)
+    pub(super) fn begin_read(&self) -> Option<u64> {
+        let generation = self.generation.load(Ordering::Acquire);
+        (generation % 2 == 0).then_some(generation)
     }
 
-    pub(super) fn insert(&mut self, ra: u64, step: Step) {
-        self.slots[Self::slot(ra)] = (ra, step);
+    /// Whether the table did not change since [`begin_read`](Self::begin_read)
+    /// gave `generation`: every step read in between belongs to its address.
+    #[inline(always)]
+    pub(super) fn unchanged_since(&self, generation: u64) -> bool {
+        fence(Ordering::Acquire);
+        self.generation.load(Ordering::Relaxed) == generation
     }
 
-    /// Forgets every rule (the loaded objects changed).
-    pub(super) fn clear(&mut self) {
-        self.slots.fill((0, Step::new(Rule::End, false)));
+    /// The step learned for address `at`, if learned (a reader without
+    /// the lock checks it with [`unchanged_since`](Self::unchanged_since)).
+    #[inline(always)]
+    pub(super) fn get(&self, at: u64) -> Option<Step> {
+        let slot = self.slot(at);
+        (slot.at.load(Ordering::Relaxed) == at)
+            .then(|| Step::unpack(slot.step.load(Ordering::Relaxed)))
+    }
+
+    /// Runs the write `f` inside the sequence lock. Only under the
+    /// unwinder's lock (one writer at a time).
+    fn write(&self, f: impl FnOnce()) {
+        let generation = self.generation.load(Ordering::Relaxed);
+        self.generation.store(generation + 1, Ordering::Relaxed);
+        fence(Ordering::Release);
+        f();
+        self.generation.store(generation + 2, Ordering::Release);
+    }
+
+    /// Learns `step` for address `at`. Only under the unwinder's lock.
+    pub(super) fn insert(&self, at: u64, step: Step) {
+        let slot = self.slot(at);
+        self.write(|| {
+            slot.at.store(at, Ordering::Relaxed);
+            slot.step.store(step.pack(), Ordering::Relaxed);
+        });
+    }
+
+    /// Forgets every step (the loaded objects changed). Only under the
+    /// unwinder's lock.
+    pub(super) fn clear(&self) {
+        self.write(|| {
+            for slot in &self.slots {
+                slot.at.store(0, Ordering::Relaxed);
+            }
+        });
     }
 }
 
@@ -338,7 +414,8 @@ mod tests {
 
     #[test]
     fn the_table_keeps_the_last_rule_per_slot() {
-        let mut rules = Rules::new().unwrap();
+        static RULES: Rules = Rules::new();
+        let rules = &RULES;
         assert_eq!(rules.get(0x40_1234), None);
         rules.insert(0x40_1234, Step::new(Rule::Fp, true));
         assert_eq!(rules.get(0x40_1234), Some(Step::new(Rule::Fp, true)));
@@ -347,5 +424,80 @@ mod tests {
         assert_eq!(rules.get(0x40_1235), None);
         rules.clear();
         assert_eq!(rules.get(0x40_1234), None);
+    }
+
+    #[test]
+    fn steps_pack_into_a_word_and_back() {
+        let forms = [
+            Rule::End,
+            Rule::Fp,
+            Rule::Sp {
+                cfa: u16::MAX,
+                bp: Some(i16::MIN),
+            },
+            Rule::Sp {
+                cfa: 1,
+                bp: Some(i16::MAX),
+            },
+        ];
+        for rule in forms {
+            for known in [false, true] {
+                let step = Step::new(rule, known);
+                assert_eq!(Step::unpack(step.pack()), step);
+            }
+        }
+    }
+
+    /// Readers racing a writer that keeps replacing one slot's address
+    /// and step never take one address with the other's step.
+    #[test]
+    fn a_reader_never_pairs_an_address_with_another_addresses_step() {
+        static RULES: Rules = Rules::new();
+        let a = 0x40_1000u64;
+        let slot_of = |at: u64| core::ptr::from_ref(RULES.slot(at));
+        let b = (a + 1..).find(|&b| slot_of(b) == slot_of(a)).unwrap();
+        let step_a = Step::new(
+            Rule::Sp {
+                cfa: 3,
+                bp: Some(1),
+            },
+            true,
+        );
+        let step_b = Step::new(Rule::Fp, false);
+        let done = std::sync::atomic::AtomicBool::new(false);
+        std::thread::scope(|s| {
+            let readers: Vec<_> = (0..2)
+                .map(|_| {
+                    s.spawn(|| {
+                        let mut taken = 0u64;
+                        loop {
+                            // One more read after the writes end: at
+                            // least that one is taken.
+                            let ended = done.load(Ordering::Acquire);
+                            let Some(generation) = RULES.begin_read() else {
+                                continue;
+                            };
+                            let (x, y) = (RULES.get(a), RULES.get(b));
+                            if RULES.unchanged_since(generation) {
+                                assert!(x.is_none_or(|step| step == step_a));
+                                assert!(y.is_none_or(|step| step == step_b));
+                                taken += 1;
+                            }
+                            if ended {
+                                return taken;
+                            }
+                        }
+                    })
+                })
+                .collect();
+            for _ in 0..200_000 {
+                RULES.insert(a, step_a);
+                RULES.insert(b, step_b);
+            }
+            done.store(true, Ordering::Release);
+            // Reads that raced no write were taken, and checked.
+            let taken: u64 = readers.into_iter().map(|r| r.join().unwrap()).sum();
+            assert!(taken > 0);
+        });
     }
 }
