@@ -5,7 +5,8 @@
 # Programs: the churn workload in C (crates/mallocator-cli/tests/trace/
 # programs.c, mode churn: malloc/free pairs from a three-deep call chain)
 # built with gcc -O2 with frame pointers and without them (and traced
-# with frame pointers only, MALLOCATOR_STACKS=fp, once), and Debian's
+# with frame pointers only, MALLOCATOR_STACKS=fp, once; and from two
+# threads at once, mode churn-threads), and Debian's
 # perl (a hash of 300,000 strings), sqlite3 (200,000 rows inserted in
 # memory) and jq (a 20 MB JSON file), none built with frame pointers.
 # `trace --output` (the event log, no report) against `heaptrack -o`
@@ -98,6 +99,7 @@ trace_env=(MALLOCATOR_STACKS=fp)
 row "C churn, 1M pairs, frame pointers, MALLOCATOR_STACKS=fp" ./churn_fp churn 1000000
 trace_env=()
 row "C churn, 1M pairs, no frame pointers" ./churn_nofp churn 1000000
+row "C churn, 1M pairs from 2 threads, no frame pointers" ./churn_nofp churn-threads 2 1000000
 row "perl, a hash of 300k strings" perl -e 'my %h; $h{$_} = "x" x ($_ % 100) for 1..300000'
 row "sqlite3, 200k rows inserted" sqlite3 :memory: -init /dev/null ".read insert.sql"
 row "jq, 20 MB of JSON" jq length big.json

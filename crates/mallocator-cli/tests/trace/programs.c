@@ -226,6 +226,24 @@ __attribute__((noinline)) static int churn_pairs(long pairs) {
     return 0;
 }
 
+/* The same from THREADS threads at once, PAIRS in all. */
+static long pairs_per_thread;
+
+static void *churn_thread(void *arg) {
+    (void)arg;
+    churn_pairs(pairs_per_thread);
+    return NULL;
+}
+
+__attribute__((noinline)) static int churn_threads(int threads, long pairs) {
+    pthread_t t[64];
+    check(threads >= 1 && threads <= 64, "1 to 64 threads");
+    pairs_per_thread = pairs / threads;
+    for (int i = 0; i < threads; i++) check(pthread_create(&t[i], NULL, churn_thread, NULL) == 0, "pthread_create");
+    for (int i = 0; i < threads; i++) pthread_join(t[i], NULL);
+    return 0;
+}
+
 int main(int argc, char **argv) {
     check(argc >= 2, "a mode");
     const char *mode = argv[1];
@@ -237,6 +255,7 @@ int main(int argc, char **argv) {
     if (!strcmp(mode, "exec")) return run_family();
     if (!strcmp(mode, "destructor")) return destructor();
     if (!strcmp(mode, "churn")) return churn_pairs(argc > 2 ? atol(argv[2]) : 1000000);
+    if (!strcmp(mode, "churn-threads")) return churn_threads(atoi(argv[2]), atol(argv[3]));
     if (!strcmp(mode, "_exit")) { check(malloc(21) != NULL, "leak"); _exit(4); }
     if (!strcmp(mode, "abort")) { check(malloc(22) != NULL, "leak"); abort(); }
     fprintf(stderr, "programs: unknown mode %s\n", mode);
