@@ -147,6 +147,18 @@ impl Step {
     pub(super) fn known(self) -> bool {
         self.cfa & KNOWN != 0
     }
+
+    /// The step as one word, for a slot of [`Rules`].
+    fn pack(self) -> u64 {
+        u64::from(self.cfa) | u64::from(self.bp_at as u32) << 32
+    }
+
+    fn unpack(word: u64) -> Step {
+        Step {
+            cfa: word as u32,
+            bp_at: (word >> 32) as u32 as i32,
+        }
+    }
 }
 
 /// Applies `step` to a frame's `sp` and `bp`, reading the stack through
@@ -203,19 +215,6 @@ struct Slot {
 /// Slots in [`Rules`] (a power of two): about ten times the distinct
 /// return addresses on the stacks of a large program's allocations.
 const SLOTS: usize = 1 << 14;
-
-impl Step {
-    fn pack(self) -> u64 {
-        u64::from(self.cfa) | u64::from(self.bp_at as u32) << 32
-    }
-
-    fn unpack(word: u64) -> Step {
-        Step {
-            cfa: word as u32,
-            bp_at: (word >> 32) as u32 as i32,
-        }
-    }
-}
 
 impl Rules {
     /// An empty table.
