@@ -39,8 +39,9 @@
 //!    sequence lock: `rules.rs`), and written only under [`UNWINDING`],
 //!    like everything else of the unwinder. An unwind first walks by the
 //!    learned steps alone, so that threads unwind at once; it walks again
-//!    under the lock when it meets a frame without a learned step or in
-//!    no known object, or when a write raced it.
+//!    under the lock when it meets a frame without a learned step, when
+//!    its first or last frame lies in no known object, or when a write
+//!    raced it.
 
 use core::cell::Cell;
 use core::mem::{ManuallyDrop, MaybeUninit};
@@ -224,8 +225,9 @@ impl Unwinding {
 /// address's. With the unwinder (`u`, under its lock), a step not
 /// learned yet is learned, and a frame whose rule has no learnable form
 /// goes through framehop. Without it (`None`), the walk gives up (`None`)
-/// at the first frame that would need it, or that lies in no known
-/// object: the caller then walks again under the lock. Inlined into
+/// at the first frame that would need it, or when its first or last
+/// frame lies in no known object (what a rescan would look into): the
+/// caller then walks again under the lock. Inlined into
 /// [`walk_learned`] and [`walk`], so that the unlocked walk's checks of
 /// `u` fold away.
 #[inline(always)]
@@ -302,9 +304,8 @@ fn walk_with(
     let mut failed = false;
     while ra != 0 && n < out.len() {
         let (step, known) = match (RULES.get(ra), u.as_deref_mut()) {
-            (Some(step), _) if step.known() => (Some(step), true),
-            (_, None) => return None,
-            (Some(step), Some(_)) => (Some(step), false),
+            (Some(step), _) => (Some(step), step.known()),
+            (None, None) => return None,
             (None, Some(u)) => learn(u, ra),
         };
         if skip == 0 {
