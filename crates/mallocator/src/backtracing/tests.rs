@@ -1286,3 +1286,96 @@ fn dwarf_unwinding_finds_every_caller_as_the_unwinder_does() {
     assert!(common >= chain.len(), "{dwarf:?} {unwound:?}");
     assert_eq!(dwarf[..common], unwound[..common]);
 }
+
+/// Called from generated code by
+/// `dwarf_unwinding_goes_through_generated_code`: allocates through the
+/// tracker `arg` points to.
+#[cfg(dwarf_unwinder)]
+extern "C" fn called_from_generated_code(arg: *mut core::ffi::c_void) -> *mut u8 {
+    // SAFETY: the test passes a pointer to its live tracker.
+    let t = unsafe { &*arg.cast::<Backtracing<'static>>() };
+    core::hint::black_box(alloc_at_a(t.valloc(), 40))
+}
+
+/// Generated code (in no loaded object: no call-frame information, no
+/// module) in the middle of a stack is unwound by its frame pointer, and
+/// the callers beyond it by theirs: by the walk under the unwinder's lock
+/// that learns its rule, and by the lock-free walk after it (one stack:
+/// both allocations in one group).
+#[cfg(dwarf_unwinder)]
+#[test]
+fn dwarf_unwinding_goes_through_generated_code() {
+    // push rbp; mov rbp, rsp; mov rax, rdi; mov rdi, rsi; call rax;
+    // pop rbp; ret: calls its first argument with its second, in a frame
+    // with a frame record.
+    const CODE: [u8; 14] = [
+        0x55, 0x48, 0x89, 0xe5, 0x48, 0x89, 0xf8, 0x48, 0x89, 0xf7, 0xff, 0xd0, 0x5d, 0xc3,
+    ];
+    type Trampoline = unsafe extern "C" fn(
+        extern "C" fn(*mut core::ffi::c_void) -> *mut u8,
+        *mut core::ffi::c_void,
+    ) -> *mut u8;
+    // SAFETY: a fresh anonymous private mapping; no address is given.
+    let page = unsafe {
+        libc::mmap(
+            core::ptr::null_mut(),
+            4096,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        )
+    };
+    assert_ne!(page, libc::MAP_FAILED);
+    // SAFETY: the page is writable and larger than the code; then made
+    // executable (and no longer writable) before it runs.
+    let trampoline: Trampoline = unsafe {
+        core::ptr::copy_nonoverlapping(CODE.as_ptr(), page.cast::<u8>(), CODE.len());
+        assert_eq!(
+            libc::mprotect(page, 4096, libc::PROT_READ | libc::PROT_EXEC),
+            0
+        );
+        core::mem::transmute::<*mut libc::c_void, Trampoline>(page)
+    };
+    let t = Backtracing::with_config(
+        Valloc::libc(),
+        Config {
+            stack_mode: StackMode::Dwarf,
+            full_stacks: true,
+            ..Config::DEFAULT
+        },
+    );
+    let arg = core::ptr::from_ref(&t)
+        .cast_mut()
+        .cast::<core::ffi::c_void>();
+    // SAFETY: the trampoline calls the callback with `arg` and returns
+    // its result; `arg` points to `t`, alive throughout.
+    let blocks = [(); 2].map(|()| unsafe { trampoline(called_from_generated_code, arg) });
+    let r = t.report();
+    for p in blocks {
+        // SAFETY: each came from the tracker's handle.
+        unsafe { t.valloc().free(p) };
+    }
+    // SAFETY: the code no longer runs; the mapping is ours.
+    assert_eq!(unsafe { libc::munmap(page, 4096) }, 0);
+    assert_eq!((r.groups.len(), r.groups[0].count), (1, 2), "{r}");
+    // Positions in the frames (the generated one has no name).
+    let frames = &r.groups[0].frames;
+    let at = |f: &str| {
+        frames
+            .iter()
+            .position(|frame| frame.function.as_deref().is_some_and(|n| n.ends_with(f)))
+    };
+    let generated = page as usize..page as usize + CODE.len();
+    let found = [
+        at("::alloc_at_a"),
+        at("::called_from_generated_code"),
+        frames.iter().position(|f| generated.contains(&f.ip)),
+        at("::dwarf_unwinding_goes_through_generated_code"),
+    ];
+    assert!(
+        found.iter().all(Option::is_some) && found.windows(2).all(|w| w[0] < w[1]),
+        "the callback, the generated code and the test, in order: {found:?} in {:?}",
+        frames.iter().map(ToString::to_string).collect::<Vec<_>>()
+    );
+}
