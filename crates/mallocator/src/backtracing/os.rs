@@ -458,6 +458,59 @@ pub(crate) fn write_all(sink: &Sink, mut bytes: &[u8]) -> bool {
     true
 }
 
+/// Writes all of `head` and then all of `tail` as one record, with one
+/// system call when it can (a record's head and its bulk need not be
+/// copied together first); retries short writes and interruptions. An
+/// error drops the rest of the record and returns false.
+#[cfg(unix)]
+pub(crate) fn write_all_two<'a>(sink: &Sink, mut head: &'a [u8], mut tail: &'a [u8]) -> bool {
+    use std::os::fd::{AsFd, AsRawFd};
+    let fd = match sink {
+        Sink::Borrowed(fd) => fd.as_raw_fd(),
+        Sink::Owned(fd) => fd.as_fd().as_raw_fd(),
+    };
+    while !head.is_empty() {
+        let parts = [
+            libc::iovec {
+                iov_base: head.as_ptr().cast_mut().cast(),
+                iov_len: head.len(),
+            },
+            libc::iovec {
+                iov_base: tail.as_ptr().cast_mut().cast(),
+                iov_len: tail.len(),
+            },
+        ];
+        // SAFETY: both buffers are valid and readable for their lengths,
+        // and `writev` only reads them; a bad descriptor only makes it
+        // fail.
+        let n = unsafe { libc::writev(fd, parts.as_ptr(), 2) };
+        if n < 0 {
+            if std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted {
+                continue;
+            }
+            return false;
+        }
+        (head, tail) = unwritten(head, tail, n as usize);
+    }
+    write_all(sink, tail)
+}
+
+/// What is left of a record in two parts once its first `n` bytes are
+/// written (`n` at most their total length).
+#[cfg(unix)]
+fn unwritten<'a>(head: &'a [u8], tail: &'a [u8], n: usize) -> (&'a [u8], &'a [u8]) {
+    match head.get(n..) {
+        Some(rest) => (rest, tail),
+        None => (&[], &tail[n - head.len()..]),
+    }
+}
+
+/// Portable version.
+#[cfg(not(unix))]
+pub(crate) fn write_all_two(sink: &Sink, head: &[u8], tail: &[u8]) -> bool {
+    write_all(sink, head) && write_all(sink, tail)
+}
+
 /// Portable version.
 #[cfg(not(unix))]
 pub(crate) fn write_all(sink: &Sink, bytes: &[u8]) -> bool {
@@ -1246,5 +1299,53 @@ mod tests {
         huge[4..8].copy_from_slice(&u32::MAX.to_ne_bytes());
         assert_eq!(gnu_build_id(&huge), None);
         assert_eq!(gnu_build_id(&[]), None);
+    }
+
+    /// After a short write, what is left of a two-part record is exactly
+    /// the record's unwritten bytes.
+    #[test]
+    #[cfg(unix)]
+    fn a_short_write_leaves_the_rest_of_both_parts() {
+        use super::unwritten;
+        let (head, tail) = (b"head".as_slice(), b"and tail".as_slice());
+        let whole = [head, tail].concat();
+        for n in 0..=whole.len() {
+            let (h, t) = unwritten(head, tail, n);
+            assert_eq!([h, t].concat(), whole[n..], "after {n} bytes");
+        }
+        assert_eq!(unwritten(&[], tail, 3), (&[][..], &tail[3..]));
+    }
+
+    /// A record in two parts reaches a pipe whole and in order, larger
+    /// than the pipe holds, with either part empty too.
+    #[test]
+    #[cfg(all(unix, not(miri)))]
+    fn two_part_records_are_written_whole() {
+        use super::{write_all_two, Sink};
+        use std::io::Read;
+        use std::os::fd::{FromRawFd, OwnedFd};
+        let head: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
+        let tail: Vec<u8> = (0..150_000u32).map(|i| (i % 241) as u8).collect();
+        for (head, tail) in [
+            (&head[..], &tail[..]),
+            (&[][..], &tail[..]),
+            (&head[..], &[][..]),
+        ] {
+            let mut fds = [0; 2];
+            // SAFETY: `fds` has room for the two descriptors.
+            assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+            // SAFETY: both descriptors are fresh and owned here only.
+            let (reader, writer) =
+                unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+            let read_all = std::thread::spawn(move || {
+                let mut got = Vec::new();
+                std::fs::File::from(reader).read_to_end(&mut got).unwrap();
+                got
+            });
+            let sink = Sink::Owned(writer);
+            assert!(write_all_two(&sink, head, tail));
+            drop(sink);
+            assert_eq!(read_all.join().unwrap(), [head, tail].concat());
+        }
     }
 }

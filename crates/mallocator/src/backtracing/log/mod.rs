@@ -337,8 +337,7 @@ impl Log {
         }
         inner.new_stacks(stacks, loader_locked);
         compact::chunk_start(&mut inner.buf, thread, events.len());
-        append(&mut inner.buf, events);
-        if inner.emit() {
+        if inner.emit_with(events) {
             inner.events += count;
         } else {
             inner.output = Output::Failed;
@@ -389,6 +388,18 @@ impl Inner {
             }
             Output::Closed(_) | Output::Failed => false,
         }
+    }
+
+    /// Writes `buf` and then `tail` as one record: to a file without
+    /// copying `tail` first (a chunk's events, 16 KiB); false when the
+    /// write failed.
+    fn emit_with(&mut self, tail: &[u8]) -> bool {
+        if let Output::Open(sink) = &self.output {
+            return os::write_all_two(sink, &self.buf, tail);
+        }
+        // A callback takes each record whole.
+        append(&mut self.buf, tail);
+        self.emit()
     }
 
     /// Appends the file's start and the module map (when `loader_locked`;
