@@ -394,18 +394,24 @@ mod tests {
         assert_eq!((sp, bp), (base + 8 * 14, base));
     }
 
+    /// Every form, with offsets at the ends of their ranges.
+    const FORMS: [Rule; 5] = [
+        Rule::End,
+        Rule::Fp,
+        Rule::Sp { cfa: 1, bp: None },
+        Rule::Sp {
+            cfa: u16::MAX,
+            bp: Some(i16::MIN),
+        },
+        Rule::Sp {
+            cfa: 1,
+            bp: Some(i16::MAX),
+        },
+    ];
+
     #[test]
     fn steps_keep_whether_the_address_is_known() {
-        let forms = [
-            Rule::End,
-            Rule::Fp,
-            Rule::Sp { cfa: 1, bp: None },
-            Rule::Sp {
-                cfa: u16::MAX,
-                bp: Some(i16::MIN),
-            },
-        ];
-        for rule in forms {
+        for rule in FORMS {
             assert!(Step::new(rule, true).known());
             assert!(!Step::new(rule, false).known());
         }
@@ -427,19 +433,7 @@ mod tests {
 
     #[test]
     fn steps_pack_into_a_word_and_back() {
-        let forms = [
-            Rule::End,
-            Rule::Fp,
-            Rule::Sp {
-                cfa: u16::MAX,
-                bp: Some(i16::MIN),
-            },
-            Rule::Sp {
-                cfa: 1,
-                bp: Some(i16::MAX),
-            },
-        ];
-        for rule in forms {
+        for rule in FORMS {
             for known in [false, true] {
                 let step = Step::new(rule, known);
                 assert_eq!(Step::unpack(step.pack()), step);
