@@ -264,32 +264,24 @@ fn walk_with(
     let first = match (RULES.get(pc), u.as_deref_mut()) {
         (Some(step), _) => Some(step),
         (None, None) => return None,
-        (None, Some(u)) => {
-            let step = rules::probe(
-                &u.unwinder,
-                &mut u.cache,
-                FrameAddress::from_instruction_pointer(pc),
-            )
-            .map(|rule| Step::new(rule, true));
-            if let Some(step) = step {
-                RULES.insert(pc, step);
-            }
-            step
-        }
+        (None, Some(u)) => learn(
+            u,
+            pc,
+            Some(FrameAddress::from_instruction_pointer(pc)),
+            true,
+        ),
     };
     let (mut sp, mut bp) = (sp as u64, bp as u64);
     let first = match (first, u.as_deref_mut()) {
         (Some(step), _) => rules::apply(step, &mut sp, &mut bp, &mut read_stack),
         (None, None) => return None,
-        (None, Some(u)) => {
-            let mut regs = UnwindRegsX86_64::new(pc, sp, bp);
-            let frame = FrameAddress::from_instruction_pointer(pc);
-            let next = u
-                .unwinder
-                .unwind_frame(frame, &mut regs, &mut u.cache, &mut read_stack);
-            (sp, bp) = (regs.sp(), regs.bp());
-            next.map_err(|_| ())
-        }
+        (None, Some(u)) => by_framehop(
+            u,
+            pc,
+            Some(FrameAddress::from_instruction_pointer(pc)),
+            (&mut sp, &mut bp),
+            &mut read_stack,
+        ),
     };
     let mut ra = match first {
         Ok(Some(ra)) => ra,
@@ -306,7 +298,11 @@ fn walk_with(
         let (step, known) = match (RULES.get(ra), u.as_deref_mut()) {
             (Some(step), _) => (Some(step), step.known()),
             (None, None) => return None,
-            (None, Some(u)) => learn(u, ra),
+            (None, Some(u)) => {
+                let known = u.knows(ra as usize);
+                let frame = FrameAddress::from_return_address(ra);
+                (learn(u, ra, frame, known), known)
+            }
         };
         if skip == 0 {
             out[n].write(ra as usize);
@@ -318,16 +314,13 @@ fn walk_with(
         let next = match (step, u.as_deref_mut()) {
             (Some(step), _) => rules::apply(step, &mut sp, &mut bp, &mut read_stack),
             (None, None) => return None,
-            (None, Some(u)) => {
-                // No rule of a learnable form: framehop every time.
-                let mut regs = UnwindRegsX86_64::new(ra, sp, bp);
-                let next = FrameAddress::from_return_address(ra).map(|frame| {
-                    u.unwinder
-                        .unwind_frame(frame, &mut regs, &mut u.cache, &mut read_stack)
-                });
-                (sp, bp) = (regs.sp(), regs.bp());
-                next.unwrap_or(Ok(None)).map_err(|_| ())
-            }
+            (None, Some(u)) => by_framehop(
+                u,
+                ra,
+                FrameAddress::from_return_address(ra),
+                (&mut sp, &mut bp),
+                &mut read_stack,
+            ),
         };
         match next {
             Ok(Some(caller)) => ra = caller,
@@ -367,20 +360,41 @@ fn walk_with(
     Some((n, unknown))
 }
 
-/// Learns the step of return address `ra` from framehop (`rules.rs`),
-/// with whether `ra` lies in a known object; no step when its rule has no
-/// learnable form.
+/// Learns the step of the frame at `frame` (address `at`: a return
+/// address, or the innermost frame's instruction pointer) from framehop
+/// (`rules.rs`), as a frame of a known object when `known`; no step when
+/// there is no frame there or its rule has no learnable form.
 #[cold]
 #[inline(never)]
-fn learn(u: &mut Unwinding, ra: u64) -> (Option<Step>, bool) {
-    let known = u.knows(ra as usize);
-    let step = FrameAddress::from_return_address(ra)
-        .and_then(|frame| rules::probe(&u.unwinder, &mut u.cache, frame))
-        .map(|rule| Step::new(rule, known));
+fn learn(u: &mut Unwinding, at: u64, frame: Option<FrameAddress>, known: bool) -> Option<Step> {
+    let step = rules::probe(&u.unwinder, &mut u.cache, frame?).map(|rule| Step::new(rule, known));
     if let Some(step) = step {
-        RULES.insert(ra, step);
+        RULES.insert(at, step);
     }
-    (step, known)
+    step
+}
+
+/// Unwinds the frame at `frame` (address `ip`) through framehop itself,
+/// for a rule of no learnable form (every time): the caller's return
+/// address (`None` at the end of the stack, or when there is no frame
+/// there), with `sp` and `bp` now the caller's; `Err` when a read is
+/// refused.
+#[cold]
+#[inline(never)]
+fn by_framehop(
+    u: &mut Unwinding,
+    ip: u64,
+    frame: Option<FrameAddress>,
+    (sp, bp): (&mut u64, &mut u64),
+    read_stack: &mut impl FnMut(u64) -> Result<u64, ()>,
+) -> Result<Option<u64>, ()> {
+    let mut regs = UnwindRegsX86_64::new(ip, *sp, *bp);
+    let next = frame.map(|frame| {
+        u.unwinder
+            .unwind_frame(frame, &mut regs, &mut u.cache, read_stack)
+    });
+    (*sp, *bp) = (regs.sp(), regs.bp());
+    next.unwrap_or(Ok(None)).map_err(|_| ())
 }
 
 /// Scans the loaded objects, bringing [`UNWINDING`] up to date: new
