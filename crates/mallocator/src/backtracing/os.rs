@@ -434,15 +434,21 @@ pub(crate) fn create_private_file(path: &std::path::Path) -> std::io::Result<std
     std::fs::File::create(path)
 }
 
+/// The descriptor `sink` writes to.
+#[cfg(unix)]
+fn raw_fd(sink: &Sink) -> std::os::fd::RawFd {
+    use std::os::fd::{AsFd, AsRawFd};
+    match sink {
+        Sink::Borrowed(fd) => fd.as_raw_fd(),
+        Sink::Owned(fd) => fd.as_fd().as_raw_fd(),
+    }
+}
+
 /// Writes all of `bytes` (retrying short writes and interruptions); an
 /// error drops the rest of the record and returns false.
 #[cfg(unix)]
 pub(crate) fn write_all(sink: &Sink, mut bytes: &[u8]) -> bool {
-    use std::os::fd::{AsFd, AsRawFd};
-    let fd = match sink {
-        Sink::Borrowed(fd) => fd.as_raw_fd(),
-        Sink::Owned(fd) => fd.as_fd().as_raw_fd(),
-    };
+    let fd = raw_fd(sink);
     while !bytes.is_empty() {
         // SAFETY: `bytes` is a valid readable buffer of that length; a bad
         // descriptor only makes `write` fail.
@@ -464,11 +470,7 @@ pub(crate) fn write_all(sink: &Sink, mut bytes: &[u8]) -> bool {
 /// error drops the rest of the record and returns false.
 #[cfg(unix)]
 pub(crate) fn write_all_two<'a>(sink: &Sink, mut head: &'a [u8], mut tail: &'a [u8]) -> bool {
-    use std::os::fd::{AsFd, AsRawFd};
-    let fd = match sink {
-        Sink::Borrowed(fd) => fd.as_raw_fd(),
-        Sink::Owned(fd) => fd.as_fd().as_raw_fd(),
-    };
+    let fd = raw_fd(sink);
     while !head.is_empty() {
         let parts = [
             libc::iovec {
