@@ -14,7 +14,7 @@
 //!   block, as memcheck counts it).
 //!
 //! This file is the algorithm alone, over blocks and a way to read words:
-//! the memory comes from the caller (`os.rs` for the roots, the blocks
+//! the memory comes from the caller (`os/roots.rs` for the roots, the blocks
 //! themselves), so it runs under Miri on made-up memory. What it cannot
 //! see: pointers hidden by arithmetic or XOR tricks, other threads'
 //! stacks and registers (threads still running at exit), and memory the

@@ -67,7 +67,7 @@ pub enum StackMode {
     /// pointers, but tens of times slower per capture.
     Unwind,
     /// DWARF call-frame information where an object has it, frame
-    /// pointers where it has none, chosen per object (see `dwarf.rs`):
+    /// pointers where it has none, chosen per object (see `dwarf/mod.rs`):
     /// exact stacks through code built without frame pointers, at a few
     /// times the frame-pointer walk's cost. Linux on x86-64 with the
     /// `dwarf-unwind` feature; elsewhere the unwinder.

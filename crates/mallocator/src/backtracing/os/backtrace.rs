@@ -1,0 +1,145 @@
+//! What the tracker asks of the `backtrace` crate: a general unwinder,
+//! symbols for a report, and where `exit` was called from.
+
+use core::mem::MaybeUninit;
+
+use super::super::report::Frame;
+use super::super::sync::SpinLock;
+#[cfg(all(unix, not(miri)))]
+use super::with_code_site;
+
+/// The unwinder: instruction pointers of the current stack, innermost
+/// first, into `out`; returns how many.
+///
+/// On Unix it takes no lock: the `backtrace` crate's global lock, which
+/// `backtrace::trace` holds, serialised every allocating thread, and a
+/// thread holding it at a `fork` left it taken in the child forever. The
+/// unwinder underneath (`_Unwind_Backtrace`) is thread-safe there; the
+/// lock exists for Windows' `dbghelp`, which is not, so Windows keeps it.
+#[cfg(not(miri))]
+#[inline(never)]
+pub(crate) fn unwind(out: &mut [MaybeUninit<usize>]) -> usize {
+    let mut n = 0;
+    let mut each = |frame: &backtrace::Frame| {
+        if n == out.len() {
+            return false;
+        }
+        out[n].write(frame.ip() as usize);
+        n += 1;
+        true
+    };
+    #[cfg(unix)]
+    // SAFETY: `trace_unsynchronized` requires that no other unwinding
+    // runs concurrently only where the platform unwinder is not
+    // thread-safe; on Unix it is `_Unwind_Backtrace`, which is.
+    unsafe {
+        backtrace::trace_unsynchronized(&mut each)
+    };
+    #[cfg(not(unix))]
+    backtrace::trace(&mut each);
+    n
+}
+
+#[cfg(miri)]
+std::thread_local! {
+    static STAND_IN_SITE: core::cell::Cell<usize> = const { core::cell::Cell::new(0) };
+}
+
+/// Sets the synthetic call site the Miri stand-in reports for this
+/// thread's next captures (tests use it to make distinct stacks).
+#[cfg(miri)]
+pub(crate) fn set_stand_in_site(site: usize) {
+    STAND_IN_SITE.with(|s| s.set(site));
+}
+
+/// Miri stand-in for the unwinder: a short synthetic stack
+/// `[0x1000 + 16 * site, 0x2000, 0x3000]` where `site` is set by
+/// [`set_stand_in_site`].
+#[cfg(miri)]
+pub(crate) fn unwind(out: &mut [MaybeUninit<usize>]) -> usize {
+    let site = STAND_IN_SITE.try_with(|s| s.get()).unwrap_or(0);
+    let fake = [0x1000 + 16 * site, 0x2000, 0x3000];
+    let n = fake.len().min(out.len());
+    for (slot, ip) in out.iter_mut().zip(fake) {
+        slot.write(ip);
+    }
+    n
+}
+
+/// Function, file and line of the code at return address `ip`; one
+/// [`Frame`] per (inlined) function, innermost first.
+///
+/// Runs under [`SYMBOLIZING`], so that `fork` (whose handlers take that
+/// lock) never happens while a tracker thread is inside the `backtrace`
+/// crate's resolver and its global lock.
+#[cfg(not(miri))]
+pub(crate) fn symbolize(ip: usize, out: &mut Vec<Frame>) {
+    let _symbolizing = SYMBOLIZING.lock();
+    let before = out.len();
+    // A return address points after the call; the call itself is 1 byte
+    // earlier, which gives the right line.
+    let lookup = ip.saturating_sub(1) as *mut core::ffi::c_void;
+    backtrace::resolve(lookup, |sym| {
+        out.push(Frame {
+            ip,
+            function: sym.name().map(|n| format!("{n:#}")),
+            file: sym.filename().map(|f| f.display().to_string()),
+            line: sym.lineno(),
+        });
+    });
+    if out.len() == before {
+        out.push(Frame {
+            ip,
+            function: None,
+            file: None,
+            line: None,
+        });
+    }
+}
+
+/// Held while the tracker symbolizes (see [`symbolize`]).
+pub(crate) static SYMBOLIZING: SpinLock<()> = SpinLock::new(());
+
+/// Miri stand-in: the synthetic frames name their site.
+#[cfg(miri)]
+pub(crate) fn symbolize(ip: usize, out: &mut Vec<Frame>) {
+    out.push(Frame {
+        ip,
+        function: Some(format!("stand_in_{ip:#x}")),
+        file: None,
+        line: None,
+    });
+}
+
+/// In an exit hook: the stack pointer of the code that called the C
+/// library's `exit` (the canonical frame address of `exit`'s own frame),
+/// found by unwinding; `None` when `exit` is not on the stack. A leak
+/// scan starts there: the exit machinery's frames below it hold no
+/// pointers of the program's, but stale copies of ones it no longer has
+/// (its frames reuse the stack where the program's returned functions
+/// were).
+#[cfg(all(unix, not(miri)))]
+pub(crate) fn stack_of_exit_caller() -> Option<usize> {
+    let mut found = None;
+    let mut first = true;
+    let mut each = |frame: &backtrace::Frame| {
+        // Return addresses may point just past a call at a function's
+        // end: look up the byte before (not for the innermost frame).
+        let ip = (frame.ip() as usize).wrapping_sub(usize::from(!first));
+        first = false;
+        let in_exit = with_code_site(ip, |site| site.and_then(|s| s.symbol) == Some(&b"exit"[..]));
+        if in_exit {
+            found = Some(frame.sp() as usize).filter(|&sp| sp != 0);
+        }
+        !in_exit
+    };
+    // SAFETY: as in `unwind`.
+    unsafe { backtrace::trace_unsynchronized(&mut each) };
+    found
+}
+
+/// Not known here: the scan starts at the exit hook's own frame.
+#[cfg(any(not(unix), miri))]
+pub(crate) fn stack_of_exit_caller() -> Option<usize> {
+    None
+}

@@ -1,0 +1,161 @@
+//! The process: hooks on its exit and on `fork`, its id, executable and
+//! working directory, and ending it at once.
+
+/// Runs `f` when the process exits normally (C `atexit`).
+#[cfg(all(unix, not(miri)))]
+pub(crate) fn at_exit(f: extern "C" fn()) {
+    // SAFETY: `f` is a plain function valid for the whole program.
+    unsafe { libc::atexit(f) };
+}
+
+/// Runs `f` when the process exits normally (the C runtime's `atexit`).
+#[cfg(all(windows, not(miri)))]
+pub(crate) fn at_exit(f: extern "C" fn()) {
+    extern "C" {
+        fn atexit(cb: extern "C" fn()) -> i32;
+    }
+    // SAFETY: `f` is a plain function valid for the whole program.
+    unsafe { atexit(f) };
+}
+
+/// No exit hooks here (Miri, other platforms): the report must be asked
+/// for explicitly.
+#[cfg(any(miri, not(any(unix, windows))))]
+pub(crate) fn at_exit(_f: extern "C" fn()) {}
+
+/// Runs `f` with every signal blocked for this thread, so that no
+/// handler runs on it meanwhile.
+#[cfg(all(unix, not(miri)))]
+pub(crate) fn with_signals_blocked<R>(f: impl FnOnce() -> R) -> R {
+    // SAFETY: `sigset_t`s are plain data, filled by `sigfillset` and by
+    // `pthread_sigmask`; blocking and restoring this thread's mask has no
+    // other effect.
+    unsafe {
+        let mut all: libc::sigset_t = core::mem::zeroed();
+        let mut old: libc::sigset_t = core::mem::zeroed();
+        libc::sigfillset(&mut all);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &all, &mut old);
+        let result = f();
+        libc::pthread_sigmask(libc::SIG_SETMASK, &old, core::ptr::null_mut());
+        result
+    }
+}
+
+/// No signal handlers interrupt a thread here (Windows), or none are
+/// run (Miri).
+#[cfg(any(not(unix), miri))]
+pub(crate) fn with_signals_blocked<R>(f: impl FnOnce() -> R) -> R {
+    f()
+}
+
+/// Runs `prepare` in the forking thread before every `fork`, `parent`
+/// and `child` after it on each side (`pthread_atfork`).
+#[cfg(all(unix, not(miri)))]
+pub(crate) fn at_fork(prepare: extern "C" fn(), parent: extern "C" fn(), child: extern "C" fn()) {
+    // SAFETY: plain functions valid for the whole program.
+    unsafe { libc::pthread_atfork(Some(prepare), Some(parent), Some(child)) };
+}
+
+/// No `fork` here (Windows), or no way to hook it (Miri).
+#[cfg(any(not(unix), miri))]
+pub(crate) fn at_fork(
+    _prepare: extern "C" fn(),
+    _parent: extern "C" fn(),
+    _child: extern "C" fn(),
+) {
+}
+
+/// What the compact log's header says about the process.
+pub(crate) struct Process {
+    pub pid: u32,
+    /// Wall-clock time now, nanoseconds since the Unix epoch.
+    pub now_ns: u64,
+}
+
+/// The process's id and the wall-clock time (0 under Miri, whose
+/// isolation has no wall clock).
+pub(crate) fn process() -> Process {
+    #[cfg(miri)]
+    let now_ns = 0;
+    #[cfg(not(miri))]
+    let now_ns = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    Process {
+        pid: std::process::id(),
+        now_ns,
+    }
+}
+
+/// Longest path [`executable`] and [`working_directory`] report.
+pub(crate) const PATH_MAX: usize = 4096;
+
+/// Writes the executable's absolute path into `buf`, returning its
+/// length (0 when unknown). No allocation: it runs under the log lock.
+#[cfg(all(any(target_os = "linux", target_os = "android"), not(miri)))]
+pub(crate) fn executable(buf: &mut [u8; PATH_MAX]) -> usize {
+    // SAFETY: the path is NUL-terminated; `buf` is writable for its length.
+    let n = unsafe {
+        libc::readlink(
+            c"/proc/self/exe".as_ptr(),
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+        )
+    };
+    if n < 0 || n as usize >= buf.len() {
+        0
+    } else {
+        n as usize
+    }
+}
+
+/// Unknown on this platform (the log says so with an empty path).
+#[cfg(not(all(any(target_os = "linux", target_os = "android"), not(miri))))]
+pub(crate) fn executable(_buf: &mut [u8; PATH_MAX]) -> usize {
+    0
+}
+
+/// Writes the working directory into `buf`, returning its length (0
+/// when unknown or too long).
+#[cfg(all(unix, not(miri)))]
+pub(crate) fn working_directory(buf: &mut [u8; PATH_MAX]) -> usize {
+    // SAFETY: `buf` is writable for its length; `getcwd` NUL-terminates
+    // what it writes, or fails.
+    let p = unsafe { libc::getcwd(buf.as_mut_ptr().cast(), buf.len()) };
+    if p.is_null() {
+        return 0;
+    }
+    buf.iter().position(|&b| b == 0).unwrap_or(0)
+}
+
+/// Unknown here.
+#[cfg(any(not(unix), miri))]
+pub(crate) fn working_directory(_buf: &mut [u8; PATH_MAX]) -> usize {
+    0
+}
+
+/// Ends the process now with `status`, without running the remaining
+/// exit hooks (for an exit hook that decides the status; calling `exit`
+/// again from inside one is undefined). C stdio buffers are flushed.
+#[cfg(unix)]
+pub(crate) fn exit_now(status: u8) -> ! {
+    // SAFETY: flushing every stdio stream and ending the process have no
+    // preconditions.
+    unsafe {
+        libc::fflush(core::ptr::null_mut());
+        libc::_exit(status as libc::c_int)
+    }
+}
+
+/// Ends the process now with `status` (see the Unix version).
+#[cfg(windows)]
+pub(crate) fn exit_now(status: u8) -> ! {
+    // SAFETY: ends the process; no preconditions.
+    unsafe { windows_sys::Win32::System::Threading::ExitProcess(status as u32) }
+}
+
+/// Ends the process now with `status`.
+#[cfg(not(any(unix, windows)))]
+pub(crate) fn exit_now(status: u8) -> ! {
+    std::process::exit(status as i32)
+}

@@ -1,0 +1,234 @@
+//! Where log records and reports go: files created private to their
+//! owner, and writes that put each record out whole.
+
+/// Where whole records are written.
+#[derive(Debug)]
+pub(crate) enum Sink {
+    /// A file descriptor the tracker does not own (never closed).
+    #[cfg(unix)]
+    Borrowed(std::os::fd::BorrowedFd<'static>),
+    /// A file the tracker created (closed when the sink is dropped).
+    #[cfg(unix)]
+    Owned(std::os::fd::OwnedFd),
+    /// The process's standard output.
+    #[cfg(not(unix))]
+    Stdout,
+    /// The process's standard error.
+    #[cfg(not(unix))]
+    Stderr,
+    /// A file the tracker opened.
+    #[cfg(not(unix))]
+    File(std::fs::File),
+}
+
+impl Sink {
+    /// Standard output.
+    pub(crate) fn stdout() -> Sink {
+        #[cfg(unix)]
+        // SAFETY: descriptor 1 is the process's standard output, which
+        // stays open (or is replaced in place) for the process's life.
+        return Sink::Borrowed(unsafe { std::os::fd::BorrowedFd::borrow_raw(1) });
+        #[cfg(not(unix))]
+        return Sink::Stdout;
+    }
+
+    /// Standard error.
+    pub(crate) fn stderr() -> Sink {
+        #[cfg(unix)]
+        // SAFETY: as for descriptor 1 in `stdout`.
+        return Sink::Borrowed(unsafe { std::os::fd::BorrowedFd::borrow_raw(2) });
+        #[cfg(not(unix))]
+        return Sink::Stderr;
+    }
+
+    /// Creates (truncates) the file at `path` (see [`create_private_file`]).
+    pub(crate) fn create(path: &str) -> std::io::Result<Sink> {
+        let file = create_private_file(std::path::Path::new(path))?;
+        #[cfg(unix)]
+        return Ok(Sink::Owned(file.into()));
+        #[cfg(not(unix))]
+        return Ok(Sink::File(file));
+    }
+}
+
+/// Creates the file at `path`, or empties it, for writing data only its
+/// owner may read (it holds addresses of the process). On Unix: created
+/// with mode 0600; a symbolic link at `path` is refused rather than
+/// followed (another user could aim it at a file of ours); an existing
+/// file is refused unless it is a regular file owned by this user, and
+/// is set to mode 0600 before it is emptied (so a file someone else put
+/// there first is never written, nor truncated). Elsewhere: created or
+/// truncated.
+pub(crate) fn create_private_file(path: &std::path::Path) -> std::io::Result<std::fs::File> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .mode(0o600)
+            // Never block on a FIFO without a reader: it is refused below.
+            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+            .open(path)?;
+        let meta = file.metadata()?;
+        // SAFETY: `geteuid` has no preconditions.
+        let me = unsafe { libc::geteuid() };
+        if !meta.is_file() || meta.uid() != me {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::PermissionDenied,
+                "exists and is not a regular file of this user",
+            ));
+        }
+        file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+        file.set_len(0)?;
+        Ok(file)
+    }
+    #[cfg(not(unix))]
+    std::fs::File::create(path)
+}
+
+/// The descriptor `sink` writes to.
+#[cfg(unix)]
+fn raw_fd(sink: &Sink) -> std::os::fd::RawFd {
+    use std::os::fd::{AsFd, AsRawFd};
+    match sink {
+        Sink::Borrowed(fd) => fd.as_raw_fd(),
+        Sink::Owned(fd) => fd.as_fd().as_raw_fd(),
+    }
+}
+
+/// Writes all of `bytes` (retrying short writes and interruptions); an
+/// error drops the rest of the record and returns false.
+#[cfg(unix)]
+pub(crate) fn write_all(sink: &Sink, mut bytes: &[u8]) -> bool {
+    let fd = raw_fd(sink);
+    while !bytes.is_empty() {
+        // SAFETY: `bytes` is a valid readable buffer of that length; a bad
+        // descriptor only makes `write` fail.
+        let n = unsafe { libc::write(fd, bytes.as_ptr().cast(), bytes.len()) };
+        if n < 0 {
+            if std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted {
+                continue;
+            }
+            return false;
+        }
+        bytes = &bytes[n as usize..];
+    }
+    true
+}
+
+/// Writes all of `head` and then all of `tail` as one record, with one
+/// system call when it can (a record's head and its bulk need not be
+/// copied together first); retries short writes and interruptions. An
+/// error drops the rest of the record and returns false.
+#[cfg(unix)]
+pub(crate) fn write_all_two<'a>(sink: &Sink, mut head: &'a [u8], mut tail: &'a [u8]) -> bool {
+    let fd = raw_fd(sink);
+    while !head.is_empty() {
+        let parts = [
+            libc::iovec {
+                iov_base: head.as_ptr().cast_mut().cast(),
+                iov_len: head.len(),
+            },
+            libc::iovec {
+                iov_base: tail.as_ptr().cast_mut().cast(),
+                iov_len: tail.len(),
+            },
+        ];
+        // SAFETY: both buffers are valid and readable for their lengths,
+        // and `writev` only reads them; a bad descriptor only makes it
+        // fail.
+        let n = unsafe { libc::writev(fd, parts.as_ptr(), 2) };
+        if n < 0 {
+            if std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted {
+                continue;
+            }
+            return false;
+        }
+        (head, tail) = unwritten(head, tail, n as usize);
+    }
+    write_all(sink, tail)
+}
+
+/// What is left of a record in two parts once its first `n` bytes are
+/// written (`n` at most their total length).
+#[cfg(unix)]
+fn unwritten<'a>(head: &'a [u8], tail: &'a [u8], n: usize) -> (&'a [u8], &'a [u8]) {
+    match head.get(n..) {
+        Some(rest) => (rest, tail),
+        None => (&[], &tail[n - head.len()..]),
+    }
+}
+
+/// Portable version.
+#[cfg(not(unix))]
+pub(crate) fn write_all_two(sink: &Sink, head: &[u8], tail: &[u8]) -> bool {
+    write_all(sink, head) && write_all(sink, tail)
+}
+
+/// Portable version.
+#[cfg(not(unix))]
+pub(crate) fn write_all(sink: &Sink, bytes: &[u8]) -> bool {
+    use std::io::Write;
+    match sink {
+        Sink::Stdout => {
+            let mut out = std::io::stdout().lock();
+            out.write_all(bytes).and_then(|()| out.flush())
+        }
+        Sink::Stderr => std::io::stderr().lock().write_all(bytes),
+        Sink::File(file) => (&*file).write_all(bytes),
+    }
+    .is_ok()
+}
+
+#[cfg(test)]
+mod tests {
+
+    /// After a short write, what is left of a two-part record is exactly
+    /// the record's unwritten bytes.
+    #[test]
+    #[cfg(unix)]
+    fn a_short_write_leaves_the_rest_of_both_parts() {
+        use super::unwritten;
+        let (head, tail) = (b"head".as_slice(), b"and tail".as_slice());
+        let whole = [head, tail].concat();
+        for n in 0..=whole.len() {
+            let (h, t) = unwritten(head, tail, n);
+            assert_eq!([h, t].concat(), whole[n..], "after {n} bytes");
+        }
+        assert_eq!(unwritten(&[], tail, 3), (&[][..], &tail[3..]));
+    }
+
+    /// A record in two parts reaches a pipe whole and in order, larger
+    /// than the pipe holds, with either part empty too.
+    #[test]
+    #[cfg(all(unix, not(miri)))]
+    fn two_part_records_are_written_whole() {
+        use super::{write_all_two, Sink};
+        use std::io::Read;
+        use std::os::fd::{FromRawFd, OwnedFd};
+        let head: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
+        let tail: Vec<u8> = (0..150_000u32).map(|i| (i % 241) as u8).collect();
+        for (head, tail) in [
+            (&head[..], &tail[..]),
+            (&[][..], &tail[..]),
+            (&head[..], &[][..]),
+        ] {
+            let mut fds = [0; 2];
+            // SAFETY: `fds` has room for the two descriptors.
+            assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+            // SAFETY: both descriptors are fresh and owned here only.
+            let (reader, writer) =
+                unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+            let read_all = std::thread::spawn(move || {
+                let mut got = Vec::new();
+                std::fs::File::from(reader).read_to_end(&mut got).unwrap();
+                got
+            });
+            let sink = Sink::Owned(writer);
+            assert!(write_all_two(&sink, head, tail));
+            drop(sink);
+            assert_eq!(read_all.join().unwrap(), [head, tail].concat());
+        }
+    }
+}
