@@ -272,11 +272,16 @@ impl LiveShard {
         }
         slots.resize(new_len, Record::EMPTY);
         let old = core::mem::replace(&mut self.slots, slots);
-        self.len = 0;
-        self.tracked = 0;
-        self.bytes = 0;
+        // Each record goes to the first free slot from its home. No
+        // address is in the old table twice and the new one stays under
+        // its load limit (so this probe ends), hence no replacement, no
+        // growth: `len` and the counts stay as they are.
         for rec in old.iter().filter(|r| r.addr != 0) {
-            self.insert(*rec);
+            let mut i = self.home(rec.addr);
+            while self.slots[i].addr != 0 {
+                i = self.next(i);
+            }
+            self.slots[i] = *rec;
         }
         true
     }
