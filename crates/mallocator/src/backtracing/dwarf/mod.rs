@@ -250,10 +250,17 @@ fn walk_steps(
     // `walk`); `step` is the last one's when a frame was written.
     // SAFETY: the loop above initialised the first `n` words.
     let frames = unsafe { core::slice::from_raw_parts(out.as_ptr().cast::<usize>(), n) };
-    let first_known = frames
+    (first_known(frames) && (n == 0 || step.known())).then_some(n)
+}
+
+/// Whether the first of a walk's `frames` lies in an object the
+/// unwinder knows, as its learned step says (true with no frames, or no
+/// step learned for it: nothing says it does not).
+#[inline(always)]
+fn first_known(frames: &[usize]) -> bool {
+    frames
         .first()
-        .is_none_or(|&ip| RULES.get(ip as u64).is_none_or(Step::known));
-    (first_known && (n == 0 || step.known())).then_some(n)
+        .is_none_or(|&ip| RULES.get(ip as u64).is_none_or(Step::known))
 }
 
 /// Reads the stack for a walk from `sp` (invariant 1): the word at an
@@ -366,9 +373,7 @@ fn walk(
     // ended there.
     // SAFETY: the loop above initialised the first `n` words.
     let frames = unsafe { core::slice::from_raw_parts(out.as_ptr().cast::<usize>(), n) };
-    let first_known = frames
-        .first()
-        .is_none_or(|&ip| RULES.get(ip as u64).is_none_or(Step::known));
+    let first_known = first_known(frames);
     let suspects = [
         frames.first().filter(|_| !first_known),
         frames.last().filter(|_| !last_known),
