@@ -342,40 +342,44 @@ mod tests {
             stack.get(i as usize).copied().ok_or(())
         };
         let step = |rule| Step::new(rule, true);
-        let (mut sp, mut bp) = (base, base + 64);
-        let rule = Rule::Sp {
-            cfa: 2,
-            bp: Some(0),
-        };
-        assert_eq!(
-            apply(step(rule), &mut sp, &mut bp, &mut read),
-            Ok(Some(0xa001))
-        );
-        assert_eq!((sp, bp), (base + 16, 0xa000));
-        // bp kept; saved above the frame's own stack pointer.
-        let (mut sp, mut bp) = (base, base + 64);
-        let rule = Rule::Sp { cfa: 3, bp: None };
-        assert_eq!(
-            apply(step(rule), &mut sp, &mut bp, &mut read),
-            Ok(Some(0xa002))
-        );
-        assert_eq!((sp, bp), (base + 24, base + 64));
-        let (mut sp, mut bp) = (base, base + 64);
-        let rule = Rule::Sp {
-            cfa: 4,
-            bp: Some(2),
-        };
-        assert_eq!(
-            apply(step(rule), &mut sp, &mut bp, &mut read),
-            Ok(Some(0xa003))
-        );
-        assert_eq!((sp, bp), (base + 32, 0xa002));
-        let (mut sp, mut bp) = (base, base + 32);
-        assert_eq!(
-            apply(step(Rule::Fp), &mut sp, &mut bp, &mut read),
-            Ok(Some(0xa005))
-        );
-        assert_eq!((sp, bp), (base + 48, 0xa004));
+        // (rule, bp before, return address, sp and bp after), each from
+        // sp = base.
+        let cases = [
+            (
+                Rule::Sp {
+                    cfa: 2,
+                    bp: Some(0),
+                },
+                base + 64,
+                0xa001,
+                (base + 16, 0xa000),
+            ),
+            // bp kept.
+            (
+                Rule::Sp { cfa: 3, bp: None },
+                base + 64,
+                0xa002,
+                (base + 24, base + 64),
+            ),
+            // bp saved above the frame's own stack pointer.
+            (
+                Rule::Sp {
+                    cfa: 4,
+                    bp: Some(2),
+                },
+                base + 64,
+                0xa003,
+                (base + 32, 0xa002),
+            ),
+            (Rule::Fp, base + 32, 0xa005, (base + 48, 0xa004)),
+        ];
+        for (rule, bp_before, ret, after) in cases {
+            let (mut sp, mut bp) = (base, bp_before);
+            let got = apply(step(rule), &mut sp, &mut bp, &mut read);
+            assert_eq!(got, Ok(Some(ret)), "{rule:?}");
+            assert_eq!((sp, bp), after, "{rule:?}");
+        }
+        let (mut sp, mut bp) = (base + 48, 0xa004);
         assert_eq!(
             apply(step(Rule::End), &mut sp, &mut bp, &mut read),
             Ok(None)
