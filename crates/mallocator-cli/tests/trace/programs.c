@@ -255,7 +255,7 @@ int main(int argc, char **argv) {
     if (!strcmp(mode, "exec")) return run_family();
     if (!strcmp(mode, "destructor")) return destructor();
     if (!strcmp(mode, "churn")) return churn_pairs(argc > 2 ? atol(argv[2]) : 1000000);
-    if (!strcmp(mode, "churn-threads")) return churn_threads(atoi(argv[2]), atol(argv[3]));
+    if (!strcmp(mode, "churn-threads")) { check(argc >= 4, "churn-threads THREADS PAIRS"); return churn_threads(atoi(argv[2]), atol(argv[3])); }
     if (!strcmp(mode, "_exit")) { check(malloc(21) != NULL, "leak"); _exit(4); }
     if (!strcmp(mode, "abort")) { check(malloc(22) != NULL, "leak"); abort(); }
     fprintf(stderr, "programs: unknown mode %s\n", mode);
