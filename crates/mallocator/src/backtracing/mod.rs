@@ -135,6 +135,7 @@ mod os;
 mod own_heap;
 mod peak;
 mod pending;
+mod prefetch;
 mod reachability;
 mod recent_frees;
 mod report;
@@ -562,14 +563,18 @@ impl<'a> Backtracing<'a> {
             let ptr = self.inner.malloc(align, size);
             return self.keep(st, ptr, size, align_log2, INTERNAL, 0);
         };
-        let mut storage = StackStorage::uninit();
-        let captured = self.capture::<true>(st, &mut storage);
-        let stack = self.intern(st, captured.frames, captured.hash);
         let mut ptr = if recordable {
             self.inner.malloc(align, size)
         } else {
             core::ptr::null_mut()
         };
+        // The block first, then its stack: its record's slot in the live
+        // table loads into the cache while the stack is walked (see
+        // `TableHint`).
+        st.live_hints[live::shard_of(ptr as usize)].prefetch(ptr as usize);
+        let mut storage = StackStorage::uninit();
+        let captured = self.capture::<true>(st, &mut storage);
+        let stack = self.intern(st, captured.frames, captured.hash);
         ptr = self.keep(st, ptr, size, align_log2, stack, stamp);
         if self.log_on.load(Ordering::Relaxed) {
             log::alloc(st, ptr, align, align_log2, size, stack, captured.frames);
@@ -712,7 +717,8 @@ impl<'a> Backtracing<'a> {
         // A replaced record means the inner allocator handed out a live
         // address again: the old block is gone as far as anyone can tell.
         let gen = st.sync_gen.load(Ordering::Acquire);
-        let (old, stored) = st.live[live::shard_of(rec.addr)].lock().insert(rec);
+        let i = live::shard_of(rec.addr);
+        let (old, stored) = st.live[i].lock().insert(rec, &st.live_hints[i]);
         let tracked_size = |r: Record| {
             if r.stack == INTERNAL {
                 0
@@ -738,6 +744,9 @@ impl<'a> Backtracing<'a> {
         let Some(st) = self.state() else {
             return;
         };
+        // As early as can be: a free has little work ahead of its table
+        // removal to overlap the load with.
+        st.live_hints[live::shard_of(ptr as usize)].prefetch(ptr as usize);
         let tracking = Busy::track(st.epoch);
         if tracking.is_none() && Busy::interrupted_hot(st.epoch) {
             return self.defer_free(st, ptr);
@@ -820,8 +829,9 @@ impl<'a> Backtracing<'a> {
         let addr = ptr as usize;
         let depth = self.depth.load(Ordering::Relaxed);
         let gen = st.sync_gen.load(Ordering::Acquire);
-        let mut shard = st.live[live::shard_of(addr)].lock();
-        match shard.remove(addr) {
+        let i = live::shard_of(addr);
+        let mut shard = st.live[i].lock();
+        match shard.remove(addr, &st.live_hints[i]) {
             Some(rec) => {
                 shard.frees.remember(addr, &rec, frames, depth);
                 drop(shard);

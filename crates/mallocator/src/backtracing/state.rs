@@ -12,7 +12,7 @@
 use core::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
 use super::errors::ErrorRecord;
-use super::live::{LiveShard, LIVE_SHARDS};
+use super::live::{LiveShard, TableHint, LIVE_SHARDS};
 use super::log::{Log, LogFormat, LogTarget};
 use super::own_heap::own_heap;
 use super::stacks::StackTable;
@@ -40,6 +40,8 @@ pub(crate) struct State {
     pub(crate) log: Log,
     /// Live blocks, sharded by address.
     pub(crate) live: [SpinLock<LiveShard>; LIVE_SHARDS],
+    /// Where each shard's table lies, for prefetching without its lock.
+    pub(crate) live_hints: [TableHint; LIVE_SHARDS],
     pub(crate) stacks: StackTable,
     pub(crate) errors: SpinLock<Errors>,
     /// The exact live bytes at the last synchronisation (see `peak.rs`).
@@ -81,8 +83,10 @@ impl State {
             addr_of_mut!((*p).epoch).write(epoch);
             addr_of_mut!((*p).log).write(Log::new(log, format));
             let live = addr_of_mut!((*p).live).cast::<SpinLock<LiveShard>>();
+            let hints = addr_of_mut!((*p).live_hints).cast::<TableHint>();
             for i in 0..LIVE_SHARDS {
                 live.add(i).write(SpinLock::new(LiveShard::new()));
+                hints.add(i).write(TableHint::new());
             }
             addr_of_mut!((*p).stacks).write(StackTable::new());
             addr_of_mut!((*p).errors).write(SpinLock::new(Errors {

@@ -1027,11 +1027,14 @@ fn a_big_change_racing_a_synchronisation_still_reaches_the_peak() {
     // and before the change is in its shard: it did not sum it.
     let stale = st.sync_gen.load(Ordering::Acquire);
     st.synchronise();
-    let shard = &st.live[live::shard_of(addr)];
-    shard.lock().insert(Record::new(addr, big, 3, NO_STACK, 0));
+    let i = live::shard_of(addr);
+    let (shard, hint) = (&st.live[i], &st.live_hints[i]);
+    shard
+        .lock()
+        .insert(Record::new(addr, big, 3, NO_STACK, 0), hint);
     st.account(big as isize, stale);
     assert_eq!(st.peak_bytes.load(Ordering::Relaxed), big);
-    assert!(shard.lock().remove(addr).is_some());
+    assert!(shard.lock().remove(addr, hint).is_some());
 }
 
 #[test]
