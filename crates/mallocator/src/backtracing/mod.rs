@@ -817,9 +817,12 @@ impl<'a> Backtracing<'a> {
         // before the block goes back to the inner allocator (which may
         // hand its address out again at once, to an allocation that must
         // come after this free in the log).
+        // The clock is read first: its 25 ns or so then overlap the wait
+        // for the record's slot (see `TableHint`).
+        let ts = if logged.is_some() { log::now(st) } else { 0 };
         let log_free = || {
             if let Some(id) = logged {
-                log::free(st, ptr, id, frames);
+                log::free(st, ts, ptr, id, frames);
             }
         };
         if ptr.is_null() {
@@ -861,7 +864,7 @@ impl<'a> Backtracing<'a> {
                     (frames, logged)
                 };
                 if let Some(id) = logged {
-                    log::free(st, ptr, id, frames);
+                    log::free(st, ts, ptr, id, frames);
                 }
                 errors::record_bad_free(st, addr, frames, first, &first_frames);
             }

@@ -528,13 +528,24 @@ pub(crate) fn alloc(
     }
 }
 
-/// Logs a free of `ptr` with its stack (`id`, and the raw `frames` for
-/// the text format), before the block goes back to the inner allocator.
+/// The timestamp of an event logged now: the clock (see `os::ticks`)
+/// for the compact log, 0 for the text format, which has none.
 #[inline]
-pub(crate) fn free(st: &State, ptr: *mut u8, id: u32, frames: &[usize]) {
+pub(crate) fn now(st: &State) -> u64 {
+    match st.log.format() {
+        LogFormat::Compact => os::ticks(),
+        LogFormat::Firedancer => 0,
+    }
+}
+
+/// Logs a free of `ptr` at `ts` (from [`now`], read before the block
+/// goes back to the inner allocator) with its stack (`id`, and the raw
+/// `frames` for the text format).
+#[inline]
+pub(crate) fn free(st: &State, ts: u64, ptr: *mut u8, id: u32, frames: &[usize]) {
     match st.log.format() {
         LogFormat::Compact => {
-            let e = compact::free_event(os::ticks(), ptr as usize, stack_id(id));
+            let e = compact::free_event(ts, ptr as usize, stack_id(id));
             threads::push(st, &e);
         }
         LogFormat::Firedancer => st.log.write_text(ptr as usize, None, id, frames),
