@@ -563,18 +563,29 @@ impl<'a> Backtracing<'a> {
             let ptr = self.inner.malloc(align, size);
             return self.keep(st, ptr, size, align_log2, INTERNAL, 0);
         };
-        let mut ptr = if recordable {
-            self.inner.malloc(align, size)
-        } else {
-            core::ptr::null_mut()
+        let block = || {
+            if recordable {
+                self.inner.malloc(align, size)
+            } else {
+                core::ptr::null_mut()
+            }
         };
-        // The block first, then its stack: its record's slot in the live
-        // table loads into the cache while the stack is walked (see
-        // `TableHint`).
-        st.live_hints[live::shard_of(ptr as usize)].prefetch(ptr as usize);
+        // With large tables the block comes first, then its stack: its
+        // record's slot loads into the cache while the stack is walked
+        // (see `TableHint`). With small ones the stack first measured
+        // faster (5 % on the churn benchmark), and the slot is cached.
+        let large = st.live_hints[0].is_large();
+        let mut ptr = core::ptr::null_mut();
+        if large {
+            ptr = block();
+            st.live_hints[live::shard_of(ptr as usize)].prefetch(ptr as usize);
+        }
         let mut storage = StackStorage::uninit();
         let captured = self.capture::<true>(st, &mut storage);
         let stack = self.intern(st, captured.frames, captured.hash);
+        if !large {
+            ptr = block();
+        }
         ptr = self.keep(st, ptr, size, align_log2, stack, stamp);
         if self.log_on.load(Ordering::Relaxed) {
             log::alloc(st, ptr, align, align_log2, size, stack, captured.frames);
@@ -746,7 +757,10 @@ impl<'a> Backtracing<'a> {
         };
         // As early as can be: a free has little work ahead of its table
         // removal to overlap the load with.
-        st.live_hints[live::shard_of(ptr as usize)].prefetch(ptr as usize);
+        let hint = &st.live_hints[live::shard_of(ptr as usize)];
+        if hint.is_large() {
+            hint.prefetch(ptr as usize);
+        }
         let tracking = Busy::track(st.epoch);
         if tracking.is_none() && Busy::interrupted_hot(st.epoch) {
             return self.defer_free(st, ptr);

@@ -1382,3 +1382,40 @@ fn dwarf_unwinding_goes_through_generated_code() {
         frames.iter().map(ToString::to_string).collect::<Vec<_>>()
     );
 }
+
+#[test]
+#[cfg_attr(miri, ignore = "fills the live tables with some 30,000 blocks")]
+fn a_block_gets_the_same_stack_whether_the_tables_are_small_or_large() {
+    // With large live tables an allocation takes its block before its
+    // stack (to load the block's slot while the stack is walked), with
+    // small ones after: both orders must record the same stack.
+    let t = Backtracing::new(Valloc::libc());
+    let v = t.valloc();
+    let st = t.state().unwrap();
+    let stack_of = |p: *mut u8| {
+        let addr = p as usize;
+        st.live[live::shard_of(addr)]
+            .lock()
+            .get(addr)
+            .unwrap()
+            .stack
+    };
+    let mut filler = Vec::new();
+    let mut stacks = Vec::new();
+    let mut blocks = Vec::new();
+    for large in [false, true] {
+        while st.live_hints[0].is_large() != large {
+            filler.push(v.malloc(8, 16));
+        }
+        let p = alloc_at_a(v, 40);
+        stacks.push(stack_of(p));
+        blocks.push(p);
+    }
+    assert_eq!(stacks[0], stacks[1]);
+    assert_ne!(stacks[0], INTERNAL);
+    for p in filler.into_iter().chain(blocks) {
+        // SAFETY: each block came from `v` and is freed once.
+        unsafe { v.free(p) };
+    }
+    assert_eq!(t.live_blocks(), 0);
+}
