@@ -6,7 +6,7 @@
 //! No table lock is ever held while calling the global allocator or the
 //! inner allocator.
 
-use core::sync::atomic::{AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use super::prefetch::prefetch;
 use super::recent_frees::RecentFrees;
@@ -76,41 +76,114 @@ impl Record {
 /// do, and one thread gets a little faster too (smaller shards).
 pub(crate) const LIVE_SHARDS: usize = 256;
 
-fn mix(addr: usize) -> u64 {
-    (addr as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+fn mix(x: usize) -> u64 {
+    (x as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)
 }
 
 /// log2 of [`LIVE_SHARDS`].
 const SHARD_BITS: u32 = LIVE_SHARDS.trailing_zeros();
 
-/// The shard of an address.
+// Where a record lives: its shard and its home slot.
+//
+// A program allocates and frees in runs over neighbouring addresses (a
+// parser's nodes, a vector's elements, a tree torn down in the order it
+// was built). Hashing each address on its own scattered those runs over
+// every shard and every slot: with a large live set, megabytes of
+// tables, each table operation then missed the caches and the TLB
+// (sampled with `perf` in a traced jq parsing 20 MB of JSON, the insert's
+// and the removal's first slot load were 40 % of the run). So:
+//
+// * A block's shard is chosen by its page of addresses (`PAGE_SHIFT`).
+// * In a table of at least `WINDOW` slots, the blocks of one page have
+//   their homes in one window of `WINDOW` consecutive slots (12 KiB of
+//   table, wrapping), placed by the page's hash: each 16-byte granule of
+//   the page owns two neighbouring slots, in address order, so that
+//   neighbouring blocks have neighbouring records and one page's blocks,
+//   however densely packed, fill at most half of its window. Blocks
+//   closer than 16 bytes apart (an allocator with 8-byte or byte spacing)
+//   differ in the address's low bits, which choose one of `LANES`
+//   windows a sixteenth of the table apart.
+// * A smaller table hashes the whole address: there a window would wrap
+//   onto itself, and its blocks would share half the slots.
+// * Windows can pile up where a table holds many densely packed pages
+//   (1M blocks 8 bytes apart: records 7 slots from home on average, 87
+//   in the worst table, against 0.6 when hashed). A table that sees too
+//   many inserts land far from home hashes the whole address from then
+//   on, for as long as it keeps at least `WINDOW` slots
+//   ([`LiveShard::watch`]). Blocks as far apart as glibc's smallest
+//   chunk (32 bytes) or more keep their windows; blocks 16 bytes apart
+//   in every page cost most tables theirs.
+//
+// The run of a traced jq then touches a few table pages for a few heap
+// pages: 1.73 s to 1.40 s (medians of 9 alternating runs of the preload
+// library). A program with a handful of live blocks pays a little for
+// them sharing a few shards: the churn benchmark's blocks lie in a few
+// pages, whose tables are fuller than when all 256 shared them (54 more
+// instructions a pair in `scripts/callgrind-tracker.sh`).
+
+/// log2 of the bytes of addresses that share a shard and a window.
+const PAGE_SHIFT: u32 = 12;
+/// log2 of the bytes of addresses that share a pair of slots in a window.
+const GRANULE_SHIFT: u32 = 4;
+/// The window of one page's homes: two slots for each granule of the page.
+const WINDOW: usize = 2 << (PAGE_SHIFT - GRANULE_SHIFT);
+/// Windows for blocks closer than a granule apart: one per byte offset
+/// within a granule.
+const LANES: usize = 1 << GRANULE_SHIFT;
+/// Windows have piled up in a table when, within as many inserts as it
+/// has slots, more than one in `FAR_SHARE` of its length lands more than
+/// `FAR` slots from home (see [`LiveShard::watch`]).
+const FAR: usize = 16;
+const FAR_SHARE: usize = 16;
+
+/// The shard of an address: its page's.
 pub(crate) fn shard_of(addr: usize) -> usize {
-    (mix(addr) >> (64 - SHARD_BITS)) as usize
+    (mix(addr >> PAGE_SHIFT) >> (64 - SHARD_BITS)) as usize
 }
 
-/// The home slot of `addr` in a table of `len` slots: the hash bits
-/// below the shard bits, scaled to the capacity (below `len`, or 0 when
-/// `len` is 0).
+/// `h` scaled to `0..len` (0 when `len` is 0).
 #[inline]
-fn home_in(len: usize, addr: usize) -> usize {
-    let h = mix(addr) << SHARD_BITS;
+fn scale(h: u64, len: usize) -> usize {
     ((h as u128 * len as u128) >> 64) as usize
 }
 
-/// Where a shard's table lies, readable without the shard's lock.
+/// The home slot of `addr` in a table of `len` slots (below `len`, or 0
+/// when `len` is 0), from the whole address's hash when `scattered`; see
+/// "Where a record lives" above.
+#[inline]
+fn home_in(len: usize, addr: usize, scattered: bool) -> usize {
+    if scattered || len < WINDOW {
+        // The bits below the shard's, unrelated to them anyway (the
+        // shard hashes the page).
+        return scale(mix(addr) << SHARD_BITS, len);
+    }
+    let window = scale(mix(addr >> PAGE_SHIFT) << SHARD_BITS, len);
+    let granule = (addr >> GRANULE_SHIFT) & (WINDOW / 2 - 1);
+    let lane = (addr & (LANES - 1)) * len / LANES;
+    // `window` and `lane` are below `len`, `2 * granule` below `WINDOW`,
+    // which is at most `len`: the sum is below `3 * len`.
+    let mut home = window + 2 * granule + lane;
+    if home >= len {
+        home -= len;
+    }
+    if home >= len {
+        home -= len;
+    }
+    home
+}
+
+/// Where a shard's table lies, readable without the shard's lock, so
+/// that a free can ask for its record's slot on entry, before its stack
+/// walk: with a large live set the slot is often not in the cache, and
+/// the thread would wait for it holding the shard's lock. With 1M blocks
+/// live that load took 290-390 cycles on average without the prefetch
+/// and 180 with it (`rdtsc` around the load, homes hashed from the
+/// address); with homes that follow pages the prefetch still makes a
+/// traced jq or perl some 3 % faster. An allocation has no such early
+/// point: taking its block before its stack walk to prefetch measured no
+/// faster once homes followed pages.
 ///
-/// With a large live set (hundreds of thousands of blocks, megabytes of
-/// tables) the load of an address's home slot misses the caches and the
-/// TLB, and the thread waited for memory while holding the shard's lock:
-/// sampled with `perf` in a traced jq parsing 20 MB of JSON, those two
-/// loads (the insert's and the removal's) were 40 % of the run's time.
-/// With this hint a thread asks for the slot before the work that comes
-/// ahead of the table operation (an allocation's stack walk), which then
-/// overlaps the wait; the load it hides took 290-390 cycles on average
-/// without the prefetch and 180 with it (`rdtsc` around the load, 1M
-/// blocks live).
-///
-/// The two words are written under the shard's lock whenever the table
+/// The three fields are written under the shard's lock whenever the table
 /// moves (see [`LiveShard::rebuild`]) and read with no lock: a reader may
 /// see one table's base with another's length, or a table since freed.
 /// That is harmless because a hint is only ever used for a prefetch (see
@@ -119,6 +192,7 @@ fn home_in(len: usize, addr: usize) -> usize {
 pub(crate) struct TableHint {
     base: AtomicUsize,
     len: AtomicUsize,
+    scattered: AtomicBool,
 }
 
 impl TableHint {
@@ -126,21 +200,23 @@ impl TableHint {
         TableHint {
             base: AtomicUsize::new(0),
             len: AtomicUsize::new(0),
+            scattered: AtomicBool::new(false),
         }
     }
 
-    /// Records where a table of `len` slots at `base` lies (the caller
-    /// holds the lock of the shard it belongs to).
-    fn publish(&self, base: *const Record, len: usize) {
+    /// Records where a table of `len` slots at `base` lies, and how its
+    /// homes are found (the caller holds the lock of the shard it
+    /// belongs to).
+    fn publish(&self, base: *const Record, len: usize, scattered: bool) {
         self.base.store(base as usize, Ordering::Relaxed);
         self.len.store(len, Ordering::Relaxed);
+        self.scattered.store(scattered, Ordering::Relaxed);
     }
 
-    /// Whether the table is large enough for its slots to miss the
-    /// caches: more than a page, so that the 256 shards' tables, which
-    /// fill evenly (addresses are hashed), hold more than 1 MiB (a
-    /// core's L2 cache on a recent x86 processor). Below that a prefetch
-    /// only costs time.
+    /// Whether the table is larger than a page: below that its slots are
+    /// likely in the cache (all 256 tables of that size are 1 MiB, a
+    /// core's L2 cache on a recent x86 processor), and a prefetch only
+    /// costs time (3 % of the churn benchmark's).
     #[inline]
     pub(crate) fn is_large(&self) -> bool {
         self.len.load(Ordering::Relaxed) > 4096 / core::mem::size_of::<Record>()
@@ -151,7 +227,8 @@ impl TableHint {
     pub(crate) fn prefetch(&self, addr: usize) {
         let base = self.base.load(Ordering::Relaxed);
         let len = self.len.load(Ordering::Relaxed);
-        let slot = home_in(len, addr) * core::mem::size_of::<Record>();
+        let scattered = self.scattered.load(Ordering::Relaxed);
+        let slot = home_in(len, addr, scattered) * core::mem::size_of::<Record>();
         prefetch(base.wrapping_add(slot));
     }
 }
@@ -186,6 +263,16 @@ const SHRINK_DEN: usize = 8;
 pub(crate) struct LiveShard {
     slots: SysVec<Record>,
     len: usize,
+    /// Homes come from the whole address's hash, not from windows (see
+    /// "Where a record lives"): set when the windows' records pile up
+    /// (see [`watch`](Self::watch)), cleared by a rebuild to fewer than
+    /// `WINDOW` slots.
+    scattered: bool,
+    /// Inserts counted since the last rebuild, or since the count last
+    /// reached `slots.len()`, and how many of them landed more than `FAR`
+    /// slots from home.
+    inserts: usize,
+    far: usize,
     /// Records that are not [`INTERNAL`], and their bytes.
     tracked: usize,
     bytes: usize,
@@ -198,6 +285,9 @@ impl LiveShard {
         LiveShard {
             slots: sys_vec(),
             len: 0,
+            scattered: false,
+            inserts: 0,
+            far: 0,
             tracked: 0,
             bytes: 0,
             frees: RecentFrees::new(),
@@ -207,7 +297,7 @@ impl LiveShard {
     /// The home slot of `addr`.
     #[inline]
     fn home(&self, addr: usize) -> usize {
-        home_in(self.slots.len(), addr)
+        home_in(self.slots.len(), addr, self.scattered)
     }
 
     /// The slot after `i`, wrapping.
@@ -274,13 +364,15 @@ impl LiveShard {
                 None => (None, false),
             };
         }
-        let mut i = self.home(rec.addr);
+        let home = self.home(rec.addr);
+        let mut i = home;
         loop {
             let slot = &mut self.slots[i];
             if slot.addr == 0 {
                 *slot = rec;
                 self.len += 1;
                 self.count(&rec, true);
+                self.watch(self.distance(home, i), hint);
                 return (None, true);
             }
             if slot.addr == rec.addr {
@@ -324,15 +416,45 @@ impl LiveShard {
     fn grow(&mut self, hint: &TableHint) -> bool {
         self.rebuild(
             (self.slots.len() * GROW_NUM / GROW_DEN).max(MIN_SLOTS),
+            self.scattered,
             hint,
         )
     }
 
+    /// Counts an insert that landed `distance` slots from its home, while
+    /// the table's homes are windows; when more than one in `FAR_SHARE` of
+    /// the table's length lands more than `FAR` slots away within as many
+    /// inserts, the windows have piled up: the table is rebuilt scattered
+    /// (see "Where a record lives"). If that rebuild fails (out of
+    /// memory), the table stays as it is, and the next far insert tries
+    /// again.
+    #[inline]
+    fn watch(&mut self, distance: usize, hint: &TableHint) {
+        let len = self.slots.len();
+        if self.scattered || len < WINDOW {
+            return;
+        }
+        if distance > FAR {
+            self.far += 1;
+            if self.far * FAR_SHARE > len {
+                self.rebuild(len, true, hint);
+                return;
+            }
+        }
+        self.inserts += 1;
+        if self.inserts >= len {
+            self.inserts = 0;
+            self.far = 0;
+        }
+    }
+
     /// Moves every record into a new table of `new_len` slots (which must
-    /// keep it within the load limit) and publishes where it lies in
-    /// `hint`; false, and nothing changed, when that memory cannot be had.
+    /// keep it within the load limit), scattered when `scatter` (and the
+    /// table has windows at all: `WINDOW` slots), and publishes where it
+    /// lies in `hint`; false, and nothing changed, when that memory cannot
+    /// be had.
     #[cold]
-    fn rebuild(&mut self, new_len: usize, hint: &TableHint) -> bool {
+    fn rebuild(&mut self, new_len: usize, scatter: bool, hint: &TableHint) -> bool {
         debug_assert!(self.len * MAX_LOAD_DEN <= new_len * MAX_LOAD_NUM);
         #[cfg(test)]
         if test_hooks::growth_fails() {
@@ -343,19 +465,13 @@ impl LiveShard {
             return false;
         }
         slots.resize(new_len, Record::EMPTY);
-        let old = core::mem::replace(&mut self.slots, slots);
-        // Each record goes to the first free slot from its home. No
-        // address is in the old table twice and the new one stays under
-        // its load limit (so this probe ends), hence no replacement, no
-        // growth: `len` and the counts stay as they are.
-        for rec in old.iter().filter(|r| r.addr != 0) {
-            let mut i = self.home(rec.addr);
-            while self.slots[i].addr != 0 {
-                i = self.next(i);
-            }
-            self.slots[i] = *rec;
-        }
-        hint.publish(self.slots.as_ptr(), self.slots.len());
+        let scattered = scatter && new_len >= WINDOW;
+        place(&self.slots, &mut slots, scattered);
+        self.slots = slots;
+        self.scattered = scattered;
+        self.inserts = 0;
+        self.far = 0;
+        hint.publish(self.slots.as_ptr(), self.slots.len(), scattered);
         true
     }
 
@@ -393,7 +509,7 @@ impl LiveShard {
     /// one when out of memory.
     #[cold]
     fn shrink(&mut self, hint: &TableHint) {
-        self.rebuild((self.len * 2).max(MIN_SLOTS), hint);
+        self.rebuild((self.len * 2).max(MIN_SLOTS), self.scattered, hint);
     }
 
     /// Calls `f` on every live record.
@@ -409,6 +525,22 @@ impl LiveShard {
                 .filter(|r| r.addr != 0 && keep(r))
                 .copied(),
         );
+    }
+}
+
+/// Puts every record of `from` into the empty table `to` (which can take
+/// them all under its load limit) at the first free slot from its home.
+/// No address is in `from` twice and `to` stays under its load limit, so
+/// every probe ends and none meets its own address: no replacement, no
+/// growth, and the shard's counts stay as they are.
+fn place(from: &[Record], to: &mut [Record], scattered: bool) {
+    let len = to.len();
+    for rec in from.iter().filter(|r| r.addr != 0) {
+        let mut i = home_in(len, rec.addr, scattered);
+        while to[i].addr != 0 {
+            i = if i + 1 == len { 0 } else { i + 1 };
+        }
+        to[i] = *rec;
     }
 }
 
@@ -561,6 +693,7 @@ mod tests {
     fn names(h: &TableHint, s: &LiveShard) -> bool {
         h.base.load(Ordering::Relaxed) == s.slots.as_ptr() as usize
             && h.len.load(Ordering::Relaxed) == s.slots.len()
+            && h.scattered.load(Ordering::Relaxed) == s.scattered
     }
 
     #[test]
@@ -584,6 +717,170 @@ mod tests {
         // naming a table that is gone (the first one above) or none.
         h.prefetch(16);
         TableHint::new().prefetch(16);
+    }
+
+    #[test]
+    fn a_page_has_one_shard_and_one_window_of_homes() {
+        let lens = [0, 1, 16, 511, 512, 513, 1000, 4096, 100_003];
+        for page in [0x10_0000usize, 0x7f12_3456_7000, 0x5555_0000_1000] {
+            let shard = shard_of(page);
+            for len in lens {
+                for addr in (page..page + 4096).step_by(if cfg!(miri) { 61 } else { 1 }) {
+                    assert_eq!(shard_of(addr), shard);
+                    assert!(home_in(len, addr, false) < len.max(1), "{addr:#x} in {len}");
+                    assert!(home_in(len, addr, true) < len.max(1), "{addr:#x} in {len}");
+                }
+                if len < WINDOW {
+                    continue;
+                }
+                // A granule's two slots follow the previous granule's, from
+                // the page's first slot on, lane by lane.
+                for lane in [0, 1, 8, 15] {
+                    let first = home_in(len, page + lane, false);
+                    for granule in 0..WINDOW / 2 {
+                        let home = home_in(len, page + (granule << GRANULE_SHIFT) + lane, false);
+                        assert_eq!((home + len - first) % len, 2 * granule);
+                    }
+                }
+            }
+        }
+    }
+
+    /// The average distance of a record from its home: the slots a
+    /// lookup of a live address reads, less one.
+    fn mean_displacement(s: &LiveShard) -> f64 {
+        let far: usize = (0..s.slots.len())
+            .filter(|&i| s.slots[i].addr != 0)
+            .map(|i| s.distance(s.home(s.slots[i].addr), i))
+            .sum();
+        far as f64 / s.len as f64
+    }
+
+    /// `n` addresses from one start: `spacing` bytes apart, or, for a
+    /// spacing of 0, 32 to 528 bytes apart at random (as glibc's chunks
+    /// of mixed sizes lie).
+    fn run_of_blocks(spacing: usize, n: usize) -> Vec<usize> {
+        let mut x = 0x2545_f491_4f6c_dd1d_u64;
+        let mut addr = 0x7f00_0000_0000_usize;
+        (0..n)
+            .map(|_| {
+                let here = addr;
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                addr += if spacing == 0 {
+                    32 + 16 * (x % 32) as usize
+                } else {
+                    spacing
+                };
+                here
+            })
+            .collect()
+    }
+
+    #[test]
+    #[cfg_attr(miri, ignore = "fills the 256 shards with 300,000 records per spacing")]
+    fn probes_stay_short_however_densely_blocks_are_packed() {
+        // Blocks one after another, as a fresh heap or a bump allocator
+        // hands them out, in the shards the tracker would use. Without
+        // `watch`, 8-byte spacing left records 87 slots from home on
+        // average in the worst table.
+        let h = TableHint::new();
+        for spacing in [0, 1, 8, 16, 24, 32, 48, 112, 4096 + 16] {
+            let mut shards: Vec<LiveShard> = (0..LIVE_SHARDS).map(|_| LiveShard::new()).collect();
+            let blocks = run_of_blocks(spacing, 300_000);
+            for &a in &blocks {
+                assert_eq!(shards[shard_of(a)].insert(rec(a), &h), (None, true));
+            }
+            for s in shards.iter().filter(|s| s.len > 0) {
+                let far = mean_displacement(s);
+                assert!(far < 3.0, "spacing {spacing}: {far:.2} slots from home");
+            }
+            // Blocks as far apart as glibc's keep their windows.
+            if spacing == 0 || spacing >= 32 {
+                assert!(shards.iter().all(|s| !s.scattered), "spacing {spacing}");
+            }
+            for &a in blocks.iter().step_by(2) {
+                assert!(shards[shard_of(a)].remove(a, &h).is_some());
+            }
+            for s in shards.iter().filter(|s| s.len > 0) {
+                let far = mean_displacement(s);
+                assert!(far < 3.0, "spacing {spacing}, half freed: {far:.2}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_table_whose_windows_pile_up_scatters_until_it_is_small_again() {
+        let h = TableHint::new();
+        let mut s = LiveShard::new();
+        // Blocks 8 bytes apart, from pages of one shard.
+        let page = 0x7f00_0000_0000_usize;
+        let pages: Vec<usize> = (0..)
+            .map(|i| page + (i << PAGE_SHIFT))
+            .filter(|&p| shard_of(p) == shard_of(page))
+            .take(if cfg!(miri) { 2 } else { 40 })
+            .collect();
+        let blocks: Vec<usize> = pages
+            .iter()
+            .flat_map(|&p| (0..512).map(move |i| p + 8 * i))
+            .collect();
+        for &a in &blocks {
+            s.insert(rec(a), &h);
+            assert!(names(&h, &s));
+        }
+        assert!(s.scattered, "{:.2} from home", mean_displacement(&s));
+        assert!(mean_displacement(&s) < 2.0);
+        // Until the table is shorter than a window: then windows again.
+        for &a in &blocks[..blocks.len() - 100] {
+            assert_eq!(s.remove(a, &h), Some(rec(a)));
+            assert!(names(&h, &s));
+        }
+        assert!(s.slots.len() < WINDOW && !s.scattered);
+        for &a in &blocks[blocks.len() - 100..] {
+            assert_eq!(s.remove(a, &h), Some(rec(a)));
+        }
+        assert_eq!(s.tracked(), 0);
+    }
+
+    #[test]
+    fn a_table_that_cannot_scatter_keeps_its_records_where_they_are_found() {
+        let h = TableHint::new();
+        let mut s = LiveShard::new();
+        let page = 0x7f00_0000_0000_usize;
+        let pages = || (0..).map(move |i| page + (i << PAGE_SHIFT));
+        // A window long (one block a page), then no more memory: a
+        // scatter fails too.
+        let mut kept: Vec<usize> = Vec::new();
+        for p in pages() {
+            if s.slots.len() >= WINDOW {
+                break;
+            }
+            s.insert(rec(p + 16), &h);
+            kept.push(p + 16);
+        }
+        // As few as it keeps without shrinking, for room to pile up.
+        let len = s.slots.len();
+        while s.len * SHRINK_DEN > len * SHRINK_NUM + SHRINK_DEN {
+            assert!(s.remove(kept.pop().unwrap(), &h).is_some());
+        }
+        assert_eq!(s.slots.len(), len);
+        test_hooks::fail_growth(true);
+        // Blocks 16 bytes apart in pages whose windows start together.
+        let starts: Vec<usize> = pages()
+            .skip(kept.len())
+            .filter(|&p| home_in(len, p, false) < 8)
+            .take(8)
+            .collect();
+        let piled = (0..256).flat_map(|i| starts.iter().map(move |p| p + 16 * i));
+        kept.extend(piled.take_while(|&a| s.insert(rec(a), &h).1));
+        test_hooks::fail_growth(false);
+        // The table saw its windows pile up and stayed as it was.
+        assert!(!s.scattered && s.far * FAR_SHARE > s.slots.len());
+        for a in kept {
+            assert_eq!(s.remove(a, &h), Some(rec(a)), "{a:#x}");
+        }
+        assert_eq!(s.tracked(), 0);
     }
 
     #[test]

@@ -563,29 +563,14 @@ impl<'a> Backtracing<'a> {
             let ptr = self.inner.malloc(align, size);
             return self.keep(st, ptr, size, align_log2, INTERNAL, 0);
         };
-        let block = || {
-            if recordable {
-                self.inner.malloc(align, size)
-            } else {
-                core::ptr::null_mut()
-            }
-        };
-        // With large tables the block comes first, then its stack: its
-        // record's slot loads into the cache while the stack is walked
-        // (see `TableHint`). With small ones the stack first measured
-        // faster (5 % on the churn benchmark), and the slot is cached.
-        let large = st.live_hints[0].is_large();
-        let mut ptr = core::ptr::null_mut();
-        if large {
-            ptr = block();
-            st.live_hints[live::shard_of(ptr as usize)].prefetch(ptr as usize);
-        }
         let mut storage = StackStorage::uninit();
         let captured = self.capture::<true>(st, &mut storage);
         let stack = self.intern(st, captured.frames, captured.hash);
-        if !large {
-            ptr = block();
-        }
+        let mut ptr = if recordable {
+            self.inner.malloc(align, size)
+        } else {
+            core::ptr::null_mut()
+        };
         ptr = self.keep(st, ptr, size, align_log2, stack, stamp);
         if self.log_on.load(Ordering::Relaxed) {
             log::alloc(st, ptr, align, align_log2, size, stack, captured.frames);
