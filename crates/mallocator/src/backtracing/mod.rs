@@ -6,7 +6,9 @@
 //! * For every live block it keeps a 24-byte record (address; size and
 //!   alignment packed in one word; interned stack id; a scope stamp: the
 //!   id of the last scope the allocating thread opened, or 0) in one of
-//!   256 shards chosen by address, so threads rarely meet on a lock. Each
+//!   256 shards chosen by the address's 4 KiB page (neighbouring blocks
+//!   have neighbouring records, see `live.rs`), so threads working in
+//!   pages of their own rarely meet on a lock. Each
 //!   shard's table, once past its first 16 slots, is 6/11 to 3/4 full
 //!   while the live set grows (at most 44 bytes of table per live block)
 //!   and never under 3/8 full as it falls (at most 64;
