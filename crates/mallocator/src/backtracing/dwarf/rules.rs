@@ -187,8 +187,13 @@ pub(super) fn apply(
 }
 
 /// Learned steps by address (a return address, or the instruction
-/// pointer of the innermost frame): direct-mapped, each new one replacing
-/// whatever shared its slot.
+/// pointer of the innermost frame): two-way set-associative, each address
+/// hashed to a pair of neighbouring slots (a [`Pair`], one cache line).
+/// A new address takes the pair's first slot, and the address there moves
+/// to the second, forgetting the one before it. With one slot per
+/// address, two return addresses of one stack that hashed alike took each
+/// other's slot on every walk, and that stack never walked without the
+/// lock (a layout of the test binary under ThreadSanitizer met that).
 ///
 /// **Read without a lock; written only under the unwinder's lock**, as a
 /// sequence lock over the whole table: a writer makes `generation` odd,
@@ -202,8 +207,12 @@ pub(super) fn apply(
 /// it made was checked (invariant 1 in the module docs of `dwarf`).
 pub(super) struct Rules {
     generation: AtomicU64,
-    slots: [Slot; SLOTS],
+    pairs: [Pair; SLOTS / WAYS],
 }
+
+/// The slots one address may take, in one cache line.
+#[repr(align(32))]
+struct Pair([Slot; WAYS]);
 
 /// One slot: an address (0 when empty: no return address is 0) and its
 /// packed [`Step`].
@@ -215,24 +224,31 @@ struct Slot {
 /// Slots in [`Rules`] (a power of two): about ten times the distinct
 /// return addresses on the stacks of a large program's allocations.
 const SLOTS: usize = 1 << 14;
+/// Slots an address may take: a pair, next to each other.
+const WAYS: usize = 2;
 
 impl Rules {
     /// An empty table.
     pub(super) const fn new() -> Rules {
         Rules {
             generation: AtomicU64::new(0),
-            slots: [const {
-                Slot {
-                    at: AtomicU64::new(0),
-                    step: AtomicU64::new(0),
-                }
-            }; SLOTS],
+            pairs: [const {
+                Pair(
+                    [const {
+                        Slot {
+                            at: AtomicU64::new(0),
+                            step: AtomicU64::new(0),
+                        }
+                    }; WAYS],
+                )
+            }; SLOTS / WAYS],
         }
     }
 
-    fn slot(&self, at: u64) -> &Slot {
-        &self.slots
-            [(at.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - SLOTS.trailing_zeros())) as usize]
+    /// The pair of slots `at` may take.
+    fn pair(&self, at: u64) -> &[Slot; WAYS] {
+        let bits = (SLOTS / WAYS).trailing_zeros();
+        &self.pairs[(at.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - bits)) as usize].0
     }
 
     /// Starts a read without the lock: the generation to check with
@@ -256,9 +272,11 @@ impl Rules {
     /// the lock checks it with [`unchanged_since`](Self::unchanged_since)).
     #[inline(always)]
     pub(super) fn get(&self, at: u64) -> Option<Step> {
-        let slot = self.slot(at);
-        (slot.at.load(Ordering::Relaxed) == at)
-            .then(|| Step::unpack(slot.step.load(Ordering::Relaxed)))
+        let slot = self
+            .pair(at)
+            .iter()
+            .find(|slot| slot.at.load(Ordering::Relaxed) == at)?;
+        Some(Step::unpack(slot.step.load(Ordering::Relaxed)))
     }
 
     /// Runs the write `f` inside the sequence lock. Only under the
@@ -273,8 +291,22 @@ impl Rules {
 
     /// Learns `step` for address `at`. Only under the unwinder's lock.
     pub(super) fn insert(&self, at: u64, step: Step) {
-        let slot = self.slot(at);
+        let pair = self.pair(at);
+        let [first, second] = pair;
         self.write(|| {
+            let known = pair
+                .iter()
+                .find(|slot| slot.at.load(Ordering::Relaxed) == at);
+            let slot = known.unwrap_or_else(|| {
+                // The newest first: the first slot's address moves on.
+                second
+                    .at
+                    .store(first.at.load(Ordering::Relaxed), Ordering::Relaxed);
+                second
+                    .step
+                    .store(first.step.load(Ordering::Relaxed), Ordering::Relaxed);
+                first
+            });
             slot.at.store(at, Ordering::Relaxed);
             slot.step.store(step.pack(), Ordering::Relaxed);
         });
@@ -284,7 +316,7 @@ impl Rules {
     /// unwinder's lock.
     pub(super) fn clear(&self) {
         self.write(|| {
-            for slot in &self.slots {
+            for slot in self.pairs.iter().flat_map(|pair| &pair.0) {
                 slot.at.store(0, Ordering::Relaxed);
             }
         });
@@ -445,22 +477,49 @@ mod tests {
         }
     }
 
-    /// Readers racing a writer that keeps replacing one slot's address
-    /// and step never take one address with the other's step.
+    /// Three addresses that hash to one pair of slots, `a` first.
+    fn sharing_a_pair(rules: &Rules, a: u64) -> [u64; 3] {
+        let pair_of = |at: u64| core::ptr::from_ref(rules.pair(at));
+        let mut same = (a + 1..).filter(|&b| pair_of(b) == pair_of(a));
+        [a, same.next().unwrap(), same.next().unwrap()]
+    }
+
+    #[test]
+    fn two_addresses_that_hash_alike_are_both_kept() {
+        let rules = Rules::new();
+        let [a, b, c] = sharing_a_pair(&rules, 0x40_1000);
+        let step = |n: u16| Step::new(Rule::Sp { cfa: n, bp: None }, true);
+        rules.insert(a, step(1));
+        rules.insert(b, step(2));
+        rules.insert(a, step(3));
+        assert_eq!((rules.get(a), rules.get(b)), (Some(step(3)), Some(step(2))));
+        // A third forgets the address that came first.
+        rules.insert(c, step(4));
+        assert_eq!(
+            (rules.get(a), rules.get(b), rules.get(c)),
+            (None, Some(step(2)), Some(step(4)))
+        );
+        rules.clear();
+        assert!([a, b, c].iter().all(|&at| rules.get(at).is_none()));
+    }
+
+    /// Readers racing a writer that keeps replacing one pair's addresses
+    /// and steps never take one address with another's step.
     #[test]
     fn a_reader_never_pairs_an_address_with_another_addresses_step() {
         static RULES: Rules = Rules::new();
-        let a = 0x40_1000u64;
-        let slot_of = |at: u64| core::ptr::from_ref(RULES.slot(at));
-        let b = (a + 1..).find(|&b| slot_of(b) == slot_of(a)).unwrap();
-        let step_a = Step::new(
-            Rule::Sp {
-                cfa: 3,
-                bp: Some(1),
-            },
-            true,
-        );
-        let step_b = Step::new(Rule::Fp, false);
+        let addresses = sharing_a_pair(&RULES, 0x40_1000);
+        let steps = [
+            Step::new(
+                Rule::Sp {
+                    cfa: 3,
+                    bp: Some(1),
+                },
+                true,
+            ),
+            Step::new(Rule::Fp, false),
+            Step::new(Rule::Sp { cfa: 5, bp: None }, false),
+        ];
         let done = std::sync::atomic::AtomicBool::new(false);
         std::thread::scope(|s| {
             let readers: Vec<_> = (0..2)
@@ -474,10 +533,11 @@ mod tests {
                             let Some(generation) = RULES.begin_read() else {
                                 continue;
                             };
-                            let (x, y) = (RULES.get(a), RULES.get(b));
+                            let read = addresses.map(|at| RULES.get(at));
                             if RULES.unchanged_since(generation) {
-                                assert!(x.is_none_or(|step| step == step_a));
-                                assert!(y.is_none_or(|step| step == step_b));
+                                for (got, want) in read.iter().zip(steps) {
+                                    assert!(got.is_none_or(|step| step == want));
+                                }
                                 taken += 1;
                             }
                             if ended {
@@ -487,9 +547,11 @@ mod tests {
                     })
                 })
                 .collect();
+            // Three addresses in turn in a pair of two: each write evicts.
             for _ in 0..200_000 {
-                RULES.insert(a, step_a);
-                RULES.insert(b, step_b);
+                for (at, step) in addresses.iter().zip(steps) {
+                    RULES.insert(*at, step);
+                }
             }
             done.store(true, Ordering::Release);
             // Reads that raced no write were taken, and checked.
