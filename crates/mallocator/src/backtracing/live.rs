@@ -465,13 +465,22 @@ impl LiveShard {
             return false;
         }
         slots.resize(new_len, Record::EMPTY);
-        let scattered = scatter && new_len >= WINDOW;
-        place(&self.slots, &mut slots, scattered);
-        self.slots = slots;
-        self.scattered = scattered;
+        let old = core::mem::replace(&mut self.slots, slots);
+        self.scattered = scatter && new_len >= WINDOW;
         self.inserts = 0;
         self.far = 0;
-        hint.publish(self.slots.as_ptr(), self.slots.len(), scattered);
+        // Each record goes to the first free slot from its home. No
+        // address is in the old table twice and the new one stays under
+        // its load limit (so this probe ends), hence no replacement, no
+        // growth: `len` and the counts stay as they are.
+        for rec in old.iter().filter(|r| r.addr != 0) {
+            let mut i = self.home(rec.addr);
+            while self.slots[i].addr != 0 {
+                i = self.next(i);
+            }
+            self.slots[i] = *rec;
+        }
+        hint.publish(self.slots.as_ptr(), self.slots.len(), self.scattered);
         true
     }
 
@@ -525,22 +534,6 @@ impl LiveShard {
                 .filter(|r| r.addr != 0 && keep(r))
                 .copied(),
         );
-    }
-}
-
-/// Puts every record of `from` into the empty table `to` (which can take
-/// them all under its load limit) at the first free slot from its home.
-/// No address is in `from` twice and `to` stays under its load limit, so
-/// every probe ends and none meets its own address: no replacement, no
-/// growth, and the shard's counts stay as they are.
-fn place(from: &[Record], to: &mut [Record], scattered: bool) {
-    let len = to.len();
-    for rec in from.iter().filter(|r| r.addr != 0) {
-        let mut i = home_in(len, rec.addr, scattered);
-        while to[i].addr != 0 {
-            i = if i + 1 == len { 0 } else { i + 1 };
-        }
-        to[i] = *rec;
     }
 }
 

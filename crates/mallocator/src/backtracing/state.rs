@@ -38,7 +38,7 @@ pub(crate) struct State {
     /// This tracker's epoch.
     pub(crate) epoch: u64,
     pub(crate) log: Log,
-    /// Live blocks, sharded by address.
+    /// Live blocks, sharded by address page (see `live.rs`).
     pub(crate) live: [SpinLock<LiveShard>; LIVE_SHARDS],
     /// Where each shard's table lies, for prefetching without its lock.
     pub(crate) live_hints: [TableHint; LIVE_SHARDS],
