@@ -161,6 +161,7 @@ use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicUsize, Ordering};
 
 pub use config::Config;
 pub use global::{ExitReport, GlobalBacktracing};
+use live::LiveShard;
 pub use log::{create_log_file, LogFormat, LogTarget};
 pub use reachability::LeakKind;
 pub use report::{ErrorEntry, ErrorKind, Frame, LeakGroup, LeakReport};
@@ -169,8 +170,8 @@ use stack::{ActiveCell, Captured, Method, StackStorage};
 pub use stack::{StackMode, MAX_DEPTH};
 use state::State;
 pub use suppressions::{SuppressionError, Suppressions};
-use sync::RawLock;
-use thread::Busy;
+use sync::{RawLock, SpinGuard};
+use thread::{Busy, ThreadState, THREAD};
 pub use trim::{user_frames, FrameInfo, PRELOAD_LIBRARY};
 
 use crate::valloc::{Valloc, VallocVtable};
@@ -529,8 +530,8 @@ impl<'a> Backtracing<'a> {
     /// its frames lie in now, while they are loaded (one may be unloaded
     /// before the stack is written).
     #[inline]
-    fn intern(&self, st: &State, frames: &[usize], hash: u64) -> u32 {
-        let (id, new) = st.stacks.intern_cached(st.epoch, frames, hash);
+    fn intern(&self, st: &State, t: &ThreadState, frames: &[usize], hash: u64) -> u32 {
+        let (id, new) = st.stacks.intern_cached(t, st.epoch, frames, hash);
         if new && self.log_on.load(Ordering::Relaxed) {
             map_objects_of(st, frames);
         }
@@ -553,35 +554,80 @@ impl<'a> Backtracing<'a> {
         // A size the record cannot hold fails here (no 64-bit platform
         // can allocate 2^56 bytes).
         let recordable = (size as u64) < live::SIZE_LIMIT;
-        let Some((busy, stamp)) = Busy::track(st.epoch) else {
-            if !recordable {
-                return core::ptr::null_mut();
+        // The thread's state is read once an event, here (see
+        // `thread::Tracking`); without it (gone, where thread-locals are
+        // not native) the block counts as the tracker's own.
+        THREAD
+            .try_with(|t| self.alloc_on(st, t, align, align_log2, size, recordable))
+            .unwrap_or_else(|_| self.alloc_own(st, None, align, align_log2, size, recordable))
+    }
+
+    /// [`alloc_raw`](Self::alloc_raw) on thread `t`: inlined there, so
+    /// that it adds no frame to the walk.
+    #[inline(always)]
+    fn alloc_on(
+        &self,
+        st: &State,
+        t: &ThreadState,
+        align: usize,
+        align_log2: u8,
+        size: usize,
+        recordable: bool,
+    ) -> *mut u8 {
+        let Some(tracking) = t.track(st.epoch) else {
+            if recordable && t.interrupted_hot(st.epoch) {
+                return self.defer_alloc(st, t, align, align_log2, size);
             }
-            if Busy::interrupted_hot(st.epoch) {
-                return self.defer_alloc(st, align, align_log2, size);
-            }
-            // The tracker's own allocation: recorded (so that its free is
-            // recognised), never reported, no stack.
-            let ptr = self.inner.malloc(align, size);
-            return self.keep(st, ptr, size, align_log2, INTERNAL, 0);
+            return self.alloc_own(st, Some(t), align, align_log2, size, recordable);
         };
+        let stamp = t.stamp.get();
         let mut storage = StackStorage::uninit();
         let captured = self.capture::<true>(st, &mut storage);
-        let stack = self.intern(st, captured.frames, captured.hash);
+        let stack = self.intern(st, t, captured.frames, captured.hash);
         let mut ptr = if recordable {
             self.inner.malloc(align, size)
         } else {
             core::ptr::null_mut()
         };
-        ptr = self.keep(st, ptr, size, align_log2, stack, stamp);
+        ptr = self.keep(st, Some(t), ptr, size, align_log2, stack, stamp);
         if self.log_on.load(Ordering::Relaxed) {
-            log::alloc(st, ptr, align, align_log2, size, stack, captured.frames);
+            log::alloc(
+                st,
+                Some(t),
+                ptr,
+                align,
+                align_log2,
+                size,
+                stack,
+                captured.frames,
+            );
         }
-        if thread::has_pending() {
-            self.drain_pending(st, stamp);
+        if t.has_pending() {
+            self.drain_pending(st, t, stamp);
         }
-        drop(busy);
+        drop(tracking);
         ptr
+    }
+
+    /// The tracker's own allocation: recorded (so that its free is
+    /// recognised), never reported, no stack. Null for a size no record
+    /// can hold (not `recordable`).
+    #[cold]
+    #[inline(never)]
+    fn alloc_own(
+        &self,
+        st: &State,
+        t: Option<&ThreadState>,
+        align: usize,
+        align_log2: u8,
+        size: usize,
+        recordable: bool,
+    ) -> *mut u8 {
+        if !recordable {
+            return core::ptr::null_mut();
+        }
+        let ptr = self.inner.malloc(align, size);
+        self.keep(st, t, ptr, size, align_log2, INTERNAL, 0)
     }
 
     /// A signal handler's allocation while its thread is in this
@@ -590,7 +636,14 @@ impl<'a> Backtracing<'a> {
     /// refused).
     #[cold]
     #[inline(never)]
-    fn defer_alloc(&self, st: &State, align: usize, align_log2: u8, size: usize) -> *mut u8 {
+    fn defer_alloc(
+        &self,
+        st: &State,
+        t: &ThreadState,
+        align: usize,
+        align_log2: u8,
+        size: usize,
+    ) -> *mut u8 {
         let ptr = self.inner.malloc(align, size);
         if ptr.is_null() {
             return ptr;
@@ -600,7 +653,7 @@ impl<'a> Backtracing<'a> {
         event.size = size;
         event.align = align;
         event.align_log2 = align_log2;
-        if thread::THREAD.try_with(|t| t.pending.push(event)) == Ok(true) {
+        if t.pending.push(event) {
             return ptr;
         }
         st.refused.fetch_add(1, Ordering::Relaxed);
@@ -617,7 +670,7 @@ impl<'a> Backtracing<'a> {
     /// the table).
     #[cold]
     #[inline(never)]
-    fn defer_free(&self, st: &State, ptr: *mut u8) {
+    fn defer_free(&self, st: &State, t: &ThreadState, ptr: *mut u8) {
         if ptr.is_null() {
             return;
         }
@@ -626,7 +679,8 @@ impl<'a> Backtracing<'a> {
         let mut event = self.deferred(st, wanted);
         event.ptr = ptr as usize;
         event.free = true;
-        let _ = thread::THREAD.try_with(|t| t.pending.push(event));
+        // A full queue: see above.
+        let _ = t.pending.push(event);
     }
 
     /// A deferred event with the current stack when `stack`.
@@ -651,25 +705,26 @@ impl<'a> Backtracing<'a> {
     /// order, as this hot path's own events: called with no lock held.
     #[cold]
     #[inline(never)]
-    fn drain_pending(&self, st: &State, stamp: u32) {
-        while let Some(event) = thread::THREAD.try_with(|t| t.pending.pop()).ok().flatten() {
+    fn drain_pending(&self, st: &State, t: &ThreadState, stamp: u32) {
+        while let Some(event) = t.pending.pop() {
             let frames = event.frames();
             if event.free {
-                let logged = self.free_log_id(st, frames, event.hash);
-                self.release(st, event.ptr as *mut u8, frames, logged, false);
+                let logged = self.free_log_id(st, t, frames, event.hash);
+                self.release(st, Some(t), event.ptr as *mut u8, frames, logged, false);
                 continue;
             }
-            let stack = self.intern(st, frames, event.hash);
+            let stack = self.intern(st, t, frames, event.hash);
             let ptr = event.ptr as *mut u8;
             let rec = Record::new(event.ptr, event.size, event.align_log2, stack, stamp);
             // The program has the block already: if its record cannot be
             // stored, it stays unrecorded (its free will look invalid).
-            if !self.insert(st, rec) {
+            if !self.insert(st, Some(t), rec) {
                 st.refused.fetch_add(1, Ordering::Relaxed);
             }
             if self.log_on.load(Ordering::Relaxed) {
                 log::alloc(
                     st,
+                    Some(t),
                     ptr,
                     event.align,
                     event.align_log2,
@@ -684,11 +739,14 @@ impl<'a> Backtracing<'a> {
     /// Records the block `ptr` (if not null; `size` is then below
     /// [`live::SIZE_LIMIT`]); returns `ptr`, or null when the record could
     /// not be stored: the block then goes back to the inner allocator
-    /// (invariant 3 in the module docs).
+    /// (invariant 3 in the module docs). `t` is the calling thread's
+    /// state (`None` once it is gone).
     #[inline]
+    #[allow(clippy::too_many_arguments)]
     fn keep(
         &self,
         st: &State,
+        t: Option<&ThreadState>,
         ptr: *mut u8,
         size: usize,
         align_log2: u8,
@@ -698,6 +756,7 @@ impl<'a> Backtracing<'a> {
         if ptr.is_null()
             || self.insert(
                 st,
+                t,
                 Record::new(ptr as usize, size, align_log2, stack, stamp),
             )
         {
@@ -710,8 +769,9 @@ impl<'a> Backtracing<'a> {
         core::ptr::null_mut()
     }
 
-    /// Stores `rec`; false when its table could not take it.
-    fn insert(&self, st: &State, rec: Record) -> bool {
+    /// Stores `rec` (for thread `t`, as [`keep`](Self::keep)); false when
+    /// its table could not take it.
+    fn insert(&self, st: &State, t: Option<&ThreadState>, rec: Record) -> bool {
         // A replaced record means the inner allocator handed out a live
         // address again: the old block is gone as far as anyone can tell.
         let gen = st.sync_gen.load(Ordering::Acquire);
@@ -726,7 +786,7 @@ impl<'a> Backtracing<'a> {
         };
         let change = if stored { tracked_size(rec) } else { 0 } - old.map_or(0, tracked_size);
         if change != 0 {
-            st.account(change, gen);
+            st.account(t, change, gen);
         }
         stored
     }
@@ -748,40 +808,51 @@ impl<'a> Backtracing<'a> {
         if hint.is_large() {
             hint.prefetch(ptr as usize);
         }
-        let tracking = Busy::track(st.epoch);
-        if tracking.is_none() && Busy::interrupted_hot(st.epoch) {
-            return self.defer_free(st, ptr);
+        // As in `alloc_raw`: without the thread's state, the tracker's
+        // own free.
+        if THREAD.try_with(|t| self.free_on(st, t, ptr)).is_err() {
+            self.release(st, None, ptr, &[], None, false);
         }
+    }
+
+    /// [`free_raw`](Self::free_raw) on thread `t`: inlined there, as
+    /// [`alloc_on`](Self::alloc_on).
+    #[inline(always)]
+    fn free_on(&self, st: &State, t: &ThreadState, ptr: *mut u8) {
+        let Some(tracking) = t.track(st.epoch) else {
+            if t.interrupted_hot(st.epoch) {
+                return self.defer_free(st, t, ptr);
+            }
+            // The tracker's own free: no stack, not logged.
+            return self.release(st, Some(t), ptr, &[], None, false);
+        };
         let mut storage = StackStorage::uninit();
         // Only the frames, unless the log needs the stack's id: a bad
         // free (rare) hashes its frames when it interns them.
         let mut frames: &[usize] = &[];
         // The stack id to log this free with, when it is logged.
         let mut logged = None;
-        if tracking.is_some() {
-            let log_on = self.log_on.load(Ordering::Relaxed);
-            // The compact log wants a free's stack only with free stacks;
-            // the text format writes every event's.
-            let wanted = self.free_stacks.load(Ordering::Relaxed)
-                || (log_on && st.log.format() != LogFormat::Compact);
-            if wanted {
-                let stack = if log_on {
-                    self.capture::<true>(st, &mut storage)
-                } else {
-                    self.capture::<false>(st, &mut storage)
-                };
-                logged = self.free_log_id(st, stack.frames, stack.hash);
-                frames = stack.frames;
-            } else if log_on {
-                logged = Some(NO_STACK);
-            }
+        let log_on = self.log_on.load(Ordering::Relaxed);
+        // The compact log wants a free's stack only with free stacks; the
+        // text format writes every event's.
+        let wanted = self.free_stacks.load(Ordering::Relaxed)
+            || (log_on && st.log.format() != LogFormat::Compact);
+        if wanted {
+            let stack = if log_on {
+                self.capture::<true>(st, &mut storage)
+            } else {
+                self.capture::<false>(st, &mut storage)
+            };
+            logged = self.free_log_id(st, t, stack.frames, stack.hash);
+            frames = stack.frames;
+        } else if log_on {
+            logged = Some(NO_STACK);
         }
-        self.release(st, ptr, frames, logged, tracking.is_some());
-        if let Some((_, stamp)) = tracking {
-            if thread::has_pending() {
-                self.drain_pending(st, stamp);
-            }
+        self.release(st, Some(t), ptr, frames, logged, true);
+        if t.has_pending() {
+            self.drain_pending(st, t, t.stamp.get());
         }
+        drop(tracking);
     }
 
     /// The stack id a free with `frames` is logged with, or `None` when
@@ -789,13 +860,13 @@ impl<'a> Backtracing<'a> {
     /// free stacks are wanted) and for the text format's cache of whole
     /// stacks' lines.
     #[inline]
-    fn free_log_id(&self, st: &State, frames: &[usize], hash: u64) -> Option<u32> {
+    fn free_log_id(&self, st: &State, t: &ThreadState, frames: &[usize], hash: u64) -> Option<u32> {
         if !self.log_on.load(Ordering::Relaxed) {
             return None;
         }
         let compact = st.log.format() == LogFormat::Compact;
         Some(if !compact || self.free_stacks.load(Ordering::Relaxed) {
-            self.intern(st, frames, hash)
+            self.intern(st, t, frames, hash)
         } else {
             NO_STACK
         })
@@ -805,9 +876,11 @@ impl<'a> Backtracing<'a> {
     /// the block given back, or a bad free recorded; logged with stack id
     /// `logged` when that is given. A bad free made without its stack
     /// (free stacks off) gets it now when `tracked` (the program's own).
+    /// `t` is the calling thread's state (`None` once it is gone).
     fn release(
         &self,
         st: &State,
+        t: Option<&ThreadState>,
         ptr: *mut u8,
         frames: &[usize],
         logged: Option<u32>,
@@ -823,7 +896,7 @@ impl<'a> Backtracing<'a> {
         let ts = if logged.is_some() { log::now(st) } else { 0 };
         let log_free = || {
             if let Some(id) = logged {
-                log::free(st, ts, ptr, id, frames);
+                log::free(st, t, ts, ptr, id, frames);
             }
         };
         if ptr.is_null() {
@@ -840,7 +913,7 @@ impl<'a> Backtracing<'a> {
                 shard.frees.remember(addr, &rec, frames, depth);
                 drop(shard);
                 if rec.stack != INTERNAL {
-                    st.account(-(rec.size() as isize), gen);
+                    st.account(t, -(rec.size() as isize), gen);
                     log_free();
                 }
                 // SAFETY: `rec` proves `ptr` came from `inner.malloc` and
@@ -848,28 +921,49 @@ impl<'a> Backtracing<'a> {
                 // only free of it.
                 unsafe { self.inner.free(ptr) };
             }
-            None => {
-                // Copied out so that the interning runs without the lock.
-                let mut first_frames = [0usize; MAX_DEPTH];
-                let first = shard.frees.find(addr).map(|(f, frames)| {
-                    first_frames[..frames.len()].copy_from_slice(frames);
-                    (f, frames.len())
-                });
-                drop(shard);
-                let mut storage = StackStorage::uninit();
-                let (frames, logged) = if frames.is_empty() && tracked {
-                    let stack = self.capture::<true>(st, &mut storage);
-                    let id = logged.map(|_| self.intern(st, stack.frames, stack.hash));
-                    (stack.frames, id)
-                } else {
-                    (frames, logged)
-                };
-                if let Some(id) = logged {
-                    log::free(st, ts, ptr, id, frames);
-                }
-                errors::record_bad_free(st, addr, frames, first, &first_frames);
-            }
+            None => self.bad_free(st, t, shard, addr, frames, logged, tracked, ts),
         }
+    }
+
+    /// The rest of [`release`](Self::release) for a pointer that is not
+    /// live in `shard` (locked, where it would be): a double free (its
+    /// first free still in the shard's ring) or an invalid free, logged
+    /// and recorded with its stack, taken now when the free path had none
+    /// and `tracked`; `t` as for `release`.
+    #[cold]
+    #[inline(never)]
+    #[allow(clippy::too_many_arguments)]
+    fn bad_free(
+        &self,
+        st: &State,
+        t: Option<&ThreadState>,
+        shard: SpinGuard<'_, LiveShard>,
+        addr: usize,
+        frames: &[usize],
+        logged: Option<u32>,
+        tracked: bool,
+        ts: u64,
+    ) {
+        // Copied out so that the interning runs without the lock.
+        let mut first_frames = [0usize; MAX_DEPTH];
+        let first = shard.frees.find(addr).map(|(f, frames)| {
+            first_frames[..frames.len()].copy_from_slice(frames);
+            (f, frames.len())
+        });
+        drop(shard);
+        let mut storage = StackStorage::uninit();
+        let (frames, logged) = match t {
+            Some(t) if frames.is_empty() && tracked => {
+                let stack = self.capture::<true>(st, &mut storage);
+                let id = logged.map(|_| self.intern(st, t, stack.frames, stack.hash));
+                (stack.frames, id)
+            }
+            _ => (frames, logged),
+        };
+        if let Some(id) = logged {
+            log::free(st, t, ts, addr as *mut u8, id, frames);
+        }
+        errors::record_bad_free(st, addr, frames, first, &first_frames);
     }
 
     /// Writes the compact log's events that threads hold in their

@@ -25,7 +25,7 @@
 use core::sync::atomic::Ordering;
 
 use super::state::State;
-use super::thread::THREAD;
+use super::thread::ThreadState;
 
 /// Net change (bytes) after which a thread synchronises.
 const SYNC: usize = 64 << 10;
@@ -36,31 +36,30 @@ impl State {
         self.live.iter().map(|s| s.lock().bytes()).sum()
     }
 
-    /// Accounts `change` bytes made after reading generation `gen` (see
-    /// the module docs).
+    /// Accounts `change` bytes made by thread `t` (`None`: one whose
+    /// state is gone, which synchronises) after reading generation `gen`
+    /// (see the module docs).
     #[inline]
-    pub(crate) fn account(&self, change: isize, gen: u32) {
+    pub(crate) fn account(&self, t: Option<&ThreadState>, change: isize, gen: u32) {
         let epoch = self.epoch;
         let now = self.sync_gen.load(Ordering::Acquire);
         let raced = gen != now;
-        let delta = THREAD
-            .try_with(|t| {
-                let base = if t.delta_epoch.get() == epoch && t.delta_gen.get() == now {
-                    t.delta.get()
-                } else {
-                    t.delta_epoch.set(epoch);
-                    t.delta_gen.set(now);
-                    0
-                };
-                let delta = base + if raced { 0 } else { change };
-                t.delta.set(if delta.unsigned_abs() >= SYNC {
-                    0
-                } else {
-                    delta
-                });
+        let delta = t.map_or(SYNC as isize, |t| {
+            let base = if t.delta_epoch.get() == epoch && t.delta_gen.get() == now {
+                t.delta.get()
+            } else {
+                t.delta_epoch.set(epoch);
+                t.delta_gen.set(now);
+                0
+            };
+            let delta = base + if raced { 0 } else { change };
+            t.delta.set(if delta.unsigned_abs() >= SYNC {
+                0
+            } else {
                 delta
-            })
-            .unwrap_or(SYNC as isize);
+            });
+            delta
+        });
         if delta.unsigned_abs() >= SYNC || (raced && change.unsigned_abs() >= SYNC) {
             self.synchronise();
         } else if change > 0 {

@@ -6,7 +6,7 @@
 
 use super::sync::{RawLock, SpinLock};
 use super::sys_vec::{sys_vec, SysVec};
-use super::thread::{CacheEntry, STACK_CACHE, THREAD};
+use super::thread::{CacheEntry, ThreadState, STACK_CACHE, THREAD};
 
 /// The stack id of the tracker's own allocations (never reported).
 pub(crate) const INTERNAL: u32 = u32::MAX;
@@ -207,17 +207,19 @@ impl StackTable {
     /// [`NO_STACK`] when it cannot be stored. With it, whether the stack
     /// was new to the table.
     #[inline]
-    pub(crate) fn intern_cached(&self, epoch: u64, frames: &[usize], hash: u64) -> (u32, bool) {
-        let cached = THREAD.try_with(|t| {
-            let slot = &t.cache[(hash >> 40) as usize % STACK_CACHE];
-            let e = slot.get();
-            // The hash and length name the stack (invariant 11 in the
-            // module docs of the tracker): no frame-by-frame compare.
-            let hit = e.epoch == epoch && e.hash == hash && e.len as usize == frames.len();
-            hit.then_some(e.id)
-        });
-        if let Ok(Some(id)) = cached {
-            return (id, false);
+    pub(crate) fn intern_cached(
+        &self,
+        t: &ThreadState,
+        epoch: u64,
+        frames: &[usize],
+        hash: u64,
+    ) -> (u32, bool) {
+        let slot = &t.cache[(hash >> 40) as usize % STACK_CACHE];
+        let e = slot.get();
+        // The hash and length name the stack (invariant 11 in the module
+        // docs of the tracker): no frame-by-frame compare.
+        if e.epoch == epoch && e.hash == hash && e.len as usize == frames.len() {
+            return (e.id, false);
         }
         let Some((id, new)) = self.intern(frames, hash) else {
             return (NO_STACK, false);
@@ -228,7 +230,7 @@ impl StackTable {
             hash,
             len: frames.len() as u32,
         };
-        let _ = THREAD.try_with(|t| t.cache[(hash >> 40) as usize % STACK_CACHE].set(entry));
+        slot.set(entry);
         (id, new)
     }
 
@@ -239,7 +241,10 @@ impl StackTable {
         if frames.is_empty() {
             return NO_STACK;
         }
-        self.intern_cached(epoch, frames, hash_stack(frames)).0
+        let hash = hash_stack(frames);
+        THREAD
+            .try_with(|t| self.intern_cached(t, epoch, frames, hash).0)
+            .unwrap_or_else(|_| self.intern(frames, hash).map_or(NO_STACK, |(id, _)| id))
     }
 
     /// The frames of stack `id` (empty for [`NO_STACK`] and [`INTERNAL`]).

@@ -644,6 +644,55 @@ fn compact_log_round_trip() {
     }
 }
 
+static LATE_BUF: Mutex<Vec<u8>> = Mutex::new(Vec::new());
+
+fn collect_late(bytes: &[u8]) {
+    LATE_BUF.lock().unwrap().extend_from_slice(bytes);
+}
+
+static LATE_TRACKER: Backtracing<'static> = Backtracing::with_config(
+    Valloc::libc(),
+    Config {
+        log: LogTarget::Callback(collect_late),
+        ..Config::DEFAULT
+    },
+);
+
+/// A thread-local destructor that runs after the one that freed the
+/// thread's log buffer, and allocates: its events cannot use that buffer
+/// (the thread's state must not keep pointing to it) and go out alone.
+#[test]
+fn events_after_a_threads_log_buffer_is_gone_are_written_alone() {
+    struct AllocatesOnDrop;
+    impl Drop for AllocatesOnDrop {
+        fn drop(&mut self) {
+            let v = LATE_TRACKER.valloc();
+            for size in [64, 65] {
+                // SAFETY: freeing what `v` returned.
+                unsafe { v.free(v.malloc(8, size)) };
+            }
+        }
+    }
+    std::thread_local! {
+        static LATE: AllocatesOnDrop = const { AllocatesOnDrop };
+    }
+    std::thread::spawn(|| {
+        // Registered first, so destroyed after the log buffer's slot,
+        // which the first logged event registers.
+        LATE.with(|_| {});
+        let v = LATE_TRACKER.valloc();
+        // SAFETY: freeing what `v` returned.
+        unsafe { v.free(v.malloc(8, 63)) };
+    })
+    .join()
+    .unwrap();
+    LATE_TRACKER.flush_log();
+    let d = decode_compact(&LATE_BUF.lock().unwrap());
+    let sizes: Vec<u64> = d.events.iter().filter(|e| e.1 == 1).map(|e| e.4).collect();
+    assert_eq!(sizes, [63, 64, 65], "{:?}", d.events);
+    assert_eq!(d.events.len(), 6);
+}
+
 static OWN_BLOCKS_BUF: Mutex<Vec<u8>> = Mutex::new(Vec::new());
 
 fn collect_own_blocks(bytes: &[u8]) {
@@ -1032,7 +1081,7 @@ fn a_big_change_racing_a_synchronisation_still_reaches_the_peak() {
     shard
         .lock()
         .insert(Record::new(addr, big, 3, NO_STACK, 0), hint);
-    st.account(big as isize, stale);
+    thread::THREAD.with(|th| st.account(Some(th), big as isize, stale));
     assert_eq!(st.peak_bytes.load(Ordering::Relaxed), big);
     assert!(shard.lock().remove(addr, hint).is_some());
 }

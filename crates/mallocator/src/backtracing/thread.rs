@@ -1,7 +1,8 @@
 //! Per-thread tracker state: the thread's id and scope stamp, which
 //! tracker it is inside and how (reentrancy), its cache of recently
-//! interned stacks, its share of the peak-byte accounting, and the events
-//! its signal handlers left for the tracker (`pending.rs`).
+//! interned stacks, its share of the peak-byte accounting, the events its
+//! signal handlers left for the tracker (`pending.rs`), and where its
+//! compact-log buffer is.
 //!
 //! Kept in one `thread_local!` with a `const` initialiser and no
 //! destructor, so it stays usable while the thread's other thread-locals
@@ -10,6 +11,7 @@
 use core::cell::Cell;
 use core::sync::atomic::{AtomicU64, Ordering};
 
+use super::log::ThreadBuffer;
 use super::pending::Pending;
 
 /// One thread's tracker state.
@@ -37,6 +39,8 @@ pub(crate) struct ThreadState {
     /// Net bytes this thread allocated through that tracker since it last
     /// synchronised the tracker's byte count (see `peak.rs`).
     pub(crate) delta: Cell<isize>,
+    /// This thread's compact-log buffer (see `log/threads.rs`).
+    pub(crate) log: ThreadBuffer,
 }
 
 /// Entries in each thread's stack cache (a power of two).
@@ -72,6 +76,7 @@ std::thread_local! {
             delta_epoch: Cell::new(0),
             delta_gen: Cell::new(0),
             delta: Cell::new(0),
+            log: ThreadBuffer::new(),
         }
     };
 }
@@ -130,34 +135,6 @@ impl Busy {
         Busy { was }
     }
 
-    /// Enters tracker `epoch`'s hot path: `None` when this thread is
-    /// already inside that tracker (the allocation is the tracker's own,
-    /// or a signal handler's: [`interrupted_hot`](Self::interrupted_hot)),
-    /// else the guard and the thread's stamp.
-    #[inline]
-    pub(crate) fn track(epoch: u64) -> Option<(Busy, u32)> {
-        THREAD
-            .try_with(|t| {
-                let was = t.busy.get();
-                if was & !HOT == epoch {
-                    return None;
-                }
-                t.busy.set(epoch | HOT);
-                Some((Busy { was }, t.stamp.get()))
-            })
-            .ok()
-            .flatten()
-    }
-
-    /// Whether a call that [`track`](Self::track) turned away came while
-    /// this thread was in tracker `epoch`'s hot path: from a signal
-    /// handler that interrupted it.
-    pub(crate) fn interrupted_hot(epoch: u64) -> bool {
-        THREAD
-            .try_with(|t| t.busy.get() == epoch | HOT)
-            .unwrap_or(false)
-    }
-
     /// Whether this thread is inside tracker `epoch` now.
     pub(crate) fn inside(epoch: u64) -> bool {
         THREAD
@@ -171,15 +148,54 @@ impl Busy {
     }
 }
 
-/// Whether this thread's signal handlers left events for the tracker.
-#[inline]
-pub(crate) fn has_pending() -> bool {
-    THREAD.try_with(|t| !t.pending.is_empty()).unwrap_or(false)
-}
-
 impl Drop for Busy {
     fn drop(&mut self) {
         let was = self.was;
         let _ = THREAD.try_with(|t| t.busy.set(was));
+    }
+}
+
+/// Marks a thread as in one tracker's hot path until dropped: the
+/// [`Busy`] of the allocation and free paths, which hold their thread's
+/// state already (one thread-local access an event: in a shared library
+/// each one is a call into the dynamic loader).
+pub(crate) struct Tracking<'t> {
+    t: &'t ThreadState,
+    was: u64,
+}
+
+impl ThreadState {
+    /// Enters tracker `epoch`'s hot path: `None` when this thread is
+    /// already inside that tracker (the allocation is the tracker's own,
+    /// or a signal handler's: [`interrupted_hot`](Self::interrupted_hot)),
+    /// else the guard.
+    #[inline]
+    pub(crate) fn track(&self, epoch: u64) -> Option<Tracking<'_>> {
+        let was = self.busy.get();
+        if was & !HOT == epoch {
+            return None;
+        }
+        self.busy.set(epoch | HOT);
+        Some(Tracking { t: self, was })
+    }
+
+    /// Whether a call that [`track`](Self::track) turned away came while
+    /// this thread was in tracker `epoch`'s hot path: from a signal
+    /// handler that interrupted it.
+    pub(crate) fn interrupted_hot(&self, epoch: u64) -> bool {
+        self.busy.get() == epoch | HOT
+    }
+
+    /// Whether this thread's signal handlers left events for the tracker.
+    #[inline]
+    pub(crate) fn has_pending(&self) -> bool {
+        !self.pending.is_empty()
+    }
+}
+
+impl Drop for Tracking<'_> {
+    #[inline]
+    fn drop(&mut self) {
+        self.t.busy.set(self.was);
     }
 }

@@ -21,9 +21,10 @@ use super::stacks::{StackTable, NO_STACK};
 use super::state::State;
 use super::sync::{RawLock, SpinLock};
 use super::sys_vec::{sys_vec, SysVec};
+use super::thread::ThreadState;
 use text::{LineCache, StackLines};
 
-pub(crate) use threads::{after_fork_in_child, detach, finish_all, flush, BUFFERS};
+pub(crate) use threads::{after_fork_in_child, detach, finish_all, flush, ThreadBuffer, BUFFERS};
 
 /// Creates the file at `path` for a log, or empties it, the way the
 /// tracker does for [`LogTarget::Path`] and `MALLOCATOR_LOG`: a log holds
@@ -506,10 +507,13 @@ fn stack_id(id: u32) -> u32 {
 /// `align_log2`) at `ptr` (null: it failed), with its stack (`id`, and
 /// the raw `frames` for the text format). The timestamp is read now,
 /// after the inner allocator returned the block (see the format's
-/// ordering rule).
+/// ordering rule). `t` is the calling thread's state (`None` once it is
+/// gone).
 #[inline]
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn alloc(
     st: &State,
+    t: Option<&ThreadState>,
     ptr: *mut u8,
     align: usize,
     align_log2: u8,
@@ -520,7 +524,7 @@ pub(crate) fn alloc(
     match st.log.format() {
         LogFormat::Compact => {
             let e = compact::alloc_event(os::ticks(), ptr as usize, size, align_log2, stack_id(id));
-            threads::push(st, &e);
+            threads::push(st, t, &e);
         }
         LogFormat::Firedancer => st
             .log
@@ -540,13 +544,20 @@ pub(crate) fn now(st: &State) -> u64 {
 
 /// Logs a free of `ptr` at `ts` (from [`now`], read before the block
 /// goes back to the inner allocator) with its stack (`id`, and the raw
-/// `frames` for the text format).
+/// `frames` for the text format; `t` as for [`alloc`]).
 #[inline]
-pub(crate) fn free(st: &State, ts: u64, ptr: *mut u8, id: u32, frames: &[usize]) {
+pub(crate) fn free(
+    st: &State,
+    t: Option<&ThreadState>,
+    ts: u64,
+    ptr: *mut u8,
+    id: u32,
+    frames: &[usize],
+) {
     match st.log.format() {
         LogFormat::Compact => {
             let e = compact::free_event(ts, ptr as usize, stack_id(id));
-            threads::push(st, &e);
+            threads::push(st, t, &e);
         }
         LogFormat::Firedancer => st.log.write_text(ptr as usize, None, id, frames),
     }

@@ -23,7 +23,7 @@ use super::super::own_heap::own_heap;
 use super::super::state::State;
 use super::super::sync::SpinLock;
 use super::super::sys_vec::{sys_vec, SysVec};
-use super::super::thread::{thread_id, Busy};
+use super::super::thread::{thread_id, Busy, ThreadState, THREAD};
 use super::super::{fork, os};
 use super::append;
 
@@ -56,8 +56,22 @@ impl Drop for Slot {
     fn drop(&mut self) {
         let p = self.0.replace(core::ptr::null_mut());
         if !p.is_null() {
+            let _ = THREAD.try_with(|t| t.log.0.set(core::ptr::null_mut()));
             retire(p);
         }
+    }
+}
+
+/// The calling thread's buffer as its [`ThreadState`] holds it: the
+/// pointer in its [`Slot`], null until the slot has one and again once
+/// the slot's destructor has run. A copy, so that the hot path finds the
+/// buffer with the rest of its thread's state (in a shared library every
+/// thread-local access is a call into the dynamic loader).
+pub(crate) struct ThreadBuffer(Cell<*mut Shared>);
+
+impl ThreadBuffer {
+    pub(crate) const fn new() -> Self {
+        ThreadBuffer(Cell::new(core::ptr::null_mut()))
     }
 }
 
@@ -98,19 +112,20 @@ impl Buffer {
 /// flushing first if it is full. Without a buffer (out of memory, or
 /// during the thread's teardown) the event is written alone. An event is
 /// a fixed-size array: its copy is a few moves (a `memcpy` call of a
-/// length known only at run time cost 35 instructions an event).
+/// length known only at run time cost 35 instructions an event). `t` is
+/// the calling thread's state (`None` once it is gone).
 #[inline]
-pub(crate) fn push<const N: usize>(st: &State, event: &[u8; N]) {
-    let done = MINE.try_with(|slot| {
-        let mut p = slot.0.get();
+pub(crate) fn push<const N: usize>(st: &State, t: Option<&ThreadState>, event: &[u8; N]) {
+    let done = t.is_some_and(|t| {
+        let mut p = t.log.0.get();
         if p.is_null() {
-            p = create();
+            p = adopt(t);
             if p.is_null() {
                 return false;
             }
-            slot.0.set(p);
         }
-        // SAFETY: the slot's buffer lives until the slot's destructor.
+        // SAFETY: the thread's buffer lives until its slot's destructor,
+        // which nulls this copy first.
         let shared = unsafe { &*p };
         // Held by this very thread when another tracker's log callback
         // allocates through this one while the buffer is being written:
@@ -130,9 +145,26 @@ pub(crate) fn push<const N: usize>(st: &State, event: &[u8; N]) {
         b.events += 1;
         true
     });
-    if done != Ok(true) {
+    if !done {
         st.log.write_chunk(&st.stacks, thread_id(), event, 1);
     }
+}
+
+/// The calling thread's buffer, created at its first event and copied
+/// into its state `t`; null when out of memory or during the thread's
+/// teardown (its slot is gone: a buffer made now would never be freed).
+#[cold]
+fn adopt(t: &ThreadState) -> *mut Shared {
+    MINE.try_with(|slot| {
+        let mut p = slot.0.get();
+        if p.is_null() {
+            p = create();
+            slot.0.set(p);
+        }
+        t.log.0.set(p);
+        p
+    })
+    .unwrap_or(core::ptr::null_mut())
 }
 
 /// Appends `event` to `bytes`, which has room for it in the buffer's
