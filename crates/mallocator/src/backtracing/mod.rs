@@ -10,8 +10,9 @@
 //!   have neighbouring records, see `live.rs`), so threads working in
 //!   pages of their own rarely meet on a lock. Each
 //!   shard's table, once past its first 16 slots, is 6/11 to 3/4 full
-//!   while the live set grows (at most 44 bytes of table per live block)
-//!   and never under 3/8 full as it falls (at most 64;
+//!   while the live set grows (at most 44 bytes of table per live block),
+//!   never under 3/8 full after an insertion (at most 64), and never
+//!   under 1/16 full while it only falls (at most 384;
 //!   [`Backtracing::metadata`]).
 //! * Stacks are raw return addresses, captured by a bounds-checked
 //!   frame-pointer walk or the `backtrace` crate's unwinder
@@ -64,10 +65,12 @@
 //! 5. **Memory follows the live set** (`live.rs`): each of the 256
 //!    shards' tables is a 24-byte record per slot; it grows at 3/4 full
 //!    to 11/8 of its size (so it is then 6/11 full: 24 × 11/6 = 44 bytes
-//!    per live block) and shrinks to half full when a free leaves it
-//!    under 3/8 (24 × 8/3 = 64 bytes per live block at most as the live
-//!    set falls). Interned stacks are kept (each distinct stack once),
-//!    recent frees in a fixed ring per shard.
+//!    per live block) and shrinks to half full when an insertion finds
+//!    it under 3/8 full (24 × 8/3 = 64 bytes per live block at most) or
+//!    a free leaves it under 1/16 (24 × 16 = 384 at most while the live
+//!    set only falls: a program freeing what it built does not rebuild
+//!    every table at each quarter). Interned stacks are kept (each
+//!    distinct stack once), recent frees in a fixed ring per shard.
 //! 6. **Ids never wrap**: tracker epochs and thread ids are 64-bit and
 //!    start at 1 (0 means "none"); scope ids are `1..u32::MAX`, and
 //!    opening one more panics instead of wrapping (`scope.rs`).
@@ -191,9 +194,10 @@ pub struct Metadata {
     pub record_bytes: usize,
     /// Bytes of the live-block tables, empty slots and growth slack
     /// included: at most 44 per live block while the live set grows (a
-    /// table that has grown is 6/11 to 3/4 full), at most 64 once it
-    /// falls (a table shrinks when under 3/8 full); each of the 256
-    /// shards keeps at least 16 slots.
+    /// table that has grown is 6/11 to 3/4 full), at most 64 after an
+    /// insertion (which shrinks a table under 3/8 full), at most 384 while
+    /// blocks are only freed (a free shrinks a table under 1/16 full);
+    /// each of the 256 shards keeps at least 16 slots.
     pub live_table_bytes: usize,
     /// Live blocks (the tracker's own excluded).
     pub live_blocks: usize,
