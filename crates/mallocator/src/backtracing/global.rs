@@ -9,7 +9,7 @@ use super::report::Reach;
 use super::settings::{self, ExitDest, LogSetting};
 use super::stacks::INTERNAL;
 use super::sync::{RawLock, SpinLock};
-use super::thread::{self, Busy, ThreadState, THREAD};
+use super::thread::{self, Busy};
 use super::{log, stack, Backtracing, Config, LogFormat, LogTarget, Suppressions};
 
 /// The one process-wide tracker behind every [`GlobalBacktracing`].
@@ -68,32 +68,28 @@ pub(super) fn log_again_in_child() {
     // The blocks the child has from its parent come first, as its own
     // allocations: so that their frees, and those never freed, are in its
     // log as they are in its heap.
-    let replay = |t: Option<&ThreadState>| {
-        for shard in &st.live {
-            shard.lock().for_each(&mut |rec| {
-                if rec.stack != INTERNAL {
-                    let align_log2 = rec.align_log2();
-                    let align = if align_log2 == 0xff {
-                        0
-                    } else {
-                        1 << align_log2
-                    };
-                    log::alloc(
-                        st,
-                        t,
-                        rec.addr as *mut u8,
-                        align,
-                        align_log2,
-                        rec.size(),
-                        rec.stack,
-                        &[],
-                    );
-                }
-            });
-        }
-    };
-    if THREAD.try_with(|t| replay(Some(t))).is_err() {
-        replay(None);
+    let t = thread::current();
+    for shard in &st.live {
+        shard.lock().for_each(&mut |rec| {
+            if rec.stack != INTERNAL {
+                let align_log2 = rec.align_log2();
+                let align = if align_log2 == 0xff {
+                    0
+                } else {
+                    1 << align_log2
+                };
+                log::alloc(
+                    st,
+                    t,
+                    rec.addr as *mut u8,
+                    align,
+                    align_log2,
+                    rec.size(),
+                    rec.stack,
+                    &[],
+                );
+            }
+        });
     }
 }
 

@@ -174,7 +174,7 @@ pub use stack::{StackMode, MAX_DEPTH};
 use state::State;
 pub use suppressions::{SuppressionError, Suppressions};
 use sync::{RawLock, SpinGuard};
-use thread::{Busy, ThreadState, THREAD};
+use thread::{Busy, ThreadState};
 pub use trim::{user_frames, FrameInfo, PRELOAD_LIBRARY};
 
 use crate::valloc::{Valloc, VallocVtable};
@@ -561,9 +561,10 @@ impl<'a> Backtracing<'a> {
         // The thread's state is read once an event, here (see
         // `thread::Tracking`); without it (gone, where thread-locals are
         // not native) the block counts as the tracker's own.
-        THREAD
-            .try_with(|t| self.alloc_on(st, t, align, align_log2, size, recordable))
-            .unwrap_or_else(|_| self.alloc_own(st, None, align, align_log2, size, recordable))
+        match thread::current() {
+            Some(t) => self.alloc_on(st, t, align, align_log2, size, recordable),
+            None => self.alloc_own(st, None, align, align_log2, size, recordable),
+        }
     }
 
     /// [`alloc_raw`](Self::alloc_raw) on thread `t`: inlined there, so
@@ -814,8 +815,9 @@ impl<'a> Backtracing<'a> {
         }
         // As in `alloc_raw`: without the thread's state, the tracker's
         // own free.
-        if THREAD.try_with(|t| self.free_on(st, t, ptr)).is_err() {
-            self.release(st, None, ptr, &[], None, false);
+        match thread::current() {
+            Some(t) => self.free_on(st, t, ptr),
+            None => self.release(st, None, ptr, &[], None, false),
         }
     }
 

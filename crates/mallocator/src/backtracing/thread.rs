@@ -81,6 +81,24 @@ std::thread_local! {
     };
 }
 
+/// This thread's state; `None` only where thread-locals are not native
+/// and the thread is being torn down.
+///
+/// A reference, not a closure run by `THREAD.with`: the allocation and
+/// free paths must add no frame to the stacks they capture, and
+/// `LocalKey::try_with` with a whole path in its closure is not always
+/// inlined (it was not in the AddressSanitizer build).
+#[inline(always)]
+pub(crate) fn current() -> Option<&'static ThreadState> {
+    let p = THREAD.try_with(|t| t as *const ThreadState).ok()?;
+    // SAFETY: `THREAD` has a constant initialiser and no destructor, so
+    // its storage is initialised from the thread's start and stays valid
+    // until the thread ends, after which no code of the thread runs.
+    // `ThreadState` is not `Sync`: the reference cannot reach another
+    // thread.
+    Some(unsafe { &*p })
+}
+
 /// Runs `f` with this thread's allocations stamped `stamp` (a
 /// reallocation gives the new block the old one's stamp).
 pub(crate) fn with_stamp<R>(stamp: u32, f: impl FnOnce() -> R) -> R {
