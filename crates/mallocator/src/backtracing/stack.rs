@@ -326,9 +326,13 @@ pub(crate) fn capture<const HASH: bool>(
             let (len, hash) = walk_from::<HASH>(os::frame_pointer(), out);
             (len, hash, true)
         }
-        Method::Dwarf => match dwarf_unwind(out) {
+        Method::Dwarf => match top_of_current_stack(os::stack_pointer_estimate())
+            .and_then(|top| dwarf_unwind(out, top))
+        {
             Some(len) => (len, 0, false),
-            // This thread cannot unwind now (see `dwarf::unwind`).
+            // This thread cannot unwind now (see `dwarf::unwind`), or
+            // runs on a stack the walks do not know (the walk below then
+            // finds nothing either, and the capture counts as off-stack).
             None => {
                 let (len, hash) = walk_from::<HASH>(os::frame_pointer(), out);
                 (len, hash, true)
@@ -428,12 +432,12 @@ fn walk_from<const HASH: bool>(mut fp: usize, out: &mut [MaybeUninit<usize>]) ->
 
 /// [`dwarf::unwind`](super::dwarf::unwind) where it exists.
 #[inline(always)]
-fn dwarf_unwind(out: &mut [MaybeUninit<usize>]) -> Option<usize> {
+fn dwarf_unwind(out: &mut [MaybeUninit<usize>], top: usize) -> Option<usize> {
     #[cfg(dwarf_unwinder)]
-    return super::dwarf::unwind(out);
+    return super::dwarf::unwind(out, top);
     #[cfg(not(dwarf_unwinder))]
     {
-        let _ = out;
+        let _ = (out, top);
         None
     }
 }

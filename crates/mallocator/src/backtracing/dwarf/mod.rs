@@ -144,12 +144,14 @@ const SKIPPED: usize = 2;
 
 /// Captures the caller's stack into `out` (return addresses, innermost
 /// first): the number written, or `None` when this thread cannot unwind
-/// now (it is unwinding already, below a signal handler; or it runs on a
-/// stack the walk does not know; or no object could be scanned).
+/// now (it is unwinding already, below a signal handler; or no object
+/// could be scanned). `top` is the top of the stack the caller runs on
+/// ([`top_of_current_stack`](super::stack::top_of_current_stack)),
+/// found there: the caller has its thread's state at hand, which in a
+/// shared library saves a call into the dynamic loader.
 #[inline(never)]
-pub(crate) fn unwind(out: &mut [MaybeUninit<usize>]) -> Option<usize> {
+pub(crate) fn unwind(out: &mut [MaybeUninit<usize>], top: usize) -> Option<usize> {
     let regs = os::registers();
-    let top = super::stack::top_of_current_stack(regs.1)?;
     // Without the lock first: the usual stack, every step learned (or
     // nothing asked for). Tested here, not in the walk: there the test
     // cost 30 instructions an unwind (the loop compiled worse).
@@ -540,7 +542,9 @@ mod tests {
     #[inline(never)]
     fn unwind_from_here(len: usize) -> Vec<usize> {
         let mut out = [MaybeUninit::uninit(); 64];
-        let n = super::unwind(&mut out[..len]).expect("this thread can unwind");
+        let top = super::super::stack::top_of_current_stack(super::os::stack_pointer_estimate())
+            .expect("a known stack");
+        let n = super::unwind(&mut out[..len], top).expect("this thread can unwind");
         // SAFETY: `unwind` initialised the first `n` words.
         out[..n]
             .iter()
