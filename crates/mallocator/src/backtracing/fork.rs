@@ -45,6 +45,25 @@ static INSTALLER: AtomicU32 = AtomicU32::new(NOBODY);
 const NOBODY: u32 = 0;
 const INSTALLED: u32 = u32::MAX;
 
+/// Installs the handlers when the library is loaded (by the dynamic
+/// loader, or at the program's start), while a process has, as a rule,
+/// one thread. Installed later, at the first tracker's creation, they can
+/// race a `fork` in another thread: glibc runs in the child only the
+/// handlers that ran before the fork, so a fork whose `prepare` handlers
+/// had run just before ours was added copied into its child the locks a
+/// thread took after them, and the child hung at its first allocation.
+/// [`register`] still installs them where this did not run (a target
+/// without `.init_array`, or a linker that left this out).
+#[cfg(all(any(target_os = "linux", target_os = "freebsd"), not(miri)))]
+#[used]
+#[link_section = ".init_array"]
+static INSTALL_AT_LOAD: extern "C" fn() = {
+    extern "C" fn install_at_load() {
+        install_handlers();
+    }
+    install_at_load
+};
+
 /// Returns once the handlers are installed, installing them if no thread
 /// of this process is doing it already. Every tracker state is
 /// registered after this, so no fork copies a tracker lock without the
@@ -207,6 +226,30 @@ mod tests {
     use super::*;
     use crate::backtracing::Backtracing;
     use crate::Valloc;
+
+    /// In a process that has made no tracker, the handlers are installed
+    /// already (`INSTALL_AT_LOAD`): checked in a child process that runs
+    /// this test alone.
+    #[test]
+    #[cfg(all(any(target_os = "linux", target_os = "freebsd"), not(miri)))]
+    fn handlers_are_installed_when_the_library_loads() {
+        const CHILD: &str = "MALLOCATOR_TEST_INSTALLED_AT_LOAD";
+        if std::env::var_os(CHILD).is_some() {
+            assert_eq!(INSTALLER.load(Ordering::Acquire), INSTALLED);
+            return;
+        }
+        let name = "backtracing::fork::tests::handlers_are_installed_when_the_library_loads";
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", name, "--test-threads=1"])
+            .env(CHILD, "1")
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && stdout.contains("1 passed"),
+            "{out:?}"
+        );
+    }
 
     /// The handlers as `fork` would run them, without forking (Miri can
     /// run this): every lock of a live tracker is held in between, and
