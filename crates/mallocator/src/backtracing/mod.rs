@@ -559,7 +559,7 @@ impl<'a> Backtracing<'a> {
         // can allocate 2^56 bytes).
         let recordable = (size as u64) < live::SIZE_LIMIT;
         // The thread's state is read once an event, here (see
-        // `thread::Tracking`); without it (gone, where thread-locals are
+        // `thread::Busy`); without it (gone, where thread-locals are
         // not native) the block counts as the tracker's own.
         match thread::current() {
             Some(t) => self.alloc_on(st, t, align, align_log2, size, recordable),

@@ -125,8 +125,12 @@ pub(crate) fn thread_id() -> u64 {
         .unwrap_or(0)
 }
 
-/// Marks the current thread as inside one tracker until dropped.
-pub(crate) struct Busy {
+/// Marks the current thread as inside one tracker until dropped. It
+/// keeps the thread's state it changed, so that its drop looks nothing up
+/// (in a shared library every thread-local access is a call into the
+/// dynamic loader).
+pub(crate) struct Busy<'t> {
+    t: &'t ThreadState,
     was: u64,
 }
 
@@ -134,23 +138,25 @@ pub(crate) struct Busy {
 /// below it: invariant 6).
 const HOT: u64 = 1 << 63;
 
-impl Busy {
+impl Busy<'static> {
     /// Enters tracker `epoch` unconditionally, for the tracker's own work
     /// (reports, configuration, writing the log, unwinding): whatever it
-    /// allocates through that tracker meanwhile is its own.
-    pub(crate) fn enter(epoch: u64) -> Busy {
-        let was = THREAD.try_with(|t| t.busy.replace(epoch)).unwrap_or(0);
-        Busy { was }
+    /// allocates through that tracker meanwhile is its own. `None` (no
+    /// guard needed) where the thread's state is gone.
+    pub(crate) fn enter(epoch: u64) -> Option<Self> {
+        let t = current()?;
+        let was = t.busy.replace(epoch);
+        Some(Busy { t, was })
     }
 
     /// Marks what follows, until dropped, as the tracker's own work in
     /// whatever tracker this thread is in: work of the hot path that may
-    /// allocate through a global allocator (invariant 12).
-    pub(crate) fn own() -> Busy {
-        let was = THREAD
-            .try_with(|t| t.busy.replace(t.busy.get() & !HOT))
-            .unwrap_or(0);
-        Busy { was }
+    /// allocate through a global allocator (invariant 12). `None` as for
+    /// [`enter`](Self::enter).
+    pub(crate) fn own() -> Option<Self> {
+        let t = current()?;
+        let was = t.busy.replace(t.busy.get() & !HOT);
+        Some(Busy { t, was })
     }
 
     /// Whether this thread is inside tracker `epoch` now.
@@ -166,20 +172,11 @@ impl Busy {
     }
 }
 
-impl Drop for Busy {
+impl Drop for Busy<'_> {
+    #[inline]
     fn drop(&mut self) {
-        let was = self.was;
-        let _ = THREAD.try_with(|t| t.busy.set(was));
+        self.t.busy.set(self.was);
     }
-}
-
-/// Marks a thread as in one tracker's hot path until dropped: the
-/// [`Busy`] of the allocation and free paths, which hold their thread's
-/// state already (one thread-local access an event: in a shared library
-/// each one is a call into the dynamic loader).
-pub(crate) struct Tracking<'t> {
-    t: &'t ThreadState,
-    was: u64,
 }
 
 impl ThreadState {
@@ -188,13 +185,13 @@ impl ThreadState {
     /// or a signal handler's: [`interrupted_hot`](Self::interrupted_hot)),
     /// else the guard.
     #[inline]
-    pub(crate) fn track(&self, epoch: u64) -> Option<Tracking<'_>> {
+    pub(crate) fn track(&self, epoch: u64) -> Option<Busy<'_>> {
         let was = self.busy.get();
         if was & !HOT == epoch {
             return None;
         }
         self.busy.set(epoch | HOT);
-        Some(Tracking { t: self, was })
+        Some(Busy { t: self, was })
     }
 
     /// Whether a call that [`track`](Self::track) turned away came while
@@ -208,12 +205,5 @@ impl ThreadState {
     #[inline]
     pub(crate) fn has_pending(&self) -> bool {
         !self.pending.is_empty()
-    }
-}
-
-impl Drop for Tracking<'_> {
-    #[inline]
-    fn drop(&mut self) {
-        self.t.busy.set(self.was);
     }
 }
