@@ -734,8 +734,8 @@ mod tests {
         }
         assert!(grown >= n * 24);
         assert_eq!(s.table_bytes(), MIN_SLOTS * core::mem::size_of::<Record>());
-        // Shrinking by an eighth at a time, not a quarter (26 rebuilds for
-        // 20,000 records).
+        // Each shrink to an eighth of the table's length, not by a quarter
+        // of its records (26 rebuilds for 20,000 records).
         assert!(rebuilds <= if cfg!(miri) { 3 } else { 5 }, "{rebuilds}");
         // Removals leave a table under 3/8 full; the next insertion
         // shrinks it to half full.
