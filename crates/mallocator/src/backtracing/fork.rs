@@ -53,10 +53,15 @@ const INSTALLED: u32 = u32::MAX;
 /// had run just before ours was added copied into its child the locks a
 /// thread took after them, and the child hung at its first allocation.
 /// [`register`] still installs them where this did not run (a target
-/// without `.init_array`, or a linker that left this out).
-#[cfg(all(any(target_os = "linux", target_os = "freebsd"), not(miri)))]
+/// without a constructor section, or a linker that left this out).
+/// Constructors are `.init_array` in ELF, `__mod_init_func` in Mach-O.
+#[cfg(all(
+    any(target_os = "linux", target_os = "freebsd", target_vendor = "apple"),
+    not(miri)
+))]
 #[used]
-#[link_section = ".init_array"]
+#[cfg_attr(not(target_vendor = "apple"), link_section = ".init_array")]
+#[cfg_attr(target_vendor = "apple", link_section = "__DATA,__mod_init_func")]
 static INSTALL_AT_LOAD: extern "C" fn() = {
     extern "C" fn install_at_load() {
         install_handlers();
@@ -231,7 +236,10 @@ mod tests {
     /// already (`INSTALL_AT_LOAD`): checked in a child process that runs
     /// this test alone.
     #[test]
-    #[cfg(all(any(target_os = "linux", target_os = "freebsd"), not(miri)))]
+    #[cfg(all(
+        any(target_os = "linux", target_os = "freebsd", target_vendor = "apple"),
+        not(miri)
+    ))]
     fn handlers_are_installed_when_the_library_loads() {
         const CHILD: &str = "MALLOCATOR_TEST_INSTALLED_AT_LOAD";
         if std::env::var_os(CHILD).is_some() {
