@@ -160,7 +160,7 @@ mod trim;
 
 use core::ffi::c_void;
 use core::marker::PhantomData;
-use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicUsize, Ordering};
+use core::sync::atomic::{compiler_fence, AtomicBool, AtomicPtr, AtomicUsize, Ordering};
 
 pub use config::Config;
 pub use global::{ExitReport, GlobalBacktracing};
@@ -607,10 +607,8 @@ impl<'a> Backtracing<'a> {
                 captured.frames,
             );
         }
-        if t.has_pending() {
-            self.drain_pending(st, t, stamp);
-        }
         drop(tracking);
+        self.after_hot(st, t);
         ptr
     }
 
@@ -690,7 +688,10 @@ impl<'a> Backtracing<'a> {
 
     /// A deferred event with the current stack when `stack`.
     fn deferred(&self, st: &State, stack: bool) -> pending::Deferred {
-        let mut event = pending::Deferred::EMPTY;
+        let mut event = pending::Deferred {
+            epoch: st.epoch,
+            ..pending::Deferred::EMPTY
+        };
         if stack {
             let mut storage = StackStorage::uninit();
             let captured = self.capture::<true>(st, &mut storage);
@@ -706,12 +707,48 @@ impl<'a> Backtracing<'a> {
         event
     }
 
-    /// Records what this thread's signal handlers left (invariant 12), in
-    /// order, as this hot path's own events: called with no lock held.
+    /// The end of a hot path on thread `t`, once its guard is dropped:
+    /// records what signal handlers left while it ran (invariant 12).
+    /// Checked after the drop, not before: a handler that runs before
+    /// the drop leaves its event, one that runs after it is tracked at
+    /// once, so none is left behind until this thread's next call.
+    #[inline(always)]
+    fn after_hot(&self, st: &State, t: &ThreadState) {
+        // The guard's release is a store the compiler must not move past
+        // the queue's length, which a handler on this thread may change.
+        compiler_fence(Ordering::SeqCst);
+        if t.has_pending() {
+            self.drain_pending(st, t);
+        }
+    }
+
+    /// Records this tracker's events that this thread's signal handlers
+    /// left (invariant 12), in order, as the interrupted path's own;
+    /// called with no lock held. Events of other trackers (a handler
+    /// that interrupted a tracker nested around this one) stay for them.
+    /// Runs inside the hot path's guard again, so that a handler that
+    /// interrupts it leaves its event too; that event is taken after the
+    /// guard is dropped, as in [`after_hot`](Self::after_hot).
     #[cold]
     #[inline(never)]
-    fn drain_pending(&self, st: &State, t: &ThreadState, stamp: u32) {
-        while let Some(event) = t.pending.pop() {
+    fn drain_pending(&self, st: &State, t: &ThreadState) {
+        while t.pending.has(st.epoch) {
+            // Refused only inside this tracker's own work, where no hot
+            // path runs, so no event of it can wait.
+            let Some(tracking) = t.track(st.epoch) else {
+                return;
+            };
+            self.record_pending(st, t);
+            drop(tracking);
+            compiler_fence(Ordering::SeqCst);
+        }
+    }
+
+    /// [`drain_pending`](Self::drain_pending)'s recording, inside the
+    /// hot path's guard.
+    fn record_pending(&self, st: &State, t: &ThreadState) {
+        let stamp = t.stamp.get();
+        while let Some(event) = t.pending.pop(st.epoch) {
             let frames = event.frames();
             if event.free {
                 let logged = self.free_log_id(st, t, frames, event.hash);
@@ -855,10 +892,8 @@ impl<'a> Backtracing<'a> {
             logged = Some(NO_STACK);
         }
         self.release(st, Some(t), ptr, frames, logged, true);
-        if t.has_pending() {
-            self.drain_pending(st, t, t.stamp.get());
-        }
         drop(tracking);
+        self.after_hot(st, t);
     }
 
     /// The stack id a free with `frames` is logged with, or `None` when

@@ -8,6 +8,11 @@
 //! its stack, and leaves the event here. The interrupted path, once it
 //! has released its locks, records the events in order as if they came
 //! after its own (`Backtracing::drain_pending`).
+//!
+//! The queue is the thread's, and trackers nest (one tracker's inner
+//! allocator can be another tracker, whose hot path then runs inside the
+//! first one's), so each event names the tracker whose path it
+//! interrupted, and only that tracker takes it.
 
 use core::cell::Cell;
 use core::sync::atomic::{compiler_fence, Ordering};
@@ -22,6 +27,9 @@ pub(crate) const DEFERRED_DEPTH: usize = 32;
 /// One deferred allocation or free.
 #[derive(Clone, Copy)]
 pub(crate) struct Deferred {
+    /// The epoch of the tracker whose hot path the handler interrupted:
+    /// the one that records the event.
+    pub(crate) epoch: u64,
     /// The block the inner allocator returned, or the one freed.
     pub(crate) ptr: usize,
     /// The allocation's requested size and alignment (as passed, and its
@@ -38,6 +46,7 @@ pub(crate) struct Deferred {
 
 impl Deferred {
     pub(crate) const EMPTY: Deferred = Deferred {
+        epoch: 0,
         ptr: 0,
         size: 0,
         align: 0,
@@ -93,20 +102,27 @@ impl Pending {
         self.len.get() == 0
     }
 
-    /// Takes the oldest event. Signals are blocked meanwhile, so that no
-    /// handler adds one while the queue shifts.
-    pub(crate) fn pop(&self) -> Option<Deferred> {
+    /// Whether an event for tracker `epoch` waits.
+    pub(crate) fn has(&self, epoch: u64) -> bool {
+        let n = self.len.get();
+        self.events[..n].iter().any(|e| e.get().epoch == epoch)
+    }
+
+    /// Takes the oldest event for tracker `epoch`; the others keep their
+    /// order. Signals are blocked meanwhile, so that no handler adds one
+    /// while the queue shifts.
+    pub(crate) fn pop(&self, epoch: u64) -> Option<Deferred> {
         os::with_signals_blocked(|| {
             let n = self.len.get();
-            if n == 0 {
-                return None;
-            }
-            let first = self.events[0].get();
-            for i in 1..n {
+            let at = self.events[..n]
+                .iter()
+                .position(|e| e.get().epoch == epoch)?;
+            let event = self.events[at].get();
+            for i in at + 1..n {
                 self.events[i - 1].set(self.events[i].get());
             }
             self.len.set(n - 1);
-            Some(first)
+            Some(event)
         })
     }
 }
@@ -115,23 +131,43 @@ impl Pending {
 mod tests {
     use super::*;
 
+    fn event(epoch: u64, ptr: usize) -> Deferred {
+        Deferred {
+            epoch,
+            ptr,
+            ..Deferred::EMPTY
+        }
+    }
+
     #[test]
     fn events_come_out_in_order_and_a_full_queue_refuses() {
         let q = Pending::new();
         assert!(q.is_empty());
         for i in 0..PENDING {
-            assert!(q.push(Deferred {
-                ptr: i + 1,
-                ..Deferred::EMPTY
-            }));
+            assert!(q.push(event(1, i + 1)));
         }
-        assert!(!q.push(Deferred {
-            ptr: 99,
-            ..Deferred::EMPTY
-        }));
+        assert!(!q.push(event(1, 99)));
         for i in 0..PENDING {
-            assert_eq!(q.pop().map(|e| e.ptr), Some(i + 1));
+            assert_eq!(q.pop(1).map(|e| e.ptr), Some(i + 1));
         }
-        assert!(q.pop().is_none() && q.is_empty());
+        assert!(q.pop(1).is_none() && q.is_empty());
+    }
+
+    /// Each tracker takes its own events, in order, and leaves the
+    /// others' where they were.
+    #[test]
+    fn a_tracker_takes_only_its_own_events() {
+        let q = Pending::new();
+        for (epoch, ptr) in [(2, 10), (1, 11), (2, 12), (1, 13)] {
+            assert!(q.push(event(epoch, ptr)));
+        }
+        assert!(q.has(1) && q.has(2) && !q.has(3));
+        assert!(q.pop(3).is_none());
+        assert_eq!(q.pop(1).map(|e| e.ptr), Some(11));
+        assert_eq!(q.pop(1).map(|e| e.ptr), Some(13));
+        assert!(q.pop(1).is_none() && !q.has(1) && !q.is_empty());
+        assert_eq!(q.pop(2).map(|e| e.ptr), Some(10));
+        assert_eq!(q.pop(2).map(|e| e.ptr), Some(12));
+        assert!(q.is_empty());
     }
 }

@@ -812,6 +812,66 @@ fn a_signal_handlers_calls_inside_the_hot_path_are_tracked_after_it() {
     );
 }
 
+/// An inner allocator that, once armed, acts as a signal handler that
+/// interrupts [`NESTING`]'s allocation path and then calls a second
+/// tracker, [`NESTED`], as a tracker whose inner allocator is another
+/// tracker does: from inside its own `alloc`, it keeps a 77-byte block
+/// from `NESTING` (left in the thread's queue) and makes a pair through
+/// `NESTED`, whose hot path then ends with that event waiting.
+struct InterruptingThenNesting {
+    armed: core::sync::atomic::AtomicBool,
+    kept: AtomicUsize,
+}
+
+// SAFETY: blocks come from the libc allocator, which upholds the contract.
+unsafe impl RawAlloc for InterruptingThenNesting {
+    fn alloc(&self, layout: Layout) -> Result<NonNull<u8>, AllocError> {
+        if self.armed.swap(false, Ordering::SeqCst) {
+            self.kept
+                .store(NESTING.valloc().malloc(8, 77) as usize, Ordering::SeqCst);
+            let w = NESTED.valloc();
+            // SAFETY: freeing what `w` returned, once.
+            unsafe { w.free(w.malloc(8, 1)) };
+        }
+        Valloc::libc().alloc_layout(layout)
+    }
+    unsafe fn free(&self, ptr: NonNull<u8>) {
+        // SAFETY: `ptr` came from `alloc`, i.e. from the libc allocator.
+        unsafe { Valloc::libc().free(ptr.as_ptr()) }
+    }
+}
+
+static INTERRUPTING_THEN_NESTING: InterruptingThenNesting = InterruptingThenNesting {
+    armed: core::sync::atomic::AtomicBool::new(false),
+    kept: AtomicUsize::new(0),
+};
+static NESTING: Backtracing<'static> = Backtracing::new(Valloc::new(&INTERRUPTING_THEN_NESTING));
+static NESTED: Backtracing<'static> = Backtracing::new(Valloc::libc());
+
+/// A signal handler's event waits for the tracker whose hot path it
+/// interrupted, even when another tracker's hot path runs inside that
+/// one and ends first: the other tracker leaves it alone.
+#[test]
+fn a_signal_handlers_event_is_recorded_by_the_tracker_it_interrupted() {
+    let v = NESTING.valloc();
+    INTERRUPTING_THEN_NESTING
+        .armed
+        .store(true, Ordering::SeqCst);
+    let outer = v.malloc(8, 24);
+    let kept = INTERRUPTING_THEN_NESTING.kept.load(Ordering::SeqCst) as *mut u8;
+    assert!(!outer.is_null() && !kept.is_null());
+    let report = NESTING.report();
+    assert_eq!((report.leaked_blocks, report.leaked_bytes), (2, 24 + 77));
+    assert!(NESTED.report().is_clean(), "{:?}", NESTED.report());
+    // SAFETY: both came from `v`, freed once.
+    unsafe {
+        v.free(outer);
+        v.free(kept);
+    }
+    assert_eq!((NESTING.error_count(), NESTED.error_count()), (0, 0));
+    assert!(NESTING.report().is_clean());
+}
+
 #[test]
 #[cfg_attr(miri, ignore)] // files
 fn compact_log_file_from_many_threads() {
