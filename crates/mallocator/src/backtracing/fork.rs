@@ -27,9 +27,26 @@ use super::state::State;
 use super::sync::{RawLock, SpinLock};
 use super::sys_vec::{sys_vec, SysVec};
 
-/// Every registered tracker state (as addresses; see `state.rs` for why
-/// they stay put while registered).
-static REGISTRY: SpinLock<SysVec<usize>> = SpinLock::new(sys_vec());
+/// What the registry lock guards.
+struct Registry {
+    /// Every registered tracker state (as addresses; see `state.rs` for
+    /// why they stay put while registered).
+    states: SysVec<usize>,
+    /// The forking thread's signal mask from before [`prepare`], which
+    /// blocks every signal until the handlers after `fork` have released
+    /// the locks: a signal handler that allocated while this thread held
+    /// them would wait forever for a lock of its own thread. The fork
+    /// system call can take milliseconds, and a signal that comes
+    /// meanwhile is handled as it returns, before those handlers run.
+    mask_before_fork: Option<os::SignalMask>,
+}
+
+/// The registered tracker states; held across `fork` (see the module
+/// docs).
+static REGISTRY: SpinLock<Registry> = SpinLock::new(Registry {
+    states: sys_vec(),
+    mask_before_fork: None,
+});
 
 /// Who installs the handlers: [`NOBODY`] yet, [`INSTALLED`] (done, in
 /// this process or in the parent it was forked from), or else the id of
@@ -101,7 +118,7 @@ fn install_handlers() {
 /// locks taken).
 pub(crate) fn register(state: *mut State) -> bool {
     install_handlers();
-    let mut states = REGISTRY.lock();
+    let states = &mut REGISTRY.lock().states;
     if states.try_reserve(1).is_err() {
         return false;
     }
@@ -111,7 +128,7 @@ pub(crate) fn register(state: *mut State) -> bool {
 
 /// Removes a state (before it is freed).
 pub(crate) fn unregister(state: *mut State) {
-    let mut states = REGISTRY.lock();
+    let states = &mut REGISTRY.lock().states;
     if let Some(i) = states.iter().position(|&s| s == state as usize) {
         states.swap_remove(i);
     }
@@ -136,7 +153,7 @@ const TRIES: u32 = 2000;
 fn acquire_all() {
     loop {
         let guard = REGISTRY.lock();
-        let states: &[usize] = &guard;
+        let states: &[usize] = &guard.states;
         let mut taken = 0usize;
         let all = each_lock(states, &mut |l| {
             for i in 0..TRIES {
@@ -173,43 +190,64 @@ fn acquire_all() {
 }
 
 /// The `prepare` handler: runs in the forking thread before `fork`.
+/// Signals are blocked first, before any lock is taken
+/// ([`Registry::mask_before_fork`]).
 extern "C" fn prepare() {
+    let mask = os::block_signals();
     acquire_all();
+    // SAFETY: `acquire_all` left the registry lock held by this thread.
+    unsafe { (*REGISTRY.data_ptr()).mask_before_fork = Some(mask) };
 }
 
-/// The `parent` and `child` handlers: release what [`prepare`] took. In
-/// the child this is the reinitialisation: the forking thread is its only
-/// thread, and every table is as the parent had it at the fork.
+/// The `parent` handler: releases what [`prepare`] took, then lets
+/// signals in again.
 extern "C" fn release_all() {
+    let mask = release_locks();
+    if let Some(mask) = mask {
+        os::restore_signals(&mask);
+    }
+}
+
+/// Releases the locks [`prepare`] took; returns the signal mask it
+/// replaced. In the child this is the reinitialisation: the forking
+/// thread is its only thread, and every table is as the parent had it at
+/// the fork.
+fn release_locks() -> Option<os::SignalMask> {
     // SAFETY: `prepare` left the registry lock and every lock below held
     // by this thread (in the child, by the thread this one continues).
     unsafe {
-        let states: &[usize] = &*REGISTRY.data_ptr();
-        each_lock(states, &mut |l| {
+        let registry = &mut *REGISTRY.data_ptr();
+        let mask = registry.mask_before_fork.take();
+        each_lock(&registry.states, &mut |l| {
             l.release();
             true
         });
         REGISTRY.release();
+        mask
     }
 }
 
-/// The `child` handler: [`release_all`], then what only the child does:
-/// its compact logs stop (the parent writes those files), but for the
-/// process-wide tracker's when its path names the process (it starts
+/// The `child` handler: [`release_locks`], then what only the child
+/// does: its compact logs stop (the parent writes those files), but for
+/// the process-wide tracker's when its path names the process (it starts
 /// over in a file of the child's own), and the other threads' event
-/// buffers are forgotten (see `log/threads.rs`).
+/// buffers are forgotten (see `log/threads.rs`). Signals wait until all
+/// of that is done, since it takes tracker locks too.
 extern "C" fn in_child() {
     INSTALLER.store(INSTALLED, Ordering::Release);
-    release_all();
+    let mask = release_locks();
     super::log::after_fork_in_child();
     for_each_state(&mut |st| st.log.stop_in_child());
     super::global::log_again_in_child();
+    if let Some(mask) = mask {
+        os::restore_signals(&mask);
+    }
 }
 
 /// Calls `f` on every live tracker state.
 pub(crate) fn for_each_state(f: &mut dyn FnMut(&State)) {
-    let states = REGISTRY.lock();
-    for &s in states.iter() {
+    let registry = REGISTRY.lock();
+    for &s in registry.states.iter() {
         // SAFETY: a registered state is live until it is unregistered,
         // which needs the registry lock held here.
         f(unsafe { &*(s as *const State) });
@@ -289,5 +327,59 @@ mod tests {
             unsafe { l.release() };
             true
         });
+    }
+    /// A signal that comes while the handlers hold the locks (as one
+    /// that comes during the fork system call) is handled only once they
+    /// have released them: its handler allocates through a tracker, which
+    /// would otherwise wait forever for a lock its own thread holds. Run
+    /// in a child process with a watchdog, so that a hang fails the test
+    /// instead of stopping the run.
+    #[test]
+    #[cfg(all(unix, not(miri), not(mallocator_sanitize = "thread")))]
+    fn a_signal_between_the_handlers_waits_for_the_locks() {
+        use core::sync::atomic::AtomicBool;
+
+        static TRACKER: Backtracing<'static> = Backtracing::new(Valloc::libc());
+        static HANDLED: AtomicBool = AtomicBool::new(false);
+        extern "C" fn on_signal(_: libc::c_int) {
+            let v = TRACKER.valloc();
+            // SAFETY: freeing what `v` returned.
+            unsafe { v.free(v.malloc(8, 24)) };
+            HANDLED.store(true, Ordering::SeqCst);
+        }
+
+        let v = TRACKER.valloc();
+        // SAFETY: freeing what `v` returned; the tracker is registered.
+        unsafe { v.free(v.malloc(8, 8)) };
+        // SAFETY: `fork` in a process with other threads: the child only
+        // runs the scenario below (the tracker's own locks are consistent,
+        // the handlers are installed) and `_exit`s.
+        let pid = unsafe { libc::fork() };
+        assert!(pid >= 0);
+        if pid == 0 {
+            // SAFETY: a plain handler for SIGUSR2, and an alarm whose
+            // default action ends this child should it hang.
+            unsafe {
+                libc::alarm(10);
+                libc::signal(libc::SIGUSR2, on_signal as *const () as libc::sighandler_t);
+            }
+            prepare();
+            // SAFETY: raising a signal on this thread.
+            unsafe { libc::raise(libc::SIGUSR2) };
+            let early = HANDLED.load(Ordering::SeqCst);
+            release_all();
+            let handled = HANDLED.load(Ordering::SeqCst);
+            // SAFETY: ending the child without running the parent's
+            // exit handlers.
+            unsafe { libc::_exit(if !early && handled { 0 } else { 1 }) };
+        }
+        let mut status = 0;
+        // SAFETY: waiting for the child forked above.
+        assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
+        assert!(
+            libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+            "child status {status:#x} (signal {} ends a hang)",
+            libc::SIGALRM
+        );
     }
 }

@@ -21,7 +21,8 @@
 //!   storage), and [`for_each_word`] to read it;
 //! * `sink.rs`: [`Sink`] / [`write_all`], whole-record writes to a file
 //!   or stream, and [`create_private_file`];
-//! * `process.rs`: [`at_exit`], [`at_fork`], [`with_signals_blocked`];
+//! * `process.rs`: [`at_exit`], [`at_fork`], [`with_signals_blocked`]
+//!   (and [`block_signals`] / [`restore_signals`]);
 //!   [`process()`], pid, start time, executable and working directory;
 //!   [`exit_now`];
 //! * `clock.rs`: [`ticks`] / [`CLOCK`], a monotonic clock for event
@@ -44,8 +45,8 @@ pub(crate) use clock::{ticks, ticks_per_second, CLOCK};
 pub(crate) use loader::UnwindSections;
 pub(crate) use loader::{for_each_module, with_code_site, with_loader_locked};
 pub(crate) use process::{
-    at_exit, at_fork, executable, exit_now, process, with_signals_blocked, working_directory,
-    PATH_MAX,
+    at_exit, at_fork, block_signals, executable, exit_now, process, restore_signals,
+    with_signals_blocked, working_directory, SignalMask, PATH_MAX,
 };
 #[cfg(dwarf_unwinder)]
 pub(crate) use registers::registers;

@@ -25,28 +25,55 @@ pub(crate) fn at_exit(_f: extern "C" fn()) {}
 
 /// Runs `f` with every signal blocked for this thread, so that no
 /// handler runs on it meanwhile.
-#[cfg(all(unix, not(miri)))]
 pub(crate) fn with_signals_blocked<R>(f: impl FnOnce() -> R) -> R {
+    let mask = block_signals();
+    let result = f();
+    restore_signals(&mask);
+    result
+}
+
+/// A thread's signal mask, as [`block_signals`] found it.
+#[cfg(all(unix, not(miri)))]
+pub(crate) struct SignalMask(libc::sigset_t);
+
+/// No signal handlers interrupt a thread here (Windows), or none are
+/// run (Miri): nothing to keep.
+#[cfg(any(not(unix), miri))]
+pub(crate) struct SignalMask;
+
+/// Blocks every signal for this thread, so that no handler runs on it
+/// until [`restore_signals`]; returns the mask to restore.
+#[cfg(all(unix, not(miri)))]
+pub(crate) fn block_signals() -> SignalMask {
     // SAFETY: `sigset_t`s are plain data, filled by `sigfillset` and by
-    // `pthread_sigmask`; blocking and restoring this thread's mask has no
-    // other effect.
+    // `pthread_sigmask`; blocking this thread's signals has no other
+    // effect.
     unsafe {
         let mut all: libc::sigset_t = core::mem::zeroed();
         let mut old: libc::sigset_t = core::mem::zeroed();
         libc::sigfillset(&mut all);
         libc::pthread_sigmask(libc::SIG_BLOCK, &all, &mut old);
-        let result = f();
-        libc::pthread_sigmask(libc::SIG_SETMASK, &old, core::ptr::null_mut());
-        result
+        SignalMask(old)
     }
 }
 
-/// No signal handlers interrupt a thread here (Windows), or none are
-/// run (Miri).
-#[cfg(any(not(unix), miri))]
-pub(crate) fn with_signals_blocked<R>(f: impl FnOnce() -> R) -> R {
-    f()
+/// Sets this thread's signal mask back to `mask`: a signal that came
+/// while they were blocked is handled now.
+#[cfg(all(unix, not(miri)))]
+pub(crate) fn restore_signals(mask: &SignalMask) {
+    // SAFETY: `mask.0` is a mask `pthread_sigmask` filled.
+    unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &mask.0, core::ptr::null_mut()) };
 }
+
+/// See [`SignalMask`]: nothing to block.
+#[cfg(any(not(unix), miri))]
+pub(crate) fn block_signals() -> SignalMask {
+    SignalMask
+}
+
+/// See [`SignalMask`]: nothing to restore.
+#[cfg(any(not(unix), miri))]
+pub(crate) fn restore_signals(_mask: &SignalMask) {}
 
 /// Runs `prepare` in the forking thread before every `fork`, `parent`
 /// and `child` after it on each side (`pthread_atfork`).
