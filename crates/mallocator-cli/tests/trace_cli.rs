@@ -79,6 +79,13 @@ fn json_report(path: &Path) -> Value {
         .output()
         .unwrap();
     assert!(report.status.success(), "{report:?}");
+    // Every process these tests trace ends its log, however it exits.
+    let stderr = String::from_utf8_lossy(&report.stderr);
+    assert!(
+        !stderr.contains("cut short"),
+        "{}: {stderr}",
+        path.display()
+    );
     serde_json::from_slice(&report.stdout).unwrap()
 }
 

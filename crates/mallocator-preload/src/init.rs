@@ -20,9 +20,19 @@ use mallocator::backtracing::Backtracing;
 
 use crate::hooks::TRACKER;
 
-/// The process that loaded the library. A `vfork` child shares its
-/// memory, and must not write the parent's buffers at its `_exit`.
+/// The process whose logs [`end_logs`] ends: the one that loaded the
+/// library, or a child `fork` made of it (set again in the child, which
+/// may log into a file of its own, `%p`). A `vfork` child runs no fork
+/// handler and keeps the parent's id: it shares the parent's memory, and
+/// must not write the parent's buffers at its `_exit`.
 static LOADED_BY: AtomicI32 = AtomicI32::new(0);
+
+/// The `fork` child handler: the child is the process [`LOADED_BY`]
+/// names from now on.
+extern "C" fn in_child() {
+    // SAFETY: no preconditions.
+    LOADED_BY.store(unsafe { libc::getpid() }, Ordering::Relaxed);
+}
 
 /// Run by the dynamic loader when the library is loaded.
 #[used]
@@ -30,8 +40,12 @@ static LOADED_BY: AtomicI32 = AtomicI32::new(0);
 static INIT: extern "C" fn() = init;
 
 extern "C" fn init() {
-    // SAFETY: no preconditions.
-    LOADED_BY.store(unsafe { libc::getpid() }, Ordering::Relaxed);
+    // SAFETY: no preconditions; `in_child` is a plain function valid for
+    // the whole program.
+    unsafe {
+        LOADED_BY.store(libc::getpid(), Ordering::Relaxed);
+        libc::pthread_atfork(None, None, Some(in_child));
+    }
     // The first allocation reads the tracker's settings.
     // SAFETY: the block just allocated, freed once.
     unsafe { TRACKER.c_free(TRACKER.c_malloc(0, 1)) };
