@@ -101,8 +101,11 @@
 //!     (`pending.rs`): the hot path (the allocation and free paths
 //!     proper) allocates nothing through a global allocator (its tables
 //!     and the log's buffers come from the tracker's own heap; what may
-//!     allocate, the unwinder, a log callback, reading the thread's stack
-//!     bounds, is marked as the tracker's own work), so a call that
+//!     allocate, the `backtrace` unwinder, the DWARF unwinder's scan of
+//!     the loaded objects, a log callback, reading the thread's stack
+//!     bounds, is marked as the tracker's own work, kept as short as it
+//!     can be: a handler's call made there is taken for the tracker's
+//!     own, neither reported nor logged), so a call that
 //!     reaches a tracker while its thread is in that tracker's hot path
 //!     comes from a signal handler. It takes no lock: its block comes
 //!     from the inner allocator at once (a free keeps its block), and the
@@ -520,8 +523,11 @@ impl<'a> Backtracing<'a> {
     ) -> Captured<'s> {
         let method = self.active.method(self.stack_mode);
         let depth = self.depth.load(Ordering::Relaxed);
-        // The unwinders may allocate: the tracker's own work (invariant 12).
-        let _own = (method != Method::FramePointers).then(Busy::own);
+        // The `backtrace` unwinder may allocate: the tracker's own work
+        // (invariant 12). The DWARF unwinder marks the one step of its
+        // own that may (`dwarf::scan`), so that a signal handler that
+        // interrupts its walk is deferred as in the rest of the hot path.
+        let _own = (method == Method::Unwind).then(Busy::own);
         let captured = stack::capture::<HASH>(method, depth, storage);
         if captured.off_stack {
             st.off_stack.fetch_add(1, Ordering::Relaxed);

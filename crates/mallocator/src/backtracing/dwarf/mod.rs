@@ -151,6 +151,8 @@ const SKIPPED: usize = 2;
 /// shared library saves a call into the dynamic loader.
 #[inline(never)]
 pub(crate) fn unwind(out: &mut [MaybeUninit<usize>], top: usize) -> Option<usize> {
+    #[cfg(test)]
+    tests::interrupt();
     let regs = os::registers();
     // Without the lock first: the usual stack, every step learned (or
     // nothing asked for). Tested here, not in the walk: there the test
@@ -431,9 +433,16 @@ fn by_framehop(
 /// order: invariant 4). True when the objects changed since the last
 /// scan (or there was none). An object whose sections cannot be copied
 /// (out of memory) is left to the frame-pointer fallback.
+///
+/// The one part of an unwind that allocates (through the global
+/// allocator, which may be a tracker): the tracker's own work
+/// (invariant 12 in the tracker's module docs). The walks around it
+/// allocate nothing, and stay in the hot path, where a signal handler's
+/// events are deferred.
 #[cold]
 #[inline(never)]
 fn scan() -> bool {
+    let _own = super::thread::Busy::own();
     os::with_loader_locked(|| {
         let Some(mut held) = lock() else {
             return false;
@@ -535,6 +544,54 @@ mod tests {
     std::thread_local! {
         /// Unwinds of this thread the lock-free walk answered.
         pub(super) static LOCK_FREE: Cell<usize> = const { Cell::new(0) };
+        /// What the next unwind on this thread runs first, as a signal
+        /// handler that interrupts it would.
+        static INTERRUPT: Cell<Option<fn()>> = const { Cell::new(None) };
+    }
+
+    /// Runs (once) what [`INTERRUPT`] holds.
+    pub(super) fn interrupt() {
+        if let Some(handler) = INTERRUPT.with(Cell::take) {
+            handler();
+        }
+    }
+
+    static INTERRUPTED: crate::backtracing::Backtracing<'static> =
+        crate::backtracing::Backtracing::with_config(
+            crate::Valloc::libc(),
+            crate::backtracing::Config {
+                stack_mode: crate::backtracing::StackMode::Dwarf,
+                ..crate::backtracing::Config::DEFAULT
+            },
+        );
+    static KEPT: core::sync::atomic::AtomicUsize = core::sync::atomic::AtomicUsize::new(0);
+
+    /// A signal handler that interrupts the DWARF walk of an allocation
+    /// is in that allocation's hot path (invariant 12 in the tracker's
+    /// module docs): its allocation is deferred and then tracked as the
+    /// program's, not taken for the tracker's own.
+    #[test]
+    fn a_signal_handler_that_interrupts_the_walk_is_tracked() {
+        fn handler() {
+            let p = INTERRUPTED.valloc().malloc(8, 77);
+            KEPT.store(p as usize, core::sync::atomic::Ordering::SeqCst);
+        }
+        let v = INTERRUPTED.valloc();
+        // SAFETY: freeing what `v` returned (the objects are scanned now).
+        unsafe { v.free(v.malloc(8, 8)) };
+        INTERRUPT.with(|c| c.set(Some(handler)));
+        let p = v.malloc(8, 24);
+        let kept = KEPT.load(core::sync::atomic::Ordering::SeqCst) as *mut u8;
+        assert!(!p.is_null() && !kept.is_null());
+        let report = INTERRUPTED.report();
+        assert_eq!((report.leaked_blocks, report.leaked_bytes), (2, 24 + 77));
+        // SAFETY: both came from `v`, freed once.
+        unsafe {
+            v.free(p);
+            v.free(kept);
+        }
+        assert_eq!(INTERRUPTED.error_count(), 0);
+        assert!(INTERRUPTED.report().is_clean());
     }
 
     /// The frames [`unwind`](super::unwind) finds from here, into `len`
