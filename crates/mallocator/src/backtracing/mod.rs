@@ -450,7 +450,8 @@ impl<'a> Backtracing<'a> {
     }
 
     /// The largest [`live_bytes`](Self::live_bytes) seen. Exact while one
-    /// thread allocates; with several, an estimate: each thread sees its
+    /// thread allocates (through up to six trackers in turn, this one
+    /// among them); with several, an estimate: each thread sees its
     /// own changes since the last resynchronisation of the count, not the
     /// other threads' (less than 64 KiB each, either way), nor a change
     /// under 64 KiB made while a resynchronisation ran. That keeps the hot

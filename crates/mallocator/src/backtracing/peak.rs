@@ -6,13 +6,17 @@
 //!   *synchronisation*) stores the sum in `synced_bytes`, raises the peak
 //!   to it, and starts a new generation (`sync_gen`).
 //! * Each thread keeps its own net change since the generation it last
-//!   saw (`ThreadState::delta`), and estimates the live bytes as
-//!   `synced_bytes + delta`, raising the peak to that.
-//! * A thread synchronises when its delta reaches 64 KiB either way.
+//!   saw (its *share*, `ThreadState::shares`), and estimates the live
+//!   bytes as `synced_bytes + share`, raising the peak to that.
+//! * A thread synchronises when its share reaches 64 KiB either way.
+//! * A thread keeps the shares of the last two trackers it used. A share
+//!   pushed out while not empty is missing from its tracker's estimates,
+//!   so that tracker synchronises at its next use by the thread
+//!   (`ThreadState::use_share`).
 //!
-//! So a thread alone is exact; with others, their changes since the last
-//! synchronisation (less than 64 KiB each, in either direction) are
-//! missing from its estimate.
+//! So a thread alone is exact (with up to six trackers in turn); with
+//! others, their changes since the last synchronisation (less than
+//! 64 KiB each, in either direction) are missing from its estimate.
 //!
 //! A change is accounted with `gen`, the generation read *before* the
 //! change was made in its shard. A thread's delta holds only changes
@@ -25,7 +29,7 @@
 use core::sync::atomic::Ordering;
 
 use super::state::State;
-use super::thread::ThreadState;
+use super::thread::{Share, ThreadState};
 
 /// Net change (bytes) after which a thread synchronises.
 const SYNC: usize = 64 << 10;
@@ -42,21 +46,27 @@ impl State {
     #[inline]
     pub(crate) fn account(&self, t: Option<&ThreadState>, change: isize, gen: u32) {
         let epoch = self.epoch;
+        if let Some(t) = t {
+            if t.shares[0].get().epoch != epoch && t.use_share(epoch) {
+                // A share of this thread went missing: summed again (the
+                // change, made in its shard already, with it).
+                self.synchronise();
+            }
+        }
         let now = self.sync_gen.load(Ordering::Acquire);
         let raced = gen != now;
         let delta = t.map_or(SYNC as isize, |t| {
-            let base = if t.delta_epoch.get() == epoch && t.delta_gen.get() == now {
-                t.delta.get()
-            } else {
-                t.delta_epoch.set(epoch);
-                t.delta_gen.set(now);
-                0
-            };
+            let share = t.shares[0].get();
+            let base = if share.gen == now { share.bytes } else { 0 };
             let delta = base + if raced { 0 } else { change };
-            t.delta.set(if delta.unsigned_abs() >= SYNC {
-                0
-            } else {
-                delta
+            t.shares[0].set(Share {
+                epoch,
+                gen: now,
+                bytes: if delta.unsigned_abs() >= SYNC {
+                    0
+                } else {
+                    delta
+                },
             });
             delta
         });

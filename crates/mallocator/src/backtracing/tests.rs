@@ -1127,6 +1127,44 @@ fn peak_is_exact_for_one_thread_across_synchronisations() {
     unsafe { v.free(small) };
 }
 
+/// One thread allocating through trackers in turn, each block through
+/// one of them, then freeing them all: every tracker's peak is exact. A
+/// tracker nested in another's inner allocator is used by every
+/// allocation of the outer one; with three or more, the thread's shares
+/// of them cannot all be kept and are summed again instead.
+#[test]
+fn peak_is_exact_for_one_thread_using_trackers_in_turn() {
+    // Nested: every block of `outer` is a block of `inner` too.
+    let inner = Backtracing::new(Valloc::libc());
+    let outer = Backtracing::new(inner.valloc());
+    let v = outer.valloc();
+    let blocks: Vec<_> = (0..10).map(|_| v.malloc(8, 100)).collect();
+    for p in &blocks {
+        // SAFETY: each came from `v`.
+        unsafe { v.free(*p) };
+    }
+    assert_eq!((outer.live_bytes(), outer.peak_bytes()), (0, 1000));
+    assert_eq!((inner.live_bytes(), inner.peak_bytes()), (0, 1000));
+    // In turn, one to six of them (the thread keeps two shares, and
+    // remembers four trackers whose share it dropped).
+    for n in 1..=6 {
+        let trackers: Vec<_> = (0..n).map(|_| Backtracing::new(Valloc::libc())).collect();
+        let mut blocks = Vec::new();
+        for _ in 0..10 {
+            for t in &trackers {
+                blocks.push((t.valloc(), t.valloc().malloc(8, 100)));
+            }
+        }
+        for (v, p) in blocks {
+            // SAFETY: each came from its `v`.
+            unsafe { v.free(p) };
+        }
+        for t in &trackers {
+            assert_eq!((t.live_bytes(), t.peak_bytes()), (0, 1000), "{n} trackers");
+        }
+    }
+}
+
 #[test]
 fn a_big_change_racing_a_synchronisation_still_reaches_the_peak() {
     let t = Backtracing::new(Valloc::libc());

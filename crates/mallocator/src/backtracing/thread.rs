@@ -1,6 +1,6 @@
 //! Per-thread tracker state: the thread's id and scope stamp, which
 //! tracker it is inside and how (reentrancy), its cache of recently
-//! interned stacks, its share of the peak-byte accounting, the events its
+//! interned stacks, its shares of the peak-byte accounting, the events its
 //! signal handlers left for the tracker (`pending.rs`), and where its
 //! compact-log buffer is.
 //!
@@ -32,19 +32,46 @@ pub(crate) struct ThreadState {
     pub(crate) pending: Pending,
     /// Recently interned stacks of this thread, by hash.
     pub(crate) cache: [Cell<CacheEntry>; STACK_CACHE],
-    /// The tracker (epoch) `delta` belongs to.
-    pub(crate) delta_epoch: Cell<u64>,
-    /// The synchronisation (`State::sync_gen`) `delta` counts from.
-    pub(crate) delta_gen: Cell<u32>,
-    /// Net bytes this thread allocated through that tracker since it last
-    /// synchronised the tracker's byte count (see `peak.rs`).
-    pub(crate) delta: Cell<isize>,
+    /// This thread's shares of the peak accounting of the last two
+    /// trackers it used (see `peak.rs`), the one used last first. Two, so
+    /// that the trackers a thread commonly alternates between keep their
+    /// shares: one nested in the other's inner allocator, or the
+    /// process-wide tracker beside a local one.
+    pub(crate) shares: [Cell<Share>; 2],
+    /// Trackers (epochs, 0: none) whose share left `shares` while not
+    /// empty: their estimates miss it, so each synchronises at its next
+    /// use by this thread ([`ThreadState::use_share`]).
+    owed: [Cell<u64>; OWED],
     /// This thread's compact-log buffer (see `log/threads.rs`).
     pub(crate) log: ThreadBuffer,
 }
 
 /// Entries in each thread's stack cache (a power of two).
 pub(crate) const STACK_CACHE: usize = 128;
+
+/// A thread's share of one tracker's peak accounting (see `peak.rs`).
+#[derive(Clone, Copy)]
+pub(crate) struct Share {
+    /// The tracker (epoch); 0: none.
+    pub(crate) epoch: u64,
+    /// The synchronisation (`State::sync_gen`) `bytes` counts from.
+    pub(crate) gen: u32,
+    /// Net bytes this thread allocated through that tracker since then.
+    pub(crate) bytes: isize,
+}
+
+impl Share {
+    const EMPTY: Share = Share {
+        epoch: 0,
+        gen: 0,
+        bytes: 0,
+    };
+}
+
+/// Trackers [`ThreadState::owed`] remembers: a thread that alternates
+/// between more than `OWED + 2` trackers can leave one of them short of
+/// a share (under 64 KiB) until it next synchronises.
+const OWED: usize = 4;
 
 /// A stack this thread interned, named by its hash and length (see
 /// invariant 11 in the tracker's module docs); `epoch` names the tracker.
@@ -73,9 +100,8 @@ std::thread_local! {
             busy: Cell::new(0),
             pending: Pending::new(),
             cache: [const { Cell::new(CacheEntry::EMPTY) }; STACK_CACHE],
-            delta_epoch: Cell::new(0),
-            delta_gen: Cell::new(0),
-            delta: Cell::new(0),
+            shares: [const { Cell::new(Share::EMPTY) }; 2],
+            owed: [const { Cell::new(0) }; OWED],
             log: ThreadBuffer::new(),
         }
     };
@@ -205,5 +231,66 @@ impl ThreadState {
     #[inline]
     pub(crate) fn has_pending(&self) -> bool {
         !self.pending.is_empty()
+    }
+
+    /// Makes `shares[0]` tracker `epoch`'s share (it was not): the
+    /// second one moved up, or a new empty one, which pushes the second
+    /// out. True when the tracker's estimate misses a share of this
+    /// thread that was pushed out earlier: it must synchronise.
+    #[cold]
+    #[inline(never)]
+    pub(crate) fn use_share(&self, epoch: u64) -> bool {
+        let [first, second] = &self.shares;
+        if second.get().epoch == epoch {
+            first.swap(second);
+            return false;
+        }
+        // Repaid before another is owed, which may push the oldest out.
+        let owed = self.repay(epoch);
+        let out = second.replace(first.get());
+        if out.epoch != 0 && out.bytes != 0 {
+            self.owe(out.epoch);
+        }
+        first.set(Share {
+            epoch,
+            ..Share::EMPTY
+        });
+        owed
+    }
+
+    /// Remembers that tracker `epoch` lost a share (see
+    /// [`owed`](Self::owed)), after the others, oldest first; when all
+    /// are taken, the oldest is forgotten.
+    fn owe(&self, epoch: u64) {
+        if self.owed.iter().any(|o| o.get() == epoch) {
+            return;
+        }
+        let at = match self.owed.iter().position(|o| o.get() == 0) {
+            Some(free) => free,
+            None => {
+                self.forget_owed(0);
+                OWED - 1
+            }
+        };
+        self.owed[at].set(epoch);
+    }
+
+    /// Whether tracker `epoch` lost a share; forgets it.
+    fn repay(&self, epoch: u64) -> bool {
+        match self.owed.iter().position(|o| o.get() == epoch) {
+            Some(at) => {
+                self.forget_owed(at);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Removes `owed[at]`, keeping the others in order.
+    fn forget_owed(&self, at: usize) {
+        for i in at + 1..OWED {
+            self.owed[i - 1].set(self.owed[i].get());
+        }
+        self.owed[OWED - 1].set(0);
     }
 }
