@@ -872,6 +872,113 @@ fn a_signal_handlers_event_is_recorded_by_the_tracker_it_interrupted() {
     assert!(NESTING.report().is_clean());
 }
 
+/// Real signals, sent to a thread that allocates and frees through a
+/// tracker, whose handler allocates and frees through the same tracker:
+/// when a call returns, no event of a handler waits in the thread's
+/// queue (a handler that runs after the hot path's last check defers
+/// its event, so the check must come after the guard is released), and
+/// every event is recorded. The tracker's inner allocator is one a
+/// handler may call: a bump allocator over memory taken beforehand.
+#[test]
+#[cfg(all(target_os = "linux", not(miri), not(mallocator_sanitize = "thread")))]
+fn no_signal_handlers_event_outlives_the_call_it_interrupted() {
+    use core::sync::atomic::AtomicBool;
+
+    /// Bump allocation in `[base, base + len)`; frees are ignored.
+    struct Bump {
+        base: AtomicUsize,
+        used: AtomicUsize,
+        len: usize,
+    }
+    // SAFETY: every block is a distinct, aligned range of the arena,
+    // which lives for the whole process (leaked).
+    unsafe impl RawAlloc for Bump {
+        fn alloc(&self, layout: Layout) -> Result<NonNull<u8>, AllocError> {
+            let size = layout.size().max(1).next_multiple_of(64);
+            let at = self.used.fetch_add(size, Ordering::Relaxed);
+            if layout.align() > 64 || at + size > self.len {
+                return Err(AllocError);
+            }
+            NonNull::new((self.base.load(Ordering::Relaxed) + at) as *mut u8).ok_or(AllocError)
+        }
+        unsafe fn free(&self, _ptr: NonNull<u8>) {}
+    }
+    static BUMP: Bump = Bump {
+        base: AtomicUsize::new(0),
+        used: AtomicUsize::new(0),
+        len: 64 << 20,
+    };
+    static SIGNALLED: Backtracing<'static> = Backtracing::new(Valloc::new(&BUMP));
+    static LAST: AtomicUsize = AtomicUsize::new(0);
+    static HANDLED: AtomicUsize = AtomicUsize::new(0);
+    static STOP: AtomicBool = AtomicBool::new(false);
+
+    extern "C" fn on_signal(_: libc::c_int) {
+        let v = SIGNALLED.valloc();
+        let old = LAST.swap(v.malloc(8, 16) as usize, Ordering::SeqCst);
+        // SAFETY: `old` came from `v` (or is null), freed once.
+        unsafe { v.free(old as *mut u8) };
+        HANDLED.fetch_add(1, Ordering::SeqCst);
+    }
+
+    let arena = Box::leak(vec![0u8; BUMP.len].into_boxed_slice());
+    BUMP.base
+        .store(arena.as_mut_ptr() as usize, Ordering::Relaxed);
+    let v = SIGNALLED.valloc();
+    let epoch = SIGNALLED.state().unwrap().epoch;
+    let me = thread::current().unwrap();
+    // SAFETY: a plain handler for SIGUSR1, restored below; `pthread_self`
+    // names this thread, which outlives the sender (joined below).
+    let (old, target) = unsafe {
+        (
+            libc::signal(libc::SIGUSR1, on_signal as *const () as libc::sighandler_t),
+            libc::pthread_self() as usize,
+        )
+    };
+    // A signal at a varying point of a pair, then none until the next
+    // pair: more would fill the thread's queue of deferred events (whose
+    // overflow is refused, leaving blocks unrecorded or never freed).
+    static PAIRS: AtomicUsize = AtomicUsize::new(0);
+    let sender = std::thread::spawn(move || {
+        let mut wait = 0usize;
+        while !STOP.load(Ordering::Relaxed) {
+            let pairs = PAIRS.load(Ordering::Relaxed);
+            // SAFETY: the target thread is alive until it stops this loop.
+            unsafe { libc::pthread_kill(target as libc::pthread_t, libc::SIGUSR1) };
+            wait = (wait + 37) % 400;
+            for _ in 0..wait {
+                core::hint::spin_loop();
+            }
+            while PAIRS.load(Ordering::Relaxed) < pairs + 2 && !STOP.load(Ordering::Relaxed) {
+                core::hint::spin_loop();
+            }
+        }
+    });
+    let mut late = 0;
+    for i in 0..200_000 {
+        let p = v.malloc(8, 32);
+        // SAFETY: `p` came from `v`.
+        unsafe { v.free(p) };
+        late += usize::from(me.pending.has(epoch));
+        PAIRS.store(i + 1, Ordering::Relaxed);
+    }
+    STOP.store(true, Ordering::Relaxed);
+    sender.join().unwrap();
+    // SAFETY: the handler that was there before.
+    unsafe { libc::signal(libc::SIGUSR1, old) };
+    assert!(
+        HANDLED.load(Ordering::SeqCst) > 500,
+        "too few signals to tell"
+    );
+    assert_eq!(
+        late, 0,
+        "calls that returned with a handler's event waiting"
+    );
+    assert_eq!(SIGNALLED.error_count(), 0);
+    let report = SIGNALLED.report();
+    assert_eq!((report.leaked_blocks, report.leaked_bytes), (1, 16));
+}
+
 #[test]
 #[cfg_attr(miri, ignore)] // files
 fn compact_log_file_from_many_threads() {
