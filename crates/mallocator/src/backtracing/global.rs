@@ -338,18 +338,11 @@ impl GlobalBacktracing {
     /// unsafe { g.c_free(q) };
     /// ```
     pub unsafe fn c_realloc(&self, ptr: *mut u8, size: usize) -> *mut u8 {
-        let Some((old_size, stamp)) = TRACKER.block_of(ptr) else {
-            TRACKER.free_raw(ptr);
-            return core::ptr::null_mut();
-        };
-        let new = thread::with_stamp(stamp, || self.c_malloc(0, size));
-        if !new.is_null() {
-            // SAFETY: the old block is live with `old_size` bytes (its
-            // record says so), the new one has `size`; they are distinct.
-            unsafe { core::ptr::copy_nonoverlapping(ptr, new, old_size.min(size)) };
-            TRACKER.free_raw(ptr);
+        if CONFIG_STATE.load(Ordering::Acquire) != CONFIGURED {
+            self.configure();
         }
-        new
+        // SAFETY: the caller's promise is `realloc_raw`'s.
+        unsafe { TRACKER.realloc_raw(ptr, size) }
     }
 
     #[cold]
@@ -424,6 +417,26 @@ impl GlobalBacktracing {
 }
 
 impl Backtracing<'_> {
+    /// C `realloc` through this tracker, as
+    /// [`GlobalBacktracing::c_realloc`] describes it.
+    ///
+    /// # Safety
+    /// As there.
+    pub(crate) unsafe fn realloc_raw(&self, ptr: *mut u8, size: usize) -> *mut u8 {
+        let Some((old_size, stamp)) = self.block_of(ptr) else {
+            self.free_raw(ptr);
+            return core::ptr::null_mut();
+        };
+        let new = thread::with_stamp(stamp, || self.alloc_raw(0, size));
+        if !new.is_null() {
+            // SAFETY: the old block is live with `old_size` bytes (its
+            // record says so), the new one has `size`; they are distinct.
+            unsafe { core::ptr::copy_nonoverlapping(ptr, new, old_size.min(size)) };
+            self.free_raw(ptr);
+        }
+        new
+    }
+
     /// Switches log mode to `target`, in `format`.
     fn set_log(&self, target: LogTarget, format: LogFormat) {
         if let Some(st) = self.state() {
