@@ -46,10 +46,17 @@ impl<T> SpinLock<T> {
     /// The lock if it is free now, else `None`.
     #[inline]
     pub(crate) fn try_lock(&self) -> Option<SpinGuard<'_, T>> {
-        self.locked
+        // The guard is made only on success: one made for a failed
+        // attempt would release, when dropped, the lock its holder has.
+        if self
+            .locked
             .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
             .is_ok()
-            .then_some(SpinGuard { lock: self })
+        {
+            Some(SpinGuard { lock: self })
+        } else {
+            None
+        }
     }
 
     /// Waits for the lock; released when the guard drops.
@@ -191,6 +198,17 @@ mod tests {
             }
         });
         assert_eq!(*counter.lock(), 4 * n);
+    }
+
+    #[test]
+    fn a_failed_try_lock_leaves_the_lock_held() {
+        let l = SpinLock::new(());
+        let held = l.lock();
+        assert!(l.try_lock().is_none());
+        assert!(l.is_locked(), "released by a failed try_lock");
+        drop(held);
+        drop(l.try_lock().expect("free"));
+        assert!(!l.is_locked());
     }
 
     #[test]
