@@ -10,7 +10,7 @@ use super::settings::{self, ExitDest, LogSetting};
 use super::stacks::INTERNAL;
 use super::sync::{RawLock, SpinLock};
 use super::thread::{self, Busy};
-use super::{log, stack, Backtracing, Config, LogFormat, LogTarget, Suppressions};
+use super::{log, stack, Backtracing, Block, Config, LogFormat, LogTarget, Suppressions};
 
 /// The one process-wide tracker behind every [`GlobalBacktracing`].
 static TRACKER: Backtracing<'static> = Backtracing::new(own_heap());
@@ -322,7 +322,9 @@ impl GlobalBacktracing {
     /// bytes and its scope stamp, the old block freed; null when out of
     /// memory (the old block is then untouched). A pointer the tracker
     /// does not know is reported as a bad free and gets null, as
-    /// Valgrind's memcheck answers it.
+    /// Valgrind's memcheck answers it. A signal handler that interrupted
+    /// the tracker may get null too, the old block untouched, when the
+    /// block's record is behind a lock taken meanwhile.
     ///
     /// # Safety
     /// As [`c_free`](Self::c_free) for `ptr` when the result is not null.
@@ -423,9 +425,19 @@ impl Backtracing<'_> {
     /// # Safety
     /// As there.
     pub(crate) unsafe fn realloc_raw(&self, ptr: *mut u8, size: usize) -> *mut u8 {
-        let Some((old_size, stamp)) = self.block_of(ptr) else {
-            self.free_raw(ptr);
-            return core::ptr::null_mut();
+        let (old_size, stamp) = match self.block_of(ptr) {
+            Block::Live { size, stamp } => (size, stamp),
+            Block::NotLive => {
+                self.free_raw(ptr);
+                return core::ptr::null_mut();
+            }
+            // A signal handler's call that cannot read the record without
+            // waiting for a lock its own thread may hold: it fails as an
+            // allocation does, the old block untouched and still live,
+            // which every caller of `realloc` must handle. A guessed size
+            // could copy past the block's end, or cut it short; a stamp
+            // can be guessed, a size cannot.
+            Block::Unreadable => return core::ptr::null_mut(),
         };
         let new = thread::with_stamp(stamp, || self.alloc_raw(0, size));
         if !new.is_null() {
@@ -523,9 +535,14 @@ unsafe impl GlobalAlloc for GlobalBacktracing {
         let new_layout = unsafe { Layout::from_size_align_unchecked(new_size, layout.align()) };
         // SAFETY: `new_layout` has a non-zero size (the caller's contract).
         let alloc = || unsafe { self.alloc(new_layout) };
+        // The layout gives the old block's size: only its stamp is read.
+        // When a signal handler cannot read it without waiting
+        // (`Block::Unreadable`), the block takes the thread's stamp
+        // rather than fail: a Rust caller mostly turns a null into an
+        // abort, and a stamp only decides which scope counts the block.
         let new = match TRACKER.block_of(ptr) {
-            Some((_, stamp)) => thread::with_stamp(stamp, alloc),
-            None => alloc(),
+            Block::Live { stamp, .. } => thread::with_stamp(stamp, alloc),
+            Block::NotLive | Block::Unreadable => alloc(),
         };
         if !new.is_null() {
             // SAFETY: both blocks are at least this long, and distinct

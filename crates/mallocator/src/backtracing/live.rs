@@ -421,6 +421,8 @@ impl LiveShard {
 
     /// The record of `addr`, if it is live.
     pub(crate) fn get(&self, addr: usize) -> Option<Record> {
+        #[cfg(test)]
+        test_hooks::looked_up();
         self.find(addr).map(|i| self.slots[i])
     }
 
@@ -584,13 +586,27 @@ impl LiveShard {
 }
 
 /// Fault injection for the tests: makes this thread's table growth fail
-/// as if out of memory.
+/// as if out of memory, or interrupts a look-up as a signal handler would.
 #[cfg(test)]
 pub(crate) mod test_hooks {
     use core::cell::Cell;
 
     std::thread_local! {
         static FAIL: Cell<bool> = const { Cell::new(false) };
+        static ON_LOOKUP: Cell<Option<fn()>> = const { Cell::new(None) };
+    }
+
+    /// Runs `f` once, the next time this thread looks a record up
+    /// ([`LiveShard::get`](super::LiveShard::get)) while it holds the
+    /// shard's lock: as a signal handler arriving then would.
+    pub(crate) fn interrupt_next_lookup(f: fn()) {
+        ON_LOOKUP.with(|h| h.set(Some(f)));
+    }
+
+    pub(super) fn looked_up() {
+        if let Some(f) = ON_LOOKUP.with(Cell::take) {
+            f();
+        }
     }
 
     /// While `on`, every live-table growth or shrink on this thread fails.

@@ -99,7 +99,8 @@
 //!     saves was a tenth of the tracker's time.
 //! 12. **A signal handler never waits for a lock its thread holds**
 //!     (`pending.rs`): the hot path (the allocation and free paths
-//!     proper) allocates nothing through a global allocator (its tables
+//!     proper, and a reallocation's look-up of the old block's record)
+//!     allocates nothing through a global allocator (its tables
 //!     and the log's buffers come from the tracker's own heap; what may
 //!     allocate, the `backtrace` unwinder, the DWARF unwinder's scan of
 //!     the loaded objects, a log callback, reading the thread's stack
@@ -110,9 +111,11 @@
 //!     comes from a signal handler. It takes no lock: its block comes
 //!     from the inner allocator at once (a free keeps its block), and the
 //!     event waits in the thread's queue until the interrupted path has
-//!     released its locks and records it. The one lock shared by all
-//!     trackers on that path, the DWARF unwinder's, is never waited for
-//!     by the thread that holds it: a handler walks frame pointers instead.
+//!     released its locks and records it; a reallocation's look-up tries
+//!     the record's lock once, and fails when it is taken. The one lock
+//!     shared by all trackers on that path, the DWARF unwinder's, is
+//!     never waited for by the thread that holds it: a handler walks
+//!     frame pointers instead.
 //!
 //! ```
 //! use mallocator::backtracing::Backtracing;
@@ -210,6 +213,20 @@ pub struct Metadata {
     /// stacks of the recent frees (each shard's ring: 8 entries of
     /// `depth` words, allocated at the shard's first free with a stack).
     pub stack_bytes: usize,
+}
+
+/// What [`Backtracing::block_of`] knows of a pointer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Block {
+    /// A live block: its requested size and scope stamp (see `scope.rs`).
+    Live { size: usize, stamp: u32 },
+    /// Not a live block of this tracker.
+    NotLive,
+    /// Not known now: a signal handler asked while its thread was in the
+    /// tracker's hot path, and the record's shard lock was taken (by that
+    /// path, or by another thread: the handler cannot tell which, and
+    /// must not wait; invariant 12).
+    Unreadable,
 }
 
 /// The backtracing allocator: wraps a thread-safe inner handle, hands out
@@ -1050,14 +1067,47 @@ impl<'a> Backtracing<'a> {
         true
     }
 
-    /// The requested size and the scope stamp (see `scope.rs`) of the
-    /// live block `ptr`.
-    pub(crate) fn block_of(&self, ptr: *mut u8) -> Option<(usize, u32)> {
-        let st = self.state()?;
-        let rec = st.live[live::shard_of(ptr as usize)]
-            .lock()
-            .get(ptr as usize)?;
-        Some((rec.size(), rec.stamp))
+    /// What this tracker knows of `ptr` now (see [`Block`]).
+    ///
+    /// The record is read inside the hot path's guard: the shard lock is
+    /// held meanwhile, so a signal handler that arrives then must leave
+    /// its calls for later, as in the allocation and free paths
+    /// (invariant 12). A call from a handler that interrupted this
+    /// tracker's hot path (whose code may hold that very lock) tries the
+    /// lock once and does not wait.
+    pub(crate) fn block_of(&self, ptr: *mut u8) -> Block {
+        let Some(st) = self.state() else {
+            return Block::NotLive;
+        };
+        let addr = ptr as usize;
+        let shard = &st.live[live::shard_of(addr)];
+        let rec = match thread::current() {
+            Some(t) => match t.track(st.epoch) {
+                Some(tracking) => {
+                    let rec = shard.lock().get(addr);
+                    drop(tracking);
+                    self.after_hot(st, t);
+                    rec
+                }
+                None if t.interrupted_hot(st.epoch) => match shard.try_lock() {
+                    Some(shard) => shard.get(addr),
+                    None => return Block::Unreadable,
+                },
+                // The tracker's own work, which holds no shard lock while
+                // it reallocates.
+                None => shard.lock().get(addr),
+            },
+            // As in `free_raw`: without the thread's state, the tracker's
+            // own work.
+            None => shard.lock().get(addr),
+        };
+        match rec {
+            Some(rec) => Block::Live {
+                size: rec.size(),
+                stamp: rec.stamp,
+            },
+            None => Block::NotLive,
+        }
     }
 
     /// Bad frees so far (double and invalid).

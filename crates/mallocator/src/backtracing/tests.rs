@@ -979,6 +979,167 @@ fn no_signal_handlers_event_outlives_the_call_it_interrupted() {
     assert_eq!((report.leaked_blocks, report.leaked_bytes), (1, 16));
 }
 
+/// A page's worth of bytes, aligned to a page.
+#[repr(align(4096))]
+struct Page(core::cell::UnsafeCell<[u8; 4096]>);
+
+/// An inner allocator that hands out the 64-byte blocks of one page, so
+/// that all its blocks share one live shard (the page's), and never
+/// reuses them. Once armed, it calls `handler` from inside its own
+/// `alloc` (which its tracker's hot path calls), as a signal handler
+/// that interrupts that path would.
+struct OnePage {
+    page: Page,
+    next: AtomicUsize,
+    armed: core::sync::atomic::AtomicBool,
+    handler: fn(),
+}
+
+// SAFETY: the page's bytes are reached only through the blocks handed
+// out, each once (the cursor is atomic).
+unsafe impl Sync for OnePage {}
+
+impl OnePage {
+    const fn new(handler: fn()) -> Self {
+        OnePage {
+            page: Page(core::cell::UnsafeCell::new([0; 4096])),
+            next: AtomicUsize::new(0),
+            armed: core::sync::atomic::AtomicBool::new(false),
+            handler,
+        }
+    }
+}
+
+// SAFETY: each block is 64 bytes of the page, aligned to 64, handed out
+// once and never reused.
+unsafe impl RawAlloc for OnePage {
+    fn alloc(&self, layout: Layout) -> Result<NonNull<u8>, AllocError> {
+        if self.armed.swap(false, Ordering::SeqCst) {
+            (self.handler)();
+        }
+        if layout.size() > 64 || layout.align() > 64 {
+            return Err(AllocError);
+        }
+        let at = self.next.fetch_add(64, Ordering::Relaxed);
+        if at >= 4096 {
+            return Err(AllocError);
+        }
+        // SAFETY: `at` is within the page.
+        NonNull::new(unsafe { self.page.0.get().cast::<u8>().add(at) }).ok_or(AllocError)
+    }
+    unsafe fn free(&self, _ptr: NonNull<u8>) {}
+}
+
+/// Runs `f` on a thread of its own; fails if it has not returned within
+/// 20 seconds: it would be waiting forever for a lock its own thread
+/// holds.
+fn returns(f: fn()) {
+    let (done, finished) = std::sync::mpsc::channel();
+    let handle = std::thread::spawn(move || {
+        f();
+        let _ = done.send(());
+    });
+    match finished.recv_timeout(std::time::Duration::from_secs(20)) {
+        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+            panic!("no answer: waiting for a lock its own thread holds")
+        }
+        _ => {
+            if let Err(e) = handle.join() {
+                std::panic::resume_unwind(e);
+            }
+        }
+    }
+}
+
+fn no_handler() {}
+
+static LOOKED_UP_PAGE: OnePage = OnePage::new(no_handler);
+static LOOKED_UP: Backtracing<'static> = Backtracing::new(Valloc::new(&LOOKED_UP_PAGE));
+static LOOKED_UP_BLOCKS: [AtomicUsize; 2] = [AtomicUsize::new(0), AtomicUsize::new(0)];
+
+/// A signal handler that arrives while a reallocation looks its block
+/// up (the shard's lock taken) leaves its calls for later, as in the
+/// allocation and free paths (invariant 12): here a free and an
+/// allocation in that very shard, recorded once the look-up is over.
+#[test]
+fn a_signal_handler_that_interrupts_a_look_up_waits_for_no_lock() {
+    returns(|| {
+        let v = LOOKED_UP.valloc();
+        let p = v.malloc(8, 24);
+        LOOKED_UP_BLOCKS[0].store(v.malloc(8, 16) as usize, Ordering::SeqCst);
+        live::test_hooks::interrupt_next_lookup(|| {
+            let v = LOOKED_UP.valloc();
+            let q = LOOKED_UP_BLOCKS[0].load(Ordering::SeqCst) as *mut u8;
+            // SAFETY: `q` came from `v`, freed once.
+            unsafe { v.free(q) };
+            LOOKED_UP_BLOCKS[1].store(v.malloc(8, 40) as usize, Ordering::SeqCst);
+        });
+        assert_eq!(LOOKED_UP.block_of(p), Block::Live { size: 24, stamp: 0 });
+        let kept = LOOKED_UP_BLOCKS[1].load(Ordering::SeqCst) as *mut u8;
+        assert!(!kept.is_null(), "the handler did not run");
+        let report = LOOKED_UP.report();
+        assert_eq!((report.leaked_blocks, report.leaked_bytes), (2, 24 + 40));
+        assert_eq!(LOOKED_UP.error_count(), 0);
+        // SAFETY: both came from `v`, freed once.
+        unsafe {
+            v.free(p);
+            v.free(kept);
+        }
+        assert!(LOOKED_UP.report().is_clean());
+    });
+}
+
+static HELD_PAGE: OnePage = OnePage::new(realloc_behind_a_held_lock);
+static HELD: Backtracing<'static> = Backtracing::new(Valloc::new(&HELD_PAGE));
+static HELD_BLOCK: AtomicUsize = AtomicUsize::new(0);
+/// What the handler saw: `block_of`'s answer and `realloc_raw`'s.
+static HELD_ANSWERS: Mutex<Option<(Block, usize)>> = Mutex::new(None);
+
+/// The handler of [`HELD_PAGE`]: reallocates [`HELD_BLOCK`] while the
+/// interrupted path holds the lock of its shard (taken here on its
+/// behalf).
+fn realloc_behind_a_held_lock() {
+    let p = HELD_BLOCK.load(Ordering::SeqCst) as *mut u8;
+    let st = HELD.state().unwrap();
+    let shard = st.live[live::shard_of(p as usize)].lock();
+    let answer = HELD.block_of(p);
+    // SAFETY: `p` is a live block of `HELD`, not used after this call
+    // unless it fails.
+    let new = unsafe { HELD.realloc_raw(p, 48) };
+    drop(shard);
+    *HELD_ANSWERS.lock().unwrap() = Some((answer, new as usize));
+}
+
+/// A signal handler's reallocation while its thread's hot path may hold
+/// the block's shard lock does not wait for it: it fails, and the old
+/// block stays live and untouched.
+#[test]
+fn a_handlers_realloc_behind_a_held_lock_fails_and_keeps_the_block() {
+    returns(|| {
+        let v = HELD.valloc();
+        let p = v.malloc(8, 24);
+        // SAFETY: `p` is a block of 24 bytes.
+        unsafe { p.write_bytes(7, 24) };
+        HELD_BLOCK.store(p as usize, Ordering::SeqCst);
+        HELD_PAGE.armed.store(true, Ordering::SeqCst);
+        let outer = v.malloc(8, 8);
+        let answers = HELD_ANSWERS.lock().unwrap().take();
+        assert_eq!(answers, Some((Block::Unreadable, 0)));
+        assert_eq!(HELD.block_of(p), Block::Live { size: 24, stamp: 0 });
+        // SAFETY: `p` is still a live block of 24 bytes.
+        assert_eq!(unsafe { core::slice::from_raw_parts(p, 24) }, [7; 24]);
+        let report = HELD.report();
+        assert_eq!((report.leaked_blocks, report.leaked_bytes), (2, 24 + 8));
+        assert_eq!(HELD.error_count(), 0);
+        // SAFETY: both came from `v`, freed once.
+        unsafe {
+            v.free(p);
+            v.free(outer);
+        }
+        assert!(HELD.report().is_clean());
+    });
+}
+
 #[test]
 #[cfg_attr(miri, ignore)] // files
 fn compact_log_file_from_many_threads() {
