@@ -680,6 +680,7 @@ impl<'a> Backtracing<'a> {
         event.size = size;
         event.align = align;
         event.align_log2 = align_log2;
+        event.stamp = t.stamp.get();
         if t.pending.push(event) {
             return ptr;
         }
@@ -771,7 +772,6 @@ impl<'a> Backtracing<'a> {
     /// [`drain_pending`](Self::drain_pending)'s recording, inside the
     /// hot path's guard.
     fn record_pending(&self, st: &State, t: &ThreadState) {
-        let stamp = t.stamp.get();
         while let Some(event) = t.pending.pop(st.epoch) {
             let frames = event.frames();
             if event.free {
@@ -781,7 +781,7 @@ impl<'a> Backtracing<'a> {
             }
             let stack = self.intern(st, t, frames, event.hash);
             let ptr = event.ptr as *mut u8;
-            let rec = Record::new(event.ptr, event.size, event.align_log2, stack, stamp);
+            let rec = Record::new(event.ptr, event.size, event.align_log2, stack, event.stamp);
             // The program has the block already: if its record cannot be
             // stored, it stays unrecorded (its free will look invalid).
             if !self.insert(st, Some(t), rec) {

@@ -37,6 +37,10 @@ pub(crate) struct Deferred {
     pub(crate) size: usize,
     pub(crate) align: usize,
     pub(crate) align_log2: u8,
+    /// The allocating thread's scope stamp when the handler allocated:
+    /// the record's (a reallocation gives its new block the old one's;
+    /// the thread's may differ by the time the event is recorded).
+    pub(crate) stamp: u32,
     pub(crate) free: bool,
     /// The stack: `frames[..len]`, hashed as the walk hashes.
     pub(crate) len: usize,
@@ -51,6 +55,7 @@ impl Deferred {
         size: 0,
         align: 0,
         align_log2: 0,
+        stamp: 0,
         free: false,
         len: 0,
         hash: 0,

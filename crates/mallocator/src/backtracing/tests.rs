@@ -1140,6 +1140,46 @@ fn a_handlers_realloc_behind_a_held_lock_fails_and_keeps_the_block() {
     });
 }
 
+static STAMPED_PAGE: OnePage = OnePage::new(realloc_a_block_from_before_the_scope);
+static STAMPED: Backtracing<'static> = Backtracing::new(Valloc::new(&STAMPED_PAGE));
+/// The block to reallocate, and what its reallocation returned.
+static STAMPED_BLOCKS: Mutex<(usize, usize)> = Mutex::new((0, 0));
+
+/// The handler of [`STAMPED_PAGE`]: reallocates the first block of
+/// [`STAMPED_BLOCKS`].
+fn realloc_a_block_from_before_the_scope() {
+    let mut blocks = STAMPED_BLOCKS.lock().unwrap();
+    // SAFETY: the block is a live one of `STAMPED`, not used after this
+    // call unless it fails.
+    blocks.1 = unsafe { STAMPED.realloc_raw(blocks.0 as *mut u8, 40) } as usize;
+}
+
+/// A signal handler's reallocation, its new block's record left in the
+/// thread's queue, gives the new block the old one's scope stamp, not
+/// the one the thread has when the queue is recorded.
+#[test]
+fn a_handlers_realloc_keeps_the_old_blocks_stamp() {
+    let v = STAMPED.valloc();
+    let p = v.malloc(8, 16);
+    let Block::Live { stamp, .. } = STAMPED.block_of(p) else {
+        panic!("not live");
+    };
+    STAMPED_BLOCKS.lock().unwrap().0 = p as usize;
+    let scope = STAMPED.scope();
+    STAMPED_PAGE.armed.store(true, Ordering::SeqCst);
+    let outer = v.malloc(8, 24);
+    let q = STAMPED_BLOCKS.lock().unwrap().1 as *mut u8;
+    assert!(!q.is_null(), "the reallocation failed");
+    assert_eq!(STAMPED.block_of(q), Block::Live { size: 40, stamp });
+    // SAFETY: both came from `v`, freed once.
+    unsafe {
+        v.free(outer);
+        v.free(q);
+    }
+    scope.assert_no_leaks();
+    assert_eq!(STAMPED.error_count(), 0);
+}
+
 #[test]
 #[cfg_attr(miri, ignore)] // files
 fn compact_log_file_from_many_threads() {
