@@ -229,6 +229,19 @@ pub(crate) enum Block {
     Unreadable,
 }
 
+impl Block {
+    /// What the record found in the table says.
+    fn of(rec: Option<Record>) -> Block {
+        match rec {
+            Some(rec) => Block::Live {
+                size: rec.size(),
+                stamp: rec.stamp,
+            },
+            None => Block::NotLive,
+        }
+    }
+}
+
 /// The backtracing allocator: wraps a thread-safe inner handle, hands out
 /// its own [`Valloc`] and keeps a record of every live block.
 ///
@@ -1075,39 +1088,49 @@ impl<'a> Backtracing<'a> {
     /// (invariant 12). A call from a handler that interrupted this
     /// tracker's hot path (whose code may hold that very lock) tries the
     /// lock once and does not wait.
+    ///
+    /// A block a handler allocated or freed while its thread was in the
+    /// hot path is in the thread's queue, not yet in the table: its
+    /// newest event there says whether it is live, with the size and
+    /// stamp its record will have.
     pub(crate) fn block_of(&self, ptr: *mut u8) -> Block {
         let Some(st) = self.state() else {
             return Block::NotLive;
         };
         let addr = ptr as usize;
         let shard = &st.live[live::shard_of(addr)];
-        let rec = match thread::current() {
-            Some(t) => match t.track(st.epoch) {
-                Some(tracking) => {
-                    let rec = shard.lock().get(addr);
-                    drop(tracking);
-                    self.after_hot(st, t);
-                    rec
-                }
-                None if t.interrupted_hot(st.epoch) => match shard.try_lock() {
-                    Some(shard) => shard.get(addr),
-                    None => return Block::Unreadable,
-                },
-                // The tracker's own work, which holds no shard lock while
-                // it reallocates.
-                None => shard.lock().get(addr),
-            },
+        let Some(t) = thread::current() else {
             // As in `free_raw`: without the thread's state, the tracker's
             // own work.
-            None => shard.lock().get(addr),
+            return Block::of(shard.lock().get(addr));
         };
-        match rec {
-            Some(rec) => Block::Live {
-                size: rec.size(),
-                stamp: rec.stamp,
-            },
-            None => Block::NotLive,
+        if t.has_pending() {
+            if let Some(event) = t.pending.newest(st.epoch, addr) {
+                return if event.free {
+                    Block::NotLive
+                } else {
+                    Block::Live {
+                        size: event.size,
+                        stamp: event.stamp,
+                    }
+                };
+            }
         }
+        Block::of(match t.track(st.epoch) {
+            Some(tracking) => {
+                let rec = shard.lock().get(addr);
+                drop(tracking);
+                self.after_hot(st, t);
+                rec
+            }
+            None if t.interrupted_hot(st.epoch) => match shard.try_lock() {
+                Some(shard) => shard.get(addr),
+                None => return Block::Unreadable,
+            },
+            // The tracker's own work, which holds no shard lock while it
+            // reallocates.
+            None => shard.lock().get(addr),
+        })
     }
 
     /// Bad frees so far (double and invalid).

@@ -113,6 +113,19 @@ impl Pending {
         self.events[..n].iter().any(|e| e.get().epoch == epoch)
     }
 
+    /// The newest event for tracker `epoch` about the block at `ptr`:
+    /// what a handler last did with it that the tracker has not recorded
+    /// yet. Read without blocking signals: a handler only appends, past
+    /// the length read here.
+    pub(crate) fn newest(&self, epoch: u64, ptr: usize) -> Option<Deferred> {
+        let n = self.len.get();
+        self.events[..n]
+            .iter()
+            .rev()
+            .map(Cell::get)
+            .find(|e| e.epoch == epoch && e.ptr == ptr)
+    }
+
     /// Takes the oldest event for tracker `epoch`; the others keep their
     /// order. Signals are blocked meanwhile, so that no handler adds one
     /// while the queue shifts.
@@ -174,5 +187,21 @@ mod tests {
         assert_eq!(q.pop(2).map(|e| e.ptr), Some(10));
         assert_eq!(q.pop(2).map(|e| e.ptr), Some(12));
         assert!(q.is_empty());
+    }
+
+    /// The newest event about a block is found, of its own tracker only.
+    #[test]
+    fn the_newest_event_about_a_block_is_found() {
+        let q = Pending::new();
+        let free = |epoch, ptr| Deferred {
+            free: true,
+            ..event(epoch, ptr)
+        };
+        for e in [event(1, 10), event(2, 11), free(1, 10), event(1, 12)] {
+            assert!(q.push(e));
+        }
+        assert!(q.newest(1, 10).is_some_and(|e| e.free));
+        assert!(q.newest(1, 12).is_some_and(|e| !e.free));
+        assert!(q.newest(1, 11).is_none() && q.newest(3, 10).is_none());
     }
 }

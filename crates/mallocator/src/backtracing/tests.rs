@@ -1140,6 +1140,55 @@ fn a_handlers_realloc_behind_a_held_lock_fails_and_keeps_the_block() {
     });
 }
 
+static DEFERRED_PAGE: OnePage = OnePage::new(realloc_a_deferred_block);
+static DEFERRED: Backtracing<'static> = Backtracing::new(Valloc::new(&DEFERRED_PAGE));
+/// The handler's block and what its reallocation returned.
+static DEFERRED_BLOCKS: Mutex<(usize, usize)> = Mutex::new((0, 0));
+
+/// The handler of [`DEFERRED_PAGE`]: allocates a block (whose record
+/// waits in the thread's queue) and reallocates it at once.
+fn realloc_a_deferred_block() {
+    let p = DEFERRED.valloc().malloc(8, 16);
+    let mut q = core::ptr::null_mut();
+    if !p.is_null() {
+        // SAFETY: `p` is a live block of 16 bytes from `DEFERRED`, not
+        // used after the reallocation unless it fails.
+        unsafe {
+            p.write_bytes(7, 16);
+            q = DEFERRED.realloc_raw(p, 40);
+        }
+    }
+    *DEFERRED_BLOCKS.lock().unwrap() = (p as usize, q as usize);
+}
+
+/// A signal handler that reallocates a block it allocated while its
+/// thread was in the tracker's hot path (the block's record still in
+/// the thread's queue) gets a new block with the old one's bytes, and
+/// the old one is freed once, not taken for a bad free.
+#[test]
+fn a_handlers_realloc_of_a_block_still_in_its_queue_keeps_and_copies_it() {
+    let v = DEFERRED.valloc();
+    DEFERRED_PAGE.armed.store(true, Ordering::SeqCst);
+    let outer = v.malloc(8, 24);
+    let (p, q) = *DEFERRED_BLOCKS.lock().unwrap();
+    assert!(p != 0 && q != 0, "the reallocation failed");
+    assert_ne!(p, q);
+    assert_eq!(
+        // SAFETY: `q` is a live block of 40 bytes, the first 16 copied.
+        unsafe { core::slice::from_raw_parts(q as *const u8, 16) },
+        [7; 16]
+    );
+    let report = DEFERRED.report();
+    assert_eq!((report.leaked_blocks, report.leaked_bytes), (2, 24 + 40));
+    assert_eq!(DEFERRED.error_count(), 0);
+    // SAFETY: both came from `v`, freed once.
+    unsafe {
+        v.free(outer);
+        v.free(q as *mut u8);
+    }
+    assert!(DEFERRED.report().is_clean());
+}
+
 static STAMPED_PAGE: OnePage = OnePage::new(realloc_a_block_from_before_the_scope);
 static STAMPED: Backtracing<'static> = Backtracing::new(Valloc::new(&STAMPED_PAGE));
 /// The block to reallocate, and what its reallocation returned.
