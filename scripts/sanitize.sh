@@ -18,7 +18,7 @@
 # The build sets `--cfg mallocator_sanitize="<name>"`, so that a test
 # that cannot run meaningfully under one sanitizer can be ignored under
 # exactly that one, with #[cfg_attr(mallocator_sanitize = "...", ignore)]
-# and a comment saying why. Today every test runs under both.
+# and a comment saying why (`grep -rn mallocator_sanitize crates` lists them).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

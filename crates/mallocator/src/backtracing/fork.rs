@@ -335,7 +335,7 @@ mod tests {
     /// in a child process with a watchdog, so that a hang fails the test
     /// instead of stopping the run.
     #[test]
-    #[cfg(all(unix, not(miri), not(mallocator_sanitize = "thread")))]
+    #[cfg(all(unix, not(miri)))]
     fn a_signal_between_the_handlers_waits_for_the_locks() {
         use core::sync::atomic::AtomicBool;
 
