@@ -26,6 +26,7 @@ use super::os;
 use super::state::State;
 use super::sync::{RawLock, SpinLock};
 use super::sys_vec::{sys_vec, SysVec};
+use super::thread::Busy;
 
 /// What the registry lock guards.
 struct Registry {
@@ -118,6 +119,7 @@ fn install_handlers() {
 /// locks taken).
 pub(crate) fn register(state: *mut State) -> bool {
     install_handlers();
+    let _marked = Busy::shared_lock();
     let states = &mut REGISTRY.lock().states;
     if states.try_reserve(1).is_err() {
         return false;
@@ -128,6 +130,7 @@ pub(crate) fn register(state: *mut State) -> bool {
 
 /// Removes a state (before it is freed).
 pub(crate) fn unregister(state: *mut State) {
+    let _marked = Busy::shared_lock();
     let states = &mut REGISTRY.lock().states;
     if let Some(i) = states.iter().position(|&s| s == state as usize) {
         states.swap_remove(i);
@@ -246,6 +249,7 @@ extern "C" fn in_child() {
 
 /// Calls `f` on every live tracker state.
 pub(crate) fn for_each_state(f: &mut dyn FnMut(&State)) {
+    let _marked = Busy::shared_lock();
     let registry = REGISTRY.lock();
     for &s in registry.states.iter() {
         // SAFETY: a registered state is live until it is unregistered,
@@ -328,6 +332,40 @@ mod tests {
             true
         });
     }
+    /// Ending the logs from a thread that holds the registry lock (as a
+    /// fatal signal's handler would, interrupting a tracker's creation,
+    /// drop, or the exit's own flush) answers false at once instead of
+    /// waiting forever for that lock. In a child process with a watchdog,
+    /// since it ends every log of the process.
+    #[test]
+    #[cfg(all(unix, not(miri)))]
+    fn ending_the_logs_while_holding_the_registry_does_not_wait() {
+        let t = Backtracing::new(Valloc::libc());
+        let v = t.valloc();
+        // SAFETY: freeing what `v` returned; the tracker is registered.
+        unsafe { v.free(v.malloc(8, 8)) };
+        // SAFETY: as in `a_signal_between_the_handlers_waits_for_the_locks`.
+        let pid = unsafe { libc::fork() };
+        assert!(pid >= 0);
+        if pid == 0 {
+            // SAFETY: an alarm whose default action ends a hung child.
+            unsafe { libc::alarm(10) };
+            let mut answers = Vec::new();
+            for_each_state(&mut |_| answers.push(Backtracing::end_logs_now()));
+            let ok = !answers.is_empty() && answers.iter().all(|a| !a);
+            // SAFETY: ending the child without the parent's exit handlers.
+            unsafe { libc::_exit(if ok { 0 } else { 1 }) };
+        }
+        let mut status = 0;
+        // SAFETY: waiting for the child forked above.
+        assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
+        assert!(
+            libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+            "child status {status:#x} (signal {} ends a hang)",
+            libc::SIGALRM
+        );
+    }
+
     /// A signal that comes while the handlers hold the locks (as one
     /// that comes during the fork system call) is handled only once they
     /// have released them: its handler allocates through a tracker, which

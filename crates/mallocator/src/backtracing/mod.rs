@@ -1066,8 +1066,9 @@ impl<'a> Backtracing<'a> {
     /// of `mallocator trace` calls it there.
     ///
     /// Does nothing, and returns false, on a thread that is inside a
-    /// tracker (a signal handler that interrupted the tracker's own
-    /// code): it could wait forever for a lock it holds itself.
+    /// tracker, or holds a lock all trackers share (a signal handler that
+    /// interrupted the tracker's own code): it could wait forever for a
+    /// lock it holds itself.
     ///
     /// ```no_run
     /// assert!(mallocator::backtracing::Backtracing::end_logs_now());
@@ -1076,6 +1077,8 @@ impl<'a> Backtracing<'a> {
         if Busy::inside_any() {
             return false;
         }
+        // A second fatal signal meanwhile finds this thread busy.
+        let _marked = Busy::shared_lock();
         log::finish_all();
         true
     }

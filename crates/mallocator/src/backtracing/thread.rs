@@ -164,6 +164,14 @@ pub(crate) struct Busy<'t> {
 /// below it: invariant 6).
 const HOT: u64 = 1 << 63;
 
+/// `ThreadState::busy` while the thread, inside no tracker, holds a lock
+/// shared by all trackers (the registry of tracker states, the list of
+/// log buffers): no tracker's epoch, so what it allocates meanwhile is
+/// tracked as usual, but [`Busy::inside_any`] is true, and a fatal
+/// signal's handler does not try to end the logs, which would wait
+/// forever for that lock.
+const SHARED_LOCK: u64 = HOT - 1;
+
 impl Busy<'static> {
     /// Enters tracker `epoch` unconditionally, for the tracker's own work
     /// (reports, configuration, writing the log, unwinding): whatever it
@@ -182,6 +190,18 @@ impl Busy<'static> {
     pub(crate) fn own() -> Option<Self> {
         let t = current()?;
         let was = t.busy.replace(t.busy.get() & !HOT);
+        Some(Busy { t, was })
+    }
+
+    /// Marks what follows, until dropped, as holding a lock shared by
+    /// all trackers (see [`SHARED_LOCK`]), unless this thread is inside a
+    /// tracker already. `None` as for [`enter`](Self::enter).
+    pub(crate) fn shared_lock() -> Option<Self> {
+        let t = current()?;
+        let was = t.busy.get();
+        if was == 0 {
+            t.busy.set(SHARED_LOCK);
+        }
         Some(Busy { t, was })
     }
 
