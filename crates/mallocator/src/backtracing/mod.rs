@@ -115,7 +115,9 @@
 //!     the record's lock once, and fails when it is taken. The one lock
 //!     shared by all trackers on that path, the DWARF unwinder's, is
 //!     never waited for by the thread that holds it: a handler walks
-//!     frame pointers instead.
+//!     frame pointers instead. A handler's stack capture allocates
+//!     nothing: the `backtrace` unwinder gives way to frame pointers, and
+//!     the DWARF unwinder does not scan for objects loaded since.
 //!
 //! ```
 //! use mallocator::backtracing::Backtracing;
@@ -559,7 +561,27 @@ impl<'a> Backtracing<'a> {
         // own that may (`dwarf::scan`), so that a signal handler that
         // interrupts its walk is deferred as in the rest of the hot path.
         let _own = (method == Method::Unwind).then(Busy::own);
-        let captured = stack::capture::<HASH>(method, depth, storage);
+        let captured = stack::capture::<HASH>(method, depth, storage, true);
+        if captured.off_stack {
+            st.off_stack.fetch_add(1, Ordering::Relaxed);
+        }
+        captured
+    }
+
+    /// [`capture`](Self::capture) for a signal handler's deferred event
+    /// (invariant 12), which must allocate nothing: the thread it
+    /// interrupted may hold the locks an allocation through a tracker
+    /// takes. The `backtrace` unwinder (which allocates) gives way to the
+    /// frame-pointer walk, and the DWARF unwinder does not scan for
+    /// objects (its stack ends at a frame in an object it does not know
+    /// yet).
+    fn capture_in_handler<'s>(&self, st: &State, storage: &'s mut StackStorage) -> Captured<'s> {
+        let method = match self.active.method(self.stack_mode) {
+            Method::Unwind => Method::FramePointers,
+            method => method,
+        };
+        let depth = self.depth.load(Ordering::Relaxed);
+        let captured = stack::capture::<true>(method, depth, storage, false);
         if captured.off_stack {
             st.off_stack.fetch_add(1, Ordering::Relaxed);
         }
@@ -732,7 +754,7 @@ impl<'a> Backtracing<'a> {
         };
         if stack {
             let mut storage = StackStorage::uninit();
-            let captured = self.capture::<true>(st, &mut storage);
+            let captured = self.capture_in_handler(st, &mut storage);
             let n = captured.frames.len().min(pending::DEFERRED_DEPTH);
             event.frames[..n].copy_from_slice(&captured.frames[..n]);
             event.len = n;

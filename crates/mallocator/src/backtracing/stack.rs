@@ -306,12 +306,15 @@ const DWARF_SUPPORTED: bool = cfg!(dwarf_unwinder);
 /// at the return address of the function `capture` is inlined into (the
 /// tracker's, which must not be inlined itself, and has a frame record
 /// when built with frame pointers); the `backtrace` unwinder's extra
-/// frames are trimmed by name at report time.
+/// frames are trimmed by name at report time. The DWARF unwinder scans
+/// for objects it does not know only when `may_scan` (see
+/// [`dwarf::unwind`](super::dwarf::unwind)).
 #[inline(always)]
 pub(crate) fn capture<const HASH: bool>(
     method: Method,
     depth: usize,
     storage: &mut StackStorage,
+    may_scan: bool,
 ) -> Captured<'_> {
     // SAFETY: `[usize; N]` and `[MaybeUninit<usize>; N]` have the same
     // layout, and the latter may hold uninitialised words.
@@ -327,7 +330,7 @@ pub(crate) fn capture<const HASH: bool>(
             (len, hash, true)
         }
         Method::Dwarf => match top_of_current_stack(os::stack_pointer_estimate())
-            .and_then(|top| dwarf_unwind(out, top))
+            .and_then(|top| dwarf_unwind(out, top, may_scan))
         {
             Some(len) => (len, 0, false),
             // This thread cannot unwind now (see `dwarf::unwind`), or
@@ -432,12 +435,12 @@ fn walk_from<const HASH: bool>(mut fp: usize, out: &mut [MaybeUninit<usize>]) ->
 
 /// [`dwarf::unwind`](super::dwarf::unwind) where it exists.
 #[inline(always)]
-fn dwarf_unwind(out: &mut [MaybeUninit<usize>], top: usize) -> Option<usize> {
+fn dwarf_unwind(out: &mut [MaybeUninit<usize>], top: usize, may_scan: bool) -> Option<usize> {
     #[cfg(dwarf_unwinder)]
-    return super::dwarf::unwind(out, top);
+    return super::dwarf::unwind(out, top, may_scan);
     #[cfg(not(dwarf_unwinder))]
     {
-        let _ = (out, top);
+        let _ = (out, top, may_scan);
         None
     }
 }
@@ -545,17 +548,17 @@ mod tests {
         // when built with -C force-frame-pointers=yes; otherwise the walk
         // may be short, but never crashes and never returns zeroes.
         let (mut a, mut b) = (StackStorage::uninit(), StackStorage::uninit());
-        let walked = capture::<true>(Method::FramePointers, MAX_DEPTH, &mut a);
+        let walked = capture::<true>(Method::FramePointers, MAX_DEPTH, &mut a, true);
         assert!(walked.frames.iter().all(|&ip| ip != 0));
         assert_eq!(walked.hash, hash_stack(walked.frames));
         let mut c = StackStorage::uninit();
-        let unhashed = capture::<false>(Method::FramePointers, MAX_DEPTH, &mut c);
+        let unhashed = capture::<false>(Method::FramePointers, MAX_DEPTH, &mut c, true);
         assert_eq!(unhashed.hash, 0);
         if matches!(resolve(StackMode::Auto), Active::FramePointers(_)) {
             // An intact chain: the same callers, without the hash.
             assert_eq!(unhashed.frames.len(), walked.frames.len());
         }
-        let unwound = capture::<true>(Method::Unwind, 5, &mut b);
+        let unwound = capture::<true>(Method::Unwind, 5, &mut b, true);
         assert_eq!(
             unwound.frames.len(),
             5,

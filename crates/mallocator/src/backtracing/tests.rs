@@ -872,6 +872,69 @@ fn a_signal_handlers_event_is_recorded_by_the_tracker_it_interrupted() {
     assert!(NESTING.report().is_clean());
 }
 
+/// An inner allocator that, once armed, acts as a signal handler that
+/// interrupts [`UNWOUND`]'s allocation path (whose stacks come from the
+/// `backtrace` unwinder) and counts that unwinder's calls meanwhile.
+struct InterruptingUnwound {
+    armed: core::sync::atomic::AtomicBool,
+    kept: AtomicUsize,
+    unwinds: AtomicUsize,
+}
+
+// SAFETY: blocks come from the libc allocator, which upholds the contract.
+unsafe impl RawAlloc for InterruptingUnwound {
+    fn alloc(&self, layout: Layout) -> Result<NonNull<u8>, AllocError> {
+        if self.armed.swap(false, Ordering::SeqCst) {
+            let count = || os::UNWINDS.with(core::cell::Cell::get);
+            let before = count();
+            self.kept
+                .store(UNWOUND.valloc().malloc(8, 77) as usize, Ordering::SeqCst);
+            self.unwinds.store(count() - before, Ordering::SeqCst);
+        }
+        Valloc::libc().alloc_layout(layout)
+    }
+    unsafe fn free(&self, ptr: NonNull<u8>) {
+        // SAFETY: `ptr` came from `alloc`, i.e. from the libc allocator.
+        unsafe { Valloc::libc().free(ptr.as_ptr()) }
+    }
+}
+
+static INTERRUPTING_UNWOUND: InterruptingUnwound = InterruptingUnwound {
+    armed: core::sync::atomic::AtomicBool::new(false),
+    kept: AtomicUsize::new(0),
+    unwinds: AtomicUsize::new(usize::MAX),
+};
+static UNWOUND: Backtracing<'static> = Backtracing::with_config(
+    Valloc::new(&INTERRUPTING_UNWOUND),
+    Config {
+        stack_mode: StackMode::Unwind,
+        ..Config::DEFAULT
+    },
+);
+
+/// A signal handler's stack is taken without the `backtrace` unwinder,
+/// which allocates (the interrupted thread may hold the locks an
+/// allocation through a tracker takes): by frame pointers. Its block is
+/// tracked all the same.
+#[test]
+#[cfg_attr(miri, ignore = "no unwinder under Miri: stacks are stand-ins")]
+fn a_signal_handlers_stack_is_taken_without_allocating() {
+    let v = UNWOUND.valloc();
+    INTERRUPTING_UNWOUND.armed.store(true, Ordering::SeqCst);
+    let outer = v.malloc(8, 24);
+    let kept = INTERRUPTING_UNWOUND.kept.load(Ordering::SeqCst) as *mut u8;
+    assert!(!outer.is_null() && !kept.is_null());
+    assert_eq!(INTERRUPTING_UNWOUND.unwinds.load(Ordering::SeqCst), 0);
+    let report = UNWOUND.report();
+    assert_eq!((report.leaked_blocks, report.leaked_bytes), (2, 24 + 77));
+    // SAFETY: both came from `v`, freed once.
+    unsafe {
+        v.free(outer);
+        v.free(kept);
+    }
+    assert_eq!(UNWOUND.error_count(), 0);
+}
+
 /// Real signals, sent to a thread that allocates and frees through a
 /// tracker, whose handler allocates and frees through the same tracker:
 /// when a call returns, no event of a handler waits in the thread's

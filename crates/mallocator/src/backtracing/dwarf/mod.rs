@@ -148,9 +148,13 @@ const SKIPPED: usize = 2;
 /// could be scanned). `top` is the top of the stack the caller runs on
 /// ([`top_of_current_stack`](super::stack::top_of_current_stack)),
 /// found there: the caller has its thread's state at hand, which in a
-/// shared library saves a call into the dynamic loader.
+/// shared library saves a call into the dynamic loader. Unless
+/// `may_scan`, it never scans the loaded objects, which allocates (a
+/// signal handler's capture, whose thread may hold the locks an
+/// allocation takes): `None` when nothing was scanned yet, and a stack
+/// that ends at a frame in no known object.
 #[inline(never)]
-pub(crate) fn unwind(out: &mut [MaybeUninit<usize>], top: usize) -> Option<usize> {
+pub(crate) fn unwind(out: &mut [MaybeUninit<usize>], top: usize, may_scan: bool) -> Option<usize> {
     #[cfg(test)]
     tests::interrupt();
     let regs = os::registers();
@@ -169,12 +173,15 @@ pub(crate) fn unwind(out: &mut [MaybeUninit<usize>], top: usize) -> Option<usize
     }
     let mut held = lock()?;
     if held.is_none() {
+        if !may_scan {
+            return None;
+        }
         drop(held);
         scan();
         held = lock()?;
     }
     let (n, unknown) = walk(held.as_mut()?, regs, top, out);
-    let Some(ip) = unknown else {
+    let Some(ip) = unknown.filter(|_| may_scan) else {
         return Some(n);
     };
     // A frame in no object known: one loaded since? Scan again, and
@@ -601,7 +608,7 @@ mod tests {
         let mut out = [MaybeUninit::uninit(); 64];
         let top = super::super::stack::top_of_current_stack(super::os::stack_pointer_estimate())
             .expect("a known stack");
-        let n = super::unwind(&mut out[..len], top).expect("this thread can unwind");
+        let n = super::unwind(&mut out[..len], top, true).expect("this thread can unwind");
         // SAFETY: `unwind` initialised the first `n` words.
         out[..n]
             .iter()

@@ -8,6 +8,12 @@ use super::super::sync::SpinLock;
 #[cfg(all(unix, not(miri)))]
 use super::with_code_site;
 
+#[cfg(test)]
+std::thread_local! {
+    /// Calls of this thread to [`unwind`], for the tests.
+    pub(crate) static UNWINDS: core::cell::Cell<usize> = const { core::cell::Cell::new(0) };
+}
+
 /// The unwinder: instruction pointers of the current stack, innermost
 /// first, into `out`; returns how many.
 ///
@@ -19,6 +25,8 @@ use super::with_code_site;
 #[cfg(not(miri))]
 #[inline(never)]
 pub(crate) fn unwind(out: &mut [MaybeUninit<usize>]) -> usize {
+    #[cfg(test)]
+    UNWINDS.with(|c| c.set(c.get() + 1));
     let mut n = 0;
     let mut each = |frame: &backtrace::Frame| {
         if n == out.len() {
