@@ -8,7 +8,9 @@
 //! Every write to the output happens under the log lock and in one call
 //! (retrying short writes), so records of different threads never
 //! interleave. Lock order: a thread's buffer, then the log, then the
-//! stack table's shards (the compact log writes new stacks there).
+//! stack table's shards (the compact log writes new stacks there); a
+//! thread flushing another thread's buffer takes the log first and only
+//! tries that buffer's lock (see `threads.rs`).
 
 mod compact;
 mod text;
@@ -19,7 +21,7 @@ use core::sync::atomic::{AtomicU8, Ordering};
 use super::os::{self, Sink};
 use super::stacks::{StackTable, NO_STACK};
 use super::state::State;
-use super::sync::{RawLock, SpinLock};
+use super::sync::{RawLock, SpinGuard, SpinLock};
 use super::sys_vec::{sys_vec, SysVec};
 use super::thread::ThreadState;
 use text::{LineCache, StackLines};
@@ -271,10 +273,30 @@ impl Log {
     /// may have to be read (the file's start, a stack with a frame in no
     /// known module), since it costs a lock most chunks do not need.
     pub(crate) fn write_chunk(&self, stacks: &StackTable, thread: u64, events: &[u8], count: u64) {
+        self.with_chunk_writer(stacks, |w| w.write(thread, events, count));
+    }
+
+    /// Runs `f` holding the log lock (and the loader's before it when the
+    /// module map may have to be read, as [`write_chunk`](Self::write_chunk)
+    /// does), with a writer of chunks: for a thread that flushes another
+    /// thread's buffer, which it must take only while holding the lock
+    /// (see `threads.rs`).
+    pub(crate) fn with_chunk_writer<R>(
+        &self,
+        stacks: &StackTable,
+        f: impl FnOnce(&mut ChunkWriter<'_>) -> R,
+    ) -> R {
+        let run = |loader_locked| {
+            f(&mut ChunkWriter {
+                inner: self.inner.lock(),
+                stacks,
+                loader_locked,
+            })
+        };
         if self.needs_modules(stacks) {
-            os::with_loader_locked(|| self.write_chunk_locked(stacks, thread, events, count, true))
+            os::with_loader_locked(|| run(true))
         } else {
-            self.write_chunk_locked(stacks, thread, events, count, false)
+            run(false)
         }
     }
 
@@ -319,32 +341,6 @@ impl Log {
             || stacks.any_unwritten(&mut |frames| !all_mapped(known, frames))
     }
 
-    fn write_chunk_locked(
-        &self,
-        stacks: &StackTable,
-        thread: u64,
-        events: &[u8],
-        count: u64,
-        loader_locked: bool,
-    ) {
-        let mut guard = self.inner.lock();
-        let inner = &mut *guard;
-        if inner.finished || !inner.open() {
-            return;
-        }
-        inner.buf.clear();
-        if !inner.started {
-            inner.start(loader_locked);
-        }
-        inner.new_stacks(stacks, loader_locked);
-        compact::chunk_start(&mut inner.buf, thread, events.len());
-        if inner.emit_with(events) {
-            inner.events += count;
-        } else {
-            inner.output = Output::Failed;
-        }
-    }
-
     /// Writes the compact log's end record, once, after the last chunk
     /// (at exit, or when the tracker is dropped); nothing is written after it.
     pub(crate) fn finish(&self) {
@@ -357,6 +353,37 @@ impl Log {
         inner.buf.clear();
         compact::end(&mut inner.buf, inner.events, inner.lost);
         inner.emit();
+    }
+}
+
+/// Writes chunks of events to a log whose lock it holds (see
+/// [`Log::with_chunk_writer`]).
+pub(crate) struct ChunkWriter<'l> {
+    inner: SpinGuard<'l, Inner>,
+    stacks: &'l StackTable,
+    /// Whether the loader's lock is held too (the module map may be read).
+    loader_locked: bool,
+}
+
+impl ChunkWriter<'_> {
+    /// Writes a chunk of `thread`'s compact events (`count` of them, in
+    /// `events`), as [`Log::write_chunk`] describes.
+    pub(crate) fn write(&mut self, thread: u64, events: &[u8], count: u64) {
+        let inner = &mut *self.inner;
+        if inner.finished || !inner.open() {
+            return;
+        }
+        inner.buf.clear();
+        if !inner.started {
+            inner.start(self.loader_locked);
+        }
+        inner.new_stacks(self.stacks, self.loader_locked);
+        compact::chunk_start(&mut inner.buf, thread, events.len());
+        if inner.emit_with(events) {
+            inner.events += count;
+        } else {
+            inner.output = Output::Failed;
+        }
     }
 }
 
