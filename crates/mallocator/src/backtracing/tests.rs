@@ -1307,6 +1307,63 @@ fn a_handlers_realloc_keeps_the_old_blocks_stamp() {
     assert_eq!(STAMPED.error_count(), 0);
 }
 
+static FLUSHED_BUF: Mutex<Vec<u8>> = Mutex::new(Vec::new());
+
+fn collect_flushed(bytes: &[u8]) {
+    FLUSHED_BUF.lock().unwrap().extend_from_slice(bytes);
+}
+
+/// A thread's events keep their order in the log while another thread
+/// flushes its buffer: an event logged while the flushing thread holds
+/// the buffer must not reach the log before the buffered ones (a free
+/// before its allocation would read as an invalid free and a leak).
+#[test]
+fn a_threads_events_stay_in_order_while_another_thread_flushes_them() {
+    let t = Backtracing::with_config(
+        Valloc::libc(),
+        Config {
+            log: LogTarget::Callback(collect_flushed),
+            depth: 4,
+            ..Config::DEFAULT
+        },
+    );
+    let v = t.valloc();
+    let pairs = if cfg!(miri) { 40 } else { 20_000 };
+    let done = core::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            for k in 0..pairs {
+                // SAFETY: freeing what `v` returned.
+                unsafe { v.free(v.malloc(8, 16 + k % 64)) };
+            }
+            done.store(true, Ordering::SeqCst);
+        });
+        s.spawn(|| {
+            while !done.load(Ordering::SeqCst) {
+                t.flush_log();
+            }
+        });
+    });
+    drop(t);
+    let d = decode_compact(&FLUSHED_BUF.lock().unwrap());
+    assert_eq!(d.events.len(), 2 * pairs, "every event is written once");
+    assert_eq!(d.end, Some((2 * pairs as u64, 0)));
+    let mut threads: HashMap<u64, (u64, std::collections::HashSet<u64>)> = HashMap::new();
+    for (i, &(thread, kind, ts, addr, _, _)) in d.events.iter().enumerate() {
+        let (last, live) = threads.entry(thread).or_default();
+        assert!(ts >= *last, "event {i}: thread {thread}'s time goes back");
+        *last = ts;
+        if kind == 1 {
+            assert!(live.insert(addr), "event {i}: {addr:#x} allocated twice");
+        } else {
+            assert!(
+                live.remove(&addr),
+                "event {i}: {addr:#x} freed before its allocation"
+            );
+        }
+    }
+}
+
 #[test]
 #[cfg_attr(miri, ignore)] // files
 fn compact_log_file_from_many_threads() {

@@ -7,17 +7,26 @@
 //!
 //! A buffer is allocated from the C library at the thread's first event,
 //! owned by the thread (freed by its thread-local destructor) and listed
-//! in [`BUFFERS`], through which the exit flush and a dropped tracker
-//! reach the buffers of other threads. **Invariant:** a buffer's `state`
-//! is either null or a live tracker state, and it is only set, cleared or
-//! followed by a thread other than the owner under the [`BUFFERS`] lock;
-//! a tracker's drop clears it there (after flushing) before the state is
-//! freed. The owner itself follows it only while it is inside a call on
-//! that very tracker (which keeps it alive).
+//! in [`BUFFERS`], through which the exit flush, a flush of the log and a
+//! dropped tracker reach the buffers of other threads. **Invariant:** a
+//! buffer's `state` is either null or a live tracker state, and it is
+//! only read, set or cleared under the [`BUFFERS`] lock; a tracker's drop
+//! clears it there (after flushing) before the state is freed.
 //!
-//! Lock order: [`BUFFERS`], then a buffer, then the log.
+//! **Order.** A thread's events must reach the log in the order it logged
+//! them. The owner writes an event alone when it finds its buffer's lock
+//! taken (see [`push`]); so a thread flushing another thread's buffer
+//! takes that buffer only while it holds the log lock of the tracker the
+//! buffer is attached to, and writes it before letting the log go (see
+//! [`flush_other`]): an event written alone meanwhile waits for that log.
+//!
+//! Lock order: [`BUFFERS`], then a buffer, then the log; a thread
+//! flushing another thread's buffer holds [`BUFFERS`] and the log and
+//! only *tries* the buffer's lock, so it never waits for a buffer while
+//! holding a log.
 
 use core::cell::Cell;
+use core::sync::atomic::{AtomicPtr, Ordering};
 
 use super::super::own_heap::own_heap;
 use super::super::state::State;
@@ -25,16 +34,15 @@ use super::super::sync::SpinLock;
 use super::super::sys_vec::{sys_vec, SysVec};
 use super::super::thread::{thread_id, Busy, ThreadState, THREAD};
 use super::super::{fork, os};
-use super::append;
+use super::{append, ChunkWriter};
 
 /// Bytes of events one buffer holds (about 600 events).
 pub(crate) const BUFFER_BYTES: usize = 16 * 1024;
 
 /// One thread's buffer.
 struct Buffer {
-    /// The tracker whose events it holds (see the invariant in the
-    /// module docs), and that tracker's epoch (0 when detached).
-    state: *const State,
+    /// The epoch of the tracker whose events it holds ([`Shared::state`];
+    /// 0 when detached), for the owner to check without [`BUFFERS`].
     epoch: u64,
     /// The owner's tracker thread id.
     thread: u64,
@@ -44,7 +52,17 @@ struct Buffer {
     events: u64,
 }
 
-type Shared = SpinLock<Buffer>;
+/// A buffer as [`BUFFERS`] lists it.
+#[repr(C)]
+struct Shared {
+    buffer: SpinLock<Buffer>,
+    /// The tracker whose events the buffer holds, or null: only read or
+    /// written under [`BUFFERS`] (the module's invariant), which a thread
+    /// flushing the buffer holds, so that it knows which log to take
+    /// before the buffer (the module's order). Outside the buffer's lock,
+    /// and past the cache lines [`push`] touches.
+    state: AtomicPtr<State>,
+}
 
 /// Every thread's buffer (as addresses of [`Shared`]).
 pub(crate) static BUFFERS: SpinLock<SysVec<usize>> = SpinLock::new(sys_vec());
@@ -80,31 +98,51 @@ std::thread_local! {
 }
 
 impl Buffer {
-    /// Writes the buffered events to `st`'s log and empties the buffer.
-    /// Inside the tracker, so that whatever the write allocates (a log
-    /// callback may) is the tracker's own, neither logged nor waiting for
-    /// this buffer's lock. From the tracker's hot path it stays there (a
-    /// signal handler's allocation during the write is then deferred,
-    /// invariant 12; the callback marks itself as the tracker's own work).
+    /// Writes the buffered events to `st`'s log and empties the buffer,
+    /// on its owner's thread. Inside the tracker, so that whatever the
+    /// write allocates (a log callback may) is the tracker's own, neither
+    /// logged nor waiting for this buffer's lock. From the tracker's hot
+    /// path it stays there (a signal handler's allocation during the
+    /// write is then deferred, invariant 12; the callback marks itself as
+    /// the tracker's own work).
     fn flush_to(&mut self, st: &State) {
-        let _busy = (!Busy::inside(st.epoch)).then(|| Busy::enter(st.epoch));
+        let _busy = enter(st);
         if !self.bytes.is_empty() {
             st.log
                 .write_chunk(&st.stacks, self.thread, &self.bytes, self.events);
         }
+        self.clear();
+    }
+
+    /// Writes the buffered events with `w` and empties the buffer.
+    fn write_with(&mut self, w: &mut ChunkWriter<'_>) {
+        if !self.bytes.is_empty() {
+            w.write(self.thread, &self.bytes, self.events);
+        }
+        self.clear();
+    }
+
+    fn clear(&mut self) {
         self.bytes.clear();
         self.events = 0;
     }
+}
 
-    /// Flushes to the attached tracker, if any. The caller holds
-    /// [`BUFFERS`] (the module's invariant).
-    fn flush_attached(&mut self) {
-        if !self.state.is_null() {
-            // SAFETY: a non-null `state` is live while the caller holds
-            // `BUFFERS` (module invariant).
-            let st = unsafe { &*self.state };
-            self.flush_to(st);
-        }
+/// Enters tracker `st` for a write of its log, unless this thread is
+/// inside it already (see [`Buffer::flush_to`]).
+fn enter(st: &State) -> Option<Busy<'static>> {
+    (!Busy::inside(st.epoch))
+        .then(|| Busy::enter(st.epoch))
+        .flatten()
+}
+
+impl Shared {
+    /// The tracker the buffer is attached to, if any. The caller holds
+    /// [`BUFFERS`] (the module's invariant), which keeps it alive.
+    fn attached(&self) -> Option<&State> {
+        // SAFETY: a non-null `state` is live while the caller holds
+        // `BUFFERS` (module invariant).
+        unsafe { self.state.load(Ordering::Relaxed).as_ref() }
     }
 }
 
@@ -127,16 +165,21 @@ pub(crate) fn push<const N: usize>(st: &State, t: Option<&ThreadState>, event: &
         // SAFETY: the thread's buffer lives until its slot's destructor,
         // which nulls this copy first.
         let shared = unsafe { &*p };
-        // Held by this very thread when another tracker's log callback
-        // allocates through this one while the buffer is being written:
-        // then the event goes alone.
-        let Some(mut b) = shared.try_lock() else {
+        // Taken, the event goes alone. Either by this very thread (another
+        // tracker's log callback, or a signal handler, calling this one
+        // while the buffer is being written or appended to): then no event
+        // of this tracker is in it. Or by a thread flushing it, which
+        // holds the log of the tracker it is attached to until the
+        // buffer is written (see `flush_other`): an event of that tracker
+        // waits for that log and lands after the buffered ones; an event
+        // of another has none there (`attach` wrote them).
+        let Some(mut b) = shared.buffer.try_lock() else {
             return false;
         };
         if b.epoch != st.epoch {
             drop(b);
             attach(shared, st);
-            b = shared.lock();
+            b = shared.buffer.lock();
         }
         if b.bytes.len() + N > BUFFER_BYTES {
             b.flush_to(st);
@@ -210,13 +253,15 @@ fn create() -> *mut Shared {
     flush_at_exit();
     // SAFETY: a fresh block of the right size and alignment.
     unsafe {
-        p.write(SpinLock::new(Buffer {
-            state: core::ptr::null(),
-            epoch: 0,
-            thread: thread_id(),
-            bytes,
-            events: 0,
-        }))
+        p.write(Shared {
+            buffer: SpinLock::new(Buffer {
+                epoch: 0,
+                thread: thread_id(),
+                bytes,
+                events: 0,
+            }),
+            state: AtomicPtr::new(core::ptr::null_mut()),
+        })
     };
     let mut all = BUFFERS.lock();
     if all.try_reserve(1).is_err() {
@@ -246,9 +291,13 @@ unsafe fn free(p: *mut Shared) {
 #[cold]
 fn attach(shared: &Shared, st: &State) {
     let _all = BUFFERS.lock();
-    let mut b = shared.lock();
-    b.flush_attached();
-    b.state = st;
+    let mut b = shared.buffer.lock();
+    if let Some(old) = shared.attached() {
+        b.flush_to(old);
+    }
+    shared
+        .state
+        .store(st as *const State as *mut State, Ordering::Relaxed);
     b.epoch = st.epoch;
 }
 
@@ -257,8 +306,11 @@ fn retire(p: *mut Shared) {
     let mut all = BUFFERS.lock();
     {
         // SAFETY: the slot's buffer, alive until freed below.
-        let mut b = unsafe { &*p }.lock();
-        b.flush_attached();
+        let shared = unsafe { &*p };
+        let mut b = shared.buffer.lock();
+        if let Some(st) = shared.attached() {
+            b.flush_to(st);
+        }
     }
     if let Some(i) = all.iter().position(|&q| q == p as usize) {
         all.swap_remove(i);
@@ -270,28 +322,27 @@ fn retire(p: *mut Shared) {
 
 /// Writes every thread's buffered events for tracker `st` now.
 pub(crate) fn flush(st: &State) {
-    each_buffer_of(st, &mut |b| b.flush_to(st));
+    each_buffer_of(st, false);
 }
 
 /// Writes every thread's buffered events for tracker `st` and detaches
 /// those buffers from it: `st` is about to be freed.
 pub(crate) fn detach(st: &State) {
-    each_buffer_of(st, &mut |b| {
-        b.flush_to(st);
-        b.state = core::ptr::null();
-        b.epoch = 0;
-    });
+    each_buffer_of(st, true);
 }
 
-/// Calls `f` on every buffer attached to `st`, under its lock.
-fn each_buffer_of(st: &State, f: &mut dyn FnMut(&mut Buffer)) {
+/// Flushes every buffer attached to `st`, and detaches it when `detach`.
+fn each_buffer_of(st: &State, detach: bool) {
     let all = BUFFERS.lock();
     for &p in all.iter() {
         // SAFETY: listed buffers are alive while `BUFFERS` is held (a
         // buffer is unlisted under it before being freed).
-        let mut b = unsafe { &*(p as *const Shared) }.lock();
-        if core::ptr::eq(b.state, st) {
-            f(&mut b);
+        let shared = unsafe { &*(p as *const Shared) };
+        if shared.attached().is_some_and(|a| core::ptr::eq(a, st)) {
+            flush_other(shared, st, detach);
+            if detach {
+                shared.state.store(core::ptr::null_mut(), Ordering::Relaxed);
+            }
         }
     }
 }
@@ -301,8 +352,60 @@ fn each_buffer_of(st: &State, f: &mut dyn FnMut(&mut Buffer)) {
 fn flush_all() {
     let all = BUFFERS.lock();
     for &p in all.iter() {
-        // SAFETY: as in `detach`.
-        unsafe { &*(p as *const Shared) }.lock().flush_attached();
+        // SAFETY: as in `each_buffer_of`.
+        let shared = unsafe { &*(p as *const Shared) };
+        if let Some(st) = shared.attached() {
+            flush_other(shared, st, false);
+        }
+    }
+}
+
+/// Writes `shared`'s events to `st`'s log (the tracker it is attached
+/// to) from any thread, its owner's or another's, which holds
+/// [`BUFFERS`]; also detaches it from `st` when `detach`.
+///
+/// The buffer is taken only while `st`'s log lock is held, and with
+/// `try_lock`: the owner writes an event alone when it finds its buffer
+/// taken ([`push`]), and that write, if the event is `st`'s, waits for
+/// the log lock, so it cannot overtake the events taken here. (Taking the
+/// buffer first and the log after, as the owner does, left a window in
+/// which the owner's next event reached the log before its older ones: a
+/// free before its allocation, read as an invalid free and a leak.)
+///
+/// Deadlock: nothing here waits for a buffer while holding a log lock (a
+/// taken buffer makes it let the log go, and wait holding only
+/// [`BUFFERS`], as it always did); and the owner, finding its buffer
+/// taken, waits for nothing new (its event goes alone, as before). The
+/// alternative, having the owner wait for its buffer, would make it wait
+/// for whatever the flushing thread waits for while holding it (the
+/// loader's lock, which the owner may hold inside a `dl_iterate_phdr`
+/// callback; a log lock it may hold during a write; whatever a log
+/// callback takes), with no way to tell those cases apart on the hot path.
+fn flush_other(shared: &Shared, st: &State, detach: bool) {
+    let _busy = enter(st);
+    let mut tries = 0u32;
+    loop {
+        let done = st.log.with_chunk_writer(&st.stacks, |w| {
+            let Some(mut b) = shared.buffer.try_lock() else {
+                return false;
+            };
+            b.write_with(w);
+            if detach {
+                b.epoch = 0;
+            }
+            true
+        });
+        if done {
+            return;
+        }
+        // Its owner holds it, appending or writing it (for which it may
+        // want the log just let go).
+        tries += 1;
+        if tries < 64 {
+            core::hint::spin_loop();
+        } else {
+            std::thread::yield_now();
+        }
     }
 }
 
@@ -340,9 +443,7 @@ pub(crate) fn after_fork_in_child() {
         let p = slot.0.get();
         if !p.is_null() {
             // SAFETY: the slot's buffer, alive until its destructor.
-            let mut b = unsafe { &*p }.lock();
-            b.bytes.clear();
-            b.events = 0;
+            unsafe { &*p }.buffer.lock().clear();
             // Listed again (its room is still there): a tracker dropped in
             // the child must find it to detach it (the module invariant).
             all.push(p as usize);
