@@ -266,6 +266,34 @@ pub(crate) mod tests_support {
         super::prepare();
         super::release_all();
     }
+
+    /// Runs `f` in a child process (forked from this one, whose other
+    /// threads it does not have) with a 10-second watchdog; whether it
+    /// returned true. For a scenario that would hang, or that ends every
+    /// log of the process.
+    #[cfg(all(unix, not(miri)))]
+    pub(crate) fn in_child(f: impl FnOnce() -> bool) -> bool {
+        // SAFETY: the child only runs `f` (the tracker's locks are
+        // consistent, its fork handlers installed) and `_exit`s.
+        let pid = unsafe { libc::fork() };
+        assert!(pid >= 0, "fork");
+        if pid == 0 {
+            // SAFETY: an alarm whose default action ends a hung child;
+            // `_exit` ends it without the parent's exit handlers.
+            unsafe {
+                libc::alarm(10);
+                libc::_exit(if f() { 0 } else { 1 });
+            }
+        }
+        let mut status = 0;
+        // SAFETY: waiting for the child forked above.
+        assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
+        assert!(
+            !libc::WIFSIGNALED(status) || libc::WTERMSIG(status) != libc::SIGALRM,
+            "the child hung"
+        );
+        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0
+    }
 }
 
 #[cfg(test)]
@@ -344,26 +372,11 @@ mod tests {
         let v = t.valloc();
         // SAFETY: freeing what `v` returned; the tracker is registered.
         unsafe { v.free(v.malloc(8, 8)) };
-        // SAFETY: as in `a_signal_between_the_handlers_waits_for_the_locks`.
-        let pid = unsafe { libc::fork() };
-        assert!(pid >= 0);
-        if pid == 0 {
-            // SAFETY: an alarm whose default action ends a hung child.
-            unsafe { libc::alarm(10) };
+        assert!(tests_support::in_child(|| {
             let mut answers = Vec::new();
             for_each_state(&mut |_| answers.push(Backtracing::end_logs_now()));
-            let ok = !answers.is_empty() && answers.iter().all(|a| !a);
-            // SAFETY: ending the child without the parent's exit handlers.
-            unsafe { libc::_exit(if ok { 0 } else { 1 }) };
-        }
-        let mut status = 0;
-        // SAFETY: waiting for the child forked above.
-        assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
-        assert!(
-            libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
-            "child status {status:#x} (signal {} ends a hang)",
-            libc::SIGALRM
-        );
+            !answers.is_empty() && answers.iter().all(|a| !a)
+        }));
     }
 
     /// A signal that comes while the handlers hold the locks (as one
@@ -389,35 +402,15 @@ mod tests {
         let v = TRACKER.valloc();
         // SAFETY: freeing what `v` returned; the tracker is registered.
         unsafe { v.free(v.malloc(8, 8)) };
-        // SAFETY: `fork` in a process with other threads: the child only
-        // runs the scenario below (the tracker's own locks are consistent,
-        // the handlers are installed) and `_exit`s.
-        let pid = unsafe { libc::fork() };
-        assert!(pid >= 0);
-        if pid == 0 {
-            // SAFETY: a plain handler for SIGUSR2, and an alarm whose
-            // default action ends this child should it hang.
-            unsafe {
-                libc::alarm(10);
-                libc::signal(libc::SIGUSR2, on_signal as *const () as libc::sighandler_t);
-            }
+        assert!(tests_support::in_child(|| {
+            // SAFETY: a plain handler for SIGUSR2.
+            unsafe { libc::signal(libc::SIGUSR2, on_signal as *const () as libc::sighandler_t) };
             prepare();
             // SAFETY: raising a signal on this thread.
             unsafe { libc::raise(libc::SIGUSR2) };
             let early = HANDLED.load(Ordering::SeqCst);
             release_all();
-            let handled = HANDLED.load(Ordering::SeqCst);
-            // SAFETY: ending the child without running the parent's
-            // exit handlers.
-            unsafe { libc::_exit(if !early && handled { 0 } else { 1 }) };
-        }
-        let mut status = 0;
-        // SAFETY: waiting for the child forked above.
-        assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
-        assert!(
-            libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
-            "child status {status:#x} (signal {} ends a hang)",
-            libc::SIGALRM
-        );
+            !early && HANDLED.load(Ordering::SeqCst)
+        }));
     }
 }

@@ -30,7 +30,7 @@ use core::sync::atomic::{AtomicPtr, Ordering};
 
 use super::super::own_heap::own_heap;
 use super::super::state::State;
-use super::super::sync::SpinLock;
+use super::super::sync::{SpinGuard, SpinLock};
 use super::super::sys_vec::{sys_vec, SysVec};
 use super::super::thread::{thread_id, Busy, ThreadState, THREAD};
 use super::super::{fork, os};
@@ -66,6 +66,37 @@ struct Shared {
 
 /// Every thread's buffer (as addresses of [`Shared`]).
 pub(crate) static BUFFERS: SpinLock<SysVec<usize>> = SpinLock::new(sys_vec());
+
+/// [`BUFFERS`], locked by [`lock_buffers`].
+struct AllBuffers {
+    list: SpinGuard<'static, SysVec<usize>>,
+    /// Dropped after the lock (fields drop in order).
+    _marked: Option<Busy<'static>>,
+}
+
+/// Locks [`BUFFERS`], marking this thread as holding a lock all trackers
+/// share (`Busy::shared_lock`): a fatal signal's handler then does not
+/// try to end the logs, which would wait forever for it.
+fn lock_buffers() -> AllBuffers {
+    let marked = Busy::shared_lock();
+    AllBuffers {
+        list: BUFFERS.lock(),
+        _marked: marked,
+    }
+}
+
+impl core::ops::Deref for AllBuffers {
+    type Target = SysVec<usize>;
+    fn deref(&self) -> &SysVec<usize> {
+        &self.list
+    }
+}
+
+impl core::ops::DerefMut for AllBuffers {
+    fn deref_mut(&mut self) -> &mut SysVec<usize> {
+        &mut self.list
+    }
+}
 
 /// The calling thread's buffer; its destructor flushes and frees it.
 struct Slot(Cell<*mut Shared>);
@@ -263,7 +294,7 @@ fn create() -> *mut Shared {
             state: AtomicPtr::new(core::ptr::null_mut()),
         })
     };
-    let mut all = BUFFERS.lock();
+    let mut all = lock_buffers();
     if all.try_reserve(1).is_err() {
         drop(all);
         // SAFETY: made above, never shared.
@@ -290,7 +321,7 @@ unsafe fn free(p: *mut Shared) {
 /// what it holds for another tracker (a thread that logs to two).
 #[cold]
 fn attach(shared: &Shared, st: &State) {
-    let _all = BUFFERS.lock();
+    let _all = lock_buffers();
     let mut b = shared.buffer.lock();
     if let Some(old) = shared.attached() {
         b.flush_to(old);
@@ -303,7 +334,7 @@ fn attach(shared: &Shared, st: &State) {
 
 /// The thread's end: flushes its buffer and frees it.
 fn retire(p: *mut Shared) {
-    let mut all = BUFFERS.lock();
+    let mut all = lock_buffers();
     {
         // SAFETY: the slot's buffer, alive until freed below.
         let shared = unsafe { &*p };
@@ -333,7 +364,7 @@ pub(crate) fn detach(st: &State) {
 
 /// Flushes every buffer attached to `st`, and detaches it when `detach`.
 fn each_buffer_of(st: &State, detach: bool) {
-    let all = BUFFERS.lock();
+    let all = lock_buffers();
     for &p in all.iter() {
         // SAFETY: listed buffers are alive while `BUFFERS` is held (a
         // buffer is unlisted under it before being freed).
@@ -350,7 +381,7 @@ fn each_buffer_of(st: &State, detach: bool) {
 /// Writes every thread's buffered events, to whichever tracker each
 /// belongs to.
 fn flush_all() {
-    let all = BUFFERS.lock();
+    let all = lock_buffers();
     for &p in all.iter() {
         // SAFETY: as in `each_buffer_of`.
         let shared = unsafe { &*(p as *const Shared) };
@@ -437,7 +468,7 @@ pub(crate) fn finish_all() {
 /// events are the parent's to write. Forgets them all, without touching
 /// the other threads' buffers (their locks may have been held at the fork).
 pub(crate) fn after_fork_in_child() {
-    let mut all = BUFFERS.lock();
+    let mut all = lock_buffers();
     all.clear();
     let _ = MINE.try_with(|slot| {
         let p = slot.0.get();
@@ -454,6 +485,20 @@ pub(crate) fn after_fork_in_child() {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Ending the logs from a thread that holds [`BUFFERS`] (as a fatal
+    /// signal's handler would, interrupting a thread's exit or the exit's
+    /// own flush) answers false at once instead of waiting forever.
+    #[test]
+    #[cfg(all(unix, not(miri)))]
+    fn ending_the_logs_while_holding_the_buffer_list_does_not_wait() {
+        assert!(fork::tests_support::in_child(|| {
+            let all = lock_buffers();
+            let answer = crate::backtracing::Backtracing::end_logs_now();
+            drop(all);
+            !answer
+        }));
+    }
 
     #[test]
     fn events_append_whole_with_room_or_without() {
