@@ -571,13 +571,13 @@ impl<'a> Backtracing<'a> {
     /// [`capture`](Self::capture) for a signal handler's deferred event
     /// (invariant 12), which must allocate nothing: the thread it
     /// interrupted may hold the locks an allocation through a tracker
-    /// takes. The `backtrace` unwinder (which allocates) gives way to the
-    /// frame-pointer walk, and the DWARF unwinder does not scan for
-    /// objects (its stack ends at a frame in an object it does not know
-    /// yet).
+    /// takes. On Unix the `backtrace` unwinder (which allocates) gives way
+    /// to the frame-pointer walk (elsewhere no signal handler interrupts
+    /// a thread), and the DWARF unwinder does not scan for objects (its
+    /// stack ends at a frame in an object it does not know yet).
     fn capture_in_handler<'s>(&self, st: &State, storage: &'s mut StackStorage) -> Captured<'s> {
         let method = match self.active.method(self.stack_mode) {
-            Method::Unwind => Method::FramePointers,
+            Method::Unwind if cfg!(unix) => Method::FramePointers,
             method => method,
         };
         let depth = self.depth.load(Ordering::Relaxed);

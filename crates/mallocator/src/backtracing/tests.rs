@@ -875,12 +875,14 @@ fn a_signal_handlers_event_is_recorded_by_the_tracker_it_interrupted() {
 /// An inner allocator that, once armed, acts as a signal handler that
 /// interrupts [`UNWOUND`]'s allocation path (whose stacks come from the
 /// `backtrace` unwinder) and counts that unwinder's calls meanwhile.
+#[cfg(unix)]
 struct InterruptingUnwound {
     armed: core::sync::atomic::AtomicBool,
     kept: AtomicUsize,
     unwinds: AtomicUsize,
 }
 
+#[cfg(unix)]
 // SAFETY: blocks come from the libc allocator, which upholds the contract.
 unsafe impl RawAlloc for InterruptingUnwound {
     fn alloc(&self, layout: Layout) -> Result<NonNull<u8>, AllocError> {
@@ -899,11 +901,13 @@ unsafe impl RawAlloc for InterruptingUnwound {
     }
 }
 
+#[cfg(unix)]
 static INTERRUPTING_UNWOUND: InterruptingUnwound = InterruptingUnwound {
     armed: core::sync::atomic::AtomicBool::new(false),
     kept: AtomicUsize::new(0),
     unwinds: AtomicUsize::new(usize::MAX),
 };
+#[cfg(unix)]
 static UNWOUND: Backtracing<'static> = Backtracing::with_config(
     Valloc::new(&INTERRUPTING_UNWOUND),
     Config {
@@ -917,6 +921,7 @@ static UNWOUND: Backtracing<'static> = Backtracing::with_config(
 /// allocation through a tracker takes): by frame pointers. Its block is
 /// tracked all the same.
 #[test]
+#[cfg(unix)]
 #[cfg_attr(miri, ignore = "no unwinder under Miri: stacks are stand-ins")]
 fn a_signal_handlers_stack_is_taken_without_allocating() {
     let v = UNWOUND.valloc();

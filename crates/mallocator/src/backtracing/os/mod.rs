@@ -39,7 +39,7 @@ mod stack;
 
 #[cfg(miri)]
 pub(crate) use backtrace::set_stand_in_site;
-#[cfg(test)]
+#[cfg(all(test, unix))]
 pub(crate) use backtrace::UNWINDS;
 pub(crate) use backtrace::{stack_of_exit_caller, symbolize, unwind, SYMBOLIZING};
 pub(crate) use clock::{ticks, ticks_per_second, CLOCK};
