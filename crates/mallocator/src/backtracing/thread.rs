@@ -166,10 +166,11 @@ const HOT: u64 = 1 << 63;
 
 /// `ThreadState::busy` while the thread, inside no tracker, holds a lock
 /// shared by all trackers (the registry of tracker states, the list of
-/// log buffers): no tracker's epoch, so what it allocates meanwhile is
-/// tracked as usual, but [`Busy::inside_any`] is true, and a fatal
-/// signal's handler does not try to end the logs, which would wait
-/// forever for that lock.
+/// log buffers). Nothing there allocates through a tracker but a signal
+/// handler, whose call is then the tracker's own work, neither reported
+/// nor logged ([`ThreadState::track`]): logging it could need that very
+/// lock. And [`Busy::inside_any`] is true, so that a fatal signal's
+/// handler does not try to end the logs, which would wait for it forever.
 const SHARED_LOCK: u64 = HOT - 1;
 
 impl Busy<'static> {
@@ -229,11 +230,12 @@ impl ThreadState {
     /// Enters tracker `epoch`'s hot path: `None` when this thread is
     /// already inside that tracker (the allocation is the tracker's own,
     /// or a signal handler's: [`interrupted_hot`](Self::interrupted_hot)),
-    /// else the guard.
+    /// or holds a lock all trackers share ([`SHARED_LOCK`]), else the
+    /// guard.
     #[inline]
     pub(crate) fn track(&self, epoch: u64) -> Option<Busy<'_>> {
         let was = self.busy.get();
-        if was & !HOT == epoch {
+        if was != 0 && (was & !HOT == epoch || was == SHARED_LOCK) {
             return None;
         }
         self.busy.set(epoch | HOT);

@@ -486,6 +486,32 @@ pub(crate) fn after_fork_in_child() {
 mod tests {
     use super::*;
 
+    /// A signal handler that allocates and frees through a logging
+    /// tracker while its thread holds [`BUFFERS`] (a thread's first event
+    /// needs the list, for its new buffer) is not logged, and does not
+    /// wait for the list: its calls are the tracker's own work.
+    #[test]
+    #[cfg(all(unix, not(miri)))]
+    fn a_handlers_calls_while_holding_the_buffer_list_do_not_wait() {
+        fn ignore(_: &[u8]) {}
+        assert!(fork::tests_support::in_child(|| {
+            let t = crate::backtracing::Backtracing::with_config(
+                crate::Valloc::libc(),
+                crate::backtracing::Config {
+                    log: crate::backtracing::LogTarget::Callback(ignore),
+                    ..crate::backtracing::Config::DEFAULT
+                },
+            );
+            let v = t.valloc();
+            let all = lock_buffers();
+            let p = v.malloc(8, 8);
+            // SAFETY: freeing what `v` returned.
+            unsafe { v.free(p) };
+            drop(all);
+            !p.is_null() && t.live_blocks() == 0
+        }));
+    }
+
     /// Ending the logs from a thread that holds [`BUFFERS`] (as a fatal
     /// signal's handler would, interrupting a thread's exit or the exit's
     /// own flush) answers false at once instead of waiting forever.
