@@ -273,17 +273,20 @@ pub(crate) mod tests_support {
     /// log of the process.
     #[cfg(all(unix, not(miri)))]
     pub(crate) fn in_child(f: impl FnOnce() -> bool) -> bool {
-        // SAFETY: the child only runs `f` (the tracker's locks are
-        // consistent, its fork handlers installed) and `_exit`s.
+        // SAFETY: the child has only this thread; it runs `f` and
+        // `_exit`s. The trackers' locks are free in it (their fork
+        // handlers ran), and so are the C library's allocator's (glibc's
+        // own fork handlers), which `f` may use; anything else `f` waits
+        // for the watchdog below cuts short.
         let pid = unsafe { libc::fork() };
         assert!(pid >= 0, "fork");
         if pid == 0 {
-            // SAFETY: an alarm whose default action ends a hung child;
-            // `_exit` ends it without the parent's exit handlers.
-            unsafe {
-                libc::alarm(10);
-                libc::_exit(if f() { 0 } else { 1 });
-            }
+            // SAFETY: an alarm whose default action ends a hung child.
+            unsafe { libc::alarm(10) };
+            // A panic must not unwind into the test harness's copy.
+            let ok = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or(false);
+            // SAFETY: ends the child without the parent's exit handlers.
+            unsafe { libc::_exit(if ok { 0 } else { 1 }) };
         }
         let mut status = 0;
         // SAFETY: waiting for the child forked above.
@@ -403,7 +406,9 @@ mod tests {
         // SAFETY: freeing what `v` returned; the tracker is registered.
         unsafe { v.free(v.malloc(8, 8)) };
         assert!(tests_support::in_child(|| {
-            // SAFETY: a plain handler for SIGUSR2.
+            // SAFETY: a handler for SIGUSR2, raised below at a known
+            // point, where its allocation through the C library cannot
+            // interrupt the C library's allocator.
             unsafe { libc::signal(libc::SIGUSR2, on_signal as *const () as libc::sighandler_t) };
             prepare();
             // SAFETY: raising a signal on this thread.

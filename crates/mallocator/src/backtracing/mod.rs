@@ -112,12 +112,14 @@
 //!     from the inner allocator at once (a free keeps its block), and the
 //!     event waits in the thread's queue until the interrupted path has
 //!     released its locks and records it; a reallocation's look-up tries
-//!     the record's lock once, and fails when it is taken. The one lock
+//!     the record's lock once, and does without the record when it is
+//!     taken (`Block::Unreadable`). The one lock
 //!     shared by all trackers on that path, the DWARF unwinder's, is
 //!     never waited for by the thread that holds it: a handler walks
 //!     frame pointers instead. A handler's stack capture allocates
-//!     nothing: the `backtrace` unwinder gives way to frame pointers, and
-//!     the DWARF unwinder does not scan for objects loaded since.
+//!     nothing: the `backtrace` unwinder gives way to frame pointers, the
+//!     DWARF unwinder does not scan for objects loaded since, and a
+//!     thread that never asked for its stack bounds gets no stack.
 //!
 //! ```
 //! use mallocator::backtracing::Backtracing;
@@ -548,40 +550,31 @@ impl<'a> Backtracing<'a> {
 
     /// Captures the current stack into `storage`; counts a capture made
     /// off the known stacks (invariant 1 in the module docs).
+    ///
+    /// `in_handler`: for a signal handler's deferred event (invariant 12),
+    /// which must allocate nothing, since the thread it interrupted may
+    /// hold the locks an allocation through a tracker takes. On Unix the
+    /// `backtrace` unwinder (which allocates) then gives way to the
+    /// frame-pointer walk (elsewhere no signal handler interrupts a
+    /// thread), and [`stack::capture`] allocates nothing.
     #[inline(always)]
     fn capture<'s, const HASH: bool>(
         &self,
         st: &State,
         storage: &'s mut StackStorage,
+        in_handler: bool,
     ) -> Captured<'s> {
-        let method = self.active.method(self.stack_mode);
+        let method = match self.active.method(self.stack_mode) {
+            Method::Unwind if in_handler && cfg!(unix) => Method::FramePointers,
+            method => method,
+        };
         let depth = self.depth.load(Ordering::Relaxed);
         // The `backtrace` unwinder may allocate: the tracker's own work
         // (invariant 12). The DWARF unwinder marks the one step of its
         // own that may (`dwarf::scan`), so that a signal handler that
         // interrupts its walk is deferred as in the rest of the hot path.
         let _own = (method == Method::Unwind).then(Busy::own);
-        let captured = stack::capture::<HASH>(method, depth, storage, true);
-        if captured.off_stack {
-            st.off_stack.fetch_add(1, Ordering::Relaxed);
-        }
-        captured
-    }
-
-    /// [`capture`](Self::capture) for a signal handler's deferred event
-    /// (invariant 12), which must allocate nothing: the thread it
-    /// interrupted may hold the locks an allocation through a tracker
-    /// takes. On Unix the `backtrace` unwinder (which allocates) gives way
-    /// to the frame-pointer walk (elsewhere no signal handler interrupts
-    /// a thread), and the DWARF unwinder does not scan for objects (its
-    /// stack ends at a frame in an object it does not know yet).
-    fn capture_in_handler<'s>(&self, st: &State, storage: &'s mut StackStorage) -> Captured<'s> {
-        let method = match self.active.method(self.stack_mode) {
-            Method::Unwind if cfg!(unix) => Method::FramePointers,
-            method => method,
-        };
-        let depth = self.depth.load(Ordering::Relaxed);
-        let captured = stack::capture::<true>(method, depth, storage, false);
+        let captured = stack::capture::<HASH>(method, depth, storage, !in_handler);
         if captured.off_stack {
             st.off_stack.fetch_add(1, Ordering::Relaxed);
         }
@@ -644,9 +637,12 @@ impl<'a> Backtracing<'a> {
             }
             return self.alloc_own(st, Some(t), align, align_log2, size, recordable);
         };
+        if t.has_pending() {
+            self.record_pending(st, t);
+        }
         let stamp = t.stamp.get();
         let mut storage = StackStorage::uninit();
-        let captured = self.capture::<true>(st, &mut storage);
+        let captured = self.capture::<true>(st, &mut storage, false);
         let stack = self.intern(st, t, captured.frames, captured.hash);
         let mut ptr = if recordable {
             self.inner.malloc(align, size)
@@ -754,7 +750,7 @@ impl<'a> Backtracing<'a> {
         };
         if stack {
             let mut storage = StackStorage::uninit();
-            let captured = self.capture_in_handler(st, &mut storage);
+            let captured = self.capture::<true>(st, &mut storage, true);
             let n = captured.frames.len().min(pending::DEFERRED_DEPTH);
             event.frames[..n].copy_from_slice(&captured.frames[..n]);
             event.len = n;
@@ -806,34 +802,45 @@ impl<'a> Backtracing<'a> {
 
     /// [`drain_pending`](Self::drain_pending)'s recording, inside the
     /// hot path's guard.
+    #[cold]
+    #[inline(never)]
     fn record_pending(&self, st: &State, t: &ThreadState) {
-        while let Some(event) = t.pending.pop(st.epoch) {
-            let frames = event.frames();
-            if event.free {
-                let logged = self.free_log_id(st, t, frames, event.hash);
-                self.release(st, Some(t), event.ptr as *mut u8, frames, logged, false);
-                continue;
-            }
-            let stack = self.intern(st, t, frames, event.hash);
-            let ptr = event.ptr as *mut u8;
-            let rec = Record::new(event.ptr, event.size, event.align_log2, stack, event.stamp);
-            // The program has the block already: if its record cannot be
-            // stored, it stays unrecorded (its free will look invalid).
-            if !self.insert(st, Some(t), rec) {
-                st.refused.fetch_add(1, Ordering::Relaxed);
-            }
-            if self.log_on.load(Ordering::Relaxed) {
-                log::alloc(
-                    st,
-                    Some(t),
-                    ptr,
-                    event.align,
-                    event.align_log2,
-                    event.size,
-                    stack,
-                    frames,
-                );
-            }
+        // Each event leaves the queue only once recorded: a handler in
+        // between finds it in one place or both, never in neither (see
+        // `block_of`).
+        while let Some(event) = t.pending.oldest(st.epoch) {
+            self.record_deferred(st, t, &event);
+            t.pending.pop(st.epoch);
+        }
+    }
+
+    /// Records one deferred `event` (see [`record_pending`](Self::record_pending)).
+    fn record_deferred(&self, st: &State, t: &ThreadState, event: &pending::Deferred) {
+        let frames = event.frames();
+        if event.free {
+            let logged = self.free_log_id(st, t, frames, event.hash);
+            self.release(st, Some(t), event.ptr as *mut u8, frames, logged, false);
+            return;
+        }
+        let stack = self.intern(st, t, frames, event.hash);
+        let ptr = event.ptr as *mut u8;
+        let rec = Record::new(event.ptr, event.size, event.align_log2, stack, event.stamp);
+        // The program has the block already: if its record cannot be
+        // stored, it stays unrecorded (its free will look invalid).
+        if !self.insert(st, Some(t), rec) {
+            st.refused.fetch_add(1, Ordering::Relaxed);
+        }
+        if self.log_on.load(Ordering::Relaxed) {
+            log::alloc(
+                st,
+                Some(t),
+                ptr,
+                event.align,
+                event.align_log2,
+                event.size,
+                stack,
+                frames,
+            );
         }
     }
 
@@ -928,6 +935,9 @@ impl<'a> Backtracing<'a> {
             // The tracker's own free: no stack, not logged.
             return self.release(st, Some(t), ptr, &[], None, false);
         };
+        if t.has_pending() {
+            self.record_pending(st, t);
+        }
         let mut storage = StackStorage::uninit();
         // Only the frames, unless the log needs the stack's id: a bad
         // free (rare) hashes its frames when it interns them.
@@ -941,9 +951,9 @@ impl<'a> Backtracing<'a> {
             || (log_on && st.log.format() != LogFormat::Compact);
         if wanted {
             let stack = if log_on {
-                self.capture::<true>(st, &mut storage)
+                self.capture::<true>(st, &mut storage, false)
             } else {
-                self.capture::<false>(st, &mut storage)
+                self.capture::<false>(st, &mut storage, false)
             };
             logged = self.free_log_id(st, t, stack.frames, stack.hash);
             frames = stack.frames;
@@ -1054,7 +1064,7 @@ impl<'a> Backtracing<'a> {
         let mut storage = StackStorage::uninit();
         let (frames, logged) = match t {
             Some(t) if frames.is_empty() && tracked => {
-                let stack = self.capture::<true>(st, &mut storage);
+                let stack = self.capture::<true>(st, &mut storage, false);
                 let id = logged.map(|_| self.intern(st, t, stack.frames, stack.hash));
                 (stack.frames, id)
             }
@@ -1143,6 +1153,9 @@ impl<'a> Backtracing<'a> {
         }
         Block::of(match t.track(st.epoch) {
             Some(tracking) => {
+                if t.has_pending() {
+                    self.record_pending(st, t);
+                }
                 let rec = shard.lock().get(addr);
                 drop(tracking);
                 self.after_hot(st, t);
@@ -1152,8 +1165,11 @@ impl<'a> Backtracing<'a> {
                 Some(shard) => shard.get(addr),
                 None => return Block::Unreadable,
             },
-            // The tracker's own work, which holds no shard lock while it
-            // reallocates.
+            // The tracker's own work, which reallocates through it
+            // holding no shard lock (its tables are not the global
+            // allocator's). A signal handler that interrupts a report,
+            // which holds the shard locks for a moment, and reallocates
+            // is not covered: it waits here.
             None => shard.lock().get(addr),
         })
     }

@@ -5,9 +5,13 @@
 //! The interrupted code may hold any of the tracker's locks, so the
 //! handler's call must not take one: it gets its block from the inner
 //! allocator at once (or, for a free, keeps the block allocated), walks
-//! its stack, and leaves the event here. The interrupted path, once it
-//! has released its locks, records the events in order as if they came
-//! after its own (`Backtracing::drain_pending`).
+//! its stack (allocating nothing), and leaves the event here. The
+//! interrupted path, once it has released its locks, records the events
+//! in order as if they came after its own (`Backtracing::drain_pending`);
+//! a call of the same tracker that comes first (another handler's, in
+//! between) records them before its own. An event leaves the queue only
+//! once recorded, so that a look-up finds a block in the queue or the
+//! table, never in neither.
 //!
 //! The queue is the thread's, and trackers nest (one tracker's inner
 //! allocator can be another tracker, whose hot path then runs inside the
@@ -124,6 +128,17 @@ impl Pending {
             .rev()
             .map(Cell::get)
             .find(|e| e.epoch == epoch && e.ptr == ptr)
+    }
+
+    /// The oldest event for tracker `epoch`, left in the queue. Read
+    /// without blocking signals: a handler only appends, past the length
+    /// read here.
+    pub(crate) fn oldest(&self, epoch: u64) -> Option<Deferred> {
+        let n = self.len.get();
+        self.events[..n]
+            .iter()
+            .map(Cell::get)
+            .find(|e| e.epoch == epoch)
     }
 
     /// Takes the oldest event for tracker `epoch`; the others keep their

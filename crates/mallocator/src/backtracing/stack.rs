@@ -276,6 +276,12 @@ fn thread_bounds() -> Option<(usize, usize)> {
     }
 }
 
+/// Whether this thread's stack bounds were asked for already (known or
+/// not): [`thread_bounds`] then allocates nothing.
+pub(crate) fn thread_bounds_asked() -> bool {
+    BOUNDS.try_with(|b| b.get() != (0, 0)).unwrap_or(false)
+}
+
 /// [`thread_bounds`] when not known yet, unknown, or during teardown.
 #[cold]
 #[inline(never)]
@@ -306,16 +312,28 @@ const DWARF_SUPPORTED: bool = cfg!(dwarf_unwinder);
 /// at the return address of the function `capture` is inlined into (the
 /// tracker's, which must not be inlined itself, and has a frame record
 /// when built with frame pointers); the `backtrace` unwinder's extra
-/// frames are trimmed by name at report time. The DWARF unwinder scans
-/// for objects it does not know only when `may_scan` (see
-/// [`dwarf::unwind`](super::dwarf::unwind)).
+/// frames are trimmed by name at report time.
+///
+/// Unless `may_allocate` (a signal handler's capture, whose thread may
+/// hold the locks an allocation takes), the capture allocates nothing:
+/// it gives up (no frames) when the thread's stack bounds are not known
+/// yet (the C library allocates to find them), and the DWARF unwinder
+/// does not scan for objects (see [`dwarf::unwind`](super::dwarf::unwind)).
+/// The `backtrace` unwinder allocates: not `method` then.
 #[inline(always)]
 pub(crate) fn capture<const HASH: bool>(
     method: Method,
     depth: usize,
     storage: &mut StackStorage,
-    may_scan: bool,
+    may_allocate: bool,
 ) -> Captured<'_> {
+    if !may_allocate && !thread_bounds_asked() {
+        return Captured {
+            frames: &[],
+            hash: if HASH { hash_stack(&[]) } else { 0 },
+            off_stack: false,
+        };
+    }
     // SAFETY: `[usize; N]` and `[MaybeUninit<usize>; N]` have the same
     // layout, and the latter may hold uninitialised words.
     let all: &mut [MaybeUninit<usize>; MAX_DEPTH] = unsafe {
@@ -330,7 +348,7 @@ pub(crate) fn capture<const HASH: bool>(
             (len, hash, true)
         }
         Method::Dwarf => match top_of_current_stack(os::stack_pointer_estimate())
-            .and_then(|top| dwarf_unwind(out, top, may_scan))
+            .and_then(|top| dwarf_unwind(out, top, may_allocate))
         {
             Some(len) => (len, 0, false),
             // This thread cannot unwind now (see `dwarf::unwind`), or
@@ -435,12 +453,12 @@ fn walk_from<const HASH: bool>(mut fp: usize, out: &mut [MaybeUninit<usize>]) ->
 
 /// [`dwarf::unwind`](super::dwarf::unwind) where it exists.
 #[inline(always)]
-fn dwarf_unwind(out: &mut [MaybeUninit<usize>], top: usize, may_scan: bool) -> Option<usize> {
+fn dwarf_unwind(out: &mut [MaybeUninit<usize>], top: usize, may_allocate: bool) -> Option<usize> {
     #[cfg(dwarf_unwinder)]
-    return super::dwarf::unwind(out, top, may_scan);
+    return super::dwarf::unwind(out, top, may_allocate);
     #[cfg(not(dwarf_unwinder))]
     {
-        let _ = (out, top, may_scan);
+        let _ = (out, top, may_allocate);
         None
     }
 }

@@ -15,10 +15,15 @@
 //!
 //! **Order.** A thread's events must reach the log in the order it logged
 //! them. The owner writes an event alone when it finds its buffer's lock
-//! taken (see [`push`]); so a thread flushing another thread's buffer
-//! takes that buffer only while it holds the log lock of the tracker the
-//! buffer is attached to, and writes it before letting the log go (see
-//! [`flush_other`]): an event written alone meanwhile waits for that log.
+//! taken ([`push`]). Taken by the owner itself, re-entering (another
+//! tracker's log callback, or a signal handler, calling this tracker
+//! while the buffer is written or appended to), the buffer holds no event
+//! of this tracker. Taken by a thread flushing it, that thread took the
+//! buffer only while holding the log lock of the tracker the buffer is
+//! attached to, and writes it before letting the log go
+//! ([`flush_other`]): an event of that tracker written alone meanwhile
+//! waits for that log and lands after the buffered ones, and an event of
+//! another tracker has none there ([`attach`] wrote them out).
 //!
 //! Lock order: [`BUFFERS`], then a buffer, then the log; a thread
 //! flushing another thread's buffer holds [`BUFFERS`] and the log and
@@ -196,14 +201,9 @@ pub(crate) fn push<const N: usize>(st: &State, t: Option<&ThreadState>, event: &
         // SAFETY: the thread's buffer lives until its slot's destructor,
         // which nulls this copy first.
         let shared = unsafe { &*p };
-        // Taken, the event goes alone. Either by this very thread (another
-        // tracker's log callback, or a signal handler, calling this one
-        // while the buffer is being written or appended to): then no event
-        // of this tracker is in it. Or by a thread flushing it, which
-        // holds the log of the tracker it is attached to until the
-        // buffer is written (see `flush_other`): an event of that tracker
-        // waits for that log and lands after the buffered ones; an event
-        // of another has none there (`attach` wrote them).
+        // Taken (by this very thread, re-entering, or by a thread
+        // flushing it), the event goes alone, still in order: see the
+        // module docs.
         let Some(mut b) = shared.buffer.try_lock() else {
             return false;
         };
@@ -396,12 +396,10 @@ fn flush_all() {
 /// [`BUFFERS`]; also detaches it from `st` when `detach`.
 ///
 /// The buffer is taken only while `st`'s log lock is held, and with
-/// `try_lock`: the owner writes an event alone when it finds its buffer
-/// taken ([`push`]), and that write, if the event is `st`'s, waits for
-/// the log lock, so it cannot overtake the events taken here. (Taking the
-/// buffer first and the log after, as the owner does, left a window in
-/// which the owner's next event reached the log before its older ones: a
-/// free before its allocation, read as an invalid free and a leak.)
+/// `try_lock` (the module's order). Taking the buffer first and the log
+/// after, as the owner does, left a window in which the owner's next
+/// event reached the log before its older ones: a free before its
+/// allocation, read as an invalid free and a leak.
 ///
 /// Deadlock: nothing here waits for a buffer while holding a log lock (a
 /// taken buffer makes it let the log go, and wait holding only
