@@ -25,6 +25,11 @@
 //! counted them). A change begun while a synchronisation ran may or may
 //! not have been summed by it: one under 64 KiB is left out, a larger one
 //! synchronises again, so that no big spike goes unseen.
+//!
+//! A signal handler that allocates through another tracker while its
+//! thread is in the middle of [`State::account`] can lose one share (an
+//! error under 64 KiB, until the next synchronisation): the shares are
+//! the thread's, updated in steps.
 
 use core::sync::atomic::Ordering;
 

@@ -318,7 +318,7 @@ const DWARF_SUPPORTED: bool = cfg!(dwarf_unwinder);
 /// hold the locks an allocation takes), the capture allocates nothing:
 /// it gives up (no frames) when the thread's stack bounds are not known
 /// yet (the C library allocates to find them), and the DWARF unwinder
-/// does not scan for objects (see [`dwarf::unwind`](super::dwarf::unwind)).
+/// does not scan for objects (see `dwarf::unwind`).
 /// The `backtrace` unwinder allocates: not `method` then.
 #[inline(always)]
 pub(crate) fn capture<const HASH: bool>(

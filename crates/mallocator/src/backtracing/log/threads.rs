@@ -29,6 +29,20 @@
 //! flushing another thread's buffer holds [`BUFFERS`] and the log and
 //! only *tries* the buffer's lock, so it never waits for a buffer while
 //! holding a log.
+//!
+//! Known gaps in that order, each needing a rare combination (left as
+//! they are: closing them changes the order itself):
+//! * a log callback that allocates, during a flush, through another
+//!   tracker that logs too: that tracker's event may need a buffer
+//!   attached or made, and so [`BUFFERS`], which the flushing thread
+//!   holds;
+//! * a `dl_iterate_phdr` callback that allocates (holding the loader's
+//!   lock) and needs a buffer, while another thread flushes holding
+//!   [`BUFFERS`] and needs the loader's lock to read the module map;
+//! * a signal handler that logs through a second tracker while its
+//!   thread, inside the first one, holds that tracker's stack-table lock
+//!   with its buffer attached there: writing the buffer out needs that
+//!   lock.
 
 use core::cell::Cell;
 use core::sync::atomic::{AtomicPtr, Ordering};
