@@ -293,10 +293,7 @@ impl GlobalBacktracing {
     /// unsafe { g.c_free(p) };
     /// ```
     pub fn c_malloc(&self, align: usize, size: usize) -> *mut u8 {
-        if CONFIG_STATE.load(Ordering::Acquire) != CONFIGURED {
-            self.configure();
-        }
-        TRACKER.alloc_raw(align, size)
+        self.configured().alloc_raw(align, size)
     }
 
     /// C `free` through the process-wide tracker: null does nothing; a
@@ -340,11 +337,19 @@ impl GlobalBacktracing {
     /// unsafe { g.c_free(q) };
     /// ```
     pub unsafe fn c_realloc(&self, ptr: *mut u8, size: usize) -> *mut u8 {
+        // SAFETY: the caller's promise is `realloc_raw`'s.
+        unsafe { self.configured().realloc_raw(ptr, size) }
+    }
+
+    /// The process-wide tracker, configured first if it is not yet (the
+    /// first allocation reads the settings). Inlined: the allocation path
+    /// gets no frame of it.
+    #[inline(always)]
+    fn configured(&self) -> &'static Backtracing<'static> {
         if CONFIG_STATE.load(Ordering::Acquire) != CONFIGURED {
             self.configure();
         }
-        // SAFETY: the caller's promise is `realloc_raw`'s.
-        unsafe { TRACKER.realloc_raw(ptr, size) }
+        &TRACKER
     }
 
     #[cold]
@@ -514,10 +519,7 @@ extern "C" fn write_exit_report() {
 unsafe impl GlobalAlloc for GlobalBacktracing {
     #[inline]
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        if CONFIG_STATE.load(Ordering::Acquire) != CONFIGURED {
-            self.configure();
-        }
-        TRACKER.alloc_raw(layout.align(), layout.size())
+        self.configured().alloc_raw(layout.align(), layout.size())
     }
 
     #[inline]

@@ -19,7 +19,7 @@
 //! 64 KiB each, in either direction) are missing from its estimate.
 //!
 //! A change is accounted with `gen`, the generation read *before* the
-//! change was made in its shard. A thread's delta holds only changes
+//! change was made in its shard. A thread's share holds only changes
 //! begun after the synchronisation it counts from had summed the shards,
 //! and is dropped when another synchronisation has happened since (which
 //! counted them). A change begun while a synchronisation ran may or may

@@ -113,8 +113,7 @@ impl Pending {
 
     /// Whether an event for tracker `epoch` waits.
     pub(crate) fn has(&self, epoch: u64) -> bool {
-        let n = self.len.get();
-        self.events[..n].iter().any(|e| e.get().epoch == epoch)
+        self.oldest(epoch).is_some()
     }
 
     /// The newest event for tracker `epoch` about the block at `ptr`:

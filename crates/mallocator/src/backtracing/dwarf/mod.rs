@@ -589,16 +589,7 @@ mod tests {
         INTERRUPT.with(|c| c.set(Some(handler)));
         let p = v.malloc(8, 24);
         let kept = KEPT.load(core::sync::atomic::Ordering::SeqCst) as *mut u8;
-        assert!(!p.is_null() && !kept.is_null());
-        let report = INTERRUPTED.report();
-        assert_eq!((report.leaked_blocks, report.leaked_bytes), (2, 24 + 77));
-        // SAFETY: both came from `v`, freed once.
-        unsafe {
-            v.free(p);
-            v.free(kept);
-        }
-        assert_eq!(INTERRUPTED.error_count(), 0);
-        assert!(INTERRUPTED.report().is_clean());
+        super::super::tests::assert_both_tracked_then_free(&INTERRUPTED, p, kept);
     }
 
     /// The frames [`unwind`](super::unwind) finds from here, into `len`
