@@ -769,7 +769,11 @@ unsafe impl RawAlloc for Armed {
 
 /// The end of a test whose simulated signal handler kept a 77-byte block,
 /// `kept`, while the program allocated `outer`, 24 bytes, through `t`:
-/// both are tracked as the program's, and are freed cleanly.
+/// both are tracked as the program's, and are freed cleanly. The caller
+/// takes `kept` out of the static its handler left it in (`swap(0)`): a
+/// freed block's address left in a static makes a later test's block at
+/// that address reachable from static data, and so not that test's
+/// scope leak.
 pub(super) fn assert_both_tracked_then_free(t: &Backtracing<'_>, outer: *mut u8, kept: *mut u8) {
     assert!(!outer.is_null() && !kept.is_null());
     let report = t.report();
@@ -818,7 +822,7 @@ fn a_signal_handlers_calls_inside_the_hot_path_are_tracked_after_it() {
     let v = INTERRUPTED.valloc();
     INTERRUPTING.on_alloc.store(true, Ordering::SeqCst);
     let outer = v.malloc(8, 24);
-    let kept = INTERRUPTED_KEPT.load(Ordering::SeqCst) as *mut u8;
+    let kept = INTERRUPTED_KEPT.swap(0, Ordering::SeqCst) as *mut u8;
     // Under Miri every stack is the same stand-in: one group for both.
     #[cfg(not(miri))]
     {
@@ -865,7 +869,7 @@ fn a_signal_handlers_event_is_recorded_by_the_tracker_it_interrupted() {
         .on_alloc
         .store(true, Ordering::SeqCst);
     let outer = v.malloc(8, 24);
-    let kept = NESTING_KEPT.load(Ordering::SeqCst) as *mut u8;
+    let kept = NESTING_KEPT.swap(0, Ordering::SeqCst) as *mut u8;
     assert!(NESTED.report().is_clean(), "{:?}", NESTED.report());
     assert_both_tracked_then_free(&NESTING, outer, kept);
     assert_eq!(NESTED.error_count(), 0);
@@ -908,7 +912,7 @@ fn a_signal_handlers_stack_is_taken_without_allocating() {
     let v = UNWOUND.valloc();
     INTERRUPTING_UNWOUND.on_alloc.store(true, Ordering::SeqCst);
     let outer = v.malloc(8, 24);
-    let kept = UNWOUND_KEPT.load(Ordering::SeqCst) as *mut u8;
+    let kept = UNWOUND_KEPT.swap(0, Ordering::SeqCst) as *mut u8;
     assert_eq!(UNWOUND_UNWINDS.load(Ordering::SeqCst), 0);
     assert_both_tracked_then_free(&UNWOUND, outer, kept);
 }
@@ -948,7 +952,8 @@ fn a_signal_handler_on_a_thread_without_known_stack_bounds_asks_for_none() {
     .join()
     .unwrap();
     assert_eq!(asked, (false, false));
-    let kept = FRESH_KEPT.load(Ordering::SeqCst) as *mut u8;
+    // Taken out of the static (see `assert_both_tracked_then_free`).
+    let kept = FRESH_KEPT.swap(0, Ordering::SeqCst) as *mut u8;
     let report = FRESH.report();
     assert_eq!((report.leaked_blocks, report.leaked_bytes), (1, 77));
     assert!(report.groups[0].frames.is_empty());

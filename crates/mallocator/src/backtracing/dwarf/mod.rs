@@ -588,7 +588,8 @@ mod tests {
         unsafe { v.free(v.malloc(8, 8)) };
         INTERRUPT.with(|c| c.set(Some(handler)));
         let p = v.malloc(8, 24);
-        let kept = KEPT.load(core::sync::atomic::Ordering::SeqCst) as *mut u8;
+        // Taken out of the static (see `assert_both_tracked_then_free`).
+        let kept = KEPT.swap(0, core::sync::atomic::Ordering::SeqCst) as *mut u8;
         super::super::tests::assert_both_tracked_then_free(&INTERRUPTED, p, kept);
     }
 
