@@ -74,9 +74,48 @@ pub extern "C" fn calloc(count: usize, size: usize) -> *mut c_void {
     if !p.is_null() {
         // SAFETY: `p` is a fresh block of `total` bytes. The tracker's
         // blocks come from `malloc`, which does not clear them.
-        unsafe { p.cast::<u8>().write_bytes(0, total) };
+        unsafe { clear(p.cast(), total) };
     }
     p
+}
+
+/// Blocks from this size up are cleared a page at a time (glibc's
+/// default threshold for serving a block from a mapping of its own).
+const CLEAR_BY_PAGE_FROM: usize = 128 * 1024;
+
+/// Clears the `total` bytes at `p`, for `calloc`. glibc's own `calloc`
+/// does not write a block fresh from the kernel, which is zero already;
+/// this library cannot tell how glibc made the block, so a large one is
+/// read a page at a time and only the pages holding something are
+/// written. Reading a page never touched maps the kernel's shared zero
+/// page, so a large sparse table stays out of memory as it does without
+/// the trace, instead of every page of it becoming resident (which can
+/// get a traced program killed for memory it never used).
+///
+/// # Safety
+/// `p` is valid for writes of `total` bytes.
+unsafe fn clear(p: *mut u8, total: usize) {
+    if total < CLEAR_BY_PAGE_FROM {
+        // SAFETY: the caller's promise.
+        unsafe { p.write_bytes(0, total) };
+        return;
+    }
+    let page = page_size();
+    let mut at = 0;
+    while at < total {
+        // Up to the next page boundary, so that a page with something in
+        // it is the only one written.
+        let n = (page - (p as usize + at) % page).min(total - at);
+        // SAFETY: `at + n <= total`, inside the block (the caller's
+        // promise), which nothing else refers to yet.
+        let chunk = unsafe { core::slice::from_raw_parts_mut(p.add(at), n) };
+        // An `or` of every byte rather than a search for the first
+        // non-zero one: it compiles to wide loads without a branch each.
+        if chunk.iter().fold(0, |acc, &b| acc | b) != 0 {
+            chunk.fill(0);
+        }
+        at += n;
+    }
 }
 
 /// # Safety
@@ -127,6 +166,10 @@ pub unsafe extern "C" fn posix_memalign(out: *mut *mut c_void, align: usize, siz
     0
 }
 
+/// An alignment that is not a power of two fails with `EINVAL`, as C17
+/// and glibc from 2.38 on answer it (glibc before 2.38 takes it as
+/// `memalign` does): the stricter answer, which a program that works
+/// traced also gets from every newer C library.
 #[no_mangle]
 pub extern "C" fn aligned_alloc(align: usize, size: usize) -> *mut c_void {
     if !align.is_power_of_two() {
@@ -162,33 +205,36 @@ pub extern "C" fn pvalloc(size: usize) -> *mut c_void {
     }
 }
 
-/// glibc's `malloc_usable_size`, found once with `dlsym`: the tracker's
-/// blocks are glibc's own, so its answer is right for them. 0: not
-/// looked up yet; 1: not found.
-static LIBC_USABLE_SIZE: AtomicUsize = AtomicUsize::new(0);
+/// glibc's `malloc_usable_size`, for the one case the tracker cannot
+/// answer; looked up at the library's start (`init.rs`), since that case
+/// is a signal handler's call, where `dlsym` must not be. 0 until then,
+/// or if there is none.
+pub(crate) static LIBC_USABLE_SIZE: AtomicUsize = AtomicUsize::new(0);
 
+/// The size the block was asked for, as Valgrind and AddressSanitizer
+/// answer (see [`GlobalBacktracing::c_usable_size`]): `realloc` keeps
+/// exactly those bytes, so glibc's larger answer would let a program
+/// write bytes its next `realloc` drops. 0 for a pointer that is not a
+/// live block. glibc's own answer only for a signal handler's call that
+/// finds the block's record locked: a size that is safe to write, if
+/// larger than the one `realloc` keeps.
+///
 /// # Safety
 /// As C's `malloc_usable_size`: `ptr` is null or a live block from these
 /// functions.
 #[no_mangle]
 pub unsafe extern "C" fn malloc_usable_size(ptr: *mut c_void) -> usize {
-    if ptr.is_null() {
-        return 0;
+    if let Some(size) = TRACKER.c_usable_size(ptr.cast()) {
+        return size;
     }
-    let mut f = LIBC_USABLE_SIZE.load(Ordering::Acquire);
-    if f == 0 {
-        // SAFETY: a valid, NUL-terminated name.
-        let found = unsafe { libc::dlsym(libc::RTLD_NEXT, c"malloc_usable_size".as_ptr()) };
-        f = if found.is_null() { 1 } else { found as usize };
-        LIBC_USABLE_SIZE.store(f, Ordering::Release);
-    }
-    if f == 1 {
-        return 0;
-    }
-    // SAFETY: `f` is glibc's `malloc_usable_size`, with this signature;
-    // `ptr` is a live glibc block (the caller's promise).
-    unsafe {
-        let f: unsafe extern "C" fn(*mut c_void) -> usize = core::mem::transmute(f);
-        f(ptr)
+    match LIBC_USABLE_SIZE.load(Ordering::Acquire) {
+        0 => 0,
+        // SAFETY: a non-zero value is glibc's `malloc_usable_size`, with
+        // this signature; `ptr` is a live glibc block (the caller's
+        // promise).
+        f => unsafe {
+            let f: unsafe extern "C" fn(*mut c_void) -> usize = core::mem::transmute(f);
+            f(ptr)
+        },
     }
 }

@@ -18,7 +18,7 @@ use core::sync::atomic::{AtomicI32, Ordering};
 
 use mallocator::backtracing::Backtracing;
 
-use crate::hooks::TRACKER;
+use crate::hooks::{LIBC_USABLE_SIZE, TRACKER};
 
 /// The process whose logs [`end_logs`] ends: the one that loaded the
 /// library, or a child `fork` made of it (set again in the child, which
@@ -45,6 +45,12 @@ extern "C" fn init() {
     unsafe {
         LOADED_BY.store(libc::getpid(), Ordering::Relaxed);
         libc::pthread_atfork(None, None, Some(in_child));
+    }
+    // SAFETY: `malloc_usable_size`'s C type.
+    let usable =
+        unsafe { next::<unsafe extern "C" fn(*mut c_void) -> usize>(c"malloc_usable_size") };
+    if let Some(f) = usable {
+        LIBC_USABLE_SIZE.store(f as usize, Ordering::Release);
     }
     // The first allocation reads the tracker's settings.
     // SAFETY: the block just allocated, freed once.

@@ -83,6 +83,67 @@ __attribute__((noinline)) static int family(void) {
     return 0;
 }
 
+/* Resident memory of this process, in KiB. */
+static long resident_kib(void) {
+    FILE *f = fopen("/proc/self/status", "r");
+    check(f != NULL, "open /proc/self/status");
+    char line[256];
+    long kib = -1;
+    while (fgets(line, sizeof line, f))
+        if (sscanf(line, "VmRSS: %ld kB", &kib) == 1) break;
+    fclose(f);
+    check(kib >= 0, "VmRSS");
+    return kib;
+}
+
+/* What the C library promises of sizes, which a tracker that serves the
+ * block from an allocator underneath must keep. Leaks nothing. */
+#define DIRTY 16
+#define DIRTY_SIZE (200 * 1024)
+__attribute__((noinline)) static int sizes(void) {
+    /* Every byte malloc_usable_size allows survives a realloc. */
+    unsigned char *p = malloc(10);
+    size_t usable = malloc_usable_size(p);
+    check(p != NULL && usable >= 10, "malloc_usable_size");
+    for (size_t i = 0; i < usable; i++) p[i] = (unsigned char)(i + 1);
+    p = realloc(p, 4096);
+    check(p != NULL, "realloc");
+    for (size_t i = 0; i < usable; i++) check(p[i] == (unsigned char)(i + 1), "realloc keeps the usable bytes");
+    free(p);
+
+    /* calloc clears memory that held something. The blocks are made and
+     * freed before the guard, so their memory is reused, not given back. */
+    mallopt(M_MMAP_THRESHOLD, 1 << 20);
+    unsigned char *dirty[DIRTY];
+    for (int i = 0; i < DIRTY; i++) {
+        dirty[i] = malloc(DIRTY_SIZE);
+        check(dirty[i] != NULL, "malloc");
+        memset(dirty[i], 0xab, DIRTY_SIZE);
+    }
+    void *guard = malloc(32);
+    for (int i = 0; i < DIRTY; i++) free(dirty[i]);
+    for (int i = 0; i < DIRTY; i++) {
+        dirty[i] = calloc(1, DIRTY_SIZE);
+        check(dirty[i] != NULL, "calloc");
+        for (size_t j = 0; j < DIRTY_SIZE; j++) check(dirty[i][j] == 0, "calloc clears reused memory");
+    }
+    for (int i = 0; i < DIRTY; i++) free(dirty[i]);
+    free(guard);
+
+    /* A large sparse table stays out of memory until it is written. */
+    size_t big = (size_t)256 << 20;
+    long before = resident_kib();
+    unsigned char *table = calloc(1, big);
+    check(table != NULL && table[0] == 0 && table[big / 2] == 0 && table[big - 1] == 0, "calloc");
+    long grown = resident_kib() - before;
+    if (grown > 32 * 1024) {
+        fprintf(stderr, "programs: a 256 MiB calloc made %ld KiB resident\n", grown);
+        exit(99);
+    }
+    free(table);
+    return 0;
+}
+
 /* 8 threads; each frees the blocks of the next one. Leaks 8 x 24. */
 #define THREADS 8
 #define PER_THREAD 5000
@@ -251,6 +312,7 @@ int main(int argc, char **argv) {
     check(argc >= 2, "a mode");
     const char *mode = argv[1];
     if (!strcmp(mode, "family")) return family();
+    if (!strcmp(mode, "sizes")) return sizes();
     if (!strcmp(mode, "threads")) return threads();
     if (!strcmp(mode, "fork")) return forks();
     if (!strcmp(mode, "signal")) return signals();

@@ -341,6 +341,36 @@ impl GlobalBacktracing {
         unsafe { self.configured().realloc_raw(ptr, size) }
     }
 
+    /// C `malloc_usable_size` through the process-wide tracker: the size
+    /// a live block was asked for, as Valgrind's memcheck and
+    /// AddressSanitizer answer it, not the larger size the allocator
+    /// underneath may have rounded it to. [`c_realloc`](Self::c_realloc)
+    /// keeps exactly the asked-for bytes, so a program that fills what
+    /// this answer allows loses nothing when it grows the block. 0 for
+    /// null and for a pointer that is not a live block of the tracker.
+    /// `None` when a signal handler asks while the block's record is
+    /// behind a lock its thread may hold (as for `c_realloc`): the caller
+    /// then has only the allocator's own answer to give.
+    ///
+    /// ```
+    /// let g = mallocator::backtracing::GlobalBacktracing::new();
+    /// let p = g.c_malloc(0, 10);
+    /// assert_eq!(g.c_usable_size(p), Some(10));
+    /// // SAFETY: `p` came from `c_malloc`.
+    /// unsafe { g.c_free(p) };
+    /// assert_eq!(g.c_usable_size(p), Some(0));
+    /// ```
+    pub fn c_usable_size(&self, ptr: *mut u8) -> Option<usize> {
+        if ptr.is_null() {
+            return Some(0);
+        }
+        match TRACKER.block_of(ptr) {
+            Block::Live { size, .. } => Some(size),
+            Block::NotLive => Some(0),
+            Block::Unreadable => None,
+        }
+    }
+
     /// The process-wide tracker, configured first if it is not yet (the
     /// first allocation reads the settings). Inlined: the allocation path
     /// gets no frame of it.
