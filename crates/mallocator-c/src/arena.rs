@@ -331,10 +331,19 @@ pub unsafe extern "C" fn mlc_arena_protect(a: *mut MlcArena, prot: c_int) -> c_i
 /// A handle allocating from the arena (the null handle for NULL).
 #[no_mangle]
 pub unsafe extern "C" fn mlc_arena_valloc(a: *mut MlcArena) -> MlcValloc {
-    // SAFETY: the header's contract for `a`; the handle points into the
-    // box, which stays put until `mlc_arena_delete`.
+    // SAFETY: the header's contract for `a`.
     match unsafe { arena("mlc_arena_valloc", a) } {
-        Ok(a) => MlcValloc::from_valloc(a.valloc()),
+        Ok(arena) => MlcValloc {
+            // The arena's address taken from `a` itself, not from the
+            // reference `arena`: `reset`, `rollback` and `protect` later
+            // borrow the arena mutably through `a`, which ends every
+            // borrow derived from an earlier reference (Rust's aliasing
+            // rules), but not `a`'s own permission, which the handle then
+            // shares. The box stays put until `mlc_arena_delete`.
+            // SAFETY: `a` is a live box (checked just above).
+            self_: unsafe { core::ptr::addr_of_mut!((*a).0) }.cast(),
+            vt: arena.valloc().vtable(),
+        },
         Err(_) => MlcValloc::NULL,
     }
 }
@@ -346,5 +355,40 @@ pub unsafe extern "C" fn mlc_arena_delete(a: *mut MlcArena) {
         // SAFETY: `a` came from `Box::into_raw` in `mlc_arena_new` and is
         // deleted once (the caller's promise).
         drop(unsafe { Box::from_raw(a) });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::MLC_OK;
+    use crate::handle::{mlc_valloc_free, mlc_valloc_malloc};
+
+    /// The arena's handle stays usable across the calls that borrow the
+    /// arena mutably; under Miri this checks Rust's aliasing rules, which
+    /// a handle made from a reference to the arena broke.
+    #[test]
+    fn the_handle_outlives_rollback_protect_and_reset() {
+        // SAFETY: one arena, used by this thread only, deleted once at the
+        // end; its handle is used only while it lives, and frees only a
+        // block it returned.
+        unsafe {
+            let a = mlc_arena_new(0, 2);
+            assert!(!a.is_null());
+            let h = mlc_arena_valloc(a);
+            let start = mlc_arena_checkpoint(a);
+            assert!(!mlc_valloc_malloc(h, 8, 8).is_null());
+            assert_eq!(mlc_arena_rollback(a, start), MLC_OK);
+            assert!(!mlc_valloc_malloc(h, 8, 8).is_null());
+            assert_eq!(mlc_arena_protect(a, 1), MLC_OK);
+            assert!(mlc_valloc_malloc(h, 8, 8).is_null());
+            assert_eq!(mlc_arena_protect(a, 2), MLC_OK);
+            assert_eq!(mlc_arena_reset(a), MLC_OK);
+            let p = mlc_valloc_malloc(h, 8, 8);
+            assert!(!p.is_null());
+            mlc_valloc_free(h, p);
+            assert_eq!(mlc_arena_used(a), 0);
+            mlc_arena_delete(a);
+        }
     }
 }

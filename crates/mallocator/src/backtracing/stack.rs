@@ -302,7 +302,9 @@ fn thread_bounds_slow() -> Option<(usize, usize)> {
     (bounds != (1, 1)).then_some(bounds)
 }
 
-/// Whether this build can unwind by DWARF call-frame information.
+/// Whether this build can unwind by DWARF call-frame information (not
+/// asked under Miri, which always uses its stand-in unwinder).
+#[cfg(any(not(miri), test))]
 const DWARF_SUPPORTED: bool = cfg!(dwarf_unwinder);
 
 /// Captures the current stack (return addresses, innermost first, at

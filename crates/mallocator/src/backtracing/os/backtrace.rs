@@ -55,7 +55,7 @@ std::thread_local! {
 
 /// Sets the synthetic call site the Miri stand-in reports for this
 /// thread's next captures (tests use it to make distinct stacks).
-#[cfg(miri)]
+#[cfg(all(miri, test))]
 pub(crate) fn set_stand_in_site(site: usize) {
     STAND_IN_SITE.with(|s| s.set(site));
 }

@@ -37,7 +37,7 @@ mod roots;
 mod sink;
 mod stack;
 
-#[cfg(miri)]
+#[cfg(all(miri, test))]
 pub(crate) use backtrace::set_stand_in_site;
 #[cfg(all(test, unix))]
 pub(crate) use backtrace::UNWINDS;
