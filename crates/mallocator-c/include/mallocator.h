@@ -147,7 +147,10 @@ int mlc_arena_rollback(mlc_arena_t *a, mlc_checkpoint_t cp);
 /* Frees everything; the memory stays reserved. */
 int mlc_arena_reset(mlc_arena_t *a);
 
-/* Changes the protection of all the memory the arena has committed. */
+/* Changes the protection of all the memory the arena has committed.
+ * While it is not writable (MLC_PROT_NONE, MLC_PROT_READ or
+ * MLC_PROT_READ_EXECUTE), every allocation returns NULL with
+ * MLC_ERR_MEMORY and a message saying the arena is not writable. */
 int mlc_arena_protect(mlc_arena_t *a, mlc_protection_t prot);
 
 /* A handle allocating from the arena (its free gives back the most recent

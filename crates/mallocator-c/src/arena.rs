@@ -36,12 +36,28 @@ fn protection(prot: c_int) -> Option<Protection> {
 
 /// The return code for an arena error, recording its message.
 fn arena_error(what: &str, e: ArenaError) -> c_int {
-    let code = match e {
+    fail(code_of(&e), format!("{what}: {e}"))
+}
+
+/// [`arena_error`] for a failed allocation from `arena`, saying so when
+/// the arena is not writable (after `mlc_arena_protect`): every
+/// allocation fails then, however much room is left.
+fn alloc_error(what: &str, arena: &Arena, e: ArenaError) -> c_int {
+    let unwritable = if arena.protection().is_writable() {
+        ""
+    } else {
+        " (the arena is not writable)"
+    };
+    fail(code_of(&e), format!("{what}: {e}{unwritable}"))
+}
+
+/// The `MLC_ERR_*` code of `e`.
+fn code_of(e: &ArenaError) -> c_int {
+    match e {
         ArenaError::Os(_) => MLC_ERR_OS,
         ArenaError::OutOfMemory { .. } => MLC_ERR_MEMORY,
         _ => MLC_ERR_ARGUMENT,
-    };
-    fail(code, format!("{what}: {e}"))
+    }
 }
 
 /// A UTF-8 C string as `&str`, or the error recorded.
@@ -134,13 +150,11 @@ pub unsafe extern "C" fn mlc_arena_alloc(
     match arena.alloc_raw(size, align) {
         Ok(p) => p.as_ptr().cast(),
         Err(_) => {
-            fail(
-                MLC_ERR_MEMORY,
-                format!(
-                    "mlc_arena_alloc: no room for {size} bytes aligned to {align} ({} bytes left)",
-                    arena.remaining()
-                ),
-            );
+            let e = ArenaError::OutOfMemory {
+                requested: size,
+                remaining: arena.remaining(),
+            };
+            alloc_error(&format!("mlc_arena_alloc (align {align})"), arena, e);
             core::ptr::null_mut()
         }
     }
@@ -172,7 +186,7 @@ pub unsafe extern "C" fn mlc_arena_alloc_string(
         _ => return fail_null(format!("{WHAT}: width {width} is neither 1 nor 2")),
     };
     made.unwrap_or_else(|e| {
-        arena_error(WHAT, e);
+        alloc_error(WHAT, arena, e);
         core::ptr::null_mut()
     })
 }
@@ -201,13 +215,11 @@ pub unsafe extern "C" fn mlc_arena_alloc_bytes(
     match arena.try_alloc_bytes(src) {
         Ok(copy) => copy.as_mut_ptr().cast(),
         Err(_) => {
-            fail(
-                MLC_ERR_MEMORY,
-                format!(
-                    "{WHAT}: no room for {len} bytes ({} left)",
-                    arena.remaining()
-                ),
-            );
+            let e = ArenaError::OutOfMemory {
+                requested: len,
+                remaining: arena.remaining(),
+            };
+            alloc_error(WHAT, arena, e);
             core::ptr::null_mut()
         }
     }
@@ -234,7 +246,7 @@ pub unsafe extern "C" fn mlc_arena_alloc_byte_string(
     match arena.alloc_byte_string(&with_nul) {
         Ok(bytes) => bytes.as_mut_ptr().cast(),
         Err(e) => {
-            arena_error(WHAT, e);
+            alloc_error(WHAT, arena, e);
             core::ptr::null_mut()
         }
     }

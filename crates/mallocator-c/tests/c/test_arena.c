@@ -311,14 +311,21 @@ static void test_protect(void) {
     volatile unsigned char *vp = p;
     CHECK(vp[0] == 0x5a && vp[4999] == 0x5a); /* reading is allowed */
   }
+  /* Not writable: every allocation fails, saying why, with room left. */
+  CHECK_FAILS(mlc_arena_alloc(a, 1, 1) == NULL, "not writable");
+  CHECK_FAILS(mlc_arena_alloc_string(a, "x", 1) == NULL, "not writable");
+  CHECK_FAILS(mlc_arena_alloc_string(a, "x", 2) == NULL, "not writable");
+  CHECK_FAILS(mlc_arena_alloc_bytes(a, "x", 1) == NULL, "not writable");
+  CHECK_FAILS(mlc_arena_alloc_byte_string(a, "x") == NULL, "not writable");
+  CHECK_EQ(mlc_arena_used(a), 5000);
   CHECK_EQ(mlc_arena_protect(a, MLC_PROT_NONE), MLC_OK);
   CHECK_EQ(mlc_arena_protect(a, MLC_PROT_READ_EXECUTE), MLC_OK);
   CHECK_EQ(mlc_arena_protect(a, MLC_PROT_READ_WRITE_EXECUTE), MLC_OK);
   CHECK_EQ(mlc_arena_protect(a, MLC_PROT_READ_WRITE), MLC_OK);
   p[0] = 0x11; /* writable again, contents kept */
   CHECK(p[0] == 0x11 && p[4999] == 0x5a);
-  /* Changing protection does not move the bump pointer. */
-  CHECK_EQ(mlc_arena_used(a), 5000);
+  CHECK(mlc_arena_alloc(a, 1, 1) != NULL);
+  CHECK_EQ(mlc_arena_used(a), 5001);
   mlc_arena_delete(a);
 }
 

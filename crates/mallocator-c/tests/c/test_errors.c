@@ -84,8 +84,19 @@ static void test_null_objects(void) {
     }
   }
 
-  /* fd_backtracing_alloc_virtual(NULL): the null handle. */
+  /* fd_backtracing_alloc_virtual of NULL, of the null handle, or of a
+   * handle with a state but no vtable: the null handle. */
   CHECK_FAILS(fd_is_null_alloc_virtual(fd_backtracing_alloc_virtual(NULL)) == 1, NULL_WORDS);
+  {
+    int x = 0;
+    fd_valloc_t null_handle = fd_null_alloc_virtual();
+    fd_valloc_t odd;
+    odd.self = &x;
+    odd.vt = NULL;
+    CHECK_FAILS(fd_is_null_alloc_virtual(fd_backtracing_alloc_virtual(&null_handle)) == 1,
+                NULL_WORDS);
+    CHECK_FAILS(fd_is_null_alloc_virtual(fd_backtracing_alloc_virtual(&odd)) == 1, NULL_WORDS);
+  }
 }
 
 /* The null handle allocates nothing, through either API, and crashes on
