@@ -372,7 +372,7 @@ fn without_output_the_report_goes_to_stderr() {
 }
 
 #[test]
-fn static_and_setuid_programs_are_refused() {
+fn static_programs_and_those_setuid_to_another_user_are_refused() {
     let dir = scratch();
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/trace/plugin.c");
     let main = dir.path().join("main.c");
@@ -400,20 +400,51 @@ fn static_and_setuid_programs_are_refused() {
         "{out:?}"
     );
 
+    // Setuid to its caller: the loader runs it as any program.
     let setuid = dir.path().join("setuid");
     std::fs::copy(programs(), &setuid).unwrap();
     std::fs::set_permissions(&setuid, std::fs::Permissions::from_mode(0o4755)).unwrap();
-    let out = Command::new(BIN)
-        .args(["trace", "--"])
-        .arg(&setuid)
-        .arg("family")
-        .output()
-        .unwrap();
-    assert_eq!(exit_code(&out), 2);
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("is setuid"),
-        "{out:?}"
-    );
+    let run = || {
+        Command::new(BIN)
+            .args(["trace", "--"])
+            .arg(&setuid)
+            .arg("family")
+            .output()
+            .unwrap()
+    };
+    let out = run();
+    assert_eq!(exit_code(&out), 0, "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("leak_here at "));
+    // Setuid to another user: refused, unless the file system ignores
+    // setuid bits. Only root can give the file away.
+    // SAFETY: no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("not root: a program setuid to another user is not tried");
+        return;
+    }
+    std::os::unix::fs::chown(&setuid, Some(65534), None).unwrap();
+    // chown clears the setuid bit.
+    std::fs::set_permissions(&setuid, std::fs::Permissions::from_mode(0o4755)).unwrap();
+    let out = run();
+    if nosuid(dir.path()) {
+        assert_eq!(exit_code(&out), 0, "nosuid: traced as any program: {out:?}");
+    } else {
+        assert_eq!(exit_code(&out), 2, "{out:?}");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("is setuid"),
+            "{out:?}"
+        );
+    }
+}
+
+/// Whether the file system holding `dir` is mounted `nosuid`.
+fn nosuid(dir: &Path) -> bool {
+    let path = std::ffi::CString::new(dir.to_str().unwrap()).unwrap();
+    // SAFETY: a valid path; `fs` is written only.
+    let mut fs: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: as above.
+    assert_eq!(unsafe { libc::statvfs(path.as_ptr(), &mut fs) }, 0);
+    fs.f_flag & libc::ST_NOSUID != 0
 }
 
 #[test]
@@ -454,4 +485,170 @@ fn a_missing_program_is_an_error() {
         .unwrap();
     assert_eq!(exit_code(&out), 2);
     assert!(String::from_utf8_lossy(&out.stderr).contains("no such program"));
+}
+
+#[test]
+fn report_settings_from_the_shell_do_not_reach_the_program() {
+    let out = Command::new(BIN)
+        .args(["trace", "--"])
+        .arg(programs())
+        .arg("family")
+        .env("MALLOCATOR_LEAKS", "stderr")
+        .env("MALLOCATOR_LEAKS_EXITCODE", "23")
+        .output()
+        .unwrap();
+    assert_eq!(exit_code(&out), 0, "the program's status: {out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("MALLOCATOR_LEAKS_EXITCODE is not passed to the program"),
+        "{stderr}"
+    );
+    assert_eq!(
+        stderr.matches("Leaks: ").count(),
+        1,
+        "the trace's alone: {stderr}"
+    );
+
+    // Exec'd programs stay untraced without --follow-exec, and so leave
+    // PROGRAM's log whole.
+    let dir = scratch();
+    let log = dir.path().join("tree.log");
+    let out = Command::new(BIN)
+        .args(["trace", "--output", log.to_str().unwrap(), "--"])
+        .arg(programs())
+        .arg("exec")
+        .env("MALLOCATOR_FOLLOW_EXEC", "1")
+        .output()
+        .unwrap();
+    assert_eq!(exit_code(&out), 0, "{out:?}");
+    assert_eq!(our_leaks(&json_report(&log)), []);
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+}
+
+#[test]
+fn a_closed_standard_error_keeps_the_programs_status() {
+    let mut child = Command::new(BIN)
+        .args(["trace", "--"])
+        .arg(programs())
+        .arg("destructor")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stderr.take());
+    assert_eq!(child.wait().unwrap().code(), Some(7));
+}
+
+#[test]
+fn a_run_that_fails_leaves_no_log_and_bad_options_stop_it_before_the_program() {
+    let dir = scratch();
+    let log = dir.path().join("log");
+    // A directory cannot be run.
+    let out = Command::new(BIN)
+        .args(["trace", "--output", log.to_str().unwrap(), "--"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(exit_code(&out), 2, "{out:?}");
+    assert!(!log.exists(), "the empty log was removed");
+
+    let ran = dir.path().join("ran");
+    let out = Command::new(BIN)
+        .args(["trace", "--suppressions"])
+        .arg(dir.path().join("missing.supp"))
+        .args(["--", "sh", "-c"])
+        .arg(format!("touch {}", ran.display()))
+        .output()
+        .unwrap();
+    assert_eq!(exit_code(&out), 2, "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("missing.supp"));
+    assert!(!ran.exists(), "the program did not run");
+
+    // The tracker reads the path from the environment, as text.
+    use std::os::unix::ffi::OsStrExt;
+    let not_text = dir.path().join(std::ffi::OsStr::from_bytes(b"\xff.log"));
+    let out = Command::new(BIN)
+        .arg("trace")
+        .arg("--output")
+        .arg(&not_text)
+        .arg("--")
+        .arg(programs())
+        .arg("family")
+        .output()
+        .unwrap();
+    assert_eq!(exit_code(&out), 2, "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("must be UTF-8"));
+    assert!(!not_text.exists());
+}
+
+#[test]
+fn logs_left_by_an_earlier_tree_are_not_taken_for_this_ones() {
+    let dir = scratch();
+    let stale = dir.path().join("tree.log.1");
+    std::fs::write(&stale, "an earlier run's").unwrap();
+    let run = |force: bool| {
+        let mut c = Command::new(BIN);
+        c.args(["trace", "--follow-fork", "--output"])
+            .arg(dir.path().join("tree.log"));
+        if force {
+            c.arg("--force");
+        }
+        c.arg("--").arg(programs()).arg("family").output().unwrap()
+    };
+    let out = run(false);
+    assert_eq!(exit_code(&out), 2, "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("tree.log.1 exists"),
+        "{out:?}"
+    );
+    let out = run(true);
+    assert_eq!(exit_code(&out), 0, "{out:?}");
+    assert!(!stale.exists());
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("a child"));
+}
+
+#[test]
+fn a_relative_log_path_holds_for_a_child_in_another_directory() {
+    let dir = scratch();
+    let out = Command::new(BIN)
+        .current_dir(dir.path())
+        .args([
+            "trace",
+            "--follow-exec",
+            "--output",
+            "tree.log",
+            "--",
+            "sh",
+            "-c",
+        ])
+        // Not the shell's last command, which it would exec in its place.
+        .arg(format!("cd / && {} family; exit 0", programs().display()))
+        .output()
+        .unwrap();
+    assert_eq!(exit_code(&out), 0, "{out:?}");
+    let children: Vec<PathBuf> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.to_str().unwrap().contains("tree.log."))
+        .collect();
+    assert_eq!(children.len(), 1, "{children:?}");
+    let leaks = our_leaks(&json_report(&children[0]));
+    assert!(leaks.iter().any(|l| l.2 == "leak_here"), "{leaks:?}");
+}
+
+#[test]
+fn a_setting_that_is_not_text_is_reported() {
+    use std::os::unix::ffi::OsStrExt;
+    let out = Command::new(BIN)
+        .args(["trace", "--"])
+        .arg(programs())
+        .arg("family")
+        .env("MALLOCATOR_DEPTH", std::ffi::OsStr::from_bytes(b"1\xff"))
+        .output()
+        .unwrap();
+    assert_eq!(exit_code(&out), 0, "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("MALLOCATOR_DEPTH=1\u{fffd} is not UTF-8"),
+        "{stderr}"
+    );
 }

@@ -628,7 +628,7 @@ pub(crate) fn run_to(
 /// The built-in suppressions and those of `files`; a file that cannot be
 /// read or parsed is an error naming it (a CI job must not pass because
 /// its suppressions were silently dropped).
-fn load_suppressions(files: &[PathBuf]) -> Result<Suppressions, crate::Error> {
+pub(crate) fn load_suppressions(files: &[PathBuf]) -> Result<Suppressions, crate::Error> {
     let mut all = Suppressions::builtin();
     for file in files {
         let name = file.display();

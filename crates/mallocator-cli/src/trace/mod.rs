@@ -36,8 +36,13 @@ through an object that has none; --frame-pointers walks frame pointers only.\n\n
 Programs that PROGRAM starts (exec) are not traced, and a child made by fork stops writing to the \
 log (the tracker keeps running in it); --follow-exec and --follow-fork trace them, each process \
 into a log of its own: FILE.PID beside FILE (PROGRAM's), and the report has a part for each.\n\n\
-A statically linked or setuid program cannot be traced (the dynamic loader preloads nothing into \
-it): that is an error, exit code 2.\n\n\
+A statically linked program cannot be traced, nor one the dynamic loader runs in secure-execution \
+mode (setuid or setgid to another user or group, or with file capabilities), as it preloads \
+nothing into them: that is an error, exit code 2.\n\n\
+The tracker's MALLOCATOR_STACKS, MALLOCATOR_DEPTH and MALLOCATOR_FREE_STACKS are passed to \
+PROGRAM from the environment; its settings for a program's own report at exit \
+(MALLOCATOR_LEAKS, MALLOCATOR_LEAKS_FORMAT, MALLOCATOR_LEAKS_EXITCODE, MALLOCATOR_SUPPRESSIONS, \
+MALLOCATOR_FULL_STACKS) are not, with a note: the trace makes the report.\n\n\
 Exit code: PROGRAM's; 128+N when a signal N killed it (and a line says so); 2 when it could not \
 be traced."
 )]
@@ -59,7 +64,7 @@ pub struct TraceArgs {
     #[arg(long)]
     pub follow_exec: bool,
     /// Show whole stacks in the report (see `mallocator leaks --full-stacks`).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "output")]
     pub full_stacks: bool,
     /// Walk frame pointers only, no DWARF unwinding (MALLOCATOR_STACKS=fp): cheaper, for a
     /// program built with frame pointers everywhere; in code without them, stacks stop early.
@@ -67,7 +72,7 @@ pub struct TraceArgs {
     pub frame_pointers: bool,
     /// Leave out leaks whose stack a `leak:PATTERN` line of FILE matches (repeatable; see
     /// `mallocator leaks --suppressions`).
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", conflicts_with = "output")]
     pub suppressions: Vec<PathBuf>,
     /// The program to run (looked up in PATH when it has no slash), then its arguments.
     #[arg(

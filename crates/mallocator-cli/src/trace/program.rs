@@ -30,18 +30,22 @@ fn is_executable_file(path: &Path) -> bool {
 /// allocations, or `None` when it will. A script (not ELF) is run by its
 /// interpreter, which is what gets traced.
 pub(crate) fn why_untraceable(path: &Path) -> Result<Option<String>, Error> {
-    let file =
-        std::fs::File::open(path).map_err(|e| Error::Failed(format!("{}: {e}", path.display())))?;
-    let meta = file
-        .metadata()
-        .map_err(|e| Error::Failed(format!("{}: {e}", path.display())))?;
-    if meta.permissions().mode() & 0o6000 != 0 {
+    let failed = |e: std::io::Error| Error::Failed(format!("{}: {e}", path.display()));
+    let meta = path.metadata().map_err(failed)?;
+    if let Some(why) = secure_mode(path, &meta) {
         return Ok(Some(format!(
-            "{} is setuid or setgid: the dynamic loader ignores LD_PRELOAD for it, so nothing \
-             would be traced",
+            "{} {why}: the dynamic loader ignores LD_PRELOAD for it (secure-execution mode), \
+             so nothing would be traced",
             path.display()
         )));
     }
+    let file = match std::fs::File::open(path) {
+        Ok(file) => file,
+        // Execute-only: it runs (and is traced) though it cannot be read
+        // here; a static one is then only found out by its empty log.
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => return Ok(None),
+        Err(e) => return Err(failed(e)),
+    };
     // SAFETY: the file is only read; a program being rebuilt while this
     // runs gives a wrong answer here, not a fault (object parses checked).
     let data = match unsafe { memmap2::Mmap::map(&file) } {
@@ -56,6 +60,48 @@ pub(crate) fn why_untraceable(path: &Path) -> Result<Option<String>, Error> {
         )),
         _ => None,
     })
+}
+
+/// Why running `path` would put the dynamic loader in secure-execution
+/// mode (`AT_SECURE`, in which it preloads nothing from `LD_PRELOAD`
+/// paths with a slash), or `None`. The kernel asks for it when the
+/// program runs with other credentials than its caller's: a setuid bit
+/// naming another user, a setgid bit (with group execute) naming another
+/// group, or file capabilities for a caller other than root. None of
+/// these apply on a file system mounted `nosuid`.
+fn secure_mode(path: &Path, meta: &std::fs::Metadata) -> Option<&'static str> {
+    use std::os::unix::ffi::OsStrExt;
+    use std::os::unix::fs::MetadataExt;
+    let c_path = std::ffi::CString::new(path.as_os_str().as_bytes()).ok()?;
+    // SAFETY: a valid NUL-terminated path and a zeroed struct for the answer.
+    let mut fs: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: as above; `fs` is written only.
+    if unsafe { libc::statvfs(c_path.as_ptr(), &mut fs) } == 0 && fs.f_flag & libc::ST_NOSUID != 0 {
+        return None;
+    }
+    // SAFETY: no preconditions.
+    let (uid, gid) = unsafe { (libc::geteuid(), libc::getegid()) };
+    let mode = meta.mode();
+    if mode & 0o4000 != 0 && meta.uid() != uid {
+        return Some("is setuid");
+    }
+    if mode & 0o2010 == 0o2010 && meta.gid() != gid {
+        return Some("is setgid");
+    }
+    // SAFETY: a valid path and attribute name; a null buffer of size 0
+    // asks only for the value's size.
+    let caps = unsafe {
+        libc::getxattr(
+            c_path.as_ptr(),
+            c"security.capability".as_ptr(),
+            std::ptr::null_mut(),
+            0,
+        )
+    };
+    if caps > 0 && uid != 0 {
+        return Some("has file capabilities");
+    }
+    None
 }
 
 /// Whether an ELF file names a program interpreter (the dynamic loader,

@@ -2,6 +2,7 @@
 //! and the report.
 
 use std::ffi::OsString;
+use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
@@ -20,15 +21,18 @@ pub(crate) fn run(args: &TraceArgs) -> Result<ExitCode, Error> {
     if let Some(why) = program::why_untraceable(&path)? {
         return Err(Error::Failed(why));
     }
+    // Before the program runs, not after it: a typo costs nothing.
+    leaks::load_suppressions(&args.suppressions)?;
     let unpacked = library::unpack()?;
+    preloadable(&unpacked.library)?;
     let log = match &args.output {
-        Some(output) => output.clone(),
+        Some(output) => log_path(output)?,
         None => unpacked.dir.path().join("events.log"),
     };
     // Each process of the tree writes LOG.PID when children are traced;
     // PROGRAM's is renamed LOG at the end.
     let per_process = args.follow_fork || args.follow_exec;
-    create_log(&log, args.force, per_process)?;
+    let created = create_log(&log, args.force, per_process)?;
     let mut log_setting = log.clone().into_os_string();
     if per_process {
         log_setting.push(".%p");
@@ -40,9 +44,19 @@ pub(crate) fn run(args: &TraceArgs) -> Result<ExitCode, Error> {
         .args(program_args)
         .env("LD_PRELOAD", preload_list(&unpacked.library))
         .env("MALLOCATOR_LOG", &log_setting)
-        .env("MALLOCATOR_LOG_FORMAT", "v2");
-    if args.follow_exec {
-        command.env("MALLOCATOR_FOLLOW_EXEC", "1");
+        .env("MALLOCATOR_LOG_FORMAT", "v2")
+        .env(
+            "MALLOCATOR_FOLLOW_EXEC",
+            if args.follow_exec { "1" } else { "0" },
+        );
+    for variable in REPORT_VARIABLES {
+        if std::env::var_os(variable).is_some() {
+            note(format_args!(
+                "{variable} is not passed to the program: its own leak report would \
+                 repeat this one (see --suppressions and --full-stacks)"
+            ));
+            command.env_remove(variable);
+        }
     }
     if args.frame_pointers {
         command.env("MALLOCATOR_STACKS", "fp");
@@ -74,29 +88,88 @@ pub(crate) fn run(args: &TraceArgs) -> Result<ExitCode, Error> {
             path.display()
         )));
     }
-    match &args.output {
-        Some(output) => {
-            eprintln!(
-                "mallocator trace: the event log is in {} (read it with `mallocator leaks {}`)",
-                output.display(),
-                output.display()
-            );
-            for (pid, child_log) in &children {
-                eprintln!(
-                    "mallocator trace: process {pid}, a child: {}",
-                    child_log.display()
-                );
-            }
+    created.keep();
+    if args.output.is_some() {
+        note(format_args!(
+            "the event log is in {} (read it with `mallocator leaks {}`)",
+            log.display(),
+            log.display()
+        ));
+        for (pid, child_log) in &children {
+            note(format_args!(
+                "process {pid}, a child: {}",
+                child_log.display()
+            ));
         }
-        None => {
-            report(args, log)?;
-            for (pid, child_log) in children {
-                eprintln!("\n== mallocator trace: process {pid}, a child ==");
-                report(args, child_log)?;
-            }
-        }
+        return Ok(code);
     }
-    Ok(code)
+    let reported = report(args, log).and_then(|_| {
+        children.into_iter().try_for_each(|(pid, child_log)| {
+            writeln!(
+                std::io::stderr(),
+                "\n== mallocator trace: process {pid}, a child =="
+            )
+            .map_err(|e| Error::write("standard error", e))?;
+            report(args, child_log).map(drop)
+        })
+    });
+    match reported {
+        // Nobody reads the report (`trace ... 2>&1 | head`): the
+        // program's status still says how it ended.
+        Err(e) if e.is_closed_pipe() => Ok(code),
+        Err(e) => Err(e),
+        Ok(()) => Ok(code),
+    }
+}
+
+/// The tracker's settings for a program's own leak report at exit; the
+/// trace makes the report, so they are not passed to the program.
+const REPORT_VARIABLES: [&str; 5] = [
+    "MALLOCATOR_LEAKS",
+    "MALLOCATOR_LEAKS_FORMAT",
+    "MALLOCATOR_LEAKS_EXITCODE",
+    "MALLOCATOR_SUPPRESSIONS",
+    "MALLOCATOR_FULL_STACKS",
+];
+
+/// A line on standard error, `mallocator trace: ...`; when standard error
+/// is gone the line is lost, and the trace goes on.
+fn note(line: std::fmt::Arguments) {
+    let _ = writeln!(std::io::stderr(), "mallocator trace: {line}");
+}
+
+/// `--output` as the tracker is given it: absolute (a child that changes
+/// directory before it is traced writes beside PROGRAM's log, not into
+/// its own directory), and UTF-8 (the tracker reads it from the
+/// environment as text).
+fn log_path(output: &Path) -> Result<PathBuf, Error> {
+    let absolute = std::path::absolute(output)
+        .map_err(|e| Error::Failed(format!("--output {}: {e}", output.display())))?;
+    if absolute.to_str().is_none() {
+        return Err(Error::Failed(format!(
+            "--output {}: the path must be UTF-8 (the tracker reads it from the environment)",
+            output.display()
+        )));
+    }
+    Ok(absolute)
+}
+
+/// Whether `LD_PRELOAD` can name `library`: the dynamic loader splits it
+/// at colons and white space.
+fn preloadable(library: &Path) -> Result<(), Error> {
+    if library
+        .as_os_str()
+        .as_encoded_bytes()
+        .iter()
+        .any(|b| b":\t\n ".contains(b))
+    {
+        return Err(Error::Failed(format!(
+            "the preload library's path {} has a colon or a space, which LD_PRELOAD cannot \
+             hold: set TMPDIR to another directory",
+            library.display()
+        )));
+    }
+    Ok(())
 }
 
 /// Prints the leak report of `log` on standard error.
@@ -158,28 +231,37 @@ fn preload_list(library: &Path) -> OsString {
 /// removed first. The tracker inside the program then writes it. When
 /// each process writes a log of its own (`per_process`), the tracker
 /// creates those, and `path` is only checked to be free (PROGRAM's log is
-/// renamed to it at the end, which replaces a link rather than follow it).
-fn create_log(path: &Path, force: bool, per_process: bool) -> Result<(), Error> {
-    if force {
-        match std::fs::remove_file(path) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => {
-                return Err(Error::Failed(format!(
-                    "cannot replace {}: {e}",
-                    path.display()
-                )))
+/// renamed to it at the end, which replaces a link rather than follow it),
+/// as are the names of the other processes' logs, LOG.PID: one left from
+/// an earlier run would be reported as this run's (`force` removes them).
+fn create_log(path: &Path, force: bool, per_process: bool) -> Result<Created, Error> {
+    let mut taken: Vec<PathBuf> = children_logs(path).into_iter().map(|(_, p)| p).collect();
+    taken.insert(0, path.to_path_buf());
+    if !per_process {
+        taken.truncate(1);
+    }
+    for old in &taken {
+        if force {
+            match std::fs::remove_file(old) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    return Err(Error::Failed(format!(
+                        "cannot replace {}: {e}",
+                        old.display()
+                    )))
+                }
             }
+        } else if per_process && old.symlink_metadata().is_ok() {
+            return Err(Error::Failed(format!(
+                "cannot create {}: {} exists (add --force to replace it)",
+                path.display(),
+                old.display()
+            )));
         }
     }
     if per_process {
-        if path.symlink_metadata().is_ok() {
-            return Err(Error::Failed(format!(
-                "cannot create {}: it exists (add --force to replace it)",
-                path.display()
-            )));
-        }
-        return Ok(());
+        return Ok(Created(None));
     }
     std::fs::OpenOptions::new()
         .write(true)
@@ -187,7 +269,7 @@ fn create_log(path: &Path, force: bool, per_process: bool) -> Result<(), Error> 
         .mode(0o600)
         .custom_flags(libc::O_NOFOLLOW)
         .open(path)
-        .map(drop)
+        .map(|_| Created(Some(path.to_path_buf())))
         .map_err(|e| {
             let hint = if e.kind() == std::io::ErrorKind::AlreadyExists {
                 " (add --force to replace it)"
@@ -198,6 +280,25 @@ fn create_log(path: &Path, force: bool, per_process: bool) -> Result<(), Error> 
         })
 }
 
+/// The log file this run created, removed when the run fails before the
+/// program wrote it (an empty file left would make the next run ask for
+/// `--force`), unless [`Created::keep`].
+struct Created(Option<PathBuf>);
+
+impl Created {
+    fn keep(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for Created {
+    fn drop(&mut self) {
+        if let Some(path) = &self.0 {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
 /// The program's exit code, or 128+N after a line saying that signal N
 /// killed it.
 fn exit_code(path: &Path, status: ExitStatus) -> ExitCode {
@@ -205,8 +306,8 @@ fn exit_code(path: &Path, status: ExitStatus) -> ExitCode {
         return ExitCode::from(code as u8);
     }
     let signal = status.signal().unwrap_or(0);
-    eprintln!(
-        "mallocator trace: {} was killed by signal {signal} ({}){}",
+    note(format_args!(
+        "{} was killed by signal {signal} ({}){}",
         path.display(),
         signal_name(signal),
         if status.core_dumped() {
@@ -214,7 +315,7 @@ fn exit_code(path: &Path, status: ExitStatus) -> ExitCode {
         } else {
             ""
         }
-    );
+    ));
     ExitCode::from(128u8.wrapping_add(signal as u8))
 }
 

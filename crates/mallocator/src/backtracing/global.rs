@@ -395,10 +395,24 @@ impl GlobalBacktracing {
     /// warns once on standard error for every value it cannot use.
     fn apply(&self, epoch: u64) {
         let _busy = Busy::enter(epoch);
-        let (settings, mut warnings) =
-            settings::settings(self.config, self.exit, self.from_env, &|name| {
-                std::env::var(name).ok()
-            });
+        let not_text = core::cell::RefCell::new(Vec::new());
+        let (settings, mut warnings) = settings::settings(
+            self.config,
+            self.exit,
+            self.from_env,
+            &|name| match std::env::var(name) {
+                Ok(value) => Some(value),
+                Err(std::env::VarError::NotPresent) => None,
+                Err(std::env::VarError::NotUnicode(value)) => {
+                    not_text.borrow_mut().push(format!(
+                        "{name}={} is not UTF-8; not used",
+                        value.to_string_lossy()
+                    ));
+                    None
+                }
+            },
+        );
+        warnings.append(&mut not_text.into_inner());
         TRACKER.depth.store(settings.depth, Ordering::Relaxed);
         TRACKER
             .free_stacks
