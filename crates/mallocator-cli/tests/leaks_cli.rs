@@ -488,3 +488,35 @@ fn suppressions_leave_out_matching_stacks_and_are_counted() {
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("none.supp"), "{}", stderr(&o));
 }
+
+#[test]
+fn sizes_a_log_cannot_hold_saturate_when_groups_merge_or_are_suppressed() {
+    // Two stacks the report cuts to the same frame (what is below `main`
+    // differs), and two of the standard library's own leaks, which the
+    // built-in suppressions leave out: each pair's sum is over 2^64.
+    let log = b"\
++++ ALLOC:2:0x0000000000001000:8:9223372036854775808
+./app(my_app::f+0x10)[0x5000]
+./app(std::rt::lang_start+0x20)[0x5100]
+---
++++ ALLOC:2:0x0000000000002000:8:9223372036854775808
+./app(my_app::f+0x10)[0x5000]
+/lib/libc.so.6(__libc_start_main+0x20)[0x6100]
+---
++++ ALLOC:1:0x0000000000003000:8:18446744073709551615
+./app(std::io::stdio::stdout+0x8)[0x5300]
+---
++++ ALLOC:1:0x0000000000004000:8:18446744073709551615
+./app(std::thread::current::init_current+0x8)[0x5400]
+---
+";
+    let o = run(&["leaks", "--json", "-"], Some(log));
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let v = json(&o);
+    let groups = v["groups"].as_array().unwrap();
+    assert_eq!(groups.len(), 1, "{v:#}");
+    assert_eq!(groups[0]["count"], 2);
+    assert_eq!(groups[0]["bytes"], u64::MAX);
+    assert_eq!(v["leaked_bytes"], u64::MAX);
+    assert_eq!(v["suppressed_bytes"], u64::MAX);
+}

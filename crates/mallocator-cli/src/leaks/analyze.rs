@@ -291,14 +291,16 @@ impl Analysis {
             let out = text.lines().any(|line| suppressions.matches_text(line));
             if out {
                 blocks += g.count;
-                bytes += g.bytes;
+                bytes = u64::saturating_add(bytes, g.bytes);
             }
             !out
         });
+        // Sizes saturate (a log may claim anything), so the totals left
+        // are summed again rather than found by subtraction.
         self.suppressed_blocks += blocks;
-        self.suppressed_bytes += bytes;
+        self.suppressed_bytes = self.suppressed_bytes.saturating_add(bytes);
         self.leaked_blocks -= blocks;
-        self.leaked_bytes -= bytes;
+        self.leaked_bytes = (self.groups.iter()).fold(0, |sum, g| sum.saturating_add(g.bytes));
     }
 }
 

@@ -412,7 +412,7 @@ impl<R: Read> Input<R> {
     /// (or a binary file without line ends) needs no more memory than a
     /// cut line.
     fn skip_long_line(&mut self) -> io::Result<Span> {
-        let start = self.pos;
+        let mut start = self.pos;
         let kept = start + MAX_LINE;
         self.dropped += (self.filled - kept) as u64;
         self.filled = kept;
@@ -422,7 +422,10 @@ impl<R: Read> Input<R> {
         loop {
             let before = self.pos;
             let read = self.refill()?;
-            let (start, kept) = (start - (before - self.pos), self.pos);
+            // A refill may move what is kept to the front, the line's
+            // start with it (by as much as `pos` moved, each time).
+            start -= before - self.pos;
+            let kept = self.pos;
             if read == 0 {
                 self.line_no += 1;
                 return Ok(Span {
@@ -1362,6 +1365,12 @@ mod tests {
         after_scan.extend(std::iter::repeat_n(b'a', BLOCK + MAX_LINE));
         after_scan.extend_from_slice(b"\n\xff\n+++ FREE:1:0x10\n\x00\n");
         assert_same_as_reference(&after_scan, &[BLOCK], &[usize::MAX]);
+        // A line of several blocks starting late in the buffer: the
+        // refills while it is skipped move it to the front, then read on.
+        let mut late = b"x\n".repeat(BLOCK * 4 / 5 / 2);
+        late.extend(std::iter::repeat_n(b'z', 3 * BLOCK));
+        late.extend_from_slice(b"\n+++ FREE:1:0x10\nf\n");
+        assert_same_as_reference(&late, &[BLOCK], &[4096, 65536, 1000 * 1000, usize::MAX]);
     }
 
     /// One line of a log built by [`log_line`]: records, frames (plain,

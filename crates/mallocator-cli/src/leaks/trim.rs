@@ -71,7 +71,8 @@ pub fn trim(a: &mut Analysis, frames: &mut StackFrames) {
     for g in a.groups.drain(..) {
         match by_text.get(a.stacks.text(g.stack)) {
             Some(&i) => {
-                merged[i].bytes += g.bytes;
+                // Sizes saturate, as in the analysis.
+                merged[i].bytes = merged[i].bytes.saturating_add(g.bytes);
                 merged[i].count += g.count;
             }
             None => {
