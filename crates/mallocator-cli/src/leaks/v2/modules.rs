@@ -11,6 +11,8 @@
 //! (see [`super::stack_text`]), so memory follows the distinct stacks at
 //! 12 bytes a frame rather than a line of text a frame.
 
+use std::collections::BTreeMap;
+
 use super::format::ModuleRecord;
 
 /// A loaded object, from an `M` record.
@@ -42,8 +44,10 @@ impl Module {
 pub struct ModuleMap {
     /// All module records, in log order; indices name them.
     pub modules: Vec<Module>,
-    /// Indices of the modules in force, sorted by start, not overlapping.
-    active: Vec<u32>,
+    /// The modules in force by start address, not overlapping. (A map,
+    /// not a sorted vector: a log may list thousands of modules in
+    /// descending order, each insertion at the front.)
+    active: BTreeMap<u64, u32>,
 }
 
 impl ModuleMap {
@@ -62,26 +66,24 @@ impl ModuleMap {
             offset,
         });
         if start < end && index != u32::MAX {
-            let modules = &self.modules;
-            let lo = self
-                .active
-                .partition_point(|&i| modules[i as usize].end <= start);
-            let hi = self
-                .active
-                .partition_point(|&i| modules[i as usize].start < end);
-            self.active.splice(lo..hi.max(lo), [index]);
+            // The one starting before `start` overlaps if it reaches past
+            // it; all starting in `start..end` do.
+            let before = (self.active.range(..start).next_back())
+                .filter(|&(_, &i)| self.modules[i as usize].end > start)
+                .map(|(&s, _)| s);
+            let inside: Vec<u64> = self.active.range(start..end).map(|(&s, _)| s).collect();
+            for s in before.into_iter().chain(inside) {
+                self.active.remove(&s);
+            }
+            self.active.insert(start, index);
         }
         index
     }
 
     /// The module in force that holds `addr`.
     pub fn find(&self, addr: u64) -> Option<u32> {
-        let modules = &self.modules;
-        let after = self
-            .active
-            .partition_point(|&i| modules[i as usize].start <= addr);
-        let i = *self.active.get(after.checked_sub(1)?)?;
-        (addr < modules[i as usize].end).then_some(i)
+        let (_, &i) = self.active.range(..=addr).next_back()?;
+        (addr < self.modules[i as usize].end).then_some(i)
     }
 }
 
@@ -222,5 +224,29 @@ mod tests {
             "/lib/a.so+0x10 [0x1010]"
         );
         assert_eq!(raw_frame(0x9999, None), "[0x9999]");
+    }
+
+    proptest::proptest! {
+        /// Against the plain rule: each module replaces every one in force
+        /// that it overlaps, and an address belongs to the one holding it.
+        #[test]
+        fn the_map_follows_the_plain_rule(
+            ranges in proptest::collection::vec((0u64..64, 0u64..16), 0..40),
+        ) {
+            let mut map = ModuleMap::default();
+            let mut plain: Vec<(u64, u64, u32)> = Vec::new();
+            for (start, len) in ranges {
+                let end = start + len;
+                let index = map.add(record(start, end, "m"), 0);
+                if start < end {
+                    plain.retain(|&(s, e, _)| e <= start || s >= end);
+                    plain.push((start, end, index));
+                }
+                for addr in 0..80 {
+                    let want = plain.iter().find(|&&(s, e, _)| s <= addr && addr < e);
+                    proptest::prop_assert_eq!(map.find(addr), want.map(|w| w.2), "{}", addr);
+                }
+            }
+        }
     }
 }
