@@ -65,8 +65,11 @@ pub const DEFAULT_ALIGN: usize = 16;
 /// The C vtable: two function pointers, laid out like `fd_valloc_vtable_t`.
 ///
 /// Implementations built by this crate (through [`RawAlloc`]) accept any
-/// arguments: they apply [`request_layout`] and return null for an invalid
-/// request, and ignore `free(NULL)`.
+/// `align` and `size`: they apply [`request_layout`] and return null for
+/// an invalid request, and ignore `free(NULL)`. `self` must be the
+/// allocator the vtable was made for, but for one mistake they answer
+/// too: a null `self` where the allocator has state makes `malloc`
+/// return null and `free` do nothing (the block stays allocated).
 ///
 /// ```
 /// use mallocator::{Valloc, VallocVtable};
@@ -359,24 +362,31 @@ impl<T: RawAlloc> VtableOf<T> {
 /// dangling pointer instead, so that its handle may carry C's `self == NULL`
 /// (`fd_libc_alloc_virtual` does).
 ///
+/// `None` when `self_` is null and `T` is not zero-sized (see
+/// [`VallocVtable`]: a C caller's mistake, answered, not followed).
+///
 /// # Safety
-/// `self_` points to a `T` that outlives `'t`, unless `T` is zero-sized.
+/// `self_` is null or points to a `T` that outlives `'t`, unless `T` is
+/// zero-sized.
 #[inline(always)]
-unsafe fn allocator_from_self<'t, T>(self_: *mut c_void) -> &'t T {
+unsafe fn allocator_from_self<'t, T>(self_: *mut c_void) -> Option<&'t T> {
     let this = if core::mem::size_of::<T>() == 0 {
         NonNull::<T>::dangling().as_ptr().cast_const()
+    } else if self_.is_null() {
+        return None;
     } else {
         self_.cast_const().cast::<T>()
     };
     // SAFETY: a dangling, aligned, non-null pointer is a valid reference to
-    // a zero-sized value; otherwise the caller guarantees a live `T` (the
-    // handle was built from a `&'a T` and is only usable during `'a`, or
-    // came from C under `from_raw`'s contract).
-    unsafe { &*this }
+    // a zero-sized value; otherwise `this` is not null and the caller
+    // guarantees a live `T` (the handle was built from a `&'a T` and is
+    // only usable during `'a`, or came from C under `from_raw`'s contract).
+    Some(unsafe { &*this })
 }
 
 /// # Safety
-/// `self_` points to a live `T` (guaranteed by the handle constructors).
+/// `self_` is null or points to a live `T` (the handle constructors
+/// guarantee the latter).
 unsafe extern "C" fn malloc_trampoline<T: RawAlloc>(
     self_: *mut c_void,
     align: usize,
@@ -385,8 +395,10 @@ unsafe extern "C" fn malloc_trampoline<T: RawAlloc>(
     let Ok(layout) = request_layout(align, size) else {
         return ptr::null_mut();
     };
-    // SAFETY: `self_` is a live `T` or, for a stateless `T`, anything.
-    let allocator = unsafe { allocator_from_self::<T>(self_) };
+    // SAFETY: `self_` is null, a live `T` or, for a stateless `T`, anything.
+    let Some(allocator) = (unsafe { allocator_from_self::<T>(self_) }) else {
+        return ptr::null_mut();
+    };
     match allocator.alloc(layout) {
         Ok(block) => block.as_ptr().cast(),
         Err(AllocError) => ptr::null_mut(),
@@ -394,13 +406,16 @@ unsafe extern "C" fn malloc_trampoline<T: RawAlloc>(
 }
 
 /// # Safety
-/// `self_` points to a live `T`; `ptr` is null or satisfies `T::free`.
+/// `self_` is null or points to a live `T`; `ptr` is null or satisfies
+/// `T::free`.
 unsafe extern "C" fn free_trampoline<T: RawAlloc>(self_: *mut c_void, ptr: *mut c_void) {
     let Some(block) = NonNull::new(ptr.cast::<u8>()) else {
         return;
     };
-    // SAFETY: `self_` is a live `T` or, for a stateless `T`, anything.
-    let allocator = unsafe { allocator_from_self::<T>(self_) };
+    // SAFETY: `self_` is null, a live `T` or, for a stateless `T`, anything.
+    let Some(allocator) = (unsafe { allocator_from_self::<T>(self_) }) else {
+        return;
+    };
     // SAFETY: forwarded from this function's contract.
     unsafe { allocator.free(block) }
 }
@@ -798,6 +813,41 @@ mod tests {
         assert!(c_style_malloc(v, 3, 8).is_null());
         assert!(c_style_malloc(v, 64, usize::MAX - 10).is_null());
         c_style_free(v, ptr::null_mut());
+    }
+
+    /// An allocator with state: its handle's `self` must be followed.
+    struct Counting(core::cell::Cell<usize>);
+
+    // SAFETY: blocks come from and go back to the libc handle.
+    unsafe impl RawAlloc for Counting {
+        fn alloc(&self, layout: Layout) -> Result<NonNull<u8>, AllocError> {
+            self.0.set(self.0.get() + 1);
+            Valloc::libc().alloc_layout(layout)
+        }
+        unsafe fn free(&self, block: NonNull<u8>) {
+            self.0.set(self.0.get() - 1);
+            // SAFETY: `block` came from `alloc`, so from the libc handle.
+            unsafe { Valloc::libc().free(block.as_ptr()) }
+        }
+    }
+
+    #[test]
+    fn a_null_self_where_the_allocator_has_state_is_answered_not_followed() {
+        let counting = Counting(core::cell::Cell::new(0));
+        let v = Valloc::new_local(&counting);
+        // SAFETY: the vtable of a live handle.
+        let vt = unsafe { *v.vtable() };
+        // SAFETY: a null `self` is part of the trampolines' contract.
+        let p = unsafe { (vt.malloc)(ptr::null_mut(), 8, 8) };
+        assert!(p.is_null());
+        let q = v.malloc(8, 8);
+        assert_eq!(counting.0.get(), 1);
+        // SAFETY: as above; `q` is a block of this vtable's allocator.
+        unsafe { (vt.free)(ptr::null_mut(), q.cast()) };
+        assert_eq!(counting.0.get(), 1, "not freed without its allocator");
+        // SAFETY: `q` came from `v` and is still allocated.
+        unsafe { v.free(q) };
+        assert_eq!(counting.0.get(), 0);
     }
 
     #[test]

@@ -397,8 +397,10 @@ impl Arena {
     /// Changes the protection of the whole committed range (e.g. write
     /// code or tables, then make them read-only or executable). Pages
     /// committed later get the same protection. While the protection is
-    /// not writable, every allocation fails (the infallible methods panic)
-    /// instead of faulting; protecting it writable again resumes.
+    /// not writable, every allocation that needs a byte fails (the
+    /// infallible methods panic) instead of faulting, and a zero-sized one
+    /// succeeds only where it needs no padding (nothing is written);
+    /// protecting it writable again resumes.
     ///
     /// It takes `&mut self`, so no reference into the arena is alive
     /// across the change: read the data back through raw pointers (e.g.
