@@ -144,9 +144,8 @@ struct Inner {
     /// written, without the loader's lock to read the map again: the next
     /// chunk reads it.
     rescan: bool,
-    /// Compact format: events written, and events that a failed write lost.
+    /// Compact format: events written.
     events: u64,
-    lost: u64,
 }
 
 impl core::fmt::Debug for Log {
@@ -176,7 +175,6 @@ impl Log {
                 modules: sys_vec(),
                 rescan: false,
                 events: 0,
-                lost: 0,
             }),
             format: AtomicU8::new(format_code(format)),
         }
@@ -233,7 +231,6 @@ impl Log {
         inner.modules.clear();
         inner.rescan = false;
         inner.events = 0;
-        inner.lost = 0;
         drop(guard);
         stacks.forget_written();
     }
@@ -351,7 +348,8 @@ impl Log {
         }
         inner.finished = true;
         inner.buf.clear();
-        compact::end(&mut inner.buf, inner.events, inner.lost);
+        // None lost: a failed write ends the log without this record.
+        compact::end(&mut inner.buf, inner.events, 0);
         inner.emit();
     }
 }
