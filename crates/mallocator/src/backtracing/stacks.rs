@@ -264,18 +264,28 @@ impl StackTable {
 
     /// Calls `f` with the id and frames of every stack not passed to an
     /// earlier call, then counts them as written (the compact log writes
-    /// each distinct stack once; it calls this under its own lock).
-    pub(crate) fn for_each_unwritten(&self, f: &mut dyn FnMut(u32, &[usize])) {
+    /// each distinct stack once; it calls this under its own lock). In
+    /// each shard it stops at the first stack whose frames `ready` refuses,
+    /// leaving it and the later ones (stored after it) for another call.
+    pub(crate) fn for_each_unwritten(
+        &self,
+        ready: &mut dyn FnMut(&[usize]) -> bool,
+        f: &mut dyn FnMut(u32, &[usize]),
+    ) {
         for (s, shard) in self.shards.iter().enumerate() {
             let mut shard = shard.lock();
+            let shard = &mut *shard;
             let from = shard.written;
-            for (e, entry) in shard.entries[from..].iter().enumerate() {
+            for entry in &shard.entries[from..] {
+                if !ready(entry.frames()) {
+                    break;
+                }
                 f(
-                    ((s as u32) << STACK_INDEX_BITS) | (from + e) as u32,
+                    ((s as u32) << STACK_INDEX_BITS) | shard.written as u32,
                     entry.frames(),
                 );
+                shard.written += 1;
             }
-            shard.written = shard.entries.len();
         }
     }
 

@@ -484,24 +484,40 @@ impl Inner {
     /// Appends every stack not written yet, after the modules its frames
     /// lie in: a frame in no module written so far means an object was
     /// loaded since, so the module map is scanned again (once per write).
+    ///
+    /// Without the loader's lock the map cannot be read, so a stack with
+    /// such a frame is left for the next writer that holds it (a chunk
+    /// whose [`Log::needs_modules`] sees it, or [`Log::map_objects_of`]).
+    /// The chunk being written never needs it: the writer checked, before
+    /// taking the log's lock, that every stack stored by then lies in
+    /// written modules, and its events name only stacks stored before
+    /// that; one stored since comes after them in its shard.
     fn new_stacks(&mut self, stacks: &StackTable, loader_locked: bool) {
-        let mut unknown = self.rescan;
         let (buf, known) = (&mut self.buf, &self.modules);
+        if !loader_locked {
+            stacks.for_each_unwritten(
+                &mut |frames| all_mapped(known, frames),
+                &mut |id, frames| compact::stack(buf, id, frames),
+            );
+            return;
+        }
+        let mut unknown = self.rescan;
         let stacks_from = buf.len();
-        stacks.for_each_unwritten(&mut |id, frames| {
+        stacks.for_each_unwritten(&mut |_| true, &mut |id, frames| {
             unknown |= !all_mapped(known, frames);
             compact::stack(buf, id, frames);
         });
-        if unknown && !loader_locked {
-            self.rescan = true;
-        } else if unknown && !cfg!(miri) {
-            self.rescan = false;
+        if unknown && !cfg!(miri) {
             // The new module records must come before the stacks: move
             // the stacks behind them.
             let mut tail: SysVec<u8> = sys_vec();
             if tail.try_reserve(self.buf.len() - stacks_from).is_err() {
+                // Out of memory: the stacks go without, the next write
+                // tries again.
+                self.rescan = true;
                 return;
             }
+            self.rescan = false;
             append(&mut tail, &self.buf[stacks_from..]);
             self.buf.truncate(stacks_from);
             self.rescan_modules();
@@ -609,6 +625,69 @@ fn append(buf: &mut SysVec<u8>, bytes: &[u8]) {
 #[cfg(all(test, unix, not(miri)))]
 mod tests {
     use super::*;
+
+    static WAITING_OUT: std::sync::Mutex<Vec<u8>> = std::sync::Mutex::new(Vec::new());
+
+    fn collect_waiting(bytes: &[u8]) {
+        WAITING_OUT.lock().unwrap().extend_from_slice(bytes);
+    }
+
+    /// The tags of the records in a compact log, and each stack record's
+    /// first frame.
+    fn records(log: &[u8]) -> Vec<(u8, u64)> {
+        let mut at = 12; // magic and version
+        let mut out = Vec::new();
+        while at < log.len() {
+            let tag = log[at];
+            let len = u32::from_le_bytes(log[at + 1..at + 5].try_into().unwrap()) as usize;
+            let payload = &log[at + 5..at + 5 + len];
+            let first = if tag == b'S' {
+                u64::from_le_bytes(payload[6..14].try_into().unwrap())
+            } else {
+                0
+            };
+            out.push((tag, first));
+            at += 5 + len;
+        }
+        out
+    }
+
+    /// A stack stored after a chunk's writer checked the module map (by
+    /// another thread, in a library it just loaded) is not written by
+    /// that writer, which cannot read the map: it waits for one holding
+    /// the loader's lock, which writes the module record first.
+    #[test]
+    fn a_stack_outside_the_written_map_waits_for_the_loaders_lock() {
+        let log = Log::new(LogTarget::Callback(collect_waiting), LogFormat::Compact);
+        let stacks = StackTable::new();
+        let write = |loader_locked| {
+            ChunkWriter {
+                inner: log.inner.lock(),
+                stacks: &stacks,
+                loader_locked,
+            }
+            .write(1, &[], 0)
+        };
+        write(true);
+        let here = records as fn(&[u8]) -> Vec<(u8, u64)> as usize;
+        let outside = 0x10;
+        stacks.intern_frames(u64::MAX, &[here]);
+        stacks.intern_frames(u64::MAX, &[outside, here]);
+        write(false);
+        let stacks_written = |log: &[u8]| -> Vec<u64> {
+            records(log)
+                .into_iter()
+                .filter(|r| r.0 == b'S')
+                .map(|r| r.1)
+                .collect()
+        };
+        assert_eq!(stacks_written(&WAITING_OUT.lock().unwrap()), [here as u64]);
+        write(true);
+        assert_eq!(
+            stacks_written(&WAITING_OUT.lock().unwrap()),
+            [here as u64, outside as u64]
+        );
+    }
 
     #[test]
     #[cfg(all(unix, not(miri)))]
