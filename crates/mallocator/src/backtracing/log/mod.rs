@@ -211,10 +211,15 @@ impl Log {
     /// In a child process after `fork`: a compact log stops (the parent
     /// writes the file; the child's events would mix with its chunks
     /// under the same thread ids). A Firedancer log goes on, as the C
-    /// tool's does.
+    /// tool's does, into the file it shares with its parent; unless the
+    /// file is not open yet, when the child would create it anew, emptying
+    /// what its parent writes there: it stops too.
     pub(crate) fn stop_in_child(&self) {
-        if self.format() == LogFormat::Compact {
-            self.inner.lock().output = Output::Failed;
+        let mut inner = self.inner.lock();
+        if self.format() == LogFormat::Compact
+            || matches!(inner.output, Output::Closed(LogTarget::Path(_)))
+        {
+            inner.output = Output::Failed;
         }
     }
 
@@ -256,7 +261,11 @@ impl Log {
         text::format_record(&mut inner.buf, addr, alloc, frames, &mut |buf| {
             stacks.append(id, frames, lines, buf)
         });
-        inner.emit();
+        if !inner.emit() {
+            // The record may be cut: one written after it would be read
+            // as its missing lines.
+            inner.output = Output::Failed;
+        }
     }
 
     /// Writes a chunk of `thread`'s compact events (`count` of them, in
@@ -650,6 +659,30 @@ mod tests {
             at += 5 + len;
         }
         out
+    }
+
+    /// A child forked before the text log's file was opened leaves it to
+    /// its parent (opening it would empty what the parent writes there);
+    /// the parent, or a process that did not fork, creates it at its first
+    /// record.
+    #[test]
+    fn a_text_log_not_open_at_a_fork_is_the_parents() {
+        let dir = std::env::temp_dir().join(format!("mallocator-forked-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = |name: &str| -> &'static str {
+            Box::leak(dir.join(name).to_str().unwrap().to_owned().into_boxed_str())
+        };
+        let (child, parent) = (path("child.log"), path("parent.log"));
+        let in_child = Log::new(LogTarget::Path(child), LogFormat::Firedancer);
+        in_child.stop_in_child();
+        in_child.write_text(0x10, Some((16, 8)), NO_STACK, &[]);
+        assert!(!std::path::Path::new(child).exists());
+        let in_parent = Log::new(LogTarget::Path(parent), LogFormat::Firedancer);
+        in_parent.write_text(0x10, Some((16, 8)), NO_STACK, &[]);
+        assert!(std::fs::read_to_string(parent)
+            .unwrap()
+            .starts_with("+++ ALLOC"));
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     /// A stack stored after a chunk's writer checked the module map (by

@@ -107,7 +107,7 @@ pub(crate) fn write_all(sink: &Sink, mut bytes: &[u8]) -> bool {
         // descriptor only makes `write` fail.
         let n = unsafe { libc::write(fd, bytes.as_ptr().cast(), bytes.len()) };
         if n < 0 {
-            if std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted {
+            if may_go_on(fd) {
                 continue;
             }
             return false;
@@ -140,7 +140,7 @@ pub(crate) fn write_all_two<'a>(sink: &Sink, mut head: &'a [u8], mut tail: &'a [
         // fail.
         let n = unsafe { libc::writev(fd, parts.as_ptr(), 2) };
         if n < 0 {
-            if std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted {
+            if may_go_on(fd) {
                 continue;
             }
             return false;
@@ -148,6 +148,33 @@ pub(crate) fn write_all_two<'a>(sink: &Sink, mut head: &'a [u8], mut tail: &'a [
         (head, tail) = unwritten(head, tail, n as usize);
     }
     write_all(sink, tail)
+}
+
+/// After a write to `fd` failed: whether to try again. An interruption,
+/// yes; a descriptor that is non-blocking and full (a pipe whose reader
+/// is slow: a log sent to a standard output some program set
+/// non-blocking), once it has room, as a blocking one would wait, so
+/// that no record is cut short in the middle; anything else, no.
+#[cfg(unix)]
+fn may_go_on(fd: std::os::fd::RawFd) -> bool {
+    match std::io::Error::last_os_error().kind() {
+        std::io::ErrorKind::Interrupted => true,
+        std::io::ErrorKind::WouldBlock => loop {
+            let mut room = libc::pollfd {
+                fd,
+                events: libc::POLLOUT,
+                revents: 0,
+            };
+            // SAFETY: one valid `pollfd`, written only by `poll`.
+            if unsafe { libc::poll(&mut room, 1, -1) } >= 0 {
+                return true;
+            }
+            if std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted {
+                return false;
+            }
+        },
+        _ => false,
+    }
 }
 
 /// What is left of a record in two parts once its first `n` bytes are
@@ -230,5 +257,39 @@ mod tests {
             drop(sink);
             assert_eq!(read_all.join().unwrap(), [head, tail].concat());
         }
+    }
+
+    /// A non-blocking pipe that fills up (its reader is late) gets every
+    /// record whole: the writer waits for room instead of cutting one.
+    #[test]
+    #[cfg(all(unix, not(miri)))]
+    fn a_full_non_blocking_pipe_waits_for_room() {
+        use super::{write_all, write_all_two, Sink};
+        use std::io::Read;
+        use std::os::fd::{FromRawFd, OwnedFd};
+        let record: Vec<u8> = (0..300_000u32).map(|i| (i % 253) as u8).collect();
+        let mut fds = [0; 2];
+        // SAFETY: `fds` has room for the two descriptors.
+        assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+        // SAFETY: `fds[1]` is a valid descriptor; only its flags change.
+        let set = unsafe { libc::fcntl(fds[1], libc::F_SETFL, libc::O_NONBLOCK) };
+        assert_eq!(set, 0);
+        // SAFETY: both descriptors are fresh and owned here only.
+        let (reader, writer) =
+            unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+        let read_all = std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            let mut got = Vec::new();
+            std::fs::File::from(reader).read_to_end(&mut got).unwrap();
+            got
+        });
+        let sink = Sink::Owned(writer);
+        assert!(write_all(&sink, &record));
+        assert!(write_all_two(&sink, &record[..1000], &record[1000..]));
+        drop(sink);
+        assert_eq!(
+            read_all.join().unwrap(),
+            [&record[..], &record[..]].concat()
+        );
     }
 }
