@@ -4,6 +4,7 @@
 #![cfg(all(target_os = "linux", target_env = "gnu"))]
 
 use std::os::unix::fs::{symlink, PermissionsExt};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
@@ -651,4 +652,71 @@ fn a_setting_that_is_not_text_is_reported() {
         stderr.contains("MALLOCATOR_DEPTH=1\u{fffd} is not UTF-8"),
         "{stderr}"
     );
+}
+
+#[test]
+fn fork_handlers_of_a_library_loaded_before_the_tracker_may_allocate() {
+    let dir = scratch();
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/trace");
+    let cc = |args: &[&str]| {
+        let out = Command::new("cc")
+            .args(["-O2", "-g", "-Wall", "-Werror"])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let lib_dir = dir.path().to_str().unwrap();
+    cc(&[
+        "-shared",
+        "-fPIC",
+        src.join("fork_handlers_lib.c").to_str().unwrap(),
+        "-o",
+        &format!("{lib_dir}/libforkhandlers.so"),
+    ]);
+    let exe = dir.path().join("fork_handlers");
+    cc(&[
+        src.join("fork_handlers.c").to_str().unwrap(),
+        &format!("-L{lib_dir}"),
+        &format!("-Wl,-rpath,{lib_dir}"),
+        "-lforkhandlers",
+        "-o",
+        exe.to_str().unwrap(),
+    ]);
+    let log = dir.path().join("events.log");
+    let mut child = Command::new(BIN)
+        .args(["trace", "--output", log.to_str().unwrap(), "--"])
+        .arg(&exe)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        // A group of its own, so that a hung program goes with the trace.
+        .process_group(0)
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            // SAFETY: signals the process group made above.
+            unsafe { libc::kill(-(child.id() as i32), libc::SIGKILL) };
+            panic!("the traced program hung at fork");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    assert_eq!(status.code(), Some(0));
+    let report = json_report(&log);
+    let leaks: Vec<(u64, u64)> = report["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| (g["bytes"].as_u64().unwrap(), g["count"].as_u64().unwrap()))
+        .collect();
+    assert!(leaks.contains(&(77, 1)), "{report:#}");
+    assert!(!leaks.iter().any(|l| l.0 == 100), "{report:#}");
 }

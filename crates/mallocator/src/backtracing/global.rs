@@ -47,6 +47,14 @@ pub(super) fn each_lock(f: &mut dyn FnMut(&dyn RawLock) -> bool) -> bool {
     f(&EXIT_DEST) && f(&USER_SUPPRESSIONS) && f(&LOG_PER_PROCESS)
 }
 
+/// After `fork`, on either side: the process-wide tracker records what
+/// other libraries' fork handlers allocated and freed on this thread
+/// while the fork handlers held its locks. (Another tracker records
+/// them at its next call on this thread.)
+pub(super) fn record_left_at_fork() {
+    TRACKER.record_left_at_fork();
+}
+
 /// In a child process after `fork` (its compact logs stopped): when the
 /// log path names the process, the process-wide tracker's log starts over
 /// in the child's own file, with the blocks it inherited. A file that

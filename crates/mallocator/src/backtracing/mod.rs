@@ -46,7 +46,11 @@
 //!    their call-frame information (see its own invariants).
 //! 2. **Every lock is fork-safe** (`fork.rs`): all tracker locks are
 //!    spin locks (`sync.rs`) reachable from the fork handlers, which take
-//!    them all before `fork` and release them on both sides. No other
+//!    them all before `fork` and release them on both sides. Other
+//!    libraries' fork handlers that run while they are held (those
+//!    registered before the tracker's) are taken like signal handlers in
+//!    the hot path (invariant 12; `thread.rs`, `FORKING`): their calls
+//!    wait for no lock, and are recorded once the locks are free. No other
 //!    library's lock is held across a tracker lock where it can be
 //!    avoided (the unwinder runs without the `backtrace` crate's lock).
 //! 3. **No unbounded loop under a lock** (`live.rs`, `stacks.rs`): a live
@@ -775,6 +779,24 @@ impl<'a> Backtracing<'a> {
         compiler_fence(Ordering::SeqCst);
         if t.has_pending() {
             self.drain_pending(st, t);
+        }
+    }
+
+    /// After `fork`, on either side, once the fork handlers have released
+    /// the locks: records the events this thread's calls left while it
+    /// held them all (other libraries' fork handlers: `thread.rs`,
+    /// `FORKING`). Makes no state where there is none.
+    pub(super) fn record_left_at_fork(&self) {
+        let p = self.state.load(Ordering::Acquire);
+        if p.is_null() {
+            return;
+        }
+        // SAFETY: as in `state`.
+        let st = unsafe { &*p };
+        if let Some(t) = thread::current() {
+            if t.has_pending() {
+                self.drain_pending(st, t);
+            }
         }
     }
 

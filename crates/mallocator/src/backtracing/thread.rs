@@ -173,6 +173,16 @@ const HOT: u64 = 1 << 63;
 /// handler does not try to end the logs, which would wait for it forever.
 const SHARED_LOCK: u64 = HOT - 1;
 
+/// `ThreadState::busy` of the thread that forks, from the tracker's
+/// `prepare` fork handler to its `parent` or `child` one (see `fork.rs`),
+/// while it holds every tracker lock. The fork handlers of libraries that
+/// registered theirs before the tracker's run in that window (`prepare`
+/// handlers in the reverse order of registration, the others in order);
+/// what they allocate or free is left in the thread's queue, as a signal
+/// handler's is in a hot path ([`ThreadState::interrupted_hot`]), for
+/// every tracker, and recorded at the thread's next call.
+const FORKING: u64 = HOT - 2;
+
 impl Busy<'static> {
     /// Enters tracker `epoch` unconditionally, for the tracker's own work
     /// (reports, configuration, writing the log, unwinding): whatever it
@@ -206,6 +216,20 @@ impl Busy<'static> {
         Some(Busy { t, was })
     }
 
+    /// Marks this thread as the one forking (see [`FORKING`]) until
+    /// [`end_fork`](Self::end_fork); returns what the mark replaced
+    /// (`None` where the thread's state is gone).
+    pub(crate) fn begin_fork() -> Option<u64> {
+        Some(current()?.busy.replace(FORKING))
+    }
+
+    /// Puts back what [`begin_fork`](Self::begin_fork) replaced.
+    pub(crate) fn end_fork(was: Option<u64>) {
+        if let (Some(t), Some(was)) = (current(), was) {
+            t.busy.set(was);
+        }
+    }
+
     /// Whether this thread is inside tracker `epoch` now.
     pub(crate) fn inside(epoch: u64) -> bool {
         THREAD
@@ -230,12 +254,12 @@ impl ThreadState {
     /// Enters tracker `epoch`'s hot path: `None` when this thread is
     /// already inside that tracker (the allocation is the tracker's own,
     /// or a signal handler's: [`interrupted_hot`](Self::interrupted_hot)),
-    /// or holds a lock all trackers share ([`SHARED_LOCK`]), else the
-    /// guard.
+    /// holds a lock all trackers share ([`SHARED_LOCK`]), or forks
+    /// ([`FORKING`]), else the guard.
     #[inline]
     pub(crate) fn track(&self, epoch: u64) -> Option<Busy<'_>> {
         let was = self.busy.get();
-        if was != 0 && (was & !HOT == epoch || was == SHARED_LOCK) {
+        if was != 0 && (was & !HOT == epoch || was == SHARED_LOCK || was == FORKING) {
             return None;
         }
         self.busy.set(epoch | HOT);
@@ -243,10 +267,13 @@ impl ThreadState {
     }
 
     /// Whether a call that [`track`](Self::track) turned away came while
-    /// this thread was in tracker `epoch`'s hot path: from a signal
-    /// handler that interrupted it.
+    /// this thread was in tracker `epoch`'s hot path (from a signal
+    /// handler that interrupted it), or held every tracker's locks to
+    /// fork (from another library's fork handler): either way it must
+    /// take no lock, and leave its event for later.
     pub(crate) fn interrupted_hot(&self, epoch: u64) -> bool {
-        self.busy.get() == epoch | HOT
+        let busy = self.busy.get();
+        busy == epoch | HOT || busy == FORKING
     }
 
     /// Whether this thread's signal handlers left events for the tracker.

@@ -99,6 +99,14 @@ std::thread_local! {
     static HOLDING: Cell<bool> = const { Cell::new(false) };
 }
 
+/// Sets or clears `HOLDING` for the fork handlers, which take
+/// [`UNWINDING`] without [`lock`] and hold it while other libraries' fork
+/// handlers run on this thread: set after the lock is taken, cleared
+/// after it is released (signals are blocked meanwhile).
+pub(crate) fn held_across_fork(holding: bool) {
+    let _ = HOLDING.try_with(|h| h.set(holding));
+}
+
 /// [`UNWINDING`], held with `HOLDING` set; `None` when this thread holds
 /// it already (a signal handler interrupted its unwind). `HOLDING` is
 /// set before the lock is taken and cleared after it is released, so a
