@@ -14,7 +14,7 @@
 //! log holds every event up to the end (fatal signals: `signals.rs`).
 
 use core::ffi::{c_char, c_int, c_void, CStr};
-use core::sync::atomic::{AtomicI32, Ordering};
+use core::sync::atomic::{AtomicI32, AtomicUsize, Ordering};
 
 use mallocator::backtracing::Backtracing;
 
@@ -51,6 +51,10 @@ extern "C" fn init() {
         unsafe { next::<unsafe extern "C" fn(*mut c_void) -> usize>(c"malloc_usable_size") };
     if let Some(f) = usable {
         LIBC_USABLE_SIZE.store(f as usize, Ordering::Release);
+    }
+    // SAFETY: `abort`'s C type.
+    if let Some(f) = unsafe { next::<extern "C" fn() -> !>(c"abort") } {
+        LIBC_ABORT.store(f as usize, Ordering::Release);
     }
     // The first allocation reads the tracker's settings.
     // SAFETY: the block just allocated, freed once.
@@ -168,11 +172,22 @@ pub extern "C" fn _Exit(status: c_int) -> ! {
     _exit(status)
 }
 
+/// The C library's `abort`, looked up when the library starts: `abort` is
+/// often called from a signal handler, where `dlsym` (which takes the
+/// loader's lock, and may allocate) must not be. Zero before that.
+static LIBC_ABORT: AtomicUsize = AtomicUsize::new(0);
+
 #[no_mangle]
 pub extern "C" fn abort() -> ! {
     end_logs();
-    // SAFETY: `abort`'s C type.
-    if let Some(abort) = unsafe { next::<extern "C" fn() -> !>(c"abort") } {
+    let abort = match LIBC_ABORT.load(Ordering::Acquire) {
+        // Before the library's start: no handler of the program's yet.
+        // SAFETY: `abort`'s C type.
+        0 => unsafe { next::<extern "C" fn() -> !>(c"abort") },
+        // SAFETY: stored from `next::<extern "C" fn() -> !>` in `init`.
+        f => Some(unsafe { core::mem::transmute::<usize, extern "C" fn() -> !>(f) }),
+    };
+    if let Some(abort) = abort {
         abort()
     }
     // No C library `abort` (cannot happen with glibc): end as it would.

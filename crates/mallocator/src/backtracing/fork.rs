@@ -252,14 +252,17 @@ fn release_locks() -> Option<os::SignalMask> {
 }
 
 /// The `child` handler: [`release_locks`], then what only the child
-/// does: its compact logs stop (the parent writes those files), but for
-/// the process-wide tracker's when its path names the process (it starts
-/// over in a file of the child's own), and the other threads' event
-/// buffers are forgotten (see `log/threads.rs`); then what other
-/// libraries' fork handlers did meanwhile is recorded. Signals wait until
-/// all of that is done, since it takes tracker locks too.
+/// does: a configuration of the process-wide tracker under way in
+/// another thread is over (`global.rs`); its compact logs stop (the
+/// parent writes those files), but for the process-wide tracker's when
+/// its path names the process (it starts over in a file of the child's
+/// own); and the other threads' event buffers are forgotten (see
+/// `log/threads.rs`); then what other libraries' fork handlers did
+/// meanwhile is recorded. Signals wait until all of that is done, since
+/// it takes tracker locks too.
 extern "C" fn in_child() {
     INSTALLER.store(INSTALLED, Ordering::Release);
+    super::global::configuration_after_fork_in_child();
     let mask = release_locks();
     super::log::after_fork_in_child();
     for_each_state(&mut |st| st.log.stop_in_child());

@@ -145,6 +145,21 @@ fn configure_once(state: &AtomicU8, reentered: impl Fn() -> bool, configure: imp
     }
 }
 
+/// In a child process after `fork`: a configuration under way in the
+/// parent is over, since the thread applying it did not come along (the
+/// child's allocations would each wait for it, a second at a time). The
+/// child keeps what had been applied, and the defaults for the rest; it
+/// does not apply it again, which could create the parent's log file anew.
+fn settle_configuration(state: &AtomicU8) {
+    let _ = state.compare_exchange(CONFIGURING, CONFIGURED, Ordering::AcqRel, Ordering::Acquire);
+}
+
+/// [`settle_configuration`] of the process-wide tracker, for the fork
+/// handler in the child.
+pub(super) fn configuration_after_fork_in_child() {
+    settle_configuration(&CONFIG_STATE);
+}
+
 /// Where [`GlobalBacktracing`] writes the leak report when the program
 /// exits (through C `atexit`, so after `main` returns or `exit` is
 /// called; not on abort or a kill).
@@ -643,5 +658,20 @@ mod tests {
             );
         });
         assert_eq!(state.load(Ordering::SeqCst), CONFIGURED);
+    }
+
+    #[test]
+    fn a_child_forked_while_another_thread_configures_does_not_wait_for_it() {
+        let state = AtomicU8::new(CONFIGURING);
+        settle_configuration(&state);
+        let start = std::time::Instant::now();
+        configure_once(&state, || false, || unreachable!("configured again"));
+        assert!(start.elapsed() < Duration::from_millis(500));
+        // Nothing changes otherwise.
+        for was in [UNCONFIGURED, CONFIGURED] {
+            let state = AtomicU8::new(was);
+            settle_configuration(&state);
+            assert_eq!(state.load(Ordering::SeqCst), was);
+        }
     }
 }
