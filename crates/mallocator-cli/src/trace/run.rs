@@ -103,23 +103,27 @@ pub(crate) fn run(args: &TraceArgs) -> Result<ExitCode, Error> {
         }
         return Ok(code);
     }
-    let reported = report(args, log).and_then(|_| {
-        children.into_iter().try_for_each(|(pid, child_log)| {
-            writeln!(
-                std::io::stderr(),
-                "\n== mallocator trace: process {pid}, a child =="
-            )
-            .map_err(|e| Error::write("standard error", e))?;
-            report(args, child_log).map(drop)
-        })
-    });
-    match reported {
-        // Nobody reads the report (`trace ... 2>&1 | head`): the
-        // program's status still says how it ended.
-        Err(e) if e.is_closed_pipe() => Ok(code),
-        Err(e) => Err(e),
-        Ok(()) => Ok(code),
+    match report_tree(args, log, children) {
+        Err(e) if !e.is_closed_pipe() => Err(e),
+        // Read or not (`trace ... 2>&1 | head`), the report leaves the
+        // program's status to say how it ended.
+        _ => Ok(code),
     }
+}
+
+/// Prints the leak report of `log`, then of each child's log, on
+/// standard error.
+fn report_tree(args: &TraceArgs, log: PathBuf, children: Vec<(u32, PathBuf)>) -> Result<(), Error> {
+    report(args, log)?;
+    for (pid, child_log) in children {
+        writeln!(
+            std::io::stderr(),
+            "\n== mallocator trace: process {pid}, a child =="
+        )
+        .map_err(|e| Error::write("standard error", e))?;
+        report(args, child_log)?;
+    }
+    Ok(())
 }
 
 /// The tracker's settings for a program's own leak report at exit; the
