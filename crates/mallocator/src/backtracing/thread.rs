@@ -180,7 +180,9 @@ const SHARED_LOCK: u64 = HOT - 1;
 /// handlers in the reverse order of registration, the others in order);
 /// what they allocate or free is left in the thread's queue, as a signal
 /// handler's is in a hot path ([`ThreadState::interrupted_hot`]), for
-/// every tracker, and recorded at the thread's next call.
+/// every tracker, and recorded once the locks are free: by the fork
+/// handlers for the process-wide tracker, at its next call on this
+/// thread for another.
 const FORKING: u64 = HOT - 2;
 
 impl Busy<'static> {
