@@ -115,7 +115,10 @@
 //!     comes from a signal handler. It takes no lock: its block comes
 //!     from the inner allocator at once (a free keeps its block), and the
 //!     event waits in the thread's queue until the interrupted path has
-//!     released its locks and records it; a reallocation's look-up tries
+//!     released its locks and records it (the tracker's own reading of
+//!     its tables under those locks, for a report or an accessor, is
+//!     marked as the hot path is: `State::reading`, `Busy::enter_hot`);
+//!     a reallocation's look-up tries
 //!     the record's lock once, and does without the record when it is
 //!     taken (`Block::Unreadable`). The one lock
 //!     shared by all trackers on that path, the DWARF unwinder's, is
@@ -515,8 +518,9 @@ impl<'a> Backtracing<'a> {
     /// assert_eq!(t.live_blocks(), 0);
     /// ```
     pub fn live_blocks(&self) -> usize {
-        self.state()
-            .map_or(0, |st| st.live.iter().map(|s| s.lock().tracked()).sum())
+        self.state().map_or(0, |st| {
+            st.reading(|| st.live.iter().map(|s| s.lock().tracked()).sum())
+        })
     }
 
     /// The tracker's bookkeeping memory.
@@ -540,9 +544,16 @@ impl<'a> Backtracing<'a> {
                 stack_bytes: 0,
             };
         };
-        let live_table_bytes = st.live.iter().map(|s| s.lock().table_bytes()).sum();
-        let (stacks, interned_bytes) = st.stacks.footprint();
-        let ring_bytes: usize = st.live.iter().map(|s| s.lock().frees.bytes()).sum();
+        let (live_table_bytes, (stacks, interned_bytes), ring_bytes) = st.reading(|| {
+            (
+                st.live.iter().map(|s| s.lock().table_bytes()).sum(),
+                st.stacks.footprint(),
+                st.live
+                    .iter()
+                    .map(|s| s.lock().frees.bytes())
+                    .sum::<usize>(),
+            )
+        });
         Metadata {
             record_bytes,
             live_table_bytes,
@@ -1203,7 +1214,8 @@ impl<'a> Backtracing<'a> {
     /// assert_eq!(t.error_count(), 0);
     /// ```
     pub fn error_count(&self) -> usize {
-        self.state().map_or(0, |st| st.errors.lock().total)
+        self.state()
+            .map_or(0, |st| st.reading(|| st.errors.lock().total))
     }
 
     /// Never-freed blocks grouped by allocation stack (largest first), and

@@ -40,9 +40,10 @@ use super::thread::{Share, ThreadState};
 const SYNC: usize = 64 << 10;
 
 impl State {
-    /// Bytes in live blocks: the shards summed, one after another.
+    /// Bytes in live blocks: the shards summed, one after another (as
+    /// the hot path, for a signal handler: [`State::reading`]).
     pub(crate) fn live_bytes(&self) -> usize {
-        self.live.iter().map(|s| s.lock().bytes()).sum()
+        self.reading(|| self.live.iter().map(|s| s.lock().bytes()).sum())
     }
 
     /// Accounts `change` bytes made by thread `t` (`None`: one whose

@@ -403,6 +403,9 @@ impl Backtracing<'_> {
         let mut records: SysVec<Record> = sys_vec();
         let wanted = |r: &Record| r.stack != INTERNAL && keep(r);
         let mut kinds = None;
+        // Until the records and errors are copied out, with the hot path's
+        // locks held: a signal handler's call waits in the queue.
+        let hot = Busy::enter_hot(st.epoch);
         if reach == Reach::Unclassified || !os::ROOTS_KNOWN {
             for shard in &st.live {
                 shard.lock().collect(&mut records, &wanted);
@@ -423,6 +426,15 @@ impl Backtracing<'_> {
                 classify(&mut records, reach)
             });
         }
+        let mut errors: SysVec<ErrorRecord> = sys_vec();
+        let (mut errors_total, mut double_frees) = (0, 0);
+        if with_errors {
+            let e = st.errors.lock();
+            errors.extend_from_slice(&e.kept);
+            errors_total = e.total;
+            double_frees = e.double_frees;
+        }
+        drop(hot);
         // The blocks reported, with their class. A scope reports only
         // the lost ones, unclassified (its scan leaves out the stack).
         let entries: Vec<(Record, Option<LeakKind>)> = records
@@ -433,14 +445,6 @@ impl Backtracing<'_> {
             .filter(|&(_, kind)| reach != Reach::ScopeRoots || kind.is_none_or(LeakKind::is_lost))
             .map(|(r, kind)| (r, kind.filter(|_| reach != Reach::ScopeRoots)))
             .collect();
-        let mut errors: SysVec<ErrorRecord> = sys_vec();
-        let (mut errors_total, mut double_frees) = (0, 0);
-        if with_errors {
-            let e = st.errors.lock();
-            errors.extend_from_slice(&e.kept);
-            errors_total = e.total;
-            double_frees = e.double_frees;
-        }
         let mut by_stack: HashMap<(u32, Option<LeakKind>), (usize, usize)> = HashMap::new();
         for &(r, kind) in &entries {
             let g = by_stack.entry((r.stack, kind)).or_default();

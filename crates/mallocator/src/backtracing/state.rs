@@ -18,6 +18,7 @@ use super::own_heap::own_heap;
 use super::stacks::StackTable;
 use super::sync::SpinLock;
 use super::sys_vec::{sys_vec, SysVec};
+use super::thread::Busy;
 
 /// Tracker epochs: each [`State`] gets a fresh one, never reused (64-bit,
 /// so it cannot wrap). It names the tracker in each thread's reentrancy
@@ -59,6 +60,17 @@ pub(crate) struct State {
 }
 
 impl State {
+    /// Runs `f`, which takes locks of the hot path (the live shards, the
+    /// stack table, the errors) for the tracker's own reading, with this
+    /// thread marked as in the hot path: a signal handler that interrupts
+    /// it leaves its call in the thread's queue rather than wait for a
+    /// lock its thread holds (invariant 12). `f` allocates nothing
+    /// through the tracker.
+    pub(crate) fn reading<R>(&self, f: impl FnOnce() -> R) -> R {
+        let _hot = Busy::enter_hot(self.epoch);
+        f()
+    }
+
     /// Allocates and initialises a state with log target `log` in
     /// `format`; `None`
     /// when out of memory. Built in place: it is about 100 KiB, too big

@@ -196,6 +196,18 @@ impl Busy<'static> {
         Some(Busy { t, was })
     }
 
+    /// Enters tracker `epoch` as its hot path does, for the tracker's own
+    /// work while it holds locks that the hot path takes (a report reading
+    /// the live tables): a signal handler's call meanwhile waits in the
+    /// thread's queue instead of for those locks (invariant 12), until the
+    /// thread's next call. Nothing done under it may allocate through the
+    /// tracker. `None` as for [`enter`](Self::enter).
+    pub(crate) fn enter_hot(epoch: u64) -> Option<Self> {
+        let t = current()?;
+        let was = t.busy.replace(epoch | HOT);
+        Some(Busy { t, was })
+    }
+
     /// Marks what follows, until dropped, as the tracker's own work in
     /// whatever tracker this thread is in: work of the hot path that may
     /// allocate through a global allocator (invariant 12). `None` as for
