@@ -52,7 +52,9 @@ pub struct TraceArgs {
     /// link; it must not exist, unless --force.
     #[arg(long, short, value_name = "FILE")]
     pub output: Option<PathBuf>,
-    /// Replace --output FILE if it exists (a symbolic link there is removed, not followed).
+    /// Replace --output FILE if it exists (a symbolic link there is removed, not followed); with
+    /// --follow-fork or --follow-exec, remove the FILE.NUMBER files beside it too (an earlier
+    /// run's per-process logs).
     #[arg(long, requires = "output")]
     pub force: bool,
     /// Trace the children PROGRAM makes with fork too, each into a log of its own,

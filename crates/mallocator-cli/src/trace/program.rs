@@ -32,33 +32,39 @@ fn is_executable_file(path: &Path) -> bool {
 pub(crate) fn why_untraceable(path: &Path) -> Result<Option<String>, Error> {
     let failed = |e: std::io::Error| Error::Failed(format!("{}: {e}", path.display()));
     let meta = path.metadata().map_err(failed)?;
-    if let Some(why) = secure_mode(path, &meta) {
-        return Ok(Some(format!(
-            "{} {why}: the dynamic loader ignores LD_PRELOAD for it (secure-execution mode), \
-             so nothing would be traced",
-            path.display()
-        )));
-    }
+    let secure = || {
+        secure_mode(path, &meta).map(|why| {
+            format!(
+                "{} {why}: the dynamic loader ignores LD_PRELOAD for it (secure-execution \
+                 mode), so nothing would be traced",
+                path.display()
+            )
+        })
+    };
     let file = match std::fs::File::open(path) {
         Ok(file) => file,
-        // Execute-only: it runs (and is traced) though it cannot be read
-        // here; a static one is then only found out by its empty log.
-        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => return Ok(None),
+        // Execute-only: it runs (and is traced, unless secure) though it
+        // cannot be read here; a static one is then only found out by its
+        // empty log.
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => return Ok(secure()),
         Err(e) => return Err(failed(e)),
     };
     // SAFETY: the file is only read; a program being rebuilt while this
     // runs gives a wrong answer here, not a fault (object parses checked).
     let data = match unsafe { memmap2::Mmap::map(&file) } {
         Ok(data) => data,
-        Err(_) => return Ok(None),
+        Err(_) => return Ok(secure()),
     };
     Ok(match has_interpreter(&data) {
+        // A script: Linux ignores set-id bits on it, and runs its
+        // interpreter, which is what gets traced.
+        None => None,
         Some(false) => Some(format!(
             "{} is statically linked: it has its own malloc, which no preloaded library can \
              replace, so nothing would be traced",
             path.display()
         )),
-        _ => None,
+        Some(true) => secure(),
     })
 }
 

@@ -316,8 +316,12 @@ pub(crate) mod tests_support {
         }
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
         let mut status = 0;
-        // SAFETY: polling for the child forked above.
-        while unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) } == 0 {
+        let waited = loop {
+            // SAFETY: polling for the child forked above.
+            match unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) } {
+                0 => {}
+                waited => break waited,
+            }
             if std::time::Instant::now() > deadline {
                 // SAFETY: the child forked above, not yet waited for.
                 unsafe {
@@ -327,7 +331,8 @@ pub(crate) mod tests_support {
                 panic!("the child hung");
             }
             std::thread::sleep(std::time::Duration::from_millis(10));
-        }
+        };
+        assert_eq!(waited, pid, "waitpid");
         libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0
     }
 }

@@ -411,7 +411,10 @@ impl GlobalBacktracing {
             // Out of memory: allocations fail until a state can be made.
             return;
         };
-        configure_once(&CONFIG_STATE, || Busy::inside(epoch), || self.apply(epoch));
+        // A fork handler's call while another thread configures must not
+        // wait for it: that thread needs the locks the forking one holds.
+        let reentered = || Busy::inside(epoch) || Busy::forking();
+        configure_once(&CONFIG_STATE, reentered, || self.apply(epoch));
     }
 
     /// Reads the environment (as this instance says) into [`TRACKER`];

@@ -1200,9 +1200,8 @@ impl<'a> Backtracing<'a> {
             },
             // The tracker's own work, which reallocates through it
             // holding no shard lock (its tables are not the global
-            // allocator's). A signal handler that interrupts a report,
-            // which holds the shard locks for a moment, and reallocates
-            // is not covered: it waits here.
+            // allocator's; where it reads them under their locks, it is
+            // marked as the hot path is: the arm above).
             None => shard.lock().get(addr),
         })
     }

@@ -992,111 +992,60 @@ fn a_handlers_call_records_the_events_waiting_before_its_own() {
     assert!(t.report().is_clean() && !me.pending.has(st.epoch));
 }
 
-/// An inner allocator a signal handler may call: bump allocation in
-/// memory taken beforehand ([`reserve`](Bump::reserve)); frees are
-/// ignored.
-#[cfg(all(target_os = "linux", not(miri)))]
-struct Bump {
-    base: AtomicUsize,
-    used: AtomicUsize,
-    len: usize,
-}
-
-#[cfg(all(target_os = "linux", not(miri)))]
-impl Bump {
-    const fn new(len: usize) -> Self {
-        Bump {
-            base: AtomicUsize::new(0),
-            used: AtomicUsize::new(0),
-            len,
-        }
-    }
-
-    /// Takes its memory (for the whole process: leaked).
-    fn reserve(&self) {
-        let arena = Box::leak(vec![0u8; self.len].into_boxed_slice());
-        self.base
-            .store(arena.as_mut_ptr() as usize, Ordering::Relaxed);
-    }
-}
-
-// SAFETY: every block is a distinct, aligned range of the arena, which
-// lives for the whole process (leaked).
-#[cfg(all(target_os = "linux", not(miri)))]
-unsafe impl RawAlloc for Bump {
-    fn alloc(&self, layout: Layout) -> Result<NonNull<u8>, AllocError> {
-        let size = layout.size().max(1).next_multiple_of(64);
-        let at = self.used.fetch_add(size, Ordering::Relaxed);
-        if layout.align() > 64 || at + size > self.len {
-            return Err(AllocError);
-        }
-        NonNull::new((self.base.load(Ordering::Relaxed) + at) as *mut u8).ok_or(AllocError)
-    }
-    unsafe fn free(&self, _ptr: NonNull<u8>) {}
-}
-
-/// Real signals whose handler allocates and frees through a tracker,
-/// sent while that tracker's report reads its live tables with every
-/// shard lock held (a scope's reachability scan), or its accessors read
-/// them shard by shard: the handler's calls wait in the thread's queue,
-/// not for those locks. In a child process, whose watchdog ends a hang.
+/// A signal handler's free of a block whose shard a report is reading
+/// (simulated: the report's filter runs under that shard's lock, and
+/// frees the block it is shown) waits in the thread's queue instead of
+/// for the lock, and is done at the thread's next call. In a child
+/// process, whose watchdog ends a hang.
 #[test]
-#[cfg(all(target_os = "linux", not(miri)))]
-#[cfg_attr(
-    mallocator_sanitize = "thread",
-    ignore = "ThreadSanitizer flags malloc inside a signal handler"
-)]
-fn a_signal_handler_during_a_reports_scan_waits_for_no_lock() {
-    use core::sync::atomic::AtomicBool;
-
-    static BUMP: Bump = Bump::new(64 << 20);
-    static SCANNED: Backtracing<'static> = Backtracing::new(Valloc::new(&BUMP));
-    static HANDLED: AtomicUsize = AtomicUsize::new(0);
-    static STOP: AtomicBool = AtomicBool::new(false);
-
-    extern "C" fn on_signal(_: libc::c_int) {
-        let v = SCANNED.valloc();
-        // SAFETY: freeing what `v` returned (or null).
-        unsafe { v.free(v.malloc(8, 24)) };
-        HANDLED.fetch_add(1, Ordering::SeqCst);
-    }
-
+#[cfg(all(unix, not(miri)))]
+fn a_handlers_free_while_a_report_reads_its_shard_waits_in_the_queue() {
+    let t = Backtracing::new(Valloc::libc());
+    let v = t.valloc();
+    let p = v.malloc(8, 40);
     assert!(fork::tests_support::in_child(|| {
-        BUMP.reserve();
-        let v = SCANNED.valloc();
-        let scope = SCANNED.scope();
-        let blocks: Vec<usize> = (0..50_000).map(|_| v.malloc(8, 32) as usize).collect();
-        // SAFETY: a plain handler for SIGUSR1; `pthread_self` names this
-        // thread, which outlives the sender (joined below).
-        let target = unsafe {
-            libc::signal(libc::SIGUSR1, on_signal as *const () as libc::sighandler_t);
-            libc::pthread_self() as usize
+        let freed = core::cell::Cell::new(false);
+        let as_handler = |r: &live::Record| {
+            if r.addr == p as usize && !freed.replace(true) {
+                // SAFETY: `p` came from `v`, freed once.
+                unsafe { v.free(p) };
+            }
+            true
         };
-        let sender = std::thread::spawn(move || {
-            while !STOP.load(Ordering::Relaxed) {
-                // SAFETY: the target thread is alive until it stops this loop.
-                unsafe { libc::pthread_kill(target as libc::pthread_t, libc::SIGUSR1) };
-                std::thread::sleep(std::time::Duration::from_micros(50));
+        let report = t.build_report(&as_handler, false, report::Reach::Unclassified);
+        let me = thread::current().unwrap();
+        let waited = freed.get() && report.leaked_blocks == 1 && me.has_pending();
+        // SAFETY: freeing what `v` returned.
+        unsafe { v.free(v.malloc(8, 8)) };
+        waited && !me.has_pending() && t.live_blocks() == 0
+    }));
+}
+
+/// The same for the tracker's accessors, which read the shards under
+/// their locks too ([`State::reading`]).
+#[test]
+#[cfg(all(unix, not(miri)))]
+fn a_handlers_free_while_an_accessor_reads_its_shard_waits_in_the_queue() {
+    let t = Backtracing::new(Valloc::libc());
+    let v = t.valloc();
+    let p = v.malloc(8, 40);
+    let st = t.state().unwrap();
+    assert!(fork::tests_support::in_child(|| {
+        st.reading(|| {
+            for shard in &st.live {
+                let held = shard.lock();
+                if held.get(p as usize).is_some() {
+                    // SAFETY: `p` came from `v`, freed once.
+                    unsafe { v.free(p) };
+                }
+                drop(held);
             }
         });
-        let start = std::time::Instant::now();
-        while HANDLED.load(Ordering::SeqCst) < 1000 && start.elapsed().as_secs() < 5 {
-            let _ = scope.leaks();
-        }
-        // The accessors read the tables under their locks too.
-        while HANDLED.load(Ordering::SeqCst) < 4000 && start.elapsed().as_secs() < 5 {
-            let _ = (SCANNED.live_blocks(), SCANNED.peak_bytes());
-            let _ = (SCANNED.error_count(), SCANNED.metadata());
-        }
-        STOP.store(true, Ordering::Relaxed);
-        sender.join().unwrap();
-        // SAFETY: no handler runs once ignored.
-        unsafe { libc::signal(libc::SIGUSR1, libc::SIG_IGN) };
-        for p in blocks {
-            // SAFETY: each came from `v`.
-            unsafe { v.free(p as *mut u8) };
-        }
-        HANDLED.load(Ordering::SeqCst) >= 4000
+        let me = thread::current().unwrap();
+        let waited = t.live_blocks() == 1 && me.has_pending();
+        // SAFETY: freeing what `v` returned.
+        unsafe { v.free(v.malloc(8, 8)) };
+        waited && !me.has_pending() && t.live_blocks() == 0
     }));
 }
 
@@ -1120,7 +1069,30 @@ fn a_signal_handler_during_a_reports_scan_waits_for_no_lock() {
 fn no_signal_handlers_event_outlives_the_call_it_interrupted() {
     use core::sync::atomic::AtomicBool;
 
-    static BUMP: Bump = Bump::new(64 << 20);
+    /// Bump allocation in `[base, base + len)`; frees are ignored.
+    struct Bump {
+        base: AtomicUsize,
+        used: AtomicUsize,
+        len: usize,
+    }
+    // SAFETY: every block is a distinct, aligned range of the arena,
+    // which lives for the whole process (leaked).
+    unsafe impl RawAlloc for Bump {
+        fn alloc(&self, layout: Layout) -> Result<NonNull<u8>, AllocError> {
+            let size = layout.size().max(1).next_multiple_of(64);
+            let at = self.used.fetch_add(size, Ordering::Relaxed);
+            if layout.align() > 64 || at + size > self.len {
+                return Err(AllocError);
+            }
+            NonNull::new((self.base.load(Ordering::Relaxed) + at) as *mut u8).ok_or(AllocError)
+        }
+        unsafe fn free(&self, _ptr: NonNull<u8>) {}
+    }
+    static BUMP: Bump = Bump {
+        base: AtomicUsize::new(0),
+        used: AtomicUsize::new(0),
+        len: 64 << 20,
+    };
     static SIGNALLED: Backtracing<'static> = Backtracing::new(Valloc::new(&BUMP));
     static FREED: AtomicUsize = AtomicUsize::new(0);
     static KEPT: AtomicUsize = AtomicUsize::new(0);
@@ -1152,7 +1124,9 @@ fn no_signal_handlers_event_outlives_the_call_it_interrupted() {
         HANDLED.fetch_add(1, Ordering::SeqCst);
     }
 
-    BUMP.reserve();
+    let arena = Box::leak(vec![0u8; BUMP.len].into_boxed_slice());
+    BUMP.base
+        .store(arena.as_mut_ptr() as usize, Ordering::Relaxed);
     let v = SIGNALLED.valloc();
     let epoch = SIGNALLED.state().unwrap().epoch;
     let me = thread::current().unwrap();

@@ -22,9 +22,11 @@ pub(crate) struct ThreadState {
     /// the last scope it opened (see `scope.rs`).
     pub(crate) stamp: Cell<u32>,
     /// The epoch of the tracker this thread is inside (0: none), with
-    /// [`HOT`] set while that is its allocation or free path proper. An
+    /// [`HOT`] set while that is its allocation or free path proper, or
+    /// its own reading of its tables under their locks
+    /// ([`Busy::enter_hot`]); or [`SHARED_LOCK`] or [`FORKING`]. An
     /// allocation that reaches that same tracker now is the tracker's own,
-    /// or, in the hot path (which allocates nothing through a global
+    /// or, with [`HOT`] (where nothing allocates through a global
     /// allocator), a signal handler's; one that reaches another tracker is
     /// an ordinary allocation of it (invariants 4 and 12).
     busy: Cell<u64>,
@@ -160,8 +162,8 @@ pub(crate) struct Busy<'t> {
     was: u64,
 }
 
-/// Set in `ThreadState::busy` in a tracker's hot path (epochs stay far
-/// below it: invariant 6).
+/// Set in `ThreadState::busy` in a tracker's hot path, and while it reads
+/// its tables under their locks (epochs stay far below it: invariant 6).
 const HOT: u64 = 1 << 63;
 
 /// `ThreadState::busy` while the thread, inside no tracker, holds a lock
@@ -182,7 +184,9 @@ const SHARED_LOCK: u64 = HOT - 1;
 /// handler's is in a hot path ([`ThreadState::interrupted_hot`]), for
 /// every tracker, and recorded once the locks are free: by the fork
 /// handlers for the process-wide tracker, at its next call on this
-/// thread for another.
+/// thread for another. As for a signal handler, the queue holds 8
+/// events (an allocation beyond them fails), and a reallocation of a
+/// block older than the window fails, its record being out of reach.
 const FORKING: u64 = HOT - 2;
 
 impl Busy<'static> {
@@ -248,6 +252,13 @@ impl Busy<'static> {
     pub(crate) fn inside(epoch: u64) -> bool {
         THREAD
             .try_with(|t| t.busy.get() & !HOT == epoch)
+            .unwrap_or(false)
+    }
+
+    /// Whether this thread is the one forking (see [`FORKING`]).
+    pub(crate) fn forking() -> bool {
+        THREAD
+            .try_with(|t| t.busy.get() == FORKING)
             .unwrap_or(false)
     }
 

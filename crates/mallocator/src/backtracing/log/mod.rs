@@ -279,31 +279,40 @@ impl Log {
     /// may have to be read (the file's start, a stack with a frame in no
     /// known module), since it costs a lock most chunks do not need.
     pub(crate) fn write_chunk(&self, stacks: &StackTable, thread: u64, events: &[u8], count: u64) {
-        self.with_chunk_writer(stacks, |w| w.write(thread, events, count));
-    }
-
-    /// Runs `f` holding the log lock (and the loader's before it when the
-    /// module map may have to be read, as [`write_chunk`](Self::write_chunk)
-    /// does), with a writer of chunks: for a thread that flushes another
-    /// thread's buffer, which it must take only while holding the lock
-    /// (see `threads.rs`).
-    pub(crate) fn with_chunk_writer<R>(
-        &self,
-        stacks: &StackTable,
-        f: impl FnOnce(&mut ChunkWriter<'_>) -> R,
-    ) -> R {
         let run = |loader_locked| {
-            f(&mut ChunkWriter {
+            ChunkWriter {
                 inner: self.inner.lock(),
                 stacks,
                 loader_locked,
-            })
+            }
+            .write(thread, events, count)
         };
         if self.needs_modules(stacks) {
             os::with_loader_locked(|| run(true))
         } else {
             run(false)
         }
+    }
+
+    /// Runs `f` holding the loader's lock and the log lock, with a writer
+    /// of chunks: for a thread that flushes another thread's buffer,
+    /// which it must take only while holding the log lock (see
+    /// `threads.rs`). Always with the loader's lock: that buffer's events
+    /// may name stacks stored after any check this thread could make
+    /// (see [`Inner::new_stacks`]), so every stack must be written, with
+    /// the modules it needs first.
+    pub(crate) fn with_chunk_writer<R>(
+        &self,
+        stacks: &StackTable,
+        f: impl FnOnce(&mut ChunkWriter<'_>) -> R,
+    ) -> R {
+        os::with_loader_locked(|| {
+            f(&mut ChunkWriter {
+                inner: self.inner.lock(),
+                stacks,
+                loader_locked: true,
+            })
+        })
     }
 
     /// Writes the module records of the objects `frames` lie in, when
@@ -497,10 +506,12 @@ impl Inner {
     /// Without the loader's lock the map cannot be read, so a stack with
     /// such a frame is left for the next writer that holds it (a chunk
     /// whose [`Log::needs_modules`] sees it, or [`Log::map_objects_of`]).
-    /// The chunk being written never needs it: the writer checked, before
-    /// taking the log's lock, that every stack stored by then lies in
-    /// written modules, and its events name only stacks stored before
-    /// that; one stored since comes after them in its shard.
+    /// The chunk being written never needs it: it is the writing thread's
+    /// own (another thread's buffer is written with the loader's lock:
+    /// [`Log::with_chunk_writer`]), whose events name only stacks stored
+    /// before the thread checked, before taking the log's lock, that
+    /// every stack stored by then lies in written modules; one stored
+    /// since comes after them in its shard.
     fn new_stacks(&mut self, stacks: &StackTable, loader_locked: bool) {
         let (buf, known) = (&mut self.buf, &self.modules);
         if !loader_locked {
