@@ -1019,6 +1019,8 @@ fn a_handlers_free_while_a_report_reads_its_shard_waits_in_the_queue() {
         unsafe { v.free(v.malloc(8, 8)) };
         waited && !me.has_pending() && t.live_blocks() == 0
     }));
+    // SAFETY: `p` came from `v`; only the child freed it.
+    unsafe { v.free(p) };
 }
 
 /// The same for the tracker's accessors, which read the shards under
@@ -1047,6 +1049,8 @@ fn a_handlers_free_while_an_accessor_reads_its_shard_waits_in_the_queue() {
         unsafe { v.free(v.malloc(8, 8)) };
         waited && !me.has_pending() && t.live_blocks() == 0
     }));
+    // SAFETY: `p` came from `v`; only the child freed it.
+    unsafe { v.free(p) };
 }
 
 /// Real signals, sent to a thread that allocates and frees through a

@@ -693,7 +693,12 @@ mod tests {
         assert!(std::fs::read_to_string(parent)
             .unwrap()
             .starts_with("+++ ALLOC"));
+        drop((in_child, in_parent));
         std::fs::remove_dir_all(&dir).unwrap();
+        for leaked in [child, parent] {
+            // SAFETY: leaked by `path` above; the logs holding it are gone.
+            drop(unsafe { Box::from_raw(leaked as *const str as *mut str) });
+        }
     }
 
     /// A stack stored after a chunk's writer checked the module map (by
