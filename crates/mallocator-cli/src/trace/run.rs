@@ -44,11 +44,15 @@ pub(crate) fn run(args: &TraceArgs) -> Result<ExitCode, Error> {
         .args(program_args)
         .env("LD_PRELOAD", preload_list(&unpacked.library))
         .env("MALLOCATOR_LOG", &log_setting)
-        .env("MALLOCATOR_LOG_FORMAT", "v2")
-        .env(
-            "MALLOCATOR_FOLLOW_EXEC",
-            if args.follow_exec { "1" } else { "0" },
-        );
+        .env("MALLOCATOR_LOG_FORMAT", "v2");
+    // Set or removed (one exported by the shell would make the programs
+    // PROGRAM runs reopen its log), never added: PROGRAM sees the
+    // environment it was given (the library takes its own settings out).
+    if args.follow_exec {
+        command.env("MALLOCATOR_FOLLOW_EXEC", "1");
+    } else {
+        command.env_remove("MALLOCATOR_FOLLOW_EXEC");
+    }
     for variable in REPORT_VARIABLES {
         if std::env::var_os(variable).is_some() {
             note(format_args!(
