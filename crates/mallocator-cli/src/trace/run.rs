@@ -243,10 +243,9 @@ fn preload_list(library: &Path) -> OsString {
 /// as are the names of the other processes' logs, LOG.PID: one left from
 /// an earlier run would be reported as this run's (`force` removes them).
 fn create_log(path: &Path, force: bool, per_process: bool) -> Result<Created, Error> {
-    let mut taken: Vec<PathBuf> = children_logs(path).into_iter().map(|(_, p)| p).collect();
-    taken.insert(0, path.to_path_buf());
-    if !per_process {
-        taken.truncate(1);
+    let mut taken = vec![path.to_path_buf()];
+    if per_process {
+        taken.extend(children_logs(path).into_iter().map(|(_, p)| p));
     }
     for old in &taken {
         if force {

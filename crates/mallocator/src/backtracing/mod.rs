@@ -805,9 +805,7 @@ impl<'a> Backtracing<'a> {
         // SAFETY: as in `state`.
         let st = unsafe { &*p };
         if let Some(t) = thread::current() {
-            if t.has_pending() {
-                self.drain_pending(st, t);
-            }
+            self.after_hot(st, t);
         }
     }
 
