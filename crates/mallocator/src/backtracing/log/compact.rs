@@ -3,8 +3,7 @@
 //! one function per record kind, so that the format lives in one place
 //! and is tested without a process around it.
 
-use super::super::sys_vec::SysVec;
-use super::append;
+use super::record_buf::RecordBuf;
 
 /// The first 8 bytes of every compact log. The first byte is not ASCII,
 /// so no text log starts with it; the last is a newline, so a transfer
@@ -48,38 +47,38 @@ fn short(s: &[u8]) -> &[u8] {
 }
 
 /// Starts a record: its tag and payload length.
-fn record(buf: &mut SysVec<u8>, tag: u8, len: usize) {
+fn record(buf: &mut RecordBuf, tag: u8, len: usize) {
     buf.push(tag);
-    append(buf, &(len as u32).to_le_bytes());
+    buf.append(&(len as u32).to_le_bytes());
 }
 
 /// Appends a length-prefixed (u16) byte string.
-fn string(buf: &mut SysVec<u8>, s: &[u8]) {
-    append(buf, &(s.len() as u16).to_le_bytes());
-    append(buf, s);
+fn string(buf: &mut RecordBuf, s: &[u8]) {
+    buf.append(&(s.len() as u16).to_le_bytes());
+    buf.append(s);
 }
 
 /// The start of a file: magic, version, header record.
-pub(crate) fn file_start(buf: &mut SysVec<u8>, h: &Header<'_>) {
+pub(crate) fn file_start(buf: &mut RecordBuf, h: &Header<'_>) {
     let (exe, cwd) = (short(h.exe), short(h.cwd));
-    append(buf, &MAGIC);
-    append(buf, &VERSION.to_le_bytes());
+    buf.append(&MAGIC);
+    buf.append(&VERSION.to_le_bytes());
     record(
         buf,
         TAG_HEADER,
         4 + 8 + 1 + 8 + 2 + exe.len() + 2 + cwd.len(),
     );
-    append(buf, &h.pid.to_le_bytes());
-    append(buf, &h.start_ns.to_le_bytes());
+    buf.append(&h.pid.to_le_bytes());
+    buf.append(&h.start_ns.to_le_bytes());
     buf.push(h.clock);
-    append(buf, &h.ticks_per_second.to_le_bytes());
+    buf.append(&h.ticks_per_second.to_le_bytes());
     string(buf, exe);
     string(buf, cwd);
 }
 
 /// A module record.
 pub(crate) fn module(
-    buf: &mut SysVec<u8>,
+    buf: &mut RecordBuf,
     bias: usize,
     start: usize,
     end: usize,
@@ -89,38 +88,38 @@ pub(crate) fn module(
     let build_id = &build_id[..build_id.len().min(u8::MAX as usize)];
     let path = short(path);
     record(buf, TAG_MODULE, 8 * 3 + 1 + build_id.len() + 2 + path.len());
-    append(buf, &(bias as u64).to_le_bytes());
-    append(buf, &(start as u64).to_le_bytes());
-    append(buf, &(end as u64).to_le_bytes());
+    buf.append(&(bias as u64).to_le_bytes());
+    buf.append(&(start as u64).to_le_bytes());
+    buf.append(&(end as u64).to_le_bytes());
     buf.push(build_id.len() as u8);
-    append(buf, build_id);
+    buf.append(build_id);
     string(buf, path);
 }
 
 /// A stack record (at most [`MAX_FRAMES`] frames are kept).
-pub(crate) fn stack(buf: &mut SysVec<u8>, id: u32, frames: &[usize]) {
+pub(crate) fn stack(buf: &mut RecordBuf, id: u32, frames: &[usize]) {
     debug_assert!(id < FIRST_INVALID_ID);
     let frames = &frames[..frames.len().min(MAX_FRAMES)];
     record(buf, TAG_STACK, 4 + 2 + 8 * frames.len());
-    append(buf, &id.to_le_bytes());
-    append(buf, &(frames.len() as u16).to_le_bytes());
+    buf.append(&id.to_le_bytes());
+    buf.append(&(frames.len() as u16).to_le_bytes());
     for &ip in frames {
-        append(buf, &(ip as u64).to_le_bytes());
+        buf.append(&(ip as u64).to_le_bytes());
     }
 }
 
 /// The start of a chunk of `thread`'s events, `events` bytes of them,
 /// which the caller appends right after.
-pub(crate) fn chunk_start(buf: &mut SysVec<u8>, thread: u64, events: usize) {
+pub(crate) fn chunk_start(buf: &mut RecordBuf, thread: u64, events: usize) {
     record(buf, TAG_EVENTS, 8 + events);
-    append(buf, &thread.to_le_bytes());
+    buf.append(&thread.to_le_bytes());
 }
 
 /// The end record.
-pub(crate) fn end(buf: &mut SysVec<u8>, events: u64, lost: u64) {
+pub(crate) fn end(buf: &mut RecordBuf, events: u64, lost: u64) {
     record(buf, TAG_END, 16);
-    append(buf, &events.to_le_bytes());
-    append(buf, &lost.to_le_bytes());
+    buf.append(&events.to_le_bytes());
+    buf.append(&lost.to_le_bytes());
 }
 
 /// An allocation event (`align_log2` 0xFF: no alignment asked for).
@@ -155,7 +154,6 @@ pub(crate) fn free_event(ts: u64, addr: usize, stack: u32) -> [u8; FREE_EVENT] {
 
 #[cfg(test)]
 mod tests {
-    use super::super::super::sys_vec::sys_vec;
     use super::*;
 
     fn u32_at(b: &[u8], i: usize) -> u32 {
@@ -169,7 +167,7 @@ mod tests {
     /// fields sit where `docs/log-format.md` puts them.
     #[test]
     fn records_are_laid_out_as_documented() {
-        let mut b = sys_vec();
+        let mut b = RecordBuf::new();
         file_start(
             &mut b,
             &Header {
@@ -198,7 +196,7 @@ mod tests {
             (2, &b"/w"[..])
         );
 
-        let mut m = sys_vec();
+        let mut m = RecordBuf::new();
         module(&mut m, 0x1000, 0x2000, 0x3000, &[0xab; 20], b"/lib/y.so");
         assert_eq!((m[0], u32_at(&m, 1) as usize), (b'M', m.len() - 5));
         assert_eq!(
@@ -208,7 +206,7 @@ mod tests {
         assert_eq!((m[29], &m[30..50]), (20, &[0xab; 20][..]));
         assert_eq!(&m[52..], b"/lib/y.so");
 
-        let mut s = sys_vec();
+        let mut s = RecordBuf::new();
         stack(&mut s, 5, &[0x10, 0x20]);
         assert_eq!((s[0], u32_at(&s, 1), u32_at(&s, 5)), (b'S', 4 + 2 + 16, 5));
         assert_eq!(
@@ -220,7 +218,7 @@ mod tests {
             (2, 0x10, 0x20)
         );
         let long = [1usize; MAX_FRAMES + 5];
-        let mut s = sys_vec();
+        let mut s = RecordBuf::new();
         stack(&mut s, 6, &long);
         assert_eq!(u16::from_le_bytes([s[9], s[10]]) as usize, MAX_FRAMES);
         assert_eq!(s.len(), 5 + 6 + 8 * MAX_FRAMES);
@@ -243,16 +241,16 @@ mod tests {
             (2, 10, 0xabc, u32::MAX)
         );
 
-        let mut c = sys_vec();
+        let mut c = RecordBuf::new();
         chunk_start(&mut c, 77, ALLOC_EVENT + FREE_EVENT);
-        append(&mut c, &a);
-        append(&mut c, &f);
+        c.append(&a);
+        c.append(&f);
         assert_eq!(
             (c[0], u32_at(&c, 1) as usize, u64_at(&c, 5)),
             (b'E', c.len() - 5, 77)
         );
 
-        let mut z = sys_vec();
+        let mut z = RecordBuf::new();
         end(&mut z, 100, 2);
         assert_eq!(
             (z[0], u32_at(&z, 1), u64_at(&z, 5), u64_at(&z, 13)),

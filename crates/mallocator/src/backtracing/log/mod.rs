@@ -13,6 +13,7 @@
 //! tries that buffer's lock (see `threads.rs`).
 
 mod compact;
+mod record_buf;
 mod text;
 mod threads;
 
@@ -24,6 +25,7 @@ use super::state::State;
 use super::sync::{RawLock, SpinGuard, SpinLock};
 use super::sys_vec::{sys_vec, SysVec};
 use super::thread::ThreadState;
+use record_buf::{try_append, RecordBuf};
 use text::{LineCache, StackLines};
 
 pub(crate) use threads::{after_fork_in_child, detach, finish_all, flush, ThreadBuffer, BUFFERS};
@@ -129,7 +131,7 @@ pub(crate) struct Log {
 struct Inner {
     output: Output,
     /// The bytes of one write, built before it is made.
-    buf: SysVec<u8>,
+    buf: RecordBuf,
     /// Firedancer format: frame lines already described, by address and
     /// by stack.
     lines: LineCache,
@@ -167,7 +169,7 @@ impl Log {
         Log {
             inner: SpinLock::new(Inner {
                 output: Output::Closed(target),
-                buf: sys_vec(),
+                buf: RecordBuf::new(),
                 lines: LineCache::new(),
                 stack_lines: StackLines::new(),
                 started: false,
@@ -201,6 +203,17 @@ impl Log {
     pub(crate) fn set_sink(&self, sink: Sink, format: LogFormat) {
         self.inner.lock().output = Output::Open(sink);
         self.format.store(format_code(format), Ordering::Relaxed);
+    }
+
+    /// Builds the next records in a buffer that can (`false`) or cannot
+    /// (`true`) grow, as when memory runs out.
+    #[cfg(test)]
+    fn starve(&self, starved: bool) {
+        self.inner.lock().buf = if starved {
+            RecordBuf::new_in(crate::valloc::Valloc::null())
+        } else {
+            RecordBuf::new()
+        };
     }
 
     /// The log's lock, for the fork handlers.
@@ -420,8 +433,12 @@ impl Inner {
         !matches!(self.output, Output::Closed(_) | Output::Failed)
     }
 
-    /// Writes `buf` in one call; false when the write failed.
+    /// Writes `buf` in one call; false when the write failed, or when
+    /// `buf` was cut (out of memory) and is not written.
     fn emit(&mut self) -> bool {
+        if self.buf.is_cut() {
+            return false;
+        }
         match &self.output {
             Output::Open(sink) => os::write_all(sink, &self.buf),
             Output::Callback(f) => {
@@ -438,11 +455,14 @@ impl Inner {
     /// copying `tail` first (a chunk's events, 16 KiB); false when the
     /// write failed.
     fn emit_with(&mut self, tail: &[u8]) -> bool {
+        if self.buf.is_cut() {
+            return false;
+        }
         if let Output::Open(sink) = &self.output {
             return os::write_all_two(sink, &self.buf, tail);
         }
         // A callback takes each record whole.
-        append(&mut self.buf, tail);
+        self.buf.append(tail);
         self.emit()
     }
 
@@ -531,17 +551,16 @@ impl Inner {
             // The new module records must come before the stacks: move
             // the stacks behind them.
             let mut tail: SysVec<u8> = sys_vec();
-            if tail.try_reserve(self.buf.len() - stacks_from).is_err() {
+            if !try_append(&mut tail, &self.buf[stacks_from..]) {
                 // Out of memory: the stacks go without, the next write
                 // tries again.
                 self.rescan = true;
                 return;
             }
             self.rescan = false;
-            append(&mut tail, &self.buf[stacks_from..]);
             self.buf.truncate(stacks_from);
             self.rescan_modules();
-            append(&mut self.buf, &tail);
+            self.buf.append(&tail);
         }
     }
 }
@@ -624,29 +643,43 @@ pub(crate) fn free(
     }
 }
 
-/// Appends `bytes` to `buf` with one copy (`extend_from_slice` of this
-/// vector type copies element by element: a third of log mode's time).
-fn append(buf: &mut SysVec<u8>, bytes: &[u8]) {
-    buf.reserve(bytes.len());
-    // SAFETY: `reserve` made room for `bytes.len()` more bytes past the
-    // length; `bytes` cannot overlap that spare capacity (it is not part
-    // of the vector's initialised bytes, and `buf` is borrowed mutably);
-    // those bytes are initialised by the copy before the length covers them.
-    unsafe {
-        core::ptr::copy_nonoverlapping(
-            bytes.as_ptr(),
-            buf.as_mut_ptr().add(buf.len()),
-            bytes.len(),
-        );
-        buf.set_len(buf.len() + bytes.len());
-    }
-}
-
 #[cfg(all(test, unix, not(miri)))]
 mod tests {
     use super::*;
 
     static WAITING_OUT: std::sync::Mutex<Vec<u8>> = std::sync::Mutex::new(Vec::new());
+    static STARVED_OUT: std::sync::Mutex<Vec<u8>> = std::sync::Mutex::new(Vec::new());
+
+    fn collect_starved(bytes: &[u8]) {
+        STARVED_OUT.lock().unwrap().extend_from_slice(bytes);
+    }
+
+    /// Out of memory while a record is built, the log stops (as after a
+    /// failed write) instead of aborting the program: nothing of the cut
+    /// record is written, nor anything after it, which could name a stack
+    /// the lost record defined.
+    #[test]
+    fn a_record_that_cannot_be_built_stops_the_log() {
+        let stacks = StackTable::new();
+        let write = |log: &Log, format| match format {
+            LogFormat::Firedancer => log.write_text(0x10, Some((16, 8)), NO_STACK, &[]),
+            LogFormat::Compact => log.write_chunk(&stacks, 1, &[0; compact::FREE_EVENT], 1),
+        };
+        for format in [LogFormat::Firedancer, LogFormat::Compact] {
+            STARVED_OUT.lock().unwrap().clear();
+            let log = Log::new(LogTarget::Callback(collect_starved), format);
+            log.starve(true);
+            write(&log, format);
+            log.starve(false);
+            write(&log, format);
+            log.finish();
+            assert!(STARVED_OUT.lock().unwrap().is_empty(), "{format:?}");
+            // A log that has the memory writes the same events.
+            let log = Log::new(LogTarget::Callback(collect_starved), format);
+            write(&log, format);
+            assert!(!STARVED_OUT.lock().unwrap().is_empty(), "{format:?}");
+        }
+    }
 
     fn collect_waiting(bytes: &[u8]) {
         WAITING_OUT.lock().unwrap().extend_from_slice(bytes);

@@ -12,7 +12,7 @@
 
 use super::super::os;
 use super::super::sys_vec::{sys_vec, SysVec};
-use super::append;
+use super::record_buf::{try_append, RecordBuf};
 
 /// Frame lines already described, by instruction pointer: asking the
 /// loader (`dladdr`) costs thousands of instructions, and a program's
@@ -42,7 +42,7 @@ impl LineCache {
 
     /// Appends the frame line of `ip` to `buf`, from the cache when it
     /// has it (the cache is skipped if its memory cannot be had).
-    pub(super) fn line(&mut self, ip: usize, buf: &mut SysVec<u8>) {
+    pub(super) fn line(&mut self, ip: usize, buf: &mut RecordBuf) {
         if self.slots.is_empty() {
             if self.slots.try_reserve_exact(CACHE_SLOTS).is_err() {
                 return describe_ip(ip, buf);
@@ -52,7 +52,7 @@ impl LineCache {
         let slot = ((ip as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 52) as usize % CACHE_SLOTS;
         let (cached, start, len) = self.slots[slot];
         if cached == ip && ip != 0 {
-            append(buf, &self.text[start as usize..(start + len) as usize]);
+            buf.append(&self.text[start as usize..(start + len) as usize]);
             return;
         }
         let from = buf.len();
@@ -62,9 +62,8 @@ impl LineCache {
             self.text.clear();
             self.slots.iter_mut().for_each(|s| *s = (0, 0, 0));
         }
-        if self.text.try_reserve(line.len()).is_ok() {
-            let start = self.text.len();
-            append(&mut self.text, line);
+        let start = self.text.len();
+        if try_append(&mut self.text, line) {
             self.slots[slot] = (ip, start as u32, line.len() as u32);
         }
     }
@@ -103,7 +102,7 @@ impl StackLines {
         id: Option<u32>,
         frames: &[usize],
         lines: &mut LineCache,
-        buf: &mut SysVec<u8>,
+        buf: &mut RecordBuf,
     ) {
         let Some(id) = id else {
             return frames.iter().for_each(|&ip| lines.line(ip, buf));
@@ -117,7 +116,7 @@ impl StackLines {
         let slot = ((id as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 52) as usize % STACK_SLOTS;
         let (cached, start, len) = self.slots[slot];
         if cached == id + 1 {
-            append(buf, &self.text[start as usize..(start + len) as usize]);
+            buf.append(&self.text[start as usize..(start + len) as usize]);
             return;
         }
         let from = buf.len();
@@ -127,9 +126,8 @@ impl StackLines {
             self.text.clear();
             self.slots.iter_mut().for_each(|s| *s = (0, 0, 0));
         }
-        if self.text.try_reserve(block.len()).is_ok() {
-            let start = self.text.len();
-            append(&mut self.text, block);
+        let start = self.text.len();
+        if try_append(&mut self.text, block) {
             self.slots[slot] = (id + 1, start as u32, block.len() as u32);
         }
     }
@@ -139,47 +137,47 @@ impl StackLines {
 /// `file(symbol+0xoff)[0xip]`, `file(+0xoff)[0xip]` when the address has
 /// no dynamic symbol (offset from the object's load address), or
 /// `[0xip]` when it is in no known object.
-pub(super) fn describe_ip(ip: usize, buf: &mut SysVec<u8>) {
+pub(super) fn describe_ip(ip: usize, buf: &mut RecordBuf) {
     os::with_code_site(ip, |site| {
         let Some(site) = site.filter(|s| !s.object.is_empty()) else {
             return;
         };
-        append(buf, site.object);
+        buf.append(site.object);
         if site.symbol.is_some() || site.base != 0 {
             buf.push(b'(');
             if let Some(symbol) = site.symbol {
-                append(buf, symbol);
+                buf.append(symbol);
             }
             if ip >= site.base {
-                append(buf, b"+0x");
+                buf.append(b"+0x");
                 push_hex(buf, (ip - site.base) as u64, 1);
             } else {
-                append(buf, b"-0x");
+                buf.append(b"-0x");
                 push_hex(buf, (site.base - ip) as u64, 1);
             }
             buf.push(b')');
         }
     });
-    append(buf, b"[0x");
+    buf.append(b"[0x");
     push_hex(buf, ip as u64, 1);
-    append(buf, b"]\n");
+    buf.append(b"]\n");
 }
 
 /// Appends `v` in lowercase hex, at least `width` digits.
 /// The digits are made in a local array and appended with one copy (a
 /// push per digit checks the vector's capacity each time: that was a
 /// sixth of the text log's cost).
-fn push_hex(buf: &mut SysVec<u8>, v: u64, width: usize) {
+fn push_hex(buf: &mut RecordBuf, v: u64, width: usize) {
     let digits = (16 - (v.leading_zeros() as usize) / 4).clamp(width.clamp(1, 16), 16);
     let mut tmp = [0u8; 16];
     for (i, d) in tmp.iter_mut().enumerate() {
         *d = b"0123456789abcdef"[((v >> (60 - 4 * i)) & 0xf) as usize];
     }
-    append(buf, &tmp[16 - digits..]);
+    buf.append(&tmp[16 - digits..]);
 }
 
 /// Appends `v` in decimal.
-fn push_dec(buf: &mut SysVec<u8>, v: u64) {
+fn push_dec(buf: &mut RecordBuf, v: u64) {
     let mut tmp = [0u8; 20];
     let mut i = tmp.len();
     let mut v = v;
@@ -191,29 +189,26 @@ fn push_dec(buf: &mut SysVec<u8>, v: u64) {
             break;
         }
     }
-    append(buf, &tmp[i..]);
+    buf.append(&tmp[i..]);
 }
 
 /// One record: `+++ ALLOC:n:0x<addr>:<align>:<size>` when `alloc` is
 /// `Some((align, size))`, else `+++ FREE:n:0x<addr>`; then the frames
 /// and `---`.
 pub(super) fn format_record(
-    buf: &mut SysVec<u8>,
+    buf: &mut RecordBuf,
     addr: usize,
     alloc: Option<(usize, usize)>,
     frames: &[usize],
-    frame_lines: &mut dyn FnMut(&mut SysVec<u8>),
+    frame_lines: &mut dyn FnMut(&mut RecordBuf),
 ) {
-    append(
-        buf,
-        if alloc.is_some() {
-            b"+++ ALLOC:"
-        } else {
-            b"+++ FREE:"
-        },
-    );
+    buf.append(if alloc.is_some() {
+        b"+++ ALLOC:"
+    } else {
+        b"+++ FREE:"
+    });
     push_dec(buf, frames.len() as u64);
-    append(buf, b":0x");
+    buf.append(b":0x");
     push_hex(buf, addr as u64, 16);
     if let Some((align, size)) = alloc {
         buf.push(b':');
@@ -223,20 +218,20 @@ pub(super) fn format_record(
     }
     buf.push(b'\n');
     frame_lines(buf);
-    append(buf, b"---\n");
+    buf.append(b"---\n");
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn text(buf: &SysVec<u8>) -> &str {
+    fn text(buf: &RecordBuf) -> &str {
         core::str::from_utf8(buf).unwrap()
     }
 
     #[test]
     fn numbers() {
-        let mut b = sys_vec();
+        let mut b = RecordBuf::new();
         push_hex(&mut b, 0, 1);
         b.push(b' ');
         push_hex(&mut b, 0xdead_beef, 16);
@@ -264,7 +259,7 @@ mod tests {
             .collect();
         for round in 0..3 {
             for &ip in &ips {
-                let (mut direct, mut cached) = (sys_vec(), sys_vec());
+                let (mut direct, mut cached) = (RecordBuf::new(), RecordBuf::new());
                 describe_ip(ip, &mut direct);
                 cache.line(ip, &mut cached);
                 assert_eq!(text(&cached), text(&direct), "ip {ip:#x}, round {round}");
@@ -273,11 +268,11 @@ mod tests {
         // More text than the cache keeps: it starts over, still right.
         let n = if cfg!(miri) { 200 } else { CACHE_TEXT / 8 };
         for i in 0..n {
-            let mut line = sys_vec();
+            let mut line = RecordBuf::new();
             cache.line(0x1000_0000 + i * 8, &mut line);
         }
         assert!(cache.text.len() <= CACHE_TEXT);
-        let (mut direct, mut cached) = (sys_vec(), sys_vec());
+        let (mut direct, mut cached) = (RecordBuf::new(), RecordBuf::new());
         describe_ip(here, &mut direct);
         cache.line(here, &mut cached);
         assert_eq!(text(&cached), text(&direct));
@@ -290,22 +285,22 @@ mod tests {
         let stack = |i: usize| [here, 0x1000 * i, 0x2000 * i];
         for round in 0..3 {
             for i in 1..50 {
-                let (mut direct, mut cached) = (sys_vec(), sys_vec());
+                let (mut direct, mut cached) = (RecordBuf::new(), RecordBuf::new());
                 stack(i).iter().for_each(|&ip| describe_ip(ip, &mut direct));
                 stacks.append(Some(i as u32), &stack(i), &mut lines, &mut cached);
                 assert_eq!(text(&cached), text(&direct), "stack {i}, round {round}");
             }
         }
-        let mut none = sys_vec();
+        let mut none = RecordBuf::new();
         stacks.append(None, &stack(3), &mut lines, &mut none);
-        let mut direct = sys_vec();
+        let mut direct = RecordBuf::new();
         stack(3).iter().for_each(|&ip| describe_ip(ip, &mut direct));
         assert_eq!(text(&none), text(&direct));
     }
 
     #[test]
     fn records_match_the_c_format() {
-        let mut b = sys_vec();
+        let mut b = RecordBuf::new();
         format_record(&mut b, 0x1234, Some((16, 40)), &[0xaa, 0xbb], &mut |buf| {
             describe_ip(0xaa, buf);
             describe_ip(0xbb, buf);

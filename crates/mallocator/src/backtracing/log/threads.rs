@@ -53,7 +53,8 @@ use super::super::sync::{SpinGuard, SpinLock};
 use super::super::sys_vec::{sys_vec, SysVec};
 use super::super::thread::{thread_id, Busy, ThreadState, THREAD};
 use super::super::{fork, os};
-use super::{append, ChunkWriter};
+use super::record_buf::try_append;
+use super::ChunkWriter;
 
 /// Bytes of events one buffer holds (about 600 events).
 pub(crate) const BUFFER_BYTES: usize = 16 * 1024;
@@ -229,7 +230,12 @@ pub(crate) fn push<const N: usize>(st: &State, t: Option<&ThreadState>, event: &
         if b.bytes.len() + N > BUFFER_BYTES {
             b.flush_to(st);
         }
-        append_event(&mut b.bytes, event);
+        if !append_event(&mut b.bytes, event) {
+            // Out of memory, the buffer short of its room: the events it
+            // holds go first, then this one alone.
+            b.flush_to(st);
+            return false;
+        }
         b.events += 1;
         true
     });
@@ -257,12 +263,13 @@ fn adopt(t: &ThreadState) -> *mut Shared {
 
 /// Appends `event` to `bytes`, which has room for it in the buffer's
 /// capacity ([`BUFFER_BYTES`], and the caller flushed it if full; should
-/// that not hold, the general path grows it).
+/// that not hold, the general path grows it). False when it could not
+/// (out of memory): the caller writes the event alone.
 #[inline(always)]
-fn append_event<const N: usize>(bytes: &mut SysVec<u8>, event: &[u8; N]) {
+fn append_event<const N: usize>(bytes: &mut SysVec<u8>, event: &[u8; N]) -> bool {
     let len = bytes.len();
     if bytes.capacity() - len < N {
-        return append(bytes, event);
+        return try_append(bytes, event);
     }
     // SAFETY: the check above leaves room for `N` bytes past the length;
     // `event` is not part of `bytes` (borrowed mutably); the bytes are
@@ -275,6 +282,7 @@ fn append_event<const N: usize>(bytes: &mut SysVec<u8>, event: &[u8; N]) {
             .write_unaligned(*event);
         bytes.set_len(len + N);
     }
+    true
 }
 
 /// A new buffer, listed in [`BUFFERS`]; null when out of memory.
@@ -542,11 +550,15 @@ mod tests {
     fn events_append_whole_with_room_or_without() {
         let mut bytes = sys_vec();
         bytes.try_reserve_exact(8).unwrap();
-        append_event(&mut bytes, &[1u8, 2, 3]);
-        append_event(&mut bytes, &[4u8, 5, 6, 7, 8]);
+        assert!(append_event(&mut bytes, &[1u8, 2, 3]));
+        assert!(append_event(&mut bytes, &[4u8, 5, 6, 7, 8]));
         assert_eq!(&bytes[..], &[1, 2, 3, 4, 5, 6, 7, 8]);
         // No room left: the general path grows the buffer.
-        append_event(&mut bytes, &[9u8, 10]);
+        assert!(append_event(&mut bytes, &[9u8, 10]));
         assert_eq!(&bytes[..], &[1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
+        // Out of memory: refused whole, nothing half-written.
+        let mut starved = SysVec::new_in(crate::valloc::Valloc::null());
+        assert!(!append_event(&mut starved, &[1u8, 2]));
+        assert!(starved.is_empty());
     }
 }
