@@ -117,7 +117,7 @@
 //!     event waits in the thread's queue until the interrupted path has
 //!     released its locks and records it (the tracker's own reading of
 //!     its tables under those locks, for a report or an accessor, is
-//!     marked as the hot path is: `State::reading`, `Busy::enter_hot`);
+//!     marked as the hot path is: `State::reading`);
 //!     a reallocation's look-up tries
 //!     the record's lock once, and does without the record when it is
 //!     taken (`Block::Unreadable`). The one lock

@@ -402,39 +402,39 @@ impl Backtracing<'_> {
         let _busy = Busy::enter(st.epoch);
         let mut records: SysVec<Record> = sys_vec();
         let wanted = |r: &Record| r.stack != INTERNAL && keep(r);
-        let mut kinds = None;
         // Until the records and errors are copied out, with the hot path's
         // locks held: a signal handler's call waits in the queue.
-        let hot = Busy::enter_hot(st.epoch);
-        if reach == Reach::Unclassified || !os::ROOTS_KNOWN {
-            for shard in &st.live {
-                shard.lock().collect(&mut records, &wanted);
+        let (kinds, errors, errors_total, double_frees) = st.reading(|| {
+            let kinds = if reach == Reach::Unclassified || !os::ROOTS_KNOWN {
+                for shard in &st.live {
+                    shard.lock().collect(&mut records, &wanted);
+                }
+                None
+            } else {
+                // Every shard stays locked through the scan, so that no
+                // block is freed (and maybe unmapped) while it is read.
+                // Nothing in between allocates through the tracker (it
+                // would wait for these locks): the scan's memory comes
+                // from the C library. Every block is scanned (the ones
+                // `keep` leaves out may lead to the ones it keeps); those
+                // are dropped after. The loader's lock first (see
+                // `os::with_loader_locked`).
+                os::with_loader_locked(|| {
+                    let shards: [_; LIVE_SHARDS] = core::array::from_fn(|i| st.live[i].lock());
+                    shards
+                        .iter()
+                        .for_each(|s| s.collect(&mut records, &|r| r.stack != INTERNAL));
+                    classify(&mut records, reach)
+                })
+            };
+            let mut errors: SysVec<ErrorRecord> = sys_vec();
+            if !with_errors {
+                return (kinds, errors, 0, 0);
             }
-        } else {
-            // Every shard stays locked through the scan, so that no block
-            // is freed (and maybe unmapped) while it is read. Nothing in
-            // between allocates through the tracker (it would wait for
-            // these locks): the scan's memory comes from the C library.
-            // Every block is scanned (the ones `keep` leaves out may lead
-            // to the ones it keeps); those are dropped after.
-            // The loader's lock first (see `os::with_loader_locked`).
-            kinds = os::with_loader_locked(|| {
-                let shards: [_; LIVE_SHARDS] = core::array::from_fn(|i| st.live[i].lock());
-                shards
-                    .iter()
-                    .for_each(|s| s.collect(&mut records, &|r| r.stack != INTERNAL));
-                classify(&mut records, reach)
-            });
-        }
-        let mut errors: SysVec<ErrorRecord> = sys_vec();
-        let (mut errors_total, mut double_frees) = (0, 0);
-        if with_errors {
             let e = st.errors.lock();
             errors.extend_from_slice(&e.kept);
-            errors_total = e.total;
-            double_frees = e.double_frees;
-        }
-        drop(hot);
+            (kinds, errors, e.total, e.double_frees)
+        });
         // The blocks reported, with their class. A scope reports only
         // the lost ones, unclassified (its scan leaves out the stack).
         let entries: Vec<(Record, Option<LeakKind>)> = records
