@@ -51,16 +51,24 @@ impl RecordBuf {
     }
 
     /// Appends `bytes`, or marks the buffer cut when there is no memory
-    /// for them.
+    /// for them. Inlined for its common case, room enough: a text record
+    /// is dozens of appends.
+    #[inline(always)]
     pub(super) fn append(&mut self, bytes: &[u8]) {
-        if !self.cut && !try_append(&mut self.bytes, bytes) {
+        if !try_append(&mut self.bytes, bytes) {
             self.cut = true;
         }
     }
 
     /// Appends one byte (as [`append`](Self::append)).
+    #[inline(always)]
     pub(super) fn push(&mut self, byte: u8) {
-        self.append(&[byte]);
+        if self.bytes.len() < self.bytes.capacity() || self.bytes.try_reserve(1).is_ok() {
+            // No reallocation: there is room.
+            self.bytes.push(byte);
+        } else {
+            self.cut = true;
+        }
     }
 
     /// Keeps the first `len` bytes.
@@ -80,15 +88,16 @@ impl Deref for RecordBuf {
 /// Appends `bytes` to `buf` with one copy (`extend_from_slice` of this
 /// vector type copies element by element: a third of log mode's time);
 /// false, with `buf` unchanged, when it cannot grow.
+#[inline(always)]
 pub(super) fn try_append(buf: &mut SysVec<u8>, bytes: &[u8]) -> bool {
-    if buf.try_reserve(bytes.len()).is_err() {
+    if buf.capacity() - buf.len() < bytes.len() && !grow(buf, bytes.len()) {
         return false;
     }
-    // SAFETY: `try_reserve` made room for `bytes.len()` more bytes past
-    // the length; `bytes` cannot overlap that spare capacity (it is not
-    // part of the vector's initialised bytes, and `buf` is borrowed
-    // mutably); those bytes are initialised by the copy before the
-    // length covers them.
+    // SAFETY: there is room for `bytes.len()` more bytes past the length
+    // (checked, or made by `grow`); `bytes` cannot overlap that spare
+    // capacity (it is not part of the vector's initialised bytes, and
+    // `buf` is borrowed mutably); those bytes are initialised by the copy
+    // before the length covers them.
     unsafe {
         core::ptr::copy_nonoverlapping(
             bytes.as_ptr(),
@@ -98,6 +107,13 @@ pub(super) fn try_append(buf: &mut SysVec<u8>, bytes: &[u8]) -> bool {
         buf.set_len(buf.len() + bytes.len());
     }
     true
+}
+
+/// Makes room in `buf` for `more` bytes; false when out of memory.
+#[cold]
+#[inline(never)]
+fn grow(buf: &mut SysVec<u8>, more: usize) -> bool {
+    buf.try_reserve(more).is_ok()
 }
 
 #[cfg(test)]
