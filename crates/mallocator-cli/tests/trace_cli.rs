@@ -13,6 +13,17 @@ use serde_json::Value;
 
 const BIN: &str = env!("CARGO_BIN_EXE_mallocator");
 
+/// Runs the C compiler with `flags` then `args`; panics with its
+/// messages when it fails.
+fn cc(flags: &[&str], args: &[&str]) {
+    let out = Command::new("cc").args(flags).args(args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "cc {flags:?} {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// The test programs, built once: `programs` and the plugin, with line
 /// tables and without frame pointers (as distributions build), so that
 /// every stack past its first frame needs the trace's DWARF unwinding.
@@ -24,14 +35,7 @@ fn programs() -> &'static Path {
             std::env::temp_dir().join(format!("mallocator-trace-test-{}", std::process::id()));
         std::fs::create_dir_all(&out).unwrap();
         let flags = ["-O2", "-g", "-fomit-frame-pointer", "-Wall", "-Werror"];
-        let cc = |args: &[&str]| {
-            let out = Command::new("cc").args(flags).args(args).output().unwrap();
-            assert!(
-                out.status.success(),
-                "cc {args:?}: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        };
+        let cc = |args: &[&str]| cc(&flags, args);
         let exe = out.join("programs");
         cc(&[
             src.join("programs.c").to_str().unwrap(),
@@ -379,17 +383,15 @@ fn static_programs_and_those_setuid_to_another_user_are_refused() {
     let main = dir.path().join("main.c");
     std::fs::write(&main, "int main(void) { return 0; }\n").unwrap();
     let exe = dir.path().join("static");
-    let built = Command::new("cc")
-        .args([
-            "-static",
+    cc(
+        &["-static"],
+        &[
             main.to_str().unwrap(),
             src.to_str().unwrap(),
             "-o",
-        ])
-        .arg(&exe)
-        .status()
-        .unwrap();
-    assert!(built.success());
+            exe.to_str().unwrap(),
+        ],
+    );
     let out = Command::new(BIN)
         .args(["trace", "--"])
         .arg(&exe)
@@ -658,18 +660,7 @@ fn a_setting_that_is_not_text_is_reported() {
 fn fork_handlers_of_a_library_loaded_before_the_tracker_may_allocate() {
     let dir = scratch();
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/trace");
-    let cc = |args: &[&str]| {
-        let out = Command::new("cc")
-            .args(["-O2", "-g", "-Wall", "-Werror"])
-            .args(args)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
+    let cc = |args: &[&str]| cc(&["-O2", "-g", "-Wall", "-Werror"], args);
     let lib_dir = dir.path().to_str().unwrap();
     cc(&[
         "-shared",
