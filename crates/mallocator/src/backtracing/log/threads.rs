@@ -249,6 +249,11 @@ pub(crate) fn push<const N: usize>(st: &State, t: Option<&ThreadState>, event: &
 /// teardown (its slot is gone: a buffer made now would never be freed).
 #[cold]
 fn adopt(t: &ThreadState) -> *mut Shared {
+    // The first use of `MINE` registers its destructor, for which the C
+    // library allocates (glibc's `__cxa_thread_atexit_impl` calls
+    // `calloc`): the tracker's own work (invariant 12), not a signal
+    // handler's call into the hot path, nor the program's block.
+    let _own = Busy::own();
     MINE.try_with(|slot| {
         let mut p = slot.0.get();
         if p.is_null() {
