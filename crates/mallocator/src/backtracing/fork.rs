@@ -20,6 +20,7 @@
 //! over. No tracker lock is held for long or while waiting on anything
 //! the handler holds, so this ends.
 
+use core::cell::Cell;
 use core::sync::atomic::{AtomicU32, Ordering};
 
 use super::os;
@@ -55,6 +56,30 @@ static REGISTRY: SpinLock<Registry> = SpinLock::new(Registry {
     mask_before_fork: None,
     busy_before_fork: None,
 });
+
+std::thread_local! {
+    /// Whether this thread holds [`REGISTRY`] (or is taking it): from
+    /// [`with_registry`], and across `fork` from [`prepare`] to
+    /// [`release_locks`]. A call on this thread that needs the registry
+    /// meanwhile, from a signal handler that interrupted it there or
+    /// from another library's fork handler, would wait for it forever:
+    /// it is refused instead. No destructor, so always readable.
+    static REGISTRY_HELD: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Runs `f` on the registry, locked; `None` (nothing done) when this
+/// thread holds it already (see [`REGISTRY_HELD`]).
+fn with_registry<R>(f: impl FnOnce(&mut Registry) -> R) -> Option<R> {
+    if REGISTRY_HELD.with(|held| held.replace(true)) {
+        return None;
+    }
+    let result = {
+        let _marked = Busy::shared_lock();
+        f(&mut REGISTRY.lock())
+    };
+    REGISTRY_HELD.with(|held| held.set(false));
+    Some(result)
+}
 
 /// Who installs the handlers: [`NOBODY`] yet, [`INSTALLED`] (done, in
 /// this process or in the parent it was forked from), or else the id of
@@ -122,26 +147,33 @@ fn install_handlers() {
 }
 
 /// Adds a state; installs the handlers at the first call. False when out
-/// of memory (the state must then not be used: a fork could copy its
-/// locks taken).
+/// of memory, or when this thread holds the registry (see
+/// [`REGISTRY_HELD`]): the state must then not be used (a fork could copy
+/// its locks taken).
 pub(crate) fn register(state: *mut State) -> bool {
     install_handlers();
-    let _marked = Busy::shared_lock();
-    let states = &mut REGISTRY.lock().states;
-    if states.try_reserve(1).is_err() {
-        return false;
-    }
-    states.push(state as usize);
-    true
+    with_registry(|registry| {
+        if registry.states.try_reserve(1).is_err() {
+            return false;
+        }
+        registry.states.push(state as usize);
+        true
+    })
+    .unwrap_or(false)
 }
 
-/// Removes a state (before it is freed).
-pub(crate) fn unregister(state: *mut State) {
-    let _marked = Busy::shared_lock();
-    let states = &mut REGISTRY.lock().states;
-    if let Some(i) = states.iter().position(|&s| s == state as usize) {
-        states.swap_remove(i);
-    }
+/// Removes a state, which may then be freed. False when this thread
+/// holds the registry (see [`REGISTRY_HELD`]): the state stays listed,
+/// and must never be freed.
+#[must_use]
+pub(crate) fn unregister(state: *mut State) -> bool {
+    with_registry(|registry| {
+        let states = &mut registry.states;
+        if let Some(i) = states.iter().position(|&s| s == state as usize) {
+            states.swap_remove(i);
+        }
+    })
+    .is_some()
 }
 
 /// Calls `f` on every tracker lock, in order; stops at the first `false`.
@@ -205,6 +237,7 @@ fn acquire_all() {
 extern "C" fn prepare() {
     let mask = os::block_signals();
     let busy = Busy::begin_fork();
+    REGISTRY_HELD.with(|held| held.set(true));
     acquire_all();
     #[cfg(dwarf_unwinder)]
     super::dwarf::held_across_fork(true);
@@ -245,6 +278,7 @@ fn release_locks() -> Option<os::SignalMask> {
         REGISTRY.release();
         (mask, busy)
     };
+    REGISTRY_HELD.with(|held| held.set(false));
     #[cfg(dwarf_unwinder)]
     super::dwarf::held_across_fork(false);
     Busy::end_fork(busy);
@@ -273,15 +307,16 @@ extern "C" fn in_child() {
     }
 }
 
-/// Calls `f` on every live tracker state.
+/// Calls `f` on every live tracker state; on none when this thread
+/// holds the registry (see [`REGISTRY_HELD`]).
 pub(crate) fn for_each_state(f: &mut dyn FnMut(&State)) {
-    let _marked = Busy::shared_lock();
-    let registry = REGISTRY.lock();
-    for &s in registry.states.iter() {
-        // SAFETY: a registered state is live until it is unregistered,
-        // which needs the registry lock held here.
-        f(unsafe { &*(s as *const State) });
-    }
+    with_registry(|registry| {
+        for &s in registry.states.iter() {
+            // SAFETY: a registered state is live until it is
+            // unregistered, which needs the registry lock held here.
+            f(unsafe { &*(s as *const State) });
+        }
+    });
 }
 
 /// The handlers as `fork` runs them, for tests elsewhere.
@@ -396,6 +431,32 @@ mod tests {
             // SAFETY: `theirs` came from `v`.
             unsafe { v.free(theirs) };
             kept && t.live_blocks() == 0
+        }));
+    }
+
+    /// A tracker's first call, made by another library's fork handler
+    /// while the tracker's handlers hold the registry across `fork`, or
+    /// by a signal handler that interrupted its thread in the registry,
+    /// fails at once rather than wait for the registry forever (a child
+    /// process runs it: a regression hangs until its watchdog); the
+    /// tracker works once the registry is free.
+    #[test]
+    #[cfg(all(unix, not(miri)))]
+    fn a_first_call_made_while_its_thread_holds_the_registry_fails() {
+        assert!(tests_support::in_child(|| {
+            let t = Backtracing::new(Valloc::libc());
+            let v = t.valloc();
+            prepare();
+            let in_fork_window = v.malloc(8, 8);
+            in_child();
+            let in_registry = with_registry(|_| v.malloc(8, 8)).unwrap();
+            let after = v.malloc(8, 8);
+            // SAFETY: freeing what `v` returned.
+            unsafe { v.free(after) };
+            in_fork_window.is_null()
+                && in_registry.is_null()
+                && !after.is_null()
+                && t.live_blocks() == 0
         }));
     }
 

@@ -126,7 +126,10 @@
 //!     frame pointers instead. A handler's stack capture allocates
 //!     nothing: the `backtrace` unwinder gives way to frame pointers, the
 //!     DWARF unwinder does not scan for objects loaded since, and a
-//!     thread that never asked for its stack bounds gets no stack.
+//!     thread that never asked for its stack bounds gets no stack. Nor
+//!     does a handler wait for the registry of states its thread holds
+//!     (a first call that would create a state fails instead: `fork.rs`,
+//!     `REGISTRY_HELD`).
 //!
 //! ```
 //! use mallocator::backtracing::Backtracing;
@@ -304,10 +307,13 @@ impl Drop for Backtracing<'_> {
             let busy = thread::Busy::enter(st.epoch);
             st.log.finish();
             drop(busy);
-            fork::unregister(p);
-            // SAFETY: `p` came from `State::create`, is unregistered now,
-            // and `&mut self` proves no handle or thread uses it.
-            unsafe { State::destroy(p) };
+            // A tracker dropped by a signal handler that interrupted its
+            // thread in the registry keeps its state, leaked.
+            if fork::unregister(p) {
+                // SAFETY: `p` came from `State::create`, is unregistered
+                // now, and `&mut self` proves no handle or thread uses it.
+                unsafe { State::destroy(p) };
+            }
         }
     }
 }
@@ -413,8 +419,11 @@ impl<'a> Backtracing<'a> {
     }
 
     /// The tracker's state, created at the first call; `None` only when
-    /// it cannot be allocated (every allocation then fails, every free is
-    /// ignored: no block was handed out).
+    /// it cannot be made: out of memory, or asked by a signal handler
+    /// or a fork handler on a thread that holds the registry of states
+    /// (`fork.rs`, `REGISTRY_HELD`) and cannot wait for it. Every
+    /// allocation then fails, every free is ignored (no block was handed
+    /// out); a later call tries again.
     #[inline]
     fn state(&self) -> Option<&State> {
         let p = self.state.load(Ordering::Acquire);
@@ -446,10 +455,11 @@ impl<'a> Backtracing<'a> {
         ) {
             Ok(_) => fresh,
             Err(first) => {
-                fork::unregister(fresh);
-                // SAFETY: `fresh` lost the race, was never published, and
-                // is unregistered now.
-                unsafe { State::destroy(fresh) };
+                if fork::unregister(fresh) {
+                    // SAFETY: `fresh` lost the race, was never published,
+                    // and is unregistered now.
+                    unsafe { State::destroy(fresh) };
+                }
                 first
             }
         };
