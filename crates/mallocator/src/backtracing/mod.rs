@@ -117,7 +117,8 @@
 //!     event waits in the thread's queue until the interrupted path has
 //!     released its locks and records it (the tracker's own reading of
 //!     its tables under those locks, for a report or an accessor, is
-//!     marked as the hot path is: `State::reading`);
+//!     marked as the hot path is, `State::reading`, and records them
+//!     once done, `Backtracing::read`);
 //!     a reallocation's look-up tries
 //!     the record's lock once, and does without the record when it is
 //!     taken (`Block::Unreadable`). The one lock
@@ -497,7 +498,7 @@ impl<'a> Backtracing<'a> {
     /// # unsafe { t.valloc().free(p) };
     /// ```
     pub fn live_bytes(&self) -> usize {
-        self.state().map_or(0, State::live_bytes)
+        self.read(State::live_bytes).unwrap_or(0)
     }
 
     /// The largest [`live_bytes`](Self::live_bytes) seen. Exact while one
@@ -516,9 +517,8 @@ impl<'a> Backtracing<'a> {
     /// assert_eq!(t.peak_bytes(), 1000);
     /// ```
     pub fn peak_bytes(&self) -> usize {
-        self.state().map_or(0, |st| {
-            st.peak_bytes.load(Ordering::Relaxed).max(st.live_bytes())
-        })
+        self.read(|st| st.peak_bytes.load(Ordering::Relaxed).max(st.live_bytes()))
+            .unwrap_or(0)
     }
 
     /// Live blocks (the tracker's own excluded).
@@ -528,9 +528,8 @@ impl<'a> Backtracing<'a> {
     /// assert_eq!(t.live_blocks(), 0);
     /// ```
     pub fn live_blocks(&self) -> usize {
-        self.state().map_or(0, |st| {
-            st.reading(|| st.live.iter().map(|s| s.lock().tracked()).sum())
-        })
+        self.read(|st| st.reading(|| st.live.iter().map(|s| s.lock().tracked()).sum()))
+            .unwrap_or(0)
     }
 
     /// The tracker's bookkeeping memory.
@@ -545,7 +544,19 @@ impl<'a> Backtracing<'a> {
     /// ```
     pub fn metadata(&self) -> Metadata {
         let record_bytes = core::mem::size_of::<Record>();
-        let Some(st) = self.state() else {
+        let read = self.read(|st| {
+            st.reading(|| {
+                (
+                    st.live.iter().map(|s| s.lock().table_bytes()).sum(),
+                    st.stacks.footprint(),
+                    st.live
+                        .iter()
+                        .map(|s| s.lock().frees.bytes())
+                        .sum::<usize>(),
+                )
+            })
+        });
+        let Some((live_table_bytes, (stacks, interned_bytes), ring_bytes)) = read else {
             return Metadata {
                 record_bytes,
                 live_table_bytes: 0,
@@ -554,16 +565,6 @@ impl<'a> Backtracing<'a> {
                 stack_bytes: 0,
             };
         };
-        let (live_table_bytes, (stacks, interned_bytes), ring_bytes) = st.reading(|| {
-            (
-                st.live.iter().map(|s| s.lock().table_bytes()).sum(),
-                st.stacks.footprint(),
-                st.live
-                    .iter()
-                    .map(|s| s.lock().frees.bytes())
-                    .sum::<usize>(),
-            )
-        });
         Metadata {
             record_bytes,
             live_table_bytes,
@@ -571,6 +572,19 @@ impl<'a> Backtracing<'a> {
             stacks,
             stack_bytes: interned_bytes + ring_bytes,
         }
+    }
+
+    /// Runs the reader `f` on the state (`None` without one), then
+    /// records the events this thread's signal handlers left in its queue
+    /// while `f` read the tables under their locks (`State::reading`,
+    /// invariant 12), so that none waits for the thread's next call.
+    fn read<R>(&self, f: impl FnOnce(&State) -> R) -> Option<R> {
+        let st = self.state()?;
+        let read = f(st);
+        if let Some(t) = thread::current() {
+            self.after_hot(st, t);
+        }
+        Some(read)
     }
 
     /// Captures the current stack into `storage`; counts a capture made
@@ -1221,8 +1235,8 @@ impl<'a> Backtracing<'a> {
     /// assert_eq!(t.error_count(), 0);
     /// ```
     pub fn error_count(&self) -> usize {
-        self.state()
-            .map_or(0, |st| st.reading(|| st.errors.lock().total))
+        self.read(|st| st.reading(|| st.errors.lock().total))
+            .unwrap_or(0)
     }
 
     /// Never-freed blocks grouped by allocation stack (largest first), and

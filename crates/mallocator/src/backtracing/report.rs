@@ -13,6 +13,7 @@ use super::errors::ErrorRecord;
 use super::live::{Record, LIVE_SHARDS};
 use super::reachability::{self, LeakKind};
 use super::stacks::INTERNAL;
+use super::state::State;
 use super::symbolize::Symbolizer;
 use super::sys_vec::{sys_vec, SysVec};
 use super::thread::Busy;
@@ -396,9 +397,18 @@ impl Backtracing<'_> {
         with_errors: bool,
         reach: Reach,
     ) -> LeakReport {
-        let Some(st) = self.state() else {
-            return LeakReport::default();
-        };
+        self.read(|st| self.report_of(st, keep, with_errors, reach))
+            .unwrap_or_default()
+    }
+
+    /// [`build_report`](Self::build_report) on the state `st`.
+    fn report_of(
+        &self,
+        st: &State,
+        keep: &dyn Fn(&Record) -> bool,
+        with_errors: bool,
+        reach: Reach,
+    ) -> LeakReport {
         let _busy = Busy::enter(st.epoch);
         let mut records: SysVec<Record> = sys_vec();
         let wanted = |r: &Record| r.stack != INTERNAL && keep(r);

@@ -64,7 +64,8 @@ impl State {
     /// stack table, the errors) for the tracker's own reading, with this
     /// thread marked as in the hot path: a signal handler that interrupts
     /// it leaves its call in the thread's queue rather than wait for a
-    /// lock its thread holds (invariant 12). `f` allocates nothing
+    /// lock its thread holds (invariant 12), for the caller to record
+    /// once it is done (`Backtracing::read`). `f` allocates nothing
     /// through the tracker.
     pub(crate) fn reading<R>(&self, f: impl FnOnce() -> R) -> R {
         let _hot = Busy::enter_hot(self.epoch);

@@ -995,8 +995,8 @@ fn a_handlers_call_records_the_events_waiting_before_its_own() {
 /// A signal handler's free of a block whose shard a report is reading
 /// (simulated: the report's filter runs under that shard's lock, and
 /// frees the block it is shown) waits in the thread's queue instead of
-/// for the lock, and is done at the thread's next call. In a child
-/// process, whose watchdog ends a hang.
+/// for the lock, and is done once the report has read the tables, before
+/// it returns. In a child process, whose watchdog ends a hang.
 #[test]
 #[cfg(all(unix, not(miri)))]
 fn a_handlers_free_while_a_report_reads_its_shard_waits_in_the_queue() {
@@ -1014,40 +1014,38 @@ fn a_handlers_free_while_a_report_reads_its_shard_waits_in_the_queue() {
         };
         let report = t.build_report(&as_handler, false, report::Reach::Unclassified);
         let me = thread::current().unwrap();
-        let waited = freed.get() && report.leaked_blocks == 1 && me.has_pending();
-        // SAFETY: freeing what `v` returned.
-        unsafe { v.free(v.malloc(8, 8)) };
-        waited && !me.has_pending() && t.live_blocks() == 0
+        freed.get() && report.leaked_blocks == 1 && !me.has_pending() && t.live_blocks() == 0
     }));
     // SAFETY: `p` came from `v`; only the child freed it.
     unsafe { v.free(p) };
 }
 
 /// The same for the tracker's accessors, which read the shards under
-/// their locks too ([`State::reading`]).
+/// their locks too ([`State::reading`] inside `Backtracing::read`).
 #[test]
 #[cfg(all(unix, not(miri)))]
 fn a_handlers_free_while_an_accessor_reads_its_shard_waits_in_the_queue() {
     let t = Backtracing::new(Valloc::libc());
     let v = t.valloc();
     let p = v.malloc(8, 40);
-    let st = t.state().unwrap();
     assert!(fork::tests_support::in_child(|| {
-        st.reading(|| {
-            for shard in &st.live {
-                let held = shard.lock();
-                if held.get(p as usize).is_some() {
-                    // SAFETY: `p` came from `v`, freed once.
-                    unsafe { v.free(p) };
-                }
-                drop(held);
-            }
-        });
         let me = thread::current().unwrap();
-        let waited = t.live_blocks() == 1 && me.has_pending();
-        // SAFETY: freeing what `v` returned.
-        unsafe { v.free(v.malloc(8, 8)) };
-        waited && !me.has_pending() && t.live_blocks() == 0
+        let mut waited = false;
+        let live = t.read(|st| {
+            st.reading(|| {
+                for shard in &st.live {
+                    let held = shard.lock();
+                    if held.get(p as usize).is_some() {
+                        // SAFETY: `p` came from `v`, freed once.
+                        unsafe { v.free(p) };
+                        waited = me.has_pending();
+                    }
+                    drop(held);
+                }
+                st.live.iter().map(|s| s.lock().tracked()).sum::<usize>()
+            })
+        });
+        waited && live == Some(1) && !me.has_pending() && t.live_blocks() == 0
     }));
     // SAFETY: `p` came from `v`; only the child freed it.
     unsafe { v.free(p) };

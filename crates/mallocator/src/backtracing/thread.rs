@@ -203,9 +203,10 @@ impl Busy<'static> {
     /// Enters tracker `epoch` as its hot path does, for the tracker's own
     /// work while it holds locks that the hot path takes (a report reading
     /// the live tables): a signal handler's call meanwhile waits in the
-    /// thread's queue instead of for those locks (invariant 12), until the
-    /// thread's next call. Nothing done under it may allocate through the
-    /// tracker. `None` as for [`enter`](Self::enter).
+    /// thread's queue instead of for those locks (invariant 12), recorded
+    /// once the reading is over (`Backtracing::read`). Nothing done under
+    /// it may allocate through the tracker. `None` as for
+    /// [`enter`](Self::enter).
     pub(crate) fn enter_hot(epoch: u64) -> Option<Self> {
         let t = current()?;
         let was = t.busy.replace(epoch | HOT);
