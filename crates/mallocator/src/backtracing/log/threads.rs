@@ -28,17 +28,18 @@
 //! Lock order: [`BUFFERS`], then a buffer, then the log; a thread
 //! flushing another thread's buffer holds [`BUFFERS`] and the log and
 //! only *tries* the buffer's lock, so it never waits for a buffer while
-//! holding a log.
+//! holding a log. It takes the loader's lock too (to write the module
+//! map) while holding [`BUFFERS`]; a thread that allocates inside a
+//! `dl_iterate_phdr` callback holds the loader's lock, so the hot path
+//! only *tries* [`BUFFERS`] (to make or attach its buffer), and its
+//! event goes alone when it is taken.
 //!
-//! Known gaps in that order, each needing a rare combination (left as
-//! they are: closing them changes the order itself):
-//! * a log callback that allocates, during a flush, through another
-//!   tracker that logs too: that tracker's event may need a buffer
-//!   attached or made, and so [`BUFFERS`], which the flushing thread
-//!   holds;
-//! * a `dl_iterate_phdr` callback that allocates (holding the loader's
-//!   lock) and needs a buffer, while another thread flushes holding
-//!   [`BUFFERS`] and needs the loader's lock to read the module map;
+//! (So a log callback that allocates during a flush, through another
+//! tracker that logs too, does not wait for the [`BUFFERS`] its own
+//! thread holds either.)
+//!
+//! A known gap in that order, needing a rare combination (left as it
+//! is: closing it changes the order itself):
 //! * a signal handler that logs through a second tracker while its
 //!   thread, inside the first one, holds that tracker's stack-table lock
 //!   with its buffer attached there: writing the buffer out needs that
@@ -103,6 +104,19 @@ fn lock_buffers() -> AllBuffers {
         list: BUFFERS.lock(),
         _marked: marked,
     }
+}
+
+/// [`lock_buffers`] for a thread on its hot path (making or attaching
+/// its buffer), which may hold the loader's lock (inside a
+/// `dl_iterate_phdr` callback) while a thread flushing the buffers holds
+/// [`BUFFERS`] and waits for the loader's lock to write them: `None` when
+/// the lock is taken, and the event goes alone instead of waiting.
+fn try_lock_buffers() -> Option<AllBuffers> {
+    let marked = Busy::shared_lock();
+    Some(AllBuffers {
+        list: BUFFERS.try_lock()?,
+        _marked: marked,
+    })
 }
 
 impl core::ops::Deref for AllBuffers {
@@ -224,7 +238,9 @@ pub(crate) fn push<const N: usize>(st: &State, t: Option<&ThreadState>, event: &
         };
         if b.epoch != st.epoch {
             drop(b);
-            attach(shared, st);
+            if !attach(shared, st) {
+                return false;
+            }
             b = shared.buffer.lock();
         }
         if b.bytes.len() + N > BUFFER_BYTES {
@@ -321,14 +337,18 @@ fn create() -> *mut Shared {
             state: AtomicPtr::new(core::ptr::null_mut()),
         })
     };
-    let mut all = lock_buffers();
-    if all.try_reserve(1).is_err() {
-        drop(all);
+    let listed = try_lock_buffers().is_some_and(|mut all| {
+        if all.try_reserve(1).is_err() {
+            return false;
+        }
+        all.push(p as usize);
+        true
+    });
+    if !listed {
         // SAFETY: made above, never shared.
         unsafe { free(p) };
         return core::ptr::null_mut();
     }
-    all.push(p as usize);
     p
 }
 
@@ -345,10 +365,13 @@ unsafe fn free(p: *mut Shared) {
 }
 
 /// Attaches the calling thread's buffer to tracker `st`, after writing
-/// what it holds for another tracker (a thread that logs to two).
+/// what it holds for another tracker (a thread that logs to two); false
+/// when [`BUFFERS`] is taken (see [`try_lock_buffers`]).
 #[cold]
-fn attach(shared: &Shared, st: &State) {
-    let _all = lock_buffers();
+fn attach(shared: &Shared, st: &State) -> bool {
+    let Some(_all) = try_lock_buffers() else {
+        return false;
+    };
     let mut b = shared.buffer.lock();
     if let Some(old) = shared.attached() {
         b.flush_to(old);
@@ -357,6 +380,7 @@ fn attach(shared: &Shared, st: &State) {
         .state
         .store(st as *const State as *mut State, Ordering::Relaxed);
     b.epoch = st.epoch;
+    true
 }
 
 /// The thread's end: flushes its buffer and frees it.
@@ -534,6 +558,44 @@ mod tests {
             unsafe { v.free(p) };
             drop(all);
             !p.is_null() && t.live_blocks() == 0
+        }));
+    }
+
+    /// A thread whose first event comes while another thread holds
+    /// [`BUFFERS`] (one flushing the buffers, waiting for the loader's
+    /// lock that this thread may hold inside a `dl_iterate_phdr`
+    /// callback) does not wait for the list: its event goes alone, and
+    /// is logged. Were it to wait, this test would hang (the list's
+    /// holder waits for it to end) until its watchdog.
+    #[test]
+    #[cfg(all(unix, not(miri)))]
+    fn a_first_event_while_another_thread_holds_the_buffer_list_goes_alone() {
+        use super::super::compact;
+        use core::sync::atomic::AtomicUsize;
+        static WRITTEN: AtomicUsize = AtomicUsize::new(0);
+        fn count(record: &[u8]) {
+            WRITTEN.fetch_add(record.len(), Ordering::Relaxed);
+        }
+        assert!(fork::tests_support::in_child(|| {
+            let t = crate::backtracing::Backtracing::with_config(
+                crate::Valloc::libc(),
+                crate::backtracing::Config {
+                    log: crate::backtracing::LogTarget::Callback(count),
+                    ..crate::backtracing::Config::DEFAULT
+                },
+            );
+            let v = t.valloc();
+            let all = lock_buffers();
+            let before = WRITTEN.load(Ordering::Relaxed);
+            std::thread::scope(|s| {
+                s.spawn(|| {
+                    // SAFETY: freeing what `v` returned.
+                    unsafe { v.free(v.malloc(8, 8)) };
+                });
+            });
+            let written = WRITTEN.load(Ordering::Relaxed) - before;
+            drop(all);
+            written >= compact::ALLOC_EVENT + compact::FREE_EVENT && t.live_blocks() == 0
         }));
     }
 
