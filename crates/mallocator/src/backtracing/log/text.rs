@@ -57,6 +57,10 @@ impl LineCache {
         }
         let from = buf.len();
         describe_ip(ip, buf);
+        if buf.is_cut() {
+            // Out of memory: the line may be incomplete (and the log stops).
+            return;
+        }
         let line = &buf[from..];
         if self.text.len() + line.len() > CACHE_TEXT {
             self.text.clear();
@@ -121,6 +125,10 @@ impl StackLines {
         }
         let from = buf.len();
         frames.iter().for_each(|&ip| lines.line(ip, buf));
+        if buf.is_cut() {
+            // As in `LineCache::line`.
+            return;
+        }
         let block = &buf[from..];
         if self.text.len() + block.len() > STACK_TEXT {
             self.text.clear();
@@ -245,6 +253,24 @@ mod tests {
             text(&b),
             "0 00000000deadbeef ffffffffffffffff 0 18446744073709551615"
         );
+    }
+
+    /// A line or a stack's lines cut short for want of memory are not
+    /// cached: a later record would get them cut.
+    #[test]
+    fn cut_lines_are_not_cached() {
+        let (mut lines, mut stacks) = (LineCache::new(), StackLines::new());
+        let here = cut_lines_are_not_cached as fn() as usize;
+        let mut starved = RecordBuf::new_in(crate::valloc::Valloc::null());
+        lines.line(here, &mut starved);
+        stacks.append(Some(1), &[here + 1], &mut lines, &mut starved);
+        assert!(starved.is_cut());
+        let (mut direct, mut cached) = (RecordBuf::new(), RecordBuf::new());
+        describe_ip(here, &mut direct);
+        describe_ip(here + 1, &mut direct);
+        lines.line(here, &mut cached);
+        stacks.append(Some(1), &[here + 1], &mut lines, &mut cached);
+        assert_eq!(text(&cached), text(&direct));
     }
 
     #[test]
