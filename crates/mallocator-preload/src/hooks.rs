@@ -107,7 +107,12 @@ unsafe fn clear(p: *mut u8, total: usize) {
         // it is the only one written.
         let n = (page - (p as usize + at) % page).min(total - at);
         // SAFETY: `at + n <= total`, inside the block (the caller's
-        // promise), which nothing else refers to yet.
+        // promise), which nothing else refers to yet. Its bytes are read
+        // before this library writes them: the block comes from the C
+        // library's allocator through a foreign call, so they hold
+        // whatever the C library or the kernel left there, as any memory
+        // a foreign function hands over (never bytes the compiler knows
+        // to be uninitialised).
         let chunk = unsafe { core::slice::from_raw_parts_mut(p.add(at), n) };
         // An `or` of every byte rather than a search for the first
         // non-zero one: it compiles to wide loads without a branch each.
