@@ -29,3 +29,32 @@ pub(crate) fn panic_location(f: impl FnOnce()) -> (String, u32) {
     SEEN.with(|s| s.borrow_mut().take())
         .expect("the hook saw the panic")
 }
+
+/// A string lent out as `&'static str` (what `LogTarget::Path` takes)
+/// and freed when dropped, once whatever it was lent to is gone, so that
+/// LeakSanitizer's exit check stays clean. Freed through the pointer
+/// `Box::into_raw` gave, never through a shared reference.
+pub(crate) struct StaticStr(*mut str);
+
+impl StaticStr {
+    pub(crate) fn new(s: &str) -> Self {
+        StaticStr(Box::into_raw(s.to_owned().into_boxed_str()))
+    }
+
+    /// The string, as long as the program runs.
+    ///
+    /// # Safety
+    /// No use of the reference comes after `self` is dropped.
+    pub(crate) unsafe fn get(&self) -> &'static str {
+        // SAFETY: `self.0` came from `Box::into_raw` and is freed only by
+        // `drop`, after every use of this reference (the caller's promise).
+        unsafe { &*self.0 }
+    }
+}
+
+impl Drop for StaticStr {
+    fn drop(&mut self) {
+        // SAFETY: from `Box::into_raw`, freed once, here.
+        drop(unsafe { Box::from_raw(self.0) });
+    }
+}

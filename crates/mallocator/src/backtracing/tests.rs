@@ -429,7 +429,9 @@ fn log_mode_writes_the_c_format() {
 #[cfg_attr(miri, ignore)] // files
 fn log_records_from_threads_never_interleave() {
     let path = std::env::temp_dir().join(format!("mallocator-bt-log-{}.txt", std::process::id()));
-    let leaked: &'static str = Box::leak(path.to_str().unwrap().to_owned().into_boxed_str());
+    let owned = crate::test_util::StaticStr::new(path.to_str().unwrap());
+    // SAFETY: `owned` is dropped after the tracker that uses it.
+    let leaked = unsafe { owned.get() };
     let t = Backtracing::with_config(
         Valloc::libc(),
         Config {
@@ -454,9 +456,7 @@ fn log_records_from_threads_never_interleave() {
     // `&'static str`); once the tracker is gone nothing refers to it, and
     // freeing it keeps LeakSanitizer's exit check clean.
     drop(t);
-    // SAFETY: `leaked` came from `Box::leak` of a boxed str, and its only
-    // user, the tracker, has been dropped.
-    drop(unsafe { Box::from_raw(leaked as *const str as *mut str) });
+    drop(owned);
     let text = std::fs::read_to_string(&path).unwrap();
     std::fs::remove_file(&path).unwrap();
     let records = parse_log(&text);
@@ -1523,7 +1523,9 @@ fn a_threads_events_stay_in_order_while_another_thread_flushes_them() {
 #[cfg_attr(miri, ignore)] // files
 fn compact_log_file_from_many_threads() {
     let path = std::env::temp_dir().join(format!("mallocator-bt-v2-{}.log", std::process::id()));
-    let leaked: &'static str = Box::leak(path.to_str().unwrap().to_owned().into_boxed_str());
+    let owned = crate::test_util::StaticStr::new(path.to_str().unwrap());
+    // SAFETY: `owned` is dropped after the tracker that uses it.
+    let leaked = unsafe { owned.get() };
     let t = Backtracing::with_config(
         Valloc::libc(),
         Config {
@@ -1545,8 +1547,7 @@ fn compact_log_file_from_many_threads() {
         }
     });
     drop(t);
-    // SAFETY: as in `log_records_from_threads_never_interleave`.
-    drop(unsafe { Box::from_raw(leaked as *const str as *mut str) });
+    drop(owned);
     let bytes = std::fs::read(&path).unwrap();
     std::fs::remove_file(&path).unwrap();
     let d = decode_compact(&bytes);

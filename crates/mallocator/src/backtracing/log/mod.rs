@@ -713,10 +713,10 @@ mod tests {
     fn a_text_log_not_open_at_a_fork_is_the_parents() {
         let dir = std::env::temp_dir().join(format!("mallocator-forked-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        let path = |name: &str| -> &'static str {
-            Box::leak(dir.join(name).to_str().unwrap().to_owned().into_boxed_str())
-        };
-        let (child, parent) = (path("child.log"), path("parent.log"));
+        let path = |name: &str| crate::test_util::StaticStr::new(dir.join(name).to_str().unwrap());
+        let (child_path, parent_path) = (path("child.log"), path("parent.log"));
+        // SAFETY: the paths are dropped after the logs that use them.
+        let (child, parent) = unsafe { (child_path.get(), parent_path.get()) };
         let in_child = Log::new(LogTarget::Path(child), LogFormat::Firedancer);
         in_child.stop_in_child();
         in_child.write_text(0x10, Some((16, 8)), NO_STACK, &[]);
@@ -728,10 +728,7 @@ mod tests {
             .starts_with("+++ ALLOC"));
         drop((in_child, in_parent));
         std::fs::remove_dir_all(&dir).unwrap();
-        for leaked in [child, parent] {
-            // SAFETY: leaked by `path` above; the logs holding it are gone.
-            drop(unsafe { Box::from_raw(leaked as *const str as *mut str) });
-        }
+        drop((child_path, parent_path));
     }
 
     /// A stack stored after a chunk's writer checked the module map (by
