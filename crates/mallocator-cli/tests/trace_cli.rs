@@ -458,6 +458,26 @@ fn static_programs_and_those_setuid_to_another_user_are_refused() {
             "{out:?}"
         );
     }
+    // A caller whose effective user is not its real one passes its
+    // effective user on to any program it runs, so the loader runs even a
+    // plain one in secure mode: refused, whatever the mount.
+    let plain = dir.path().join("plain");
+    std::fs::copy(programs(), &plain).unwrap();
+    let mut command = Command::new(BIN);
+    command.args(["trace", "--"]).arg(&plain).arg("family");
+    // SAFETY: `setreuid` is async-signal-safe; as root, any ids may be set.
+    unsafe {
+        command.pre_exec(|| match libc::setreuid(65534, 0) {
+            0 => Ok(()),
+            _ => Err(std::io::Error::last_os_error()),
+        })
+    };
+    let out = command.output().unwrap();
+    assert_eq!(exit_code(&out), 2, "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("effective user"),
+        "{out:?}"
+    );
 }
 
 /// Whether the file system holding `dir` is mounted `nosuid`.

@@ -71,10 +71,12 @@ pub(crate) fn why_untraceable(path: &Path) -> Result<Option<String>, Error> {
 /// Why running `path` would put the dynamic loader in secure-execution
 /// mode (`AT_SECURE`, in which it preloads nothing from `LD_PRELOAD`
 /// paths with a slash), or `None`. The kernel asks for it when the
-/// program runs with other credentials than its caller's: a setuid bit
-/// naming another user, a setgid bit (with group execute) naming another
-/// group, or file capabilities for a caller other than root. None of
-/// these apply on a file system mounted `nosuid`.
+/// program runs with other credentials than its caller's real ones: a
+/// setuid bit naming another user, a setgid bit (with group execute)
+/// naming another group, an effective user or group of the caller's own
+/// that is not its real one, or file capabilities for a caller other
+/// than root. On a file system mounted `nosuid` only the caller's own
+/// credentials count.
 fn secure_mode(path: &Path, meta: &std::fs::Metadata) -> Option<&'static str> {
     use std::os::unix::ffi::OsStrExt;
     use std::os::unix::fs::MetadataExt;
@@ -82,17 +84,38 @@ fn secure_mode(path: &Path, meta: &std::fs::Metadata) -> Option<&'static str> {
     // SAFETY: a valid NUL-terminated path and a zeroed struct for the answer.
     let mut fs: libc::statvfs = unsafe { std::mem::zeroed() };
     // SAFETY: as above; `fs` is written only.
-    if unsafe { libc::statvfs(c_path.as_ptr(), &mut fs) } == 0 && fs.f_flag & libc::ST_NOSUID != 0 {
-        return None;
-    }
+    let nosuid =
+        unsafe { libc::statvfs(c_path.as_ptr(), &mut fs) } == 0 && fs.f_flag & libc::ST_NOSUID != 0;
+    // The kernel compares the credentials the program would run with to
+    // the caller's real ones.
     // SAFETY: no preconditions.
-    let (uid, gid) = unsafe { (libc::geteuid(), libc::getegid()) };
+    let (ruid, euid, rgid, egid) = unsafe {
+        (
+            libc::getuid(),
+            libc::geteuid(),
+            libc::getgid(),
+            libc::getegid(),
+        )
+    };
     let mode = meta.mode();
-    if mode & 0o4000 != 0 && meta.uid() != uid {
-        return Some("is setuid");
+    // A `nosuid` mount ignores the bits (and the file capabilities).
+    let setuid = !nosuid && mode & 0o4000 != 0;
+    let setgid = !nosuid && mode & 0o2010 == 0o2010;
+    let uid = if setuid { meta.uid() } else { euid };
+    let gid = if setgid { meta.gid() } else { egid };
+    if uid != ruid {
+        return Some(if setuid {
+            "is setuid"
+        } else {
+            "would run as this command's effective user, not its real one"
+        });
     }
-    if mode & 0o2010 == 0o2010 && meta.gid() != gid {
-        return Some("is setgid");
+    if gid != rgid {
+        return Some(if setgid {
+            "is setgid"
+        } else {
+            "would run in this command's effective group, not its real one"
+        });
     }
     // SAFETY: a valid path and attribute name; a null buffer of size 0
     // asks only for the value's size.
@@ -104,7 +127,7 @@ fn secure_mode(path: &Path, meta: &std::fs::Metadata) -> Option<&'static str> {
             0,
         )
     };
-    if caps > 0 && uid != 0 {
+    if !nosuid && caps > 0 && uid != 0 {
         return Some("has file capabilities");
     }
     None
