@@ -220,9 +220,10 @@ pub(crate) static LIBC_USABLE_SIZE: AtomicUsize = AtomicUsize::new(0);
 /// answer (see [`GlobalBacktracing::c_usable_size`]): `realloc` keeps
 /// exactly those bytes, so glibc's larger answer would let a program
 /// write bytes its next `realloc` drops. 0 for a pointer that is not a
-/// live block. glibc's own answer only for a signal handler's call that
-/// finds the block's record locked: a size that is safe to write, if
-/// larger than the one `realloc` keeps.
+/// live block. glibc's own answer only for a call that finds the block's
+/// record locked (a signal handler's, or another library's fork
+/// handler's while the tracker holds its locks across `fork`): a size
+/// that is safe to write, if larger than the one `realloc` keeps.
 ///
 /// # Safety
 /// As C's `malloc_usable_size`: `ptr` is null or a live block from these

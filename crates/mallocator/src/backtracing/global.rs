@@ -372,8 +372,10 @@ impl GlobalBacktracing {
     /// this answer allows loses nothing when it grows the block. 0 for
     /// null and for a pointer that is not a live block of the tracker.
     /// `None` when a signal handler asks while the block's record is
-    /// behind a lock its thread may hold (as for `c_realloc`): the caller
-    /// then has only the allocator's own answer to give.
+    /// behind a lock its thread may hold, or another library's fork
+    /// handler while the tracker's hold every lock across `fork` (as for
+    /// `c_realloc`): the caller then has only the allocator's own answer
+    /// to give.
     ///
     /// ```
     /// let g = mallocator::backtracing::GlobalBacktracing::new();
