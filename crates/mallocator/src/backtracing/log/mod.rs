@@ -293,12 +293,8 @@ impl Log {
     /// known module), since it costs a lock most chunks do not need.
     pub(crate) fn write_chunk(&self, stacks: &StackTable, thread: u64, events: &[u8], count: u64) {
         let run = |loader_locked| {
-            ChunkWriter {
-                inner: self.inner.lock(),
-                stacks,
-                loader_locked,
-            }
-            .write(thread, events, count)
+            self.chunk_writer(stacks, loader_locked)
+                .write(thread, events, count)
         };
         if self.needs_modules(stacks) {
             os::with_loader_locked(|| run(true))
@@ -319,13 +315,17 @@ impl Log {
         stacks: &StackTable,
         f: impl FnOnce(&mut ChunkWriter<'_>) -> R,
     ) -> R {
-        os::with_loader_locked(|| {
-            f(&mut ChunkWriter {
-                inner: self.inner.lock(),
-                stacks,
-                loader_locked: true,
-            })
-        })
+        os::with_loader_locked(|| f(&mut self.chunk_writer(stacks, true)))
+    }
+
+    /// A writer of chunks, holding the log lock; `loader_locked` says
+    /// whether the caller holds the loader's lock too.
+    fn chunk_writer<'l>(&'l self, stacks: &'l StackTable, loader_locked: bool) -> ChunkWriter<'l> {
+        ChunkWriter {
+            inner: self.inner.lock(),
+            stacks,
+            loader_locked,
+        }
     }
 
     /// Writes the module records of the objects `frames` lie in, when
