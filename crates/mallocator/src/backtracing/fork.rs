@@ -324,8 +324,16 @@ pub(crate) fn for_each_state(f: &mut dyn FnMut(&State)) {
 pub(crate) mod tests_support {
     /// `prepare` then the `parent` handler.
     pub(crate) fn prepare_and_release() {
+        in_fork_window(|| {});
+    }
+
+    /// Runs `f` between `prepare` and the `parent` handler, as another
+    /// library's fork handler runs.
+    pub(crate) fn in_fork_window<R>(f: impl FnOnce() -> R) -> R {
         super::prepare();
+        let result = f();
         super::release_all();
+        result
     }
 
     /// Runs `f` in a child process (forked from this one, whose other

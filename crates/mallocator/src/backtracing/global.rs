@@ -409,14 +409,20 @@ impl GlobalBacktracing {
 
     #[cold]
     fn configure(&self) {
+        // Another library's fork handler, on the thread that holds every
+        // tracker lock across `fork` (`thread.rs`, `FORKING`): reading the
+        // settings allocates, through this tracker when it is the global
+        // allocator, which would wait for those locks; and another thread
+        // configuring would wait for them too. The first call after the
+        // fork configures.
+        if Busy::forking() {
+            return;
+        }
         let Some(epoch) = TRACKER.state().map(|st| st.epoch) else {
             // Out of memory: allocations fail until a state can be made.
             return;
         };
-        // A fork handler's call while another thread configures must not
-        // wait for it: that thread needs the locks the forking one holds.
-        let reentered = || Busy::inside(epoch) || Busy::forking();
-        configure_once(&CONFIG_STATE, reentered, || self.apply(epoch));
+        configure_once(&CONFIG_STATE, || Busy::inside(epoch), || self.apply(epoch));
     }
 
     /// Reads the environment (as this instance says) into [`TRACKER`];
@@ -663,6 +669,27 @@ mod tests {
             );
         });
         assert_eq!(state.load(Ordering::SeqCst), CONFIGURED);
+    }
+
+    /// The process-wide tracker's first call, made by another library's
+    /// fork handler while the tracker's hold every lock across `fork`,
+    /// leaves the configuration to the first call after the fork (in a
+    /// child process, where the configuration can be undone).
+    #[test]
+    #[cfg(all(unix, not(miri)))]
+    fn a_first_call_in_the_fork_window_leaves_the_configuration_for_later() {
+        use crate::backtracing::fork;
+        assert!(fork::tests_support::in_child(|| {
+            let g = GlobalBacktracing::new();
+            let _ = TRACKER.state();
+            CONFIG_STATE.store(UNCONFIGURED, Ordering::SeqCst);
+            let p = fork::tests_support::in_fork_window(|| g.c_malloc(0, 24));
+            let left = CONFIG_STATE.load(Ordering::SeqCst) == UNCONFIGURED;
+            let q = g.c_malloc(0, 8);
+            // SAFETY: `p` and `q` came from `c_malloc`.
+            unsafe { (g.c_free(p), g.c_free(q)) };
+            left && !p.is_null() && CONFIG_STATE.load(Ordering::SeqCst) == CONFIGURED
+        }));
     }
 
     #[test]
