@@ -108,11 +108,13 @@ unsafe fn clear(p: *mut u8, total: usize) {
         let n = (page - (p as usize + at) % page).min(total - at);
         // SAFETY: `at + n <= total`, inside the block (the caller's
         // promise), which nothing else refers to yet. Its bytes are read
-        // before this library writes them: the block comes from the C
-        // library's allocator through a foreign call, so they hold
-        // whatever the C library or the kernel left there, as any memory
-        // a foreign function hands over (never bytes the compiler knows
-        // to be uninitialised).
+        // before this library writes them. Rust counts a fresh `malloc`
+        // block as uninitialised, and reading it as undefined; this block
+        // reaches here through calls the compiler cannot see into (the
+        // tracker's vtable, glibc's `__libc_malloc`, not the `malloc` the
+        // compiler knows), so to it these bytes are whatever those calls
+        // returned, which is what is read. A direct `malloc` call here
+        // would break that.
         let chunk = unsafe { core::slice::from_raw_parts_mut(p.add(at), n) };
         // An `or` of every byte rather than a search for the first
         // non-zero one: it compiles to wide loads without a branch each.
@@ -212,8 +214,9 @@ pub extern "C" fn pvalloc(size: usize) -> *mut c_void {
 
 /// glibc's `malloc_usable_size`, for the one case the tracker cannot
 /// answer; looked up at the library's start (`init.rs`), since that case
-/// is a signal handler's call, where `dlsym` must not be. 0 until then,
-/// or if there is none.
+/// is a signal handler's call, or another library's fork handler's while
+/// the tracker holds its locks across `fork`, where `dlsym` must not be.
+/// 0 until then, or if there is none.
 pub(crate) static LIBC_USABLE_SIZE: AtomicUsize = AtomicUsize::new(0);
 
 /// The size the block was asked for, as Valgrind and AddressSanitizer
