@@ -23,7 +23,10 @@
 //! attached to, and writes it before letting the log go
 //! ([`flush_other`]): an event of that tracker written alone meanwhile
 //! waits for that log and lands after the buffered ones, and an event of
-//! another tracker has none there ([`attach`] wrote them out).
+//! another tracker has none there ([`attach`] wrote them out). An event
+//! written alone because [`BUFFERS`] was taken has none there either: the
+//! thread has no buffer yet, or its buffer holds another tracker's
+//! events or none.
 //!
 //! Lock order: [`BUFFERS`], then a buffer, then the log; a thread
 //! flushing another thread's buffer holds [`BUFFERS`] and the log and
@@ -212,8 +215,9 @@ impl Shared {
 }
 
 /// Appends `event` to the calling thread's buffer for tracker `st`,
-/// flushing first if it is full. Without a buffer (out of memory, or
-/// during the thread's teardown) the event is written alone. An event is
+/// flushing first if it is full. Without a buffer (out of memory, during
+/// the thread's teardown, or while another thread holds [`BUFFERS`]:
+/// [`try_lock_buffers`]) the event is written alone. An event is
 /// a fixed-size array: its copy is a few moves (a `memcpy` call of a
 /// length known only at run time cost 35 instructions an event). `t` is
 /// the calling thread's state (`None` once it is gone).
@@ -261,8 +265,9 @@ pub(crate) fn push<const N: usize>(st: &State, t: Option<&ThreadState>, event: &
 }
 
 /// The calling thread's buffer, created at its first event and copied
-/// into its state `t`; null when out of memory or during the thread's
-/// teardown (its slot is gone: a buffer made now would never be freed).
+/// into its state `t`; null when [`create`] cannot make one now, or
+/// during the thread's teardown (its slot is gone: a buffer made now
+/// would never be freed).
 #[cold]
 fn adopt(t: &ThreadState) -> *mut Shared {
     // The first use of `MINE` registers its destructor, for which the C
@@ -306,9 +311,21 @@ fn append_event<const N: usize>(bytes: &mut SysVec<u8>, event: &[u8; N]) -> bool
     true
 }
 
-/// A new buffer, listed in [`BUFFERS`]; null when out of memory.
+/// A new buffer, listed in [`BUFFERS`]; null when out of memory, or when
+/// the list is taken (see [`try_lock_buffers`]): the next event tries
+/// again.
 #[cold]
 fn create() -> *mut Shared {
+    // Buffered events must reach the file even if no thread ends first.
+    flush_at_exit();
+    // The list first: while it is taken, no buffer is made, and freed
+    // again, for every event.
+    let Some(mut all) = try_lock_buffers() else {
+        return core::ptr::null_mut();
+    };
+    if all.try_reserve(1).is_err() {
+        return core::ptr::null_mut();
+    }
     let p = own_heap()
         .malloc(
             core::mem::align_of::<Shared>(),
@@ -323,8 +340,6 @@ fn create() -> *mut Shared {
         }
         return core::ptr::null_mut();
     }
-    // Buffered events must reach the file even if no thread ends first.
-    flush_at_exit();
     // SAFETY: a fresh block of the right size and alignment.
     unsafe {
         p.write(Shared {
@@ -337,18 +352,7 @@ fn create() -> *mut Shared {
             state: AtomicPtr::new(core::ptr::null_mut()),
         })
     };
-    let listed = try_lock_buffers().is_some_and(|mut all| {
-        if all.try_reserve(1).is_err() {
-            return false;
-        }
-        all.push(p as usize);
-        true
-    });
-    if !listed {
-        // SAFETY: made above, never shared.
-        unsafe { free(p) };
-        return core::ptr::null_mut();
-    }
+    all.push(p as usize);
     p
 }
 
@@ -571,31 +575,39 @@ mod tests {
     #[cfg(all(unix, not(miri)))]
     fn a_first_event_while_another_thread_holds_the_buffer_list_goes_alone() {
         use super::super::compact;
-        use core::sync::atomic::AtomicUsize;
-        static WRITTEN: AtomicUsize = AtomicUsize::new(0);
-        fn count(record: &[u8]) {
-            WRITTEN.fetch_add(record.len(), Ordering::Relaxed);
+        static WRITTEN: std::sync::Mutex<Vec<u8>> = std::sync::Mutex::new(Vec::new());
+        fn keep(record: &[u8]) {
+            WRITTEN.lock().unwrap().extend_from_slice(record);
         }
         assert!(fork::tests_support::in_child(|| {
             let t = crate::backtracing::Backtracing::with_config(
                 crate::Valloc::libc(),
                 crate::backtracing::Config {
-                    log: crate::backtracing::LogTarget::Callback(count),
+                    log: crate::backtracing::LogTarget::Callback(keep),
                     ..crate::backtracing::Config::DEFAULT
                 },
             );
             let v = t.valloc();
             let all = lock_buffers();
-            let before = WRITTEN.load(Ordering::Relaxed);
             std::thread::scope(|s| {
                 s.spawn(|| {
                     // SAFETY: freeing what `v` returned.
                     unsafe { v.free(v.malloc(8, 8)) };
                 });
             });
-            let written = WRITTEN.load(Ordering::Relaxed) - before;
+            // The bytes of the event chunks written meanwhile (after the
+            // file's magic and version, records of a tag and a length).
+            let log = WRITTEN.lock().unwrap().clone();
+            let (mut at, mut events) = (12, 0);
+            while at + 5 <= log.len() {
+                let len = u32::from_le_bytes(log[at + 1..at + 5].try_into().unwrap()) as usize;
+                if log[at] == b'E' {
+                    events += len - 8;
+                }
+                at += 5 + len;
+            }
             drop(all);
-            written >= compact::ALLOC_EVENT + compact::FREE_EVENT && t.live_blocks() == 0
+            events == compact::ALLOC_EVENT + compact::FREE_EVENT && t.live_blocks() == 0
         }));
     }
 
