@@ -1,7 +1,7 @@
 //! Global mode: the tracker as the program's `#[global_allocator]`.
 
 use core::alloc::{GlobalAlloc, Layout};
-use core::sync::atomic::{AtomicU8, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 
 use super::os::{self, Sink};
 use super::own_heap::own_heap;
@@ -150,14 +150,33 @@ fn configure_once(state: &AtomicU8, reentered: impl Fn() -> bool, configure: imp
 /// child's allocations would each wait for it, a second at a time). The
 /// child keeps what had been applied, and the defaults for the rest; it
 /// does not apply it again, which could create the parent's log file anew.
-fn settle_configuration(state: &AtomicU8) {
+/// So too when a call inside the fork window put the configuration off
+/// (`put_off`, see [`GlobalBacktracing::configure`]): the child keeps the
+/// defaults.
+fn settle_configuration(state: &AtomicU8, put_off: bool) {
     let _ = state.compare_exchange(CONFIGURING, CONFIGURED, Ordering::AcqRel, Ordering::Acquire);
+    if put_off {
+        let _ = state.compare_exchange(
+            UNCONFIGURED,
+            CONFIGURED,
+            Ordering::AcqRel,
+            Ordering::Acquire,
+        );
+    }
 }
+
+/// Set by a call that found the process-wide tracker unconfigured inside
+/// the fork window and left its configuration for later; cleared by the
+/// next call outside it.
+static PUT_OFF_AT_FORK: AtomicBool = AtomicBool::new(false);
 
 /// [`settle_configuration`] of the process-wide tracker, for the fork
 /// handler in the child.
 pub(super) fn configuration_after_fork_in_child() {
-    settle_configuration(&CONFIG_STATE);
+    settle_configuration(
+        &CONFIG_STATE,
+        PUT_OFF_AT_FORK.swap(false, Ordering::Relaxed),
+    );
 }
 
 /// Where [`GlobalBacktracing`] writes the leak report when the program
@@ -414,8 +433,11 @@ impl GlobalBacktracing {
         // settings allocates, through this tracker when it is the global
         // allocator, which would wait for those locks; and another thread
         // configuring would wait for them too. The first call after the
-        // fork configures.
-        if Busy::forking() {
+        // fork configures: in the parent; the child keeps the defaults
+        // (`settle_configuration`).
+        let forking = Busy::forking();
+        PUT_OFF_AT_FORK.store(forking, Ordering::Relaxed);
+        if forking {
             return;
         }
         let Some(epoch) = TRACKER.state().map(|st| st.epoch) else {
@@ -684,26 +706,37 @@ mod tests {
             let _ = TRACKER.state();
             CONFIG_STATE.store(UNCONFIGURED, Ordering::SeqCst);
             let p = fork::tests_support::in_fork_window(|| g.c_malloc(0, 24));
-            let left = CONFIG_STATE.load(Ordering::SeqCst) == UNCONFIGURED;
+            let left = CONFIG_STATE.load(Ordering::SeqCst) == UNCONFIGURED
+                && PUT_OFF_AT_FORK.load(Ordering::SeqCst);
             let q = g.c_malloc(0, 8);
             // SAFETY: `p` and `q` came from `c_malloc`.
             unsafe { (g.c_free(p), g.c_free(q)) };
-            left && !p.is_null() && CONFIG_STATE.load(Ordering::SeqCst) == CONFIGURED
+            left && !p.is_null()
+                && CONFIG_STATE.load(Ordering::SeqCst) == CONFIGURED
+                && !PUT_OFF_AT_FORK.load(Ordering::SeqCst)
         }));
     }
 
     #[test]
     fn a_child_forked_while_another_thread_configures_does_not_wait_for_it() {
         let state = AtomicU8::new(CONFIGURING);
-        settle_configuration(&state);
+        settle_configuration(&state, false);
         let start = std::time::Instant::now();
         configure_once(&state, || false, || unreachable!("configured again"));
         assert!(start.elapsed() < Duration::from_millis(500));
         // Nothing changes otherwise.
         for was in [UNCONFIGURED, CONFIGURED] {
             let state = AtomicU8::new(was);
-            settle_configuration(&state);
+            settle_configuration(&state, false);
             assert_eq!(state.load(Ordering::SeqCst), was);
+        }
+        // A configuration a call inside the fork window put off: the
+        // child keeps the defaults (applying them could create the
+        // parent's log file anew); the parent configures later.
+        for was in [UNCONFIGURED, CONFIGURING, CONFIGURED] {
+            let state = AtomicU8::new(was);
+            settle_configuration(&state, true);
+            assert_eq!(state.load(Ordering::SeqCst), CONFIGURED);
         }
     }
 }
