@@ -481,20 +481,20 @@ type ModuleRecord = (u64, u64, u64, Vec<u8>, Vec<u8>);
 /// A compact log, decoded (for the tests; the reader users run is
 /// `mallocator leaks`).
 #[derive(Debug, Default)]
-struct Decoded {
+pub(super) struct Decoded {
     pid: u32,
     exe: Vec<u8>,
     modules: Vec<ModuleRecord>,
     stacks: HashMap<u32, Vec<u64>>,
     /// `(thread, kind, ts, addr, size, stack)`: kind 1 alloc, 2 free.
-    events: Vec<(u64, u8, u64, u64, u64, u32)>,
+    pub(super) events: Vec<(u64, u8, u64, u64, u64, u32)>,
     end: Option<(u64, u64)>,
 }
 
 /// Decodes a whole compact log, checking the layout of
 /// `docs/log-format.md` as it goes: the header first, each stack defined
 /// once and before any event names it, nothing after the end record.
-fn decode_compact(b: &[u8]) -> Decoded {
+pub(super) fn decode_compact(b: &[u8]) -> Decoded {
     let u16_at = |i: usize| u16::from_le_bytes(b[i..i + 2].try_into().unwrap()) as usize;
     let u32_at = |i: usize| u32::from_le_bytes(b[i..i + 4].try_into().unwrap());
     let u64_at = |i: usize| u64::from_le_bytes(b[i..i + 8].try_into().unwrap());

@@ -539,6 +539,18 @@ pub(crate) fn after_fork_in_child() {
 mod tests {
     use super::*;
 
+    /// A tracker over the C library whose compact log goes to `f`.
+    #[cfg(all(unix, not(miri)))]
+    fn logging_to(f: fn(&[u8])) -> crate::backtracing::Backtracing<'static> {
+        crate::backtracing::Backtracing::with_config(
+            crate::Valloc::libc(),
+            crate::backtracing::Config {
+                log: crate::backtracing::LogTarget::Callback(f),
+                ..crate::backtracing::Config::DEFAULT
+            },
+        )
+    }
+
     /// A signal handler that allocates and frees through a logging
     /// tracker while its thread holds [`BUFFERS`] (a thread's first event
     /// needs the list, for its new buffer) is not logged, and does not
@@ -548,13 +560,7 @@ mod tests {
     fn a_handlers_calls_while_holding_the_buffer_list_do_not_wait() {
         fn ignore(_: &[u8]) {}
         assert!(fork::tests_support::in_child(|| {
-            let t = crate::backtracing::Backtracing::with_config(
-                crate::Valloc::libc(),
-                crate::backtracing::Config {
-                    log: crate::backtracing::LogTarget::Callback(ignore),
-                    ..crate::backtracing::Config::DEFAULT
-                },
-            );
+            let t = logging_to(ignore);
             let v = t.valloc();
             let all = lock_buffers();
             let p = v.malloc(8, 8);
@@ -574,18 +580,11 @@ mod tests {
     #[test]
     #[cfg(all(unix, not(miri)))]
     fn a_first_event_while_another_thread_holds_the_buffer_list_goes_alone() {
-        use super::super::compact;
         static WRITTEN: std::sync::Mutex<Vec<u8>> = std::sync::Mutex::new(Vec::new());
         fn keep(record: &[u8]) {
             WRITTEN.lock().unwrap().extend_from_slice(record);
         }
-        let t = crate::backtracing::Backtracing::with_config(
-            crate::Valloc::libc(),
-            crate::backtracing::Config {
-                log: crate::backtracing::LogTarget::Callback(keep),
-                ..crate::backtracing::Config::DEFAULT
-            },
-        );
+        let t = logging_to(keep);
         let v = t.valloc();
         let all = lock_buffers();
         let (done, finished) = std::sync::mpsc::channel();
@@ -605,17 +604,12 @@ mod tests {
             finished.then_some(log)
         });
         let log = written.expect("the thread waited for the buffer list");
-        // The bytes of the event chunks written meanwhile (after the
-        // file's magic and version, records of a tag and a length).
-        let (mut at, mut events) = (12, 0);
-        while at + 5 <= log.len() {
-            let len = u32::from_le_bytes(log[at + 1..at + 5].try_into().unwrap()) as usize;
-            if log[at] == b'E' {
-                events += len - 8;
-            }
-            at += 5 + len;
-        }
-        assert_eq!(events, compact::ALLOC_EVENT + compact::FREE_EVENT);
+        let kinds: Vec<u8> = crate::backtracing::tests::decode_compact(&log)
+            .events
+            .iter()
+            .map(|e| e.1)
+            .collect();
+        assert_eq!(kinds, [1, 2], "the allocation and the free, written");
         assert_eq!(t.live_blocks(), 0);
     }
 
