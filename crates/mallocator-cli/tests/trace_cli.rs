@@ -166,6 +166,15 @@ fn usable_sizes_survive_realloc_and_calloc_leaves_fresh_pages_alone() {
 }
 
 #[test]
+fn sized_frees_free_their_blocks() {
+    let dir = scratch();
+    let (out, report) = trace(dir.path(), &["sized-frees"]);
+    assert_eq!(exit_code(&out), 0, "{out:?}");
+    assert_eq!(our_leaks(&report), [], "{report:#}");
+    assert_eq!(report["error_counts"]["invalid_free"], 0, "{report:#}");
+}
+
+#[test]
 fn eight_threads_freeing_each_others_blocks() {
     let dir = scratch();
     let (out, report) = trace(dir.path(), &["threads"]);

@@ -65,6 +65,30 @@ pub unsafe extern "C" fn free(ptr: *mut c_void) {
     unsafe { TRACKER.c_free(ptr.cast()) }
 }
 
+/// C23's `free` told the block's size, which newer C libraries export
+/// (a program built against one calls it instead of `free`). The size is
+/// not checked against the block's, as the C library does not check it:
+/// the block is freed as by [`free`].
+///
+/// # Safety
+/// As [`free`].
+#[no_mangle]
+pub unsafe extern "C" fn free_sized(ptr: *mut c_void, _size: usize) {
+    // SAFETY: the caller's promise.
+    unsafe { free(ptr) }
+}
+
+/// C23's `free` of an `aligned_alloc` block told its alignment and size:
+/// freed as by [`free`], neither checked (see [`free_sized`]).
+///
+/// # Safety
+/// As [`free`].
+#[no_mangle]
+pub unsafe extern "C" fn free_aligned_sized(ptr: *mut c_void, _align: usize, _size: usize) {
+    // SAFETY: the caller's promise.
+    unsafe { free(ptr) }
+}
+
 #[no_mangle]
 pub extern "C" fn calloc(count: usize, size: usize) -> *mut c_void {
     let Some(total) = count.checked_mul(size) else {

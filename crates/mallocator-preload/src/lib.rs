@@ -1,7 +1,9 @@
 //! `libmallocator_preload.so`: the C allocator's functions (`malloc`,
 //! `free`, `calloc`, `realloc`, `reallocarray`, `posix_memalign`,
 //! `aligned_alloc`, `memalign`, `valloc`, `pvalloc`,
-//! `malloc_usable_size`) over the process-wide backtracing tracker, for
+//! `malloc_usable_size`, and C23's `free_sized` and `free_aligned_sized`,
+//! for programs built against a C library that has them) over the process-wide
+//! backtracing tracker, for
 //! `mallocator trace`, which runs a program with this library in
 //! `LD_PRELOAD`.
 //!

@@ -290,6 +290,20 @@ __attribute__((noinline)) static int churn_pairs(long pairs) {
     return 0;
 }
 
+/* C23's sized frees, called as a program built against a C library that
+ * has them would: the traced run finds the preload library's whether or
+ * not this C library has them. Leaks nothing. */
+__attribute__((noinline)) static int sized_frees(void) {
+    void (*sized)(void *, size_t) = (void (*)(void *, size_t))dlsym(RTLD_DEFAULT, "free_sized");
+    void (*aligned)(void *, size_t, size_t) =
+        (void (*)(void *, size_t, size_t))dlsym(RTLD_DEFAULT, "free_aligned_sized");
+    check(sized != NULL && aligned != NULL, "free_sized and free_aligned_sized are defined");
+    sized(malloc(24), 24);
+    aligned(aligned_alloc(64, 128), 64, 128);
+    sized(null, 0);
+    return 0;
+}
+
 /* The same from THREADS threads at once, PAIRS in all. */
 static long pairs_per_thread;
 
@@ -313,6 +327,7 @@ int main(int argc, char **argv) {
     const char *mode = argv[1];
     if (!strcmp(mode, "family")) return family();
     if (!strcmp(mode, "sizes")) return sizes();
+    if (!strcmp(mode, "sized-frees")) return sized_frees();
     if (!strcmp(mode, "threads")) return threads();
     if (!strcmp(mode, "fork")) return forks();
     if (!strcmp(mode, "signal")) return signals();
