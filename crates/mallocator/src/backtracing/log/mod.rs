@@ -34,7 +34,8 @@ pub(crate) use threads::{after_fork_in_child, detach, finish_all, flush, ThreadB
 /// tracker does for [`LogTarget::Path`] and `MALLOCATOR_LOG`: a log holds
 /// addresses, so on Unix it is created with mode 0600, a symbolic link at
 /// `path` is refused rather than followed, and an existing file is used
-/// only if it is a regular file of this user (set to 0600, then emptied).
+/// only if it is a regular file of this user with no other name (no hard
+/// link), set to 0600, then emptied.
 /// For a caller that opens the file itself and lends its descriptor
 /// ([`LogTarget::Fd`]), to see the error at once.
 ///
@@ -798,6 +799,14 @@ mod tests {
         }
         assert_eq!(std::fs::read(&target).unwrap(), b"keep");
         assert!(!dir.join("none").exists());
+        // A second name of a file of ours (a hard link): refused, neither
+        // emptied nor made private.
+        let linked = dir.join("linked.log");
+        std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o644)).unwrap();
+        std::fs::hard_link(&target, &linked).unwrap();
+        assert!(create_log_file(&linked).is_err());
+        assert_eq!(std::fs::read(&target).unwrap(), b"keep");
+        assert_eq!(mode(&target), 0o644);
         // A FIFO: refused at once, not waited on.
         let fifo = dir.join("fifo.log");
         let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();

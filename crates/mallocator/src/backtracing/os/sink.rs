@@ -55,8 +55,10 @@ impl Sink {
 /// owner may read (it holds addresses of the process). On Unix: created
 /// with mode 0600; a symbolic link at `path` is refused rather than
 /// followed (another user could aim it at a file of ours); an existing
-/// file is refused unless it is a regular file owned by this user, and
-/// is set to mode 0600 before it is emptied (so a file someone else put
+/// file is refused unless it is a regular file owned by this user with
+/// no other name (a hard link to a file of ours, made where links to
+/// others' files are allowed, would be a symbolic link's way in), and is
+/// set to mode 0600 before it is emptied (so a file someone else put
 /// there first is never written, nor truncated). Elsewhere: created or
 /// truncated.
 pub(crate) fn create_private_file(path: &std::path::Path) -> std::io::Result<std::fs::File> {
@@ -73,10 +75,10 @@ pub(crate) fn create_private_file(path: &std::path::Path) -> std::io::Result<std
         let meta = file.metadata()?;
         // SAFETY: `geteuid` has no preconditions.
         let me = unsafe { libc::geteuid() };
-        if !meta.is_file() || meta.uid() != me {
+        if !meta.is_file() || meta.uid() != me || meta.nlink() != 1 {
             return Err(std::io::Error::new(
                 std::io::ErrorKind::PermissionDenied,
-                "exists and is not a regular file of this user",
+                "exists and is not a regular file of this user with one name",
             ));
         }
         file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
