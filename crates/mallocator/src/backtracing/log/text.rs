@@ -14,89 +14,96 @@ use super::super::os;
 use super::super::sys_vec::{sys_vec, SysVec};
 use super::record_buf::{try_append, RecordBuf};
 
-/// Frame lines already described, by instruction pointer: asking the
-/// loader (`dladdr`) costs thousands of instructions, and a program's
-/// allocation sites repeat. Direct-mapped ([`CACHE_SLOTS`] slots, a newer
-/// line replaces an older one in its slot); the lines' text is kept in one
-/// buffer of at most [`CACHE_TEXT`] bytes, emptied with the slots when
-/// full. A line stays as first described: code unloaded with `dlclose`
-/// and other code loaded at the same address keeps the old name.
-pub(super) struct LineCache {
-    /// `(ip, start, len)` of each slot's line in `text`; ip 0: empty.
+/// Text already made, by a non-zero key: direct-mapped (`SLOTS` slots,
+/// a power of two; a newer text replaces an older one in its slot), the
+/// texts kept in one buffer of at most `TEXT` bytes, emptied with the
+/// slots when full. Its memory comes from the C library when first
+/// needed; without it, every text is made anew. A text cut short by a
+/// lack of memory (the log then stops) is never kept.
+struct TextCache<const SLOTS: usize, const TEXT: usize> {
+    /// `(key, start, len)` of each slot's text in `text`; key 0: empty.
     slots: SysVec<(usize, u32, u32)>,
     text: SysVec<u8>,
 }
 
-/// Slots of the [`LineCache`] (a power of two).
-const CACHE_SLOTS: usize = 4096;
-/// Most bytes of cached line text.
-const CACHE_TEXT: usize = 1 << 20;
-
-impl LineCache {
-    pub(super) const fn new() -> Self {
-        LineCache {
+impl<const SLOTS: usize, const TEXT: usize> TextCache<SLOTS, TEXT> {
+    const fn new() -> Self {
+        assert!(SLOTS.is_power_of_two() && SLOTS > 1);
+        TextCache {
             slots: sys_vec(),
             text: sys_vec(),
         }
     }
 
-    /// Appends the frame line of `ip` to `buf`, from the cache when it
-    /// has it (the cache is skipped if its memory cannot be had).
-    pub(super) fn line(&mut self, ip: usize, buf: &mut RecordBuf) {
+    /// Appends the text of `key` (not 0) to `buf`: the cached one, or
+    /// the one `make` appends, then kept.
+    fn append(&mut self, key: usize, buf: &mut RecordBuf, make: impl FnOnce(&mut RecordBuf)) {
+        debug_assert!(key != 0, "key 0 marks an empty slot");
         if self.slots.is_empty() {
-            if self.slots.try_reserve_exact(CACHE_SLOTS).is_err() {
-                return describe_ip(ip, buf);
+            if self.slots.try_reserve_exact(SLOTS).is_err() {
+                return make(buf);
             }
-            self.slots.resize(CACHE_SLOTS, (0, 0, 0));
+            self.slots.resize(SLOTS, (0, 0, 0));
         }
-        let slot = ((ip as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 52) as usize % CACHE_SLOTS;
+        // The product's top bits, as many as choose a slot.
+        let slot = ((key as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+            >> (64 - SLOTS.trailing_zeros())) as usize;
         let (cached, start, len) = self.slots[slot];
-        if cached == ip && ip != 0 {
+        if cached == key {
             buf.append(&self.text[start as usize..(start + len) as usize]);
             return;
         }
         let from = buf.len();
-        describe_ip(ip, buf);
+        make(buf);
         if buf.is_cut() {
-            // Out of memory: the line may be incomplete (and the log stops).
             return;
         }
-        let line = &buf[from..];
-        if self.text.len() + line.len() > CACHE_TEXT {
+        let made = &buf[from..];
+        if self.text.len() + made.len() > TEXT {
             self.text.clear();
             self.slots.iter_mut().for_each(|s| *s = (0, 0, 0));
         }
         let start = self.text.len();
-        if try_append(&mut self.text, line) {
-            self.slots[slot] = (ip, start as u32, line.len() as u32);
+        if try_append(&mut self.text, made) {
+            self.slots[slot] = (key, start as u32, made.len() as u32);
+        }
+    }
+}
+
+/// Frame lines already described, by instruction pointer: asking the
+/// loader (`dladdr`) costs thousands of instructions, and a program's
+/// allocation sites repeat. A line stays as first described: code
+/// unloaded with `dlclose` and other code loaded at the same address
+/// keeps the old name.
+pub(super) struct LineCache(TextCache<4096, LINE_TEXT>);
+
+/// Most bytes of cached line text.
+const LINE_TEXT: usize = 1 << 20;
+
+impl LineCache {
+    pub(super) const fn new() -> Self {
+        LineCache(TextCache::new())
+    }
+
+    /// Appends the frame line of `ip` to `buf`.
+    pub(super) fn line(&mut self, ip: usize, buf: &mut RecordBuf) {
+        match ip {
+            0 => describe_ip(ip, buf),
+            _ => self.0.append(ip, buf, |buf| describe_ip(ip, buf)),
         }
     }
 }
 
 /// The frame lines of whole stacks, by interned stack id: a program's
 /// events repeat a few thousand stacks, so most records get their frame
-/// lines with one copy instead of one lookup and copy per frame.
-/// Direct-mapped like the [`LineCache`] ([`STACK_SLOTS`] slots, at most
-/// [`STACK_TEXT`] bytes of text, emptied when full). An id always names
-/// the same frames (interned stacks never change), so a cached block is
-/// what the frames' lines would be.
-pub(super) struct StackLines {
-    /// `(id + 1, start, len)` of each slot's block in `text`; 0: empty.
-    slots: SysVec<(u32, u32, u32)>,
-    text: SysVec<u8>,
-}
-
-/// Slots of the [`StackLines`] cache (a power of two).
-const STACK_SLOTS: usize = 4096;
-/// Most bytes of cached stack text.
-const STACK_TEXT: usize = 4 << 20;
+/// lines with one copy instead of one lookup and copy per frame. An id
+/// always names the same frames (interned stacks never change), so a
+/// cached block is what the frames' lines would be.
+pub(super) struct StackLines(TextCache<4096, { 4 << 20 }>);
 
 impl StackLines {
     pub(super) const fn new() -> Self {
-        StackLines {
-            slots: sys_vec(),
-            text: sys_vec(),
-        }
+        StackLines(TextCache::new())
     }
 
     /// Appends the frame lines of `frames`, whose interned id is `id`
@@ -108,35 +115,10 @@ impl StackLines {
         lines: &mut LineCache,
         buf: &mut RecordBuf,
     ) {
-        let Some(id) = id else {
-            return frames.iter().for_each(|&ip| lines.line(ip, buf));
-        };
-        if self.slots.is_empty() {
-            if self.slots.try_reserve_exact(STACK_SLOTS).is_err() {
-                return frames.iter().for_each(|&ip| lines.line(ip, buf));
-            }
-            self.slots.resize(STACK_SLOTS, (0, 0, 0));
-        }
-        let slot = ((id as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 52) as usize % STACK_SLOTS;
-        let (cached, start, len) = self.slots[slot];
-        if cached == id + 1 {
-            buf.append(&self.text[start as usize..(start + len) as usize]);
-            return;
-        }
-        let from = buf.len();
-        frames.iter().for_each(|&ip| lines.line(ip, buf));
-        if buf.is_cut() {
-            // As in `LineCache::line`.
-            return;
-        }
-        let block = &buf[from..];
-        if self.text.len() + block.len() > STACK_TEXT {
-            self.text.clear();
-            self.slots.iter_mut().for_each(|s| *s = (0, 0, 0));
-        }
-        let start = self.text.len();
-        if try_append(&mut self.text, block) {
-            self.slots[slot] = (id + 1, start as u32, block.len() as u32);
+        let mut each = |buf: &mut RecordBuf| frames.iter().for_each(|&ip| lines.line(ip, buf));
+        match id {
+            Some(id) => self.0.append(id as usize + 1, buf, each),
+            None => each(buf),
         }
     }
 }
@@ -292,12 +274,12 @@ mod tests {
             }
         }
         // More text than the cache keeps: it starts over, still right.
-        let n = if cfg!(miri) { 200 } else { CACHE_TEXT / 8 };
+        let n = if cfg!(miri) { 200 } else { LINE_TEXT / 8 };
         for i in 0..n {
             let mut line = RecordBuf::new();
             cache.line(0x1000_0000 + i * 8, &mut line);
         }
-        assert!(cache.text.len() <= CACHE_TEXT);
+        assert!(cache.0.text.len() <= LINE_TEXT);
         let (mut direct, mut cached) = (RecordBuf::new(), RecordBuf::new());
         describe_ip(here, &mut direct);
         cache.line(here, &mut cached);
