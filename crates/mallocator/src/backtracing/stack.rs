@@ -541,6 +541,76 @@ mod tests {
         }
     }
 
+    /// The frames [`walk_from`] finds from `fp`, at most `depth`.
+    #[inline(never)]
+    fn walked(fp: usize, depth: usize) -> Vec<usize> {
+        let mut storage = StackStorage::uninit();
+        // SAFETY: as in `capture`: the same layout, uninitialised words allowed.
+        let all = unsafe {
+            &mut *storage
+                .as_mut_ptr()
+                .cast::<[MaybeUninit<usize>; MAX_DEPTH]>()
+        };
+        let (n, hash) = walk_from::<true>(fp, &mut all[..depth]);
+        // SAFETY: the walk initialised the first `n` words.
+        let frames = unsafe { core::slice::from_raw_parts(all.as_ptr().cast::<usize>(), n) };
+        assert_eq!(hash, hash_stack(frames));
+        frames.to_vec()
+    }
+
+    #[test]
+    #[cfg_attr(miri, ignore)]
+    fn the_walk_reads_no_record_that_breaks_the_chain() {
+        if !fp_supported() {
+            return;
+        }
+        const WORD: usize = core::mem::size_of::<usize>();
+        // Frame records in this test's own frame: on the thread's stack,
+        // above the walk's.
+        let mut fake = [0usize; 16];
+        let at = |fake: &[usize; 16], i: usize| fake.as_ptr() as usize + i * WORD;
+        // chain(links): records at slots 0, 4 and 8 returning to 0x100,
+        // 0x104, 0x108, linked as `links` says; the last saves 0.
+        let chain = |fake: &mut [usize; 16], links: [usize; 2]| {
+            *fake = [0; 16];
+            for (i, slot) in [0, 4, 8].into_iter().enumerate() {
+                fake[slot + 1] = 0x100 + 4 * i;
+            }
+            fake[0] = links[0];
+            fake[4] = links[1];
+            core::hint::black_box(&mut *fake);
+            at(fake, 0)
+        };
+        let (r4, r8) = (at(&fake, 4), at(&fake, 8));
+        // Intact, ending at a saved frame pointer of 0.
+        let fp = chain(&mut fake, [r4, r8]);
+        assert_eq!(walked(fp, MAX_DEPTH), [0x100, 0x104, 0x108]);
+        // At most `depth` frames.
+        assert_eq!(walked(fp, 2), [0x100, 0x104]);
+        assert!(walked(fp, 0).is_empty());
+        // A link down, to itself, misaligned, or out of the stack: the
+        // record it names is not read.
+        let top = thread_bounds().unwrap().1;
+        for bad in [
+            at(&fake, 2),
+            r4,
+            r8 + 1,
+            top,
+            top - WORD,
+            usize::MAX & !(WORD - 1),
+        ] {
+            let fp = chain(&mut fake, [r4, bad]);
+            assert_eq!(walked(fp, MAX_DEPTH), [0x100, 0x104], "link to {bad:#x}");
+        }
+        // A start below the walk's own frame, misaligned, or off the stack:
+        // nothing is read.
+        let fp = chain(&mut fake, [r4, r8]);
+        let below = os::stack_pointer_estimate() - 16 * 1024;
+        for start in [below, fp + 1, top, 8] {
+            assert!(walked(start, MAX_DEPTH).is_empty(), "start at {start:#x}");
+        }
+    }
+
     #[test]
     fn dwarf_is_used_where_supported_and_said_otherwise() {
         let (mode, why) = resolve(StackMode::Dwarf).describe();
