@@ -28,6 +28,8 @@ struct TextCache<const SLOTS: usize, const TEXT: usize> {
 
 impl<const SLOTS: usize, const TEXT: usize> TextCache<SLOTS, TEXT> {
     const fn new() -> Self {
+        // A power of two above 1: a slot is the top log2(SLOTS) bits of a
+        // product, a shift by less than 64.
         assert!(SLOTS.is_power_of_two() && SLOTS > 1);
         TextCache {
             slots: sys_vec(),
@@ -99,7 +101,10 @@ impl LineCache {
 /// lines with one copy instead of one lookup and copy per frame. An id
 /// always names the same frames (interned stacks never change), so a
 /// cached block is what the frames' lines would be.
-pub(super) struct StackLines(TextCache<4096, { 4 << 20 }>);
+pub(super) struct StackLines(TextCache<4096, STACK_TEXT>);
+
+/// Most bytes of cached stack text.
+const STACK_TEXT: usize = 4 << 20;
 
 impl StackLines {
     pub(super) const fn new() -> Self {
