@@ -179,7 +179,8 @@ mlc_tracker_t *mlc_tracker_new(mlc_valloc_t inner);
  * `mallocator leaks`). The log holds addresses of the process, so on
  * Unix the file is created with mode 0600; a symbolic link at path is
  * refused, not followed; an existing file is used only if it is a regular
- * file of this user, and is set to 0600, then emptied. NULL (with
+ * file of this user with no other hard link, and is set to 0600, then
+ * emptied. NULL (with
  * MLC_ERR_OS's message) when the file cannot be created. The path is
  * bytes on Unix, UTF-8 elsewhere. */
 mlc_tracker_t *mlc_tracker_new_with_log(mlc_valloc_t inner, const char *path);
