@@ -44,13 +44,14 @@ fn programs() -> &'static Path {
             "-o",
             exe.to_str().unwrap(),
         ]);
-        cc(&[
-            "-shared",
-            "-fPIC",
-            src.join("plugin.c").to_str().unwrap(),
-            "-o",
-            out.join("libplugin.so").to_str().unwrap(),
-        ]);
+        for (name, define) in [("libplugin.so", None), ("libplugin2.so", Some("-DSECOND"))] {
+            let plugin = src.join("plugin.c");
+            let lib = out.join(name);
+            let mut args = vec!["-shared", "-fPIC", plugin.to_str().unwrap()];
+            args.extend(define);
+            args.extend(["-o", lib.to_str().unwrap()]);
+            cc(&args);
+        }
         exe
     })
 }
@@ -312,6 +313,58 @@ fn a_loaded_and_unloaded_library_that_leaks() {
     // (`main` calls `plugin` last: a tail call, no frame of its own.)
     let stack = functions_of(&report, 64, 1);
     assert!(in_order(&stack, &["plugin_leak", "plugin"]), "{stack:?}");
+}
+
+#[test]
+fn a_library_loaded_where_an_unloaded_one_was_is_named_for_itself() {
+    let dir = scratch();
+    let first = programs().with_file_name("libplugin.so");
+    let second = programs().with_file_name("libplugin2.so");
+    let (out, report) = trace(
+        dir.path(),
+        &[
+            "replugin",
+            first.to_str().unwrap(),
+            second.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(exit_code(&out), 0, "{out:?}");
+    // Otherwise this test would not test what it is for.
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "loaded where the first was\n"
+    );
+    // Each leak's innermost frame: its library, and its line there.
+    let src = include_str!("trace/plugin.c");
+    let line = |text: &str| 1 + src.lines().position(|l| l.contains(text)).unwrap() as u64;
+    let innermost = |bytes: u64| {
+        let group = report["groups"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|g| g["bytes"] == bytes && g["count"] == 1)
+            .unwrap_or_else(|| panic!("no leak of {bytes} bytes: {report:#}"));
+        let frame = group["frames"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["function"] == "plugin_leak")
+            .unwrap_or_else(|| panic!("{group:#}"));
+        let object = frame["object"]
+            .as_str()
+            .unwrap()
+            .rsplit('/')
+            .next()
+            .unwrap();
+        (object.to_owned(), frame["line"].as_u64().unwrap())
+    };
+    assert_eq!(innermost(64), ("libplugin.so".into(), line("malloc(64)")));
+    assert_eq!(innermost(65), ("libplugin2.so".into(), line("malloc(65)")));
+    // Unwound by its own call-frame information, not the first library's.
+    for bytes in [64, 65] {
+        let stack = functions_of(&report, bytes, 1);
+        assert!(in_order(&stack, &["plugin_leak", "replugin"]), "{stack:?}");
+    }
 }
 
 #[test]

@@ -151,7 +151,7 @@ pub(crate) fn end_logs() {
 ///
 /// # Safety
 /// `F` is the C type of `name`.
-unsafe fn next<F: Copy>(name: &CStr) -> Option<F> {
+pub(crate) unsafe fn next<F: Copy>(name: &CStr) -> Option<F> {
     // SAFETY: a valid name.
     let f = unsafe { libc::dlsym(libc::RTLD_NEXT, name.as_ptr() as *const c_char) };
     // SAFETY: `F` is a function pointer type for `name` (the caller's

@@ -11,6 +11,10 @@
 //! hands out come from glibc's allocator proper, `__libc_malloc` and its
 //! kin); on other targets this library is empty.
 //!
+//! `dlclose` is defined too, to tell the tracker after each unload (so a
+//! library loaded later at the same addresses is named for itself in the
+//! log).
+//!
 //! The C++ `operator new` and `operator delete` are not defined here:
 //! libstdc++ (and libc++) implement them with `malloc` and `free`, so
 //! their blocks are tracked through these.
@@ -27,3 +31,5 @@ mod hooks;
 mod init;
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 mod signals;
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+mod unload;

@@ -253,6 +253,33 @@ __attribute__((noinline)) static int plugin(const char *path) {
     return 0;
 }
 
+/* Opens the library at path; its plugin_leak, and where the library
+ * was loaded. */
+static void *open_plugin(const char *path, void **lib, void **base) {
+    *lib = dlopen(path, RTLD_NOW);
+    check(*lib != NULL, "dlopen");
+    void *leak = dlsym(*lib, "plugin_leak");
+    Dl_info info;
+    check(leak != NULL && dladdr(leak, &info) != 0, "dladdr");
+    *base = info.dli_fbase;
+    return leak;
+}
+
+/* Loads the library at first, which leaks 1 x 64, unloads it, then loads
+ * the one at second (which leaks 1 x 65) and calls it from another line
+ * (so its stack is a new one). Says on stdout whether the loader put the
+ * second where the first was. */
+__attribute__((noinline)) static int replugin(const char *first, const char *second) {
+    void *lib, *base_first, *base_second;
+    void *(*leak)(void) = (void *(*)(void))open_plugin(first, &lib, &base_first);
+    check(leak() != NULL, "the first plugin's leak");
+    check(dlclose(lib) == 0, "dlclose");
+    leak = (void *(*)(void))open_plugin(second, &lib, &base_second);
+    check(leak() != NULL, "the second plugin's leak");
+    printf("%s\n", base_first == base_second ? "loaded where the first was" : "loaded elsewhere");
+    return 0;
+}
+
 /* Exits (status 7) from a destructor, which leaks 1 x 33 first. */
 static int exit_in_destructor;
 
@@ -332,6 +359,7 @@ int main(int argc, char **argv) {
     if (!strcmp(mode, "fork")) return forks();
     if (!strcmp(mode, "signal")) return signals();
     if (!strcmp(mode, "plugin")) return plugin(argv[2]);
+    if (!strcmp(mode, "replugin")) { check(argc >= 4, "replugin FIRST SECOND"); return replugin(argv[2], argv[3]); }
     if (!strcmp(mode, "exec")) return run_family();
     if (!strcmp(mode, "destructor")) return destructor();
     if (!strcmp(mode, "churn")) return churn_pairs(argc > 2 ? atol(argv[2]) : 1000000);

@@ -1146,6 +1146,34 @@ impl<'a> Backtracing<'a> {
         }
     }
 
+    /// Tells the tracker that the program unloaded shared objects: call
+    /// it after `dlclose` (the preload library of `mallocator trace` does,
+    /// for every `dlclose` the program makes). Another object loaded at
+    /// the same addresses is then unwound by its own call-frame
+    /// information ([`StackMode::Dwarf`]), and gets its own module record
+    /// in the compact log, and its own frame lines in the text format,
+    /// instead of being named after the one unloaded.
+    ///
+    /// A stack already stored keeps its record: one the new object makes
+    /// with exactly the same return addresses as a stack of the unloaded
+    /// object is named after that one.
+    ///
+    /// ```
+    /// let t = mallocator::backtracing::Backtracing::new(mallocator::Valloc::libc());
+    /// t.objects_unloaded(); // no log, no unwind yet: nothing to do
+    /// ```
+    pub fn objects_unloaded(&self) {
+        let Some(st) = self.state() else {
+            return;
+        };
+        let _busy = Busy::enter(st.epoch);
+        #[cfg(dwarf_unwinder)]
+        dwarf::objects_unloaded();
+        if self.log_on.load(Ordering::Relaxed) {
+            st.log.objects_unloaded(&st.stacks);
+        }
+    }
+
     /// What the process does to its logs when it exits, now: writes
     /// every thread's buffered events and ends every tracker's compact
     /// log, which takes no event after this. For a process about to end

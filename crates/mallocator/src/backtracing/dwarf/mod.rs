@@ -21,7 +21,8 @@
 //!    stack: each object's `.eh_frame_hdr` and `.eh_frame` are copied
 //!    when the object is first seen. An object unloaded since
 //!    (`dlclose`) then costs wrong frames at worst, never a read of an
-//!    unmapped page.
+//!    unmapped page (and none once the tracker is told of the unload:
+//!    [`objects_unloaded`]).
 //! 3. **Unwinding allocates nothing** (framehop's
 //!    `MustNotAllocateDuringUnwind`); only a scan of the loaded objects
 //!    does, as the tracker's own work.
@@ -516,6 +517,23 @@ fn scan() -> bool {
         u.strangers = [0; STRANGERS];
         true
     })
+}
+
+/// After objects were unloaded (`dlclose`): scans the loaded objects, so
+/// that the unloaded ones, and the steps learned from them, are forgotten
+/// before another object can be loaded at their addresses (a scan knows
+/// an object by its address range alone: one loaded there unseen would be
+/// unwound by the other's call-frame information). Nothing before the
+/// first unwind that scanned.
+pub(crate) fn objects_unloaded() {
+    let started = match lock() {
+        Some(held) => held.is_some(),
+        // This thread is inside the unwinder (a signal handler's call).
+        None => return,
+    };
+    if started {
+        scan();
+    }
 }
 
 /// framehop's description of one object, its sections copied

@@ -361,6 +361,39 @@ impl Log {
         });
     }
 
+    /// After the loader unloaded objects (`dlclose`), another object may
+    /// be loaded at their addresses, and the module records written so
+    /// far would name its frames after the unloaded one (a frame inside a
+    /// written range is never looked up again). So every stack stored
+    /// until now is written, named by the map it was captured under, and
+    /// the written map is forgotten: the next stack reads the map again
+    /// and writes every object's record, which replace the older ones for
+    /// the stacks after them (see `docs/log-format.md`). The text format
+    /// forgets the frame lines it has cached instead.
+    pub(crate) fn objects_unloaded(&self, stacks: &StackTable) {
+        if self.format() == LogFormat::Firedancer {
+            let mut inner = self.inner.lock();
+            inner.lines.clear();
+            inner.stack_lines.clear();
+            return;
+        }
+        os::with_loader_locked(|| {
+            let mut guard = self.inner.lock();
+            let inner = &mut *guard;
+            // Not started: no record written yet, none to forget.
+            if !inner.started || inner.finished || !inner.open() {
+                return;
+            }
+            inner.buf.clear();
+            inner.new_stacks(stacks, true);
+            if !inner.buf.is_empty() && !inner.emit() {
+                inner.output = Output::Failed;
+                return;
+            }
+            inner.modules.clear();
+        });
+    }
+
     /// Whether the next chunk may have to read the module map.
     fn needs_modules(&self, stacks: &StackTable) -> bool {
         let inner = self.inner.lock();
@@ -767,6 +800,56 @@ mod tests {
             stacks_written(&WAITING_OUT.lock().unwrap()),
             [here as u64, outside as u64]
         );
+    }
+
+    static UNLOADED_OUT: std::sync::Mutex<Vec<u8>> = std::sync::Mutex::new(Vec::new());
+
+    fn collect_unloaded(bytes: &[u8]) {
+        UNLOADED_OUT.lock().unwrap().extend_from_slice(bytes);
+    }
+
+    /// After objects are unloaded, the stacks stored until then are
+    /// written under the module map they were captured with, and the next
+    /// stack after the whole map written again: code loaded where an
+    /// unloaded object was gets its own record before its stacks. The
+    /// text format's caches are emptied.
+    #[test]
+    fn an_unload_writes_the_stacks_so_far_then_the_map_again() {
+        let log = Log::new(LogTarget::Callback(collect_unloaded), LogFormat::Compact);
+        let stacks = StackTable::new();
+        let here = records as fn(&[u8]) -> Vec<(u8, u64)> as usize;
+        log.write_chunk(&stacks, 1, &[], 0);
+        stacks.intern_frames(u64::MAX, &[here]);
+        log.objects_unloaded(&stacks);
+        stacks.intern_frames(u64::MAX, &[here + 1]);
+        log.write_chunk(&stacks, 1, &[], 0);
+        let tags: Vec<(u8, u64)> = records(&UNLOADED_OUT.lock().unwrap())
+            .into_iter()
+            .filter(|r| r.0 == b'M' || r.0 == b'S')
+            .collect();
+        let before = tags.iter().position(|&r| r == (b'S', here as u64)).unwrap();
+        let after = tags
+            .iter()
+            .position(|&r| r == (b'S', here as u64 + 1))
+            .unwrap();
+        let modules = |r: &[(u8, u64)]| r.iter().filter(|r| r.0 == b'M').count();
+        assert!(modules(&tags[..before]) > 0, "{tags:?}");
+        assert_eq!(
+            modules(&tags[before..after]),
+            modules(&tags[..before]),
+            "{tags:?}"
+        );
+        assert_eq!(modules(&tags[after..]), 0, "{tags:?}");
+
+        let text = Log::new(LogTarget::Callback(collect_unloaded), LogFormat::Firedancer);
+        text.write_text(0x10, Some((16, 8)), 1, &[here]);
+        let cached = |log: &Log| {
+            let inner = log.inner.lock();
+            (inner.lines.is_empty(), inner.stack_lines.is_empty())
+        };
+        assert_eq!(cached(&text), (false, false));
+        text.objects_unloaded(&stacks);
+        assert_eq!(cached(&text), (true, true));
     }
 
     #[test]

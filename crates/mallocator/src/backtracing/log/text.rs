@@ -37,6 +37,18 @@ impl<const SLOTS: usize, const TEXT: usize> TextCache<SLOTS, TEXT> {
         }
     }
 
+    /// Whether no text is kept.
+    #[cfg(test)]
+    fn is_empty(&self) -> bool {
+        self.text.is_empty()
+    }
+
+    /// Forgets every text.
+    fn clear(&mut self) {
+        self.text.clear();
+        self.slots.iter_mut().for_each(|s| *s = (0, 0, 0));
+    }
+
     /// Appends the text of `key` (not 0) to `buf`: the cached one, or
     /// the one `make` appends, then kept.
     fn append(&mut self, key: usize, buf: &mut RecordBuf, make: impl FnOnce(&mut RecordBuf)) {
@@ -62,8 +74,7 @@ impl<const SLOTS: usize, const TEXT: usize> TextCache<SLOTS, TEXT> {
         }
         let made = &buf[from..];
         if self.text.len() + made.len() > TEXT {
-            self.text.clear();
-            self.slots.iter_mut().for_each(|s| *s = (0, 0, 0));
+            self.clear();
         }
         let start = self.text.len();
         if try_append(&mut self.text, made) {
@@ -85,6 +96,17 @@ const LINE_TEXT: usize = 1 << 20;
 impl LineCache {
     pub(super) const fn new() -> Self {
         LineCache(TextCache::new())
+    }
+
+    /// Forgets every line (objects were unloaded: code loaded at their
+    /// addresses is not what the lines name).
+    pub(super) fn clear(&mut self) {
+        self.0.clear();
+    }
+
+    #[cfg(test)]
+    pub(super) fn is_empty(&self) -> bool {
+        self.0.is_empty()
     }
 
     /// Appends the frame line of `ip` to `buf`.
@@ -109,6 +131,16 @@ const STACK_TEXT: usize = 4 << 20;
 impl StackLines {
     pub(super) const fn new() -> Self {
         StackLines(TextCache::new())
+    }
+
+    /// Forgets every stack's lines (as [`LineCache::clear`]).
+    pub(super) fn clear(&mut self) {
+        self.0.clear();
+    }
+
+    #[cfg(test)]
+    pub(super) fn is_empty(&self) -> bool {
+        self.0.is_empty()
     }
 
     /// Appends the frame lines of `frames`, whose interned id is `id`
