@@ -180,9 +180,8 @@ mlc_tracker_t *mlc_tracker_new(mlc_valloc_t inner);
  * Unix the file is created with mode 0600; a symbolic link at path is
  * refused, not followed; an existing file is used only if it is a regular
  * file of this user with no other hard link, and is set to 0600, then
- * emptied. NULL (with
- * MLC_ERR_OS's message) when the file cannot be created. The path is
- * bytes on Unix, UTF-8 elsewhere. */
+ * emptied. NULL (with MLC_ERR_OS's message) when the file cannot be
+ * created. The path is bytes on Unix, UTF-8 elsewhere. */
 mlc_tracker_t *mlc_tracker_new_with_log(mlc_valloc_t inner, const char *path);
 
 /* A handle allocating through the tracker; valid until it is deleted. */
@@ -192,6 +191,13 @@ mlc_valloc_t mlc_tracker_valloc(mlc_tracker_t *t);
 size_t mlc_tracker_live_blocks(const mlc_tracker_t *t);
 size_t mlc_tracker_live_bytes(const mlc_tracker_t *t);
 size_t mlc_tracker_peak_bytes(const mlc_tracker_t *t);
+
+/* Tells the tracker that the program unloaded shared objects: call it
+ * after dlclose. A library loaded later at the same addresses is then
+ * named for itself in the log (and, where call-frame information unwinds
+ * stacks, unwound by its own), not after the one unloaded. MLC_OK, or
+ * MLC_ERR_ARGUMENT for NULL. */
+int mlc_tracker_objects_unloaded(const mlc_tracker_t *t);
 
 /* Writes the leak report (text, or JSON if json != 0) to the file
  * descriptor fd. MLC_OK, or a negative code. On Windows, fd is a

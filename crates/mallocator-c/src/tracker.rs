@@ -176,6 +176,22 @@ pub unsafe extern "C" fn mlc_tracker_peak_bytes(t: *const MlcTracker) -> usize {
     unsafe { tracker("mlc_tracker_peak_bytes", t) }.map_or(0, |t| t.peak_bytes())
 }
 
+/// Tells the tracker that the program unloaded shared objects (after
+/// `dlclose`); MLC_OK, or MLC_ERR_ARGUMENT for NULL.
+#[no_mangle]
+pub unsafe extern "C" fn mlc_tracker_objects_unloaded(t: *const MlcTracker) -> c_int {
+    guard(MLC_ERR_ARGUMENT, || {
+        // SAFETY: the header's contract for `t`.
+        match unsafe { tracker("mlc_tracker_objects_unloaded", t) } {
+            Ok(t) => {
+                t.objects_unloaded();
+                MLC_OK
+            }
+            Err(code) => code,
+        }
+    })
+}
+
 /// Writes the leak report (text, or JSON if `json != 0`) to `fd`.
 #[no_mangle]
 pub unsafe extern "C" fn mlc_tracker_report(t: *const MlcTracker, fd: c_int, json: c_int) -> c_int {

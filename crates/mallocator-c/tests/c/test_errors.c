@@ -69,6 +69,7 @@ static void test_null_objects(void) {
   CHECK_FAILS(mlc_tracker_live_blocks(NULL) == 0, NULL_WORDS);
   CHECK_FAILS(mlc_tracker_live_bytes(NULL) == 0, NULL_WORDS);
   CHECK_FAILS(mlc_tracker_peak_bytes(NULL) == 0, NULL_WORDS);
+  CHECK_FAILS(mlc_tracker_objects_unloaded(NULL) == MLC_ERR_ARGUMENT, NULL_WORDS);
   CHECK_FAILS(mlc_tracker_report(NULL, 1, 0) == MLC_ERR_ARGUMENT, NULL_WORDS);
   CHECK_FAILS(mlc_tracker_report(NULL, 1, 1) == MLC_ERR_ARGUMENT, NULL_WORDS);
   mlc_tracker_delete(NULL); /* does nothing */

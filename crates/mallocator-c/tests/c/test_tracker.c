@@ -305,12 +305,17 @@ static void test_log_file(void) {
   CHECK(t != NULL);
   if (t) {
     mlc_valloc_t h = mlc_tracker_valloc(t);
-    void *p = mlc_valloc_malloc(h, 16, 77);
+    void *p = mlc_valloc_malloc(h, 16, 77), *q;
     char expect[64];
     int fd;
     char *log;
     CHECK(p != NULL);
     mlc_valloc_free(h, p);
+    /* After an unload the log goes on. */
+    CHECK_EQ(mlc_tracker_objects_unloaded(t), MLC_OK);
+    q = mlc_valloc_malloc(h, 16, 78);
+    CHECK(q != NULL);
+    mlc_valloc_free(h, q);
     CHECK(stat(path, &st) == 0);
     CHECK(S_ISREG(st.st_mode));
     CHECK_EQ(st.st_mode & 07777, 0600);
@@ -323,6 +328,8 @@ static void test_log_file(void) {
       snprintf(expect, sizeof expect, ":0x%016llx:16:77", (unsigned long long)(uintptr_t)p);
       CHECK(strstr(log, "+++ ALLOC:") != NULL);
       CHECK(strstr(log, "+++ FREE:") != NULL);
+      CHECK(strstr(log, expect) != NULL);
+      snprintf(expect, sizeof expect, ":0x%016llx:16:78", (unsigned long long)(uintptr_t)q);
       CHECK(strstr(log, expect) != NULL);
       free(log);
     }
@@ -346,6 +353,16 @@ static void test_log_file(void) {
     CHECK_FAILS(mlc_tracker_new_with_log(mlc_libc_valloc(), link_path) == NULL,
                 "link|symlink|loop|exist");
     CHECK(stat(target, &st) == 0 && st.st_size == 8);
+  }
+  /* A second name of a file (a hard link): refused, the file unchanged. */
+  {
+    char hard_path[600];
+    snprintf(hard_path, sizeof hard_path, "%s/hard.log", dir);
+    CHECK(link(target, hard_path) == 0);
+    CHECK_FAILS(mlc_tracker_new_with_log(mlc_libc_valloc(), hard_path) == NULL,
+                "one name|link|regular");
+    CHECK(stat(target, &st) == 0 && st.st_size == 8);
+    remove(hard_path);
   }
   /* A directory that does not exist: the OS refuses. */
   {
