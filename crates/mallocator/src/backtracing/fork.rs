@@ -383,7 +383,7 @@ pub(crate) mod tests_support {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::backtracing::Backtracing;
+    use crate::backtracing::{Backtracing, Config, LogTarget};
     use crate::Valloc;
 
     /// In a process that has made no tracker, the handlers are installed
@@ -465,6 +465,33 @@ mod tests {
                 && in_registry.is_null()
                 && !after.is_null()
                 && t.live_blocks() == 0
+        }));
+    }
+
+    /// `dlclose` called by another library's fork handler, while the
+    /// tracker's handlers hold its log's lock across `fork`: the tracker
+    /// is not told (it would wait for that lock forever; a child process
+    /// runs it: a regression hangs until its watchdog), and is told once
+    /// the locks are free.
+    #[test]
+    #[cfg(all(unix, not(miri)))]
+    fn an_unload_in_the_fork_window_does_not_wait_for_the_log() {
+        fn discard(_: &[u8]) {}
+        assert!(tests_support::in_child(|| {
+            let t = Backtracing::with_config(
+                Valloc::libc(),
+                Config {
+                    log: LogTarget::Callback(discard),
+                    ..Config::DEFAULT
+                },
+            );
+            let v = t.valloc();
+            // SAFETY: freeing what `v` returned.
+            unsafe { v.free(v.malloc(8, 8)) };
+            t.flush_log();
+            tests_support::in_fork_window(|| t.objects_unloaded());
+            t.objects_unloaded();
+            true
         }));
     }
 

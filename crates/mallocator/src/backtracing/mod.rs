@@ -1158,11 +1158,18 @@ impl<'a> Backtracing<'a> {
     /// with exactly the same return addresses as a stack of the unloaded
     /// object is named after that one.
     ///
+    /// Does nothing on a thread inside a tracker, holding a lock all
+    /// trackers share, or forking (a library's fork handler, a log
+    /// callback): it could wait forever for a lock it holds itself.
+    ///
     /// ```
     /// let t = mallocator::backtracing::Backtracing::new(mallocator::Valloc::libc());
     /// t.objects_unloaded(); // no log, no unwind yet: nothing to do
     /// ```
     pub fn objects_unloaded(&self) {
+        if Busy::inside_any() {
+            return;
+        }
         let Some(st) = self.state() else {
             return;
         };
