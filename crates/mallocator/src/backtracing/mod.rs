@@ -427,14 +427,20 @@ impl<'a> Backtracing<'a> {
     /// out); a later call tries again.
     #[inline]
     fn state(&self) -> Option<&State> {
-        let p = self.state.load(Ordering::Acquire);
-        if p.is_null() {
-            return self.create_state();
+        match self.made_state() {
+            Some(st) => Some(st),
+            None => self.create_state(),
         }
+    }
+
+    /// The tracker's state if made already (see [`state`](Self::state)).
+    #[inline]
+    fn made_state(&self) -> Option<&State> {
+        let p = self.state.load(Ordering::Acquire);
         // SAFETY: a non-null pointer here came from `State::create` and
         // stays valid until `drop`, which cannot run while `self` is
         // borrowed.
-        Some(unsafe { &*p })
+        (!p.is_null()).then(|| unsafe { &*p })
     }
 
     #[cold]
@@ -1170,13 +1176,15 @@ impl<'a> Backtracing<'a> {
         if Busy::inside_any() {
             return;
         }
-        let Some(st) = self.state() else {
-            return;
-        };
-        let _busy = Busy::enter(st.epoch);
+        // The unwinder is the process's, whatever this tracker has done.
         #[cfg(dwarf_unwinder)]
         dwarf::objects_unloaded();
+        // A tracker that has logged nothing has nothing to forget.
+        let Some(st) = self.made_state() else {
+            return;
+        };
         if self.log_on.load(Ordering::Relaxed) {
+            let _busy = Busy::enter(st.epoch);
             st.log.objects_unloaded(&st.stacks);
         }
     }

@@ -55,6 +55,7 @@ int uses_every_declaration(void) {
   x += mlc_valloc_is_null(mlc_tracker_valloc(t));
   x += (int)mlc_tracker_live_blocks(t) + (int)mlc_tracker_live_bytes(t);
   x += (int)mlc_tracker_peak_bytes(t);
+  x += mlc_tracker_objects_unloaded(t);
   x += mlc_tracker_report(t, 2, 0);
   mlc_tracker_delete(t);
   mlc_tracker_delete(tl);

@@ -364,12 +364,14 @@ impl Log {
     /// After the loader unloaded objects (`dlclose`), another object may
     /// be loaded at their addresses, and the module records written so
     /// far would name its frames after the unloaded one (a frame inside a
-    /// written range is never looked up again). So every stack stored
-    /// until now is written, named by the map it was captured under, and
-    /// the written map is forgotten: the next stack reads the map again
-    /// and writes every object's record, which replace the older ones for
-    /// the stacks after them (see `docs/log-format.md`). The text format
-    /// forgets the frame lines it has cached instead.
+    /// written range is never looked up again). So when a written object
+    /// is no longer loaded, every stack stored until now is written, named
+    /// by the map it was captured under, and the ranges of the objects
+    /// gone are forgotten: a stack with a frame there later makes the map
+    /// be read again, and the record of what is loaded there written,
+    /// which replaces the older one for the stacks after it (see
+    /// `docs/log-format.md`). The text format forgets the frame lines it
+    /// has cached instead.
     pub(crate) fn objects_unloaded(&self, stacks: &StackTable) {
         if self.format() == LogFormat::Firedancer {
             let mut inner = self.inner.lock();
@@ -384,13 +386,27 @@ impl Log {
             if !inner.started || inner.finished || !inner.open() {
                 return;
             }
+            // The ranges loaded now; if they cannot all be listed (out of
+            // memory), every written one counts as gone.
+            let mut loaded: SysVec<(usize, usize)> = sys_vec();
+            let mut listed = true;
+            os::for_each_module(&mut |m| {
+                listed &= loaded.try_reserve(1).is_ok();
+                if listed {
+                    loaded.push((m.start, m.end));
+                }
+            });
+            let still_loaded = |range: &(usize, usize)| listed && loaded.contains(range);
+            if inner.modules.iter().all(still_loaded) {
+                return;
+            }
             inner.buf.clear();
             inner.new_stacks(stacks, true);
             if !inner.buf.is_empty() && !inner.emit() {
                 inner.output = Output::Failed;
                 return;
             }
-            inner.modules.clear();
+            inner.modules.retain(still_loaded);
         });
     }
 
@@ -452,6 +468,7 @@ impl ChunkWriter<'_> {
 
 impl Inner {
     /// Opens the target at the first write; false when there is none.
+    #[inline]
     fn open(&mut self) -> bool {
         if let Output::Closed(target) = self.output {
             self.output = match target {
@@ -808,38 +825,40 @@ mod tests {
         UNLOADED_OUT.lock().unwrap().extend_from_slice(bytes);
     }
 
-    /// After objects are unloaded, the stacks stored until then are
-    /// written under the module map they were captured with, and the next
-    /// stack after the whole map written again: code loaded where an
-    /// unloaded object was gets its own record before its stacks. The
-    /// text format's caches are emptied.
+    /// After an object written in the map is unloaded, the stacks stored
+    /// until then are written at once, under the map they were captured
+    /// with, and its range is forgotten (code loaded there later gets its
+    /// own record before its stacks); the ranges still loaded are kept.
+    /// An unload of nothing written changes nothing. The text format's
+    /// caches are emptied.
     #[test]
-    fn an_unload_writes_the_stacks_so_far_then_the_map_again() {
+    fn an_unload_writes_the_stacks_so_far_and_forgets_the_objects_gone() {
         let log = Log::new(LogTarget::Callback(collect_unloaded), LogFormat::Compact);
         let stacks = StackTable::new();
         let here = records as fn(&[u8]) -> Vec<(u8, u64)> as usize;
+        let written = || -> Vec<u64> {
+            records(&UNLOADED_OUT.lock().unwrap())
+                .into_iter()
+                .filter(|r| r.0 == b'S')
+                .map(|r| r.1)
+                .collect()
+        };
         log.write_chunk(&stacks, 1, &[], 0);
+        let mapped = log.inner.lock().modules.len();
+        assert!(mapped > 0);
+        // Nothing written is gone: nothing to do.
         stacks.intern_frames(u64::MAX, &[here]);
         log.objects_unloaded(&stacks);
-        stacks.intern_frames(u64::MAX, &[here + 1]);
-        log.write_chunk(&stacks, 1, &[], 0);
-        let tags: Vec<(u8, u64)> = records(&UNLOADED_OUT.lock().unwrap())
-            .into_iter()
-            .filter(|r| r.0 == b'M' || r.0 == b'S')
-            .collect();
-        let before = tags.iter().position(|&r| r == (b'S', here as u64)).unwrap();
-        let after = tags
-            .iter()
-            .position(|&r| r == (b'S', here as u64 + 1))
-            .unwrap();
-        let modules = |r: &[(u8, u64)]| r.iter().filter(|r| r.0 == b'M').count();
-        assert!(modules(&tags[..before]) > 0, "{tags:?}");
-        assert_eq!(
-            modules(&tags[before..after]),
-            modules(&tags[..before]),
-            "{tags:?}"
-        );
-        assert_eq!(modules(&tags[after..]), 0, "{tags:?}");
+        assert!(written().is_empty());
+        // An object written at a range where nothing is loaded now, as
+        // after its `dlclose`.
+        let gone = (0x1000, 0x2000);
+        log.inner.lock().modules.push(gone);
+        log.objects_unloaded(&stacks);
+        assert_eq!(written(), [here as u64]);
+        let modules = log.inner.lock().modules.clone();
+        assert!(!modules.contains(&gone));
+        assert_eq!(modules.len(), mapped);
 
         let text = Log::new(LogTarget::Callback(collect_unloaded), LogFormat::Firedancer);
         text.write_text(0x10, Some((16, 8)), 1, &[here]);

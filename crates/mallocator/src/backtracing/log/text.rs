@@ -85,9 +85,9 @@ impl<const SLOTS: usize, const TEXT: usize> TextCache<SLOTS, TEXT> {
 
 /// Frame lines already described, by instruction pointer: asking the
 /// loader (`dladdr`) costs thousands of instructions, and a program's
-/// allocation sites repeat. A line stays as first described: code
-/// unloaded with `dlclose` and other code loaded at the same address
-/// keeps the old name.
+/// allocation sites repeat. A line stays as first described until the
+/// tracker is told of an unload (`dlclose`: [`clear`](Self::clear)),
+/// after which other code loaded at the same address gets its own.
 pub(super) struct LineCache(TextCache<4096, LINE_TEXT>);
 
 /// Most bytes of cached line text.
@@ -145,6 +145,7 @@ impl StackLines {
 
     /// Appends the frame lines of `frames`, whose interned id is `id`
     /// (`None`: not interned, described frame by frame).
+    #[inline]
     pub(super) fn append(
         &mut self,
         id: Option<u32>,
@@ -222,6 +223,7 @@ fn push_dec(buf: &mut RecordBuf, v: u64) {
 /// One record: `+++ ALLOC:n:0x<addr>:<align>:<size>` when `alloc` is
 /// `Some((align, size))`, else `+++ FREE:n:0x<addr>`; then the frames
 /// and `---`.
+#[inline]
 pub(super) fn format_record(
     buf: &mut RecordBuf,
     addr: usize,
