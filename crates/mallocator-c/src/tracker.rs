@@ -5,7 +5,7 @@ use core::ffi::{c_char, c_int, CStr};
 
 use mallocator_core::backtracing::{create_log_file, Backtracing, Config, LogFormat, LogTarget};
 
-use crate::error::{fail, fail_null, guard, MLC_ERR_ARGUMENT, MLC_ERR_OS, MLC_OK};
+use crate::error::{fail, fail_null, guard, MLC_ERR_ARGUMENT, MLC_ERR_MEMORY, MLC_ERR_OS, MLC_OK};
 use crate::handle::{null_argument, MlcValloc};
 
 /// `mlc_tracker_t`: a tracker and the log file it writes to, if any.
@@ -208,7 +208,12 @@ pub unsafe extern "C" fn mlc_tracker_report(t: *const MlcTracker, fd: c_int, jso
                 format!("{WHAT}: bad file descriptor {fd}"),
             );
         }
-        let report = t.report();
+        let Some(report) = t.try_report() else {
+            return fail(
+                MLC_ERR_MEMORY,
+                format!("{WHAT}: not enough memory for the report"),
+            );
+        };
         let text = if json != 0 {
             report.to_json() + "\n"
         } else {
@@ -269,5 +274,81 @@ pub unsafe extern "C" fn mlc_tracker_delete(t: *mut MlcTracker) {
         // SAFETY: `t` came from `Box::into_raw` in `mlc_tracker_new*` and is
         // deleted once (the caller's promise).
         drop(unsafe { Box::from_raw(t) });
+    }
+}
+
+#[cfg(all(test, target_os = "linux", not(miri)))]
+mod tests {
+    use super::*;
+    use crate::handle::{mlc_libc_valloc, mlc_valloc_free, mlc_valloc_malloc};
+
+    /// Bytes of address space this process uses (`VmSize`).
+    fn address_space() -> u64 {
+        let status = std::fs::read_to_string("/proc/self/status").unwrap();
+        let line = status.lines().find(|l| l.starts_with("VmSize:")).unwrap();
+        let kib: u64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
+        kib * 1024
+    }
+
+    /// Sets this process's address-space limit (below its hard limit).
+    fn limit_to(bytes: u64) {
+        let mut lim = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: a valid `rlimit` to fill, then to set.
+        unsafe {
+            assert_eq!(libc::getrlimit(libc::RLIMIT_AS, &mut lim), 0);
+            lim.rlim_cur = bytes.min(lim.rlim_max);
+            assert_eq!(libc::setrlimit(libc::RLIMIT_AS, &lim), 0);
+        }
+    }
+
+    /// The report of a tracker with a million live blocks, under an
+    /// address-space limit just above what the process uses: the error
+    /// the header promises, and the program goes on; with the memory
+    /// back, the report is written. In a child process (the limit is the
+    /// process's), whose exit status says which step failed.
+    #[test]
+    fn a_report_without_memory_is_mlc_err_memory() {
+        // SAFETY: the child runs this thread only, then `_exit`s; the
+        // allocator's locks are free in it (glibc's fork handlers).
+        let pid = unsafe { libc::fork() };
+        assert!(pid >= 0, "fork");
+        if pid == 0 {
+            let code = std::panic::catch_unwind(|| {
+                // SAFETY: one tracker over the C library, used by this
+                // thread only; every block is freed once through it, then
+                // the tracker is deleted; `/dev/null` is open for writing.
+                unsafe {
+                    let t = mlc_tracker_new(mlc_libc_valloc());
+                    let h = mlc_tracker_valloc(t);
+                    let blocks: Vec<_> =
+                        (0..1 << 20).map(|_| mlc_valloc_malloc(h, 8, 16)).collect();
+                    let null = libc::open(c"/dev/null".as_ptr(), libc::O_WRONLY);
+                    limit_to(address_space() + (4 << 20));
+                    let starved = mlc_tracker_report(t, null, 0);
+                    limit_to(u64::MAX);
+                    let whole = mlc_tracker_report(t, null, 1);
+                    blocks.iter().for_each(|&p| mlc_valloc_free(h, p));
+                    mlc_tracker_delete(t);
+                    match (starved, whole) {
+                        (MLC_ERR_MEMORY, MLC_OK) => 0,
+                        (MLC_ERR_MEMORY, _) => 2,
+                        _ => 1,
+                    }
+                }
+            })
+            .unwrap_or(3);
+            // SAFETY: ends the child without the test harness's exit.
+            unsafe { libc::_exit(code) };
+        }
+        let mut status = 0;
+        // SAFETY: waits for the child made above.
+        assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
+        assert!(
+            libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+            "child status {status:#x} (exit 1: no MLC_ERR_MEMORY; 2: no report after)"
+        );
     }
 }

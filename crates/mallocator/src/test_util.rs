@@ -58,3 +58,30 @@ impl Drop for StaticStr {
         drop(unsafe { Box::from_raw(self.0) });
     }
 }
+
+/// Runs `f` with this process's address space limited to what it uses
+/// now (`VmSize`) and `headroom` bytes more (never above the hard
+/// limit), then lifts the limit: for a test of what runs out of memory,
+/// in a child process (the limit is the process's).
+#[cfg(target_os = "linux")]
+pub(crate) fn with_address_space_limited<R>(headroom: u64, f: impl FnOnce() -> R) -> R {
+    fn limit_to(bytes: u64) {
+        let mut lim = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: a valid `rlimit` to fill, then to set.
+        unsafe {
+            assert_eq!(libc::getrlimit(libc::RLIMIT_AS, &mut lim), 0);
+            lim.rlim_cur = bytes.min(lim.rlim_max);
+            assert_eq!(libc::setrlimit(libc::RLIMIT_AS, &lim), 0);
+        }
+    }
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmSize:")).unwrap();
+    let kib: u64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
+    limit_to(kib * 1024 + headroom);
+    let result = f();
+    limit_to(u64::MAX);
+    result
+}

@@ -576,7 +576,13 @@ extern "C" fn write_exit_report() {
     let Some(dest) = EXIT_DEST.lock().take() else {
         return;
     };
-    let report = TRACKER.build_report(&|_| true, true, Reach::AllRoots { sp, registers });
+    let Some(report) = TRACKER.build_report(&|_| true, true, Reach::AllRoots { sp, registers })
+    else {
+        // The program ends as it would have; its exit status is its own.
+        let msg = b"mallocator: not enough memory for the leak report\n";
+        os::write_all(&Sink::stderr(), msg);
+        return;
+    };
     let text = if dest.json {
         report.to_json() + "\n"
     } else {
@@ -663,6 +669,51 @@ mod tests {
     use super::*;
     use std::sync::atomic::AtomicBool;
     use std::time::Duration;
+
+    /// The exit report, out of memory for the live blocks' records: one
+    /// line on stderr says so, and the exit goes on (not the report's exit
+    /// status either: nothing was found). In a child process: the limit
+    /// is the process's, and so is its stderr.
+    #[test]
+    #[cfg(all(target_os = "linux", not(miri)))]
+    #[cfg_attr(
+        any(mallocator_sanitize = "address", mallocator_sanitize = "thread"),
+        ignore = "the sanitizers' own memory does not fit under an address-space limit"
+    )]
+    fn an_exit_report_without_memory_says_so_and_the_exit_goes_on() {
+        use std::io::{Read, Seek};
+        use std::os::fd::AsRawFd;
+        assert!(crate::backtracing::fork::tests_support::in_child(|| {
+            const BLOCKS: usize = 1 << 20;
+            let g = GlobalBacktracing::new();
+            let blocks: Vec<*mut u8> = (0..BLOCKS).map(|_| g.c_malloc(0, 16)).collect();
+            *EXIT_DEST.lock() = Some(ExitDest {
+                path: None,
+                json: false,
+                exit_code: Some(9),
+            });
+            let path = std::env::temp_dir().join(format!("mallocator-oom-{}", std::process::id()));
+            let mut stderr = std::fs::File::options()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .open(&path)
+                .unwrap();
+            std::fs::remove_file(&path).unwrap();
+            // SAFETY: both descriptors are open; stderr is this child's.
+            assert!(unsafe { libc::dup2(stderr.as_raw_fd(), 2) } == 2);
+            crate::test_util::with_address_space_limited(4 << 20, || write_exit_report());
+            let mut said = String::new();
+            stderr.rewind().unwrap();
+            stderr.read_to_string(&mut said).unwrap();
+            for &p in &blocks {
+                // SAFETY: each block came from `c_malloc`, freed once.
+                unsafe { g.c_free(p) };
+            }
+            said == "mallocator: not enough memory for the leak report\n"
+        }));
+    }
 
     #[test]
     fn other_threads_wait_for_the_configuration() {

@@ -574,14 +574,20 @@ impl LiveShard {
         self.slots.iter().filter(|r| r.addr != 0).for_each(f);
     }
 
-    /// Appends every live record that passes `keep` to `out`.
-    pub(crate) fn collect(&self, out: &mut SysVec<Record>, keep: &dyn Fn(&Record) -> bool) {
+    /// Appends every live record that passes `keep` to `out`; false, with
+    /// nothing appended, when `out` cannot grow enough (out of memory).
+    pub(crate) fn collect(&self, out: &mut SysVec<Record>, keep: &dyn Fn(&Record) -> bool) -> bool {
+        // Room for every live record first: the appending cannot outgrow it.
+        if out.try_reserve(self.len).is_err() {
+            return false;
+        }
         out.extend(
             self.slots
                 .iter()
                 .filter(|r| r.addr != 0 && keep(r))
                 .copied(),
         );
+        true
     }
 }
 

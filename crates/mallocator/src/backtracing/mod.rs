@@ -1285,11 +1285,34 @@ impl<'a> Backtracing<'a> {
     /// Never-freed blocks grouped by allocation stack (largest first), and
     /// every bad free with its stacks. Symbolizes each distinct stack once.
     ///
+    /// # Panics
+    /// When the memory the report needs for the live blocks cannot be had
+    /// (see [`try_report`](Self::try_report), which answers `None` then).
+    ///
     /// ```
     /// let t = mallocator::backtracing::Backtracing::new(mallocator::Valloc::libc());
     /// assert!(t.report().is_clean());
     /// ```
+    #[track_caller]
     pub fn report(&self) -> LeakReport {
+        self.try_report().unwrap_or_else(|| report::out_of_memory())
+    }
+
+    /// [`report`](Self::report), or `None` when the memory that grows
+    /// with the live blocks (their records, copied out of the tables; the
+    /// blocks reported) cannot be had: for a program that must not stop
+    /// when its memory runs out (the process-wide tracker's exit report
+    /// and the C library's report answer so). What grows with the
+    /// distinct stacks (the groups, their symbols) is allocated as any
+    /// Rust code does.
+    ///
+    /// ```
+    /// let t = mallocator::backtracing::Backtracing::new(mallocator::Valloc::libc());
+    /// let p = t.valloc().malloc(8, 40);
+    /// assert_eq!(t.try_report().unwrap().leaked_bytes, 40);
+    /// # unsafe { t.valloc().free(p) };
+    /// ```
+    pub fn try_report(&self) -> Option<LeakReport> {
         self.build_report(&|_| true, true, report::Reach::Unclassified)
     }
 

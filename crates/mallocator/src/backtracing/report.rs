@@ -390,15 +390,19 @@ pub(crate) enum Reach {
 
 impl Backtracing<'_> {
     /// The report of the records that pass `keep` (and the bad frees
-    /// when `with_errors`), their reachability classified as `reach` says.
+    /// when `with_errors`), their reachability classified as `reach` says;
+    /// `None` when the memory that grows with the live blocks (their
+    /// records copied out, the blocks reported) cannot be had. What grows
+    /// with the distinct stacks (the groups, their symbols) is allocated
+    /// as any Rust code does.
     pub(crate) fn build_report(
         &self,
         keep: &dyn Fn(&Record) -> bool,
         with_errors: bool,
         reach: Reach,
-    ) -> LeakReport {
+    ) -> Option<LeakReport> {
         self.read(|st| self.report_of(st, keep, with_errors, reach))
-            .unwrap_or_default()
+            .unwrap_or_else(|| Some(LeakReport::default()))
     }
 
     /// [`build_report`](Self::build_report) on the state `st`.
@@ -408,7 +412,7 @@ impl Backtracing<'_> {
         keep: &dyn Fn(&Record) -> bool,
         with_errors: bool,
         reach: Reach,
-    ) -> LeakReport {
+    ) -> Option<LeakReport> {
         let _busy = Busy::enter(st.epoch);
         let mut records: SysVec<Record> = sys_vec();
         let wanted = |r: &Record| r.stack != INTERNAL && keep(r);
@@ -417,7 +421,9 @@ impl Backtracing<'_> {
         let (kinds, errors, errors_total, double_frees) = st.reading(|| {
             let kinds = if reach == Reach::Unclassified || !os::ROOTS_KNOWN {
                 for shard in &st.live {
-                    shard.lock().collect(&mut records, &wanted);
+                    if !shard.lock().collect(&mut records, &wanted) {
+                        return None;
+                    }
                 }
                 None
             } else {
@@ -433,34 +439,44 @@ impl Backtracing<'_> {
                     let shards: [_; LIVE_SHARDS] = core::array::from_fn(|i| st.live[i].lock());
                     shards
                         .iter()
-                        .for_each(|s| s.collect(&mut records, &|r| r.stack != INTERNAL));
-                    classify(&mut records, reach)
-                })
+                        .all(|s| s.collect(&mut records, &|r| r.stack != INTERNAL))
+                        .then(|| classify(&mut records, reach))
+                })?
             };
             let mut errors: SysVec<ErrorRecord> = sys_vec();
             if !with_errors {
-                return (kinds, errors, 0, 0);
+                return Some((kinds, errors, 0, 0));
             }
             let e = st.errors.lock();
+            errors.try_reserve_exact(e.kept.len()).ok()?;
             errors.extend_from_slice(&e.kept);
-            (kinds, errors, e.total, e.double_frees)
-        });
+            Some((kinds, errors, e.total, e.double_frees))
+        })?;
         // The blocks reported, with their class. A scope reports only
         // the lost ones, unclassified (its scan leaves out the stack).
-        let entries: Vec<(Record, Option<LeakKind>)> = records
-            .iter()
-            .enumerate()
-            .map(|(i, r)| (*r, kinds.as_ref().map(|k| k[i])))
-            .filter(|&(r, _)| wanted(&r))
-            .filter(|&(_, kind)| reach != Reach::ScopeRoots || kind.is_none_or(LeakKind::is_lost))
-            .map(|(r, kind)| (r, kind.filter(|_| reach != Reach::ScopeRoots)))
-            .collect();
-        let mut by_stack: HashMap<(u32, Option<LeakKind>), (usize, usize)> = HashMap::new();
-        for &(r, kind) in &entries {
-            let g = by_stack.entry((r.stack, kind)).or_default();
-            g.0 += r.size();
-            g.1 += 1;
-        }
+        let mut entries: Vec<(Record, Option<LeakKind>)> = Vec::new();
+        entries.try_reserve_exact(records.len()).ok()?;
+        entries.extend(
+            records
+                .iter()
+                .enumerate()
+                .map(|(i, r)| (*r, kinds.as_ref().map(|k| k[i])))
+                .filter(|&(r, _)| wanted(&r))
+                .filter(|&(_, kind)| {
+                    reach != Reach::ScopeRoots || kind.is_none_or(LeakKind::is_lost)
+                })
+                .map(|(r, kind)| (r, kind.filter(|_| reach != Reach::ScopeRoots))),
+        );
+        drop(records);
+        // Each group's blocks next to each other (sorted in place: no
+        // memory that grows with the blocks), summed a run at a time.
+        entries.sort_unstable_by_key(|&(r, kind)| (r.stack, kind));
+        let by_stack = entries
+            .chunk_by(|a, b| (a.0.stack, a.1) == (b.0.stack, b.1))
+            .map(|run| {
+                let bytes = run.iter().map(|(r, _)| r.size()).sum::<usize>();
+                ((run[0].0.stack, run[0].1), (bytes, run.len()))
+            });
         let mut symbols = Symbolizer {
             stacks: &st.stacks,
             cache: HashMap::new(),
@@ -470,7 +486,7 @@ impl Backtracing<'_> {
         // may name a frame the report does not show).
         let suppressions = super::global::suppressions();
         let (mut suppressed_blocks, mut suppressed_bytes) = (0, 0);
-        let mut groups: Vec<LeakGroup> = Vec::with_capacity(by_stack.len());
+        let mut groups: Vec<LeakGroup> = Vec::new();
         for ((stack, kind), (bytes, count)) in by_stack {
             if suppressions.matches_frames(symbols.whole(stack)) {
                 suppressed_blocks += count;
@@ -526,7 +542,7 @@ impl Backtracing<'_> {
                 first_free_frames: symbols.frames(e.first_free_stack),
             })
             .collect();
-        LeakReport {
+        Some(LeakReport {
             leaked_bytes: entries.iter().map(|(r, _)| r.size()).sum::<usize>() - suppressed_bytes,
             leaked_blocks: entries.len() - suppressed_blocks,
             groups,
@@ -538,8 +554,16 @@ impl Backtracing<'_> {
             refused_allocations: st.refused.load(Ordering::Relaxed),
             suppressed_blocks,
             suppressed_bytes,
-        }
+        })
     }
+}
+
+/// What a report that must answer does when the memory for the live
+/// blocks cannot be had ([`Backtracing::report`], a scope's).
+#[cold]
+#[track_caller]
+pub(crate) fn out_of_memory() -> LeakReport {
+    panic!("mallocator: not enough memory for the leak report (try_report answers None)")
 }
 
 /// The reachability of each of `records` (sorted here by address) from

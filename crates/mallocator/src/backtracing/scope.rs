@@ -93,13 +93,20 @@ impl Scope<'_, '_> {
     /// assert_eq!(scope.leaks().leaked_bytes, 40);
     /// # unsafe { t.valloc().free(p) };
     /// ```
+    ///
+    /// # Panics
+    /// When the memory the report needs for the live blocks cannot be had
+    /// (as [`Backtracing::report`]).
+    #[track_caller]
     pub fn leaks(&self) -> LeakReport {
         let stamps = stamps_of(self.start);
-        self.tracker.build_report(
-            &|r| stamps.binary_search(&r.stamp).is_ok(),
-            false,
-            Reach::ScopeRoots,
-        )
+        self.tracker
+            .build_report(
+                &|r| stamps.binary_search(&r.stamp).is_ok(),
+                false,
+                Reach::ScopeRoots,
+            )
+            .unwrap_or_else(|| super::report::out_of_memory())
     }
 
     /// Panics with the text report if [`leaks`](Self::leaks) finds any.

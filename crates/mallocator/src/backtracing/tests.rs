@@ -1012,7 +1012,9 @@ fn a_handlers_free_while_a_report_reads_its_shard_waits_in_the_queue() {
             }
             true
         };
-        let report = t.build_report(&as_handler, false, report::Reach::Unclassified);
+        let report = t
+            .build_report(&as_handler, false, report::Reach::Unclassified)
+            .unwrap();
         let me = thread::current().unwrap();
         freed.get() && report.leaked_blocks == 1 && !me.has_pending() && t.live_blocks() == 0
     }));
@@ -2176,4 +2178,35 @@ fn dwarf_unwinding_goes_through_generated_code() {
         "the callback, the generated code and the test, in order: {found:?} in {:?}",
         frames.iter().map(ToString::to_string).collect::<Vec<_>>()
     );
+}
+
+/// Out of memory for the records a report copies out of the tables (an
+/// address-space limit just above what the process uses), `try_report`
+/// answers `None` and the program goes on; with the memory back, the
+/// report is whole. In a child process: the limit is the process's.
+/// Not under the sanitizers, whose own memory the limit would starve.
+#[test]
+#[cfg(all(target_os = "linux", not(miri)))]
+#[cfg_attr(
+    any(mallocator_sanitize = "address", mallocator_sanitize = "thread"),
+    ignore = "the sanitizers' own memory does not fit under an address-space limit"
+)]
+fn a_report_without_memory_for_its_records_is_none_and_the_program_goes_on() {
+    assert!(fork::tests_support::in_child(|| {
+        // A million blocks: 24 MiB of records to copy out.
+        const BLOCKS: usize = 1 << 20;
+        let t = Backtracing::new(Valloc::libc());
+        let v = t.valloc();
+        let blocks: Vec<*mut u8> = (0..BLOCKS).map(|_| v.malloc(8, 16)).collect();
+        let all_made = blocks.iter().all(|p| !p.is_null());
+        let starved = crate::test_util::with_address_space_limited(4 << 20, || t.try_report());
+        let whole = t.try_report();
+        for &p in &blocks {
+            // SAFETY: each block came from `v`, freed once.
+            unsafe { v.free(p) };
+        }
+        all_made
+            && starved.is_none()
+            && whole.is_some_and(|r| r.leaked_blocks == BLOCKS && r.leaked_bytes == 16 * BLOCKS)
+    }));
 }
