@@ -383,7 +383,7 @@ pub(crate) mod tests_support {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::backtracing::{Backtracing, Config, LogTarget};
+    use crate::backtracing::Backtracing;
     use crate::Valloc;
 
     /// In a process that has made no tracker, the handlers are installed
@@ -478,13 +478,7 @@ mod tests {
     fn an_unload_in_the_fork_window_does_not_wait_for_the_log() {
         fn discard(_: &[u8]) {}
         assert!(tests_support::in_child(|| {
-            let t = Backtracing::with_config(
-                Valloc::libc(),
-                Config {
-                    log: LogTarget::Callback(discard),
-                    ..Config::DEFAULT
-                },
-            );
+            let t = crate::backtracing::tests::logging_to(discard);
             let v = t.valloc();
             // SAFETY: freeing what `v` returned.
             unsafe { v.free(v.malloc(8, 8)) };

@@ -560,6 +560,18 @@ pub(super) fn decode_compact(b: &[u8]) -> Decoded {
     d
 }
 
+/// A tracker over the C library whose log (compact) goes to `f`; const,
+/// for the trackers tests keep in statics too.
+pub(super) const fn logging_to(f: fn(&[u8])) -> Backtracing<'static> {
+    Backtracing::with_config(
+        Valloc::libc(),
+        Config {
+            log: LogTarget::Callback(f),
+            ..Config::DEFAULT
+        },
+    )
+}
+
 static COMPACT_BUF: Mutex<Vec<u8>> = Mutex::new(Vec::new());
 
 fn collect_compact(bytes: &[u8]) {
@@ -568,13 +580,7 @@ fn collect_compact(bytes: &[u8]) {
 
 #[test]
 fn compact_log_round_trip() {
-    let t = Backtracing::with_config(
-        Valloc::libc(),
-        Config {
-            log: LogTarget::Callback(collect_compact),
-            ..Config::DEFAULT
-        },
-    );
+    let t = logging_to(collect_compact);
     let v = t.valloc();
     let kept = alloc_at_a(v, 24);
     let p = alloc_at_b(v, 40);
@@ -650,13 +656,7 @@ fn collect_late(bytes: &[u8]) {
     LATE_BUF.lock().unwrap().extend_from_slice(bytes);
 }
 
-static LATE_TRACKER: Backtracing<'static> = Backtracing::with_config(
-    Valloc::libc(),
-    Config {
-        log: LogTarget::Callback(collect_late),
-        ..Config::DEFAULT
-    },
-);
+static LATE_TRACKER: Backtracing<'static> = logging_to(collect_late);
 
 /// A thread-local destructor that runs after the one that freed the
 /// thread's log buffer, and allocates: its events cannot use that buffer
@@ -706,13 +706,7 @@ fn collect_own_blocks(bytes: &[u8]) {
 /// block never allocated.
 #[test]
 fn the_trackers_own_blocks_are_not_logged_whoever_frees_them() {
-    let t = Backtracing::with_config(
-        Valloc::libc(),
-        Config {
-            log: LogTarget::Callback(collect_own_blocks),
-            ..Config::DEFAULT
-        },
-    );
+    let t = logging_to(collect_own_blocks);
     let v = t.valloc();
     let busy = Busy::enter(t.state().unwrap().epoch);
     let own = v.malloc(8, 32);

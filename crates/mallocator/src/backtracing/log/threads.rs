@@ -539,17 +539,8 @@ pub(crate) fn after_fork_in_child() {
 mod tests {
     use super::*;
 
-    /// A tracker over the C library whose compact log goes to `f`.
     #[cfg(all(unix, not(miri)))]
-    fn logging_to(f: fn(&[u8])) -> crate::backtracing::Backtracing<'static> {
-        crate::backtracing::Backtracing::with_config(
-            crate::Valloc::libc(),
-            crate::backtracing::Config {
-                log: crate::backtracing::LogTarget::Callback(f),
-                ..crate::backtracing::Config::DEFAULT
-            },
-        )
-    }
+    use crate::backtracing::tests::logging_to;
 
     /// A signal handler that allocates and frees through a logging
     /// tracker while its thread holds [`BUFFERS`] (a thread's first event
