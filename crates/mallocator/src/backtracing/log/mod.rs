@@ -374,9 +374,9 @@ impl Log {
     /// has cached instead.
     pub(crate) fn objects_unloaded(&self, stacks: &StackTable) {
         if self.format() == LogFormat::Firedancer {
-            let mut inner = self.inner.lock();
-            inner.lines.clear();
-            inner.stack_lines.clear();
+            let mut guard = self.inner.lock();
+            let inner = &mut *guard;
+            text::forget(&mut inner.lines, &mut inner.stack_lines);
             return;
         }
         os::with_loader_locked(|| {
@@ -864,7 +864,7 @@ mod tests {
         text.write_text(0x10, Some((16, 8)), 1, &[here]);
         let cached = |log: &Log| {
             let inner = log.inner.lock();
-            (inner.lines.is_empty(), inner.stack_lines.is_empty())
+            text::emptied(&inner.lines, &inner.stack_lines)
         };
         assert_eq!(cached(&text), (false, false));
         text.objects_unloaded(&stacks);

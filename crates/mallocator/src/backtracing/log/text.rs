@@ -86,7 +86,7 @@ impl<const SLOTS: usize, const TEXT: usize> TextCache<SLOTS, TEXT> {
 /// Frame lines already described, by instruction pointer: asking the
 /// loader (`dladdr`) costs thousands of instructions, and a program's
 /// allocation sites repeat. A line stays as first described until the
-/// tracker is told of an unload (`dlclose`: [`clear`](Self::clear)),
+/// tracker is told of an unload (`dlclose`: [`forget`]),
 /// after which other code loaded at the same address gets its own.
 pub(super) struct LineCache(TextCache<4096, LINE_TEXT>);
 
@@ -96,17 +96,6 @@ const LINE_TEXT: usize = 1 << 20;
 impl LineCache {
     pub(super) const fn new() -> Self {
         LineCache(TextCache::new())
-    }
-
-    /// Forgets every line (objects were unloaded: code loaded at their
-    /// addresses is not what the lines name).
-    pub(super) fn clear(&mut self) {
-        self.0.clear();
-    }
-
-    #[cfg(test)]
-    pub(super) fn is_empty(&self) -> bool {
-        self.0.is_empty()
     }
 
     /// Appends the frame line of `ip` to `buf`.
@@ -133,16 +122,6 @@ impl StackLines {
         StackLines(TextCache::new())
     }
 
-    /// Forgets every stack's lines (as [`LineCache::clear`]).
-    pub(super) fn clear(&mut self) {
-        self.0.clear();
-    }
-
-    #[cfg(test)]
-    pub(super) fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-
     /// Appends the frame lines of `frames`, whose interned id is `id`
     /// (`None`: not interned, described frame by frame).
     #[inline]
@@ -159,6 +138,19 @@ impl StackLines {
             None => each(buf),
         }
     }
+}
+
+/// Forgets every cached line and stack (objects were unloaded: code
+/// loaded at their addresses is not what the lines name).
+pub(super) fn forget(lines: &mut LineCache, stacks: &mut StackLines) {
+    lines.0.clear();
+    stacks.0.clear();
+}
+
+/// Whether the line cache and the stack cache are empty.
+#[cfg(test)]
+pub(super) fn emptied(lines: &LineCache, stacks: &StackLines) -> (bool, bool) {
+    (lines.0.is_empty(), stacks.0.is_empty())
 }
 
 /// Appends one frame line in glibc's `backtrace_symbols_fd` format:
