@@ -62,26 +62,101 @@ impl Drop for StaticStr {
 /// Runs `f` with this process's address space limited to what it uses
 /// now (`VmSize`) and `headroom` bytes more (never above the hard
 /// limit), then lifts the limit: for a test of what runs out of memory,
-/// in a child process (the limit is the process's).
+/// in a child process (the limit is the process's). Such a test first
+/// asks [`address_space_limits_hold`].
 #[cfg(target_os = "linux")]
 pub(crate) fn with_address_space_limited<R>(headroom: u64, f: impl FnOnce() -> R) -> R {
-    fn limit_to(bytes: u64) {
-        let mut lim = libc::rlimit {
-            rlim_cur: 0,
-            rlim_max: 0,
-        };
-        // SAFETY: a valid `rlimit` to fill, then to set.
-        unsafe {
-            assert_eq!(libc::getrlimit(libc::RLIMIT_AS, &mut lim), 0);
-            lim.rlim_cur = bytes.min(lim.rlim_max);
-            assert_eq!(libc::setrlimit(libc::RLIMIT_AS, &lim), 0);
+    limit_address_space(address_space_used() + headroom);
+    let result = f();
+    limit_address_space(u64::MAX);
+    result
+}
+
+/// Whether this system enforces an address-space limit (`RLIMIT_AS`):
+/// an emulator such as `qemu-user`, which runs the cross-compiled tests,
+/// accepts the limit and ignores it. Tried in a child process, which maps
+/// 64 MiB under a limit of what it uses and 4 MiB more.
+#[cfg(target_os = "linux")]
+pub(crate) fn address_space_limits_hold() -> bool {
+    let used = address_space_used();
+    // SAFETY: the child calls only async-signal-safe functions
+    // (`getrlimit`, `setrlimit`, `mmap`, `_exit`), takes no lock and never
+    // returns into the test harness; `lim` is a valid `rlimit`.
+    unsafe {
+        let pid = libc::fork();
+        assert!(pid >= 0, "fork");
+        if pid == 0 {
+            let mut lim = libc::rlimit {
+                rlim_cur: 0,
+                rlim_max: 0,
+            };
+            if libc::getrlimit(libc::RLIMIT_AS, &mut lim) != 0 {
+                libc::_exit(2);
+            }
+            lim.rlim_cur = (used + (4 << 20)).min(lim.rlim_max);
+            if libc::setrlimit(libc::RLIMIT_AS, &lim) != 0 {
+                libc::_exit(2);
+            }
+            let p = libc::mmap(
+                core::ptr::null_mut(),
+                64 << 20,
+                libc::PROT_NONE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            );
+            libc::_exit(if p == libc::MAP_FAILED { 0 } else { 1 });
         }
+        let mut status = 0;
+        assert_eq!(libc::waitpid(pid, &mut status, 0), pid);
+        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0
     }
+}
+
+/// Bytes of address space this process uses now (`VmSize`).
+#[cfg(target_os = "linux")]
+fn address_space_used() -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap();
     let line = status.lines().find(|l| l.starts_with("VmSize:")).unwrap();
     let kib: u64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
-    limit_to(kib * 1024 + headroom);
-    let result = f();
-    limit_to(u64::MAX);
-    result
+    kib * 1024
+}
+
+/// Sets this process's address-space limit to `bytes` (never above its
+/// hard limit; `u64::MAX` lifts it). Allocates nothing.
+#[cfg(target_os = "linux")]
+fn limit_address_space(bytes: u64) {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: a valid `rlimit` to fill, then to set.
+    unsafe {
+        assert_eq!(libc::getrlimit(libc::RLIMIT_AS, &mut lim), 0);
+        lim.rlim_cur = bytes.min(lim.rlim_max);
+        assert_eq!(libc::setrlimit(libc::RLIMIT_AS, &lim), 0);
+    }
+}
+
+/// A command that runs this test binary again: directly, or through the
+/// command `MALLOCATOR_TEST_RUNNER` names (split at spaces), the emulator
+/// that runs a cross-compiled test binary (`qemu-aarch64 -L
+/// /usr/aarch64-linux-gnu`), whose children are binaries of that target
+/// too.
+#[cfg(all(
+    any(target_os = "linux", target_os = "freebsd", target_vendor = "apple"),
+    not(miri)
+))]
+pub(crate) fn this_test_binary() -> std::process::Command {
+    let exe = std::env::current_exe().unwrap();
+    let runner = std::env::var("MALLOCATOR_TEST_RUNNER").unwrap_or_default();
+    let mut words = runner.split_whitespace();
+    match words.next() {
+        Some(program) => {
+            let mut command = std::process::Command::new(program);
+            command.args(words).arg(exe);
+            command
+        }
+        None => std::process::Command::new(exe),
+    }
 }

@@ -1,5 +1,7 @@
 //! The tracker as the global allocator of this test binary.
 
+mod common;
+
 use mallocator::backtracing::{ErrorKind, GlobalBacktracing};
 
 #[global_allocator]
@@ -177,7 +179,7 @@ fn bad_settings_warn_once_on_stderr() {
 
 /// Runs `child_leaks_on_purpose` in a child process with `vars` set.
 fn run_leaky_child(vars: &[(&str, &std::ffi::OsStr)]) -> std::process::Output {
-    let mut command = std::process::Command::new(std::env::current_exe().unwrap());
+    let mut command = common::this_test_binary();
     command
         .args([
             "--exact",

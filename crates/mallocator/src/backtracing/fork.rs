@@ -401,7 +401,7 @@ mod tests {
             return;
         }
         let name = "backtracing::fork::tests::handlers_are_installed_when_the_library_loads";
-        let out = std::process::Command::new(std::env::current_exe().unwrap())
+        let out = crate::test_util::this_test_binary()
             .args(["--exact", name, "--test-threads=1"])
             .env(CHILD, "1")
             .output()

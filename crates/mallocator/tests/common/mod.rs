@@ -1,6 +1,7 @@
 //! Test helpers shared by the integration tests: a custom [`RawAlloc`] that
-//! records what reaches it through a handle, and a wrapper that makes any
-//! allocator `!Sync` (for `Valloc::new_local`).
+//! records what reaches it through a handle, a wrapper that makes any
+//! allocator `!Sync` (for `Valloc::new_local`), and the test binary run
+//! again as a child process.
 #![allow(dead_code)] // each test binary uses a different subset
 
 use core::alloc::Layout;
@@ -107,7 +108,7 @@ pub fn run_child_entry(
     case: &str,
     extra_env: &[(&str, std::ffi::OsString)],
 ) -> std::process::Output {
-    let mut command = std::process::Command::new(std::env::current_exe().unwrap());
+    let mut command = this_test_binary();
     command
         .args([
             "child_process_entry",
@@ -121,4 +122,23 @@ pub fn run_child_entry(
         command.env(name, value);
     }
     command.output().unwrap()
+}
+
+/// A command that runs this test binary again: directly, or through the
+/// command `MALLOCATOR_TEST_RUNNER` names (split at spaces), the emulator
+/// that runs a cross-compiled test binary (`qemu-aarch64 -L
+/// /usr/aarch64-linux-gnu`), whose children are binaries of that target
+/// too.
+pub fn this_test_binary() -> std::process::Command {
+    let exe = std::env::current_exe().unwrap();
+    let runner = std::env::var("MALLOCATOR_TEST_RUNNER").unwrap_or_default();
+    let mut words = runner.split_whitespace();
+    match words.next() {
+        Some(program) => {
+            let mut command = std::process::Command::new(program);
+            command.args(words).arg(exe);
+            command
+        }
+        None => std::process::Command::new(exe),
+    }
 }
