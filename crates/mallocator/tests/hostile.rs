@@ -37,7 +37,7 @@ fn child_process_entry() {
         .expect("run by the tests only")
         .as_str()
     {
-        #[cfg(target_arch = "x86_64")]
+        #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
         "altstack" => altstack::run(),
         "coroutine" => coroutine::run(),
         "first_use_fork" => fork_while_allocating(&FIRST_USE_TRACKER, 4, 5),
@@ -82,6 +82,7 @@ fn map(len: usize, prot: i32) -> usize {
 }
 
 /// The calling thread's stack `(low, high)`.
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
 fn thread_stack() -> (usize, usize) {
     // SAFETY: as in the library's own `stack_bounds`: `attr` is written by
     // `pthread_getattr_np` before it is read, and destroyed once.
@@ -95,7 +96,7 @@ fn thread_stack() -> (usize, usize) {
     }
 }
 
-#[cfg(target_arch = "x86_64")]
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
 mod altstack {
     use super::*;
 
@@ -108,9 +109,11 @@ mod altstack {
         BLOCK.store(FP_TRACKER.valloc().malloc(8, 48) as usize, Ordering::SeqCst);
     }
 
-    /// Sends SIGUSR1 to this thread while `rbp` holds `garbage`, as code
-    /// built without frame pointers may have it when a signal arrives.
-    fn signal_with_rbp(garbage: usize) {
+    /// Sends SIGUSR1 to this thread while the frame-pointer register
+    /// (`rbp`) holds `garbage`, as code built without frame pointers may
+    /// have it when a signal arrives.
+    #[cfg(target_arch = "x86_64")]
+    fn signal_with_frame_pointer(garbage: usize) {
         // SAFETY: saves `rbp`, loads `garbage` into it for the `tgkill`
         // system call only, and restores it; no memory is read through it
         // here. The handler runs on the alternate stack (SA_ONSTACK), so
@@ -128,6 +131,30 @@ mod altstack {
                 in("rdx") libc::SIGUSR1,
                 out("rcx") _,
                 out("r11") _,
+            );
+        }
+    }
+
+    /// [`signal_with_frame_pointer`] where the frame pointer is `x29`.
+    #[cfg(target_arch = "aarch64")]
+    fn signal_with_frame_pointer(garbage: usize) {
+        // SAFETY: saves `x29` in a register the system call keeps, loads
+        // `garbage` into it for the `tgkill` system call only, and
+        // restores it; no memory is read through it here. The handler runs
+        // on the alternate stack (SA_ONSTACK), so the kernel does not write
+        // below this stack pointer.
+        unsafe {
+            core::arch::asm!(
+                "mov {saved}, x29",
+                "mov x29, {garbage}",
+                "svc #0",
+                "mov x29, {saved}",
+                saved = out(reg) _,
+                garbage = in(reg) garbage,
+                inout("x0") libc::getpid() as usize => _,
+                in("x1") libc::gettid() as usize,
+                in("x2") libc::SIGUSR1 as usize,
+                in("x8") libc::SYS_tgkill as usize,
             );
         }
     }
@@ -163,7 +190,7 @@ mod altstack {
             unsafe { libc::sigaction(libc::SIGUSR1, &action, core::ptr::null_mut()) },
             0
         );
-        signal_with_rbp(garbage);
+        signal_with_frame_pointer(garbage);
         let block = BLOCK.load(Ordering::SeqCst);
         assert_ne!(block, 0, "the handler ran and allocated");
         // The handler's own frames, cut at the signal frame.
@@ -698,7 +725,7 @@ fn stress_tiny_thread_stacks() {
 
 #[test]
 #[ignore = "stress: scripts/stress.sh"]
-#[cfg(target_arch = "x86_64")]
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
 fn stress_signal_handlers_on_an_alternate_stack() {
     for _ in 0..200 {
         run_child("altstack");
