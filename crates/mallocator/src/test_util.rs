@@ -66,9 +66,9 @@ impl Drop for StaticStr {
 /// asks [`address_space_limits_hold`].
 #[cfg(target_os = "linux")]
 pub(crate) fn with_address_space_limited<R>(headroom: u64, f: impl FnOnce() -> R) -> R {
-    limit_address_space(address_space_used() + headroom);
+    assert!(limit_address_space(address_space_used() + headroom));
     let result = f();
-    limit_address_space(u64::MAX);
+    assert!(limit_address_space(u64::MAX));
     result
 }
 
@@ -87,20 +87,12 @@ pub(crate) fn address_space_limits_hold() -> bool {
     let used = address_space_used();
     // SAFETY: the child calls only async-signal-safe functions
     // (`getrlimit`, `setrlimit`, `mmap`, `_exit`), takes no lock and never
-    // returns into the test harness; `lim` is a valid `rlimit`.
+    // returns into the test harness.
     unsafe {
         let pid = libc::fork();
         assert!(pid >= 0, "fork");
         if pid == 0 {
-            let mut lim = libc::rlimit {
-                rlim_cur: 0,
-                rlim_max: 0,
-            };
-            if libc::getrlimit(libc::RLIMIT_AS, &mut lim) != 0 {
-                libc::_exit(2);
-            }
-            lim.rlim_cur = (used + (4 << 20)).min(lim.rlim_max);
-            if libc::setrlimit(libc::RLIMIT_AS, &lim) != 0 {
+            if !limit_address_space(used + (4 << 20)) {
                 libc::_exit(2);
             }
             let p = libc::mmap(
@@ -129,40 +121,34 @@ fn address_space_used() -> u64 {
 }
 
 /// Sets this process's address-space limit to `bytes` (never above its
-/// hard limit; `u64::MAX` lifts it). Allocates nothing.
+/// hard limit; `u64::MAX` lifts it): false when the system refused.
+/// Allocates nothing and never panics (the probe's forked child calls it).
 #[cfg(target_os = "linux")]
-fn limit_address_space(bytes: u64) {
+fn limit_address_space(bytes: u64) -> bool {
     let mut lim = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,
     };
     // SAFETY: a valid `rlimit` to fill, then to set.
     unsafe {
-        assert_eq!(libc::getrlimit(libc::RLIMIT_AS, &mut lim), 0);
+        if libc::getrlimit(libc::RLIMIT_AS, &mut lim) != 0 {
+            return false;
+        }
         lim.rlim_cur = bytes.min(lim.rlim_max);
-        assert_eq!(libc::setrlimit(libc::RLIMIT_AS, &lim), 0);
+        libc::setrlimit(libc::RLIMIT_AS, &lim) == 0
     }
 }
 
-/// A command that runs this test binary again: directly, or through the
-/// command `MALLOCATOR_TEST_RUNNER` names (split at spaces), the emulator
-/// that runs a cross-compiled test binary (`qemu-aarch64 -L
-/// /usr/aarch64-linux-gnu`), whose children are binaries of that target
-/// too.
+/// The test binary run again as a child process (shared with the
+/// integration tests).
 #[cfg(all(
     any(target_os = "linux", target_os = "freebsd", target_vendor = "apple"),
     not(miri)
 ))]
-pub(crate) fn this_test_binary() -> std::process::Command {
-    let exe = std::env::current_exe().unwrap();
-    let runner = std::env::var("MALLOCATOR_TEST_RUNNER").unwrap_or_default();
-    let mut words = runner.split_whitespace();
-    match words.next() {
-        Some(program) => {
-            let mut command = std::process::Command::new(program);
-            command.args(words).arg(exe);
-            command
-        }
-        None => std::process::Command::new(exe),
-    }
-}
+#[path = "../tests/common/runner.rs"]
+mod runner;
+#[cfg(all(
+    any(target_os = "linux", target_os = "freebsd", target_vendor = "apple"),
+    not(miri)
+))]
+pub(crate) use runner::this_test_binary;
