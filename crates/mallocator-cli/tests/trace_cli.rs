@@ -24,7 +24,8 @@ fn cc(flags: &[&str], args: &[&str]) {
     );
 }
 
-/// The test programs, built once: `programs` and the plugin, with line
+/// The test programs, built once: `programs`, `shell_like` beside it and
+/// the plugins, with line
 /// tables and without frame pointers (as distributions build), so that
 /// every stack past its first frame needs the trace's DWARF unwinding.
 fn programs() -> &'static Path {
@@ -43,6 +44,12 @@ fn programs() -> &'static Path {
             "-ldl",
             "-o",
             exe.to_str().unwrap(),
+        ]);
+        let shell_like = out.join("shell_like");
+        cc(&[
+            src.join("shell_like.c").to_str().unwrap(),
+            "-o",
+            shell_like.to_str().unwrap(),
         ]);
         for (name, define) in [("libplugin.so", None), ("libplugin2.so", Some("-DSECOND"))] {
             let plugin = src.join("plugin.c");
@@ -95,11 +102,13 @@ fn json_report(path: &Path) -> Value {
     serde_json::from_slice(&report.stdout).unwrap()
 }
 
-/// The leak groups whose stack goes through `programs.c` or `plugin.c`
-/// (the C library's own one-time allocations are left to it, and so are
+/// The leak groups whose stack goes through one of the test programs'
+/// sources, `programs.c`, `plugin.c` or `shell_like.c` (the C library's own one-time allocations are left to it, and so are
 /// the thread-local storage blocks it keeps for reuse when a thread the
 /// program made ends), as (bytes, count, innermost function of those
 /// files, its line).
+const SOURCES: [&str; 3] = ["programs.c", "plugin.c", "shell_like.c"];
+
 fn our_leaks(report: &Value) -> Vec<(u64, u64, String, u64)> {
     let mut found: Vec<_> = report["groups"]
         .as_array()
@@ -113,7 +122,7 @@ fn our_leaks(report: &Value) -> Vec<(u64, u64, String, u64)> {
             let frame = frames.iter().find(|f| {
                 f["file"]
                     .as_str()
-                    .is_some_and(|file| file.ends_with("programs.c") || file.ends_with("plugin.c"))
+                    .is_some_and(|file| SOURCES.iter().any(|s| file.ends_with(s)))
             })?;
             Some((
                 g["bytes"].as_u64().unwrap(),
@@ -264,6 +273,28 @@ fn programs_run_by_exec_are_traced_when_asked() {
     let dir = scratch();
     let (_, _, children) = trace_tree(dir.path(), &[], "exec");
     assert!(children.is_empty());
+}
+
+#[test]
+fn a_program_that_defines_its_own_environment_functions_runs_its_children_untraced() {
+    // As bash: its `unsetenv` changes nothing while the library starts.
+    // Its child, given the environment it was given, is not traced, and
+    // so leaves its log alone (it used to truncate it and write its own).
+    let dir = scratch();
+    let log = dir.path().join("events.log");
+    let out = Command::new(BIN)
+        .args(["trace", "--output", log.to_str().unwrap(), "--"])
+        .arg(programs().with_file_name("shell_like"))
+        .output()
+        .unwrap();
+    assert_eq!(exit_code(&out), 0, "{out:?}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "", "{out:?}");
+    let sites: Vec<(u64, u64)> = our_leaks(&json_report(&log))
+        .iter()
+        .map(|l| (l.0, l.1))
+        .collect();
+    assert_eq!(sites, [(501, 1)]);
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
 }
 
 #[test]

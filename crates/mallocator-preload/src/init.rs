@@ -18,6 +18,7 @@ use core::sync::atomic::{AtomicI32, AtomicUsize, Ordering};
 
 use mallocator::backtracing::Backtracing;
 
+use crate::environment;
 use crate::hooks::{LIBC_USABLE_SIZE, TRACKER};
 
 /// The process whose logs [`end_logs`] ends: the one that loaded the
@@ -69,12 +70,10 @@ extern "C" fn init() {
 /// runs to be traced too (each then writes the log its `%p` names); any
 /// other value is reported and taken as no.
 fn follow_exec() -> bool {
-    // SAFETY: a valid name; the value is read at once.
-    let value = unsafe { libc::getenv(c"MALLOCATOR_FOLLOW_EXEC".as_ptr()) };
-    if value.is_null() {
+    let Some(value) = environment::value(b"MALLOCATOR_FOLLOW_EXEC") else {
         return false;
-    }
-    // SAFETY: `getenv` returns a NUL-terminated string.
+    };
+    // SAFETY: a NUL-terminated string of the environment.
     match unsafe { CStr::from_ptr(value) }.to_bytes() {
         b"1" => true,
         b"" | b"0" => false,
@@ -87,7 +86,7 @@ fn follow_exec() -> bool {
     }
 }
 
-/// Takes this library out of `LD_PRELOAD` and unsets the log's
+/// Takes this library out of `LD_PRELOAD` and removes the log's
 /// variables (the program then sees the environment it was given).
 /// Nothing is allocated: the library's path is cut out of the variable's
 /// own string, so the program's allocations are only its own.
@@ -101,41 +100,24 @@ fn forget_for_children() {
         .filter(|p| !p.is_null())
         // SAFETY: `dli_fname` is a NUL-terminated path the loader keeps.
         .map(|p| unsafe { CStr::from_ptr(p) });
-    // SAFETY: a valid name; the process is starting, with no other thread
-    // reading the environment yet.
-    let preload = unsafe { libc::getenv(c"LD_PRELOAD".as_ptr()) };
-    if let (Some(ours), false) = (ours, preload.is_null()) {
-        // SAFETY: `getenv` returned the value inside the environment's own
-        // string, NUL-terminated and writable (the process's initial
-        // environment, or a string `setenv` allocated).
-        let value = unsafe { CStr::from_ptr(preload) }.to_bytes();
-        let len = value.len();
-        let rest = without_library(value, ours.to_bytes());
-        if rest.is_empty() {
-            // SAFETY: as above.
-            unsafe { libc::unsetenv(c"LD_PRELOAD".as_ptr()) };
-        } else if rest.len() <= len {
-            // SAFETY: `rest` and its NUL fit where the value was.
-            unsafe {
-                core::ptr::copy_nonoverlapping(rest.as_ptr(), preload.cast::<u8>(), rest.len());
-                *preload.add(rest.len()) = 0;
-            }
+    if let (Some(ours), Some(preload)) = (ours, environment::value(b"LD_PRELOAD")) {
+        // SAFETY: the value is NUL-terminated, inside its entry's own
+        // writable string (the process's initial environment, or one
+        // `setenv` allocated), and nothing else reads it meanwhile.
+        let list = unsafe {
+            let len = CStr::from_ptr(preload).to_bytes().len();
+            core::slice::from_raw_parts_mut(preload.cast::<u8>(), len)
+        };
+        match environment::remove_library(list, ours.to_bytes()) {
+            0 => environment::remove(b"LD_PRELOAD"),
+            // SAFETY: `n` is at most the list's length: its NUL fits
+            // where the list's was, or before.
+            n => unsafe { *preload.add(n) = 0 },
         }
     }
-    for name in [c"MALLOCATOR_LOG", c"MALLOCATOR_LOG_FORMAT"] {
-        // SAFETY: as above.
-        unsafe { libc::unsetenv(name.as_ptr()) };
+    for name in [b"MALLOCATOR_LOG".as_slice(), b"MALLOCATOR_LOG_FORMAT"] {
+        environment::remove(name);
     }
-}
-
-/// `LD_PRELOAD`'s list (separated by colons or spaces) without `ours`,
-/// at most as long as `list`.
-fn without_library(list: &[u8], ours: &[u8]) -> Vec<u8> {
-    let kept: Vec<&[u8]> = list
-        .split(|&b| b == b':' || b == b' ')
-        .filter(|e| !e.is_empty() && *e != ours)
-        .collect();
-    kept.join(&b':')
 }
 
 /// Ends the logs if this is the process that loaded the library.
@@ -196,20 +178,4 @@ pub extern "C" fn abort() -> ! {
     // SAFETY: ends the process.
     unsafe { libc::syscall(libc::SYS_exit_group, 127) };
     unreachable!("exit_group returned")
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn only_this_library_leaves_the_preload_list() {
-        let ours = b"/opt/lib/libmallocator_preload.so";
-        assert_eq!(
-            without_library(b"/a.so:/opt/lib/libmallocator_preload.so /b.so", ours),
-            b"/a.so:/b.so"
-        );
-        assert_eq!(without_library(ours, ours), b"");
-        assert_eq!(without_library(b"::/a.so", ours), b"/a.so");
-    }
 }

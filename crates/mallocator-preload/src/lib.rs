@@ -26,6 +26,8 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
+mod environment;
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
 mod hooks;
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 mod init;
