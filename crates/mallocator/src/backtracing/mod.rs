@@ -1213,6 +1213,46 @@ impl<'a> Backtracing<'a> {
         true
     }
 
+    /// [`end_logs_now`](Self::end_logs_now) for a process about to replace
+    /// itself with `exec`, which throws away the threads' buffered events
+    /// and runs no exit hook: writes those events, and ends each compact
+    /// log whose end can be taken back (one in a regular file: the end
+    /// record is cut off again). A log elsewhere (a pipe) is left going
+    /// on, without its end. If the `exec` fails, call
+    /// [`resume_logs_after_exec`](Self::resume_logs_after_exec). The
+    /// preload library of `mallocator trace` calls both around each `exec`.
+    ///
+    /// Does nothing, and returns false, where `end_logs_now` does.
+    ///
+    /// ```no_run
+    /// use mallocator::backtracing::Backtracing;
+    /// if Backtracing::end_logs_for_exec() {
+    ///     // An exec that fails and returns:
+    ///     Backtracing::resume_logs_after_exec();
+    /// }
+    /// ```
+    pub fn end_logs_for_exec() -> bool {
+        if Busy::inside_any() {
+            return false;
+        }
+        let _marked = Busy::shared_lock();
+        log::finish_all_for_exec();
+        true
+    }
+
+    /// After an `exec` that failed: the logs
+    /// [`end_logs_for_exec`](Self::end_logs_for_exec) ended go on, as if
+    /// never ended. The events other threads logged meanwhile are lost,
+    /// and the log's end record will count them.
+    ///
+    /// ```no_run
+    /// mallocator::backtracing::Backtracing::resume_logs_after_exec();
+    /// ```
+    pub fn resume_logs_after_exec() {
+        let _marked = Busy::shared_lock();
+        log::resume_all_after_exec();
+    }
+
     /// What this tracker knows of `ptr` now (see [`Block`]).
     ///
     /// The record is read inside the hot path's guard: the shard lock is

@@ -28,7 +28,10 @@ use super::thread::ThreadState;
 use record_buf::{try_append, RecordBuf};
 use text::{LineCache, StackLines};
 
-pub(crate) use threads::{after_fork_in_child, detach, finish_all, flush, ThreadBuffer, BUFFERS};
+pub(crate) use threads::{
+    after_fork_in_child, detach, finish_all, finish_all_for_exec, flush, resume_all_after_exec,
+    ThreadBuffer, BUFFERS,
+};
 
 /// Creates the file at `path` for a log, or empties it, the way the
 /// tracker does for [`LogTarget::Path`] and `MALLOCATOR_LOG`: a log holds
@@ -149,6 +152,13 @@ struct Inner {
     rescan: bool,
     /// Compact format: events written.
     events: u64,
+    /// Compact format: where the end record starts in the file, while
+    /// [`Log::finish_for_exec`] has ended the log and may take that back.
+    end_at: Option<u64>,
+    /// Compact format: events of chunks that came while the log was
+    /// ended, before a failed `exec` took the end back; the next end
+    /// record counts them as lost.
+    dropped: u64,
 }
 
 impl core::fmt::Debug for Log {
@@ -178,6 +188,8 @@ impl Log {
                 modules: sys_vec(),
                 rescan: false,
                 events: 0,
+                end_at: None,
+                dropped: 0,
             }),
             format: AtomicU8::new(format_code(format)),
         }
@@ -250,6 +262,8 @@ impl Log {
         inner.modules.clear();
         inner.rescan = false;
         inner.events = 0;
+        inner.end_at = None;
+        inner.dropped = 0;
         drop(guard);
         stacks.forget_written();
     }
@@ -427,11 +441,42 @@ impl Log {
         if !inner.started || inner.finished || !inner.open() {
             return;
         }
-        inner.finished = true;
-        inner.buf.clear();
-        // None lost: a failed write ends the log without this record.
-        compact::end(&mut inner.buf, inner.events, 0);
-        inner.emit();
+        inner.write_end();
+    }
+
+    /// [`finish`](Self::finish), for a process about to replace itself
+    /// with `exec`, where [`resume_after_exec`](Self::resume_after_exec)
+    /// can take the end back: in a regular file (the end record is cut
+    /// off again). Elsewhere (a pipe, a callback) the log is left going
+    /// on: without its end, a reader says it was cut short.
+    pub(crate) fn finish_for_exec(&self) {
+        let mut guard = self.inner.lock();
+        let inner = &mut *guard;
+        if !inner.started || inner.finished || !inner.open() {
+            return;
+        }
+        let Output::Open(sink) = &inner.output else {
+            return;
+        };
+        let Some(at) = os::position(sink) else {
+            return;
+        };
+        inner.end_at = Some(at);
+        inner.write_end();
+    }
+
+    /// After an `exec` that failed: the end [`finish_for_exec`](Self::finish_for_exec)
+    /// wrote is cut off, and the log goes on. If it cannot be cut, the
+    /// log stays ended.
+    pub(crate) fn resume_after_exec(&self) {
+        let mut guard = self.inner.lock();
+        let inner = &mut *guard;
+        let Some(at) = inner.end_at.take() else {
+            return;
+        };
+        if let Output::Open(sink) = &inner.output {
+            inner.finished = !os::cut_back(sink, at);
+        }
     }
 }
 
@@ -449,7 +494,11 @@ impl ChunkWriter<'_> {
     /// `events`), as [`Log::write_chunk`] describes.
     pub(crate) fn write(&mut self, thread: u64, events: &[u8], count: u64) {
         let inner = &mut *self.inner;
-        if inner.finished || !inner.open() {
+        if inner.finished {
+            inner.dropped += count;
+            return;
+        }
+        if !inner.open() {
             return;
         }
         inner.buf.clear();
@@ -467,6 +516,16 @@ impl ChunkWriter<'_> {
 }
 
 impl Inner {
+    /// Writes the compact log's end record; nothing is written after it.
+    /// Its lost events are those [`dropped`](Self::dropped): a failed
+    /// write ends the log without this record.
+    fn write_end(&mut self) {
+        self.finished = true;
+        self.buf.clear();
+        compact::end(&mut self.buf, self.events, self.dropped);
+        self.emit();
+    }
+
     /// Opens the target at the first write; false when there is none.
     #[inline]
     fn open(&mut self) -> bool {
@@ -869,6 +928,68 @@ mod tests {
         assert_eq!(cached(&text), (false, false));
         text.objects_unloaded(&stacks);
         assert_eq!(cached(&text), (true, true));
+    }
+
+    static EXEC_OUT: std::sync::Mutex<Vec<u8>> = std::sync::Mutex::new(Vec::new());
+
+    fn collect_exec(bytes: &[u8]) {
+        EXEC_OUT.lock().unwrap().extend_from_slice(bytes);
+    }
+
+    /// The end written before an `exec` is taken back when the exec
+    /// fails: the file is cut back to what it held before, and the log
+    /// goes on; the events of a chunk that came while it was ended are
+    /// counted lost by its final end. A log that is not in a file (a
+    /// callback here, a pipe elsewhere), whose end could not be taken
+    /// back, is not ended for an `exec`.
+    #[test]
+    fn an_end_before_a_failed_exec_is_taken_back() {
+        let dir = std::env::temp_dir().join(format!("mallocator-exec-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = crate::test_util::StaticStr::new(dir.join("exec.log").to_str().unwrap());
+        // SAFETY: the path is dropped after the log that uses it.
+        let file = unsafe { path.get() };
+        let log = Log::new(LogTarget::Path(file), LogFormat::Compact);
+        let stacks = StackTable::new();
+        let chunk = |log: &Log, events: u64| {
+            let bytes = vec![0; compact::FREE_EVENT * events as usize];
+            log.write_chunk(&stacks, 1, &bytes, events);
+        };
+        let read = || std::fs::read(file).unwrap();
+        let tags = |bytes: &[u8]| -> Vec<u8> { records(bytes).iter().map(|r| r.0).collect() };
+        // (events, lost) of the end record that ends `bytes`.
+        let end = |bytes: &[u8]| {
+            let at = bytes.len() - 16;
+            let word = |i: usize| u64::from_le_bytes(bytes[i..i + 8].try_into().unwrap());
+            (word(at), word(at + 8))
+        };
+        chunk(&log, 1);
+        let before = read();
+        log.finish_for_exec();
+        let ended = read();
+        assert_eq!(tags(&ended).last(), Some(&b'Z'));
+        assert_eq!(end(&ended), (1, 0));
+        chunk(&log, 2);
+        assert_eq!(read(), ended, "nothing after the end");
+        log.resume_after_exec();
+        assert_eq!(read(), before);
+        chunk(&log, 1);
+        log.finish();
+        let whole = read();
+        assert_eq!(tags(&whole).iter().filter(|&&t| t == b'Z').count(), 1);
+        assert_eq!(end(&whole), (2, 2));
+        drop(log);
+        std::fs::remove_dir_all(&dir).unwrap();
+        drop(path);
+
+        let log = Log::new(LogTarget::Callback(collect_exec), LogFormat::Compact);
+        chunk(&log, 1);
+        log.finish_for_exec();
+        assert!(!tags(&EXEC_OUT.lock().unwrap()).contains(&b'Z'));
+        log.resume_after_exec();
+        chunk(&log, 1);
+        log.finish();
+        assert_eq!(end(&EXEC_OUT.lock().unwrap()), (2, 0));
     }
 
     #[test]

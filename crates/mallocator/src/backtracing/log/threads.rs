@@ -516,6 +516,24 @@ pub(crate) fn finish_all() {
     });
 }
 
+/// [`finish_all`] before an `exec`, with every end that can be taken
+/// back, and only those (see [`Log::finish_for_exec`](super::Log::finish_for_exec)).
+pub(crate) fn finish_all_for_exec() {
+    flush_all();
+    fork::for_each_state(&mut |st| {
+        let _busy = Busy::enter(st.epoch);
+        st.log.finish_for_exec();
+    });
+}
+
+/// After a failed `exec`: the logs [`finish_all_for_exec`] ended go on.
+pub(crate) fn resume_all_after_exec() {
+    fork::for_each_state(&mut |st| {
+        let _busy = Busy::enter(st.epoch);
+        st.log.resume_after_exec();
+    });
+}
+
 /// In the child after `fork` (single-threaded, every lock free): the
 /// other threads' buffers are gone with their threads, and this thread's
 /// events are the parent's to write. Forgets them all, without touching

@@ -20,7 +20,8 @@
 //!   pointers (writable data of every object, this thread's thread-local
 //!   storage), and [`for_each_word`] to read it;
 //! * `sink.rs`: [`Sink`] / [`write_all`], whole-record writes to a file
-//!   or stream, and [`create_private_file`];
+//!   or stream, [`create_private_file`], and [`position`] / [`cut_back`]
+//!   to take back the end of a file;
 //! * `process.rs`: [`at_exit`], [`at_fork`], [`with_signals_blocked`]
 //!   (and [`block_signals`] / [`restore_signals`]);
 //!   [`process()`], pid, start time, executable and working directory;
@@ -56,5 +57,5 @@ pub(crate) use registers::{
     callee_saved_registers, frame_pointer, stack_pointer_estimate, Registers,
 };
 pub(crate) use roots::{for_each_root_range, for_each_word, ROOTS_KNOWN};
-pub(crate) use sink::{create_private_file, write_all, write_all_two, Sink};
+pub(crate) use sink::{create_private_file, cut_back, position, write_all, write_all_two, Sink};
 pub(crate) use stack::{alt_stack_bounds, stack_bounds};

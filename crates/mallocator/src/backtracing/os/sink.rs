@@ -152,6 +152,51 @@ pub(crate) fn write_all_two<'a>(sink: &Sink, mut head: &'a [u8], mut tail: &'a [
     write_all(sink, tail)
 }
 
+/// Where the next write to `sink` lands, when `sink` is a regular file
+/// that [`cut_back`] can cut there again; `None` for a pipe, a terminal
+/// or a socket, which cannot take back what was written.
+#[cfg(unix)]
+pub(crate) fn position(sink: &Sink) -> Option<u64> {
+    let fd = raw_fd(sink);
+    let mut stat = core::mem::MaybeUninit::<libc::stat>::uninit();
+    // SAFETY: `stat` is writable; a bad descriptor only makes it fail.
+    if unsafe { libc::fstat(fd, stat.as_mut_ptr()) } != 0 {
+        return None;
+    }
+    // SAFETY: `fstat` succeeded, so it filled `stat`.
+    if unsafe { stat.assume_init() }.st_mode & libc::S_IFMT != libc::S_IFREG {
+        return None;
+    }
+    // SAFETY: no memory is passed; a bad descriptor only makes it fail.
+    let at = unsafe { libc::lseek(fd, 0, libc::SEEK_CUR) };
+    u64::try_from(at).ok()
+}
+
+/// Cuts the file `sink` writes back to its first `len` bytes (a
+/// [`position`] it had), the next write landing there; false when it
+/// could not.
+#[cfg(unix)]
+pub(crate) fn cut_back(sink: &Sink, len: u64) -> bool {
+    let fd = raw_fd(sink);
+    let Ok(len) = libc::off_t::try_from(len) else {
+        return false;
+    };
+    // SAFETY: no memory is passed; a bad descriptor only makes them fail.
+    unsafe { libc::ftruncate(fd, len) == 0 && libc::lseek(fd, len, libc::SEEK_SET) == len }
+}
+
+/// Portable version: no file is cut back.
+#[cfg(not(unix))]
+pub(crate) fn position(_sink: &Sink) -> Option<u64> {
+    None
+}
+
+/// Portable version (never called: [`position`] gives none).
+#[cfg(not(unix))]
+pub(crate) fn cut_back(_sink: &Sink, _len: u64) -> bool {
+    false
+}
+
 /// After a write to `fd` failed: whether to try again. An interruption,
 /// yes; a descriptor that is non-blocking and full (a pipe whose reader
 /// is slow: a log sent to a standard output some program set
