@@ -24,6 +24,7 @@ fn main() {
     for watched in [
         "mallocator-preload/src",
         "mallocator-preload/Cargo.toml",
+        "mallocator-preload/build.rs",
         "mallocator/src",
         "mallocator/Cargo.toml",
     ] {

@@ -11,7 +11,8 @@
 //! A process that ends through `exit` or by returning from `main` ends
 //! its log in the tracker's exit hook. `_exit`, `_Exit` and `abort`, as
 //! the program calls them, are defined here to do the same first, so the
-//! log holds every event up to the end (fatal signals: `signals.rs`).
+//! log holds every event up to the end (fatal signals: `signals.rs`;
+//! `exec`: `exec.rs`).
 
 use core::ffi::{c_char, c_int, c_void, CStr};
 use core::sync::atomic::{AtomicI32, AtomicUsize, Ordering};
@@ -57,6 +58,7 @@ extern "C" fn init() {
     if let Some(f) = unsafe { next::<extern "C" fn() -> !>(c"abort") } {
         LIBC_ABORT.store(f as usize, Ordering::Release);
     }
+    crate::exec::look_up();
     // The first allocation reads the tracker's settings.
     // SAFETY: the block just allocated, freed once.
     unsafe { TRACKER.c_free(TRACKER.c_malloc(0, 1)) };
@@ -120,10 +122,17 @@ fn forget_for_children() {
     }
 }
 
+/// Whether this is the process [`LOADED_BY`] names, whose logs it may
+/// end (not a `vfork` child).
+pub(crate) fn in_loading_process() -> bool {
+    // SAFETY: no preconditions.
+    let pid = unsafe { libc::getpid() };
+    pid == LOADED_BY.load(Ordering::Relaxed)
+}
+
 /// Ends the logs if this is the process that loaded the library.
 pub(crate) fn end_logs() {
-    // SAFETY: no preconditions.
-    if unsafe { libc::getpid() } == LOADED_BY.load(Ordering::Relaxed) {
+    if in_loading_process() {
         Backtracing::end_logs_now();
     }
 }

@@ -13,7 +13,8 @@
 //!
 //! `dlclose` is defined too, to tell the tracker after each unload (so a
 //! library loaded later at the same addresses is named for itself in the
-//! log).
+//! log); and so are `_exit`, `_Exit`, `abort` and the `exec` family, to
+//! end the log first (`init.rs`, `exec.rs`).
 //!
 //! The C++ `operator new` and `operator delete` are not defined here:
 //! libstdc++ (and libc++) implement them with `malloc` and `free`, so
@@ -27,6 +28,8 @@
 
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 mod environment;
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+mod exec;
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 mod hooks;
 #[cfg(all(target_os = "linux", target_env = "gnu"))]

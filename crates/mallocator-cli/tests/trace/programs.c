@@ -4,6 +4,7 @@
 #define _GNU_SOURCE
 #include <dlfcn.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <malloc.h>
 #include <pthread.h>
 #include <signal.h>
@@ -243,6 +244,43 @@ __attribute__((noinline)) static int run_family(void) {
     return 0;
 }
 
+/* Leaks 1 x 601; calls every function of the exec family on a program
+ * that does not exist, each of which fails and returns with errno set;
+ * leaks 1 x 602; then becomes /bin/true through execlp (which searches
+ * PATH). Each exec ends the log first, and each failed one takes that
+ * end back. */
+__attribute__((noinline)) static void leak_sized(size_t size) {
+    char *volatile p = malloc(size);
+    check(p != NULL, "malloc");
+}
+
+#define MISSING "/nonexistent/mallocator-test"
+
+static void failed(int result, int expected, const char *what) {
+    if (result != -1 || errno != expected) {
+        fprintf(stderr, "programs: %s returned %d, errno %d\n", what, result, errno);
+        exit(99);
+    }
+}
+
+__attribute__((noinline)) static int exec_fails_then_execs(void) {
+    extern char **environ;
+    char *const argv[] = {"missing", NULL};
+    leak_sized(601);
+    failed(execl(MISSING, "missing", "an", "argument", (char *)NULL), ENOENT, "execl");
+    failed(execle(MISSING, "missing", (char *)NULL, environ), ENOENT, "execle");
+    failed(execlp(MISSING, "missing", (char *)NULL), ENOENT, "execlp");
+    failed(execv(MISSING, argv), ENOENT, "execv");
+    failed(execve(MISSING, argv, environ), ENOENT, "execve");
+    failed(execvp(MISSING, argv), ENOENT, "execvp");
+    failed(execvpe(MISSING, argv, environ), ENOENT, "execvpe");
+    failed(fexecve(-1, argv, environ), EINVAL, "fexecve");
+    failed(execveat(AT_FDCWD, MISSING, argv, environ, 0), ENOENT, "execveat");
+    leak_sized(602);
+    execlp("true", "true", (char *)NULL);
+    return 98;
+}
+
 /* A library that leaks 1 x 64 when called, loaded and unloaded. */
 __attribute__((noinline)) static int plugin(const char *path) {
     void *lib = dlopen(path, RTLD_NOW);
@@ -361,6 +399,7 @@ int main(int argc, char **argv) {
     if (!strcmp(mode, "plugin")) return plugin(argv[2]);
     if (!strcmp(mode, "replugin")) { check(argc >= 4, "replugin FIRST SECOND"); return replugin(argv[2], argv[3]); }
     if (!strcmp(mode, "exec")) return run_family();
+    if (!strcmp(mode, "exec-fails")) return exec_fails_then_execs();
     if (!strcmp(mode, "destructor")) return destructor();
     if (!strcmp(mode, "churn")) return churn_pairs(argc > 2 ? atol(argv[2]) : 1000000);
     if (!strcmp(mode, "churn-threads")) { check(argc >= 4, "churn-threads THREADS PAIRS"); return churn_threads(atoi(argv[2]), atol(argv[3])); }

@@ -1,0 +1,231 @@
+//! The `exec` family, defined here so that a process that replaces
+//! itself with another program ends its log first.
+//!
+//! `exec` throws the process's memory away and runs no exit hook: the
+//! events still in the threads' buffers were lost with it, and the log,
+//! without its end record, was read as cut short, as after a crash (a
+//! program run through a wrapper script, which `exec`s the real one,
+//! left a log of no events at all). Each function here ends the logs
+//! (`Backtracing::end_logs_for_exec`), calls the C library's, and, when
+//! that fails and returns, takes the end back so that the log goes on,
+//! with `errno` as the C library set it.
+//!
+//! `execl`, `execle` and `execlp` take C variadic arguments, which Rust
+//! cannot define: `exec_variadic.c` gathers them into an array and calls
+//! `execv`, `execve` and `execvp` (these definitions, unless the program
+//! has its own). Each of the three is exported here as a jump to its C
+//! definition, which leaves the caller's registers and stack, and so its
+//! variadic arguments, as they were: a shared library built by Rust
+//! exports no symbol of the C code linked into it.
+//!
+//! The logs are left alone where `_exit` leaves them alone (a `vfork`
+//! child, which shares its parent's memory: they are the parent's), and
+//! when the thread is inside the tracker (an `exec` from a signal handler
+//! that interrupted it, which would wait for a lock it holds): that log
+//! is then read as cut short.
+
+use core::ffi::{c_char, c_int, CStr};
+use core::sync::atomic::{AtomicUsize, Ordering};
+
+use mallocator::backtracing::Backtracing;
+
+use crate::init::in_loading_process;
+
+type Argv = *const *const c_char;
+type Execve = unsafe extern "C" fn(*const c_char, Argv, Argv) -> c_int;
+type Execv = unsafe extern "C" fn(*const c_char, Argv) -> c_int;
+type Fexecve = unsafe extern "C" fn(c_int, Argv, Argv) -> c_int;
+type Execveat = unsafe extern "C" fn(c_int, *const c_char, Argv, Argv, c_int) -> c_int;
+
+/// The C library's functions, looked up when the library starts (0
+/// before, or when there is none): `exec` may be called from a signal
+/// handler, where `dlsym` (which takes the loader's lock, and may
+/// allocate) must not run.
+static EXECVE: AtomicUsize = AtomicUsize::new(0);
+static EXECV: AtomicUsize = AtomicUsize::new(0);
+static EXECVP: AtomicUsize = AtomicUsize::new(0);
+static EXECVPE: AtomicUsize = AtomicUsize::new(0);
+static FEXECVE: AtomicUsize = AtomicUsize::new(0);
+static EXECVEAT: AtomicUsize = AtomicUsize::new(0);
+
+/// Every slot above and the name of its function.
+const FUNCTIONS: [(&AtomicUsize, &CStr); 6] = [
+    (&EXECVE, c"execve"),
+    (&EXECV, c"execv"),
+    (&EXECVP, c"execvp"),
+    (&EXECVPE, c"execvpe"),
+    (&FEXECVE, c"fexecve"),
+    (&EXECVEAT, c"execveat"),
+];
+
+/// Looks the C library's `exec` functions up; called when the library
+/// starts.
+pub(crate) fn look_up() {
+    for (slot, name) in FUNCTIONS {
+        // SAFETY: a valid name; only the address is kept (null when there
+        // is none), called as the type of its name (`real`).
+        let f = unsafe { libc::dlsym(libc::RTLD_NEXT, name.as_ptr()) };
+        slot.store(f as usize, Ordering::Release);
+    }
+}
+
+/// The C library's function in `slot`, as type `F`; looked up now if the
+/// library has not started yet.
+///
+/// # Safety
+/// `F` is the C type of the function `slot` holds.
+unsafe fn real<F: Copy>(slot: &AtomicUsize) -> Option<F> {
+    if slot.load(Ordering::Acquire) == 0 {
+        look_up();
+    }
+    match slot.load(Ordering::Acquire) {
+        0 => None,
+        // SAFETY: a function's address, of type `F` (the caller's
+        // promise), the size of a pointer.
+        f => Some(unsafe { core::mem::transmute_copy::<usize, F>(&f) }),
+    }
+}
+
+/// Runs `exec` (a call of the C library's) with the logs ended, and
+/// takes the end back if it returns (it failed); its result, with
+/// `errno` as it set it.
+fn with_logs_ended(exec: impl FnOnce() -> c_int) -> c_int {
+    let ended = in_loading_process() && Backtracing::end_logs_for_exec();
+    let result = exec();
+    if ended {
+        // SAFETY: `__errno_location` returns this thread's `errno`.
+        let errno = unsafe { *libc::__errno_location() };
+        Backtracing::resume_logs_after_exec();
+        // SAFETY: as above.
+        unsafe { *libc::__errno_location() = errno };
+    }
+    result
+}
+
+/// What an `exec` function the C library lacks answers (cannot happen
+/// with glibc, which has them all but `execveat` before 2.34).
+fn missing() -> c_int {
+    // SAFETY: `__errno_location` returns this thread's `errno`.
+    unsafe { *libc::__errno_location() = libc::ENOSYS };
+    -1
+}
+
+/// # Safety
+/// As C's `execve`.
+#[no_mangle]
+pub unsafe extern "C" fn execve(path: *const c_char, argv: Argv, envp: Argv) -> c_int {
+    // SAFETY: `execve`'s C type.
+    match unsafe { real::<Execve>(&EXECVE) } {
+        // SAFETY: the caller's promise.
+        Some(f) => with_logs_ended(|| unsafe { f(path, argv, envp) }),
+        None => missing(),
+    }
+}
+
+/// # Safety
+/// As C's `execv`.
+#[no_mangle]
+pub unsafe extern "C" fn execv(path: *const c_char, argv: Argv) -> c_int {
+    // SAFETY: `execv`'s C type.
+    match unsafe { real::<Execv>(&EXECV) } {
+        // SAFETY: the caller's promise.
+        Some(f) => with_logs_ended(|| unsafe { f(path, argv) }),
+        None => missing(),
+    }
+}
+
+/// # Safety
+/// As C's `execvp`.
+#[no_mangle]
+pub unsafe extern "C" fn execvp(file: *const c_char, argv: Argv) -> c_int {
+    // SAFETY: `execvp`'s C type (that of `execv`).
+    match unsafe { real::<Execv>(&EXECVP) } {
+        // SAFETY: the caller's promise.
+        Some(f) => with_logs_ended(|| unsafe { f(file, argv) }),
+        None => missing(),
+    }
+}
+
+/// # Safety
+/// As GNU's `execvpe`.
+#[no_mangle]
+pub unsafe extern "C" fn execvpe(file: *const c_char, argv: Argv, envp: Argv) -> c_int {
+    // SAFETY: `execvpe`'s C type (that of `execve`).
+    match unsafe { real::<Execve>(&EXECVPE) } {
+        // SAFETY: the caller's promise.
+        Some(f) => with_logs_ended(|| unsafe { f(file, argv, envp) }),
+        None => missing(),
+    }
+}
+
+/// # Safety
+/// As C's `fexecve`.
+#[no_mangle]
+pub unsafe extern "C" fn fexecve(fd: c_int, argv: Argv, envp: Argv) -> c_int {
+    // SAFETY: `fexecve`'s C type.
+    match unsafe { real::<Fexecve>(&FEXECVE) } {
+        // SAFETY: the caller's promise.
+        Some(f) => with_logs_ended(|| unsafe { f(fd, argv, envp) }),
+        None => missing(),
+    }
+}
+
+/// # Safety
+/// As Linux's `execveat`.
+#[no_mangle]
+pub unsafe extern "C" fn execveat(
+    dirfd: c_int,
+    path: *const c_char,
+    argv: Argv,
+    envp: Argv,
+    flags: c_int,
+) -> c_int {
+    // SAFETY: `execveat`'s C type.
+    match unsafe { real::<Execveat>(&EXECVEAT) } {
+        // SAFETY: the caller's promise.
+        Some(f) => with_logs_ended(|| unsafe { f(dirfd, path, argv, envp, flags) }),
+        None => missing(),
+    }
+}
+
+// The variadic three, defined in `exec_variadic.c` under these names
+// (jumped to on the architectures whose jump is written below).
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+extern "C" {
+    fn mallocator_execl();
+    fn mallocator_execle();
+    fn mallocator_execlp();
+}
+
+/// A jump to `mallocator_execl`: see the module docs.
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+#[unsafe(naked)]
+#[no_mangle]
+pub extern "C" fn execl() {
+    #[cfg(target_arch = "x86_64")]
+    core::arch::naked_asm!("jmp {}", sym mallocator_execl);
+    #[cfg(target_arch = "aarch64")]
+    core::arch::naked_asm!("b {}", sym mallocator_execl);
+}
+
+/// A jump to `mallocator_execle`: see the module docs.
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+#[unsafe(naked)]
+#[no_mangle]
+pub extern "C" fn execle() {
+    #[cfg(target_arch = "x86_64")]
+    core::arch::naked_asm!("jmp {}", sym mallocator_execle);
+    #[cfg(target_arch = "aarch64")]
+    core::arch::naked_asm!("b {}", sym mallocator_execle);
+}
+
+/// A jump to `mallocator_execlp`: see the module docs.
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+#[unsafe(naked)]
+#[no_mangle]
+pub extern "C" fn execlp() {
+    #[cfg(target_arch = "x86_64")]
+    core::arch::naked_asm!("jmp {}", sym mallocator_execlp);
+    #[cfg(target_arch = "aarch64")]
+    core::arch::naked_asm!("b {}", sym mallocator_execlp);
+}
