@@ -41,13 +41,11 @@ pub(crate) fn remove(name: &[u8]) {
 /// # Safety
 /// `entry` points to a NUL-terminated string.
 unsafe fn is_of(entry: *const c_char, name: &[u8]) -> bool {
+    let entry = entry.cast::<u8>();
     // SAFETY: the caller's promise; `name.len() + 1` bytes are read only
     // while none of them was the terminating NUL (`&&` stops first).
     unsafe {
-        name.iter()
-            .enumerate()
-            .all(|(i, &b)| *entry.add(i) as u8 == b)
-            && *entry.add(name.len()) as u8 == b'='
+        name.iter().enumerate().all(|(i, &b)| *entry.add(i) == b) && *entry.add(name.len()) == b'='
     }
 }
 
