@@ -1218,9 +1218,11 @@ impl<'a> Backtracing<'a> {
     /// and runs no exit hook: writes those events, and ends each compact
     /// log whose end can be taken back (one in a regular file: the end
     /// record is cut off again). A log elsewhere (a pipe) is left going
-    /// on, without its end. If the `exec` fails, call
-    /// [`resume_logs_after_exec`](Self::resume_logs_after_exec). The
-    /// preload library of `mallocator trace` calls both around each `exec`.
+    /// on, without its end. The process's other threads that have events
+    /// to write wait: until the `exec` ends them, or, when it fails, until
+    /// [`resume_logs_after_exec`](Self::resume_logs_after_exec), which must
+    /// then be called. The preload library of `mallocator trace` calls both
+    /// around each `exec`.
     ///
     /// Does nothing, and returns false, where `end_logs_now` does.
     ///
@@ -1242,8 +1244,8 @@ impl<'a> Backtracing<'a> {
 
     /// After an `exec` that failed: the logs
     /// [`end_logs_for_exec`](Self::end_logs_for_exec) ended go on, as if
-    /// never ended. The events other threads logged meanwhile are lost,
-    /// and the log's end record will count them.
+    /// never ended (another thread that had events to write meanwhile
+    /// waited for this).
     ///
     /// ```no_run
     /// mallocator::backtracing::Backtracing::resume_logs_after_exec();

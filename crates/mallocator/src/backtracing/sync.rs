@@ -172,6 +172,25 @@ impl<T> core::ops::DerefMut for SpinGuard<'_, T> {
     }
 }
 
+impl<T> SpinGuard<'_, T> {
+    /// Lets the lock go while `f` runs (another thread may take it
+    /// meanwhile), then waits for it again, even if `f` unwinds.
+    pub(crate) fn unlocked<R>(&mut self, f: impl FnOnce() -> R) -> R {
+        /// Takes the lock again when dropped, for the guard to hold.
+        struct Relock<'l, T>(&'l SpinLock<T>);
+        impl<T> Drop for Relock<'_, T> {
+            fn drop(&mut self) {
+                core::mem::forget(self.0.lock());
+            }
+        }
+        // SAFETY: the guard holds the lock (it is made only by taking it,
+        // and `Relock` takes it back before the guard can drop).
+        unsafe { self.lock.release() };
+        let _relock = Relock(self.lock);
+        f()
+    }
+}
+
 impl<T> Drop for SpinGuard<'_, T> {
     #[inline]
     fn drop(&mut self) {
@@ -208,6 +227,22 @@ mod tests {
         assert!(l.is_locked(), "released by a failed try_lock");
         drop(held);
         drop(l.try_lock().expect("free"));
+        assert!(!l.is_locked());
+    }
+
+    #[test]
+    fn a_guard_lets_the_lock_go_while_it_waits() {
+        let l = SpinLock::new(0u32);
+        let mut held = l.lock();
+        let taken = held.unlocked(|| {
+            let mut other = l.try_lock().expect("free meanwhile");
+            *other += 1;
+            true
+        });
+        assert!(taken);
+        assert!(l.try_lock().is_none(), "held again");
+        assert_eq!(*held, 1);
+        drop(held);
         assert!(!l.is_locked());
     }
 

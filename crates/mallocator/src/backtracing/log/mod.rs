@@ -153,12 +153,9 @@ struct Inner {
     /// Compact format: events written.
     events: u64,
     /// Compact format: where the end record starts in the file, while
-    /// [`Log::finish_for_exec`] has ended the log and may take that back.
+    /// [`Log::finish_for_exec`] has ended the log and may take that back
+    /// (a chunk to write then waits: see [`ChunkWriter::write`]).
     end_at: Option<u64>,
-    /// Compact format: events of chunks that came while the log was
-    /// ended, before a failed `exec` took the end back; the next end
-    /// record counts them as lost.
-    dropped: u64,
 }
 
 impl core::fmt::Debug for Log {
@@ -189,7 +186,6 @@ impl Log {
                 rescan: false,
                 events: 0,
                 end_at: None,
-                dropped: 0,
             }),
             format: AtomicU8::new(format_code(format)),
         }
@@ -263,7 +259,6 @@ impl Log {
         inner.rescan = false;
         inner.events = 0;
         inner.end_at = None;
-        inner.dropped = 0;
         drop(guard);
         stacks.forget_written();
     }
@@ -466,8 +461,9 @@ impl Log {
     }
 
     /// After an `exec` that failed: the end [`finish_for_exec`](Self::finish_for_exec)
-    /// wrote is cut off, and the log goes on. If it cannot be cut, the
-    /// log stays ended.
+    /// wrote is cut off, and the log goes on, with the chunks that waited
+    /// meanwhile. If it cannot be cut (an error of the file system), the
+    /// log stays ended, and their events are not written.
     pub(crate) fn resume_after_exec(&self) {
         let mut guard = self.inner.lock();
         let inner = &mut *guard;
@@ -493,12 +489,16 @@ impl ChunkWriter<'_> {
     /// Writes a chunk of `thread`'s compact events (`count` of them, in
     /// `events`), as [`Log::write_chunk`] describes.
     pub(crate) fn write(&mut self, thread: u64, events: &[u8], count: u64) {
-        let inner = &mut *self.inner;
-        if inner.finished {
-            inner.dropped += count;
-            return;
+        // Ended for an `exec` that may fail: the events wait for it, lock
+        // let go (it ends this thread, or its failure takes the end back
+        // under this lock). Writing nothing would lose them in the log
+        // that goes on, and make the blocks they name leaks and their
+        // frees double ones.
+        while self.inner.finished && self.inner.end_at.is_some() {
+            self.inner.unlocked(std::thread::yield_now);
         }
-        if !inner.open() {
+        let inner = &mut *self.inner;
+        if inner.finished || !inner.open() {
             return;
         }
         inner.buf.clear();
@@ -517,12 +517,11 @@ impl ChunkWriter<'_> {
 
 impl Inner {
     /// Writes the compact log's end record; nothing is written after it.
-    /// Its lost events are those [`dropped`](Self::dropped): a failed
-    /// write ends the log without this record.
     fn write_end(&mut self) {
         self.finished = true;
         self.buf.clear();
-        compact::end(&mut self.buf, self.events, self.dropped);
+        // None lost: a failed write ends the log without this record.
+        compact::end(&mut self.buf, self.events, 0);
         self.emit();
     }
 
@@ -938,10 +937,10 @@ mod tests {
 
     /// The end written before an `exec` is taken back when the exec
     /// fails: the file is cut back to what it held before, and the log
-    /// goes on; the events of a chunk that came while it was ended are
-    /// counted lost by its final end. A log that is not in a file (a
-    /// callback here, a pipe elsewhere), whose end could not be taken
-    /// back, is not ended for an `exec`.
+    /// goes on; a chunk that came meanwhile (another thread's) waited,
+    /// and is written after. A log that is not in a file (a callback
+    /// here, a pipe elsewhere), whose end could not be taken back, is not
+    /// ended for an `exec`.
     #[test]
     fn an_end_before_a_failed_exec_is_taken_back() {
         let dir = std::env::temp_dir().join(format!("mallocator-exec-{}", std::process::id()));
@@ -969,15 +968,23 @@ mod tests {
         let ended = read();
         assert_eq!(tags(&ended).last(), Some(&b'Z'));
         assert_eq!(end(&ended), (1, 0));
-        chunk(&log, 2);
-        assert_eq!(read(), ended, "nothing after the end");
-        log.resume_after_exec();
-        assert_eq!(read(), before);
+        std::thread::scope(|s| {
+            let waiting = s.spawn(|| chunk(&log, 2));
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            assert!(!waiting.is_finished(), "the chunk waits for the exec");
+            assert_eq!(read(), ended, "nothing after the end");
+            log.resume_after_exec();
+        });
+        let resumed = read();
+        assert_eq!(resumed[..before.len()], before[..]);
+        // One chunk after what was there before (`records` skips the 12
+        // bytes of a file's start).
+        assert_eq!(tags(&resumed[before.len() - 12..]), [b'E']);
         chunk(&log, 1);
         log.finish();
         let whole = read();
         assert_eq!(tags(&whole).iter().filter(|&&t| t == b'Z').count(), 1);
-        assert_eq!(end(&whole), (2, 2));
+        assert_eq!(end(&whole), (4, 0));
         drop(log);
         std::fs::remove_dir_all(&dir).unwrap();
         drop(path);
