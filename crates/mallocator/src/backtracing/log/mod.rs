@@ -238,6 +238,9 @@ impl Log {
     /// what its parent writes there: it stops too.
     pub(crate) fn stop_in_child(&self) {
         let mut inner = self.inner.lock();
+        // Ended for an `exec` of a thread the child does not have: there
+        // is no `exec` to wait for.
+        inner.end_at = None;
         if self.format() == LogFormat::Compact
             || matches!(inner.output, Output::Closed(LogTarget::Path(_)))
         {
@@ -997,6 +1000,36 @@ mod tests {
         chunk(&log, 1);
         log.finish();
         assert_eq!(end(&EXEC_OUT.lock().unwrap()), (2, 0));
+    }
+
+    /// A child forked while another thread's `exec` had the log ended
+    /// has no `exec` coming (it has only the forking thread): a chunk
+    /// there does not wait for one.
+    #[test]
+    fn a_child_forked_during_an_exec_does_not_wait_for_it() {
+        let dir = std::env::temp_dir().join(format!("mallocator-exec-fork-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = crate::test_util::StaticStr::new(dir.join("exec.log").to_str().unwrap());
+        // SAFETY: the path is dropped after the log that uses it.
+        let log = Log::new(LogTarget::Path(unsafe { path.get() }), LogFormat::Compact);
+        let stacks = StackTable::new();
+        log.write_chunk(&stacks, 1, &[0; compact::FREE_EVENT], 1);
+        log.finish_for_exec();
+        log.stop_in_child();
+        std::thread::scope(|s| {
+            let writer = s.spawn(|| log.write_chunk(&stacks, 1, &[0; compact::FREE_EVENT], 1));
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+            while !writer.is_finished() && std::time::Instant::now() < deadline {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            let waited = !writer.is_finished();
+            // Let a waiting writer go, so that the test ends either way.
+            log.inner.lock().end_at = None;
+            assert!(!waited, "the chunk waited for an exec that is not coming");
+        });
+        drop(log);
+        std::fs::remove_dir_all(&dir).unwrap();
+        drop(path);
     }
 
     #[test]
