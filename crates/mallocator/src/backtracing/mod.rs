@@ -1216,43 +1216,29 @@ impl<'a> Backtracing<'a> {
     /// [`end_logs_now`](Self::end_logs_now) for a process about to replace
     /// itself with `exec`, which throws away the threads' buffered events
     /// and runs no exit hook: writes those events, and ends each compact
-    /// log whose end can be taken back (one in a regular file: the end
-    /// record is cut off again). A log elsewhere (a pipe) is left going
-    /// on, without its end. The process's other threads that have events
-    /// to write wait: until the `exec` ends them, or, when it fails, until
-    /// [`resume_logs_after_exec`](Self::resume_logs_after_exec), which must
-    /// then be called. The preload library of `mallocator trace` calls both
-    /// around each `exec`.
+    /// log whose end can be taken back (one in a file the tracker
+    /// created: the end record is cut off again). A log elsewhere (a
+    /// pipe, a descriptor it was given) is left going on, without its
+    /// end. Dropping the answer, after an `exec` that failed, takes the
+    /// ends back; until then the process's other threads that have
+    /// events to write wait (the `exec` ends them when it succeeds). The
+    /// preload library of `mallocator trace` does this around each `exec`.
     ///
-    /// Does nothing, and returns false, where `end_logs_now` does.
+    /// `None`, and nothing done, where `end_logs_now` does nothing.
     ///
     /// ```no_run
     /// use mallocator::backtracing::Backtracing;
-    /// if Backtracing::end_logs_for_exec() {
-    ///     // An exec that fails and returns:
-    ///     Backtracing::resume_logs_after_exec();
-    /// }
+    /// let ended = Backtracing::end_logs_for_exec();
+    /// // An exec that fails and returns: the logs go on.
+    /// drop(ended);
     /// ```
-    pub fn end_logs_for_exec() -> bool {
+    pub fn end_logs_for_exec() -> Option<LogsEndedForExec> {
         if Busy::inside_any() {
-            return false;
+            return None;
         }
-        let _marked = Busy::shared_lock();
+        let marked = Busy::shared_lock()?;
         log::finish_all_for_exec();
-        true
-    }
-
-    /// After an `exec` that failed: the logs
-    /// [`end_logs_for_exec`](Self::end_logs_for_exec) ended go on, as if
-    /// never ended (another thread that had events to write meanwhile
-    /// waited for this).
-    ///
-    /// ```no_run
-    /// mallocator::backtracing::Backtracing::resume_logs_after_exec();
-    /// ```
-    pub fn resume_logs_after_exec() {
-        let _marked = Busy::shared_lock();
-        log::resume_all_after_exec();
+        Some(LogsEndedForExec { _marked: marked })
     }
 
     /// What this tracker knows of `ptr` now (see [`Block`]).
@@ -1383,5 +1369,31 @@ impl<'a> Backtracing<'a> {
             start: scope::open(),
             _not_send: PhantomData,
         }
+    }
+}
+
+/// The logs ended for an `exec`, from
+/// [`Backtracing::end_logs_for_exec`]; dropped after an `exec` that
+/// failed, it takes their ends back and they go on.
+///
+/// While it lives, its thread counts as holding a lock shared by all
+/// trackers: what a signal handler allocates on it is the tracker's own
+/// work, not logged, and a handler's `exit` or fatal signal does not end
+/// the logs. Either would otherwise write chunks, which wait for this
+/// `exec`: the thread would wait for itself.
+#[must_use = "dropping it takes the ends back"]
+pub struct LogsEndedForExec {
+    _marked: Busy<'static>,
+}
+
+impl core::fmt::Debug for LogsEndedForExec {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str("LogsEndedForExec")
+    }
+}
+
+impl Drop for LogsEndedForExec {
+    fn drop(&mut self) {
+        log::resume_all_after_exec();
     }
 }

@@ -183,8 +183,11 @@ impl<T> SpinGuard<'_, T> {
                 core::mem::forget(self.0.lock());
             }
         }
-        // SAFETY: the guard holds the lock (it is made only by taking it,
-        // and `Relock` takes it back before the guard can drop).
+        // SAFETY: `release` is meant for a lock taken without a guard; a
+        // guard's lock may be let go the same way as long as it is taken
+        // again before the guard drops (which releases it once more):
+        // `Relock` does that, even if `f` unwinds. Meanwhile nothing
+        // reaches the value through this guard (it is borrowed here).
         unsafe { self.lock.release() };
         let _relock = Relock(self.lock);
         f()

@@ -154,8 +154,11 @@ struct Inner {
     events: u64,
     /// Compact format: where the end record starts in the file, while
     /// [`Log::finish_for_exec`] has ended the log and may take that back
-    /// (a chunk to write then waits: see [`ChunkWriter::write`]).
+    /// (a chunk to write then waits: see [`Log::chunk_writer`]), and how
+    /// many `exec` calls, of different threads, are under way: the last
+    /// of them to fail takes the end back.
     end_at: Option<u64>,
+    execs: u32,
 }
 
 impl core::fmt::Debug for Log {
@@ -186,6 +189,7 @@ impl Log {
                 rescan: false,
                 events: 0,
                 end_at: None,
+                execs: 0,
             }),
             format: AtomicU8::new(format_code(format)),
         }
@@ -241,6 +245,7 @@ impl Log {
         // Ended for an `exec` of a thread the child does not have: there
         // is no `exec` to wait for.
         inner.end_at = None;
+        inner.execs = 0;
         if self.format() == LogFormat::Compact
             || matches!(inner.output, Output::Closed(LogTarget::Path(_)))
         {
@@ -262,6 +267,7 @@ impl Log {
         inner.rescan = false;
         inner.events = 0;
         inner.end_at = None;
+        inner.execs = 0;
         drop(guard);
         stacks.forget_written();
     }
@@ -305,6 +311,7 @@ impl Log {
     /// may have to be read (the file's start, a stack with a frame in no
     /// known module), since it costs a lock most chunks do not need.
     pub(crate) fn write_chunk(&self, stacks: &StackTable, thread: u64, events: &[u8], count: u64) {
+        self.wait_for_exec();
         let run = |loader_locked| {
             self.chunk_writer(stacks, loader_locked)
                 .write(thread, events, count)
@@ -328,16 +335,37 @@ impl Log {
         stacks: &StackTable,
         f: impl FnOnce(&mut ChunkWriter<'_>) -> R,
     ) -> R {
+        self.wait_for_exec();
         os::with_loader_locked(|| f(&mut self.chunk_writer(stacks, true)))
     }
 
     /// A writer of chunks, holding the log lock; `loader_locked` says
     /// whether the caller holds the loader's lock too.
+    ///
+    /// While the log is ended for an `exec` that may fail, it waits, the
+    /// lock let go: the `exec` ends this thread, or its failure takes the
+    /// end back (under this lock). Writing nothing would lose the events
+    /// in the log that goes on (the blocks they name read as leaks, their
+    /// frees as double ones). It waits before the caller takes any
+    /// buffer to write, so that a thread's chunks keep their order.
     fn chunk_writer<'l>(&'l self, stacks: &'l StackTable, loader_locked: bool) -> ChunkWriter<'l> {
+        let mut inner = self.inner.lock();
+        while inner.ended_for_exec() {
+            inner.unlocked(std::thread::yield_now);
+        }
         ChunkWriter {
-            inner: self.inner.lock(),
+            inner,
             stacks,
             loader_locked,
+        }
+    }
+
+    /// Waits, holding no lock, while the log is ended for an `exec` (see
+    /// [`chunk_writer`](Self::chunk_writer), which checks again under the
+    /// lock): a writer that waits there may hold the loader's lock.
+    fn wait_for_exec(&self) {
+        while self.inner.lock().ended_for_exec() {
+            std::thread::yield_now();
         }
     }
 
@@ -450,6 +478,11 @@ impl Log {
     pub(crate) fn finish_for_exec(&self) {
         let mut guard = self.inner.lock();
         let inner = &mut *guard;
+        if inner.ended_for_exec() {
+            // Another thread's `exec` ended it.
+            inner.execs += 1;
+            return;
+        }
         if !inner.started || inner.finished || !inner.open() {
             return;
         }
@@ -460,6 +493,7 @@ impl Log {
             return;
         };
         inner.end_at = Some(at);
+        inner.execs = 1;
         inner.write_end();
     }
 
@@ -470,9 +504,14 @@ impl Log {
     pub(crate) fn resume_after_exec(&self) {
         let mut guard = self.inner.lock();
         let inner = &mut *guard;
-        let Some(at) = inner.end_at.take() else {
+        let Some(at) = inner.end_at else {
             return;
         };
+        inner.execs -= 1;
+        if inner.execs > 0 {
+            return;
+        }
+        inner.end_at = None;
         if let Output::Open(sink) = &inner.output {
             inner.finished = !os::cut_back(sink, at);
         }
@@ -492,14 +531,6 @@ impl ChunkWriter<'_> {
     /// Writes a chunk of `thread`'s compact events (`count` of them, in
     /// `events`), as [`Log::write_chunk`] describes.
     pub(crate) fn write(&mut self, thread: u64, events: &[u8], count: u64) {
-        // Ended for an `exec` that may fail: the events wait for it, lock
-        // let go (it ends this thread, or its failure takes the end back
-        // under this lock). Writing nothing would lose them in the log
-        // that goes on, and make the blocks they name leaks and their
-        // frees double ones.
-        while self.inner.finished && self.inner.end_at.is_some() {
-            self.inner.unlocked(std::thread::yield_now);
-        }
         let inner = &mut *self.inner;
         if inner.finished || !inner.open() {
             return;
@@ -519,6 +550,12 @@ impl ChunkWriter<'_> {
 }
 
 impl Inner {
+    /// Whether [`Log::finish_for_exec`] ended the log, for an `exec` still
+    /// under way (see `end_at`).
+    fn ended_for_exec(&self) -> bool {
+        self.finished && self.end_at.is_some()
+    }
+
     /// Writes the compact log's end record; nothing is written after it.
     fn write_end(&mut self) {
         self.finished = true;
@@ -983,6 +1020,15 @@ mod tests {
         // One chunk after what was there before (`records` skips the 12
         // bytes of a file's start).
         assert_eq!(tags(&resumed[before.len() - 12..]), [b'E']);
+        // Two threads' `exec` calls at once: the end stays until both
+        // have failed.
+        log.finish_for_exec();
+        log.finish_for_exec();
+        let ended = read();
+        log.resume_after_exec();
+        assert_eq!(read(), ended, "one exec still under way");
+        log.resume_after_exec();
+        assert_eq!(read(), resumed);
         chunk(&log, 1);
         log.finish();
         let whole = read();

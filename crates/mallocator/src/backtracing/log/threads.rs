@@ -58,7 +58,7 @@ use super::super::sys_vec::{sys_vec, SysVec};
 use super::super::thread::{thread_id, Busy, ThreadState, THREAD};
 use super::super::{fork, os};
 use super::record_buf::try_append;
-use super::ChunkWriter;
+use super::{ChunkWriter, Log};
 
 /// Bytes of events one buffer holds (about 600 events).
 pub(crate) const BUFFER_BYTES: usize = 16 * 1024;
@@ -503,34 +503,40 @@ pub(crate) fn flush_at_exit() {
 }
 
 extern "C" fn at_exit() {
-    finish_all();
+    // A thread inside a tracker (an `exit` from a signal handler that
+    // interrupted it, or from one during an `exec`'s window, which
+    // counts as holding a shared lock) could wait for a lock it holds,
+    // or for chunks that wait for its own `exec`: its log is left as it
+    // is.
+    if !Busy::inside_any() {
+        finish_all();
+    }
 }
 
 /// Writes every thread's buffered events and ends every compact log
 /// (nothing is logged after this).
 pub(crate) fn finish_all() {
     flush_all();
-    fork::for_each_state(&mut |st| {
-        let _busy = Busy::enter(st.epoch);
-        st.log.finish();
-    });
+    each_log(Log::finish);
 }
 
 /// [`finish_all`] before an `exec`, with every end that can be taken
-/// back, and only those (see [`Log::finish_for_exec`](super::Log::finish_for_exec)).
+/// back, and only those (see [`Log::finish_for_exec`]).
 pub(crate) fn finish_all_for_exec() {
     flush_all();
-    fork::for_each_state(&mut |st| {
-        let _busy = Busy::enter(st.epoch);
-        st.log.finish_for_exec();
-    });
+    each_log(Log::finish_for_exec);
 }
 
 /// After a failed `exec`: the logs [`finish_all_for_exec`] ended go on.
 pub(crate) fn resume_all_after_exec() {
+    each_log(Log::resume_after_exec);
+}
+
+/// Calls `f` on every tracker's log, inside that tracker.
+fn each_log(f: fn(&Log)) {
     fork::for_each_state(&mut |st| {
         let _busy = Busy::enter(st.epoch);
-        st.log.resume_after_exec();
+        f(&st.log);
     });
 }
 

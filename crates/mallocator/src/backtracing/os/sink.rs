@@ -153,10 +153,16 @@ pub(crate) fn write_all_two<'a>(sink: &Sink, mut head: &'a [u8], mut tail: &'a [
 }
 
 /// Where the next write to `sink` lands, when `sink` is a regular file
-/// that [`cut_back`] can cut there again; `None` for a pipe, a terminal
-/// or a socket, which cannot take back what was written.
+/// the tracker created, which [`cut_back`] can cut there again; `None`
+/// for a pipe, a terminal or a socket, which cannot take back what was
+/// written, and for a descriptor the tracker was given (standard output
+/// or error, a caller's), where cutting back could remove what others
+/// wrote to it meanwhile.
 #[cfg(unix)]
 pub(crate) fn position(sink: &Sink) -> Option<u64> {
+    let Sink::Owned(_) = sink else {
+        return None;
+    };
     let fd = raw_fd(sink);
     let mut stat = core::mem::MaybeUninit::<libc::stat>::uninit();
     // SAFETY: `stat` is writable; a bad descriptor only makes it fail.
