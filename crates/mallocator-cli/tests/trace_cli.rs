@@ -278,11 +278,16 @@ fn programs_run_by_exec_are_traced_when_asked() {
 #[test]
 fn a_program_that_replaces_itself_by_exec_leaves_a_whole_log() {
     // Every exec function fails once (the log goes on after each), then
-    // the program becomes /bin/true (untraced): its log ends there, with
-    // the events it still had in its buffers.
+    // the program becomes env (untraced) with the environment it gave
+    // execle: its log ends there, with the events it still had in its
+    // buffers.
     let dir = scratch();
     let (out, report) = trace(dir.path(), &["exec-fails"]);
     assert_eq!(exit_code(&out), 0, "{out:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "MALLOCATOR_TEST=execle\n"
+    );
     let sites: Vec<(u64, u64)> = our_leaks(&report).iter().map(|l| (l.0, l.1)).collect();
     assert_eq!(sites, [(601, 1), (602, 1)], "{report:#}");
     assert_eq!(report["log"]["warnings_total"], 0, "{report:#}");

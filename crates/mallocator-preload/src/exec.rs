@@ -8,7 +8,8 @@
 //! left a log of no events at all). Each function here ends the logs
 //! (`Backtracing::end_logs_for_exec`), calls the C library's, and, when
 //! that fails and returns, takes the end back so that the log goes on,
-//! with `errno` as the C library set it.
+//! with `errno` as the C library set it. Meanwhile the other threads
+//! with events to write wait for it.
 //!
 //! `execl`, `execle` and `execlp` take C variadic arguments, which Rust
 //! cannot define: `exec_variadic.c` gathers them into an array and calls
@@ -38,8 +39,8 @@ type Fexecve = unsafe extern "C" fn(c_int, Argv, Argv) -> c_int;
 type Execveat = unsafe extern "C" fn(c_int, *const c_char, Argv, Argv, c_int) -> c_int;
 
 /// The C library's functions, looked up when the library starts (0
-/// before, or when there is none): `exec` may be called from a signal
-/// handler, where `dlsym` (which takes the loader's lock, and may
+/// before, [`NONE`] when there is none): `exec` may be called from a
+/// signal handler, where `dlsym` (which takes the loader's lock, and may
 /// allocate) must not run.
 static EXECVE: AtomicUsize = AtomicUsize::new(0);
 static EXECV: AtomicUsize = AtomicUsize::new(0);
@@ -47,6 +48,9 @@ static EXECVP: AtomicUsize = AtomicUsize::new(0);
 static EXECVPE: AtomicUsize = AtomicUsize::new(0);
 static FEXECVE: AtomicUsize = AtomicUsize::new(0);
 static EXECVEAT: AtomicUsize = AtomicUsize::new(0);
+
+/// A slot's value once its function was looked up and not found.
+const NONE: usize = 1;
 
 /// Every slot above and the name of its function.
 const FUNCTIONS: [(&AtomicUsize, &CStr); 6] = [
@@ -65,7 +69,10 @@ pub(crate) fn look_up() {
         // SAFETY: a valid name; only the address is kept (null when there
         // is none), called as the type of its name (`real`).
         let f = unsafe { libc::dlsym(libc::RTLD_NEXT, name.as_ptr()) };
-        slot.store(f as usize, Ordering::Release);
+        slot.store(
+            if f.is_null() { NONE } else { f as usize },
+            Ordering::Release,
+        );
     }
 }
 
@@ -79,7 +86,7 @@ unsafe fn real<F: Copy>(slot: &AtomicUsize) -> Option<F> {
         look_up();
     }
     match slot.load(Ordering::Acquire) {
-        0 => None,
+        NONE => None,
         // SAFETY: a function's address, of type `F` (the caller's
         // promise), the size of a pointer.
         f => Some(unsafe { core::mem::transmute_copy::<usize, F>(&f) }),
@@ -90,12 +97,14 @@ unsafe fn real<F: Copy>(slot: &AtomicUsize) -> Option<F> {
 /// takes the end back if it returns (it failed); its result, with
 /// `errno` as it set it.
 fn with_logs_ended(exec: impl FnOnce() -> c_int) -> c_int {
-    let ended = in_loading_process() && Backtracing::end_logs_for_exec();
+    let ended = in_loading_process()
+        .then(Backtracing::end_logs_for_exec)
+        .flatten();
     let result = exec();
-    if ended {
+    if ended.is_some() {
         // SAFETY: `__errno_location` returns this thread's `errno`.
         let errno = unsafe { *libc::__errno_location() };
-        Backtracing::resume_logs_after_exec();
+        drop(ended);
         // SAFETY: as above.
         unsafe { *libc::__errno_location() = errno };
     }

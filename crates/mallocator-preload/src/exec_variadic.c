@@ -10,30 +10,34 @@
 #include <stddef.h>
 #include <unistd.h>
 
-/* The number of arguments from `first` to the null pointer that ends
- * them (not counted), read from `ap`, which holds those after `first`;
- * -1 when there are too many for an array. */
-static ptrdiff_t count(const char *first, va_list ap) {
+/* The helpers take a pointer to the caller's va_list, so that the
+ * caller can go on reading it after them (a va_list passed by value is
+ * unusable by its caller once read from, and how it is passed differs
+ * between architectures). Each function walks its arguments twice, from
+ * va_start each time: to count them, then to gather them. */
+
+/* The number of arguments from `arg` to the null pointer that ends them
+ * (not counted; `arg` may be it), reading those after `arg` from `ap`;
+ * -1 when there are more than an array may hold (INT_MAX, as glibc). */
+static ptrdiff_t count(const char *arg, va_list *ap) {
     ptrdiff_t n = 0;
-    for (const char *arg = first; arg != NULL; arg = va_arg(ap, const char *)) {
-        if (n == INT_MAX) return -1;
-        n++;
-    }
+    for (const char *a = arg; a != NULL; a = va_arg(*ap, const char *))
+        if (++n == INT_MAX) return -1;
     return n;
 }
 
-/* Fills argv[0..n] with `first` and the n - 1 arguments after it in `ap`,
- * and argv[n] with the null pointer. */
-static void gather(char **argv, ptrdiff_t n, const char *first, va_list ap) {
-    argv[0] = (char *)first;
-    for (ptrdiff_t i = 1; i < n; i++) argv[i] = va_arg(ap, char *);
+/* Fills argv[0..n] with `arg` and the n - 1 arguments after it, read from
+ * `ap` with the null pointer after them, and argv[n] with that null. */
+static void gather(char **argv, ptrdiff_t n, const char *arg, va_list *ap) {
+    argv[0] = (char *)arg;
+    for (ptrdiff_t i = 1; i <= n; i++) argv[i] = va_arg(*ap, char *);
     argv[n] = NULL;
 }
 
 int mallocator_execl(const char *path, const char *arg, ...) {
     va_list ap;
     va_start(ap, arg);
-    ptrdiff_t n = count(arg, ap);
+    ptrdiff_t n = count(arg, &ap);
     va_end(ap);
     if (n < 0) {
         errno = E2BIG;
@@ -41,7 +45,7 @@ int mallocator_execl(const char *path, const char *arg, ...) {
     }
     char *argv[n + 1];
     va_start(ap, arg);
-    gather(argv, n, arg, ap);
+    gather(argv, n, arg, &ap);
     va_end(ap);
     return execv(path, argv);
 }
@@ -49,7 +53,7 @@ int mallocator_execl(const char *path, const char *arg, ...) {
 int mallocator_execlp(const char *file, const char *arg, ...) {
     va_list ap;
     va_start(ap, arg);
-    ptrdiff_t n = count(arg, ap);
+    ptrdiff_t n = count(arg, &ap);
     va_end(ap);
     if (n < 0) {
         errno = E2BIG;
@@ -57,17 +61,17 @@ int mallocator_execlp(const char *file, const char *arg, ...) {
     }
     char *argv[n + 1];
     va_start(ap, arg);
-    gather(argv, n, arg, ap);
+    gather(argv, n, arg, &ap);
     va_end(ap);
     return execvp(file, argv);
 }
 
-/* The environment comes after the null pointer that ends the arguments. */
+/* The environment is the argument after the null pointer that ends the
+ * others (read by `gather` when there are any). */
 int mallocator_execle(const char *path, const char *arg, ...) {
     va_list ap;
     va_start(ap, arg);
-    ptrdiff_t n = count(arg, ap);
-    char *const *envp = n < 0 ? NULL : va_arg(ap, char *const *);
+    ptrdiff_t n = count(arg, &ap);
     va_end(ap);
     if (n < 0) {
         errno = E2BIG;
@@ -75,7 +79,8 @@ int mallocator_execle(const char *path, const char *arg, ...) {
     }
     char *argv[n + 1];
     va_start(ap, arg);
-    gather(argv, n, arg, ap);
+    gather(argv, n, arg, &ap);
+    char *const *envp = va_arg(ap, char *const *);
     va_end(ap);
     return execve(path, argv, envp);
 }

@@ -246,9 +246,9 @@ __attribute__((noinline)) static int run_family(void) {
 
 /* Leaks 1 x 601; calls every function of the exec family on a program
  * that does not exist, each of which fails and returns with errno set;
- * leaks 1 x 602; then becomes /bin/true through execlp (which searches
- * PATH). Each exec ends the log first, and each failed one takes that
- * end back. */
+ * leaks 1 x 602; then becomes env with an environment of its own,
+ * through execle, and so prints it. Each exec ends the log first, and
+ * each failed one takes that end back. */
 __attribute__((noinline)) static void leak_sized(size_t size) {
     char *volatile p = malloc(size);
     check(p != NULL, "malloc");
@@ -277,7 +277,8 @@ __attribute__((noinline)) static int exec_fails_then_execs(void) {
     failed(fexecve(-1, argv, environ), EINVAL, "fexecve");
     failed(execveat(AT_FDCWD, MISSING, argv, environ, 0), ENOENT, "execveat");
     leak_sized(602);
-    execlp("true", "true", (char *)NULL);
+    char *const env[] = {"MALLOCATOR_TEST=execle", NULL};
+    execle("/usr/bin/env", "env", (char *)NULL, env);
     return 98;
 }
 
