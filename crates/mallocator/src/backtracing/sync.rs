@@ -14,6 +14,8 @@
 //! Critical sections are short (a table probe, a copy, a `write` of one
 //! log record), and no tracker lock is ever held while calling the inner
 //! allocator, so spinning, then yielding, is cheap and cannot starve.
+//! (The one long wait, for another thread's `exec`, lets the log's lock
+//! go: see `log/threads.rs`.)
 
 use core::cell::UnsafeCell;
 use core::sync::atomic::{AtomicBool, Ordering};

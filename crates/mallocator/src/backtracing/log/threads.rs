@@ -41,6 +41,16 @@
 //! tracker that logs too, does not wait for the [`BUFFERS`] its own
 //! thread holds either.)
 //!
+//! **Waiting for an `exec`.** While a thread's `exec` has the log ended
+//! ([`Log::finish_for_exec`]), every chunk waits for it, with the log
+//! lock let go, before any buffer is taken: until the `exec` ends the
+//! process's other threads, or fails and takes the end back. A thread
+//! flushing others' buffers waits holding [`BUFFERS`] (and, in a rare
+//! race, the loader's lock), so threads making their first buffer, and
+//! `dlopen` in that race, wait for the `exec` too. The thread in `exec`
+//! writes no chunk meanwhile (see `LogsEndedForExec`), so nothing waits
+//! for itself.
+//!
 //! A known gap in that order, needing a rare combination (left as it
 //! is: closing it changes the order itself):
 //! * a signal handler that logs through a second tracker while its
