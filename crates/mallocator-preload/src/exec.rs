@@ -119,64 +119,60 @@ fn missing() -> c_int {
     -1
 }
 
+/// Makes `call` of the C library's function in `slot` with the logs
+/// ended ([`with_logs_ended`]); `ENOSYS` when there is no such function.
+///
+/// # Safety
+/// `F` is the C type of the function `slot` holds, and `call` calls it
+/// as the caller of the function being defined promised.
+unsafe fn through<F: Copy>(slot: &AtomicUsize, call: impl FnOnce(F) -> c_int) -> c_int {
+    // SAFETY: the caller's promise.
+    match unsafe { real::<F>(slot) } {
+        Some(f) => with_logs_ended(|| call(f)),
+        None => missing(),
+    }
+}
+
 /// # Safety
 /// As C's `execve`.
 #[no_mangle]
 pub unsafe extern "C" fn execve(path: *const c_char, argv: Argv, envp: Argv) -> c_int {
-    // SAFETY: `execve`'s C type.
-    match unsafe { real::<Execve>(&EXECVE) } {
-        // SAFETY: the caller's promise.
-        Some(f) => with_logs_ended(|| unsafe { f(path, argv, envp) }),
-        None => missing(),
-    }
+    // SAFETY: `execve`'s C type, called as our caller promised.
+    unsafe { through(&EXECVE, |f: Execve| f(path, argv, envp)) }
 }
 
 /// # Safety
 /// As C's `execv`.
 #[no_mangle]
 pub unsafe extern "C" fn execv(path: *const c_char, argv: Argv) -> c_int {
-    // SAFETY: `execv`'s C type.
-    match unsafe { real::<Execv>(&EXECV) } {
-        // SAFETY: the caller's promise.
-        Some(f) => with_logs_ended(|| unsafe { f(path, argv) }),
-        None => missing(),
-    }
+    // SAFETY: `execv`'s C type, called as our caller promised.
+    unsafe { through(&EXECV, |f: Execv| f(path, argv)) }
 }
 
 /// # Safety
 /// As C's `execvp`.
 #[no_mangle]
 pub unsafe extern "C" fn execvp(file: *const c_char, argv: Argv) -> c_int {
-    // SAFETY: `execvp`'s C type (that of `execv`).
-    match unsafe { real::<Execv>(&EXECVP) } {
-        // SAFETY: the caller's promise.
-        Some(f) => with_logs_ended(|| unsafe { f(file, argv) }),
-        None => missing(),
-    }
+    // SAFETY: `execvp`'s C type (that of `execv`), called as our caller
+    // promised.
+    unsafe { through(&EXECVP, |f: Execv| f(file, argv)) }
 }
 
 /// # Safety
 /// As GNU's `execvpe`.
 #[no_mangle]
 pub unsafe extern "C" fn execvpe(file: *const c_char, argv: Argv, envp: Argv) -> c_int {
-    // SAFETY: `execvpe`'s C type (that of `execve`).
-    match unsafe { real::<Execve>(&EXECVPE) } {
-        // SAFETY: the caller's promise.
-        Some(f) => with_logs_ended(|| unsafe { f(file, argv, envp) }),
-        None => missing(),
-    }
+    // SAFETY: `execvpe`'s C type (that of `execve`), called as our caller
+    // promised.
+    unsafe { through(&EXECVPE, |f: Execve| f(file, argv, envp)) }
 }
 
 /// # Safety
 /// As C's `fexecve`.
 #[no_mangle]
 pub unsafe extern "C" fn fexecve(fd: c_int, argv: Argv, envp: Argv) -> c_int {
-    // SAFETY: `fexecve`'s C type.
-    match unsafe { real::<Fexecve>(&FEXECVE) } {
-        // SAFETY: the caller's promise.
-        Some(f) => with_logs_ended(|| unsafe { f(fd, argv, envp) }),
-        None => missing(),
-    }
+    // SAFETY: `fexecve`'s C type, called as our caller promised.
+    unsafe { through(&FEXECVE, |f: Fexecve| f(fd, argv, envp)) }
 }
 
 /// # Safety
@@ -189,52 +185,37 @@ pub unsafe extern "C" fn execveat(
     envp: Argv,
     flags: c_int,
 ) -> c_int {
-    // SAFETY: `execveat`'s C type.
-    match unsafe { real::<Execveat>(&EXECVEAT) } {
-        // SAFETY: the caller's promise.
-        Some(f) => with_logs_ended(|| unsafe { f(dirfd, path, argv, envp, flags) }),
-        None => missing(),
+    // SAFETY: `execveat`'s C type, called as our caller promised.
+    unsafe { through(&EXECVEAT, |f: Execveat| f(dirfd, path, argv, envp, flags)) }
+}
+
+/// The variadic three: each exported under its C name as a jump to its
+/// definition in `exec_variadic.c` (see the module docs), on the
+/// architectures whose jump is written here.
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+mod variadic {
+    extern "C" {
+        fn mallocator_execl();
+        fn mallocator_execle();
+        fn mallocator_execlp();
     }
-}
 
-// The variadic three, defined in `exec_variadic.c` under these names
-// (jumped to on the architectures whose jump is written below).
-#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
-extern "C" {
-    fn mallocator_execl();
-    fn mallocator_execle();
-    fn mallocator_execlp();
-}
+    /// Defines the exported function `$name` as a jump to `$target`.
+    macro_rules! jump {
+        ($name:ident to $target:ident) => {
+            #[doc = concat!("A jump to `", stringify!($target), "`.")]
+            #[unsafe(naked)]
+            #[no_mangle]
+            pub extern "C" fn $name() {
+                #[cfg(target_arch = "x86_64")]
+                core::arch::naked_asm!("jmp {}", sym $target);
+                #[cfg(target_arch = "aarch64")]
+                core::arch::naked_asm!("b {}", sym $target);
+            }
+        };
+    }
 
-/// A jump to `mallocator_execl`: see the module docs.
-#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
-#[unsafe(naked)]
-#[no_mangle]
-pub extern "C" fn execl() {
-    #[cfg(target_arch = "x86_64")]
-    core::arch::naked_asm!("jmp {}", sym mallocator_execl);
-    #[cfg(target_arch = "aarch64")]
-    core::arch::naked_asm!("b {}", sym mallocator_execl);
-}
-
-/// A jump to `mallocator_execle`: see the module docs.
-#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
-#[unsafe(naked)]
-#[no_mangle]
-pub extern "C" fn execle() {
-    #[cfg(target_arch = "x86_64")]
-    core::arch::naked_asm!("jmp {}", sym mallocator_execle);
-    #[cfg(target_arch = "aarch64")]
-    core::arch::naked_asm!("b {}", sym mallocator_execle);
-}
-
-/// A jump to `mallocator_execlp`: see the module docs.
-#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
-#[unsafe(naked)]
-#[no_mangle]
-pub extern "C" fn execlp() {
-    #[cfg(target_arch = "x86_64")]
-    core::arch::naked_asm!("jmp {}", sym mallocator_execlp);
-    #[cfg(target_arch = "aarch64")]
-    core::arch::naked_asm!("b {}", sym mallocator_execlp);
+    jump!(execl to mallocator_execl);
+    jump!(execle to mallocator_execle);
+    jump!(execlp to mallocator_execlp);
 }

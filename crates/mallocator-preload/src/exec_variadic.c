@@ -10,11 +10,11 @@
 #include <stddef.h>
 #include <unistd.h>
 
-/* The helpers take a pointer to the caller's va_list, so that the
- * caller can go on reading it after them (a va_list passed by value is
- * unusable by its caller once read from, and how it is passed differs
- * between architectures). Each function walks its arguments twice, from
- * va_start each time: to count them, then to gather them. */
+/* The helpers take pointers to the caller's va_lists, so that a list can
+ * go on being read after them (a va_list passed by value is unusable by
+ * its caller once read from, and how it is passed differs between
+ * architectures). Each function walks its arguments twice, through two
+ * lists started at the same place: to count them, then to gather them. */
 
 /* The number of arguments from `arg` to the null pointer that ends them
  * (not counted; `arg` may be it), reading those after `arg` from `ap`;
@@ -34,53 +34,56 @@ static void gather(char **argv, ptrdiff_t n, const char *arg, va_list *ap) {
     argv[n] = NULL;
 }
 
-int mallocator_execl(const char *path, const char *arg, ...) {
-    va_list ap;
-    va_start(ap, arg);
-    ptrdiff_t n = count(arg, &ap);
-    va_end(ap);
+/* Which function exec_list calls. */
+enum exec_with { WITH_PATH, SEARCHING_PATH, WITH_ENVIRONMENT };
+
+/* Gathers the arguments from `arg` (those after it read from `counted`
+ * to count them, and from `gathered`, a second walk from the same start,
+ * to gather them) and calls execv, execvp or execve (`with`) on `target`
+ * with them; for execve, the environment is the argument after the null
+ * pointer that ends them, read from `gathered`. */
+static int exec_list(enum exec_with with, const char *target, const char *arg, va_list *counted,
+                     va_list *gathered) {
+    ptrdiff_t n = count(arg, counted);
     if (n < 0) {
         errno = E2BIG;
         return -1;
     }
     char *argv[n + 1];
-    va_start(ap, arg);
-    gather(argv, n, arg, &ap);
-    va_end(ap);
-    return execv(path, argv);
+    gather(argv, n, arg, gathered);
+    switch (with) {
+    case WITH_PATH: return execv(target, argv);
+    case SEARCHING_PATH: return execvp(target, argv);
+    default: return execve(target, argv, va_arg(*gathered, char *const *));
+    }
+}
+
+int mallocator_execl(const char *path, const char *arg, ...) {
+    va_list counted, gathered;
+    va_start(counted, arg);
+    va_start(gathered, arg);
+    int result = exec_list(WITH_PATH, path, arg, &counted, &gathered);
+    va_end(gathered);
+    va_end(counted);
+    return result;
 }
 
 int mallocator_execlp(const char *file, const char *arg, ...) {
-    va_list ap;
-    va_start(ap, arg);
-    ptrdiff_t n = count(arg, &ap);
-    va_end(ap);
-    if (n < 0) {
-        errno = E2BIG;
-        return -1;
-    }
-    char *argv[n + 1];
-    va_start(ap, arg);
-    gather(argv, n, arg, &ap);
-    va_end(ap);
-    return execvp(file, argv);
+    va_list counted, gathered;
+    va_start(counted, arg);
+    va_start(gathered, arg);
+    int result = exec_list(SEARCHING_PATH, file, arg, &counted, &gathered);
+    va_end(gathered);
+    va_end(counted);
+    return result;
 }
 
-/* The environment is the argument after the null pointer that ends the
- * others (read by `gather` when there are any). */
 int mallocator_execle(const char *path, const char *arg, ...) {
-    va_list ap;
-    va_start(ap, arg);
-    ptrdiff_t n = count(arg, &ap);
-    va_end(ap);
-    if (n < 0) {
-        errno = E2BIG;
-        return -1;
-    }
-    char *argv[n + 1];
-    va_start(ap, arg);
-    gather(argv, n, arg, &ap);
-    char *const *envp = va_arg(ap, char *const *);
-    va_end(ap);
-    return execve(path, argv, envp);
+    va_list counted, gathered;
+    va_start(counted, arg);
+    va_start(gathered, arg);
+    int result = exec_list(WITH_ENVIRONMENT, path, arg, &counted, &gathered);
+    va_end(gathered);
+    va_end(counted);
+    return result;
 }
