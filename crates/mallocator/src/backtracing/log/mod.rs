@@ -152,13 +152,13 @@ struct Inner {
     rescan: bool,
     /// Compact format: events written.
     events: u64,
-    /// Compact format: where the end record starts in the file, while
-    /// [`Log::finish_for_exec`] has ended the log and may take that back
-    /// (a chunk to write then waits: see [`Log::chunk_writer`]), and how
-    /// many `exec` calls, of different threads, are under way: the last
-    /// of them to fail takes the end back.
-    end_at: Option<u64>,
+    /// Compact format: how many `exec` calls, of different threads, are
+    /// under way with the log ended by [`Log::finish_for_exec`] (a chunk
+    /// to write then waits: see [`Log::chunk_writer`]); the last of them
+    /// to fail takes the end back, cutting the file back to `end_at`,
+    /// where the end record starts (meaningful while `execs` is not 0).
     execs: u32,
+    end_at: u64,
 }
 
 impl core::fmt::Debug for Log {
@@ -188,8 +188,8 @@ impl Log {
                 modules: sys_vec(),
                 rescan: false,
                 events: 0,
-                end_at: None,
                 execs: 0,
+                end_at: 0,
             }),
             format: AtomicU8::new(format_code(format)),
         }
@@ -244,7 +244,6 @@ impl Log {
         let mut inner = self.inner.lock();
         // Ended for an `exec` of a thread the child does not have: there
         // is no `exec` to wait for.
-        inner.end_at = None;
         inner.execs = 0;
         if self.format() == LogFormat::Compact
             || matches!(inner.output, Output::Closed(LogTarget::Path(_)))
@@ -266,7 +265,6 @@ impl Log {
         inner.modules.clear();
         inner.rescan = false;
         inner.events = 0;
-        inner.end_at = None;
         inner.execs = 0;
         drop(guard);
         stacks.forget_written();
@@ -492,8 +490,8 @@ impl Log {
         let Some(at) = os::position(sink) else {
             return;
         };
-        inner.end_at = Some(at);
         inner.execs = 1;
+        inner.end_at = at;
         inner.write_end();
     }
 
@@ -504,16 +502,15 @@ impl Log {
     pub(crate) fn resume_after_exec(&self) {
         let mut guard = self.inner.lock();
         let inner = &mut *guard;
-        let Some(at) = inner.end_at else {
+        if inner.execs == 0 {
             return;
-        };
+        }
         inner.execs -= 1;
         if inner.execs > 0 {
             return;
         }
-        inner.end_at = None;
         if let Output::Open(sink) = &inner.output {
-            inner.finished = !os::cut_back(sink, at);
+            inner.finished = !os::cut_back(sink, inner.end_at);
         }
     }
 }
@@ -551,9 +548,9 @@ impl ChunkWriter<'_> {
 
 impl Inner {
     /// Whether [`Log::finish_for_exec`] ended the log, for an `exec` still
-    /// under way (see `end_at`).
+    /// under way (see `execs`).
     fn ended_for_exec(&self) -> bool {
-        self.finished && self.end_at.is_some()
+        self.finished && self.execs > 0
     }
 
     /// Writes the compact log's end record; nothing is written after it.
@@ -1070,7 +1067,7 @@ mod tests {
             }
             let waited = !writer.is_finished();
             // Let a waiting writer go, so that the test ends either way.
-            log.inner.lock().end_at = None;
+            log.inner.lock().execs = 0;
             assert!(!waited, "the chunk waited for an exec that is not coming");
         });
         drop(log);

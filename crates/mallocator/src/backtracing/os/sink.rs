@@ -152,29 +152,21 @@ pub(crate) fn write_all_two<'a>(sink: &Sink, mut head: &'a [u8], mut tail: &'a [
     write_all(sink, tail)
 }
 
-/// Where the next write to `sink` lands, when `sink` is a regular file
-/// the tracker created, which [`cut_back`] can cut there again; `None`
-/// for a pipe, a terminal or a socket, which cannot take back what was
-/// written, and for a descriptor the tracker was given (standard output
-/// or error, a caller's), where cutting back could remove what others
-/// wrote to it meanwhile.
+/// Where the next write to `sink` lands, when `sink` is a file the
+/// tracker created (a regular file), which [`cut_back`] can cut there
+/// again; `None` for a descriptor the tracker was given (standard output
+/// or error, a caller's): a pipe or a terminal cannot take back what was
+/// written, and cutting a file back could remove what others wrote to
+/// it meanwhile.
 #[cfg(unix)]
 pub(crate) fn position(sink: &Sink) -> Option<u64> {
+    // An owned sink is a regular file: `create_private_file` refuses
+    // anything else.
     let Sink::Owned(_) = sink else {
         return None;
     };
-    let fd = raw_fd(sink);
-    let mut stat = core::mem::MaybeUninit::<libc::stat>::uninit();
-    // SAFETY: `stat` is writable; a bad descriptor only makes it fail.
-    if unsafe { libc::fstat(fd, stat.as_mut_ptr()) } != 0 {
-        return None;
-    }
-    // SAFETY: `fstat` succeeded, so it filled `stat`.
-    if unsafe { stat.assume_init() }.st_mode & libc::S_IFMT != libc::S_IFREG {
-        return None;
-    }
     // SAFETY: no memory is passed; a bad descriptor only makes it fail.
-    let at = unsafe { libc::lseek(fd, 0, libc::SEEK_CUR) };
+    let at = unsafe { libc::lseek(raw_fd(sink), 0, libc::SEEK_CUR) };
     u64::try_from(at).ok()
 }
 
