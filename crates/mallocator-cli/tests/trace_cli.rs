@@ -71,10 +71,15 @@ fn scratch() -> tempfile::TempDir {
 /// `mallocator trace --output LOG -- programs ARGS`: its output, and the
 /// JSON leak report of the log.
 fn trace(dir: &Path, args: &[&str]) -> (Output, Value) {
+    trace_program(dir, programs(), args)
+}
+
+/// [`trace`] of `program`, LOG in `dir`.
+fn trace_program(dir: &Path, program: &Path, args: &[&str]) -> (Output, Value) {
     let log = dir.join("events.log");
     let out = Command::new(BIN)
         .args(["trace", "--output", log.to_str().unwrap(), "--"])
-        .arg(programs())
+        .arg(program)
         .args(args)
         .output()
         .unwrap();
@@ -299,18 +304,10 @@ fn a_program_that_defines_its_own_environment_functions_runs_its_children_untrac
     // Its child, given the environment it was given, is not traced, and
     // so leaves its log alone (it used to truncate it and write its own).
     let dir = scratch();
-    let log = dir.path().join("events.log");
-    let out = Command::new(BIN)
-        .args(["trace", "--output", log.to_str().unwrap(), "--"])
-        .arg(programs().with_file_name("shell_like"))
-        .output()
-        .unwrap();
+    let (out, report) = trace_program(dir.path(), &programs().with_file_name("shell_like"), &[]);
     assert_eq!(exit_code(&out), 0, "{out:?}");
     assert_eq!(String::from_utf8_lossy(&out.stdout), "", "{out:?}");
-    let sites: Vec<(u64, u64)> = our_leaks(&json_report(&log))
-        .iter()
-        .map(|l| (l.0, l.1))
-        .collect();
+    let sites: Vec<(u64, u64)> = our_leaks(&report).iter().map(|l| (l.0, l.1)).collect();
     assert_eq!(sites, [(501, 1)]);
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
 }
