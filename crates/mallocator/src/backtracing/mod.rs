@@ -187,6 +187,8 @@ pub use config::Config;
 pub use global::{ExitReport, GlobalBacktracing};
 use live::LiveShard;
 pub use log::{create_log_file, LogFormat, LogTarget};
+#[cfg(unix)]
+pub use os::{holds_descriptor, log_descriptors, LogDescriptors};
 pub use reachability::LeakKind;
 pub use report::{ErrorEntry, ErrorKind, Frame, LeakGroup, LeakReport};
 pub use scope::Scope;

@@ -19,6 +19,8 @@
 //! * `roots.rs`: [`for_each_root_range`], memory that holds a program's
 //!   pointers (writable data of every object, this thread's thread-local
 //!   storage), and [`for_each_word`] to read it;
+//! * `descriptors.rs`: the descriptors of log files, moved out of the
+//!   program's way and listed ([`holds_descriptor`], [`log_descriptors`]);
 //! * `sink.rs`: [`Sink`] / [`write_all`], whole-record writes to a file
 //!   or stream, [`create_private_file`], and [`position`] / [`cut_back`]
 //!   to take back the end of a file;
@@ -31,6 +33,8 @@
 
 mod backtrace;
 mod clock;
+#[cfg(unix)]
+mod descriptors;
 mod loader;
 mod process;
 mod registers;
@@ -44,6 +48,8 @@ pub(crate) use backtrace::set_stand_in_site;
 pub(crate) use backtrace::UNWINDS;
 pub(crate) use backtrace::{stack_of_exit_caller, symbolize, unwind, SYMBOLIZING};
 pub(crate) use clock::{ticks, ticks_per_second, CLOCK};
+#[cfg(unix)]
+pub use descriptors::{holds_descriptor, log_descriptors, LogDescriptors};
 #[cfg(dwarf_unwinder)]
 pub(crate) use loader::UnwindSections;
 pub(crate) use loader::{for_each_module, with_code_site, with_loader_locked};

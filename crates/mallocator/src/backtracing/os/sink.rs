@@ -1,15 +1,19 @@
 //! Where log records and reports go: files created private to their
 //! owner, and writes that put each record out whole.
 
+#[cfg(unix)]
+use super::descriptors::HeldFd;
+
 /// Where whole records are written.
 #[derive(Debug)]
 pub(crate) enum Sink {
     /// A file descriptor the tracker does not own (never closed).
     #[cfg(unix)]
     Borrowed(std::os::fd::BorrowedFd<'static>),
-    /// A file the tracker created (closed when the sink is dropped).
+    /// A file the tracker created, kept out of the program's way
+    /// (`descriptors.rs`); closed when the sink is dropped.
     #[cfg(unix)]
-    Owned(std::os::fd::OwnedFd),
+    Owned(HeldFd),
     /// The process's standard output.
     #[cfg(not(unix))]
     Stdout,
@@ -45,7 +49,7 @@ impl Sink {
     pub(crate) fn create(path: &str) -> std::io::Result<Sink> {
         let file = create_private_file(std::path::Path::new(path))?;
         #[cfg(unix)]
-        return Ok(Sink::Owned(file.into()));
+        return Ok(Sink::Owned(HeldFd::new(file.into())));
         #[cfg(not(unix))]
         return Ok(Sink::File(file));
     }
@@ -276,7 +280,7 @@ mod tests {
     #[test]
     #[cfg(all(unix, not(miri)))]
     fn two_part_records_are_written_whole() {
-        use super::{write_all_two, Sink};
+        use super::{write_all_two, HeldFd, Sink};
         use std::io::Read;
         use std::os::fd::{FromRawFd, OwnedFd};
         let head: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
@@ -297,7 +301,7 @@ mod tests {
                 std::fs::File::from(reader).read_to_end(&mut got).unwrap();
                 got
             });
-            let sink = Sink::Owned(writer);
+            let sink = Sink::Owned(HeldFd::new(writer));
             assert!(write_all_two(&sink, head, tail));
             drop(sink);
             assert_eq!(read_all.join().unwrap(), [head, tail].concat());
@@ -309,7 +313,7 @@ mod tests {
     #[test]
     #[cfg(all(unix, not(miri)))]
     fn a_full_non_blocking_pipe_waits_for_room() {
-        use super::{write_all, write_all_two, Sink};
+        use super::{write_all, write_all_two, HeldFd, Sink};
         use std::io::Read;
         use std::os::fd::{FromRawFd, OwnedFd};
         let record: Vec<u8> = (0..300_000u32).map(|i| (i % 253) as u8).collect();
@@ -328,7 +332,7 @@ mod tests {
             std::fs::File::from(reader).read_to_end(&mut got).unwrap();
             got
         });
-        let sink = Sink::Owned(writer);
+        let sink = Sink::Owned(HeldFd::new(writer));
         assert!(write_all(&sink, &record));
         assert!(write_all_two(&sink, &record[..1000], &record[1000..]));
         drop(sink);
