@@ -25,12 +25,12 @@
 //! that interrupted it, which would wait for a lock it holds): that log
 //! is then read as cut short.
 
-use core::ffi::{c_char, c_int, CStr};
-use core::sync::atomic::{AtomicUsize, Ordering};
+use core::ffi::{c_char, c_int};
 
 use mallocator::backtracing::Backtracing;
 
 use crate::init::in_loading_process;
+use crate::next::Next;
 
 type Argv = *const *const c_char;
 type Execve = unsafe extern "C" fn(*const c_char, Argv, Argv) -> c_int;
@@ -38,58 +38,21 @@ type Execv = unsafe extern "C" fn(*const c_char, Argv) -> c_int;
 type Fexecve = unsafe extern "C" fn(c_int, Argv, Argv) -> c_int;
 type Execveat = unsafe extern "C" fn(c_int, *const c_char, Argv, Argv, c_int) -> c_int;
 
-/// The C library's functions, looked up when the library starts (0
-/// before, [`NONE`] when there is none): `exec` may be called from a
-/// signal handler, where `dlsym` (which takes the loader's lock, and may
-/// allocate) must not run.
-static EXECVE: AtomicUsize = AtomicUsize::new(0);
-static EXECV: AtomicUsize = AtomicUsize::new(0);
-static EXECVP: AtomicUsize = AtomicUsize::new(0);
-static EXECVPE: AtomicUsize = AtomicUsize::new(0);
-static FEXECVE: AtomicUsize = AtomicUsize::new(0);
-static EXECVEAT: AtomicUsize = AtomicUsize::new(0);
-
-/// A slot's value once its function was looked up and not found.
-const NONE: usize = 1;
-
-/// Every slot above and the name of its function.
-const FUNCTIONS: [(&AtomicUsize, &CStr); 6] = [
-    (&EXECVE, c"execve"),
-    (&EXECV, c"execv"),
-    (&EXECVP, c"execvp"),
-    (&EXECVPE, c"execvpe"),
-    (&FEXECVE, c"fexecve"),
-    (&EXECVEAT, c"execveat"),
-];
+/// The C library's functions, looked up when the library starts
+/// ([`look_up`]): `exec` may be called from a signal handler, where
+/// `dlsym` (which takes the loader's lock, and may allocate) must not run.
+static EXECVE: Next = Next::new(c"execve");
+static EXECV: Next = Next::new(c"execv");
+static EXECVP: Next = Next::new(c"execvp");
+static EXECVPE: Next = Next::new(c"execvpe");
+static FEXECVE: Next = Next::new(c"fexecve");
+static EXECVEAT: Next = Next::new(c"execveat");
 
 /// Looks the C library's `exec` functions up; called when the library
 /// starts.
 pub(crate) fn look_up() {
-    for (slot, name) in FUNCTIONS {
-        // SAFETY: a valid name; only the address is kept (null when there
-        // is none), called as the type of its name (`real`).
-        let f = unsafe { libc::dlsym(libc::RTLD_NEXT, name.as_ptr()) };
-        slot.store(
-            if f.is_null() { NONE } else { f as usize },
-            Ordering::Release,
-        );
-    }
-}
-
-/// The C library's function in `slot`, as type `F`; looked up now if the
-/// library has not started yet.
-///
-/// # Safety
-/// `F` is the C type of the function `slot` holds.
-unsafe fn real<F: Copy>(slot: &AtomicUsize) -> Option<F> {
-    if slot.load(Ordering::Acquire) == 0 {
-        look_up();
-    }
-    match slot.load(Ordering::Acquire) {
-        NONE => None,
-        // SAFETY: a function's address, of type `F` (the caller's
-        // promise), the size of a pointer.
-        f => Some(unsafe { core::mem::transmute_copy::<usize, F>(&f) }),
+    for f in [&EXECVE, &EXECV, &EXECVP, &EXECVPE, &FEXECVE, &EXECVEAT] {
+        f.look_up();
     }
 }
 
@@ -119,15 +82,15 @@ fn missing() -> c_int {
     -1
 }
 
-/// Makes `call` of the C library's function in `slot` with the logs
+/// Makes `call` of the C library's function `f` with the logs
 /// ended ([`with_logs_ended`]); `ENOSYS` when there is no such function.
 ///
 /// # Safety
-/// `F` is the C type of the function `slot` holds, and `call` calls it
-/// as the caller of the function being defined promised.
-unsafe fn through<F: Copy>(slot: &AtomicUsize, call: impl FnOnce(F) -> c_int) -> c_int {
+/// `F` is the C type of `f`, and `call` calls it as the caller of the
+/// function being defined promised.
+unsafe fn through<F: Copy>(f: &Next, call: impl FnOnce(F) -> c_int) -> c_int {
     // SAFETY: the caller's promise.
-    match unsafe { real::<F>(slot) } {
+    match unsafe { f.get::<F>() } {
         Some(f) => with_logs_ended(|| call(f)),
         None => missing(),
     }

@@ -14,13 +14,14 @@
 //! log holds every event up to the end (fatal signals: `signals.rs`;
 //! `exec`: `exec.rs`).
 
-use core::ffi::{c_char, c_int, c_void, CStr};
-use core::sync::atomic::{AtomicI32, AtomicUsize, Ordering};
+use core::ffi::{c_int, c_void, CStr};
+use core::sync::atomic::{AtomicI32, Ordering};
 
 use mallocator::backtracing::Backtracing;
 
 use crate::environment;
 use crate::hooks::{LIBC_USABLE_SIZE, TRACKER};
+use crate::next::{next, Next};
 
 /// The process whose logs [`end_logs`] ends: the one that loaded the
 /// library, or a child `fork` made of it (set again in the child, which
@@ -54,10 +55,7 @@ extern "C" fn init() {
     if let Some(f) = usable {
         LIBC_USABLE_SIZE.store(f as usize, Ordering::Release);
     }
-    // SAFETY: `abort`'s C type.
-    if let Some(f) = unsafe { next::<extern "C" fn() -> !>(c"abort") } {
-        LIBC_ABORT.store(f as usize, Ordering::Release);
-    }
+    ABORT.look_up();
     crate::exec::look_up();
     // The first allocation reads the tracker's settings.
     // SAFETY: the block just allocated, freed once.
@@ -137,19 +135,6 @@ pub(crate) fn end_logs() {
     }
 }
 
-/// The next definition of `name` (the C library's), as a function of
-/// type `F`; `None` if there is none.
-///
-/// # Safety
-/// `F` is the C type of `name`.
-pub(crate) unsafe fn next<F: Copy>(name: &CStr) -> Option<F> {
-    // SAFETY: a valid name.
-    let f = unsafe { libc::dlsym(libc::RTLD_NEXT, name.as_ptr() as *const c_char) };
-    // SAFETY: `F` is a function pointer type for `name` (the caller's
-    // promise), the size of a pointer.
-    (!f.is_null()).then(|| unsafe { core::mem::transmute_copy::<*mut c_void, F>(&f) })
-}
-
 #[no_mangle]
 pub extern "C" fn _exit(status: c_int) -> ! {
     end_logs();
@@ -165,20 +150,16 @@ pub extern "C" fn _Exit(status: c_int) -> ! {
 
 /// The C library's `abort`, looked up when the library starts: `abort` is
 /// often called from a signal handler, where `dlsym` (which takes the
-/// loader's lock, and may allocate) must not be. Zero before that.
-static LIBC_ABORT: AtomicUsize = AtomicUsize::new(0);
+/// loader's lock, and may allocate) must not be.
+static ABORT: Next = Next::new(c"abort");
 
 #[no_mangle]
 pub extern "C" fn abort() -> ! {
     end_logs();
-    let abort = match LIBC_ABORT.load(Ordering::Acquire) {
-        // Before the library's start: no handler of the program's yet.
-        // SAFETY: `abort`'s C type.
-        0 => unsafe { next::<extern "C" fn() -> !>(c"abort") },
-        // SAFETY: stored from `next::<extern "C" fn() -> !>` in `init`.
-        f => Some(unsafe { core::mem::transmute::<usize, extern "C" fn() -> !>(f) }),
-    };
-    if let Some(abort) = abort {
+    // Looked up now only before the library's start (no handler of the
+    // program's yet).
+    // SAFETY: `abort`'s C type.
+    if let Some(abort) = unsafe { ABORT.get::<extern "C" fn() -> !>() } {
         abort()
     }
     // No C library `abort` (cannot happen with glibc): end as it would.

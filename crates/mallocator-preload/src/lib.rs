@@ -35,6 +35,8 @@ mod hooks;
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 mod init;
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
+mod next;
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
 mod signals;
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 mod unload;
