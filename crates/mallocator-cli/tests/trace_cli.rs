@@ -313,6 +313,48 @@ fn a_program_that_defines_its_own_environment_functions_runs_its_children_untrac
 }
 
 #[test]
+fn a_program_that_closes_every_descriptor_keeps_its_log_and_its_files() {
+    // As OpenSSH and daemons at start: the log's descriptor is neither
+    // closed (the log would end there) nor replaced; the program's own
+    // file, opened at descriptor 3 after, gets only what it wrote.
+    let dir = scratch();
+    let own = dir.path().join("own.txt");
+    let (out, report) = trace(dir.path(), &["close-all", own.to_str().unwrap()]);
+    assert_eq!(exit_code(&out), 0, "{out:?}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "dup2 refused 1\n");
+    assert_eq!(
+        std::fs::read_to_string(&own).unwrap(),
+        "the program's own\n"
+    );
+    let sites: Vec<(u64, u64)> = our_leaks(&report).iter().map(|l| (l.0, l.1)).collect();
+    assert_eq!(sites, [(701, 1), (702, 1)], "{report:#}");
+}
+
+#[test]
+fn a_shell_script_that_redirects_descriptor_3_writes_only_its_own_lines() {
+    // `exec 3>FILE` is a dup2 onto descriptor 3, where a log opened
+    // first would have been: the log's records went into FILE.
+    let dir = scratch();
+    let file = dir.path().join("three.txt");
+    let (out, report) = trace_program(
+        dir.path(),
+        Path::new("/bin/sh"),
+        &[
+            "-c",
+            "exec 3>\"$1\"; echo line >&3",
+            "sh",
+            file.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(exit_code(&out), 0, "{out:?}");
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), "line\n");
+    assert!(
+        report["log"]["input"]["allocs"].as_u64().unwrap() > 0,
+        "{report:#}"
+    );
+}
+
+#[test]
 fn a_signal_handler_that_allocates() {
     let dir = scratch();
     let (out, report) = trace(dir.path(), &["signal"]);

@@ -57,6 +57,7 @@ extern "C" fn init() {
     }
     ABORT.look_up();
     crate::exec::look_up();
+    crate::descriptors::look_up();
     // The first allocation reads the tracker's settings.
     // SAFETY: the block just allocated, freed once.
     unsafe { TRACKER.c_free(TRACKER.c_malloc(0, 1)) };

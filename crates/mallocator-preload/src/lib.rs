@@ -14,7 +14,9 @@
 //! `dlclose` is defined too, to tell the tracker after each unload (so a
 //! library loaded later at the same addresses is named for itself in the
 //! log); and so are `_exit`, `_Exit`, `abort` and the `exec` family, to
-//! end the log first (`init.rs`, `exec.rs`).
+//! end the log first (`init.rs`, `exec.rs`); and `close`, `close_range`,
+//! `closefrom`, `dup2` and `dup3`, to keep the log's descriptor open
+//! (`descriptors.rs`).
 //!
 //! The C++ `operator new` and `operator delete` are not defined here:
 //! libstdc++ (and libc++) implement them with `malloc` and `free`, so
@@ -26,6 +28,8 @@
 //! allocation.
 #![deny(unsafe_op_in_unsafe_fn)]
 
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+mod descriptors;
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 mod environment;
 #[cfg(all(target_os = "linux", target_env = "gnu"))]

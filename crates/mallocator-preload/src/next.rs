@@ -63,8 +63,19 @@ impl Next {
         if self.at.load(Ordering::Acquire) == UNKNOWN {
             self.look_up();
         }
+        // SAFETY: the caller's promise.
+        unsafe { self.known() }
+    }
+
+    /// The function, as type `F`, if it was looked up and found; never
+    /// looks it up (for a function the tracker itself calls, maybe
+    /// inside an allocation before the library starts).
+    ///
+    /// # Safety
+    /// `F` is the C type of the function.
+    pub(crate) unsafe fn known<F: Copy>(&self) -> Option<F> {
         match self.at.load(Ordering::Acquire) {
-            NONE => None,
+            UNKNOWN | NONE => None,
             // SAFETY: a function's address, of type `F` (the caller's
             // promise), the size of a pointer.
             f => Some(unsafe { core::mem::transmute_copy::<usize, F>(&f) }),

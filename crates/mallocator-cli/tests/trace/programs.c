@@ -282,6 +282,40 @@ __attribute__((noinline)) static int exec_fails_then_execs(void) {
     return 98;
 }
 
+/* Cleans its descriptor table as OpenSSH and daemons do, every way
+ * there is: close_range and closefrom above 2, then dup2 of /dev/null
+ * onto every descriptor up to the limit (at most 4096) and close of each
+ * in a loop. Prints how many of those dup2 were refused (those onto the
+ * log's descriptor). Then writes a file of its own, at path, which opens
+ * at descriptor 3, and leaks once before it all and once after. */
+__attribute__((noinline)) static int close_all(const char *path) {
+    leak_sized(701);
+    check(close_range(3, ~0U, 0) == 0, "close_range");
+    closefrom(3);
+    long limit = sysconf(_SC_OPEN_MAX);
+    if (limit > 4096) limit = 4096;
+    int null = open("/dev/null", O_WRONLY);
+    check(null == 3, "/dev/null at descriptor 3");
+    int refused = 0;
+    for (int fd = 4; fd < limit; fd++) {
+        if (dup2(null, fd) == fd) continue;
+        check(errno == EBADF, "dup2's errno");
+        refused++;
+    }
+    for (int fd = 3; fd < limit; fd++) close(fd);
+    int own = open(path, O_WRONLY | O_CREAT | O_EXCL, 0600);
+    check(own == 3, "the program's file at descriptor 3");
+    static const char text[] = "the program's own\n";
+    check(write(own, text, sizeof text - 1) == sizeof text - 1, "write");
+    check(close(own) == 0, "close");
+    leak_sized(702);
+    /* Not printf: its buffer would be one more block never freed. */
+    char line[32];
+    int n = snprintf(line, sizeof line, "dup2 refused %d\n", refused);
+    check(write(1, line, n) == n, "write the count");
+    return 0;
+}
+
 /* A library that leaks 1 x 64 when called, loaded and unloaded. */
 __attribute__((noinline)) static int plugin(const char *path) {
     void *lib = dlopen(path, RTLD_NOW);
@@ -402,6 +436,7 @@ int main(int argc, char **argv) {
     if (!strcmp(mode, "exec")) return run_family();
     if (!strcmp(mode, "exec-fails")) return exec_fails_then_execs();
     if (!strcmp(mode, "destructor")) return destructor();
+    if (!strcmp(mode, "close-all")) { check(argc >= 3, "close-all PATH"); return close_all(argv[2]); }
     if (!strcmp(mode, "churn")) return churn_pairs(argc > 2 ? atol(argv[2]) : 1000000);
     if (!strcmp(mode, "churn-threads")) { check(argc >= 4, "churn-threads THREADS PAIRS"); return churn_threads(atoi(argv[2]), atol(argv[3])); }
     if (!strcmp(mode, "_exit")) { check(malloc(21) != NULL, "leak"); _exit(4); }
