@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Truth for `mallocator trace`: the never-freed bytes and blocks of
 # programs nobody here wrote (Debian's jq, sqlite3, tclsh, bc, xz, git,
-# perl) and of our own C test programs built with gcc -O2 without frame
+# perl, and ssh, which closes every descriptor above 2 as it starts) and of our own C test programs built with gcc -O2 without frame
 # pointers (crates/mallocator-cli/tests/trace/programs.c) must be what
 # Valgrind memcheck reports "in use at exit", both leaving the C library's
 # clean-up at exit undone (--run-libc-freeres=no --run-cxx-freeres=no).
@@ -21,7 +21,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export LC_ALL=C
 command -v valgrind >/dev/null || { echo "needs valgrind (apt-get install valgrind)" >&2; exit 2; }
-for tool in jq sqlite3 tclsh bc xz git perl cc; do
+for tool in jq sqlite3 tclsh bc xz git perl ssh cc; do
     command -v "$tool" >/dev/null || { echo "needs $tool" >&2; exit 2; }
 done
 
@@ -83,6 +83,7 @@ compare "bc -l pi.bc" bc -lq pi.bc
 compare "xz -c in.json" xz -c in.json
 compare "git log -n 5 (this repository)" git -C "$PWD" log -n 5 --oneline
 compare "perl -e (a hash of 200 strings)" perl -e 'my %h = map { $_ => "x" x $_ } 1..200'
+compare "ssh -V (closes its descriptors)" ssh -V
 compare "programs.c family (gcc -O2, no fp)" ./programs family
 family_json=$LAST_JSON
 # With threads, glibc keeps each thread's TLS vector (DTV) for reuse: one
