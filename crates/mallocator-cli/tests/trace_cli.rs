@@ -267,6 +267,43 @@ fn forked_children_are_traced_each_into_its_own_log_when_asked() {
 }
 
 #[test]
+fn a_forked_child_that_allocates_nothing_leaves_a_whole_log() {
+    // Its start and its end, not an empty file (which reads as a text
+    // log of no lines).
+    let dir = scratch();
+    let log = dir.path().join("idle.log");
+    let out = Command::new(BIN)
+        .args([
+            "trace",
+            "--follow-fork",
+            "--output",
+            log.to_str().unwrap(),
+            "--",
+        ])
+        .arg(programs())
+        .arg("idle-child")
+        .output()
+        .unwrap();
+    assert_eq!(exit_code(&out), 0, "{out:?}");
+    let children: Vec<PathBuf> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.to_str().unwrap().contains("idle.log."))
+        .collect();
+    assert_eq!(children.len(), 1, "{children:?}");
+    let report = Command::new(BIN)
+        .args(["leaks", "--json", "--allow-empty"])
+        .arg(&children[0])
+        .output()
+        .unwrap();
+    assert!(report.status.success(), "{report:?}");
+    let report: Value = serde_json::from_slice(&report.stdout).unwrap();
+    assert_eq!(report["log"]["format"], "v2", "{report:#}");
+    assert_eq!(report["log"]["warnings_total"], 0, "{report:#}");
+    assert_eq!(report["log"]["input"]["frees"], 0, "{report:#}");
+}
+
+#[test]
 fn programs_run_by_exec_are_traced_when_asked() {
     let dir = scratch();
     let (out, main, children) = trace_tree(dir.path(), &["--follow-exec"], "exec");

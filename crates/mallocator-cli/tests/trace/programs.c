@@ -316,6 +316,16 @@ __attribute__((noinline)) static int close_all(const char *path) {
     return 0;
 }
 
+/* A child that allocates nothing and frees nothing: fork, then _exit. */
+__attribute__((noinline)) static int idle_child(void) {
+    pid_t pid = fork();
+    check(pid >= 0, "fork");
+    if (pid == 0) _exit(0);
+    int status;
+    check(waitpid(pid, &status, 0) == pid && WIFEXITED(status), "the child");
+    return 0;
+}
+
 /* A library that leaks 1 x 64 when called, loaded and unloaded. */
 __attribute__((noinline)) static int plugin(const char *path) {
     void *lib = dlopen(path, RTLD_NOW);
@@ -436,6 +446,7 @@ int main(int argc, char **argv) {
     if (!strcmp(mode, "exec")) return run_family();
     if (!strcmp(mode, "exec-fails")) return exec_fails_then_execs();
     if (!strcmp(mode, "destructor")) return destructor();
+    if (!strcmp(mode, "idle-child")) return idle_child();
     if (!strcmp(mode, "close-all")) { check(argc >= 3, "close-all PATH"); return close_all(argv[2]); }
     if (!strcmp(mode, "churn")) return churn_pairs(argc > 2 ? atol(argv[2]) : 1000000);
     if (!strcmp(mode, "churn-threads")) { check(argc >= 4, "churn-threads THREADS PAIRS"); return churn_threads(atoi(argv[2]), atol(argv[3])); }

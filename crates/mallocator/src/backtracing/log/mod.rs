@@ -255,7 +255,10 @@ impl Log {
     /// In a child process after `fork`, for a log of its own: the log
     /// starts over in `sink` as if the child had just started (its
     /// header, the module map, every stack written again, then only the
-    /// child's events).
+    /// child's events). The compact log's start is written at once, not
+    /// at the child's first event: a child that allocates nothing and
+    /// frees nothing still leaves a whole log, its start and its end,
+    /// rather than an empty file.
     pub(crate) fn restart_in_child(&self, sink: Sink, stacks: &StackTable) {
         let mut guard = self.inner.lock();
         let inner = &mut *guard;
@@ -266,6 +269,13 @@ impl Log {
         inner.rescan = false;
         inner.events = 0;
         inner.execs = 0;
+        if self.format() == LogFormat::Compact {
+            inner.buf.clear();
+            inner.start(false);
+            if !inner.emit() {
+                inner.output = Output::Failed;
+            }
+        }
         drop(guard);
         stacks.forget_written();
     }
