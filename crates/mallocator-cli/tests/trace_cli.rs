@@ -121,7 +121,14 @@ fn our_leaks(report: &Value) -> Vec<(u64, u64, String, u64)> {
         .iter()
         .filter_map(|g| {
             let frames = g["frames"].as_array()?;
-            if frames.iter().any(|f| f["function"] == "_dl_allocate_tls") {
+            // `__GI__dl_allocate_tls` where glibc's debug info is
+            // installed (its internal name), `_dl_allocate_tls` elsewhere.
+            let tls = |f: &Value| {
+                f["function"]
+                    .as_str()
+                    .is_some_and(|name| name.ends_with("_dl_allocate_tls"))
+            };
+            if frames.iter().any(tls) {
                 return None;
             }
             let frame = frames.iter().find(|f| {
@@ -522,6 +529,51 @@ fn stacks_without_frame_pointers_hold_every_caller() {
     assert_eq!(exit_code(&out), 0, "{out:?}");
     let stack = functions_of(&json_report(&log), 16 + 66 + 51, 3);
     assert_eq!(stack, ["make_block"]);
+}
+
+/// Runs `program` with `args`; panics with its error output if it fails.
+fn run(program: &str, args: &[&Path]) {
+    let out = Command::new(program).args(args).output().unwrap();
+    assert!(out.status.success(), "{program} {args:?}: {out:?}");
+}
+
+#[test]
+fn a_stripped_program_is_named_from_its_separate_debug_info() {
+    // As distributions ship programs: stripped, their debug info in a
+    // file named by their build-id (Debian's -dbgsym packages, under
+    // /usr/lib/debug). `--debug-dir` names another such folder.
+    let dir = scratch();
+    let exe = dir.path().join("stripped");
+    std::fs::copy(programs(), &exe).unwrap();
+    let debug = dir.path().join("programs.debug");
+    run("objcopy", &[Path::new("--only-keep-debug"), &exe, &debug]);
+    run("strip", &[Path::new("--strip-all"), &exe]);
+    let data = std::fs::read(&exe).unwrap();
+    let id = object::Object::build_id(&object::File::parse(&*data).unwrap())
+        .unwrap()
+        .expect("cc links with a build-id")
+        .to_vec();
+    let hex: String = id.iter().map(|b| format!("{b:02x}")).collect();
+    let debug_dir = dir.path().join("debug");
+    let place = debug_dir.join(format!(".build-id/{}/{}.debug", &hex[..2], &hex[2..]));
+    std::fs::create_dir_all(place.parent().unwrap()).unwrap();
+    std::fs::rename(&debug, &place).unwrap();
+
+    let (out, without) = trace_program(dir.path(), &exe, &["family"]);
+    assert_eq!(exit_code(&out), 0, "{out:?}");
+    assert_eq!(our_leaks(&without), [], "{without:#}");
+    let log = dir.path().join("events.log");
+    let report = Command::new(BIN)
+        .args(["leaks", "--json", "--debug-dir"])
+        .arg(&debug_dir)
+        .arg(&log)
+        .output()
+        .unwrap();
+    assert!(report.status.success(), "{report:?}");
+    let with: Value = serde_json::from_slice(&report.stdout).unwrap();
+    let (_, unstripped) = trace(scratch().path(), &["family"]);
+    assert_eq!(our_leaks(&with), our_leaks(&unstripped), "{with:#}");
+    assert!(!our_leaks(&with).is_empty());
 }
 
 #[test]

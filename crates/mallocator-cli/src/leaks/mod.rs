@@ -132,6 +132,11 @@ pub struct LeaksArgs {
     /// (repeatable, searched in order; a text log's own folder is searched last).
     #[arg(long, value_name = "DIR")]
     pub search_path: Vec<PathBuf>,
+    /// Look for separate debug info in this folder, as DIR/.build-id/ab/cdef….debug for an object
+    /// with build-id abcdef… (repeatable, searched in order, then /usr/lib/debug, where
+    /// distributions' debug packages install it).
+    #[arg(long, value_name = "DIR")]
+    pub debug_dir: Vec<PathBuf>,
     /// Never show the progress bar (it is shown only for large logs when stderr is a terminal).
     #[arg(long)]
     pub no_progress: bool,
@@ -477,6 +482,7 @@ fn read_text(
             binaries: args.binary.clone(),
             search_path: args.search_path.clone(),
             cwd: None,
+            debug_dirs: args.debug_dir.clone(),
         };
         if let Some(dir) = log_file
             .and_then(|p| p.parent())
@@ -541,6 +547,7 @@ fn read_v2(args: &LeaksArgs, name: &str, data: &[u8]) -> Result<Outcome, crate::
             .as_ref()
             .filter(|h| !h.cwd.is_empty())
             .map(|h| symbolize::recorded_path(&h.cwd)),
+        debug_dirs: args.debug_dir.clone(),
     };
     let mut symbolizer = symbolize::ModuleSymbolizer::new(&modules.modules, files);
     let frames = v2::stack_texts(&mut analysis, &modules, Some(&mut symbolizer));

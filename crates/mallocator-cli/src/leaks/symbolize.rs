@@ -166,13 +166,13 @@ impl Symbolizer {
                 return None;
             }
         }
-        match addr2line::Loader::new(&file) {
+        // No build-id (or an unreadable one): only the file's own.
+        let id = file_build_id(&file).ok().flatten();
+        match self.files.debug_info(&file, id.as_deref()) {
             Ok(loader) => Some(loader),
-            Err(e) => {
-                self.warnings.push(format!(
-                    "{}: cannot read its debug info ({e}); its frames stay raw",
-                    file.display()
-                ));
+            Err(why) => {
+                self.warnings
+                    .push(format!("{}: {why}; its frames stay raw", file.display()));
                 None
             }
         }
@@ -285,6 +285,44 @@ pub struct ObjectFiles {
     /// What relative recorded paths are relative to (the log header's
     /// working directory; `None`: ours).
     pub cwd: Option<PathBuf>,
+    /// Folders of separate debug info by build-id (`--debug-dir`), looked
+    /// in before [`SYSTEM_DEBUG_DIR`].
+    pub debug_dirs: Vec<PathBuf>,
+}
+
+/// Where distributions install the debug info they strip from their
+/// objects (Debian's `-dbgsym` packages, `libc6-dbg`): the file for an
+/// object with build-id `abcdef…` is `.build-id/ab/cdef….debug` under it,
+/// where gdb and Valgrind look too. Without it, a stripped object's
+/// frames could only be named by its exported symbols, and a static
+/// function took the name of the exported one before it.
+const SYSTEM_DEBUG_DIR: &str = "/usr/lib/debug";
+
+impl ObjectFiles {
+    /// The separate debug info of the object whose build-id is `id`, in
+    /// a `--debug-dir` folder or [`SYSTEM_DEBUG_DIR`]; `None` when none
+    /// is installed.
+    fn separate_debug_info(&self, id: &[u8]) -> Option<PathBuf> {
+        let (first, rest) = id.split_first()?;
+        let name = format!(".build-id/{first:02x}/{}.debug", hex(rest));
+        self.debug_dirs
+            .iter()
+            .map(PathBuf::as_path)
+            .chain([Path::new(SYSTEM_DEBUG_DIR)])
+            .map(|dir| dir.join(&name))
+            .find(|file| is_regular(file))
+    }
+
+    /// The debug info of the object `file`, whose build-id is `id`: its
+    /// separate debug info when installed (same addresses, the object's
+    /// debug sections and symbol table), else the file's own.
+    fn debug_info(&self, file: &Path, id: Option<&[u8]>) -> Result<addr2line::Loader, String> {
+        let source = id
+            .and_then(|id| self.separate_debug_info(id))
+            .unwrap_or_else(|| file.to_owned());
+        addr2line::Loader::new(&source)
+            .map_err(|e| format!("cannot read its debug info in {} ({e})", source.display()))
+    }
 }
 
 /// A path recorded in a log (bytes, as the loader had them) as a path.
@@ -416,8 +454,7 @@ impl<'m> ModuleSymbolizer<'m> {
         let loaded = match file_build_id(&file) {
             Err(why) => Err(why),
             Ok(found) if found.as_deref().unwrap_or_default() == &*m.build_id => {
-                addr2line::Loader::new(&file)
-                    .map_err(|e| format!("cannot read its debug info ({e})"))
+                self.files.debug_info(&file, found.as_deref())
             }
             Ok(None) => Err(format!(
                 "the file has no build-id but the log recorded {}: not the same build",

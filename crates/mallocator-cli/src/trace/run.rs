@@ -385,6 +385,7 @@ impl LeaksArgs {
             full_stacks: false,
             binary: Vec::new(),
             search_path: Vec::new(),
+            debug_dir: Vec::new(),
             no_progress: false,
         }
     }
