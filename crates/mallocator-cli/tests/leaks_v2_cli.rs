@@ -65,6 +65,14 @@ fn text_report_of_a_v2_log() {
         s.contains(&format!("(log: {size} bytes, 5 allocations, 4 frees)")),
         "{s}"
     );
+    // 100 + 20 + 8 + 20 allocated; 140 live once the 8 bytes are freed
+    // and the second thread's 20 allocated.
+    assert!(
+        s.contains(
+            "(heap: 148 bytes allocated in all; at most 140 bytes in 3 blocks live at once)"
+        ),
+        "{s}"
+    );
     let big = s.find("#1: 100 bytes in 1 block\n    [0x1111]\n    [0x2222]");
     let small = s.find("#2: 40 bytes in 2 blocks\n    [0x3333]");
     assert!(big.unwrap() < small.unwrap(), "{s}");

@@ -221,6 +221,22 @@ pub struct Analyzer {
     null_results: HashMap<StackId, Tally>,
     null_frees: HashMap<StackId, Tally>,
     live_reuses: HashMap<ReuseSites, Tally>,
+    heap: HeapUsage,
+    /// Bytes in the blocks of `live` (saturating, as the sizes).
+    live_bytes: u64,
+}
+
+/// How much the program allocated: Valgrind's "total heap usage" and
+/// heaptrack's "peak heap memory consumption", in the log's order of
+/// events (time order; a v2 log's threads merged by timestamp).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct HeapUsage {
+    /// Bytes asked for by every allocation that succeeded (saturating).
+    pub allocated_bytes: u64,
+    /// The most bytes live at once.
+    pub peak_bytes: u64,
+    /// The live blocks at that moment (the first time it was reached).
+    pub peak_blocks: u64,
 }
 
 /// Never-freed blocks with one stack.
@@ -259,6 +275,8 @@ pub struct Analysis {
     pub null_frees: Vec<(StackId, Tally)>,
     /// Allocations that returned a still-live address.
     pub live_reuses: Vec<(ReuseSites, Tally)>,
+    /// Bytes allocated in all, and the peak.
+    pub heap: HeapUsage,
     /// Counts of what was read (filled in by the caller).
     pub input: InputStats,
     /// The kind of log read, which says what a [`Tally::first_line`] is
@@ -365,23 +383,35 @@ impl Analyzer {
             Op::Alloc { addr: 0, size, .. } => {
                 Tally::add(&mut self.null_results, stack, size, line);
             }
-            Op::Alloc { addr, size, .. } => match self.live.entry(addr) {
-                Entry::Occupied(mut e) => {
-                    let old = e.get();
-                    let sites = ReuseSites {
-                        old: old.stack,
-                        new: stack,
-                    };
-                    Tally::add(&mut self.live_reuses, sites, old.size, line);
-                    e.insert(Live { stack, size });
+            Op::Alloc { addr, size, .. } => {
+                match self.live.entry(addr) {
+                    Entry::Occupied(mut e) => {
+                        let old = e.get();
+                        let sites = ReuseSites {
+                            old: old.stack,
+                            new: stack,
+                        };
+                        Tally::add(&mut self.live_reuses, sites, old.size, line);
+                        // The old block is gone as far as anyone can tell.
+                        self.live_bytes = self.live_bytes.saturating_sub(old.size);
+                        e.insert(Live { stack, size });
+                    }
+                    Entry::Vacant(e) => {
+                        e.insert(Live { stack, size });
+                    }
                 }
-                Entry::Vacant(e) => {
-                    e.insert(Live { stack, size });
+                self.live_bytes = self.live_bytes.saturating_add(size);
+                let heap = &mut self.heap;
+                heap.allocated_bytes = heap.allocated_bytes.saturating_add(size);
+                if self.live_bytes > heap.peak_bytes {
+                    heap.peak_bytes = self.live_bytes;
+                    heap.peak_blocks = self.live.len() as u64;
                 }
-            },
+            }
             Op::Free { addr: 0 } => Tally::add(&mut self.null_frees, stack, 0, line),
             Op::Free { addr } => {
                 if let Some(block) = self.live.remove(&addr) {
+                    self.live_bytes = self.live_bytes.saturating_sub(block.size);
                     let freed = Freed {
                         alloc: block.stack,
                         free: stack,
@@ -440,6 +470,7 @@ impl Analyzer {
             null_results: sorted(self.null_results),
             null_frees: sorted(self.null_frees),
             live_reuses: sorted(self.live_reuses),
+            heap: self.heap,
             input: InputStats::default(),
             log_format: LogFormat::Text,
         }
@@ -500,6 +531,35 @@ pub(super) mod tests {
         );
         assert_eq!((a.leaked_bytes, a.leaked_blocks), (32, 3));
         assert!(a.double_frees.is_empty() && a.unknown_frees.is_empty());
+    }
+
+    #[test]
+    fn heap_usage_counts_what_was_allocated_and_the_most_live_at_once() {
+        let mut log = String::new();
+        alloc(&mut log, 0x1000, 10, &["a"]);
+        alloc(&mut log, 0x2000, 20, &["b"]);
+        free(&mut log, 0x1000, &["f"]);
+        // 25 live: below the peak of 30 in 2 blocks.
+        alloc(&mut log, 0x3000, 5, &["c"]);
+        // A failed allocation, a double free and an unknown free change
+        // nothing.
+        alloc(&mut log, 0, 1 << 40, &["huge"]);
+        free(&mut log, 0x1000, &["f"]);
+        free(&mut log, 0x9000, &["f"]);
+        // A live address handed out again replaces its block: 20 + 40 = 60
+        // live in 2 blocks, the new peak.
+        alloc(&mut log, 0x3000, 40, &["d"]);
+        free(&mut log, 0x2000, &["f"]);
+        let a = analyze(&log);
+        assert_eq!(
+            a.heap,
+            HeapUsage {
+                allocated_bytes: 75,
+                peak_bytes: 60,
+                peak_blocks: 2,
+            }
+        );
+        assert_eq!((a.leaked_bytes, a.leaked_blocks), (40, 1));
     }
 
     #[test]
@@ -603,6 +663,8 @@ pub(super) mod tests {
         let a = analyze(&log);
         assert_eq!(a.leaked_bytes, u64::MAX);
         assert_eq!(a.groups[0].bytes, u64::MAX);
+        assert_eq!(a.heap.allocated_bytes, u64::MAX);
+        assert_eq!((a.heap.peak_bytes, a.heap.peak_blocks), (u64::MAX, 1));
     }
 
     /// Feeds one record straight to `an` (no text to parse: cheap enough

@@ -1,7 +1,7 @@
 //! Output of a leak analysis: text for people, JSON for programs, the C
 //! script's own layout, and a flamegraph of leaked bytes.
 
-use super::analyze::{Analysis, LogFormat, StackId, Tally};
+use super::analyze::{Analysis, HeapUsage, LogFormat, StackId, Tally};
 use super::frames::{Frame, StackFrames};
 use super::parse::{InputStats, ParseError};
 use serde::Serialize;
@@ -170,6 +170,8 @@ pub struct JsonLog {
     pub format: &'static str,
     /// What was read.
     pub input: InputStats,
+    /// Bytes allocated in all, and the most live at once.
+    pub heap: HeapUsage,
     /// Number of leak groups (`groups` holds the first `--top`).
     pub groups_total: usize,
     /// Lenient-mode warnings (the first 100).
@@ -306,6 +308,7 @@ impl JsonReport {
                     LogFormat::V2 => "v2",
                 },
                 input: a.input,
+                heap: a.heap,
                 groups_total: a.groups.len(),
                 warnings: warnings.0.to_vec(),
                 warnings_total: warnings.1,
@@ -420,6 +423,15 @@ pub fn text(out: &mut dyn Write, a: &Analysis, top: Top, warnings_total: u64) ->
             "(log: {size}, {}, {})",
             plural(inp.allocs, "allocation", "allocations"),
             plural(inp.frees, "free", "frees")
+        )?;
+    }
+    if a.heap.allocated_bytes > 0 {
+        writeln!(
+            out,
+            "(heap: {} allocated in all; at most {} in {} live at once)",
+            plural(a.heap.allocated_bytes, "byte", "bytes"),
+            plural(a.heap.peak_bytes, "byte", "bytes"),
+            plural(a.heap.peak_blocks, "block", "blocks")
         )?;
     }
     if a.suppressed_blocks > 0 {
