@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
-# Truth for `mallocator trace`: the never-freed bytes and blocks of
+# Truth for `mallocator trace`: the never-freed bytes and blocks, and the
+# blocks and bytes allocated in all, of
 # programs nobody here wrote (Debian's jq, sqlite3, tclsh, bc, xz, git,
-# perl, and ssh, which closes every descriptor above 2 as it starts) and of our own C test programs built with gcc -O2 without frame
-# pointers (crates/mallocator-cli/tests/trace/programs.c) must be what
-# Valgrind memcheck reports "in use at exit", both leaving the C library's
-# clean-up at exit undone (--run-libc-freeres=no --run-cxx-freeres=no).
+# perl, and ssh, which closes every descriptor above 2 as it starts) and
+# of our own C test programs built with gcc -O2 without frame pointers
+# (crates/mallocator-cli/tests/trace/programs.c) must be what Valgrind
+# memcheck reports "in use at exit" and as "total heap usage", both
+# leaving the C library's clean-up at exit undone
+# (--run-libc-freeres=no --run-cxx-freeres=no).
 # For our programs the leak sites must also be named: the innermost frame
 # of each leak of theirs is a function of programs.c with its line.
 #
@@ -53,10 +56,14 @@ compare() {
     set +o pipefail
     local name=$1
     shift
-    local vg trace_json
-    vg=$(cd "$work" && "${base[@]}" valgrind --leak-check=summary \
-        --run-libc-freeres=no --run-cxx-freeres=no "$@" 2>&1 >/dev/null |
-        sed -n 's/.*in use at exit: \([0-9,]*\) bytes in \([0-9,]*\) blocks.*/\1 \2/p' | tr -d ,)
+    local vg vg_out vg_heap trace_json
+    vg_out=$(cd "$work" && "${base[@]}" valgrind --leak-check=summary \
+        --run-libc-freeres=no --run-cxx-freeres=no "$@" 2>&1 >/dev/null) || true
+    vg=$(sed -n 's/.*in use at exit: \([0-9,]*\) bytes in \([0-9,]*\) blocks.*/\1 \2/p' \
+        <<<"$vg_out" | tr -d ,)
+    # "total heap usage: N allocs, M frees, B bytes allocated": N and B.
+    vg_heap=$(sed -n 's/.*total heap usage: \([0-9,]*\) allocs, [0-9,]* frees, \([0-9,]*\) bytes.*/\1 \2/p' \
+        <<<"$vg_out" | tr -d ,)
     rm -f "$work/log"
     (cd "$work" && "${base[@]}" "${as_valgrind[@]}" "$bin" trace --output "$work/log" -- "$@" \
         >/dev/null 2>"$work/trace.err") || true
@@ -72,6 +79,21 @@ compare() {
     fi
     printf '  %-34s valgrind %-22s trace %-22s %s\n' "$name" "${vg/ / bytes, } blocks" \
         "${ours/ / bytes, } blocks" "$verdict"
+    # Every allocation, freed or not: the report's heap line against
+    # memcheck's total heap usage. The trace has one more allocation, of
+    # 1 byte: the preload library's own at start, which reads its
+    # settings (and makes sure the log has an event).
+    local our_heap
+    our_heap=$(jq -r '"\(.log.input.allocs - 1) \(.log.heap.allocated_bytes - 1)"' <<<"$trace_json")
+    verdict=ok
+    if [ "$vg_heap" != "$our_heap" ] && [[ $name != *threads* ]]; then
+        verdict=MISMATCH
+        failures=$((failures + 1))
+    elif [ "$vg_heap" != "$our_heap" ]; then
+        verdict="(TLS vectors)"
+    fi
+    printf '  %-34s valgrind %-22s trace %-22s %s\n' "  allocated in all" \
+        "${vg_heap/ / blocks, } bytes" "${our_heap/ / blocks, } bytes" "$verdict"
     LAST_JSON=$trace_json
 }
 
@@ -84,7 +106,8 @@ compare "xz -c in.json" xz -c in.json
 compare "git log -n 5 (this repository)" git -C "$PWD" log -n 5 --oneline
 compare "perl -e (a hash of 200 strings)" perl -e 'my %h = map { $_ => "x" x $_ } 1..200'
 compare "ssh -V (closes its descriptors)" ssh -V
-compare "programs.c family (gcc -O2, no fp)" ./programs family
+# Without pvalloc, at which memcheck aborts the program.
+compare "programs.c family (gcc -O2, no fp)" ./programs family without-pvalloc
 family_json=$LAST_JSON
 # With threads, glibc keeps each thread's TLS vector (DTV) for reuse: one
 # 16-byte slot per module with thread-local storage, and the preload
@@ -148,7 +171,7 @@ trace_chains() {
         | .function // "?"] | join(">")), .bytes, .count] | select(.[0] != "") | @tsv' <<<"$1" |
         awk '{ b[$1] += $2; n[$1] += $3 } END { for (c in b) print c, b[c], n[c] }' | sort
 }
-vg_chains=$(valgrind_chains ./programs family)
+vg_chains=$(valgrind_chains ./programs family without-pvalloc)
 our_chains=$(trace_chains "$family_json")
 echo "leak stacks of programs.c family (its functions, innermost first; bytes, blocks):"
 if [ "$vg_chains" = "$our_chains" ]; then
