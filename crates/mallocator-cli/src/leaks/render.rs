@@ -606,12 +606,22 @@ pub fn folded_safe(label: &str) -> String {
     out
 }
 
-/// Demangles a Rust symbol (without its hash); other names unchanged.
+/// Demangles a Rust symbol (without its hash) or a C++ one (the Itanium
+/// ABI's `_Z…`, as g++ and clang++ write them, with its parameter
+/// types, as Valgrind and heaptrack show them); other names unchanged.
 pub fn demangle(sym: &str) -> String {
-    match rustc_demangle::try_demangle(sym) {
-        Ok(d) => format!("{d:#}"),
-        Err(_) => sym.to_owned(),
+    if let Ok(d) = rustc_demangle::try_demangle(sym) {
+        return format!("{d:#}");
     }
+    if sym.starts_with("_Z") {
+        if let Some(d) = cpp_demangle::Symbol::new(sym.as_bytes())
+            .ok()
+            .and_then(|s| s.demangle().ok())
+        {
+            return d;
+        }
+    }
+    sym.to_owned()
 }
 
 /// Folded lines whose counts add up to at most this: inferno sums the
@@ -693,6 +703,25 @@ mod tests {
 +++ ALLOC:1:0x0000000000002000:16:10\n./prog(small+0x1)[0x3]\n---\n\
 +++ ALLOC:1:0x0000000000003000:16:30\n./prog(small+0x1)[0x3]\n---\n\
 +++ FREE:1:0x0000000000009000\n./prog(oops+0x1)[0x4]\n---\n";
+
+    #[test]
+    fn rust_and_cpp_names_are_demangled_and_others_kept() {
+        for (raw, shown) in [
+            ("_ZN4core3fmt5write17h0123456789abcdefE", "core::fmt::write"),
+            ("_RNvCs1234_7mycrate4main", "mycrate::main"),
+            (
+                "_ZNSt13runtime_errorC2EPKc",
+                "std::runtime_error::runtime_error(char const*)",
+            ),
+            ("_Z8make_keyPKcm", "make_key(char const*, unsigned long)"),
+            ("malloc", "malloc"),
+            // Not a valid mangled name: kept as written.
+            ("_Zfoo", "_Zfoo"),
+            ("_Z", "_Z"),
+        ] {
+            assert_eq!(demangle(raw), shown, "{raw}");
+        }
+    }
 
     #[test]
     fn text_lists_largest_first_and_the_extra_errors() {
