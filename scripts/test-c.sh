@@ -10,7 +10,9 @@
 #      functions the library exports;
 #   2. the C test programs (crates/mallocator-c/tests/c/test_*.c) built
 #      with gcc and clang, each linked statically (libmallocator.a) and
-#      dynamically (libmallocator.so), and run;
+#      dynamically (libmallocator.so), and run; and test_tracker_cpp.cc,
+#      built with g++ and clang++: a C++ function's leak is reported
+#      under its demangled name;
 #   3. the same built with -fsanitize=address,undefined and run with leak
 #      detection; then each run under Valgrind memcheck (no error, no
 #      definite leak);
@@ -126,6 +128,14 @@ for cc in gcc clang; do
             -L"$lib" -lmallocator -Wl,-rpath,"$lib" -lpthread
         check "$t: $cc, dynamic, run" run_test "$work/$t.$cc.dynamic"
     done
+done
+# From C++: the tracker's report names a C++ function demangled, with its
+# parameter types.
+cxxflags=(-std=c++17 "${strict[@]}" -g -O1 -fno-omit-frame-pointer -I"$include" -I"$tests_dir")
+for cxx in g++ clang++; do
+    check "test_tracker_cpp: $cxx, dynamic" "$cxx" "${cxxflags[@]}" -o "$work/test_tracker_cpp.$cxx" \
+        "$tests_dir/test_tracker_cpp.cc" -L"$lib" -lmallocator -Wl,-rpath,"$lib" -lpthread
+    check "test_tracker_cpp: $cxx, dynamic, run" run_test "$work/test_tracker_cpp.$cxx"
 done
 # The dynamic builds really use the shared library, the static ones not.
 linkage() {
