@@ -219,6 +219,23 @@ fn forks_while_threads_allocate_and_the_children_run_on() {
     assert_eq!(report["error_counts"]["invalid_free"], 0);
 }
 
+/// The per-process logs `NAME.PID` in `dir` of a tree traced with
+/// `--output NAME` and `--follow-fork` or `--follow-exec`, in order.
+fn child_logs(dir: &Path, name: &str) -> Vec<PathBuf> {
+    let prefix = format!("{name}.");
+    let mut found: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with(&prefix))
+        })
+        .collect();
+    found.sort();
+    found
+}
+
 /// The logs of `trace --output LOG ARGS... -- programs MODE`: PROGRAM's,
 /// then each child's (LOG.PID), as JSON reports.
 fn trace_tree(dir: &Path, options: &[&str], mode: &str) -> (Output, Value, Vec<Value>) {
@@ -231,18 +248,7 @@ fn trace_tree(dir: &Path, options: &[&str], mode: &str) -> (Output, Value, Vec<V
         .arg(mode)
         .output()
         .unwrap();
-    let mut children: Vec<PathBuf> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| {
-            p.file_name()
-                .unwrap()
-                .to_str()
-                .unwrap()
-                .starts_with("tree.log.")
-        })
-        .collect();
-    children.sort();
+    let children = child_logs(dir, "tree.log");
     let main = json_report(&log);
     (out, main, children.iter().map(|c| json_report(c)).collect())
 }
@@ -292,11 +298,7 @@ fn a_forked_child_that_allocates_nothing_leaves_a_whole_log() {
         .output()
         .unwrap();
     assert_eq!(exit_code(&out), 0, "{out:?}");
-    let children: Vec<PathBuf> = std::fs::read_dir(dir.path())
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.to_str().unwrap().contains("idle.log."))
-        .collect();
+    let children = child_logs(dir.path(), "idle.log");
     assert_eq!(children.len(), 1, "{children:?}");
     let report = Command::new(BIN)
         .args(["leaks", "--json", "--allow-empty"])
@@ -907,11 +909,7 @@ fn a_relative_log_path_holds_for_a_child_in_another_directory() {
         .output()
         .unwrap();
     assert_eq!(exit_code(&out), 0, "{out:?}");
-    let children: Vec<PathBuf> = std::fs::read_dir(dir.path())
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.to_str().unwrap().contains("tree.log."))
-        .collect();
+    let children = child_logs(dir.path(), "tree.log");
     assert_eq!(children.len(), 1, "{children:?}");
     let leaks = our_leaks(&json_report(&children[0]));
     assert!(leaks.iter().any(|l| l.2 == "leak_here"), "{leaks:?}");
