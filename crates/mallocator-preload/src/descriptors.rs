@@ -27,7 +27,6 @@ use mallocator::backtracing::{holds_descriptor, log_descriptors};
 use crate::next::Next;
 
 type Close = unsafe extern "C" fn(c_int) -> c_int;
-type Closefrom = unsafe extern "C" fn(c_int);
 type Dup2 = unsafe extern "C" fn(c_int, c_int) -> c_int;
 type Dup3 = unsafe extern "C" fn(c_int, c_int, c_int) -> c_int;
 
@@ -36,13 +35,12 @@ type Dup3 = unsafe extern "C" fn(c_int, c_int, c_int) -> c_int;
 /// handler, where `dlsym` must not run (`close` is never looked up
 /// elsewhere, see there).
 static CLOSE: Next = Next::new(c"close");
-static CLOSEFROM: Next = Next::new(c"closefrom");
 static DUP2: Next = Next::new(c"dup2");
 static DUP3: Next = Next::new(c"dup3");
 
 /// Looks the C library's functions up; called when the library starts.
 pub(crate) fn look_up() {
-    for f in [&CLOSE, &CLOSEFROM, &DUP2, &DUP3] {
+    for f in [&CLOSE, &DUP2, &DUP3] {
         f.look_up();
     }
 }
@@ -121,40 +119,20 @@ unsafe fn close_range_call(first: c_uint, last: c_uint, flags: c_int) -> c_int {
 /// As C's `closefrom`.
 #[no_mangle]
 pub unsafe extern "C" fn closefrom(low: c_int) {
-    let low = low.max(0);
-    let mut from = low;
-    for &fd in log_descriptors().iter().filter(|&&fd| fd >= low) {
-        if from < fd {
-            // SAFETY: as our caller promised, for a part of the range.
-            unsafe { close_each(from, fd - 1) };
-        }
-        from = fd + 1;
-    }
-    // SAFETY: `closefrom`'s C type.
-    match unsafe { CLOSEFROM.get::<Closefrom>() } {
-        // SAFETY: as our caller promised, for the rest of the range,
-        // above every log's descriptor.
-        Some(closefrom) => unsafe { closefrom(from) },
-        // SAFETY: as above.
-        None => unsafe { close_each(from, c_int::MAX) },
-    }
-}
-
-/// Closes the descriptors `first..=last`, as `closefrom` does a range:
-/// with `close_range`, or one by one when the kernel lacks it (before
-/// Linux 5.9), up to the process's limit on descriptors.
-///
-/// # Safety
-/// As C's `closefrom`, for the range.
-unsafe fn close_each(first: c_int, last: c_int) {
+    let low = low.max(0) as c_uint;
+    // As the C library's: one `close_range` (this library's, around the
+    // logs' descriptors) ...
     // SAFETY: as our caller promised.
-    if unsafe { close_range_call(first as c_uint, last as c_uint, 0) } == 0 {
+    if unsafe { close_range(low, c_uint::MAX, 0) } == 0 {
         return;
     }
+    // ... or, on a kernel without it (before Linux 5.9), one descriptor
+    // at a time up to the process's limit, through this library's
+    // `close`, which leaves the logs' alone.
     // SAFETY: no preconditions.
     let limit = unsafe { libc::sysconf(libc::_SC_OPEN_MAX) };
-    let last = c_long::from(last).min(limit - 1) as c_int;
-    for fd in first..=last {
+    let last = c_int::try_from(limit).unwrap_or(c_int::MAX);
+    for fd in low as c_int..last {
         // SAFETY: as our caller promised.
         unsafe { close(fd) };
     }
