@@ -515,12 +515,17 @@ mod tests {
         release_all();
         // SAFETY: freeing what `v` returned; every lock is free again.
         unsafe { v.free(v.malloc(8, 8)) };
-        state.each_lock(&mut |l| {
-            assert!(l.try_acquire());
-            // SAFETY: just taken.
-            unsafe { l.release() };
-            true
-        });
+        // Under the registry lock: another test's `fork` takes every
+        // registered tracker's locks (this one's too) after that lock.
+        with_registry(|_| {
+            state.each_lock(&mut |l| {
+                assert!(l.try_acquire(), "every lock free after the handlers");
+                // SAFETY: just taken.
+                unsafe { l.release() };
+                true
+            })
+        })
+        .unwrap();
     }
     /// Ending the logs from a thread that holds the registry lock (as a
     /// fatal signal's handler would, interrupting a tracker's creation,
