@@ -637,6 +637,60 @@ fn without_output_the_report_goes_to_stderr() {
     assert!(out.stdout.is_empty(), "the program's own output only");
 }
 
+/// The stacks that held the most at the heap's peak: in the report on
+/// stderr when asked for, and in the log's JSON report, named from the
+/// program's debug info.
+#[test]
+fn the_peak_is_listed_by_the_stacks_that_held_it() {
+    let out = Command::new(BIN)
+        .args(["trace", "--peak-limit", "1", "--"])
+        .arg(programs())
+        .arg("peak")
+        .output()
+        .unwrap();
+    assert_eq!(exit_code(&out), 0, "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let peak = &stderr[stderr.find("Peak heap use: ").expect(&stderr)..];
+    // One stack for the three calls of `peak_big`, which the compiler may
+    // make from several addresses of one line (an unrolled loop).
+    let big = peak.find("  #1: 300000 bytes in 3 blocks\n").expect(peak);
+    let more = peak.find("  ... 1 more allocation stack").expect(peak);
+    assert!(peak[big..more].contains("peak_big at "), "{peak}");
+    assert!(!peak.contains("peak_small"), "{peak}");
+
+    let dir = scratch();
+    let (out, report) = trace(dir.path(), &["peak"]);
+    assert_eq!(exit_code(&out), 0, "{out:?}");
+    let consumers = report["log"]["peak_consumers"].as_array().unwrap();
+    let first = |g: &Value| {
+        let frames = g["frames"].as_array().unwrap();
+        let ours = frames.iter().find(|f| {
+            f["file"]
+                .as_str()
+                .is_some_and(|f| f.ends_with("programs.c"))
+        });
+        (
+            g["bytes"].as_u64().unwrap(),
+            g["count"].as_u64().unwrap(),
+            ours.map(|f| f["function"].clone()),
+        )
+    };
+    assert_eq!(
+        first(&consumers[0]),
+        (300000, 3, Some("peak_big".into())),
+        "{report:#}"
+    );
+    assert_eq!(
+        first(&consumers[1]),
+        (10000, 10, Some("peak_small".into())),
+        "{report:#}"
+    );
+    assert!(
+        report["log"]["heap"]["peak_bytes"].as_u64().unwrap() >= 310000,
+        "{report:#}"
+    );
+}
+
 #[test]
 fn static_programs_and_those_setuid_to_another_user_are_refused() {
     let dir = scratch();

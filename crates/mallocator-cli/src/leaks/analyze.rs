@@ -97,6 +97,43 @@ struct Live {
     size: u64,
 }
 
+/// Bytes and blocks live at once.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct Usage {
+    bytes: u64,
+    blocks: u64,
+}
+
+/// One allocation stack's live blocks now, and as they were when the
+/// heap last reached a new peak: the peak's consumers (heaptrack's "peak
+/// memory consumers") in one pass over the log.
+///
+/// While the heap grows, every allocation can be a new peak, so nothing is
+/// copied then: a new peak only starts a new *peak epoch*
+/// ([`Analyzer::peak_epoch`]), and a stack's figures are copied into
+/// `at_peak` the first time they change within an epoch, just before the
+/// change. So a stack changed since the last peak holds its figures at
+/// that peak in `at_peak`, and any other stack still holds them in `now`
+/// ([`StackUse::at_last_peak`]).
+#[derive(Clone, Copy, Default)]
+struct StackUse {
+    now: Usage,
+    at_peak: Usage,
+    /// The peak epoch of its last change.
+    epoch: u64,
+}
+
+impl StackUse {
+    /// The figures at the peak of `epoch`, the last one.
+    fn at_last_peak(&self, epoch: u64) -> Usage {
+        if self.epoch == epoch {
+            self.at_peak
+        } else {
+            self.now
+        }
+    }
+}
+
 #[derive(Clone, Copy)]
 struct Freed {
     alloc: StackId,
@@ -224,6 +261,10 @@ pub struct Analyzer {
     heap: HeapUsage,
     /// Bytes in the blocks of `live` (saturating, as the sizes).
     live_bytes: u64,
+    /// Each stack's share of the live blocks, by [`StackId`].
+    uses: Vec<StackUse>,
+    /// How many times the heap reached a new peak (see [`StackUse`]).
+    peak_epoch: u64,
 }
 
 /// How much the program allocated: Valgrind's "total heap usage" and
@@ -277,6 +318,15 @@ pub struct Analysis {
     pub live_reuses: Vec<(ReuseSites, Tally)>,
     /// Bytes allocated in all, and the peak.
     pub heap: HeapUsage,
+    /// The blocks live at the peak (the first time it was reached) by
+    /// allocation stack, most bytes first (as [`groups`](Self::groups)):
+    /// what to shrink to lower the peak. All of them, until
+    /// [`keep_peak_consumers`](Self::keep_peak_consumers) keeps the first.
+    pub peak_consumers: Vec<Group>,
+    /// How many stacks held blocks at the peak (set by
+    /// [`keep_peak_consumers`](Self::keep_peak_consumers), which may
+    /// follow a merge of stacks).
+    pub peak_consumers_total: usize,
     /// Counts of what was read (filled in by the caller).
     pub input: InputStats,
     /// The kind of log read, which says what a [`Tally::first_line`] is
@@ -295,6 +345,13 @@ impl Analysis {
                 (g.bytes, g.count, text)
             })
             .collect()
+    }
+
+    /// Keeps the first `n` of [`peak_consumers`](Self::peak_consumers),
+    /// counting them all in [`peak_consumers_total`](Self::peak_consumers_total).
+    pub fn keep_peak_consumers(&mut self, n: usize) {
+        self.peak_consumers_total = self.peak_consumers.len();
+        self.peak_consumers.truncate(n);
     }
 
     /// Leaves out the groups whose stack `suppressions` match (a frame
@@ -330,6 +387,16 @@ pub enum LogFormat {
     Text,
     /// The binary format v2: locations are byte offsets.
     V2,
+}
+
+/// Sorts groups as a report lists them: most bytes first, then most
+/// blocks, then by stack text.
+pub fn sort_groups(groups: &mut [Group], stacks: &Interner) {
+    groups.sort_by(|a, b| {
+        (b.bytes, b.count)
+            .cmp(&(a.bytes, a.count))
+            .then_with(|| stacks.text(a.stack).cmp(stacks.text(b.stack)))
+    });
 }
 
 /// Sorts tallies by count (then bytes) descending, first line ascending.
@@ -394,24 +461,29 @@ impl Analyzer {
                         Tally::add(&mut self.live_reuses, sites, old.size, line);
                         // The old block is gone as far as anyone can tell.
                         self.live_bytes = self.live_bytes.saturating_sub(old.size);
+                        let old = *old;
                         e.insert(Live { stack, size });
+                        self.stack_change(old.stack, old.size, false);
                     }
                     Entry::Vacant(e) => {
                         e.insert(Live { stack, size });
                     }
                 }
+                self.stack_change(stack, size, true);
                 self.live_bytes = self.live_bytes.saturating_add(size);
                 let heap = &mut self.heap;
                 heap.allocated_bytes = heap.allocated_bytes.saturating_add(size);
                 if self.live_bytes > heap.peak_bytes {
                     heap.peak_bytes = self.live_bytes;
                     heap.peak_blocks = self.live.len() as u64;
+                    self.peak_epoch += 1;
                 }
             }
             Op::Free { addr: 0 } => Tally::add(&mut self.null_frees, stack, 0, line),
             Op::Free { addr } => {
                 if let Some(block) = self.live.remove(&addr) {
                     self.live_bytes = self.live_bytes.saturating_sub(block.size);
+                    self.stack_change(block.stack, block.size, false);
                     let freed = Freed {
                         alloc: block.stack,
                         free: stack,
@@ -429,6 +501,30 @@ impl Analyzer {
                     Tally::add(&mut self.unknown_frees, stack, 0, line);
                 }
             }
+        }
+    }
+
+    /// Counts a block of `size` bytes allocated at `stack` in (`add`) or
+    /// out of that stack's live blocks, keeping its figures at the last
+    /// peak first (see [`StackUse`]).
+    #[inline]
+    fn stack_change(&mut self, stack: StackId, size: u64, add: bool) {
+        let i = stack as usize;
+        if i >= self.uses.len() {
+            self.uses.resize(i + 1, StackUse::default());
+        }
+        let used = &mut self.uses[i];
+        if used.epoch != self.peak_epoch {
+            used.at_peak = used.now;
+            used.epoch = self.peak_epoch;
+        }
+        let now = &mut used.now;
+        if add {
+            now.bytes = now.bytes.saturating_add(size);
+            now.blocks += 1;
+        } else {
+            now.bytes = now.bytes.saturating_sub(size);
+            now.blocks -= 1;
         }
     }
 
@@ -453,11 +549,17 @@ impl Analyzer {
             })
             .collect();
         let stacks = self.stacks;
-        groups.sort_by(|a, b| {
-            (b.bytes, b.count)
-                .cmp(&(a.bytes, a.count))
-                .then_with(|| stacks.text(a.stack).cmp(stacks.text(b.stack)))
-        });
+        sort_groups(&mut groups, &stacks);
+        let mut peak_consumers: Vec<Group> = (self.uses.iter().enumerate())
+            .map(|(id, used)| (id, used.at_last_peak(self.peak_epoch)))
+            .filter(|(_, at_peak)| at_peak.blocks > 0)
+            .map(|(id, at_peak)| Group {
+                stack: id as StackId,
+                bytes: at_peak.bytes,
+                count: at_peak.blocks,
+            })
+            .collect();
+        sort_groups(&mut peak_consumers, &stacks);
         Analysis {
             stacks,
             groups,
@@ -471,6 +573,8 @@ impl Analyzer {
             null_frees: sorted(self.null_frees),
             live_reuses: sorted(self.live_reuses),
             heap: self.heap,
+            peak_consumers_total: peak_consumers.len(),
+            peak_consumers,
             input: InputStats::default(),
             log_format: LogFormat::Text,
         }
@@ -560,6 +664,45 @@ pub(super) mod tests {
             }
         );
         assert_eq!((a.leaked_bytes, a.leaked_blocks), (40, 1));
+    }
+
+    /// The peak consumers as (bytes, blocks, stack text), in report order.
+    fn peak_texts(a: &Analysis) -> Vec<(u64, u64, String)> {
+        (a.peak_consumers.iter())
+            .map(|g| {
+                (
+                    g.bytes,
+                    g.count,
+                    String::from_utf8_lossy(a.stacks.text(g.stack)).into(),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn peak_consumers_are_the_stacks_live_when_the_peak_was_first_reached() {
+        let mut log = String::new();
+        alloc(&mut log, 0x1000, 10, &["a"]);
+        alloc(&mut log, 0x2000, 20, &["b"]);
+        alloc(&mut log, 0x3000, 30, &["a"]);
+        // The peak: 60 bytes, 40 of them from `a`.
+        free(&mut log, 0x1000, &["f"]);
+        free(&mut log, 0x3000, &["f"]);
+        // 60 again, all from `c`: not a new peak, so not what is listed.
+        alloc(&mut log, 0x4000, 40, &["c"]);
+        // `b`'s block replaced by one from `c`: `b` holds nothing now.
+        alloc(&mut log, 0x2000, 5, &["c"]);
+        let a = analyze(&log);
+        assert_eq!((a.heap.peak_bytes, a.heap.peak_blocks), (60, 3));
+        assert_eq!(
+            peak_texts(&a),
+            vec![(40, 2, "a".into()), (20, 1, "b".into())]
+        );
+        assert_eq!(a.peak_consumers_total, 2);
+        let mut kept = analyze(&log);
+        kept.keep_peak_consumers(1);
+        assert_eq!(peak_texts(&kept), vec![(40, 2, "a".into())]);
+        assert_eq!(kept.peak_consumers_total, 2);
     }
 
     #[test]
@@ -831,6 +974,46 @@ pub(super) mod tests {
             prop_assert_eq!(a.group_texts(), expected.clone());
             prop_assert_eq!(a.leaked_blocks, expected.iter().map(|g| g.1).sum::<u64>());
             prop_assert_eq!(a.leaked_bytes, expected.iter().map(|g| g.0).sum::<u64>());
+        }
+
+        /// Random logs as above (but for NULL): the peak consumers are
+        /// what a copy of every stack's live blocks, taken at each new
+        /// peak, says.
+        #[test]
+        fn peak_consumers_match_a_copy_taken_at_each_new_peak(
+            events in proptest::collection::vec((any::<bool>(), 1u64..7, 0u64..5, 1u64..64), 0..200)
+        ) {
+            let stacks = ["f", "g", "h", "i", "j"];
+            let mut log = String::new();
+            // The model: the live blocks, and a copy of them by stack at
+            // each new peak.
+            let mut live: StdMap<u64, (usize, u64)> = StdMap::new();
+            let (mut peak, mut at_peak) = (0, StdMap::new());
+            for (is_alloc, addr, stack, size) in events {
+                let addr = addr * 0x10;
+                if is_alloc {
+                    alloc(&mut log, addr, size, &[stacks[stack as usize]]);
+                    live.insert(addr, (stack as usize, size));
+                    let bytes: u64 = live.values().map(|b| b.1).sum();
+                    if bytes > peak {
+                        peak = bytes;
+                        at_peak = StdMap::new();
+                        for &(s, size) in live.values() {
+                            let e: &mut (u64, u64) = at_peak.entry(stacks[s]).or_default();
+                            *e = (e.0 + size, e.1 + 1);
+                        }
+                    }
+                } else {
+                    free(&mut log, addr, &["free"]);
+                    live.remove(&addr);
+                }
+            }
+            let mut expected: Vec<(u64, u64, String)> =
+                at_peak.into_iter().map(|(s, (bytes, n))| (bytes, n, s.to_owned())).collect();
+            expected.sort_by(|a, b| (b.0, b.1).cmp(&(a.0, a.1)).then_with(|| a.2.cmp(&b.2)));
+            let a = analyze(&log);
+            prop_assert_eq!(a.heap.peak_bytes, peak);
+            prop_assert_eq!(peak_texts(&a), expected);
         }
     }
 }

@@ -46,6 +46,10 @@ pub enum Format {
     C,
 }
 
+/// How many peak consumers a report lists by default (as heaptrack_print's
+/// `--peak-limit`).
+pub const PEAK_LIMIT: usize = 10;
+
 /// Find memory leaks in an allocation log (like heaptrack or valgrind's leak check, offline).
 #[derive(clap::Args, Debug)]
 #[command(
@@ -53,7 +57,9 @@ pub enum Format {
 backtracing allocator (log mode) or by the C fd_backtracing allocator: every block allocated \
 and never freed, grouped by allocation stack (backtrace), largest first. Also reports what the \
 C leak script silently drops: double frees, frees of unknown (invalid) pointers, allocations \
-that returned NULL, and free(NULL).\n\n\
+that returned NULL, and free(NULL). Then the heap's totals (bytes allocated in all, the most \
+live at once) and, as heaptrack's peak memory consumers, the allocation stacks whose blocks \
+held the most bytes at that peak (--peak-limit of them): what to shrink to lower it.\n\n\
 Two log formats are read, told apart by their first bytes:\n\
 - the compact binary log (format v2, mallocator's default; docs/log-format.md): the threads' \
 events are merged in time order, and frames are symbolized by default (function, file:line) \
@@ -93,6 +99,10 @@ pub struct LeaksArgs {
     /// Show only the N largest leak groups (and N sites of each error kind); 0 shows all.
     #[arg(long, value_name = "N", default_value_t = 0)]
     pub top: usize,
+    /// List the N allocation stacks whose blocks held the most bytes at the heap's peak; 0 lists
+    /// none.
+    #[arg(long, value_name = "N", default_value_t = PEAK_LIMIT)]
+    pub peak_limit: usize,
     /// Write a flamegraph (SVG) of leaked bytes by allocation stack to this file, instead of the
     /// report unless --format or --json asks for it too; symbolizes text logs (see --symbolize).
     #[arg(long, value_name = "OUT.svg")]
@@ -362,7 +372,12 @@ fn check_json_shape(v: &serde_json::Value) {
     no_nulls(v);
     assert_eq!(v["schema"], mallocator::backtracing::LeakReport::SCHEMA);
     assert_eq!(v["source"], "log");
+    let consumers = v["log"]["peak_consumers"].as_array();
+    let consumers = consumers.expect("peak consumers are an array");
     for g in v["groups"].as_array().expect("groups are an array") {
+        frames(&g["frames"]);
+    }
+    for g in consumers {
         frames(&g["frames"]);
     }
     for e in v["errors"].as_array().expect("errors are an array") {
@@ -588,6 +603,9 @@ pub(crate) fn run_to(
     if !args.full_stacks {
         trim::trim(&mut analysis, &mut frames);
     }
+    // Once stacks that read the same are merged: a loop the compiler
+    // unrolled calls from several addresses of one line.
+    analysis.keep_peak_consumers(args.peak_limit);
     let (analysis, frames, warnings) = (&analysis, &frames, &warnings);
     for w in warnings.iter().take(PRINTED_WARNINGS) {
         eprintln!("mallocator leaks: warning: {name}: {}", w.message);

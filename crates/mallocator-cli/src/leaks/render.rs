@@ -1,7 +1,7 @@
 //! Output of a leak analysis: text for people, JSON for programs, the C
 //! script's own layout, and a flamegraph of leaked bytes.
 
-use super::analyze::{Analysis, HeapUsage, LogFormat, StackId, Tally};
+use super::analyze::{Analysis, Group, HeapUsage, LogFormat, StackId, Tally};
 use super::frames::{Frame, StackFrames};
 use super::parse::{InputStats, ParseError};
 use serde::Serialize;
@@ -24,11 +24,12 @@ fn total(items: &[(impl Sized, Tally)]) -> u64 {
         .fold(0u64, |acc, (_, t)| acc.saturating_add(t.count))
 }
 
-/// A leak group in the JSON report. Log groups are not classified by
+/// A leak group in the JSON report, or a peak consumer (the blocks of
+/// one stack live at the heap's peak). Log groups are not classified by
 /// reachability (a log has no memory to scan), so they have no `kind`.
 #[derive(Serialize)]
 pub struct JsonGroup {
-    /// Total bytes never freed.
+    /// Total bytes never freed (live at the peak).
     pub bytes: u64,
     /// Number of blocks.
     pub count: u64,
@@ -172,6 +173,11 @@ pub struct JsonLog {
     pub input: InputStats,
     /// Bytes allocated in all, and the most live at once.
     pub heap: HeapUsage,
+    /// The blocks live at the peak by allocation stack, most bytes
+    /// first: the first `--peak-limit` stacks.
+    pub peak_consumers: Vec<JsonGroup>,
+    /// How many stacks held blocks at the peak.
+    pub peak_consumers_total: usize,
     /// Number of leak groups (`groups` holds the first `--top`).
     pub groups_total: usize,
     /// Lenient-mode warnings (the first 100).
@@ -233,6 +239,15 @@ impl JsonReport {
         warnings: (&[JsonWarning], u64),
     ) -> Self {
         let stack = |id| frames.get(a, id);
+        let groups = |groups: &[Group]| {
+            (groups.iter())
+                .map(|g| JsonGroup {
+                    bytes: g.bytes,
+                    count: g.count,
+                    frames: stack(g.stack),
+                })
+                .collect()
+        };
         let plain = |kind| {
             move |id, t: &Tally, first| JsonError {
                 kind,
@@ -286,14 +301,7 @@ impl JsonReport {
             leaked_blocks: a.leaked_blocks,
             suppressed_blocks: a.suppressed_blocks,
             suppressed_bytes: a.suppressed_bytes,
-            groups: take(&a.groups, top)
-                .iter()
-                .map(|g| JsonGroup {
-                    bytes: g.bytes,
-                    count: g.count,
-                    frames: stack(g.stack),
-                })
-                .collect(),
+            groups: groups(take(&a.groups, top)),
             error_counts: JsonErrorCounts {
                 double_free: total(&a.double_frees),
                 invalid_free: total(&a.unknown_frees),
@@ -309,6 +317,8 @@ impl JsonReport {
                 },
                 input: a.input,
                 heap: a.heap,
+                peak_consumers: groups(&a.peak_consumers),
+                peak_consumers_total: a.peak_consumers_total,
                 groups_total: a.groups.len(),
                 warnings: warnings.0.to_vec(),
                 warnings_total: warnings.1,
@@ -525,11 +535,53 @@ pub fn text(out: &mut dyn Write, a: &Analysis, top: Top, warnings_total: u64) ->
             ]
         },
     )?;
+    peak_consumers(out, a)?;
     if warnings_total > 0 {
         writeln!(
             out,
             "\nThe log had {} (see stderr); this report is a best effort.",
             plural(warnings_total, "problem", "problems")
+        )?;
+    }
+    Ok(())
+}
+
+/// The stacks whose blocks were live at the heap's peak, most bytes first
+/// (those the analysis kept: `--peak-limit`), as heaptrack's "peak memory
+/// consumers": where to look to lower the peak.
+fn peak_consumers(out: &mut dyn Write, a: &Analysis) -> io::Result<()> {
+    if a.peak_consumers.is_empty() {
+        return Ok(());
+    }
+    writeln!(
+        out,
+        "\nPeak heap use: {} in {} live at once, from {}; by allocation stack:",
+        plural(a.heap.peak_bytes, "byte", "bytes"),
+        plural(a.heap.peak_blocks, "block", "blocks"),
+        plural(
+            a.peak_consumers_total as u64,
+            "allocation stack",
+            "allocation stacks"
+        ),
+    )?;
+    for (i, g) in a.peak_consumers.iter().enumerate() {
+        writeln!(
+            out,
+            "  #{}: {} in {}",
+            i + 1,
+            plural(g.bytes, "byte", "bytes"),
+            plural(g.count, "block", "blocks")
+        )?;
+        stack(out, a, g.stack, "      ")?;
+    }
+    let left = a
+        .peak_consumers_total
+        .saturating_sub(a.peak_consumers.len());
+    if left > 0 {
+        let what = if left == 1 { "stack" } else { "stacks" };
+        writeln!(
+            out,
+            "  ... {left} more allocation {what} (raise --peak-limit to show more)"
         )?;
     }
     Ok(())
@@ -746,11 +798,47 @@ mod tests {
         let mut out = Vec::new();
         text(&mut out, &a, Some(1), 0).unwrap();
         let s = String::from_utf8(out).unwrap();
-        assert!(!s.contains("small"), "{s}");
+        // The peak's consumers come after the leaks, whatever `--top`.
+        let leaks = s.split("\nPeak heap use").next().unwrap();
+        assert!(!leaks.contains("small"), "{s}");
         assert!(
             s.contains("1 more leak groups (use --top 0 to show all)"),
             "{s}"
         );
+    }
+
+    #[test]
+    fn text_ends_with_the_peak_consumers_the_analysis_kept() {
+        let mut a = analysis(LOG);
+        let mut out = Vec::new();
+        text(&mut out, &a, None, 0).unwrap();
+        let s = String::from_utf8(out).unwrap();
+        let peak = &s[s.find("\nPeak heap use").expect(&s)..];
+        assert_eq!(
+            peak,
+            "\nPeak heap use: 140 bytes in 3 blocks live at once, from 2 allocation stacks; \
+             by allocation stack:\n  \
+             #1: 100 bytes in 1 block\n      ./prog(big+0x1)[0x1]\n      ./prog(main+0x2)[0x2]\n  \
+             #2: 40 bytes in 2 blocks\n      ./prog(small+0x1)[0x3]\n"
+        );
+
+        a.keep_peak_consumers(1);
+        let mut out = Vec::new();
+        text(&mut out, &a, None, 0).unwrap();
+        let s = String::from_utf8(out).unwrap();
+        assert!(
+            s.ends_with(
+                "#1: 100 bytes in 1 block\n      ./prog(big+0x1)[0x1]\n      ./prog(main+0x2)[0x2]\n  \
+                 ... 1 more allocation stack (raise --peak-limit to show more)\n"
+            ),
+            "{s}"
+        );
+
+        a.keep_peak_consumers(0);
+        let mut out = Vec::new();
+        text(&mut out, &a, None, 0).unwrap();
+        let s = String::from_utf8(out).unwrap();
+        assert!(!s.contains("Peak heap use"), "{s}");
     }
 
     #[test]
@@ -796,6 +884,13 @@ mod tests {
         );
         assert_eq!(v["log"]["groups_total"], 2);
         assert_eq!(v["log"]["format"], "text");
+        // Not cut by `--top`: `--peak-limit` keeps them in the analysis.
+        assert_eq!(v["log"]["peak_consumers_total"], 2);
+        assert_eq!(
+            v["log"]["peak_consumers"][1],
+            serde_json::json!({"bytes": 40, "count": 2, "frames": [
+                {"ip": 3, "function": "small", "object": "./prog"}]})
+        );
         assert_eq!(v["groups"].as_array().unwrap().len(), 1);
         assert_eq!(v["groups"][0]["bytes"], 100);
         assert!(

@@ -179,10 +179,11 @@ impl Symbolizer {
     }
 }
 
-/// The stacks a report can show: every leak group's and every error
-/// site's, each once.
+/// The stacks a report can show: every leak group's, every error site's
+/// and every peak consumer's, each once.
 pub fn shown_stacks(a: &Analysis) -> Vec<StackId> {
-    let mut ids: Vec<StackId> = a.groups.iter().map(|g| g.stack).collect();
+    let groups = a.groups.iter().chain(&a.peak_consumers);
+    let mut ids: Vec<StackId> = groups.map(|g| g.stack).collect();
     for (s, _) in &a.double_frees {
         ids.extend([s.alloc, s.first_free, s.second_free]);
     }

@@ -8,7 +8,7 @@ use std::collections::HashMap;
 
 use mallocator::backtracing::{user_frames, FrameInfo};
 
-use super::analyze::{Analysis, Group};
+use super::analyze::{sort_groups, Analysis, Group, Interner};
 use super::frames::StackFrames;
 use super::symbolize::shown_stacks;
 
@@ -54,7 +54,8 @@ pub fn frame_info(line: &str) -> FrameInfo<'_> {
 
 /// Cuts every stack the report shows to the program's frames (its lines,
 /// and its frame objects where symbolization made them: one per line),
-/// then makes one group of the leak groups whose stacks became the same.
+/// then makes one group of the leak groups whose stacks became the same,
+/// and one of the peak consumers whose stacks did.
 pub fn trim(a: &mut Analysis, frames: &mut StackFrames) {
     for id in shown_stacks(a) {
         let text = String::from_utf8_lossy(a.stacks.text(id)).into_owned();
@@ -66,28 +67,29 @@ pub fn trim(a: &mut Analysis, frames: &mut StackFrames) {
             a.stacks.rewrite(id, lines[keep].join("\n").into_bytes());
         }
     }
-    let mut merged: Vec<Group> = Vec::with_capacity(a.groups.len());
-    let mut by_text: HashMap<Vec<u8>, usize> = HashMap::new();
-    for g in a.groups.drain(..) {
-        match by_text.get(a.stacks.text(g.stack)) {
+    a.groups = merged(std::mem::take(&mut a.groups), &a.stacks);
+    a.peak_consumers = merged(std::mem::take(&mut a.peak_consumers), &a.stacks);
+}
+
+/// `groups` with those whose stacks now read the same merged into one,
+/// sorted again.
+fn merged(groups: Vec<Group>, stacks: &Interner) -> Vec<Group> {
+    let mut merged: Vec<Group> = Vec::with_capacity(groups.len());
+    let mut by_text: HashMap<&[u8], usize> = HashMap::new();
+    for g in groups {
+        match by_text.get(stacks.text(g.stack)) {
             Some(&i) => {
-                // Sizes saturate, as in the analysis.
                 merged[i].bytes = merged[i].bytes.saturating_add(g.bytes);
                 merged[i].count += g.count;
             }
             None => {
-                by_text.insert(a.stacks.text(g.stack).to_vec(), merged.len());
+                by_text.insert(stacks.text(g.stack), merged.len());
                 merged.push(g);
             }
         }
     }
-    let stacks = &a.stacks;
-    merged.sort_by(|x, y| {
-        (y.bytes, y.count)
-            .cmp(&(x.bytes, x.count))
-            .then_with(|| stacks.text(x.stack).cmp(stacks.text(y.stack)))
-    });
-    a.groups = merged;
+    sort_groups(&mut merged, stacks);
+    merged
 }
 
 #[cfg(test)]

@@ -68,6 +68,10 @@ pub struct TraceArgs {
     /// Show whole stacks in the report (see `mallocator leaks --full-stacks`).
     #[arg(long, conflicts_with = "output")]
     pub full_stacks: bool,
+    /// List the N allocation stacks whose blocks held the most bytes at the heap's peak (see
+    /// `mallocator leaks --peak-limit`); none by default, as the report on stderr is a summary.
+    #[arg(long, value_name = "N", default_value_t = 0, conflicts_with = "output")]
+    pub peak_limit: usize,
     /// Walk frame pointers only, no DWARF unwinding (MALLOCATOR_STACKS=fp): cheaper, for a
     /// program built with frame pointers everywhere; in code without them, stacks stop early.
     #[arg(long)]

@@ -185,6 +185,7 @@ fn report(args: &TraceArgs, log: PathBuf) -> Result<ExitCode, Error> {
     let report = LeaksArgs {
         full_stacks: args.full_stacks,
         suppressions: args.suppressions.clone(),
+        peak_limit: args.peak_limit,
         allow_empty: true,
         no_progress: true,
         ..LeaksArgs::for_log(log)
@@ -376,6 +377,7 @@ impl LeaksArgs {
             json: false,
             format: None,
             top: 0,
+            peak_limit: leaks::PEAK_LIMIT,
             flamegraph: None,
             lenient: false,
             fail_on_leaks: false,

@@ -399,6 +399,29 @@ __attribute__((noinline)) static void churn_one(long i) {
     if (i % 1000 != 0) free(block);
 }
 
+/* A heap whose peak is known: 3 blocks of 100000 bytes from peak_big
+ * and 10 of 1000 from peak_small live at once, then all freed, then one
+ * block of 200000 bytes (more than any one stack held at the peak, but
+ * less than the peak). Nothing leaks. */
+__attribute__((noinline)) static void *peak_big(void) {
+    void *volatile block = malloc(100000);
+    return block;
+}
+
+__attribute__((noinline)) static void *peak_small(void) {
+    void *volatile block = malloc(1000);
+    return block;
+}
+
+__attribute__((noinline)) static int peak(void) {
+    void *volatile blocks[13];
+    for (int i = 0; i < 3; i++) blocks[i] = peak_big();
+    for (int i = 3; i < 13; i++) blocks[i] = peak_small();
+    for (int i = 0; i < 13; i++) free(blocks[i]);
+    pair(200000);
+    return 0;
+}
+
 __attribute__((noinline)) static int churn_pairs(long pairs) {
     for (long i = 0; i < pairs; i++) churn_one(i);
     return 0;
@@ -452,6 +475,7 @@ int main(int argc, char **argv) {
     if (!strcmp(mode, "destructor")) return destructor();
     if (!strcmp(mode, "idle-child")) return idle_child();
     if (!strcmp(mode, "close-all")) { check(argc >= 3, "close-all PATH"); return close_all(argv[2]); }
+    if (!strcmp(mode, "peak")) return peak();
     if (!strcmp(mode, "churn")) return churn_pairs(argc > 2 ? atol(argv[2]) : 1000000);
     if (!strcmp(mode, "churn-threads")) { check(argc >= 4, "churn-threads THREADS PAIRS"); return churn_threads(atoi(argv[2]), atol(argv[3])); }
     if (!strcmp(mode, "_exit")) { check(malloc(21) != NULL, "leak"); _exit(4); }
