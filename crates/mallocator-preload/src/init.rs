@@ -58,9 +58,8 @@ extern "C" fn init() {
     ABORT.look_up();
     crate::exec::look_up();
     crate::descriptors::look_up();
-    // The first allocation reads the tracker's settings.
-    // SAFETY: the block just allocated, freed once.
-    unsafe { TRACKER.c_free(TRACKER.c_malloc(0, 1)) };
+    // Settings read and log started before the program runs.
+    TRACKER.configure_now();
     if !follow_exec() {
         forget_for_children();
     }

@@ -320,6 +320,26 @@ impl GlobalBacktracing {
         &TRACKER
     }
 
+    /// Configures the process-wide tracker now, as its first allocation
+    /// would (reading the settings), and starts a compact log: for a
+    /// library that starts the tracker before the program runs (the
+    /// preload library of `mallocator trace`), so that the log holds the
+    /// program's events only, and is whole even if it has none. Does
+    /// nothing more once configured and started.
+    ///
+    /// ```
+    /// let g = mallocator::backtracing::GlobalBacktracing::new();
+    /// g.configure_now();
+    /// assert_eq!(g.tracker().live_blocks(), 0);
+    /// ```
+    pub fn configure_now(&self) {
+        self.configured();
+        if let Some(st) = TRACKER.state() {
+            let _busy = Busy::enter(st.epoch);
+            st.log.start_now();
+        }
+    }
+
     /// C `malloc` through the process-wide tracker, for a library that
     /// defines the C allocator's functions (the preload library of
     /// `mallocator trace`): a block of `size` bytes (0 allowed: a unique

@@ -270,14 +270,25 @@ impl Log {
         inner.events = 0;
         inner.execs = 0;
         if self.format() == LogFormat::Compact {
-            inner.buf.clear();
-            inner.start(false);
-            if !inner.emit() {
-                inner.output = Output::Failed;
-            }
+            inner.start_at_once();
         }
         drop(guard);
         stacks.forget_written();
+    }
+
+    /// Writes the compact log's start now, unless it is written already
+    /// (or the log is not compact, or cannot be opened): for a tracker
+    /// started before the program runs, so that a program that allocates
+    /// nothing and frees nothing still leaves a whole log, its start and
+    /// its end, rather than an empty file.
+    pub(crate) fn start_now(&self) {
+        if self.format() != LogFormat::Compact {
+            return;
+        }
+        let mut inner = self.inner.lock();
+        if !inner.started && !inner.finished && inner.open() {
+            inner.start_at_once();
+        }
     }
 
     /// Writes a Firedancer record of an allocation (`alloc`: `Some((align,
@@ -620,6 +631,17 @@ impl Inner {
         // A callback takes each record whole.
         self.buf.append(tail);
         self.emit()
+    }
+
+    /// Writes the file's start at once, the module map left for the
+    /// first chunk (which may come from code that holds the loader's
+    /// lock, and cannot wait for it).
+    fn start_at_once(&mut self) {
+        self.buf.clear();
+        self.start(false);
+        if !self.emit() {
+            self.output = Output::Failed;
+        }
     }
 
     /// Appends the file's start and the module map (when `loader_locked`;
