@@ -660,8 +660,14 @@ pub fn folded_safe(label: &str) -> String {
 
 /// Demangles a Rust symbol (without its hash) or a C++ one (the Itanium
 /// ABI's `_Z…`, as g++ and clang++ write them, with its parameter
-/// types, as Valgrind and heaptrack show them); other names unchanged.
+/// types, as Valgrind and heaptrack show them). A glibc-internal alias
+/// (`__GI_setlocale`: the hidden name glibc's own calls go through,
+/// which its debug info names) is shown by the name it aliases
+/// (`setlocale`), as Valgrind shows it. Other names unchanged.
 pub fn demangle(sym: &str) -> String {
+    if let Some(name) = sym.strip_prefix("__GI_").filter(|n| !n.is_empty()) {
+        return name.to_owned();
+    }
     if let Ok(d) = rustc_demangle::try_demangle(sym) {
         return format!("{d:#}");
     }
@@ -767,6 +773,9 @@ mod tests {
             ),
             ("_Z8make_keyPKcm", "make_key(char const*, unsigned long)"),
             ("malloc", "malloc"),
+            ("__GI_setlocale", "setlocale"),
+            ("__GI___strdup", "__strdup"),
+            ("__GI_", "__GI_"),
             // Not a valid mangled name: kept as written.
             ("_Zfoo", "_Zfoo"),
             ("_Z", "_Z"),
