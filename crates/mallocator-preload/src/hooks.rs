@@ -4,9 +4,10 @@
 //! element counts (as glibc's manual documents them).
 
 use core::ffi::{c_int, c_void};
-use core::sync::atomic::{AtomicUsize, Ordering};
 
 use mallocator::backtracing::{Config, GlobalBacktracing, StackMode};
+
+use crate::next::Next;
 
 /// Every call goes to this tracker (one per process, whatever the
 /// instance: see [`GlobalBacktracing`]), configured by the environment
@@ -240,8 +241,7 @@ pub extern "C" fn pvalloc(size: usize) -> *mut c_void {
 /// answer; looked up at the library's start (`init.rs`), since that case
 /// is a signal handler's call, or another library's fork handler's while
 /// the tracker holds its locks across `fork`, where `dlsym` must not be.
-/// 0 until then, or if there is none.
-pub(crate) static LIBC_USABLE_SIZE: AtomicUsize = AtomicUsize::new(0);
+pub(crate) static LIBC_USABLE_SIZE: Next = Next::new(c"malloc_usable_size");
 
 /// The size the block was asked for, as Valgrind and AddressSanitizer
 /// answer (see [`GlobalBacktracing::c_usable_size`]): `realloc` keeps
@@ -260,14 +260,8 @@ pub unsafe extern "C" fn malloc_usable_size(ptr: *mut c_void) -> usize {
     if let Some(size) = TRACKER.c_usable_size(ptr.cast()) {
         return size;
     }
-    match LIBC_USABLE_SIZE.load(Ordering::Acquire) {
-        0 => 0,
-        // SAFETY: a non-zero value is glibc's `malloc_usable_size`, with
-        // this signature; `ptr` is a live glibc block (the caller's
-        // promise).
-        f => unsafe {
-            let f: unsafe extern "C" fn(*mut c_void) -> usize = core::mem::transmute(f);
-            f(ptr)
-        },
-    }
+    // SAFETY: `malloc_usable_size`'s C type.
+    let libc = unsafe { LIBC_USABLE_SIZE.known::<unsafe extern "C" fn(*mut c_void) -> usize>() };
+    // SAFETY: `ptr` is a live glibc block (the caller's promise).
+    libc.map_or(0, |f| unsafe { f(ptr) })
 }

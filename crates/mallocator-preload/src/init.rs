@@ -21,7 +21,7 @@ use mallocator::backtracing::Backtracing;
 
 use crate::environment;
 use crate::hooks::{LIBC_USABLE_SIZE, TRACKER};
-use crate::next::{next, Next};
+use crate::next::Next;
 
 /// The process whose logs [`end_logs`] ends: the one that loaded the
 /// library, or a child `fork` made of it (set again in the child, which
@@ -49,12 +49,7 @@ extern "C" fn init() {
         LOADED_BY.store(libc::getpid(), Ordering::Relaxed);
         libc::pthread_atfork(None, None, Some(in_child));
     }
-    // SAFETY: `malloc_usable_size`'s C type.
-    let usable =
-        unsafe { next::<unsafe extern "C" fn(*mut c_void) -> usize>(c"malloc_usable_size") };
-    if let Some(f) = usable {
-        LIBC_USABLE_SIZE.store(f as usize, Ordering::Release);
-    }
+    LIBC_USABLE_SIZE.look_up();
     ABORT.look_up();
     crate::exec::look_up();
     crate::descriptors::look_up();
