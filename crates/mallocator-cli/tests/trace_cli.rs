@@ -3,6 +3,7 @@
 //! that, with the leak sites named, whatever way the program ends.
 #![cfg(all(target_os = "linux", target_env = "gnu"))]
 
+use std::ffi::OsStr;
 use std::os::unix::fs::{symlink, PermissionsExt};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -13,15 +14,21 @@ use serde_json::Value;
 
 const BIN: &str = env!("CARGO_BIN_EXE_mallocator");
 
-/// Runs the C compiler with `flags` then `args`; panics with its
-/// messages when it fails.
-fn cc(flags: &[&str], args: &[&str]) {
-    let out = Command::new("cc").args(flags).args(args).output().unwrap();
+/// Runs the tool `program` with `args`; panics with its messages when it
+/// fails.
+fn run<A: AsRef<OsStr>>(program: &str, args: &[A]) {
+    let out = Command::new(program).args(args).output().unwrap();
+    let args: Vec<_> = args.iter().map(AsRef::as_ref).collect();
     assert!(
         out.status.success(),
-        "cc {flags:?} {args:?}: {}",
+        "{program} {args:?}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// Runs the C compiler with `flags` then `args` (see [`run`]).
+fn cc(flags: &[&str], args: &[&str]) {
+    run("cc", &[flags, args].concat());
 }
 
 /// The test programs, built once: `programs`, `shell_like` beside it and
@@ -533,11 +540,6 @@ fn stacks_without_frame_pointers_hold_every_caller() {
 }
 
 /// Runs `program` with `args`; panics with its error output if it fails.
-fn run(program: &str, args: &[&Path]) {
-    let out = Command::new(program).args(args).output().unwrap();
-    assert!(out.status.success(), "{program} {args:?}: {out:?}");
-}
-
 #[test]
 fn a_stripped_program_is_named_from_its_separate_debug_info() {
     // As distributions ship programs: stripped, their debug info in a
@@ -547,8 +549,15 @@ fn a_stripped_program_is_named_from_its_separate_debug_info() {
     let exe = dir.path().join("stripped");
     std::fs::copy(programs(), &exe).unwrap();
     let debug = dir.path().join("programs.debug");
-    run("objcopy", &[Path::new("--only-keep-debug"), &exe, &debug]);
-    run("strip", &[Path::new("--strip-all"), &exe]);
+    run(
+        "objcopy",
+        &[
+            OsStr::new("--only-keep-debug"),
+            exe.as_os_str(),
+            debug.as_os_str(),
+        ],
+    );
+    run("strip", &[OsStr::new("--strip-all"), exe.as_os_str()]);
     let data = std::fs::read(&exe).unwrap();
     let id = object::Object::build_id(&object::File::parse(&*data).unwrap())
         .unwrap()
