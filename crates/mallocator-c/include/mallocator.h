@@ -211,6 +211,14 @@ int mlc_tracker_report(const mlc_tracker_t *t, int fd, int json);
  * allocator. NULL does nothing. */
 void mlc_tracker_delete(mlc_tracker_t *t);
 
+/* 1 if fd is a file descriptor a tracker's log is written through now,
+ * else 0 (always 0 on Windows, where a log is no descriptor). A log file
+ * is moved up to descriptor 1000 or above (below the process's limit),
+ * away from the numbers a program opens and redirects; a program that
+ * closes every descriptor it did not open (a daemon, a sandbox) skips
+ * those for which this says 1, or its log ends there. */
+int mlc_holds_descriptor(int fd);
+
 #ifdef __cplusplus
 }
 #endif

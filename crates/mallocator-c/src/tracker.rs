@@ -3,6 +3,8 @@
 
 use core::ffi::{c_char, c_int, CStr};
 
+#[cfg(unix)]
+use mallocator_core::backtracing::HeldLogFile;
 use mallocator_core::backtracing::{create_log_file, Backtracing, Config, LogFormat, LogTarget};
 
 use crate::error::{fail, fail_null, guard, MLC_ERR_ARGUMENT, MLC_ERR_MEMORY, MLC_ERR_OS, MLC_OK};
@@ -12,8 +14,9 @@ use crate::handle::{null_argument, MlcValloc};
 /// Fields drop in order: the tracker, which may write to the file, first.
 pub struct MlcTracker {
     tracker: Backtracing<'static>,
+    /// The log file lent to `tracker`, dropped after it.
     #[cfg(unix)]
-    _log: Option<std::os::fd::OwnedFd>,
+    _log: Option<HeldLogFile>,
 }
 
 /// The tracker behind `t`, or the error recorded.
@@ -112,17 +115,20 @@ pub unsafe extern "C" fn mlc_tracker_new_with_log(
         };
         #[cfg(unix)]
         {
-            use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
-            let owned = OwnedFd::from(file);
+            use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
+            // Out of the program's way, as the files the tracker opens
+            // itself: a program that closes or replaces the descriptors
+            // it did not open can spare it (`mlc_holds_descriptor`).
+            let held = HeldLogFile::new(file);
             // SAFETY: the descriptor is owned by the `MlcTracker` built
             // below, which drops its tracker (the only user of this
             // borrow) before the descriptor.
-            let fd = unsafe { BorrowedFd::borrow_raw(owned.as_raw_fd()) };
+            let fd = unsafe { BorrowedFd::borrow_raw(held.as_fd().as_raw_fd()) };
             // SAFETY: the header's contract for `inner`.
             match unsafe { make(WHAT, inner, LogTarget::Fd(fd)) } {
                 Ok(tracker) => Box::into_raw(Box::new(MlcTracker {
                     tracker,
-                    _log: Some(owned),
+                    _log: Some(held),
                 })),
                 Err(_) => core::ptr::null_mut(),
             }
@@ -142,6 +148,19 @@ pub unsafe extern "C" fn mlc_tracker_new_with_log(
             }
         }
     })
+}
+
+/// Whether `fd` is a descriptor a tracker's log is written through
+/// (1) or not (0); always 0 where logs are not descriptors (Windows).
+#[no_mangle]
+pub extern "C" fn mlc_holds_descriptor(fd: c_int) -> c_int {
+    #[cfg(unix)]
+    return c_int::from(mallocator_core::backtracing::holds_descriptor(fd));
+    #[cfg(not(unix))]
+    {
+        let _ = fd;
+        0
+    }
 }
 
 /// A handle allocating through the tracker (the null handle for NULL).

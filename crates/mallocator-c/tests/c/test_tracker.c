@@ -6,7 +6,8 @@
  * allocator; blocks that stay live in the inner allocator after the
  * tracker is deleted; a tracker over the libc and arena handles; the log
  * file of mlc_tracker_new_with_log (mode 0600, never through a symbolic
- * link); and, on POSIX, several threads at once. Everything allocated is
+ * link, its descriptor out of the program's way); and, on POSIX, several
+ * threads at once. Everything allocated is
  * freed and every object deleted before exit, so that Valgrind and
  * LeakSanitizer see no leak.
  */
@@ -448,6 +449,56 @@ static void test_threads(void) {
   CHECK_EQ(mlc_tracker_live_blocks(t), 0);
   mlc_tracker_delete(t);
 }
+/* The log's descriptor: moved up out of the way of the numbers a program
+ * opens, said held while the tracker lives, so that a program closing
+ * every descriptor it did not open (as a daemon does) can spare it and
+ * keep its log; not held once the tracker is deleted. */
+static void test_log_descriptor(void) {
+  char dir[512], path[600], expect[64];
+  const char *tmp = getenv("TMPDIR");
+  mlc_tracker_t *t;
+  int fd, held = -1, count = 0, log_fd;
+  long limit = sysconf(_SC_OPEN_MAX);
+
+  snprintf(dir, sizeof dir, "%s/mlc_fdtest_XXXXXX", tmp && *tmp ? tmp : "/tmp");
+  CHECK(mkdtemp(dir) != NULL);
+  snprintf(path, sizeof path, "%s/alloc.log", dir);
+  CHECK_EQ(mlc_holds_descriptor(-1), 0);
+  t = mlc_tracker_new_with_log(mlc_libc_valloc(), path);
+  CHECK(t != NULL);
+  if (!t) return;
+  for (fd = 0; fd < limit && fd < 1 << 16; fd++) {
+    if (mlc_holds_descriptor(fd)) {
+      held = fd;
+      count++;
+    }
+  }
+  CHECK_EQ(count, 1);
+  CHECK(held >= 1000 || held == limit - 1);
+  /* A daemon's start: every descriptor above 2 closed, but the log's. */
+  for (fd = 3; fd < limit && fd < 1 << 16; fd++) {
+    if (!mlc_holds_descriptor(fd)) close(fd);
+  }
+  {
+    mlc_valloc_t h = mlc_tracker_valloc(t);
+    void *p = mlc_valloc_malloc(h, 16, 79);
+    CHECK(p != NULL);
+    mlc_valloc_free(h, p);
+    snprintf(expect, sizeof expect, ":0x%016llx:16:79", (unsigned long long)(uintptr_t)p);
+  }
+  mlc_tracker_delete(t);
+  CHECK_EQ(mlc_holds_descriptor(held), 0);
+  log_fd = open(path, O_RDONLY);
+  CHECK(log_fd >= 0);
+  if (log_fd >= 0) {
+    char *log = read_all(log_fd);
+    close(log_fd);
+    CHECK(strstr(log, expect) != NULL);
+    free(log);
+  }
+  unlink(path);
+  rmdir(dir);
+}
 #endif /* !_WIN32 */
 
 int main(void) {
@@ -455,6 +506,7 @@ int main(void) {
   test_other_inners();
 #ifndef _WIN32
   test_log_file();
+  test_log_descriptor();
   test_report_fds();
   test_threads();
 #endif

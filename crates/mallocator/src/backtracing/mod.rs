@@ -188,7 +188,7 @@ pub use global::{ExitReport, GlobalBacktracing};
 use live::LiveShard;
 pub use log::{create_log_file, LogFormat, LogTarget};
 #[cfg(unix)]
-pub use os::{holds_descriptor, log_descriptors, LogDescriptors};
+pub use os::{holds_descriptor, log_descriptors, HeldLogFile, LogDescriptors};
 pub use reachability::LeakKind;
 pub use report::{ErrorEntry, ErrorKind, Frame, LeakGroup, LeakReport};
 pub use scope::Scope;

@@ -19,6 +19,9 @@
 //!   library's `close`, `close_range`, `closefrom`, `dup2` and `dup3` to
 //!   leave it alone ([`holds_descriptor`], [`log_descriptors`]).
 //!
+//! A file the caller opens and lends to a tracker is kept so too when it
+//! is wrapped in a [`HeldLogFile`].
+//!
 //! A program that makes the system call itself, not through the C
 //! library, still reaches it.
 
@@ -130,6 +133,46 @@ fn floor() -> Option<RawFd> {
     }
     let highest = RawFd::try_from(limit.rlim_cur.saturating_sub(1)).unwrap_or(RawFd::MAX);
     Some(FLOOR.min(highest))
+}
+
+/// A log file opened by the caller (with [`create_log_file`]) to lend to
+/// a tracker as [`LogTarget::Fd`], kept out of the program's way as the
+/// tracker keeps the files it opens itself: its descriptor moved up to
+/// 1000 or above and listed by [`holds_descriptor`] while this lives; the
+/// file is closed when it is dropped (after the tracker it was lent to).
+/// The C library's `mlc_tracker_new_with_log` keeps its log so.
+///
+/// [`create_log_file`]: crate::backtracing::create_log_file
+/// [`LogTarget::Fd`]: crate::backtracing::LogTarget::Fd
+///
+/// ```
+/// # #[cfg(not(miri))] { // Miri cannot create files in isolation
+/// use mallocator::backtracing::{create_log_file, holds_descriptor, HeldLogFile};
+/// use std::os::fd::{AsFd, AsRawFd};
+///
+/// let path = std::env::temp_dir().join(format!("mallocator-held-doc-{}.log", std::process::id()));
+/// let log = HeldLogFile::new(create_log_file(&path).unwrap());
+/// let fd = log.as_fd().as_raw_fd();
+/// assert!(fd >= 3 && holds_descriptor(fd));
+/// drop(log);
+/// assert!(!holds_descriptor(fd));
+/// # std::fs::remove_file(&path).unwrap();
+/// # }
+/// ```
+#[derive(Debug)]
+pub struct HeldLogFile(HeldFd);
+
+impl HeldLogFile {
+    /// Takes `file`, moving its descriptor up and listing it.
+    pub fn new(file: std::fs::File) -> HeldLogFile {
+        HeldLogFile(HeldFd::new(file.into()))
+    }
+}
+
+impl AsFd for HeldLogFile {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.0.as_fd()
+    }
 }
 
 /// Whether `fd` is a descriptor a tracker's log file is written through

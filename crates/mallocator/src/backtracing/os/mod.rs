@@ -49,7 +49,7 @@ pub(crate) use backtrace::UNWINDS;
 pub(crate) use backtrace::{stack_of_exit_caller, symbolize, unwind, SYMBOLIZING};
 pub(crate) use clock::{ticks, ticks_per_second, CLOCK};
 #[cfg(unix)]
-pub use descriptors::{holds_descriptor, log_descriptors, LogDescriptors};
+pub use descriptors::{holds_descriptor, log_descriptors, HeldLogFile, LogDescriptors};
 #[cfg(dwarf_unwinder)]
 pub(crate) use loader::UnwindSections;
 pub(crate) use loader::{for_each_module, with_code_site, with_loader_locked};
