@@ -346,6 +346,25 @@ fn stack(out: &mut dyn Write, a: &Analysis, id: StackId, indent: &str) -> io::Re
     Ok(())
 }
 
+/// Group number `n` of a list: `#n: B bytes in C blocks` after `lead`,
+/// then its stack, each frame after `indent`.
+fn group(
+    out: &mut dyn Write,
+    a: &Analysis,
+    n: usize,
+    g: &Group,
+    lead: &str,
+    indent: &str,
+) -> io::Result<()> {
+    writeln!(
+        out,
+        "{lead}#{n}: {} in {}",
+        plural(g.bytes, "byte", "bytes"),
+        plural(g.count, "block", "blocks")
+    )?;
+    stack(out, a, g.stack, indent)
+}
+
 fn more(out: &mut dyn Write, shown: usize, all: usize, what: &str) -> io::Result<()> {
     if all > shown {
         writeln!(
@@ -455,14 +474,7 @@ pub fn text(out: &mut dyn Write, a: &Analysis, top: Top, warnings_total: u64) ->
     if !a.groups.is_empty() {
         let shown = take(&a.groups, top);
         for (i, g) in shown.iter().enumerate() {
-            writeln!(
-                out,
-                "\n#{}: {} in {}",
-                i + 1,
-                plural(g.bytes, "byte", "bytes"),
-                plural(g.count, "block", "blocks")
-            )?;
-            stack(out, a, g.stack, "    ")?;
+            group(out, a, i + 1, g, "\n", "    ")?;
         }
         if a.groups.len() > shown.len() {
             writeln!(out)?;
@@ -565,14 +577,7 @@ fn peak_consumers(out: &mut dyn Write, a: &Analysis) -> io::Result<()> {
         ),
     )?;
     for (i, g) in a.peak_consumers.iter().enumerate() {
-        writeln!(
-            out,
-            "  #{}: {} in {}",
-            i + 1,
-            plural(g.bytes, "byte", "bytes"),
-            plural(g.count, "block", "blocks")
-        )?;
-        stack(out, a, g.stack, "      ")?;
+        group(out, a, i + 1, g, "  ", "      ")?;
     }
     let left = a
         .peak_consumers_total
