@@ -34,10 +34,10 @@ pub(crate) fn panic_location(f: impl FnOnce()) -> (String, u32) {
 /// and freed when dropped, once whatever it was lent to is gone, so that
 /// LeakSanitizer's exit check stays clean. Freed through the pointer
 /// `Box::into_raw` gave, never through a shared reference.
-pub(crate) struct StaticStr(*mut str);
+struct StaticStr(*mut str);
 
 impl StaticStr {
-    pub(crate) fn new(s: &str) -> Self {
+    fn new(s: &str) -> Self {
         StaticStr(Box::into_raw(s.to_owned().into_boxed_str()))
     }
 
@@ -45,7 +45,7 @@ impl StaticStr {
     ///
     /// # Safety
     /// No use of the reference comes after `self` is dropped.
-    pub(crate) unsafe fn get(&self) -> &'static str {
+    unsafe fn get(&self) -> &'static str {
         // SAFETY: `self.0` came from `Box::into_raw` and is freed only by
         // `drop`, after every use of this reference (the caller's promise).
         unsafe { &*self.0 }
@@ -56,6 +56,56 @@ impl Drop for StaticStr {
     fn drop(&mut self) {
         // SAFETY: from `Box::into_raw`, freed once, here.
         drop(unsafe { Box::from_raw(self.0) });
+    }
+}
+
+/// A directory of one test's own under the temporary folder (named
+/// after the test and this process, so that parallel tests and runs
+/// never share one), with paths in it lent out as `&'static str` for
+/// `LogTarget::Path`. Removed with all it holds when dropped, also when
+/// the test fails; drop it after every log that writes there.
+pub(crate) struct TempDir {
+    dir: std::path::PathBuf,
+    /// The paths lent out, freed with the directory.
+    lent: RefCell<Vec<StaticStr>>,
+}
+
+impl TempDir {
+    /// A new, empty directory for the test `test`.
+    #[track_caller]
+    pub(crate) fn new(test: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("mallocator-{test}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        TempDir {
+            dir,
+            lent: RefCell::new(Vec::new()),
+        }
+    }
+
+    /// The path of `name` in the directory.
+    pub(crate) fn join(&self, name: &str) -> std::path::PathBuf {
+        self.dir.join(name)
+    }
+
+    /// The path of `name` in the directory, as long as the program runs.
+    ///
+    /// # Safety
+    /// No use of the reference comes after `self` is dropped.
+    pub(crate) unsafe fn lend(&self, name: &str) -> &'static str {
+        let path = StaticStr::new(self.join(name).to_str().unwrap());
+        // SAFETY: `path` is kept in `self.lent` and freed only when `self`
+        // is dropped, after every use of the reference (the caller's
+        // promise).
+        let lent = unsafe { path.get() };
+        self.lent.borrow_mut().push(path);
+        lent
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 

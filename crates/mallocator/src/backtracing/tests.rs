@@ -428,10 +428,9 @@ fn log_mode_writes_the_c_format() {
 #[test]
 #[cfg_attr(miri, ignore)] // files
 fn log_records_from_threads_never_interleave() {
-    let path = std::env::temp_dir().join(format!("mallocator-bt-log-{}.txt", std::process::id()));
-    let owned = crate::test_util::StaticStr::new(path.to_str().unwrap());
-    // SAFETY: `owned` is dropped after the tracker that uses it.
-    let leaked = unsafe { owned.get() };
+    let dir = crate::test_util::TempDir::new("bt-log");
+    // SAFETY: `dir` is dropped after the tracker that uses the path.
+    let leaked = unsafe { dir.lend("log.txt") };
     let t = Backtracing::with_config(
         Valloc::libc(),
         Config {
@@ -452,13 +451,8 @@ fn log_records_from_threads_never_interleave() {
             });
         }
     });
-    // The log path must outlive the tracker (`LogTarget::Path` takes a
-    // `&'static str`); once the tracker is gone nothing refers to it, and
-    // freeing it keeps LeakSanitizer's exit check clean.
     drop(t);
-    drop(owned);
-    let text = std::fs::read_to_string(&path).unwrap();
-    std::fs::remove_file(&path).unwrap();
+    let text = std::fs::read_to_string(leaked).unwrap();
     let records = parse_log(&text);
     assert_eq!(records.len(), 4 * 200 * 2);
     let allocs = records.iter().filter(|r| r.0 == "ALLOC").count();
@@ -1518,10 +1512,9 @@ fn a_threads_events_stay_in_order_while_another_thread_flushes_them() {
 #[test]
 #[cfg_attr(miri, ignore)] // files
 fn compact_log_file_from_many_threads() {
-    let path = std::env::temp_dir().join(format!("mallocator-bt-v2-{}.log", std::process::id()));
-    let owned = crate::test_util::StaticStr::new(path.to_str().unwrap());
-    // SAFETY: `owned` is dropped after the tracker that uses it.
-    let leaked = unsafe { owned.get() };
+    let dir = crate::test_util::TempDir::new("bt-v2");
+    // SAFETY: `dir` is dropped after the tracker that uses the path.
+    let leaked = unsafe { dir.lend("log.v2") };
     let t = Backtracing::with_config(
         Valloc::libc(),
         Config {
@@ -1543,9 +1536,7 @@ fn compact_log_file_from_many_threads() {
         }
     });
     drop(t);
-    drop(owned);
-    let bytes = std::fs::read(&path).unwrap();
-    std::fs::remove_file(&path).unwrap();
+    let bytes = std::fs::read(leaked).unwrap();
     let d = decode_compact(&bytes);
     assert_eq!(d.events.len(), 4 * 5000 * 2);
     assert_eq!(d.end, Some((40_000, 0)));

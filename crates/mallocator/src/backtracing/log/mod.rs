@@ -890,12 +890,9 @@ mod tests {
     /// record.
     #[test]
     fn a_text_log_not_open_at_a_fork_is_the_parents() {
-        let dir = std::env::temp_dir().join(format!("mallocator-forked-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = |name: &str| crate::test_util::StaticStr::new(dir.join(name).to_str().unwrap());
-        let (child_path, parent_path) = (path("child.log"), path("parent.log"));
-        // SAFETY: the paths are dropped after the logs that use them.
-        let (child, parent) = unsafe { (child_path.get(), parent_path.get()) };
+        let dir = crate::test_util::TempDir::new("forked");
+        // SAFETY: `dir` is dropped after the logs that use the paths.
+        let (child, parent) = unsafe { (dir.lend("child.log"), dir.lend("parent.log")) };
         let in_child = Log::new(LogTarget::Path(child), LogFormat::Firedancer);
         in_child.stop_in_child();
         in_child.write_text(0x10, Some((16, 8)), NO_STACK, &[]);
@@ -906,8 +903,6 @@ mod tests {
             .unwrap()
             .starts_with("+++ ALLOC"));
         drop((in_child, in_parent));
-        std::fs::remove_dir_all(&dir).unwrap();
-        drop((child_path, parent_path));
     }
 
     /// A stack stored after a chunk's writer checked the module map (by
@@ -1013,11 +1008,9 @@ mod tests {
     /// ended for an `exec`.
     #[test]
     fn an_end_before_a_failed_exec_is_taken_back() {
-        let dir = std::env::temp_dir().join(format!("mallocator-exec-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = crate::test_util::StaticStr::new(dir.join("exec.log").to_str().unwrap());
-        // SAFETY: the path is dropped after the log that uses it.
-        let file = unsafe { path.get() };
+        let dir = crate::test_util::TempDir::new("exec");
+        // SAFETY: `dir` is dropped after the log that uses the path.
+        let file = unsafe { dir.lend("exec.log") };
         let log = Log::new(LogTarget::Path(file), LogFormat::Compact);
         let stacks = StackTable::new();
         let chunk = |log: &Log, events: u64| {
@@ -1065,8 +1058,6 @@ mod tests {
         assert_eq!(tags(&whole).iter().filter(|&&t| t == b'Z').count(), 1);
         assert_eq!(end(&whole), (4, 0));
         drop(log);
-        std::fs::remove_dir_all(&dir).unwrap();
-        drop(path);
 
         let log = Log::new(LogTarget::Callback(collect_exec), LogFormat::Compact);
         chunk(&log, 1);
@@ -1083,11 +1074,12 @@ mod tests {
     /// there does not wait for one.
     #[test]
     fn a_child_forked_during_an_exec_does_not_wait_for_it() {
-        let dir = std::env::temp_dir().join(format!("mallocator-exec-fork-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = crate::test_util::StaticStr::new(dir.join("exec.log").to_str().unwrap());
-        // SAFETY: the path is dropped after the log that uses it.
-        let log = Log::new(LogTarget::Path(unsafe { path.get() }), LogFormat::Compact);
+        let dir = crate::test_util::TempDir::new("exec-fork");
+        // SAFETY: `dir` is dropped after the log that uses the path.
+        let log = Log::new(
+            LogTarget::Path(unsafe { dir.lend("exec.log") }),
+            LogFormat::Compact,
+        );
         let stacks = StackTable::new();
         log.write_chunk(&stacks, 1, &[0; compact::FREE_EVENT], 1);
         log.finish_for_exec();
@@ -1103,17 +1095,13 @@ mod tests {
             log.inner.lock().execs = 0;
             assert!(!waited, "the chunk waited for an exec that is not coming");
         });
-        drop(log);
-        std::fs::remove_dir_all(&dir).unwrap();
-        drop(path);
     }
 
     #[test]
     #[cfg(all(unix, not(miri)))]
     fn log_files_are_private_and_never_someone_elses() {
         use std::os::unix::fs::{MetadataExt, PermissionsExt};
-        let dir = std::env::temp_dir().join(format!("mallocator-logfile-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = crate::test_util::TempDir::new("logfile");
         let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
         // A new file: 0600.
         let fresh = dir.join("fresh.log");
@@ -1162,6 +1150,5 @@ mod tests {
             assert_eq!(std::fs::read(&theirs).unwrap(), b"theirs");
             assert_eq!(std::fs::metadata(&theirs).unwrap().uid(), 65534);
         }
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 }
