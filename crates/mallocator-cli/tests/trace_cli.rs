@@ -645,6 +645,65 @@ fn without_output_the_report_goes_to_stderr() {
     assert!(out.stdout.is_empty(), "the program's own output only");
 }
 
+/// `--error-exitcode N` makes a run whose report finds anything exit N,
+/// over the program's own code, whichever process of the traced tree it
+/// was found in; a run that finds nothing (or only suppressed leaks)
+/// keeps the program's code, and a death by signal its 128+N.
+#[test]
+fn error_exitcode_fails_a_run_whose_report_finds_leaks_or_bad_frees() {
+    let dir = scratch();
+    let code = |options: &[&str], mode: &str| {
+        let out = Command::new(BIN)
+            .arg("trace")
+            .args(options)
+            .arg("--")
+            .arg(programs())
+            .arg(mode)
+            .output()
+            .unwrap();
+        (
+            exit_code(&out),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let fail = ["--error-exitcode", "23"];
+    // Leaks; leaks in a program that exits 7.
+    assert_eq!(code(&fail, "family").0, 23);
+    assert_eq!(code(&[], "family").0, 0);
+    assert_eq!(code(&fail, "destructor").0, 23);
+    // A double free, no leak.
+    let (status, stderr) = code(&fail, "double-free");
+    assert_eq!(status, 23, "{stderr}");
+    assert!(stderr.contains("Double frees ("), "{stderr}");
+    assert!(
+        stderr.contains("0 leaked blocks, 1 bad frees: exiting with status 23"),
+        "{stderr}"
+    );
+    assert_eq!(code(&[], "double-free").0, 0);
+    // Nothing found.
+    assert_eq!(code(&fail, "peak").0, 0);
+    let supp = dir.path().join("destructor.supp");
+    std::fs::write(&supp, "leak:last_words\n").unwrap();
+    let suppressed = [&fail[..], &["--suppressions", supp.to_str().unwrap()]].concat();
+    assert_eq!(code(&suppressed, "destructor").0, 7);
+    // A leak in a child, found only when the child is traced.
+    let follow = [&fail[..], &["--follow-fork"]].concat();
+    assert_eq!(code(&follow, "leaky-child").0, 23);
+    assert_eq!(code(&fail, "leaky-child").0, 0);
+    // Killed by SIGABRT after a leak.
+    assert_eq!(code(&fail, "abort").0, 128 + 6);
+    // Out of range, or with no report to find anything in: usage errors.
+    let log = dir.path().join("log");
+    for bad in [
+        &["--error-exitcode", "0"][..],
+        &["--error-exitcode", "256"],
+        &["--error-exitcode", "1", "--output", log.to_str().unwrap()],
+    ] {
+        assert_eq!(code(bad, "peak").0, 2, "{bad:?}");
+    }
+    assert!(!log.exists());
+}
+
 /// The stacks that held the most at the heap's peak: in the report on
 /// stderr when asked for, and in the log's JSON report, named from the
 /// program's debug info.

@@ -577,15 +577,51 @@ fn read_v2(args: &LeaksArgs, name: &str, data: &[u8]) -> Result<Outcome, crate::
 /// (leaks found with `--fail-on-leaks`); an error (bad input, an
 /// unreadable or unwritable file) is exit code 2.
 pub fn run(args: &LeaksArgs) -> Result<ExitCode, crate::Error> {
-    run_to(args, &mut io::stdout().lock(), "standard output")
+    let found = run_to(args, &mut io::stdout().lock(), "standard output")?;
+    Ok(if args.fail_on_leaks && found.leaked_blocks > 0 {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
-/// [`run`], with the report written to `out` (named `out_name` in errors).
+/// What a report found that a check may fail on (nothing found is
+/// `Findings::default()`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Findings {
+    /// Blocks never freed, less the suppressed ones.
+    pub leaked_blocks: u64,
+    /// Frees of blocks that were not live: double frees and frees of
+    /// addresses never allocated (each survived, as the tracker does).
+    pub bad_frees: u64,
+}
+
+impl Findings {
+    fn of(a: &Analysis) -> Findings {
+        let double = a.double_frees.iter().map(|(_, t)| t.count);
+        let unknown = a.unknown_frees.iter().map(|(_, t)| t.count);
+        Findings {
+            leaked_blocks: a.leaked_blocks,
+            bad_frees: double.chain(unknown).sum(),
+        }
+    }
+}
+
+/// The findings of several reports (a traced process tree's) together.
+impl std::ops::AddAssign for Findings {
+    fn add_assign(&mut self, other: Findings) {
+        self.leaked_blocks += other.leaked_blocks;
+        self.bad_frees += other.bad_frees;
+    }
+}
+
+/// [`run`], with the report written to `out` (named `out_name` in
+/// errors); what it found.
 pub(crate) fn run_to(
     args: &LeaksArgs,
     out: &mut dyn Write,
     out_name: &str,
-) -> Result<ExitCode, crate::Error> {
+) -> Result<Findings, crate::Error> {
     let name = match &args.log {
         Some(path) if path.as_os_str() != "-" => path.display().to_string(),
         _ => "<stdin>".to_owned(),
@@ -643,11 +679,7 @@ pub(crate) fn run_to(
         )
         .map_err(|e| crate::Error::write(out_name, e))?;
     }
-    Ok(if args.fail_on_leaks && analysis.leaked_blocks > 0 {
-        ExitCode::from(1)
-    } else {
-        ExitCode::SUCCESS
-    })
+    Ok(Findings::of(analysis))
 }
 
 /// The built-in suppressions and those of `files`; a file that cannot be

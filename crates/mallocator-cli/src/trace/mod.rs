@@ -43,8 +43,8 @@ The tracker's MALLOCATOR_STACKS, MALLOCATOR_DEPTH and MALLOCATOR_FREE_STACKS are
 PROGRAM from the environment; its settings for a program's own report at exit \
 (MALLOCATOR_LEAKS, MALLOCATOR_LEAKS_FORMAT, MALLOCATOR_LEAKS_EXITCODE, MALLOCATOR_SUPPRESSIONS, \
 MALLOCATOR_FULL_STACKS) are not, with a note: the trace makes the report.\n\n\
-Exit code: PROGRAM's; 128+N when a signal N killed it (and a line says so); 2 when it could not \
-be traced."
+Exit code: PROGRAM's (with --error-exitcode N, N when the report finds something); 128+N when a \
+signal N killed it (and a line says so); 2 when it could not be traced."
 )]
 pub struct TraceArgs {
     /// Keep the event log (compact format v2) in FILE for `mallocator leaks`, instead of printing
@@ -72,6 +72,17 @@ pub struct TraceArgs {
     /// `mallocator leaks --peak-limit`); none by default, as the report on stderr is a summary.
     #[arg(long, value_name = "N", default_value_t = 0, conflicts_with = "output")]
     pub peak_limit: usize,
+    /// Exit with N (1 to 255) when the report finds leaks (not suppressed), double frees or
+    /// invalid frees in any traced process, instead of the program's own exit code (Valgrind's
+    /// option of the same name; LeakSanitizer exits 23). A program killed by a signal keeps its
+    /// 128+N.
+    #[arg(
+        long,
+        value_name = "N",
+        value_parser = clap::value_parser!(u8).range(1..),
+        conflicts_with = "output"
+    )]
+    pub error_exitcode: Option<u8>,
     /// Walk frame pointers only, no DWARF unwinding (MALLOCATOR_STACKS=fp): cheaper, for a
     /// program built with frame pointers everywhere; in code without them, stacks stop early.
     #[arg(long)]

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, ExitStatus};
 
 use super::{library, program, TraceArgs};
-use crate::leaks::{self, LeaksArgs};
+use crate::leaks::{self, Findings, LeaksArgs};
 use crate::Error;
 
 pub(crate) fn run(args: &TraceArgs) -> Result<ExitCode, Error> {
@@ -107,27 +107,43 @@ pub(crate) fn run(args: &TraceArgs) -> Result<ExitCode, Error> {
         }
         return Ok(code);
     }
-    match report_tree(args, log, children) {
-        Err(e) if !e.is_closed_pipe() => Err(e),
+    let found = match report_tree(args, log, children) {
+        Ok(found) => found,
+        Err(e) if !e.is_closed_pipe() => return Err(e),
         // Read or not (`trace ... 2>&1 | head`), the report leaves the
         // program's status to say how it ended.
+        Err(_) => return Ok(code),
+    };
+    match args.error_exitcode {
+        // A death by signal keeps its status: it says more.
+        Some(n) if found != Findings::default() && status.code().is_some() => {
+            note(format_args!(
+                "{} leaked blocks, {} bad frees: exiting with status {n} (--error-exitcode)",
+                found.leaked_blocks, found.bad_frees
+            ));
+            Ok(ExitCode::from(n))
+        }
         _ => Ok(code),
     }
 }
 
 /// Prints the leak report of `log`, then of each child's log, on
-/// standard error.
-fn report_tree(args: &TraceArgs, log: PathBuf, children: Vec<(u32, PathBuf)>) -> Result<(), Error> {
-    report(args, log)?;
+/// standard error; what they found, together.
+fn report_tree(
+    args: &TraceArgs,
+    log: PathBuf,
+    children: Vec<(u32, PathBuf)>,
+) -> Result<Findings, Error> {
+    let mut found = report(args, log)?;
     for (pid, child_log) in children {
         writeln!(
             std::io::stderr(),
             "\n== mallocator trace: process {pid}, a child =="
         )
         .map_err(|e| Error::write("standard error", e))?;
-        report(args, child_log)?;
+        found += report(args, child_log)?;
     }
-    Ok(())
+    Ok(found)
 }
 
 /// The tracker's settings for a program's own leak report at exit; the
@@ -180,8 +196,8 @@ fn preloadable(library: &Path) -> Result<(), Error> {
     Ok(())
 }
 
-/// Prints the leak report of `log` on standard error.
-fn report(args: &TraceArgs, log: PathBuf) -> Result<ExitCode, Error> {
+/// Prints the leak report of `log` on standard error; what it found.
+fn report(args: &TraceArgs, log: PathBuf) -> Result<Findings, Error> {
     let report = LeaksArgs {
         full_stacks: args.full_stacks,
         suppressions: args.suppressions.clone(),

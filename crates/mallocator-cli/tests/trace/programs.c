@@ -459,6 +459,30 @@ __attribute__((noinline)) static int churn_threads(int threads, long pairs) {
     return 0;
 }
 
+/* Frees one block twice: a double free, which the tracker reports and
+ * survives (glibc alone would abort). Leaks nothing. */
+__attribute__((noinline)) static int double_free(void) {
+    char *volatile block = malloc(16);
+    check(block != NULL, "malloc");
+    free(block);
+    free(block);
+    return 0;
+}
+
+/* A child that leaks 1 x 40 and exits 0; the parent leaks nothing. */
+__attribute__((noinline)) static int leaky_child(void) {
+    pid_t pid = fork();
+    check(pid >= 0, "fork");
+    if (pid == 0) {
+        check(malloc(40) != NULL, "the child's leak");
+        exit(0);
+    }
+    int status;
+    check(waitpid(pid, &status, 0) == pid, "waitpid");
+    check(WIFEXITED(status) && WEXITSTATUS(status) == 0, "the child ended well");
+    return 0;
+}
+
 int main(int argc, char **argv) {
     check(argc >= 2, "a mode");
     const char *mode = argv[1];
@@ -476,6 +500,8 @@ int main(int argc, char **argv) {
     if (!strcmp(mode, "idle-child")) return idle_child();
     if (!strcmp(mode, "close-all")) { check(argc >= 3, "close-all PATH"); return close_all(argv[2]); }
     if (!strcmp(mode, "peak")) return peak();
+    if (!strcmp(mode, "double-free")) return double_free();
+    if (!strcmp(mode, "leaky-child")) return leaky_child();
     if (!strcmp(mode, "churn")) return churn_pairs(argc > 2 ? atol(argv[2]) : 1000000);
     if (!strcmp(mode, "churn-threads")) { check(argc >= 4, "churn-threads THREADS PAIRS"); return churn_threads(atoi(argv[2]), atol(argv[3])); }
     if (!strcmp(mode, "_exit")) { check(malloc(21) != NULL, "leak"); _exit(4); }
