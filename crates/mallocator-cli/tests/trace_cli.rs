@@ -406,6 +406,22 @@ fn a_shell_script_that_redirects_descriptor_3_writes_only_its_own_lines() {
     );
 }
 
+/// Threads whose first allocation is inside `pthread_getattr_np` (glibc's
+/// allocates holding the lock of the thread it describes, the lock the
+/// tracker's question for a thread's stack takes too): the program ends,
+/// its log whole (a deadlock ends it by SIGALRM after 10 s).
+#[test]
+fn threads_whose_first_call_asks_for_a_threads_attributes() {
+    let dir = scratch();
+    let (out, report) = trace(dir.path(), &["getattr-first"]);
+    assert_eq!(exit_code(&out), 0, "{out:?}");
+    assert_eq!(our_leaks(&report), []);
+    assert!(
+        report["log"]["input"]["allocs"].as_u64().unwrap() >= 3,
+        "{report:#}"
+    );
+}
+
 #[test]
 fn a_signal_handler_that_allocates() {
     let dir = scratch();

@@ -53,6 +53,7 @@ extern "C" fn init() {
     ABORT.look_up();
     crate::exec::look_up();
     crate::descriptors::look_up();
+    crate::thread_stack::look_up();
     // Settings read and log started before the program runs.
     TRACKER.configure_now();
     if !follow_exec() {

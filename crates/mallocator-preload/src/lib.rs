@@ -16,7 +16,8 @@
 //! log); and so are `_exit`, `_Exit`, `abort` and the `exec` family, to
 //! end the log first (`init.rs`, `exec.rs`); and `close`, `close_range`,
 //! `closefrom`, `dup2` and `dup3`, to keep the log's descriptor open
-//! (`descriptors.rs`).
+//! (`descriptors.rs`); and `pthread_getattr_np`, which glibc's allocates
+//! in while it holds a thread's lock (`thread_stack.rs`).
 //!
 //! The C++ `operator new` and `operator delete` are not defined here:
 //! libstdc++ (and libc++) implement them with `malloc` and `free`, so
@@ -42,5 +43,7 @@ mod init;
 mod next;
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 mod signals;
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+mod thread_stack;
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 mod unload;

@@ -483,6 +483,46 @@ __attribute__((noinline)) static int leaky_child(void) {
     return 0;
 }
 
+/* Threads whose first call is pthread_getattr_np, as a new thread of the
+ * JVM's makes: glibc's allocates while it holds the lock of the thread
+ * it describes. One asks for its own, then two ask for each other's at
+ * once. A deadlock ends the program by SIGALRM. Leaks nothing. */
+static pthread_t peers[2];
+static pthread_barrier_t peers_ready;
+
+static void stack_of(pthread_t thread) {
+    pthread_attr_t attr;
+    void *addr;
+    size_t size;
+    check(pthread_getattr_np(thread, &attr) == 0, "pthread_getattr_np");
+    check(pthread_attr_getstack(&attr, &addr, &size) == 0 && size > 0, "pthread_attr_getstack");
+    pthread_attr_destroy(&attr);
+}
+
+static void *own_stack(void *arg) {
+    stack_of(pthread_self());
+    return arg;
+}
+
+static void *peer_stack(void *arg) {
+    pthread_barrier_wait(&peers_ready);
+    stack_of(peers[1 - (long)arg]);
+    return NULL;
+}
+
+__attribute__((noinline)) static int getattr_first(void) {
+    alarm(10);
+    pthread_t asker;
+    check(pthread_create(&asker, NULL, own_stack, NULL) == 0, "pthread_create");
+    check(pthread_join(asker, NULL) == 0, "pthread_join");
+    check(pthread_barrier_init(&peers_ready, NULL, 3) == 0, "pthread_barrier_init");
+    for (long i = 0; i < 2; i++) check(pthread_create(&peers[i], NULL, peer_stack, (void *)i) == 0, "pthread_create");
+    pthread_barrier_wait(&peers_ready);
+    for (int i = 0; i < 2; i++) check(pthread_join(peers[i], NULL) == 0, "pthread_join");
+    pthread_barrier_destroy(&peers_ready);
+    return 0;
+}
+
 int main(int argc, char **argv) {
     check(argc >= 2, "a mode");
     const char *mode = argv[1];
@@ -501,6 +541,7 @@ int main(int argc, char **argv) {
     if (!strcmp(mode, "close-all")) { check(argc >= 3, "close-all PATH"); return close_all(argv[2]); }
     if (!strcmp(mode, "peak")) return peak();
     if (!strcmp(mode, "double-free")) return double_free();
+    if (!strcmp(mode, "getattr-first")) return getattr_first();
     if (!strcmp(mode, "leaky-child")) return leaky_child();
     if (!strcmp(mode, "churn")) return churn_pairs(argc > 2 ? atol(argv[2]) : 1000000);
     if (!strcmp(mode, "churn-threads")) { check(argc >= 4, "churn-threads THREADS PAIRS"); return churn_threads(atoi(argv[2]), atol(argv[3])); }

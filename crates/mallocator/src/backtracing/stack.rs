@@ -263,7 +263,10 @@ fn agree(home: usize, walked: &[usize], unwound: &[usize]) -> bool {
 }
 
 std::thread_local! {
-    /// This thread's stack bounds: `(0, 0)` not yet asked, `(1, 1)` unknown.
+    /// This thread's stack bounds: `(0, 0)` not yet asked, `(1, 1)` unknown
+    /// (also while being asked: a call nested in the question, which the
+    /// question's own functions may make, finds them unknown instead of
+    /// asking again).
     static BOUNDS: core::cell::Cell<(usize, usize)> = const { core::cell::Cell::new((0, 0)) };
 }
 
@@ -274,6 +277,26 @@ fn thread_bounds() -> Option<(usize, usize)> {
         Ok(known) if known.0 > 1 => Some(known),
         _ => thread_bounds_slow(),
     }
+}
+
+/// Asks the OS for the calling thread's stack bounds now, unless they
+/// were asked for already (the tracker asks at the thread's first stack
+/// capture, and keeps the answer for the thread's life).
+///
+/// For a library that defines `pthread_getattr_np` over the C library's
+/// (as mallocator's preload library does), to call before the C
+/// library's: glibc's allocates while it holds the thread's own lock,
+/// and the tracker's question is that same function, so asked first from
+/// inside that allocation it would wait for the lock forever (a new
+/// thread of the JVM does exactly this first). Asked here, before any
+/// lock is taken, it is known by then. Does nothing on a platform where
+/// the tracker cannot ask.
+///
+/// ```
+/// mallocator::backtracing::learn_thread_stack();
+/// ```
+pub fn learn_thread_stack() {
+    let _ = thread_bounds();
 }
 
 /// Whether this thread's stack bounds were asked for already (known or
@@ -288,6 +311,7 @@ pub(crate) fn thread_bounds_asked() -> bool {
 fn thread_bounds_slow() -> Option<(usize, usize)> {
     let cached = BOUNDS.try_with(|b| b.get()).unwrap_or((1, 1));
     let bounds = if cached == (0, 0) {
+        let _ = BOUNDS.try_with(|b| b.set((1, 1)));
         // glibc reads /proc for the main thread, allocating: the
         // tracker's own work (invariant 12).
         let fresh = {
