@@ -422,6 +422,29 @@ fn threads_whose_first_call_asks_for_a_threads_attributes() {
     );
 }
 
+/// Threads cancelled while they allocate: cancelled in the program's
+/// code only, never halfway through a log write, so the log is whole and
+/// every event in it (`json_report` fails on a damaged one).
+#[test]
+fn threads_cancelled_while_they_allocate() {
+    let dir = scratch();
+    let (out, mut report) = trace(dir.path(), &["cancel"]);
+    assert_eq!(exit_code(&out), 0, "{out:?}");
+    // The C library loads its unwinder at the first `pthread_cancel`, for
+    // good: its one-time blocks are left to it.
+    let by_cancel = |g: &Value| {
+        g["frames"].as_array().unwrap().iter().any(|f| {
+            f["function"]
+                .as_str()
+                .is_some_and(|name| name.trim_start_matches('_') == "pthread_cancel")
+        })
+    };
+    let groups = report["groups"].as_array_mut().unwrap();
+    groups.retain(|g| !by_cancel(g));
+    assert_eq!(our_leaks(&report), []);
+    assert_eq!(report["error_counts"]["invalid_free"], 0, "{report:#}");
+}
+
 #[test]
 fn a_signal_handler_that_allocates() {
     let dir = scratch();

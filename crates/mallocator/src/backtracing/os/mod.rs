@@ -24,6 +24,8 @@
 //! * `sink.rs`: [`Sink`] / [`write_all`], whole-record writes to a file
 //!   or stream, [`create_private_file`], and [`position`] / [`cut_back`]
 //!   to take back the end of a file;
+//! * `cancel.rs`: `NoCancel`, which keeps `pthread_cancel` from acting
+//!   inside the tracker's own calls (used by `sink.rs`);
 //! * `process.rs`: [`at_exit`], [`at_fork`], [`with_signals_blocked`]
 //!   (and [`block_signals`] / [`restore_signals`]);
 //!   [`process()`], pid, start time, executable and working directory;
@@ -32,6 +34,7 @@
 //!   timestamps.
 
 mod backtrace;
+mod cancel;
 mod clock;
 #[cfg(unix)]
 mod descriptors;

@@ -1,6 +1,7 @@
 //! Where log records and reports go: files created private to their
 //! owner, and writes that put each record out whole.
 
+use super::cancel::NoCancel;
 #[cfg(unix)]
 use super::descriptors::HeldFd;
 
@@ -47,6 +48,8 @@ impl Sink {
 
     /// Creates (truncates) the file at `path` (see [`create_private_file`]).
     pub(crate) fn create(path: &str) -> std::io::Result<Sink> {
+        // `open` is a cancellation point (see `cancel.rs`).
+        let _no_cancel = NoCancel::now();
         let file = create_private_file(std::path::Path::new(path))?;
         #[cfg(unix)]
         return Ok(Sink::Owned(HeldFd::new(file.into())));
@@ -107,6 +110,8 @@ fn raw_fd(sink: &Sink) -> std::os::fd::RawFd {
 /// error drops the rest of the record and returns false.
 #[cfg(unix)]
 pub(crate) fn write_all(sink: &Sink, mut bytes: &[u8]) -> bool {
+    // `write` and `poll` are cancellation points (see `cancel.rs`).
+    let _no_cancel = NoCancel::now();
     let fd = raw_fd(sink);
     while !bytes.is_empty() {
         // SAFETY: `bytes` is a valid readable buffer of that length; a bad
@@ -129,6 +134,8 @@ pub(crate) fn write_all(sink: &Sink, mut bytes: &[u8]) -> bool {
 /// error drops the rest of the record and returns false.
 #[cfg(unix)]
 pub(crate) fn write_all_two<'a>(sink: &Sink, mut head: &'a [u8], mut tail: &'a [u8]) -> bool {
+    // As in `write_all`.
+    let _no_cancel = NoCancel::now();
     let fd = raw_fd(sink);
     while !head.is_empty() {
         let parts = [
