@@ -631,6 +631,8 @@ fn every_way_out_leaves_a_whole_log() {
         ("destructor", 7, 33, "last_words"),
         ("_exit", 4, 21, "main"),
         ("abort", 128 + libc::SIGABRT, 22, "main"),
+        // The program's own `at_quick_exit` function ran before the end.
+        ("quick_exit", 5, 78, "last_quick_words"),
     ] {
         let dir = scratch();
         let (out, report) = trace(dir.path(), &[mode]);

@@ -8,8 +8,8 @@
 //! `MALLOCATOR_FOLLOW_EXEC=1` asks for them to be traced too (with a log
 //! path naming each process, `%p`).
 //!
-//! A process that ends through `exit` or by returning from `main` ends
-//! its log in the tracker's exit hook. `_exit`, `_Exit` and `abort`, as
+//! A process that ends through `exit`, by returning from `main` or by
+//! `quick_exit` ends its log in the tracker's exit hook. `_exit`, `_Exit` and `abort`, as
 //! the program calls them, are defined here to do the same first, so the
 //! log holds every event up to the end (fatal signals: `signals.rs`;
 //! `exec`: `exec.rs`).

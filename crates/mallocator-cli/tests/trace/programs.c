@@ -551,6 +551,16 @@ __attribute__((noinline)) static int cancel_threads(void) {
     return 0;
 }
 
+/* Ends by quick_exit (status 5), which runs only the at_quick_exit
+ * functions: leaks 1 x 77 before, and 1 x 78 in its own such function. */
+static void last_quick_words(void) { check(malloc(78) != NULL, "the handler's leak"); }
+
+__attribute__((noinline)) static int quick(void) {
+    check(at_quick_exit(last_quick_words) == 0, "at_quick_exit");
+    check(malloc(77) != NULL, "leak");
+    quick_exit(5);
+}
+
 int main(int argc, char **argv) {
     check(argc >= 2, "a mode");
     const char *mode = argv[1];
@@ -571,6 +581,7 @@ int main(int argc, char **argv) {
     if (!strcmp(mode, "double-free")) return double_free();
     if (!strcmp(mode, "getattr-first")) return getattr_first();
     if (!strcmp(mode, "cancel")) return cancel_threads();
+    if (!strcmp(mode, "quick_exit")) return quick();
     if (!strcmp(mode, "leaky-child")) return leaky_child();
     if (!strcmp(mode, "churn")) return churn_pairs(argc > 2 ? atol(argv[2]) : 1000000);
     if (!strcmp(mode, "churn-threads")) { check(argc >= 4, "churn-threads THREADS PAIRS"); return churn_threads(atoi(argv[2]), atol(argv[3])); }

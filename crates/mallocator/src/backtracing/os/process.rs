@@ -1,9 +1,21 @@
 //! The process: hooks on its exit and on `fork`, its id, executable and
 //! working directory, and ending it at once.
 
-/// Runs `f` when the process exits normally (C `atexit`).
+/// Runs `f` when the process exits normally (C `atexit`); on Linux also
+/// when it ends by `quick_exit` (C11's exit without cleanup, which runs
+/// only the `at_quick_exit` functions): the log's end and the exit
+/// report belong to every way out that runs code of the process's.
 #[cfg(all(unix, not(miri)))]
 pub(crate) fn at_exit(f: extern "C" fn()) {
+    #[cfg(target_os = "linux")]
+    {
+        // Not in the `libc` crate; in glibc and musl.
+        extern "C" {
+            fn at_quick_exit(f: extern "C" fn()) -> core::ffi::c_int;
+        }
+        // SAFETY: as for `atexit` below.
+        unsafe { at_quick_exit(f) };
+    }
     // SAFETY: `f` is a plain function valid for the whole program.
     unsafe { libc::atexit(f) };
 }
