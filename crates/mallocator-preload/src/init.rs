@@ -9,10 +9,10 @@
 //! path naming each process, `%p`).
 //!
 //! A process that ends through `exit`, by returning from `main` or by
-//! `quick_exit` ends its log in the tracker's exit hook. `_exit`, `_Exit` and `abort`, as
-//! the program calls them, are defined here to do the same first, so the
-//! log holds every event up to the end (fatal signals: `signals.rs`;
-//! `exec`: `exec.rs`).
+//! `quick_exit` ends its log in the tracker's exit hook. `_exit`,
+//! `_Exit` and `abort`, as the program calls them, are defined here to do
+//! the same first, so the log holds every event up to the end (fatal
+//! signals: `signals.rs`; `exec`: `exec.rs`).
 
 use core::ffi::{c_int, c_void, CStr};
 use core::sync::atomic::{AtomicI32, Ordering};
