@@ -488,7 +488,7 @@ __attribute__((noinline)) static int leaky_child(void) {
  * it describes. One asks for its own, then two ask for each other's at
  * once. A deadlock ends the program by SIGALRM. Leaks nothing. */
 static pthread_t peers[2];
-static pthread_barrier_t peers_ready;
+static pthread_barrier_t peers_ready, peers_done;
 
 static void stack_of(pthread_t thread) {
     pthread_attr_t attr;
@@ -507,6 +507,9 @@ static void *own_stack(void *arg) {
 static void *peer_stack(void *arg) {
     pthread_barrier_wait(&peers_ready);
     stack_of(peers[1 - (long)arg]);
+    /* Alive until the other has asked: glibc's answer for a thread that
+     * has ended is ESRCH (it asks the kernel for the thread's CPU set). */
+    pthread_barrier_wait(&peers_done);
     return NULL;
 }
 
@@ -515,11 +518,13 @@ __attribute__((noinline)) static int getattr_first(void) {
     pthread_t asker;
     check(pthread_create(&asker, NULL, own_stack, NULL) == 0, "pthread_create");
     check(pthread_join(asker, NULL) == 0, "pthread_join");
-    check(pthread_barrier_init(&peers_ready, NULL, 3) == 0, "pthread_barrier_init");
+    check(pthread_barrier_init(&peers_ready, NULL, 3) == 0 && pthread_barrier_init(&peers_done, NULL, 2) == 0,
+          "pthread_barrier_init");
     for (long i = 0; i < 2; i++) check(pthread_create(&peers[i], NULL, peer_stack, (void *)i) == 0, "pthread_create");
     pthread_barrier_wait(&peers_ready);
     for (int i = 0; i < 2; i++) check(pthread_join(peers[i], NULL) == 0, "pthread_join");
     pthread_barrier_destroy(&peers_ready);
+    pthread_barrier_destroy(&peers_done);
     return 0;
 }
 
