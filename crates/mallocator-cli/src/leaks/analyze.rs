@@ -223,6 +223,13 @@ impl Tally {
         t.count = t.count.saturating_add(1);
         t.bytes = t.bytes.saturating_add(bytes);
     }
+
+    /// How many times in all, over every site of `items` (saturating).
+    pub fn total(items: &[(impl Sized, Tally)]) -> u64 {
+        items
+            .iter()
+            .fold(0u64, |acc, (_, t)| acc.saturating_add(t.count))
+    }
 }
 
 /// Sites of a double free: where the block was allocated, first freed and freed again.
@@ -864,11 +871,10 @@ pub(super) mod tests {
         }
         feed(an, Op::Free { addr: 0x10 }, "second_free");
         let a = std::mem::take(an).finish();
-        (total(&a.double_frees), total(&a.unknown_frees))
-    }
-
-    fn total<K>(items: &[(K, Tally)]) -> u64 {
-        items.iter().map(|(_, t)| t.count).sum()
+        (
+            Tally::total(&a.double_frees),
+            Tally::total(&a.unknown_frees),
+        )
     }
 
     #[test]

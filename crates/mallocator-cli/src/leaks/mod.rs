@@ -19,7 +19,7 @@ mod symbolize;
 mod trim;
 mod v2;
 
-use analyze::{Analysis, Analyzer};
+use analyze::{Analysis, Analyzer, Tally};
 use frames::StackFrames;
 use mallocator::backtracing::Suppressions;
 use parse::{Error, ParseError, Parser};
@@ -598,11 +598,9 @@ pub(crate) struct Findings {
 
 impl Findings {
     fn of(a: &Analysis) -> Findings {
-        let double = a.double_frees.iter().map(|(_, t)| t.count);
-        let unknown = a.unknown_frees.iter().map(|(_, t)| t.count);
         Findings {
             leaked_blocks: a.leaked_blocks,
-            bad_frees: double.chain(unknown).sum(),
+            bad_frees: Tally::total(&a.double_frees).saturating_add(Tally::total(&a.unknown_frees)),
         }
     }
 }

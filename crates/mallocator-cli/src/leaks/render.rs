@@ -18,12 +18,6 @@ fn plural(n: u64, one: &str, many: &str) -> String {
     format!("{n} {}", if n == 1 { one } else { many })
 }
 
-fn total(items: &[(impl Sized, Tally)]) -> u64 {
-    items
-        .iter()
-        .fold(0u64, |acc, (_, t)| acc.saturating_add(t.count))
-}
-
 /// A leak group in the JSON report, or a peak consumer (the blocks of
 /// one stack live at the heap's peak). Log groups are not classified by
 /// reachability (a log has no memory to scan), so they have no `kind`.
@@ -303,11 +297,11 @@ impl JsonReport {
             suppressed_bytes: a.suppressed_bytes,
             groups: groups(take(&a.groups, top)),
             error_counts: JsonErrorCounts {
-                double_free: total(&a.double_frees),
-                invalid_free: total(&a.unknown_frees),
-                null_result: total(&a.null_results),
-                free_null: total(&a.null_frees),
-                live_address_reused: total(&a.live_reuses),
+                double_free: Tally::total(&a.double_frees),
+                invalid_free: Tally::total(&a.unknown_frees),
+                null_result: Tally::total(&a.null_results),
+                free_null: Tally::total(&a.null_frees),
+                live_address_reused: Tally::total(&a.live_reuses),
             },
             errors,
             log: JsonLog {
@@ -390,7 +384,7 @@ fn section<K: Copy>(
     if items.is_empty() {
         return Ok(());
     }
-    writeln!(out, "\n{}: {}", title, total(items))?;
+    writeln!(out, "\n{}: {}", title, Tally::total(items))?;
     let shown = take(items, top);
     for (i, (key, t)) in shown.iter().enumerate() {
         write!(
