@@ -1,4 +1,5 @@
-//! Compiles the C half of the interop tests (`tests/interop/`): an
+//! Links the shared library so that it is never unloaded (Linux), and
+//! compiles the C half of the interop tests (`tests/interop/`): an
 //! allocator whose vtable is written in C, and C code that uses handles
 //! made in Rust. Linked into this package's test binaries only, as an
 //! object file (an archive's members would be dropped: the linker sees it
@@ -9,6 +10,11 @@ fn main() {
     println!("cargo:rerun-if-changed=tests/interop/counting.c");
     println!("cargo:rerun-if-changed=include/mallocator.h");
     let os = std::env::var("CARGO_CFG_TARGET_OS").unwrap_or_default();
+    if os == "linux" {
+        // Never unloaded by `dlclose`: the trackers' exit hooks are
+        // registered for the process, and must still be there at exit.
+        println!("cargo:rustc-cdylib-link-arg=-Wl,-z,nodelete");
+    }
     if os != "linux" && os != "windows" {
         return;
     }

@@ -6,6 +6,9 @@ fn main() {
     let os = std::env::var("CARGO_CFG_TARGET_OS").unwrap_or_default();
     let env = std::env::var("CARGO_CFG_TARGET_ENV").unwrap_or_default();
     if os == "linux" && env == "gnu" {
+        // Never unloaded: the tracker's exit hooks are registered for
+        // the process, and must still be there at exit.
+        println!("cargo::rustc-cdylib-link-arg=-Wl,-z,nodelete");
         cc::Build::new()
             .file("src/exec_variadic.c")
             .warnings(true)

@@ -5,19 +5,50 @@
 /// when it ends by `quick_exit` (C11's exit without cleanup, which runs
 /// only the `at_quick_exit` functions): the log's end and the exit
 /// report belong to every way out that runs code of the process's.
+///
+/// On Linux `f` is registered for the process, not for the shared object
+/// this code is in (C `atexit` in a shared library registers it for that
+/// object, whose finalizer then runs it from inside the loader's
+/// `_dl_fini`): so `exit` runs it itself, after every object's
+/// destructors (whose frees the log then holds), and with `exit`'s frame
+/// on the stack for the leak scan to start at (the finalizer's caller in
+/// the C runtime has no call-frame information, and no unwinder gets
+/// past it). A shared library holding this code is linked so that it is
+/// never unloaded (`-z nodelete`), so `f` is still there at exit.
 #[cfg(all(unix, not(miri)))]
 pub(crate) fn at_exit(f: extern "C" fn()) {
     #[cfg(target_os = "linux")]
     {
+        use core::ffi::{c_int, c_void};
         // Not in the `libc` crate; in glibc and musl.
         extern "C" {
-            fn at_quick_exit(f: extern "C" fn()) -> core::ffi::c_int;
+            fn at_quick_exit(f: extern "C" fn()) -> c_int;
+            fn __cxa_atexit(
+                f: unsafe extern "C" fn(*mut c_void),
+                arg: *mut c_void,
+                dso: *mut c_void,
+            ) -> c_int;
         }
-        // SAFETY: as for `atexit` below.
-        unsafe { at_quick_exit(f) };
+        /// Calls the function `arg` points to.
+        unsafe extern "C" fn call(arg: *mut c_void) {
+            // SAFETY: `arg` is the `extern "C" fn()` given below (function
+            // and data pointers have one size and representation on the
+            // targets this builds for).
+            let f = unsafe { core::mem::transmute::<*mut c_void, extern "C" fn()>(arg) };
+            f()
+        }
+        // SAFETY: `f` is a plain function valid for the whole program
+        // (see above); `call` only calls it.
+        unsafe {
+            at_quick_exit(f);
+            __cxa_atexit(call, f as *mut c_void, core::ptr::null_mut());
+        }
     }
+    #[cfg(not(target_os = "linux"))]
     // SAFETY: `f` is a plain function valid for the whole program.
-    unsafe { libc::atexit(f) };
+    unsafe {
+        libc::atexit(f)
+    };
 }
 
 /// Runs `f` when the process exits normally (the C runtime's `atexit`).
