@@ -427,21 +427,9 @@ impl Backtracing<'_> {
                 }
                 None
             } else {
-                // Every shard stays locked through the scan, so that no
-                // block is freed (and maybe unmapped) while it is read.
-                // Nothing in between allocates through the tracker (it
-                // would wait for these locks): the scan's memory comes
-                // from the C library. Every block is scanned (the ones
-                // `keep` leaves out may lead to the ones it keeps); those
-                // are dropped after. The loader's lock first (see
-                // `os::with_loader_locked`).
-                os::with_loader_locked(|| {
-                    let shards: [_; LIVE_SHARDS] = core::array::from_fn(|i| st.live[i].lock());
-                    shards
-                        .iter()
-                        .all(|s| s.collect(&mut records, &|r| r.stack != INTERNAL))
-                        .then(|| classify(&mut records, reach))
-                })?
+                // Every block is classified (the ones `keep` leaves out
+                // may lead to the ones it keeps); those are dropped after.
+                classified_live(st, &mut records, reach)?
             };
             let mut errors: SysVec<ErrorRecord> = sys_vec();
             if !with_errors {
@@ -566,6 +554,30 @@ pub(crate) fn out_of_memory() -> LeakReport {
     panic!("mallocator: not enough memory for the leak report (try_report answers None)")
 }
 
+/// Copies every live block's record but the tracker's own into
+/// `records`, sorted by address, and classifies them from the roots
+/// `reach` names: `Some(None)` where the roots are not known (or the
+/// scan had no memory), `None` when the records could not be copied. For the tracker's own reading (`State::reading`), on a
+/// state whose tables are not locked by this thread.
+pub(crate) fn classified_live(
+    st: &State,
+    records: &mut SysVec<Record>,
+    reach: Reach,
+) -> Option<Option<SysVec<LeakKind>>> {
+    // Every shard stays locked through the scan, so that no block is
+    // freed (and maybe unmapped) while it is read. Nothing in between
+    // allocates through the tracker (it would wait for these locks): the
+    // scan's memory comes from the C library. The loader's lock first
+    // (see `os::with_loader_locked`).
+    os::with_loader_locked(|| {
+        let shards: [_; LIVE_SHARDS] = core::array::from_fn(|i| st.live[i].lock());
+        shards
+            .iter()
+            .all(|s| s.collect(records, &|r| r.stack != INTERNAL))
+            .then(|| classify(records, reach))
+    })
+}
+
 /// The reachability of each of `records` (sorted here by address) from
 /// the roots `reach` names; `None` where the roots are not known, or out
 /// of memory. Allocates only from the C library (see `build_report`).
@@ -591,7 +603,13 @@ fn classify(records: &mut SysVec<Record>, reach: Reach) -> Option<SysVec<LeakKin
                 // stack this thread runs on: mapped, and alive during the scan.
                 unsafe { os::for_each_word(sp, top - sp, f) };
             }
-            known = os::for_each_root_range(&mut |start, len| {
+            let is_start = |w: usize| blocks.binary_search_by_key(&w, |b| b.0).is_ok();
+            known = os::for_each_root_range(&mut |start, len, starts_only| {
+                let f = &mut |w| {
+                    if !starts_only || is_start(w) {
+                        f(w)
+                    }
+                };
                 // SAFETY: the loader lists these ranges as mapped, and
                 // keeps them while the walk runs.
                 unsafe { os::for_each_word(start, len, f) }

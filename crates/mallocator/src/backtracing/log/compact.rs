@@ -3,6 +3,7 @@
 //! one function per record kind, so that the format lives in one place
 //! and is tested without a process around it.
 
+use super::super::reachability::LeakKind;
 use super::record_buf::RecordBuf;
 
 /// The first 8 bytes of every compact log. The first byte is not ASCII,
@@ -27,6 +28,9 @@ const TAG_MODULE: u8 = b'M';
 const TAG_STACK: u8 = b'S';
 const TAG_EVENTS: u8 = b'E';
 const TAG_END: u8 = b'Z';
+const TAG_REACHABILITY: u8 = b'R';
+/// Bytes of one block's entry in a reachability record.
+pub(crate) const REACHABILITY_ENTRY: usize = 9;
 const EVENT_ALLOC: u8 = 1;
 const EVENT_FREE: u8 = 2;
 
@@ -120,6 +124,31 @@ pub(crate) fn end(buf: &mut RecordBuf, events: u64, lost: u64) {
     record(buf, TAG_END, 16);
     buf.append(&events.to_le_bytes());
     buf.append(&lost.to_le_bytes());
+}
+
+/// A reachability record: the scan at `ts` found each block at the
+/// address of `blocks` as reachable as its kind says.
+pub(crate) fn reachability(
+    buf: &mut RecordBuf,
+    ts: u64,
+    blocks: impl ExactSizeIterator<Item = (usize, LeakKind)>,
+) {
+    record(buf, TAG_REACHABILITY, 8 + REACHABILITY_ENTRY * blocks.len());
+    buf.append(&ts.to_le_bytes());
+    for (addr, kind) in blocks {
+        buf.append(&(addr as u64).to_le_bytes());
+        buf.push(kind_code(kind));
+    }
+}
+
+/// A class's code in a reachability record.
+fn kind_code(kind: LeakKind) -> u8 {
+    match kind {
+        LeakKind::DefinitelyLost => 1,
+        LeakKind::IndirectlyLost => 2,
+        LeakKind::PossiblyLost => 3,
+        LeakKind::StillReachable => 4,
+    }
 }
 
 /// An allocation event (`align_log2` 0xFF: no alignment asked for).
@@ -249,6 +278,22 @@ mod tests {
             (c[0], u32_at(&c, 1) as usize, u64_at(&c, 5)),
             (b'E', c.len() - 5, 77)
         );
+
+        let mut r = RecordBuf::new();
+        let blocks = [
+            (0x10, LeakKind::DefinitelyLost),
+            (0x20, LeakKind::StillReachable),
+        ];
+        reachability(&mut r, 11, blocks.into_iter());
+        assert_eq!(
+            (r[0], u32_at(&r, 1) as usize, u64_at(&r, 5)),
+            (b'R', r.len() - 5, 11)
+        );
+        assert_eq!(
+            (u64_at(&r, 13), r[21], u64_at(&r, 22), r[30]),
+            (0x10, 1, 0x20, 4)
+        );
+        assert_eq!(r.len(), 5 + 8 + 2 * REACHABILITY_ENTRY);
 
         let mut z = RecordBuf::new();
         end(&mut z, 100, 2);

@@ -19,12 +19,16 @@ mod threads;
 
 use core::sync::atomic::{AtomicU8, Ordering};
 
+use super::fork;
+use super::live::Record;
 use super::os::{self, Sink};
+use super::reachability::LeakKind;
+use super::report::{classified_live, Reach};
 use super::stacks::{StackTable, NO_STACK};
 use super::state::State;
 use super::sync::{RawLock, SpinGuard, SpinLock};
 use super::sys_vec::{sys_vec, SysVec};
-use super::thread::ThreadState;
+use super::thread::{Busy, ThreadState};
 use record_buf::{try_append, RecordBuf};
 use text::{LineCache, StackLines};
 
@@ -490,6 +494,42 @@ impl Log {
         inner.write_end();
     }
 
+    /// Writes into a compact log that is going on how reachable the
+    /// leak scan made at `ts` found each block: `blocks`, sorted by
+    /// address, classified as `kinds` says. In records of at most 16 KiB,
+    /// each written whole; a failed write ends the log, as for events.
+    pub(crate) fn write_reachability(&self, ts: u64, blocks: &[Record], kinds: &[LeakKind]) {
+        /// Entries of one record: as many as fit in 16 KiB after the
+        /// timestamp.
+        const PER_RECORD: usize = (16 * 1024 - 8) / compact::REACHABILITY_ENTRY;
+        if self.format() != LogFormat::Compact {
+            return;
+        }
+        let mut guard = self.inner.lock();
+        let inner = &mut *guard;
+        if !inner.started || inner.finished || !inner.open() {
+            return;
+        }
+        for (blocks, kinds) in blocks.chunks(PER_RECORD).zip(kinds.chunks(PER_RECORD)) {
+            inner.buf.clear();
+            let entries = blocks.iter().zip(kinds).map(|(r, &kind)| (r.addr, kind));
+            compact::reachability(&mut inner.buf, ts, entries);
+            if !inner.emit() {
+                inner.output = Output::Failed;
+                return;
+            }
+        }
+    }
+
+    /// Whether the log has started and is going on (not ended, nor
+    /// stopped by a failed write).
+    fn going_on(&self) -> bool {
+        let inner = self.inner.lock();
+        inner.started
+            && !inner.finished
+            && matches!(inner.output, Output::Open(_) | Output::Callback(_))
+    }
+
     /// [`finish`](Self::finish), for a process about to replace itself
     /// with `exec`, where [`resume_after_exec`](Self::resume_after_exec)
     /// can take the end back: in a regular file (the end record is cut
@@ -791,6 +831,35 @@ pub(crate) fn alloc(
     }
 }
 
+/// At exit, before the logs end: a leak scan of each tracker whose
+/// compact log is going on, written there ([`Log::write_reachability`])
+/// for an offline report to sort its leaks as the in-process exit report
+/// does. `registers` are the exit hook's callee-saved registers, taken
+/// first thing; the stack is scanned from the code that called `exit`.
+pub(crate) fn write_reachability_at_exit(registers: os::Registers) {
+    if !os::ROOTS_KNOWN {
+        return;
+    }
+    let mut sp = None;
+    fork::for_each_state(&mut |st| {
+        if st.log.format() != LogFormat::Compact || !st.log.going_on() {
+            return;
+        }
+        // Inside the tracker: what the unwinder looking for `exit`'s
+        // caller allocates is the tracker's own, not the program's.
+        let _busy = Busy::enter(st.epoch);
+        let sp = *sp.get_or_insert_with(|| {
+            os::stack_of_exit_caller().unwrap_or_else(os::stack_pointer_estimate)
+        });
+        let ts = os::ticks();
+        let mut records = sys_vec();
+        let reach = Reach::AllRoots { sp, registers };
+        if let Some(Some(kinds)) = st.reading(|| classified_live(st, &mut records, reach)) {
+            st.log.write_reachability(ts, &records, &kinds);
+        }
+    });
+}
+
 /// The timestamp of an event logged now: the clock (see `os::ticks`)
 /// for the compact log, 0 for the text format, which has none.
 #[inline]
@@ -858,6 +927,59 @@ mod tests {
             write(&log, format);
             assert!(!STARVED_OUT.lock().unwrap().is_empty(), "{format:?}");
         }
+    }
+
+    static SCANNED_OUT: std::sync::Mutex<Vec<u8>> = std::sync::Mutex::new(Vec::new());
+
+    fn collect_scanned(bytes: &[u8]) {
+        SCANNED_OUT.lock().unwrap().extend_from_slice(bytes);
+    }
+
+    /// A leak scan's result goes into a compact log that has started, in
+    /// records of at most 16 KiB that together list every block; not
+    /// into one that has not started (no header yet) or has ended.
+    #[test]
+    fn a_leak_scan_is_written_in_whole_records_of_at_most_16_kib() {
+        let blocks: Vec<Record> = (1..=5000)
+            .map(|i| Record::new(16 * i, 8, 0xff, 1, 0))
+            .collect();
+        let kinds: Vec<LeakKind> = (0..5000)
+            .map(|i| [LeakKind::DefinitelyLost, LeakKind::StillReachable][i % 2])
+            .collect();
+        let log = Log::new(LogTarget::Callback(collect_scanned), LogFormat::Compact);
+        log.write_reachability(1, &blocks, &kinds);
+        assert!(SCANNED_OUT.lock().unwrap().is_empty());
+        let stacks = StackTable::new();
+        log.write_chunk(&stacks, 1, &[0; compact::FREE_EVENT], 1);
+        log.write_reachability(7, &blocks, &kinds);
+        log.finish();
+        log.write_reachability(8, &blocks, &kinds);
+        let out = SCANNED_OUT.lock().unwrap().clone();
+        // The module map (`M`) comes before the first chunk.
+        let tags: Vec<u8> = (records(&out).iter())
+            .map(|r| r.0)
+            .filter(|&t| t != b'M')
+            .collect();
+        assert_eq!(tags, b"HERRRZ");
+        // The entries, in order, with their class codes.
+        let mut at = 12;
+        let mut entries = Vec::new();
+        while at < out.len() {
+            let len = u32::from_le_bytes(out[at + 1..at + 5].try_into().unwrap()) as usize;
+            if out[at] == b'R' {
+                assert!(len <= 16 * 1024);
+                let payload = &out[at + 5..at + 5 + len];
+                assert_eq!(u64::from_le_bytes(payload[..8].try_into().unwrap()), 7);
+                for e in payload[8..].chunks(compact::REACHABILITY_ENTRY) {
+                    entries.push((u64::from_le_bytes(e[..8].try_into().unwrap()), e[8]));
+                }
+            }
+            at += 5 + len;
+        }
+        let expected: Vec<(u64, u8)> = (1..=5000u64)
+            .map(|i| (16 * i, [4, 1][i as usize % 2]))
+            .collect();
+        assert_eq!(entries, expected);
     }
 
     fn collect_waiting(bytes: &[u8]) {

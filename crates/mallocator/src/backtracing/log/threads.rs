@@ -513,12 +513,16 @@ pub(crate) fn flush_at_exit() {
 }
 
 extern "C" fn at_exit() {
+    // The registers first, before this function's code changes them:
+    // roots of the leak scan.
+    let registers = os::callee_saved_registers();
     // A thread inside a tracker (an `exit` from a signal handler that
     // interrupted it, or from one during an `exec`'s window, which
     // counts as holding a shared lock) could wait for a lock it holds,
     // or for chunks that wait for its own `exec`: its log is left as it
     // is.
     if !Busy::inside_any() {
+        super::write_reachability_at_exit(registers);
         finish_all();
     }
 }

@@ -10,32 +10,34 @@ pub(crate) const ROOTS_KNOWN: bool = cfg!(all(
     not(miri)
 ));
 
-/// Calls `f(start, len)` on every range of memory a leak scan treats as
-/// a root, besides the stack: the writable loaded segments (data, BSS) of
-/// every object but the C library, and the calling thread's thread-local
+/// Calls `f(start, len, starts_only)` on every range of memory a leak
+/// scan treats as a root, besides the stack: the writable loaded segments
+/// (data, BSS) of every object, and the calling thread's thread-local
 /// storage block of each object that has one. Returns false where this
 /// is not known (the report then does not classify reachability). The
 /// ranges are mapped and readable while `f` runs (the loader's lock is
 /// held: `f` must not load or unload objects).
 ///
-/// The C library's data is left out because it holds `malloc`'s own
-/// bookkeeping: its arena's pointer to the top chunk, for one, points just
-/// past the last block handed out, inside a block whose size was not a
-/// multiple of 16, which would make that block look possibly lost instead
-/// of lost. A program pointer kept only in the C library's data (a
-/// buffer given to `setvbuf`) is missed the same way.
+/// `starts_only` is set for the C library's data: only a word pointing
+/// to a block's first byte counts there. It holds `malloc`'s own
+/// bookkeeping besides the program's pointers (the locale it loaded, a
+/// buffer given to `setvbuf`): its arena's pointer to the top chunk, for
+/// one, points just past the last block handed out, inside that block
+/// when its size was not a multiple of 16, which would make it look
+/// possibly lost instead of lost.
 #[cfg(all(any(target_os = "linux", target_os = "android"), not(miri)))]
-pub(crate) fn for_each_root_range(f: &mut dyn FnMut(usize, usize)) -> bool {
+pub(crate) fn for_each_root_range(f: &mut dyn FnMut(usize, usize, bool)) -> bool {
     for_each_object(&mut |info| {
         let bias = info.dlpi_addr as usize;
         let is_libc = super::super::trim::is_c_library(object_path(info));
         for ph in program_headers(info) {
-            if ph.p_type == libc::PT_LOAD && ph.p_flags & libc::PF_W != 0 && !is_libc {
-                f(bias.wrapping_add(ph.p_vaddr as usize), ph.p_memsz as usize);
+            if ph.p_type == libc::PT_LOAD && ph.p_flags & libc::PF_W != 0 {
+                let start = bias.wrapping_add(ph.p_vaddr as usize);
+                f(start, ph.p_memsz as usize, is_libc);
             } else if ph.p_type == libc::PT_TLS && !info.dlpi_tls_data.is_null() {
                 // This thread's copy of the object's TLS block (null when
                 // the thread has not touched a dynamically loaded one).
-                f(info.dlpi_tls_data as usize, ph.p_memsz as usize);
+                f(info.dlpi_tls_data as usize, ph.p_memsz as usize, false);
             }
         }
     });
@@ -44,7 +46,7 @@ pub(crate) fn for_each_root_range(f: &mut dyn FnMut(usize, usize)) -> bool {
 
 /// Not known here: no reachability classification.
 #[cfg(not(all(any(target_os = "linux", target_os = "android"), not(miri))))]
-pub(crate) fn for_each_root_range(_f: &mut dyn FnMut(usize, usize)) -> bool {
+pub(crate) fn for_each_root_range(_f: &mut dyn FnMut(usize, usize, bool)) -> bool {
     false
 }
 
