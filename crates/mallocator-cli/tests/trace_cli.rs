@@ -717,7 +717,7 @@ fn error_exitcode_fails_a_run_whose_report_finds_leaks_or_bad_frees() {
     assert_eq!(status, 23, "{stderr}");
     assert!(stderr.contains("Double frees ("), "{stderr}");
     assert!(
-        stderr.contains("0 leaked blocks, 1 bad frees: exiting with status 23"),
+        stderr.contains("0 lost blocks, 1 bad frees: exiting with status 23"),
         "{stderr}"
     );
     assert_eq!(code(&[], "double-free").0, 0);
@@ -743,6 +743,69 @@ fn error_exitcode_fails_a_run_whose_report_finds_leaks_or_bad_frees() {
         assert_eq!(code(bad, "peak").0, 2, "{bad:?}");
     }
     assert!(!log.exists());
+}
+
+/// The blocks live at exit are classified as memcheck does, by a scan of
+/// the program's memory written into the log: in the JSON report each
+/// group has its class; the text report lists the lost ones and only
+/// counts the reachable ones; `--error-exitcode` fails on lost blocks.
+#[test]
+fn leaks_are_classified_by_a_scan_of_memory_at_exit() {
+    let dir = scratch();
+    let (out, report) = trace(dir.path(), &["reachability"]);
+    assert_eq!(exit_code(&out), 0, "{out:?}");
+    let mut classes: Vec<(String, u64, u64, String)> = report["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|g| {
+            let frames = g["frames"].as_array()?;
+            let ours = frames.iter().find(|f| {
+                f["file"]
+                    .as_str()
+                    .is_some_and(|f| f.ends_with("programs.c"))
+            })?;
+            Some((
+                ours["function"].as_str()?.to_owned(),
+                g["bytes"].as_u64()?,
+                g["count"].as_u64()?,
+                g["kind"].as_str()?.to_owned(),
+            ))
+        })
+        .collect();
+    classes.sort();
+    let class = |f: &str, bytes, count, kind: &str| (f.to_owned(), bytes, count, kind.to_owned());
+    assert_eq!(
+        classes,
+        [
+            class("list_node", 48, 1, "definitely_lost"),
+            class("list_node", 96, 2, "indirectly_lost"),
+            class("middle_block", 64, 1, "possibly_lost"),
+            class("reachable_block", 48, 1, "still_reachable"),
+        ],
+        "{report:#}"
+    );
+
+    let out = Command::new(BIN)
+        .args(["trace", "--error-exitcode", "23", "--"])
+        .arg(programs())
+        .arg("reachability")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(exit_code(&out), 23, "{stderr}");
+    for line in [
+        "   definitely lost: 48 bytes in 1 block\n",
+        "   indirectly lost: 96 bytes in 2 blocks\n",
+        "     possibly lost: 64 bytes in 1 block\n",
+        ": 96 bytes in 2 blocks, indirectly lost\n    list_node at ",
+        ": 64 bytes in 1 block, possibly lost\n    middle_block at ",
+        "3 lost blocks, 0 bad frees: exiting with status 23",
+    ] {
+        assert!(stderr.contains(line), "{line:?} in {stderr}");
+    }
+    assert!(stderr.contains("   still reachable: "), "{stderr}");
+    assert!(!stderr.contains("reachable_block"), "{stderr}");
 }
 
 /// The stacks that held the most at the heap's peak: in the report on

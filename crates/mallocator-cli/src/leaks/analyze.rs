@@ -29,7 +29,7 @@
 use super::parse::{InputStats, Op, Record};
 use hashbrown::hash_map::Entry;
 use hashbrown::{DefaultHashBuilder, HashMap, HashTable};
-use mallocator::backtracing::Suppressions;
+use mallocator::backtracing::{LeakKind, Suppressions};
 use std::collections::VecDeque;
 use std::hash::BuildHasher;
 
@@ -95,6 +95,9 @@ impl Interner {
 struct Live {
     stack: StackId,
     size: u64,
+    /// How reachable the leak scan at exit found it; `None` before the
+    /// scan, or when it was allocated after it.
+    kind: Option<LeakKind>,
 }
 
 /// Bytes and blocks live at once.
@@ -272,6 +275,8 @@ pub struct Analyzer {
     uses: Vec<StackUse>,
     /// How many times the heap reached a new peak (see [`StackUse`]).
     peak_epoch: u64,
+    /// Whether [`classify_live`](Self::classify_live) ran.
+    classified: bool,
 }
 
 /// How much the program allocated: Valgrind's "total heap usage" and
@@ -287,7 +292,8 @@ pub struct HeapUsage {
     pub peak_blocks: u64,
 }
 
-/// Never-freed blocks with one stack.
+/// Never-freed blocks with one stack (and, in a log with a leak scan,
+/// one class).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Group {
     /// The stack.
@@ -296,6 +302,8 @@ pub struct Group {
     pub bytes: u64,
     /// Number of blocks.
     pub count: u64,
+    /// How reachable its blocks were at exit, when the log says.
+    pub kind: Option<LeakKind>,
 }
 
 /// The result of an analysis, sorted largest first.
@@ -308,6 +316,9 @@ pub struct Analysis {
     pub leaked_bytes: u64,
     /// Total leaked blocks.
     pub leaked_blocks: u64,
+    /// Whether the log held a leak scan of the blocks live at exit (the
+    /// groups then have their `kind`, but for blocks allocated after it).
+    pub classified: bool,
     /// Never-freed blocks left out of `groups` and the totals because a
     /// suppression matched their stack.
     pub suppressed_blocks: u64,
@@ -354,6 +365,20 @@ impl Analysis {
             .collect()
     }
 
+    /// Blocks and bytes of the groups whose class passes `keep`.
+    pub fn total_of(&self, keep: impl Fn(Option<LeakKind>) -> bool) -> (u64, u64) {
+        (self.groups.iter().filter(|g| keep(g.kind))).fold((0, 0), |(blocks, bytes), g| {
+            (blocks + g.count, u64::saturating_add(bytes, g.bytes))
+        })
+    }
+
+    /// Never-freed blocks the program could no longer free: definitely
+    /// or indirectly lost, or not classified (every block of a log
+    /// without a leak scan).
+    pub fn lost_blocks(&self) -> u64 {
+        self.total_of(|kind| kind.is_none_or(LeakKind::is_lost)).0
+    }
+
     /// Keeps the first `n` of [`peak_consumers`](Self::peak_consumers),
     /// counting them all in [`peak_consumers_total`](Self::peak_consumers_total).
     pub fn keep_peak_consumers(&mut self, n: usize) {
@@ -396,12 +421,19 @@ pub enum LogFormat {
     V2,
 }
 
-/// Sorts groups as a report lists them: most bytes first, then most
-/// blocks, then by stack text.
+/// Sorts groups as a report lists them: lost blocks first (definitely,
+/// indirectly, possibly lost, not classified, still reachable), then most
+/// bytes, then most blocks, then by stack text.
 pub fn sort_groups(groups: &mut [Group], stacks: &Interner) {
+    let rank = |kind: Option<LeakKind>| match kind {
+        Some(LeakKind::StillReachable) => 4,
+        Some(k) => k as u8,
+        None => 3,
+    };
     groups.sort_by(|a, b| {
-        (b.bytes, b.count)
-            .cmp(&(a.bytes, a.count))
+        rank(a.kind)
+            .cmp(&rank(b.kind))
+            .then((b.bytes, b.count).cmp(&(a.bytes, a.count)))
             .then_with(|| stacks.text(a.stack).cmp(stacks.text(b.stack)))
     });
 }
@@ -469,11 +501,19 @@ impl Analyzer {
                         // The old block is gone as far as anyone can tell.
                         self.live_bytes = self.live_bytes.saturating_sub(old.size);
                         let old = *old;
-                        e.insert(Live { stack, size });
+                        e.insert(Live {
+                            stack,
+                            size,
+                            kind: None,
+                        });
                         self.stack_change(old.stack, old.size, false);
                     }
                     Entry::Vacant(e) => {
-                        e.insert(Live { stack, size });
+                        e.insert(Live {
+                            stack,
+                            size,
+                            kind: None,
+                        });
                     }
                 }
                 self.stack_change(stack, size, true);
@@ -535,13 +575,24 @@ impl Analyzer {
         }
     }
 
-    /// Groups the never-freed blocks by stack, largest total first (ties:
-    /// more blocks first, then stack text).
+    /// The leak scan at exit: each block of `found` that is live now gets
+    /// its class (the scan's moment in the log's order of events).
+    pub fn classify_live(&mut self, found: &[(u64, LeakKind)]) {
+        for &(addr, kind) in found {
+            if let Some(block) = self.live.get_mut(&addr) {
+                block.kind = Some(kind);
+            }
+        }
+        self.classified = true;
+    }
+
+    /// Groups the never-freed blocks by stack (and class), in
+    /// [`sort_groups`]'s order.
     pub fn finish(self) -> Analysis {
-        let mut by_stack: HashMap<StackId, (u64, u64)> = HashMap::new();
+        let mut by_stack: HashMap<(StackId, Option<LeakKind>), (u64, u64)> = HashMap::new();
         let (mut leaked_bytes, mut leaked_blocks) = (0u64, 0u64);
         for block in self.live.values() {
-            let g = by_stack.entry(block.stack).or_default();
+            let g = by_stack.entry((block.stack, block.kind)).or_default();
             g.0 = g.0.saturating_add(block.size);
             g.1 += 1;
             leaked_bytes = leaked_bytes.saturating_add(block.size);
@@ -549,10 +600,11 @@ impl Analyzer {
         }
         let mut groups: Vec<Group> = by_stack
             .into_iter()
-            .map(|(stack, (bytes, count))| Group {
+            .map(|((stack, kind), (bytes, count))| Group {
                 stack,
                 bytes,
                 count,
+                kind,
             })
             .collect();
         let stacks = self.stacks;
@@ -564,6 +616,7 @@ impl Analyzer {
                 stack: id as StackId,
                 bytes: at_peak.bytes,
                 count: at_peak.blocks,
+                kind: None,
             })
             .collect();
         sort_groups(&mut peak_consumers, &stacks);
@@ -572,6 +625,7 @@ impl Analyzer {
             groups,
             leaked_bytes,
             leaked_blocks,
+            classified: self.classified,
             suppressed_blocks: 0,
             suppressed_bytes: 0,
             double_frees: sorted(self.double_frees),

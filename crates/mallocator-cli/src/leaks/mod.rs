@@ -67,7 +67,10 @@ from the log's module map. Each object file is found at its recorded path (relat
 against the program's working directory in the log), or by --binary, or in a --search-path \
 folder, and is used only if its build-id is the one in the log; otherwise a warning names it \
 and its frames stay raw (path+0xoffset [0xip]). A log without its end record (the program is \
-still running, crashed or was killed) is reported with a warning that it was cut short.\n\
+still running, crashed or was killed) is reported with a warning that it was cut short. A log \
+that holds the tracker's leak scan at exit sorts its leaks as memcheck does: the definitely, \
+indirectly and possibly lost blocks are listed, the still reachable ones counted (--json lists \
+them, each group with its kind), and --fail-on-leaks fails only on lost blocks.\n\
 - the Firedancer text format (+++ ALLOC / +++ FREE records with glibc frames, \
 MALLOCATOR_LOG_FORMAT=fd): unrelated program output mixed into the log is skipped; \
 --symbolize resolves object(+0xoffset) frames.\n\n\
@@ -111,7 +114,9 @@ pub struct LeaksArgs {
     /// offsets in a binary log) and report what can be read.
     #[arg(long)]
     pub lenient: bool,
-    /// Exit with code 1 when leaks are found (for CI and test scripts).
+    /// Exit with code 1 when leaks are found (for CI and test scripts): never-freed blocks, but
+    /// for those the log's leak scan at exit (if it holds one) found still reachable or only
+    /// possibly lost.
     #[arg(long)]
     pub fail_on_leaks: bool,
     /// Accept input with no allocation records at all (by default that is an error, exit 2:
@@ -578,7 +583,7 @@ fn read_v2(args: &LeaksArgs, name: &str, data: &[u8]) -> Result<Outcome, crate::
 /// unreadable or unwritable file) is exit code 2.
 pub fn run(args: &LeaksArgs) -> Result<ExitCode, crate::Error> {
     let found = run_to(args, &mut io::stdout().lock(), "standard output")?;
-    Ok(if args.fail_on_leaks && found.leaked_blocks > 0 {
+    Ok(if args.fail_on_leaks && found.lost_blocks > 0 {
         ExitCode::from(1)
     } else {
         ExitCode::SUCCESS
@@ -589,8 +594,10 @@ pub fn run(args: &LeaksArgs) -> Result<ExitCode, crate::Error> {
 /// `Findings::default()`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(crate) struct Findings {
-    /// Blocks never freed, less the suppressed ones.
-    pub leaked_blocks: u64,
+    /// Blocks never freed, less the suppressed ones and, when the log
+    /// holds a leak scan at exit, those it found still reachable or only
+    /// possibly lost (as memcheck and LeakSanitizer count what was lost).
+    pub lost_blocks: u64,
     /// Frees of blocks that were not live: double frees and frees of
     /// addresses never allocated (each survived, as the tracker does).
     pub bad_frees: u64,
@@ -599,7 +606,7 @@ pub(crate) struct Findings {
 impl Findings {
     fn of(a: &Analysis) -> Findings {
         Findings {
-            leaked_blocks: a.leaked_blocks,
+            lost_blocks: a.lost_blocks(),
             bad_frees: Tally::total(&a.double_frees).saturating_add(Tally::total(&a.unknown_frees)),
         }
     }
@@ -608,7 +615,7 @@ impl Findings {
 /// The findings of several reports (a traced process tree's) together.
 impl std::ops::AddAssign for Findings {
     fn add_assign(&mut self, other: Findings) {
-        self.leaked_blocks += other.leaked_blocks;
+        self.lost_blocks += other.lost_blocks;
         self.bad_frees += other.bad_frees;
     }
 }

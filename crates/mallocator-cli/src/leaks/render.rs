@@ -4,6 +4,7 @@
 use super::analyze::{Analysis, Group, HeapUsage, LogFormat, StackId, Tally};
 use super::frames::{Frame, StackFrames};
 use super::parse::{InputStats, ParseError};
+use mallocator::backtracing::LeakKind;
 use serde::Serialize;
 use std::io::{self, Write};
 
@@ -19,8 +20,7 @@ fn plural(n: u64, one: &str, many: &str) -> String {
 }
 
 /// A leak group in the JSON report, or a peak consumer (the blocks of
-/// one stack live at the heap's peak). Log groups are not classified by
-/// reachability (a log has no memory to scan), so they have no `kind`.
+/// one stack live at the heap's peak).
 #[derive(Serialize)]
 pub struct JsonGroup {
     /// Total bytes never freed (live at the peak).
@@ -29,6 +29,10 @@ pub struct JsonGroup {
     pub count: u64,
     /// The allocation stack, innermost frame first.
     pub frames: Vec<Frame>,
+    /// How reachable the blocks were at exit, when the log holds the
+    /// tracker's leak scan (never for peak consumers).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kind: Option<LeakKind>,
 }
 
 /// The kinds of error a log shows, as the report schema names them.
@@ -239,6 +243,7 @@ impl JsonReport {
                     bytes: g.bytes,
                     count: g.count,
                     frames: stack(g.stack),
+                    kind: g.kind,
                 })
                 .collect()
         };
@@ -340,23 +345,76 @@ fn stack(out: &mut dyn Write, a: &Analysis, id: StackId, indent: &str) -> io::Re
     Ok(())
 }
 
-/// Group number `n` of a list: `#n: B bytes in C blocks` after `lead`,
+/// Group number `n` of a list: `#n: B bytes in C blocks` after `lead`
+/// (and the class of a leak group, `leaks`, of a classified analysis),
 /// then its stack, each frame after `indent`.
 fn group(
     out: &mut dyn Write,
     a: &Analysis,
     n: usize,
     g: &Group,
+    leaks: bool,
     lead: &str,
     indent: &str,
 ) -> io::Result<()> {
-    writeln!(
+    write!(
         out,
         "{lead}#{n}: {} in {}",
         plural(g.bytes, "byte", "bytes"),
         plural(g.count, "block", "blocks")
     )?;
+    match (g.kind, leaks && a.classified) {
+        (Some(kind), _) => writeln!(out, ", {}", kind_name(kind))?,
+        (None, true) => writeln!(out, ", not seen by the leak scan (allocated after it)")?,
+        (None, false) => writeln!(out)?,
+    }
     stack(out, a, g.stack, indent)
+}
+
+/// A class's name in the text report, as memcheck words it.
+fn kind_name(kind: LeakKind) -> &'static str {
+    match kind {
+        LeakKind::DefinitelyLost => "definitely lost",
+        LeakKind::IndirectlyLost => "indirectly lost",
+        LeakKind::PossiblyLost => "possibly lost",
+        LeakKind::StillReachable => "still reachable",
+    }
+}
+
+/// The leak scan's summary, as memcheck's: bytes and blocks of each
+/// class (and of those the scan did not see, allocated after it).
+fn leak_summary(out: &mut dyn Write, a: &Analysis) -> io::Result<()> {
+    writeln!(out, "(leak scan at exit, as memcheck's:")?;
+    let kinds = [
+        LeakKind::DefinitelyLost,
+        LeakKind::IndirectlyLost,
+        LeakKind::PossiblyLost,
+        LeakKind::StillReachable,
+    ];
+    for kind in kinds {
+        let (blocks, bytes) = a.total_of(|k| k == Some(kind));
+        write!(
+            out,
+            "   {:>15}: {} in {}",
+            kind_name(kind),
+            plural(bytes, "byte", "bytes"),
+            plural(blocks, "block", "blocks")
+        )?;
+        if kind == LeakKind::StillReachable && blocks > 0 {
+            write!(out, " (not listed; --json lists them)")?;
+        }
+        writeln!(out)?;
+    }
+    let (blocks, bytes) = a.total_of(|k| k.is_none());
+    if blocks > 0 {
+        writeln!(
+            out,
+            "   not seen (allocated after it): {} in {}",
+            plural(bytes, "byte", "bytes"),
+            plural(blocks, "block", "blocks")
+        )?;
+    }
+    writeln!(out, ")")
 }
 
 fn more(out: &mut dyn Write, shown: usize, all: usize, what: &str) -> io::Result<()> {
@@ -465,15 +523,23 @@ pub fn text(out: &mut dyn Write, a: &Analysis, top: Top, warnings_total: u64) ->
             plural(a.suppressed_blocks, "block", "blocks")
         )?;
     }
-    if !a.groups.is_empty() {
-        let shown = take(&a.groups, top);
+    if a.classified {
+        leak_summary(out, a)?;
+    }
+    // Still reachable blocks are counted in the summary, not listed (as
+    // memcheck and LeakSanitizer do): the program could still free them.
+    let listed: Vec<&Group> = (a.groups.iter())
+        .filter(|g| g.kind != Some(LeakKind::StillReachable))
+        .collect();
+    if !listed.is_empty() {
+        let shown = take(&listed, top);
         for (i, g) in shown.iter().enumerate() {
-            group(out, a, i + 1, g, "\n", "    ")?;
+            group(out, a, i + 1, g, true, "\n", "    ")?;
         }
-        if a.groups.len() > shown.len() {
+        if listed.len() > shown.len() {
             writeln!(out)?;
         }
-        more(out, shown.len(), a.groups.len(), "leak groups")?;
+        more(out, shown.len(), listed.len(), "leak groups")?;
     }
     let any_error = !(a.double_frees.is_empty()
         && a.unknown_frees.is_empty()
@@ -571,7 +637,7 @@ fn peak_consumers(out: &mut dyn Write, a: &Analysis) -> io::Result<()> {
         ),
     )?;
     for (i, g) in a.peak_consumers.iter().enumerate() {
-        group(out, a, i + 1, g, "  ", "      ")?;
+        group(out, a, i + 1, g, false, "  ", "      ")?;
     }
     let left = a
         .peak_consumers_total
@@ -754,6 +820,59 @@ pub fn flamegraph(out: &mut dyn Write, a: &Analysis, frames: &StackFrames) -> io
 mod tests {
     use super::super::analyze::tests::analyze as analysis;
     use super::*;
+
+    /// With a leak scan, the text report sums each class as memcheck
+    /// does, lists the lost blocks with their class (and those the scan
+    /// did not see), and only counts the still reachable ones.
+    #[test]
+    fn a_classified_report_lists_the_lost_blocks_and_counts_the_reachable() {
+        use super::super::analyze::Analyzer;
+        use super::super::parse::Op;
+        let mut an = Analyzer::new();
+        let alloc = |an: &mut Analyzer, addr, size, stack: &[u8]| {
+            let stack = an.intern(stack);
+            an.apply(
+                Op::Alloc {
+                    addr,
+                    align: 0,
+                    size,
+                },
+                addr,
+                stack,
+            );
+        };
+        alloc(&mut an, 0x10, 100, b"lost_here");
+        alloc(&mut an, 0x20, 30, b"kept_here");
+        alloc(&mut an, 0x30, 7, b"pointed_into");
+        an.classify_live(&[
+            (0x10, LeakKind::DefinitelyLost),
+            (0x20, LeakKind::StillReachable),
+            (0x30, LeakKind::PossiblyLost),
+        ]);
+        alloc(&mut an, 0x40, 5, b"late_here");
+        let a = an.finish();
+        let mut out = Vec::new();
+        text(&mut out, &a, None, 0).unwrap();
+        let out = String::from_utf8(out).unwrap();
+        for line in [
+            "Leaks: 142 bytes in 4 blocks never freed, from 4 allocation stacks.\n",
+            "   definitely lost: 100 bytes in 1 block\n",
+            "   indirectly lost: 0 bytes in 0 blocks\n",
+            "     possibly lost: 7 bytes in 1 block\n",
+            "   still reachable: 30 bytes in 1 block (not listed; --json lists them)\n",
+            "   not seen (allocated after it): 5 bytes in 1 block\n",
+            "\n#1: 100 bytes in 1 block, definitely lost\n    lost_here\n",
+            "\n#2: 7 bytes in 1 block, possibly lost\n    pointed_into\n",
+            "\n#3: 5 bytes in 1 block, not seen by the leak scan (allocated after it)\n    late_here\n",
+        ] {
+            assert!(out.contains(line), "{line:?} in\n{out}");
+        }
+        // (The peak's consumers, after the leaks, list every stack.)
+        let leaks = &out[..out.find("Peak heap use").unwrap_or(out.len())];
+        assert!(!leaks.contains("kept_here"), "{out}");
+        assert!(!out.contains("Peak heap use: 142 bytes in 4 blocks live at once, from 4 allocation stacks; by allocation stack:\n  #1: 100 bytes in 1 block,"));
+        assert_eq!(a.lost_blocks(), 2);
+    }
 
     const LOG: &str = "\
 +++ ALLOC:2:0x0000000000001000:16:100\n./prog(big+0x1)[0x1]\n./prog(main+0x2)[0x2]\n---\n\

@@ -11,6 +11,7 @@ use mallocator::backtracing::{user_frames, FrameInfo};
 use super::analyze::{sort_groups, Analysis, Group, Interner};
 use super::frames::StackFrames;
 use super::symbolize::shown_stacks;
+use mallocator::backtracing::LeakKind;
 
 /// What a frame line says about its frame. The report's lines come in
 /// three shapes: symbolized (`function at file:line`, or `function`
@@ -71,19 +72,19 @@ pub fn trim(a: &mut Analysis, frames: &mut StackFrames) {
     a.peak_consumers = merged(std::mem::take(&mut a.peak_consumers), &a.stacks);
 }
 
-/// `groups` with those whose stacks now read the same merged into one,
-/// sorted again.
+/// `groups` with those whose stacks now read the same (and whose blocks
+/// are as reachable) merged into one, sorted again.
 fn merged(groups: Vec<Group>, stacks: &Interner) -> Vec<Group> {
     let mut merged: Vec<Group> = Vec::with_capacity(groups.len());
-    let mut by_text: HashMap<&[u8], usize> = HashMap::new();
+    let mut by_text: HashMap<(&[u8], Option<LeakKind>), usize> = HashMap::new();
     for g in groups {
-        match by_text.get(stacks.text(g.stack)) {
+        match by_text.get(&(stacks.text(g.stack), g.kind)) {
             Some(&i) => {
                 merged[i].bytes = merged[i].bytes.saturating_add(g.bytes);
                 merged[i].count += g.count;
             }
             None => {
-                by_text.insert(stacks.text(g.stack), merged.len());
+                by_text.insert((stacks.text(g.stack), g.kind), merged.len());
                 merged.push(g);
             }
         }

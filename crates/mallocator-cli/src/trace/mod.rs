@@ -27,9 +27,12 @@ use crate::Error;
 valgrind --leak-check but at a fraction of their cost: every malloc, calloc, realloc, \
 reallocarray, posix_memalign, aligned_alloc, memalign, valloc, pvalloc and free of the program \
 (C, C++ or Rust, dynamically linked) goes through the backtracing tracker, which writes a compact \
-event log (format v2) with the stack of every allocation. When the program ends, the leak report \
-that `mallocator leaks` makes of that log is printed on standard error; with --output the log is \
-kept there instead, for `mallocator leaks FILE` (any report option, flame graphs, JSON).\n\n\
+event log (format v2) with the stack of every allocation. When the program exits, the tracker \
+scans its memory, as memcheck does, for the blocks it can still reach (still reachable) and those \
+it lost (definitely, indirectly or possibly lost). Then the leak report that `mallocator leaks` \
+makes of that log is printed on standard error: lost blocks listed, reachable ones counted; with \
+--output the log is kept there instead, for `mallocator leaks FILE` (any report option, flame \
+graphs, JSON).\n\n\
 Stacks are unwound by each object's DWARF call-frame information (.eh_frame), which \
 distributions' packages and gcc -O2 keep even without frame pointers, and by frame pointers \
 through an object that has none; --frame-pointers walks frame pointers only.\n\n\
@@ -72,10 +75,11 @@ pub struct TraceArgs {
     /// `mallocator leaks --peak-limit`); none by default, as the report on stderr is a summary.
     #[arg(long, value_name = "N", default_value_t = 0, conflicts_with = "output")]
     pub peak_limit: usize,
-    /// Exit with N (1 to 255) when the report finds leaks (not suppressed), double frees or
-    /// invalid frees in any traced process, instead of the program's own exit code (Valgrind's
-    /// option of the same name; LeakSanitizer exits 23). A program killed by a signal keeps its
-    /// 128+N.
+    /// Exit with N (1 to 255) when the report finds lost blocks (not suppressed: definitely or
+    /// indirectly lost, or any never-freed block of a process that ended without the leak scan at
+    /// exit), double frees or invalid frees in any traced process, instead of the program's own
+    /// exit code (Valgrind's option of the same name; LeakSanitizer exits 23). A program killed by
+    /// a signal keeps its 128+N.
     #[arg(
         long,
         value_name = "N",

@@ -118,8 +118,8 @@ pub(crate) fn run(args: &TraceArgs) -> Result<ExitCode, Error> {
         // A death by signal keeps its status: it says more.
         Some(n) if found != Findings::default() && status.code().is_some() => {
             note(format_args!(
-                "{} leaked blocks, {} bad frees: exiting with status {n} (--error-exitcode)",
-                found.leaked_blocks, found.bad_frees
+                "{} lost blocks, {} bad frees: exiting with status {n} (--error-exitcode)",
+                found.lost_blocks, found.bad_frees
             ));
             Ok(ExitCode::from(n))
         }

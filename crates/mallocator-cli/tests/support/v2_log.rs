@@ -176,6 +176,18 @@ impl Log {
         self.record(b'E', &p)
     }
 
+    /// A reachability record: the leak scan at `ts` found each block
+    /// `(address, class code)` (1 definitely, 2 indirectly, 3 possibly
+    /// lost, 4 still reachable).
+    pub fn reachability(&mut self, ts: u64, blocks: &[(u64, u8)]) -> &mut Self {
+        let mut p = ts.to_le_bytes().to_vec();
+        for &(addr, code) in blocks {
+            p.extend_from_slice(&addr.to_le_bytes());
+            p.push(code);
+        }
+        self.record(b'R', &p)
+    }
+
     /// The end record.
     pub fn end(&mut self, events: u64, lost: u64) -> &mut Self {
         let mut p = events.to_le_bytes().to_vec();

@@ -469,6 +469,46 @@ __attribute__((noinline)) static int double_free(void) {
     return 0;
 }
 
+/* Blocks of each class a leak scan at exit finds, each allocated by a
+ * function of its own: 1 x 48 a global points to (still reachable), 1 x
+ * 64 only a global's pointer into its middle reaches (possibly lost), and
+ * a list of three 48-byte nodes whose head was dropped (the head
+ * definitely lost, the two nodes after it indirectly). */
+struct node {
+    struct node *next;
+    char payload[40];
+};
+static void *volatile kept_start, *volatile kept_middle, *volatile dropped;
+
+/* Not tail calls, which would leave no frame of these functions. */
+__attribute__((noinline)) static void *reachable_block(void) {
+    void *p = malloc(48);
+    check(p != NULL, "malloc");
+    return p;
+}
+__attribute__((noinline)) static void *middle_block(void) {
+    void *p = malloc(64);
+    check(p != NULL, "malloc");
+    return p;
+}
+__attribute__((noinline)) static struct node *list_node(struct node *next) {
+    struct node *n = malloc(sizeof *n);
+    check(n != NULL, "malloc");
+    n->next = next;
+    return n;
+}
+__attribute__((noinline)) static void drop_list(void) {
+    dropped = list_node(list_node(list_node(NULL)));
+    dropped = NULL;
+}
+
+__attribute__((noinline)) static int reachability(void) {
+    kept_start = reachable_block();
+    kept_middle = (char *)middle_block() + 16;
+    drop_list();
+    return 0;
+}
+
 /* A child that leaks 1 x 40 and exits 0; the parent leaks nothing. */
 __attribute__((noinline)) static int leaky_child(void) {
     pid_t pid = fork();
@@ -588,6 +628,7 @@ int main(int argc, char **argv) {
     if (!strcmp(mode, "cancel")) return cancel_threads();
     if (!strcmp(mode, "quick_exit")) return quick();
     if (!strcmp(mode, "leaky-child")) return leaky_child();
+    if (!strcmp(mode, "reachability")) return reachability();
     if (!strcmp(mode, "churn")) return churn_pairs(argc > 2 ? atol(argv[2]) : 1000000);
     if (!strcmp(mode, "churn-threads")) { check(argc >= 4, "churn-threads THREADS PAIRS"); return churn_threads(atoi(argv[2]), atol(argv[3])); }
     if (!strcmp(mode, "_exit")) { check(malloc(21) != NULL, "leak"); _exit(4); }

@@ -6,6 +6,7 @@
 //! Nothing here panics on any input: every read is checked against the
 //! end of the record it belongs to.
 
+use mallocator::backtracing::LeakKind;
 use std::fmt;
 
 /// The first 8 bytes of every v2 log.
@@ -33,6 +34,10 @@ pub const TAG_STACK: u8 = b'S';
 pub const TAG_EVENTS: u8 = b'E';
 /// The end record.
 pub const TAG_END: u8 = b'Z';
+/// How reachable the blocks live at exit were.
+pub const TAG_REACHABILITY: u8 = b'R';
+/// Bytes of one block's entry in a reachability record.
+pub const REACHABILITY_ENTRY: usize = 9;
 
 /// Event tag of an allocation.
 pub const EVENT_ALLOC: u8 = 1;
@@ -139,6 +144,8 @@ pub enum ErrorKind {
         /// Bytes left in the chunk.
         left: usize,
     },
+    /// A reachability record's class code other than 1 to 4.
+    UnknownLeakKind(u8),
     /// A record after the end record.
     RecordAfterEnd {
         /// The record's tag.
@@ -166,6 +173,7 @@ pub fn record_name(tag: u8) -> String {
         TAG_STACK => "stack (S)".to_owned(),
         TAG_EVENTS => "events (E)".to_owned(),
         TAG_END => "end (Z)".to_owned(),
+        TAG_REACHABILITY => "reachability (R)".to_owned(),
         t => format!("unknown (tag 0x{t:02x})"),
     }
 }
@@ -259,6 +267,11 @@ impl fmt::Display for Error {
                 f,
                 "payload too short: the chunk ends {left} bytes into an {} event of {needed} bytes",
                 if *tag == EVENT_ALLOC { "alloc" } else { "free" }
+            ),
+            ErrorKind::UnknownLeakKind(code) => write!(
+                f,
+                "unknown reachability class {code} in a reachability (R) record (1 to 4: \
+                 definitely, indirectly, possibly lost, still reachable)"
             ),
             ErrorKind::RecordAfterEnd { tag, end } => write!(
                 f,
@@ -530,6 +543,43 @@ pub fn end(record: Record<'_>) -> Result<End, Error> {
         events: f.u64("events")?,
         lost: f.u64("lost")?,
     })
+}
+
+/// An `R` record: the timestamp of the leak scan, and each block it
+/// classified (address, class).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Reachability {
+    /// When the scan ran, in the header's clock.
+    pub ts: u64,
+    /// Each block's address and class.
+    pub blocks: Vec<(u64, LeakKind)>,
+}
+
+/// Decodes an `R` record: every entry whole, every class known (the
+/// offset of an error is the entry's).
+pub fn reachability(record: Record<'_>) -> Result<Reachability, Error> {
+    let mut f = Fields::new(record);
+    let ts = f.u64("ts")?;
+    let mut blocks =
+        Vec::with_capacity(record.payload.len().saturating_sub(8) / REACHABILITY_ENTRY);
+    while f.pos < record.payload.len() {
+        let at = record.payload_offset() + f.pos as u64;
+        let addr = f.u64("block address")?;
+        let kind = match f.u8("block class")? {
+            1 => LeakKind::DefinitelyLost,
+            2 => LeakKind::IndirectlyLost,
+            3 => LeakKind::PossiblyLost,
+            4 => LeakKind::StillReachable,
+            code => {
+                return Err(Error {
+                    offset: at,
+                    kind: ErrorKind::UnknownLeakKind(code),
+                })
+            }
+        };
+        blocks.push((addr, kind));
+    }
+    Ok(Reachability { ts, blocks })
 }
 
 /// The thread id of an `E` record (its events follow, from [`THREAD_LEN`] on).

@@ -26,9 +26,10 @@ use super::symbolize::{self, ModuleSymbolizer};
 pub use format::looks_like_v2;
 use format::{
     End, Error, ErrorKind, Header, EVENT_ALLOC, NO_STACK, TAG_END, TAG_EVENTS, TAG_HEADER,
-    TAG_MODULE, TAG_STACK, THREAD_LEN,
+    TAG_MODULE, TAG_REACHABILITY, TAG_STACK, THREAD_LEN,
 };
 use hashbrown::HashMap;
+use mallocator::backtracing::LeakKind;
 use merge::Streams;
 use modules::{ModuleMap, StackKey};
 
@@ -130,6 +131,11 @@ struct Scan<'a> {
     allocs: u64,
     frees: u64,
     key: Vec<u8>,
+    /// When the leak scan of the reachability records ran (the latest,
+    /// if several scans were written).
+    scanned_at: Option<u64>,
+    /// Each block the scan classified.
+    reachability: Vec<(u64, LeakKind)>,
     warnings: Vec<Error>,
     warnings_total: u64,
 }
@@ -194,6 +200,13 @@ impl<'a> Scan<'a> {
                 Ok(z) => {
                     self.summary.end = Some(z);
                     self.end_at = Some(r.offset);
+                }
+                Err(e) => self.problem(e)?,
+            },
+            TAG_REACHABILITY => match format::reachability(r) {
+                Ok(found) => {
+                    self.scanned_at = self.scanned_at.max(Some(found.ts));
+                    self.reachability.extend(found.blocks);
                 }
                 Err(e) => self.problem(e)?,
             },
@@ -265,6 +278,16 @@ impl<'a> Scan<'a> {
     }
 }
 
+/// What a [`Ready`] is.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum ReadyKind {
+    Alloc,
+    Free,
+    /// The moment of the leak scan: the blocks live now are those it
+    /// classified (see [`Analyzer::classify_live`]).
+    Scan,
+}
+
 /// An event ready for the analyzer, decoded and its stack interned (32
 /// bytes: what the merging thread hands over is most of its work).
 #[derive(Clone, Copy)]
@@ -276,20 +299,30 @@ struct Ready {
     stack: StackId,
     /// log2 of the requested alignment (allocations).
     align_log2: u8,
-    alloc: bool,
+    kind: ReadyKind,
 }
 
 impl Ready {
+    /// The leak scan's moment in the merged events.
+    const SCAN: Ready = Ready {
+        addr: 0,
+        size: 0,
+        offset: 0,
+        stack: 0,
+        align_log2: 0,
+        kind: ReadyKind::Scan,
+    };
+
     #[inline]
-    fn apply(&self, analyzer: &mut Analyzer) {
-        let op = if self.alloc {
-            Op::Alloc {
+    fn apply(&self, analyzer: &mut Analyzer, reachability: &mut Vec<(u64, LeakKind)>) {
+        let op = match self.kind {
+            ReadyKind::Alloc => Op::Alloc {
                 addr: self.addr,
                 align: format::align(self.align_log2),
                 size: self.size,
-            }
-        } else {
-            Op::Free { addr: self.addr }
+            },
+            ReadyKind::Free => Op::Free { addr: self.addr },
+            ReadyKind::Scan => return analyzer.classify_live(&std::mem::take(reachability)),
         };
         analyzer.apply(op, self.offset, self.stack);
     }
@@ -308,16 +341,28 @@ struct Events<'a> {
     undefined_at: &'a [usize],
     undefined: &'a HashMap<u32, StackId>,
     empty: StackId,
+    /// When the leak scan ran, if the log has one: [`Ready::SCAN`] goes
+    /// before the first event after it.
+    scanned_at: Option<u64>,
 }
 
 impl Events<'_> {
-    /// Calls `f` with every event, in merge order.
+    /// Calls `f` with every event, in merge order, and with
+    /// [`Ready::SCAN`] at the leak scan's moment.
     fn each(&self, mut f: impl FnMut(Ready)) {
+        let mut scan = self.scanned_at;
         merge::merge(self.data, self.streams, |pos| {
+            if scan.is_some_and(|at| format::event_ts(&self.data[pos..]) > at) {
+                scan = None;
+                f(Ready::SCAN);
+            }
             if let Some(r) = self.ready(pos) {
                 f(r);
             }
         });
+        if scan.is_some() {
+            f(Ready::SCAN);
+        }
     }
 
     /// The event at `pos`, decoded. Inlined into the merge loop: a call
@@ -355,7 +400,11 @@ impl Events<'_> {
             } else {
                 0xFF
             },
-            alloc,
+            kind: if alloc {
+                ReadyKind::Alloc
+            } else {
+                ReadyKind::Free
+            },
         })
     }
 
@@ -363,7 +412,8 @@ impl Events<'_> {
     /// decoding take about as long as the analysis, so they run on a
     /// thread of their own and hand the events over in batches (on one
     /// thread if none can be started).
-    fn apply(&self, analyzer: &mut Analyzer) {
+    fn apply(&self, analyzer: &mut Analyzer, mut reachability: Vec<(u64, LeakKind)>) {
+        let reachability = &mut reachability;
         let (full_tx, full_rx) = std::sync::mpsc::sync_channel::<Vec<Ready>>(BATCHES_IN_FLIGHT);
         let (spare_tx, spare_rx) = std::sync::mpsc::channel::<Vec<Ready>>();
         std::thread::scope(|scope| {
@@ -384,12 +434,12 @@ impl Events<'_> {
                     let _ = full_tx.send(batch);
                 });
             if producer.is_err() {
-                self.each(|r| r.apply(analyzer));
+                self.each(|r| r.apply(analyzer, reachability));
                 return;
             }
             for mut batch in full_rx {
                 for r in &batch {
-                    r.apply(analyzer);
+                    r.apply(analyzer, reachability);
                 }
                 batch.clear();
                 let _ = spare_tx.send(batch);
@@ -421,6 +471,8 @@ pub fn read(data: &[u8], lenient: bool) -> Result<Reading, Error> {
         allocs: 0,
         frees: 0,
         key: Vec::new(),
+        scanned_at: None,
+        reachability: Vec::new(),
         warnings: Vec::new(),
         warnings_total: 0,
     };
@@ -454,6 +506,8 @@ pub fn read(data: &[u8], lenient: bool) -> Result<Reading, Error> {
         undefined_at,
         undefined,
         empty,
+        scanned_at,
+        reachability,
         ..
     } = scan;
     let events = Events {
@@ -463,8 +517,9 @@ pub fn read(data: &[u8], lenient: bool) -> Result<Reading, Error> {
         undefined_at: &undefined_at,
         undefined: &undefined,
         empty,
+        scanned_at,
     };
-    events.apply(&mut analyzer);
+    events.apply(&mut analyzer, reachability);
     let mut analysis = analyzer.finish();
     analysis.input = InputStats {
         bytes: data.len() as u64,
@@ -710,6 +765,54 @@ mod tests {
         assert!(r.analysis.live_reuses.is_empty());
     }
 
+    /// A leak scan's classes hold for the blocks live at its moment in
+    /// the merged events, wherever its record lies in the file: not for a
+    /// block freed after it, nor one allocated after it (even at the
+    /// address of one it classified).
+    #[test]
+    fn a_leak_scan_classifies_the_blocks_live_at_its_moment() {
+        let mut log = preamble();
+        log.stack(3, &[0x1030])
+            .reachability(5, &[(0x10, 1), (0x20, 4), (0x30, 1), (0x40, 2)])
+            .events(
+                1,
+                &[
+                    alloc(1, 0x10, 100, 1),
+                    alloc(2, 0x20, 8, 2),
+                    alloc(3, 0x30, 16, 1),
+                    alloc(4, 0x40, 24, 2),
+                    free(8, 0x30, NO_STACK),
+                    alloc(9, 0x30, 32, 3),
+                ],
+            )
+            .events(2, &[alloc(7, 0x50, 64, 3)])
+            .end(7, 0);
+        let r = read_ok(&log.build());
+        let a = &r.analysis;
+        assert!(a.classified);
+        let kinds: Vec<(u64, u64, Option<LeakKind>)> = a
+            .groups
+            .iter()
+            .map(|g| (g.bytes, g.count, g.kind))
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                (100, 1, Some(LeakKind::DefinitelyLost)),
+                (24, 1, Some(LeakKind::IndirectlyLost)),
+                (96, 2, None),
+                (8, 1, Some(LeakKind::StillReachable)),
+            ]
+        );
+        assert_eq!((a.leaked_blocks, a.lost_blocks()), (5, 4));
+        // Without the record, nothing is classified: every block counts.
+        let mut plain = preamble();
+        plain.events(1, &[alloc(1, 0x10, 100, 1)]).end(1, 0);
+        let a = read_ok(&plain.build()).analysis;
+        assert!(!a.classified && a.groups[0].kind.is_none());
+        assert_eq!(a.lost_blocks(), 1);
+    }
+
     #[test]
     fn a_module_loaded_over_an_old_range_owns_the_stacks_after_it() {
         let mut log = Log::new();
@@ -888,6 +991,31 @@ mod tests {
                 left: 20,
             },
         ));
+        let mut class = preamble();
+        let at = class.offset() + 5 + 8 + 9;
+        class.reachability(1, &[(0x10, 1), (0x20, 5)]);
+        cases.push((
+            "unknown reachability class",
+            class.build(),
+            at as u64,
+            ErrorKind::UnknownLeakKind(5),
+        ));
+        let mut cut_entry = preamble();
+        let at = cut_entry.offset() as u64;
+        let mut payload = [0; 8 + 9 + 4];
+        payload[8 + 8] = 1;
+        cut_entry.record(b'R', &payload);
+        cases.push((
+            "reachability entry cut",
+            cut_entry.build(),
+            at,
+            ErrorKind::PayloadTooShort {
+                tag: b'R',
+                field: "block address",
+                needed: 8 + 9 + 8,
+                len: 8 + 9 + 4,
+            },
+        ));
         let mut after = preamble();
         let end = after.offset() as u64;
         after.end(0, 0);
@@ -1012,7 +1140,10 @@ mod tests {
                 }
             })
             .collect();
-        log.events(1, &evs[..20]).events(2, &evs[20..]).end(40, 0);
+        log.events(1, &evs[..20])
+            .events(2, &evs[20..])
+            .reachability(30, &[(0x10, 1), (0x30, 2), (0x40, 3), (0x60, 4)])
+            .end(40, 0);
         log.build()
     }
 
