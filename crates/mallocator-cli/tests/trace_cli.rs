@@ -808,6 +808,34 @@ fn leaks_are_classified_by_a_scan_of_memory_at_exit() {
     assert!(!stderr.contains("reachable_block"), "{stderr}");
 }
 
+/// A program that made a page of a block unreadable (a guard page) is
+/// not killed by the leak scan at exit, which reads around it.
+#[test]
+fn the_leak_scan_reads_around_a_page_the_program_made_unreadable() {
+    let dir = scratch();
+    let (out, report) = trace(dir.path(), &["guard-page"]);
+    assert_eq!(exit_code(&out), 0, "{out:?}");
+    let page = 4096; // the x86-64 and AArch64 Linux page this runs on
+    let mut ours: Vec<(u64, String)> = (report["groups"].as_array().unwrap().iter())
+        .filter(|g| g["bytes"] == 3 * page || g["bytes"] == 40)
+        .map(|g| {
+            (
+                g["bytes"].as_u64().unwrap(),
+                g["kind"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    ours.sort();
+    assert_eq!(
+        ours,
+        [
+            (40, "still_reachable".to_owned()),
+            (3 * page, "still_reachable".to_owned())
+        ],
+        "{report:#}"
+    );
+}
+
 /// The stacks that held the most at the heap's peak: in the report on
 /// stderr when asked for, and in the log's JSON report, named from the
 /// program's debug info.

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/time.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -509,6 +510,22 @@ __attribute__((noinline)) static int reachability(void) {
     return 0;
 }
 
+/* A block with a page the program made unreadable, as a coroutine
+ * library guards the end of a stack it allocated with malloc: the leak
+ * scan at exit must read around it. A static holds the 3-page block, and
+ * its last page a 40-byte block: both still reachable. */
+static void *volatile guarded;
+
+__attribute__((noinline)) static int guard_page(void) {
+    long page = sysconf(_SC_PAGESIZE);
+    char *p = NULL;
+    check(posix_memalign((void **)&p, page, 3 * page) == 0, "posix_memalign");
+    check(mprotect(p + page, page, PROT_NONE) == 0, "mprotect");
+    *(void **)(p + 2 * page) = malloc(40);
+    guarded = p;
+    return 0;
+}
+
 /* A child that leaks 1 x 40 and exits 0; the parent leaks nothing. */
 __attribute__((noinline)) static int leaky_child(void) {
     pid_t pid = fork();
@@ -629,6 +646,7 @@ int main(int argc, char **argv) {
     if (!strcmp(mode, "quick_exit")) return quick();
     if (!strcmp(mode, "leaky-child")) return leaky_child();
     if (!strcmp(mode, "reachability")) return reachability();
+    if (!strcmp(mode, "guard-page")) return guard_page();
     if (!strcmp(mode, "churn")) return churn_pairs(argc > 2 ? atol(argv[2]) : 1000000);
     if (!strcmp(mode, "churn-threads")) { check(argc >= 4, "churn-threads THREADS PAIRS"); return churn_threads(atoi(argv[2]), atol(argv[3])); }
     if (!strcmp(mode, "_exit")) { check(malloc(21) != NULL, "leak"); _exit(4); }

@@ -579,9 +579,13 @@ pub(crate) fn classified_live(
 }
 
 /// The reachability of each of `records` (sorted here by address) from
-/// the roots `reach` names; `None` where the roots are not known, or out
-/// of memory. Allocates only from the C library (see `build_report`).
+/// the roots `reach` names; `None` where the roots or the readable memory
+/// are not known, or out of memory. Allocates only from the C library
+/// (see `build_report`).
 fn classify(records: &mut SysVec<Record>, reach: Reach) -> Option<SysVec<LeakKind>> {
+    // Only what can be read is: a program may have made part of a block
+    // or of its data unreadable.
+    let readable = os::Readable::of_process()?;
     records.sort_unstable_by_key(|r| r.addr);
     let mut blocks: SysVec<(usize, usize)> = sys_vec();
     blocks.try_reserve_exact(records.len()).ok()?;
@@ -610,15 +614,20 @@ fn classify(records: &mut SysVec<Record>, reach: Reach) -> Option<SysVec<LeakKin
                         f(w)
                     }
                 };
-                // SAFETY: the loader lists these ranges as mapped, and
-                // keeps them while the walk runs.
-                unsafe { os::for_each_word(start, len, f) }
+                readable.each_part(start, len, &mut |start, len| {
+                    // SAFETY: readable, in a range the loader lists as
+                    // mapped and keeps while the walk runs.
+                    unsafe { os::for_each_word(start, len, f) }
+                });
             });
         },
         &mut |addr, size, f| {
-            // SAFETY: a live block: `size` bytes at `addr`, allocated, and
-            // not freed while the caller holds every live-table lock.
-            unsafe { os::for_each_word(addr, size, f) }
+            readable.each_part(addr, size, &mut |start, len| {
+                // SAFETY: readable, in a live block (`size` bytes at
+                // `addr`, allocated, and not freed while the caller holds
+                // every live-table lock).
+                unsafe { os::for_each_word(start, len, f) }
+            });
         },
     )?;
     known.then_some(kinds)

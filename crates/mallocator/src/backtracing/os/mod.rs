@@ -19,6 +19,8 @@
 //! * `roots.rs`: [`for_each_root_range`], memory that holds a program's
 //!   pointers (writable data of every object, this thread's thread-local
 //!   storage), and [`for_each_word`] to read it;
+//! * `readable.rs`: [`Readable`], the parts of the address space a leak
+//!   scan may read;
 //! * `descriptors.rs`: the descriptors of log files, moved out of the
 //!   program's way and listed ([`holds_descriptor`], [`log_descriptors`]);
 //! * `sink.rs`: [`Sink`] / [`write_all`], whole-record writes to a file
@@ -40,6 +42,7 @@ mod clock;
 mod descriptors;
 mod loader;
 mod process;
+mod readable;
 mod registers;
 mod roots;
 mod sink;
@@ -60,6 +63,7 @@ pub(crate) use process::{
     at_exit, at_fork, block_signals, executable, exit_now, process, restore_signals,
     with_signals_blocked, working_directory, SignalMask, PATH_MAX,
 };
+pub(crate) use readable::Readable;
 #[cfg(dwarf_unwinder)]
 pub(crate) use registers::registers;
 pub(crate) use registers::{
