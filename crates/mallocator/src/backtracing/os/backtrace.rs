@@ -120,8 +120,9 @@ pub(crate) fn symbolize(ip: usize, out: &mut Vec<Frame>) {
 }
 
 /// In an exit hook: the stack pointer of the code that called the C
-/// library's `exit` (the canonical frame address of `exit`'s own frame),
-/// found by unwinding; `None` when `exit` is not on the stack. A leak
+/// library's `exit` or `quick_exit` (the canonical frame address of that
+/// function's own frame), found by unwinding; `None` when neither is on
+/// the stack. A leak
 /// scan starts there: the exit machinery's frames below it hold no
 /// pointers of the program's, but stale copies of ones it no longer has
 /// (its frames reuse the stack where the program's returned functions
@@ -135,7 +136,9 @@ pub(crate) fn stack_of_exit_caller() -> Option<usize> {
         // end: look up the byte before (not for the innermost frame).
         let ip = (frame.ip() as usize).wrapping_sub(usize::from(!first));
         first = false;
-        let in_exit = with_code_site(ip, |site| site.and_then(|s| s.symbol) == Some(&b"exit"[..]));
+        let in_exit = with_code_site(ip, |site| {
+            matches!(site.and_then(|s| s.symbol), Some(b"exit" | b"quick_exit"))
+        });
         if in_exit {
             found = Some(frame.sp() as usize).filter(|&sp| sp != 0);
         }
