@@ -426,9 +426,11 @@ pub enum LogFormat {
 /// bytes, then most blocks, then by stack text.
 pub fn sort_groups(groups: &mut [Group], stacks: &Interner) {
     let rank = |kind: Option<LeakKind>| match kind {
-        Some(LeakKind::StillReachable) => 4,
-        Some(k) => k as u8,
+        Some(LeakKind::DefinitelyLost) => 0,
+        Some(LeakKind::IndirectlyLost) => 1,
+        Some(LeakKind::PossiblyLost) => 2,
         None => 3,
+        Some(LeakKind::StillReachable) => 4,
     };
     groups.sort_by(|a, b| {
         rank(a.kind)

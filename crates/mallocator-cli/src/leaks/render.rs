@@ -523,6 +523,15 @@ pub fn text(out: &mut dyn Write, a: &Analysis, top: Top, warnings_total: u64) ->
             plural(a.suppressed_blocks, "block", "blocks")
         )?;
     }
+    // free(NULL) is allowed: counted, not listed among the problems
+    // (the JSON report has its sites).
+    if !a.null_frees.is_empty() {
+        writeln!(
+            out,
+            "(free(NULL) calls: {}, which C allows; --json lists where)",
+            Tally::total(&a.null_frees)
+        )?;
+    }
     if a.classified {
         leak_summary(out, a)?;
     }
@@ -544,7 +553,6 @@ pub fn text(out: &mut dyn Write, a: &Analysis, top: Top, warnings_total: u64) ->
     let any_error = !(a.double_frees.is_empty()
         && a.unknown_frees.is_empty()
         && a.null_results.is_empty()
-        && a.null_frees.is_empty()
         && a.live_reuses.is_empty());
     if any_error {
         writeln!(out, "\nProblems the C leak script does not report:")?;
@@ -581,15 +589,6 @@ pub fn text(out: &mut dyn Write, a: &Analysis, top: Top, warnings_total: u64) ->
         top,
         "Allocations that returned NULL (out of memory or invalid request)",
         Some("bytes requested"),
-        |s| vec![("", s)],
-    )?;
-    section(
-        out,
-        a,
-        &a.null_frees,
-        top,
-        "free(NULL) calls (allowed; listed for completeness)",
-        None,
         |s| vec![("", s)],
     )?;
     section(
@@ -900,6 +899,26 @@ mod tests {
         ] {
             assert_eq!(demangle(raw), shown, "{raw}");
         }
+    }
+
+    /// free(NULL), which C allows, is a count among the totals, not a
+    /// problem with its sites.
+    #[test]
+    fn free_null_is_counted_not_listed_as_a_problem() {
+        let log = "\
++++ ALLOC:1:0x0000000000001000:16:100\n./prog(big+0x1)[0x1]\n---\n\
++++ FREE:1:0x0000000000000000\n./prog(tidy+0x1)[0x4]\n---\n\
++++ FREE:1:0x0000000000000000\n./prog(tidy+0x1)[0x4]\n---\n";
+        let a = analysis(log);
+        let mut out = Vec::new();
+        text(&mut out, &a, None, 0).unwrap();
+        let s = String::from_utf8(out).unwrap();
+        assert!(
+            s.contains("\n(free(NULL) calls: 2, which C allows; --json lists where)\n"),
+            "{s}"
+        );
+        assert!(!s.contains("Problems") && !s.contains("tidy"), "{s}");
+        assert_eq!(json(log, None)["error_counts"]["free_null"], 2);
     }
 
     #[test]
