@@ -51,6 +51,22 @@ as_valgrind=(LD_PRELOAD="$placeholder" LD_LIBRARY_PATH=/usr/lib/debug PWD="$work
     GLIBCPP_FORCE_NEW=1 GLIBCXX_FORCE_NEW=1)
 
 failures=0
+# row LABEL VALGRIND TRACE UNIT1 UNIT2 EXCUSE: prints one comparison, each
+# side two numbers ("N1 N2", shown as "N1 UNIT1, N2 UNIT2"). A difference
+# is a mismatch, but in the threads program (the caller's $name), where
+# EXCUSE says why it is expected.
+row() {
+    local label=$1 vg=$2 ours=$3 unit1=$4 unit2=$5 excuse=$6 verdict=ok
+    if [ "$vg" != "$ours" ] && [[ ${name:-} == *threads* ]]; then
+        verdict=$excuse
+    elif [ "$vg" != "$ours" ]; then
+        verdict=MISMATCH
+        failures=$((failures + 1))
+    fi
+    printf '  %-34s valgrind %-22s trace %-22s %s\n' "$label" "${vg/ / $unit1, } $unit2" \
+        "${ours/ / $unit1, } $unit2" "$verdict"
+}
+
 # compare NAME COMMAND...: runs COMMAND under both tools in $work.
 compare() {
     # The program's own exit status is not the point here.
@@ -72,29 +88,13 @@ compare() {
     trace_json=$("$bin" leaks --json "$work/log")
     local ours
     ours=$(jq -r '"\(.leaked_bytes) \(.leaked_blocks)"' <<<"$trace_json")
-    local verdict=ok
-    if [ "$vg" != "$ours" ] && [[ $name != *threads* ]]; then
-        verdict=MISMATCH
-        failures=$((failures + 1))
-    elif [ "$vg" != "$ours" ]; then
-        verdict="(TLS vectors, below)"
-    fi
-    printf '  %-34s valgrind %-22s trace %-22s %s\n' "$name" "${vg/ / bytes, } blocks" \
-        "${ours/ / bytes, } blocks" "$verdict"
+    row "$name" "$vg" "$ours" bytes blocks "(TLS vectors, below)"
     # Every allocation, freed or not: the report's heap line against
     # memcheck's total heap usage (the preload library starts the tracker
     # without allocating: the log has the program's allocations only).
     local our_heap
     our_heap=$(jq -r '"\(.log.input.allocs) \(.log.heap.allocated_bytes)"' <<<"$trace_json")
-    verdict=ok
-    if [ "$vg_heap" != "$our_heap" ] && [[ $name != *threads* ]]; then
-        verdict=MISMATCH
-        failures=$((failures + 1))
-    elif [ "$vg_heap" != "$our_heap" ]; then
-        verdict="(TLS vectors)"
-    fi
-    printf '  %-34s valgrind %-22s trace %-22s %s\n' "  allocated in all" \
-        "${vg_heap/ / blocks, } bytes" "${our_heap/ / blocks, } bytes" "$verdict"
+    row "  allocated in all" "$vg_heap" "$our_heap" blocks bytes "(TLS vectors)"
     # The never-freed blocks by class: memcheck's leak summary against
     # the classes the tracker's scan at exit gave the report's groups.
     local class vg_class our_class
@@ -103,15 +103,7 @@ compare() {
             <<<"$vg_out" | tr -d ,)
         our_class=$(jq -r --arg k "${class/ /_}" '[.groups[] | select(.kind == $k)]
             | "\(map(.bytes) | add // 0) \(map(.count) | add // 0)"' <<<"$trace_json")
-        verdict=ok
-        if [ "${vg_class:-0 0}" != "$our_class" ] && [[ $name != *threads* ]]; then
-            verdict=MISMATCH
-            failures=$((failures + 1))
-        elif [ "${vg_class:-0 0}" != "$our_class" ]; then
-            verdict="(see below)"
-        fi
-        printf '  %-34s valgrind %-22s trace %-22s %s\n' "  $class" \
-            "${vg_class/ / bytes, } blocks" "${our_class/ / bytes, } blocks" "$verdict"
+        row "  $class" "${vg_class:-0 0}" "$our_class" bytes blocks "(see below)"
     done
     LAST_JSON=$trace_json
 }
@@ -153,13 +145,7 @@ compare "programs.c threads (gcc -O2, no fp)" ./programs threads
 threads_json=$LAST_JSON
 our_own=$(jq -r '[.groups[] | select((.frames[0].file // "") | endswith("programs.c"))]
     | "\(map(.bytes) | add // 0) \(map(.count) | add // 0)"' <<<"$LAST_JSON")
-verdict=ok
-if [ "$vg_own" != "$our_own" ]; then
-    verdict=MISMATCH
-    failures=$((failures + 1))
-fi
-printf '  %-34s valgrind %-22s trace %-22s %s\n' "  its own leaks (programs.c)" \
-    "${vg_own/ / bytes, } blocks" "${our_own/ / bytes, } blocks" "$verdict"
+row "  its own leaks (programs.c)" "$vg_own" "$our_own" bytes blocks ""
 for json in "$family_json" "$threads_json"; do
     # Every leak of programs.c's own is named: its innermost frame (the
     # return address into the caller of malloc, found without frame
