@@ -815,25 +815,19 @@ fn the_leak_scan_reads_around_a_page_the_program_made_unreadable() {
     let dir = scratch();
     let (out, report) = trace(dir.path(), &["guard-page"]);
     assert_eq!(exit_code(&out), 0, "{out:?}");
-    let page = 4096; // the x86-64 and AArch64 Linux page this runs on
-    let mut ours: Vec<(u64, String)> = (report["groups"].as_array().unwrap().iter())
-        .filter(|g| g["bytes"] == 3 * page || g["bytes"] == 40)
-        .map(|g| {
-            (
-                g["bytes"].as_u64().unwrap(),
-                g["kind"].as_str().unwrap().to_owned(),
-            )
+    // The blocks `guard_page` allocated: 40 bytes, and 3 pages.
+    let mut ours: Vec<(u64, &str)> = (report["groups"].as_array().unwrap().iter())
+        .filter(|g| {
+            let frames = g["frames"].as_array().unwrap();
+            frames.iter().any(|f| f["function"] == "guard_page")
         })
+        .map(|g| (g["bytes"].as_u64().unwrap(), g["kind"].as_str().unwrap()))
         .collect();
     ours.sort();
-    assert_eq!(
-        ours,
-        [
-            (40, "still_reachable".to_owned()),
-            (3 * page, "still_reachable".to_owned())
-        ],
-        "{report:#}"
-    );
+    assert_eq!(ours.len(), 2, "{report:#}");
+    assert_eq!(ours[0], (40, "still_reachable"), "{report:#}");
+    assert_eq!(ours[1].1, "still_reachable", "{report:#}");
+    assert!(ours[1].0 >= 3 * 4096, "{report:#}");
 }
 
 /// The stacks that held the most at the heap's peak: in the report on
