@@ -29,19 +29,24 @@ pub(crate) fn at_exit(f: extern "C" fn()) {
                 dso: *mut c_void,
             ) -> c_int;
         }
-        /// Calls the function `arg` points to.
-        unsafe extern "C" fn call(arg: *mut c_void) {
-            // SAFETY: `arg` is the `extern "C" fn()` given below (function
-            // and data pointers have one size and representation on the
-            // targets this builds for).
-            let f = unsafe { core::mem::transmute::<*mut c_void, extern "C" fn()>(arg) };
-            f()
-        }
+        // `__cxa_atexit` calls its function with one argument; `f` takes
+        // none. C's own `atexit` registers its function the same way (cast,
+        // with a null argument): the C calling convention lets a callee
+        // ignore arguments it does not declare. Registering `f` itself
+        // rather than a trampoline that takes `f` as its argument matters
+        // under ThreadSanitizer, whose interceptor treats a null object
+        // handle as `atexit` and calls the function with no argument.
+        // SAFETY: the two function-pointer types have one size and
+        // representation; the call with an extra argument is the C ABI's
+        // (see above), made by the C library, not by Rust code.
+        let g = unsafe {
+            core::mem::transmute::<extern "C" fn(), unsafe extern "C" fn(*mut c_void)>(f)
+        };
         // SAFETY: `f` is a plain function valid for the whole program
-        // (see above); `call` only calls it.
+        // (see above).
         unsafe {
             at_quick_exit(f);
-            __cxa_atexit(call, f as *mut c_void, core::ptr::null_mut());
+            __cxa_atexit(g, core::ptr::null_mut(), core::ptr::null_mut());
         }
     }
     #[cfg(not(target_os = "linux"))]
