@@ -245,6 +245,53 @@ fn exit_report_classifies_reachability_and_sets_the_exit_code() {
     }
 }
 
+/// A program that ends by `quick_exit` runs only its `at_quick_exit`
+/// functions, not its `atexit` ones: the exit report runs there too, with
+/// its classes and its exit status.
+#[test]
+#[cfg(target_os = "linux")] // where the hooks are registered for quick_exit
+#[cfg_attr(miri, ignore)] // spawns a process
+fn exit_report_runs_at_quick_exit() {
+    if std::env::var_os("BT_CHILD").is_some() {
+        return;
+    }
+    let report = std::env::temp_dir().join(format!("bt-quick-{}.json", std::process::id()));
+    let out = run_leaky_child(&[
+        ("BT_QUICK_EXIT", "1".as_ref()),
+        ("MALLOCATOR_LEAKS", report.as_os_str()),
+        ("MALLOCATOR_LEAKS_FORMAT", "json".as_ref()),
+        ("MALLOCATOR_LEAKS_EXITCODE", "23".as_ref()),
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(23), "{stderr}");
+    let text = std::fs::read_to_string(&report).unwrap_or_else(|e| panic!("{e}: {stderr}"));
+    let _ = std::fs::remove_file(&report);
+    let json: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let kind_of = |bytes: u64| {
+        json["groups"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|g| g["bytes"] == bytes && g["count"] == 1)
+            .unwrap_or_else(|| panic!("no {bytes}-byte group in {json}"))["kind"]
+            .clone()
+    };
+    assert_eq!(kind_of(777), "definitely_lost");
+    assert_eq!(kind_of(555), "still_reachable");
+    // Without the exit code, the program's own quick_exit status stands.
+    let out = run_leaky_child(&[
+        ("BT_QUICK_EXIT", "1".as_ref()),
+        ("MALLOCATOR_LEAKS", "stderr".as_ref()),
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(QUICK_EXIT_STATUS), "{stderr}");
+    assert!(stderr.contains("== mallocator leak report =="), "{stderr}");
+}
+
+/// The status the child ends with when it ends by `quick_exit`.
+#[cfg(target_os = "linux")]
+const QUICK_EXIT_STATUS: i32 = 9;
+
 #[test]
 #[cfg_attr(miri, ignore)] // spawns a process
 fn suppressions_file_leaves_out_matching_stacks() {
@@ -317,4 +364,13 @@ fn child_leaks_on_purpose() {
     }
     let errors = GLOBAL.tracker().report().errors;
     assert_eq!(errors.last().map(|e| e.kind), Some(ErrorKind::DoubleFree));
+    #[cfg(target_os = "linux")]
+    if std::env::var_os("BT_QUICK_EXIT").is_some() {
+        extern "C" {
+            fn quick_exit(status: core::ffi::c_int) -> !;
+        }
+        // SAFETY: C11's quick_exit, which ends the process; nothing of
+        // this test is left to run.
+        unsafe { quick_exit(QUICK_EXIT_STATUS) };
+    }
 }
