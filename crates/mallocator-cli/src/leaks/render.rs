@@ -4,7 +4,7 @@
 use super::analyze::{Analysis, Group, HeapUsage, LogFormat, StackId, Tally};
 use super::frames::{Frame, StackFrames};
 use super::parse::{InputStats, ParseError};
-use mallocator::backtracing::LeakKind;
+use mallocator::backtracing::{public_symbol_name, LeakKind};
 use serde::Serialize;
 use std::io::{self, Write};
 
@@ -725,12 +725,12 @@ pub fn folded_safe(label: &str) -> String {
 /// Demangles a Rust symbol (without its hash) or a C++ one (the Itanium
 /// ABI's `_Z…`, as g++ and clang++ write them, with its parameter
 /// types, as Valgrind and heaptrack show them). A glibc-internal alias
-/// (`__GI_setlocale`: the hidden name glibc's own calls go through,
-/// which its debug info names) is shown by the name it aliases
-/// (`setlocale`), as Valgrind shows it. Other names unchanged.
+/// is shown by the C name it aliases ([`public_symbol_name`]). Other
+/// names unchanged.
 pub fn demangle(sym: &str) -> String {
-    if let Some(name) = sym.strip_prefix("__GI_").filter(|n| !n.is_empty()) {
-        return name.to_owned();
+    let public = public_symbol_name(sym);
+    if public.len() != sym.len() {
+        return public.to_owned();
     }
     if let Ok(d) = rustc_demangle::try_demangle(sym) {
         return format!("{d:#}");

@@ -196,6 +196,7 @@ pub use stack::{learn_thread_stack, StackMode, MAX_DEPTH};
 use stack::{ActiveCell, Captured, Method, StackStorage};
 use state::State;
 pub use suppressions::{SuppressionError, Suppressions};
+pub use symbolize::public_symbol_name;
 use sync::{RawLock, SpinGuard};
 use thread::{Busy, ThreadState};
 pub use trim::{user_frames, FrameInfo, PRELOAD_LIBRARY};

@@ -1,5 +1,7 @@
 //! Symbolization for the in-process report: each distinct stack once,
-//! shown from the program's first frame to its last (`trim.rs`).
+//! shown from the program's first frame to its last (`trim.rs`); and the
+//! name a frame is shown by ([`public_symbol_name`]), shared with the
+//! offline report.
 
 use core::ops::Range;
 use std::collections::HashMap;
@@ -68,5 +70,41 @@ fn frame_info(f: &Frame) -> FrameInfo<'_> {
         },
         file: if test { None } else { f.file.as_deref() },
         object: None,
+    }
+}
+
+/// The name a symbol is shown by: a glibc-internal alias
+/// (`__GI_setlocale`: the hidden name glibc's own calls go through,
+/// which its debug information names) by the name it aliases
+/// (`setlocale`), as Valgrind shows it; any other name as it is.
+///
+/// ```
+/// use mallocator::backtracing::public_symbol_name;
+///
+/// assert_eq!(public_symbol_name("__GI___strdup"), "__strdup");
+/// assert_eq!(public_symbol_name("malloc"), "malloc");
+/// ```
+pub fn public_symbol_name(sym: &str) -> &str {
+    sym.strip_prefix("__GI_")
+        .filter(|name| !name.is_empty())
+        .unwrap_or(sym)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::public_symbol_name;
+
+    #[test]
+    fn glibc_internal_aliases_are_shown_by_their_public_names() {
+        for (raw, shown) in [
+            ("__GI_setlocale", "setlocale"),
+            ("__GI___strdup", "__strdup"),
+            // Nothing after the prefix: not an alias.
+            ("__GI_", "__GI_"),
+            ("malloc", "malloc"),
+            ("x__GI_y", "x__GI_y"),
+        ] {
+            assert_eq!(public_symbol_name(raw), shown, "{raw}");
+        }
     }
 }

@@ -90,7 +90,9 @@ pub(crate) fn symbolize(ip: usize, out: &mut Vec<Frame>) {
     backtrace::resolve(lookup, |sym| {
         out.push(Frame {
             ip,
-            function: sym.name().map(|n| format!("{n:#}")),
+            function: sym
+                .name()
+                .map(|n| crate::backtracing::public_symbol_name(&format!("{n:#}")).to_owned()),
             file: sym.filename().map(|f| f.display().to_string()),
             line: sym.lineno(),
         });
