@@ -194,6 +194,18 @@ fn run_leaky_child(vars: &[(&str, &std::ffi::OsStr)]) -> std::process::Output {
     command.output().unwrap()
 }
 
+/// The leak class of the one-block group of `bytes` bytes in a JSON
+/// exit report.
+fn kind_of_block(json: &serde_json::Value, bytes: u64) -> serde_json::Value {
+    json["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|g| g["bytes"] == bytes && g["count"] == 1)
+        .unwrap_or_else(|| panic!("no {bytes}-byte group in {json}"))["kind"]
+        .clone()
+}
+
 /// A block the child keeps for good (still reachable at exit).
 static KEPT: std::sync::atomic::AtomicPtr<u8> =
     std::sync::atomic::AtomicPtr::new(std::ptr::null_mut());
@@ -219,15 +231,7 @@ fn exit_report_classifies_reachability_and_sets_the_exit_code() {
     let json: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
     let _ = std::fs::remove_file(&report);
-    let kind_of = |bytes: u64| {
-        json["groups"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|g| g["bytes"] == bytes && g["count"] == 1)
-            .unwrap_or_else(|| panic!("no {bytes}-byte group in {json}"))["kind"]
-            .clone()
-    };
+    let kind_of = |bytes: u64| kind_of_block(&json, bytes);
     // Without the variable the child exits normally.
     let out = run_leaky_child(&[("MALLOCATOR_LEAKS", "stderr".as_ref())]);
     assert!(out.status.success(), "{out:?}");
@@ -267,15 +271,7 @@ fn exit_report_runs_at_quick_exit() {
     let text = std::fs::read_to_string(&report).unwrap_or_else(|e| panic!("{e}: {stderr}"));
     let _ = std::fs::remove_file(&report);
     let json: serde_json::Value = serde_json::from_str(&text).unwrap();
-    let kind_of = |bytes: u64| {
-        json["groups"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|g| g["bytes"] == bytes && g["count"] == 1)
-            .unwrap_or_else(|| panic!("no {bytes}-byte group in {json}"))["kind"]
-            .clone()
-    };
+    let kind_of = |bytes: u64| kind_of_block(&json, bytes);
     assert_eq!(kind_of(777), "definitely_lost");
     assert_eq!(kind_of(555), "still_reachable");
     // Without the exit code, the program's own quick_exit status stands.
