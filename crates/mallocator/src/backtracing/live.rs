@@ -271,6 +271,13 @@ const IDLE_SHRINK: usize = 16;
 /// multiply-shift of the hash, not a mask) plus a ring of recent frees.
 #[derive(Debug)]
 pub(crate) struct LiveShard {
+    /// The table. Slot indices: every index a probe uses comes from
+    /// [`home`](Self::home) (below `slots.len()` when that is not 0, see
+    /// [`home_in`]) or [`next`](Self::next) (which wraps at
+    /// `slots.len()`), and a probe only starts in a table with slots:
+    /// so every such index is below `slots.len()`, which
+    /// [`slot`](Self::slot) and [`slot_mut`](Self::slot_mut) rely on to
+    /// skip the bounds checks (a fifth of the free path's table work).
     slots: SysVec<Record>,
     len: usize,
     /// The load limits of this length of table, as record counts (set by
@@ -315,6 +322,23 @@ impl LiveShard {
             bytes: 0,
             frees: RecentFrees::new(),
         }
+    }
+
+    /// Slot `i`, which must be below `slots.len()` (see `slots`).
+    #[inline(always)]
+    fn slot(&self, i: usize) -> &Record {
+        debug_assert!(i < self.slots.len());
+        // SAFETY: `i` is a probe's index, below `slots.len()` by the
+        // invariant on `slots`.
+        unsafe { self.slots.get_unchecked(i) }
+    }
+
+    /// Slot `i`, writable; `i` as in [`slot`](Self::slot).
+    #[inline(always)]
+    fn slot_mut(&mut self, i: usize) -> &mut Record {
+        debug_assert!(i < self.slots.len());
+        // SAFETY: as in `slot`.
+        unsafe { self.slots.get_unchecked_mut(i) }
     }
 
     /// The home slot of `addr`.
@@ -395,7 +419,7 @@ impl LiveShard {
         let home = self.home(rec.addr);
         let mut i = home;
         loop {
-            let slot = &mut self.slots[i];
+            let slot = self.slot_mut(i);
             if slot.addr == 0 {
                 *slot = rec;
                 self.len += 1;
@@ -413,7 +437,7 @@ impl LiveShard {
     /// Puts `rec` in slot `i` (which holds a record of the same address)
     /// and returns the old record.
     fn replace_at(&mut self, i: usize, rec: Record) -> Record {
-        let old = core::mem::replace(&mut self.slots[i], rec);
+        let old = core::mem::replace(self.slot_mut(i), rec);
         self.count(&old, false);
         self.count(&rec, true);
         old
@@ -423,7 +447,7 @@ impl LiveShard {
     pub(crate) fn get(&self, addr: usize) -> Option<Record> {
         #[cfg(test)]
         test_hooks::looked_up();
-        self.find(addr).map(|i| self.slots[i])
+        self.find(addr).map(|i| *self.slot(i))
     }
 
     /// The slot holding `addr`, if any.
@@ -434,7 +458,7 @@ impl LiveShard {
         }
         let mut i = self.home(addr);
         loop {
-            match self.slots[i].addr {
+            match self.slot(i).addr {
                 a if a == addr => return Some(i),
                 0 => return None,
                 _ => i = self.next(i),
@@ -506,10 +530,10 @@ impl LiveShard {
         // growth: `len` and the counts stay as they are.
         for rec in old.iter().filter(|r| r.addr != 0) {
             let mut i = self.home(rec.addr);
-            while self.slots[i].addr != 0 {
+            while self.slot(i).addr != 0 {
                 i = self.next(i);
             }
-            self.slots[i] = *rec;
+            *self.slot_mut(i) = *rec;
         }
         hint.publish(self.slots.as_ptr(), self.slots.len(), self.scattered);
         true
@@ -519,24 +543,24 @@ impl LiveShard {
     #[inline]
     pub(crate) fn remove(&mut self, addr: usize, hint: &TableHint) -> Option<Record> {
         let i = self.find(addr)?;
-        let found = self.slots[i];
+        let found = *self.slot(i);
         // Backward-shift deletion: pull later entries of the probe run
         // into the hole when the hole lies between their home and them.
         let mut hole = i;
         let mut k = i;
         loop {
             k = self.next(k);
-            let a = self.slots[k].addr;
+            let a = self.slot(k).addr;
             if a == 0 {
                 break;
             }
             let home = self.home(a);
             if self.distance(home, k) >= self.distance(hole, k) {
-                self.slots[hole] = self.slots[k];
+                *self.slot_mut(hole) = *self.slot(k);
                 hole = k;
             }
         }
-        self.slots[hole] = Record::EMPTY;
+        *self.slot_mut(hole) = Record::EMPTY;
         self.len -= 1;
         self.count(&found, false);
         if self.len < self.idle_under {
