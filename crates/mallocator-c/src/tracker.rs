@@ -297,56 +297,15 @@ pub unsafe extern "C" fn mlc_tracker_delete(t: *mut MlcTracker) {
 }
 
 #[cfg(all(test, target_os = "linux", not(miri)))]
+#[path = "../../mallocator/tests/common/address_space.rs"]
+mod address_space;
+
+#[cfg(all(test, target_os = "linux", not(miri)))]
 mod tests {
     use super::*;
     use crate::handle::{mlc_libc_valloc, mlc_valloc_free, mlc_valloc_malloc};
 
-    /// Bytes of address space this process uses (`VmSize`).
-    fn address_space() -> u64 {
-        let status = std::fs::read_to_string("/proc/self/status").unwrap();
-        let line = status.lines().find(|l| l.starts_with("VmSize:")).unwrap();
-        let kib: u64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
-        kib * 1024
-    }
-
-    /// Sets this process's address-space limit (below its hard limit).
-    fn limit_to(bytes: u64) {
-        let mut lim = libc::rlimit {
-            rlim_cur: 0,
-            rlim_max: 0,
-        };
-        // SAFETY: a valid `rlimit` to fill, then to set.
-        unsafe {
-            assert_eq!(libc::getrlimit(libc::RLIMIT_AS, &mut lim), 0);
-            lim.rlim_cur = bytes.min(lim.rlim_max);
-            assert_eq!(libc::setrlimit(libc::RLIMIT_AS, &lim), 0);
-        }
-    }
-
-    /// Whether the address-space limit holds: 64 MiB cannot be mapped
-    /// under a limit 4 MiB above what the process uses. An emulator such
-    /// as `qemu-user`, which runs the cross-compiled tests, accepts the
-    /// limit and ignores it.
-    fn limits_hold() -> bool {
-        limit_to(address_space() + (4 << 20));
-        // SAFETY: a new anonymous mapping, unmapped at once if made.
-        let held = unsafe {
-            let p = libc::mmap(
-                core::ptr::null_mut(),
-                64 << 20,
-                libc::PROT_NONE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
-                -1,
-                0,
-            );
-            if p != libc::MAP_FAILED {
-                libc::munmap(p, 64 << 20);
-            }
-            p == libc::MAP_FAILED
-        };
-        limit_to(u64::MAX);
-        held
-    }
+    use super::address_space::{address_space_limits_hold, with_address_space_limited};
 
     /// The report of a tracker with a million live blocks, under an
     /// address-space limit just above what the process uses: the error
@@ -355,15 +314,16 @@ mod tests {
     /// process's), whose exit status says which step failed.
     #[test]
     fn a_report_without_memory_is_mlc_err_memory() {
+        if !address_space_limits_hold() {
+            eprintln!("skipped: this system does not enforce address-space limits");
+            return;
+        }
         // SAFETY: the child runs this thread only, then `_exit`s; the
         // allocator's locks are free in it (glibc's fork handlers).
         let pid = unsafe { libc::fork() };
         assert!(pid >= 0, "fork");
         if pid == 0 {
             let code = std::panic::catch_unwind(|| {
-                if !limits_hold() {
-                    return 4;
-                }
                 // SAFETY: one tracker over the C library, used by this
                 // thread only; every block is freed once through it, then
                 // the tracker is deleted; `/dev/null` is open for writing.
@@ -373,9 +333,8 @@ mod tests {
                     let blocks: Vec<_> =
                         (0..1 << 20).map(|_| mlc_valloc_malloc(h, 8, 16)).collect();
                     let null = libc::open(c"/dev/null".as_ptr(), libc::O_WRONLY);
-                    limit_to(address_space() + (4 << 20));
-                    let starved = mlc_tracker_report(t, null, 0);
-                    limit_to(u64::MAX);
+                    let starved =
+                        with_address_space_limited(4 << 20, || mlc_tracker_report(t, null, 0));
                     let whole = mlc_tracker_report(t, null, 1);
                     blocks.iter().for_each(|&p| mlc_valloc_free(h, p));
                     mlc_tracker_delete(t);
@@ -393,10 +352,6 @@ mod tests {
         let mut status = 0;
         // SAFETY: waits for the child made above.
         assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
-        if libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 4 {
-            eprintln!("skipped: this system does not enforce address-space limits");
-            return;
-        }
         assert!(
             libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
             "child status {status:#x} (exit 1: no MLC_ERR_MEMORY; 2: no report after)"
