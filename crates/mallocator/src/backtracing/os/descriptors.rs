@@ -25,8 +25,11 @@
 //! A program that makes the system call itself, not through the C
 //! library, still reaches it.
 
+use core::mem::ManuallyDrop;
 use core::sync::atomic::{AtomicI32, Ordering};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+
+use super::cancel::NoCancel;
 
 /// The lowest descriptor a log file is moved to, unless the process's
 /// soft limit on descriptors is lower ([`floor`]).
@@ -50,10 +53,14 @@ static HELD: [AtomicI32; SLOTS] = [const { AtomicI32::new(EMPTY) }; SLOTS];
 const EMPTY: RawFd = -1;
 
 /// A log file's descriptor, moved up and listed in [`HELD`] while it
-/// lives; closed when dropped.
+/// lives; closed when dropped, with thread cancellation held off (`close`
+/// is a cancellation point, see `cancel.rs`): a tracker dropped by a
+/// thread with a cancellation pending must not be left half dropped, nor
+/// unwind out of the C library into code that cannot unwind.
 #[derive(Debug)]
 pub(crate) struct HeldFd {
-    fd: OwnedFd,
+    /// Dropped (closed) only in `HeldFd`'s own drop.
+    fd: ManuallyDrop<OwnedFd>,
     /// Its slot in [`HELD`], if it got one.
     slot: Option<usize>,
 }
@@ -62,9 +69,14 @@ impl HeldFd {
     /// Takes `fd` (a file the tracker created), moving it up when it can
     /// (see the module docs) and listing it.
     pub(crate) fn new(fd: OwnedFd) -> HeldFd {
+        // Moving it up closes the old number (see `HeldFd`).
+        let _no_cancel = NoCancel::now();
         let fd = moved_up(fd);
         let slot = list(fd.as_raw_fd());
-        HeldFd { fd, slot }
+        HeldFd {
+            fd: ManuallyDrop::new(fd),
+            slot,
+        }
     }
 }
 
@@ -90,12 +102,15 @@ impl AsFd for HeldFd {
 
 impl Drop for HeldFd {
     fn drop(&mut self) {
-        // Unlisted before the descriptor is closed (by the field's drop,
-        // after this): once closed, its number may be handed to the
-        // program, whose closes must then work.
+        // Unlisted before the descriptor is closed: once closed, its
+        // number may be handed to the program, whose closes must then
+        // work.
         if let Some(slot) = self.slot {
             unlist(slot);
         }
+        let _no_cancel = NoCancel::now();
+        // SAFETY: `fd` is dropped here only, once, and never used after.
+        unsafe { ManuallyDrop::drop(&mut self.fd) };
     }
 }
 
@@ -243,6 +258,52 @@ impl core::ops::Deref for LogDescriptors {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A held descriptor dropped by a thread with a cancellation pending
+    /// is closed, and the thread goes on: the cancellation waits for the
+    /// program's next cancellation point instead of acting inside the
+    /// tracker's `close`. In a child process, whose only thread is the
+    /// one cancelled.
+    #[test]
+    #[cfg(all(target_os = "linux", not(miri)))]
+    fn a_pending_cancellation_waits_until_the_descriptor_is_closed() {
+        use std::os::fd::FromRawFd;
+        // Not in the `libc` crate for Linux.
+        extern "C" {
+            fn pthread_cancel(thread: libc::pthread_t) -> core::ffi::c_int;
+        }
+        const WENT_ON: i32 = 42;
+        let mut fds = [0; 2];
+        // SAFETY: `fds` has room for the two descriptors.
+        assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+        // SAFETY: both descriptors are fresh and owned here only.
+        let (reader, writer) =
+            unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+        let held = HeldFd::new(writer);
+        // SAFETY: the child calls only async-signal-safe functions
+        // (`pthread_cancel` of itself, an atomic store, `close`,
+        // `pthread_setcancelstate`, `_exit`) and never returns into the
+        // test harness.
+        let pid = unsafe { libc::fork() };
+        assert!(pid >= 0, "fork");
+        if pid == 0 {
+            // SAFETY: as above.
+            unsafe {
+                pthread_cancel(libc::pthread_self());
+                drop(held);
+                libc::_exit(WENT_ON);
+            }
+        }
+        drop(held);
+        let mut status = 0;
+        // SAFETY: waits for the child forked above.
+        assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
+        assert!(
+            libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == WENT_ON,
+            "status {status:#x}: the child was cancelled inside `close`"
+        );
+        drop(reader);
+    }
 
     /// Numbers no real descriptor has (above any limit), so that the
     /// list's logic runs under Miri too, beside the real files of other

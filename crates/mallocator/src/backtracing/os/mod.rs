@@ -27,7 +27,8 @@
 //!   or stream, [`create_private_file`], and [`position`] / [`cut_back`]
 //!   to take back the end of a file;
 //! * `cancel.rs`: `NoCancel`, which keeps `pthread_cancel` from acting
-//!   inside the tracker's own calls (used by `sink.rs`);
+//!   inside the tracker's own calls (used by `sink.rs`, `descriptors.rs`
+//!   and `readable.rs`);
 //! * `process.rs`: [`at_exit`], [`at_fork`], [`with_signals_blocked`]
 //!   (and [`block_signals`] / [`restore_signals`]);
 //!   [`process()`], pid, start time, executable and working directory;
