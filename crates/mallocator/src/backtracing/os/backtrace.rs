@@ -79,9 +79,13 @@ pub(crate) fn unwind(out: &mut [MaybeUninit<usize>]) -> usize {
 ///
 /// Runs under [`SYMBOLIZING`], so that `fork` (whose handlers take that
 /// lock) never happens while a tracker thread is inside the `backtrace`
-/// crate's resolver and its global lock.
+/// crate's resolver and its global lock; and with thread cancellation
+/// held off: the resolver opens and reads the objects' files
+/// (cancellation points, see `cancel.rs`), for a report that a thread
+/// with a cancellation pending may ask for.
 #[cfg(not(miri))]
 pub(crate) fn symbolize(ip: usize, out: &mut Vec<Frame>) {
+    let _no_cancel = super::cancel::NoCancel::now();
     let _symbolizing = SYMBOLIZING.lock();
     let before = out.len();
     // A return address points after the call; the call itself is 1 byte
@@ -155,4 +159,53 @@ pub(crate) fn stack_of_exit_caller() -> Option<usize> {
 #[cfg(any(not(unix), miri))]
 pub(crate) fn stack_of_exit_caller() -> Option<usize> {
     None
+}
+
+#[cfg(test)]
+mod tests {
+    /// A thread with a cancellation pending symbolizes an address (the
+    /// resolver opens this binary's file to read its symbols) and goes
+    /// on: the cancellation waits for the program's next cancellation
+    /// point. In a fresh run of this test binary, which has symbolized
+    /// nothing yet (the resolver caches what it opened).
+    #[test]
+    #[cfg(all(target_os = "linux", not(miri)))]
+    fn symbolizing_with_a_cancellation_pending_goes_on() {
+        const CHILD: &str = "MALLOCATOR_TEST_SYMBOLIZE_CANCELLED";
+        const WENT_ON: i32 = 42;
+        // Not in the `libc` crate for Linux.
+        extern "C" {
+            fn pthread_cancel(thread: libc::pthread_t) -> core::ffi::c_int;
+        }
+        if std::env::var_os(CHILD).is_some() {
+            let mut frames = Vec::new();
+            let here = symbolizing_with_a_cancellation_pending_goes_on as *const () as usize;
+            // SAFETY: cancels this thread, deferred: it acts at the next
+            // cancellation point outside the tracker, and `_exit` (not
+            // one) ends the process first.
+            unsafe { pthread_cancel(libc::pthread_self()) };
+            // An address inside this function, taken as a return address.
+            super::symbolize(here + 16, &mut frames);
+            let named = frames.iter().any(|f| {
+                f.function
+                    .as_deref()
+                    .is_some_and(|n| n.contains("symbolizing_with_a_cancellation_pending"))
+            });
+            // SAFETY: ends the process without the harness's exit.
+            unsafe { libc::_exit(if named { WENT_ON } else { 1 }) };
+        }
+        let name =
+            "backtracing::os::backtrace::tests::symbolizing_with_a_cancellation_pending_goes_on";
+        let status = crate::test_util::this_test_binary()
+            .args(["--exact", name, "--test-threads=1"])
+            .env(CHILD, "1")
+            .output()
+            .unwrap()
+            .status;
+        assert_eq!(
+            status.code(),
+            Some(WENT_ON),
+            "{status:?} (1: the address got no name)"
+        );
+    }
 }

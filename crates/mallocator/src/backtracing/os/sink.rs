@@ -48,8 +48,6 @@ impl Sink {
 
     /// Creates (truncates) the file at `path` (see [`create_private_file`]).
     pub(crate) fn create(path: &str) -> std::io::Result<Sink> {
-        // `open` is a cancellation point (see `cancel.rs`).
-        let _no_cancel = NoCancel::now();
         let file = create_private_file(std::path::Path::new(path))?;
         #[cfg(unix)]
         return Ok(Sink::Owned(HeldFd::new(file.into())));
@@ -67,8 +65,10 @@ impl Sink {
 /// others' files are allowed, would be a symbolic link's way in), and is
 /// set to mode 0600 before it is emptied (so a file someone else put
 /// there first is never written, nor truncated). Elsewhere: created or
-/// truncated.
+/// truncated. Cancellation is held off meanwhile (`open` is a
+/// cancellation point, see `cancel.rs`).
 pub(crate) fn create_private_file(path: &std::path::Path) -> std::io::Result<std::fs::File> {
+    let _no_cancel = NoCancel::now();
     #[cfg(unix)]
     {
         use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
@@ -266,6 +266,47 @@ pub(crate) fn write_all(sink: &Sink, bytes: &[u8]) -> bool {
 
 #[cfg(test)]
 mod tests {
+
+    /// A log file created by a thread with a cancellation pending is
+    /// created, and the thread goes on: `open` runs with cancellation
+    /// held off. In a child process, whose only thread is the one
+    /// cancelled.
+    #[test]
+    #[cfg(all(target_os = "linux", not(miri)))]
+    fn a_file_created_with_a_cancellation_pending_is_created() {
+        // Not in the `libc` crate for Linux.
+        extern "C" {
+            fn pthread_cancel(thread: libc::pthread_t) -> core::ffi::c_int;
+        }
+        const WENT_ON: i32 = 42;
+        let path = std::env::temp_dir().join(format!(
+            "mallocator-cancelled-create-{}.log",
+            std::process::id()
+        ));
+        // SAFETY: the child cancels itself (deferred, acting at the next
+        // cancellation point outside the tracker), creates the file and
+        // `_exit`s; it never returns into the test harness.
+        let pid = unsafe { libc::fork() };
+        assert!(pid >= 0, "fork");
+        if pid == 0 {
+            // SAFETY: as above.
+            unsafe { pthread_cancel(libc::pthread_self()) };
+            // Kept open: closing it here would be a cancellation point
+            // of the test's own.
+            let file = super::create_private_file(&path);
+            // SAFETY: as above; the file's descriptor closes with the
+            // process.
+            unsafe { libc::_exit(if file.is_ok() { WENT_ON } else { 1 }) };
+        }
+        let mut status = 0;
+        // SAFETY: waits for the child forked above.
+        assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
+        let made = std::fs::remove_file(&path).is_ok();
+        assert!(
+            libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == WENT_ON && made,
+            "status {status:#x}: the child was cancelled inside `open`"
+        );
+    }
 
     /// After a short write, what is left of a two-part record is exactly
     /// the record's unwritten bytes.
