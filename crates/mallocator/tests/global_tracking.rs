@@ -97,6 +97,13 @@ fn exit_report_and_log_from_the_environment() {
         ("MALLOCATOR_LOG_FORMAT", "fd".as_ref()),
     ]);
     assert!(out.status.success(), "{out:?}");
+    // It holds addresses: private to its owner.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&report).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "{mode:o}");
+    }
     let json: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
     let groups = json["groups"].as_array().unwrap();
@@ -247,6 +254,35 @@ fn exit_report_classifies_reachability_and_sets_the_exit_code() {
             "{stderr}"
         );
     }
+}
+
+/// An exit report whose path is a symbolic link is not written through
+/// it (another user could aim it at a file of ours): the file it names
+/// stays as it was, and stderr says why there is no report.
+#[test]
+#[cfg(unix)]
+#[cfg_attr(miri, ignore)] // spawns a process
+fn exit_report_never_follows_a_symbolic_link() {
+    if std::env::var_os("BT_CHILD").is_some() {
+        return;
+    }
+    let dir = std::env::temp_dir();
+    let target = dir.join(format!("bt-link-target-{}.txt", std::process::id()));
+    let link = dir.join(format!("bt-link-{}.json", std::process::id()));
+    std::fs::write(&target, b"keep").unwrap();
+    let _ = std::fs::remove_file(&link);
+    std::os::unix::fs::symlink(&target, &link).unwrap();
+    let out = run_leaky_child(&[("MALLOCATOR_LEAKS", link.as_os_str())]);
+    let kept = std::fs::read_to_string(&target).unwrap();
+    let _ = std::fs::remove_file(&link);
+    let _ = std::fs::remove_file(&target);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(kept, "keep");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("cannot write the leak report to"),
+        "{stderr}"
+    );
 }
 
 /// A program that ends by `quick_exit` runs only its `at_quick_exit`

@@ -610,7 +610,15 @@ extern "C" fn write_exit_report() {
     };
     match &dest.path {
         Some(path) => {
-            if let Err(e) = std::fs::write(path, text) {
+            // Created as a log file is (`Sink::create`: private to its
+            // owner, never through a symbolic link): the report holds the
+            // program's addresses.
+            let written = match Sink::create(path) {
+                Ok(sink) if os::write_all(&sink, text.as_bytes()) => Ok(()),
+                Ok(_) => Err("a write failed".to_owned()),
+                Err(e) => Err(e.to_string()),
+            };
+            if let Err(e) = written {
                 let msg = format!("mallocator: cannot write the leak report to {path}: {e}\n");
                 os::write_all(&Sink::stderr(), msg.as_bytes());
             }
