@@ -521,7 +521,12 @@ impl GlobalBacktracing {
             }
         }
         if let Some(path) = &settings.suppressions {
-            match std::fs::read_to_string(path) {
+            // Reading is a cancellation point (see `os::NoCancel`).
+            let read = {
+                let _no_cancel = os::NoCancel::now();
+                std::fs::read_to_string(path)
+            };
+            match read {
                 Ok(text) => match Suppressions::parse(&text) {
                     Ok(s) => *USER_SUPPRESSIONS.lock() = Some(s),
                     Err(e) => warnings.push(format!(
@@ -745,6 +750,62 @@ mod tests {
             }
             said == "mallocator: not enough memory for the leak report\n"
         }));
+    }
+
+    /// The global tracker's first call, on a thread with a cancellation
+    /// pending, configures it (reading a suppressions file, creating a
+    /// log file) and allocates: the cancellation waits for the program's
+    /// next cancellation point instead of acting inside `malloc`. In a
+    /// fresh run of this test binary, where nothing has configured the
+    /// global tracker yet.
+    #[test]
+    #[cfg(all(target_os = "linux", not(miri)))]
+    fn the_first_call_with_a_cancellation_pending_configures_and_goes_on() {
+        const CHILD: &str = "MALLOCATOR_TEST_FIRST_CALL_CANCELLED";
+        const WENT_ON: i32 = 42;
+        // Not in the `libc` crate for Linux.
+        extern "C" {
+            fn pthread_cancel(thread: libc::pthread_t) -> core::ffi::c_int;
+        }
+        if std::env::var_os(CHILD).is_some() {
+            let g = GlobalBacktracing::new();
+            // SAFETY: cancels this thread, deferred: it acts at the next
+            // cancellation point outside the tracker, and `_exit` (not
+            // one) ends the process first.
+            unsafe { pthread_cancel(libc::pthread_self()) };
+            let p = g.c_malloc(0, 16);
+            let configured = CONFIG_STATE.load(Ordering::Acquire) == CONFIGURED
+                && USER_SUPPRESSIONS.lock().is_some()
+                && TRACKER.log_on.load(Ordering::Relaxed);
+            // SAFETY: ends the process without the harness's exit.
+            unsafe {
+                libc::_exit(if !p.is_null() && configured {
+                    WENT_ON
+                } else {
+                    1
+                })
+            };
+        }
+        let dir = std::env::temp_dir();
+        let supp = dir.join(format!("mallocator-cancel-{}.supp", std::process::id()));
+        let log = dir.join(format!("mallocator-cancel-{}.log", std::process::id()));
+        std::fs::write(&supp, "leak:never_called_anywhere\n").unwrap();
+        let name = "backtracing::global::tests::the_first_call_with_a_cancellation_pending_configures_and_goes_on";
+        let status = crate::test_util::this_test_binary()
+            .args(["--exact", name, "--test-threads=1"])
+            .env(CHILD, "1")
+            .env("MALLOCATOR_SUPPRESSIONS", &supp)
+            .env("MALLOCATOR_LOG", &log)
+            .output()
+            .unwrap()
+            .status;
+        let _ = std::fs::remove_file(&supp);
+        let _ = std::fs::remove_file(&log);
+        assert_eq!(
+            status.code(),
+            Some(WENT_ON),
+            "{status:?} (1: not configured as the environment says)"
+        );
     }
 
     #[test]

@@ -27,8 +27,8 @@
 //!   or stream, [`create_private_file`], and [`position`] / [`cut_back`]
 //!   to take back the end of a file;
 //! * `cancel.rs`: `NoCancel`, which keeps `pthread_cancel` from acting
-//!   inside the tracker's own calls (used by `sink.rs`, `descriptors.rs`
-//!   and `readable.rs`);
+//!   inside the tracker's own calls: every call of the tracker's that
+//!   opens, reads, writes or closes a file holds one;
 //! * `process.rs`: [`at_exit`], [`at_fork`], [`with_signals_blocked`]
 //!   (and [`block_signals`] / [`restore_signals`]);
 //!   [`process()`], pid, start time, executable and working directory;
@@ -54,6 +54,7 @@ pub(crate) use backtrace::set_stand_in_site;
 #[cfg(all(test, unix))]
 pub(crate) use backtrace::UNWINDS;
 pub(crate) use backtrace::{stack_of_exit_caller, symbolize, unwind, SYMBOLIZING};
+pub(crate) use cancel::NoCancel;
 pub(crate) use clock::{ticks, ticks_per_second, CLOCK};
 #[cfg(unix)]
 pub use descriptors::{holds_descriptor, log_descriptors, HeldLogFile, LogDescriptors};
