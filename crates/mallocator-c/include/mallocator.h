@@ -202,9 +202,11 @@ int mlc_tracker_objects_unloaded(const mlc_tracker_t *t);
 /* Writes the leak report (text, or JSON if json != 0) to the file
  * descriptor fd. MLC_OK, or a negative code: MLC_ERR_MEMORY when the
  * memory the report needs for the live blocks cannot be had (the program
- * goes on). On Windows, fd is a descriptor of msvcrt.dll's table (what
- * MinGW's runtime uses); a program built against the UCRT has its own
- * table, whose descriptors are not valid here. */
+ * goes on). Not a cancellation point: a pthread_cancel pending for the
+ * calling thread waits for the thread's next one. On Windows, fd is a
+ * descriptor of msvcrt.dll's table (what MinGW's runtime uses); a program
+ * built against the UCRT has its own table, whose descriptors are not
+ * valid here. */
 int mlc_tracker_report(const mlc_tracker_t *t, int fd, int json);
 
 /* Deletes the tracker. Blocks still live stay allocated in the inner

@@ -5,7 +5,9 @@ use core::ffi::{c_char, c_int, CStr};
 
 #[cfg(unix)]
 use mallocator_core::backtracing::HeldLogFile;
-use mallocator_core::backtracing::{create_log_file, Backtracing, Config, LogFormat, LogTarget};
+use mallocator_core::backtracing::{
+    create_log_file, Backtracing, Config, LogFormat, LogTarget, NoCancel,
+};
 
 use crate::error::{fail, fail_null, guard, MLC_ERR_ARGUMENT, MLC_ERR_MEMORY, MLC_ERR_OS, MLC_OK};
 use crate::handle::{null_argument, MlcValloc};
@@ -211,10 +213,14 @@ pub unsafe extern "C" fn mlc_tracker_objects_unloaded(t: *const MlcTracker) -> c
     })
 }
 
-/// Writes the leak report (text, or JSON if `json != 0`) to `fd`.
+/// Writes the leak report (text, or JSON if `json != 0`) to `fd`. Not a
+/// cancellation point: reading symbols and writing are, and a
+/// cancellation acting there could not unwind out of this function (the
+/// process would abort).
 #[no_mangle]
 pub unsafe extern "C" fn mlc_tracker_report(t: *const MlcTracker, fd: c_int, json: c_int) -> c_int {
     const WHAT: &str = "mlc_tracker_report";
+    let _no_cancel = NoCancel::now();
     guard(MLC_ERR_ARGUMENT, || {
         // SAFETY: the header's contract for `t`.
         let t = match unsafe { tracker(WHAT, t) } {
@@ -306,6 +312,45 @@ mod tests {
     use crate::handle::{mlc_libc_valloc, mlc_valloc_free, mlc_valloc_malloc};
 
     use super::address_space::{address_space_limits_hold, with_address_space_limited};
+
+    /// A report asked for by a thread with a cancellation pending is
+    /// written, and the thread goes on: the cancellation waits for the
+    /// thread's next cancellation point (acting inside, it could not
+    /// unwind out of the C function: the process would abort). In a
+    /// child process, whose only thread is the one cancelled.
+    #[test]
+    fn a_report_with_a_cancellation_pending_is_written() {
+        // Not in the `libc` crate for Linux.
+        extern "C" {
+            fn pthread_cancel(thread: libc::pthread_t) -> c_int;
+        }
+        const WENT_ON: c_int = 42;
+        // SAFETY: the child runs this thread only, then `_exit`s; the
+        // allocator's locks are free in it (glibc's fork handlers).
+        let pid = unsafe { libc::fork() };
+        assert!(pid >= 0, "fork");
+        if pid == 0 {
+            // SAFETY: one tracker over the C library, used by this thread
+            // only, with one live block; `/dev/null` is open for writing.
+            // The cancellation is deferred: `_exit` (not a cancellation
+            // point) ends the child first.
+            unsafe {
+                let t = mlc_tracker_new(mlc_libc_valloc());
+                let _leak = mlc_valloc_malloc(mlc_tracker_valloc(t), 8, 16);
+                let null = libc::open(c"/dev/null".as_ptr(), libc::O_WRONLY);
+                pthread_cancel(libc::pthread_self());
+                let written = mlc_tracker_report(t, null, 0) == MLC_OK;
+                libc::_exit(if written { WENT_ON } else { 1 });
+            }
+        }
+        let mut status = 0;
+        // SAFETY: waits for the child made above.
+        assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
+        assert!(
+            libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == WENT_ON,
+            "child status {status:#x} (exit 1: no report)"
+        );
+    }
 
     /// The report of a tracker with a million live blocks, under an
     /// address-space limit just above what the process uses: the error

@@ -187,6 +187,7 @@ pub use config::Config;
 pub use global::{ExitReport, GlobalBacktracing};
 use live::LiveShard;
 pub use log::{create_log_file, LogFormat, LogTarget};
+pub use os::NoCancel;
 #[cfg(unix)]
 pub use os::{holds_descriptor, log_descriptors, HeldLogFile, LogDescriptors};
 pub use reachability::LeakKind;

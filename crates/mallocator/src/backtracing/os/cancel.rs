@@ -18,9 +18,22 @@
 //! into other programs only on Linux.
 
 /// While it lives, the calling thread cannot be cancelled; then its
-/// earlier cancelability is back.
+/// earlier cancelability is back (a cancellation requested meanwhile
+/// then waits for the thread's next cancellation point). Every call of
+/// the tracker's that opens, reads, writes or closes a file holds one;
+/// code that writes a tracker's report itself from a function that must
+/// not unwind (a C API, as `mallocator-c`'s `mlc_tracker_report`) holds
+/// one too.
+///
+/// ```
+/// use mallocator::backtracing::NoCancel;
+///
+/// let _no_cancel = NoCancel::now();
+/// // `write`, `open`, `close`... cannot act on a `pthread_cancel` here.
+/// ```
 #[must_use]
-pub(crate) struct NoCancel {
+#[derive(Debug)]
+pub struct NoCancel {
     #[cfg(all(target_os = "linux", not(miri)))]
     before: core::ffi::c_int,
 }
@@ -40,7 +53,7 @@ mod ffi {
 impl NoCancel {
     /// Disables cancellation of the calling thread.
     #[inline]
-    pub(crate) fn now() -> NoCancel {
+    pub fn now() -> NoCancel {
         #[cfg(all(target_os = "linux", not(miri)))]
         {
             let mut before = 0;

@@ -54,7 +54,7 @@ pub(crate) use backtrace::set_stand_in_site;
 #[cfg(all(test, unix))]
 pub(crate) use backtrace::UNWINDS;
 pub(crate) use backtrace::{stack_of_exit_caller, symbolize, unwind, SYMBOLIZING};
-pub(crate) use cancel::NoCancel;
+pub use cancel::NoCancel;
 pub(crate) use clock::{ticks, ticks_per_second, CLOCK};
 #[cfg(unix)]
 pub use descriptors::{holds_descriptor, log_descriptors, HeldLogFile, LogDescriptors};
