@@ -305,6 +305,9 @@ pub unsafe extern "C" fn mlc_tracker_delete(t: *mut MlcTracker) {
 #[cfg(all(test, target_os = "linux", not(miri)))]
 #[path = "../../mallocator/tests/common/address_space.rs"]
 mod address_space;
+#[cfg(all(test, target_os = "linux", not(miri)))]
+#[path = "../../mallocator/tests/common/cancel.rs"]
+mod cancel;
 
 #[cfg(all(test, target_os = "linux", not(miri)))]
 mod tests {
@@ -320,10 +323,6 @@ mod tests {
     /// child process, whose only thread is the one cancelled.
     #[test]
     fn a_report_with_a_cancellation_pending_is_written() {
-        // Not in the `libc` crate for Linux.
-        extern "C" {
-            fn pthread_cancel(thread: libc::pthread_t) -> c_int;
-        }
         const WENT_ON: c_int = 42;
         // SAFETY: the child runs this thread only, then `_exit`s; the
         // allocator's locks are free in it (glibc's fork handlers).
@@ -338,7 +337,7 @@ mod tests {
                 let t = mlc_tracker_new(mlc_libc_valloc());
                 let _leak = mlc_valloc_malloc(mlc_tracker_valloc(t), 8, 16);
                 let null = libc::open(c"/dev/null".as_ptr(), libc::O_WRONLY);
-                pthread_cancel(libc::pthread_self());
+                super::cancel::cancel_this_thread();
                 let written = mlc_tracker_report(t, null, 0) == MLC_OK;
                 libc::_exit(if written { WENT_ON } else { 1 });
             }

@@ -113,7 +113,12 @@ impl Drop for TempDir {
 #[path = "../tests/common/address_space.rs"]
 mod address_space;
 #[cfg(target_os = "linux")]
+#[path = "../tests/common/cancel.rs"]
+mod cancel;
+#[cfg(target_os = "linux")]
 pub(crate) use address_space::{address_space_limits_hold, with_address_space_limited};
+#[cfg(target_os = "linux")]
+pub(crate) use cancel::cancel_this_thread;
 
 /// The test binary run again as a child process (shared with the
 /// integration tests).

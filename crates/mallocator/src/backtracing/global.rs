@@ -763,16 +763,9 @@ mod tests {
     fn the_first_call_with_a_cancellation_pending_configures_and_goes_on() {
         const CHILD: &str = "MALLOCATOR_TEST_FIRST_CALL_CANCELLED";
         const WENT_ON: i32 = 42;
-        // Not in the `libc` crate for Linux.
-        extern "C" {
-            fn pthread_cancel(thread: libc::pthread_t) -> core::ffi::c_int;
-        }
         if std::env::var_os(CHILD).is_some() {
             let g = GlobalBacktracing::new();
-            // SAFETY: cancels this thread, deferred: it acts at the next
-            // cancellation point outside the tracker, and `_exit` (not
-            // one) ends the process first.
-            unsafe { pthread_cancel(libc::pthread_self()) };
+            crate::test_util::cancel_this_thread();
             let p = g.c_malloc(0, 16);
             let configured = CONFIG_STATE.load(Ordering::Acquire) == CONFIGURED
                 && USER_SUPPRESSIONS.lock().is_some()

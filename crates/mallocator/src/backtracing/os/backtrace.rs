@@ -173,17 +173,10 @@ mod tests {
     fn symbolizing_with_a_cancellation_pending_goes_on() {
         const CHILD: &str = "MALLOCATOR_TEST_SYMBOLIZE_CANCELLED";
         const WENT_ON: i32 = 42;
-        // Not in the `libc` crate for Linux.
-        extern "C" {
-            fn pthread_cancel(thread: libc::pthread_t) -> core::ffi::c_int;
-        }
         if std::env::var_os(CHILD).is_some() {
             let mut frames = Vec::new();
             let here = symbolizing_with_a_cancellation_pending_goes_on as *const () as usize;
-            // SAFETY: cancels this thread, deferred: it acts at the next
-            // cancellation point outside the tracker, and `_exit` (not
-            // one) ends the process first.
-            unsafe { pthread_cancel(libc::pthread_self()) };
+            crate::test_util::cancel_this_thread();
             // An address inside this function, taken as a return address.
             super::symbolize(here + 16, &mut frames);
             let named = frames.iter().any(|f| {

@@ -268,10 +268,6 @@ mod tests {
     #[cfg(all(target_os = "linux", not(miri)))]
     fn a_pending_cancellation_waits_until_the_descriptor_is_closed() {
         use std::os::fd::FromRawFd;
-        // Not in the `libc` crate for Linux.
-        extern "C" {
-            fn pthread_cancel(thread: libc::pthread_t) -> core::ffi::c_int;
-        }
         const WENT_ON: i32 = 42;
         let mut fds = [0; 2];
         // SAFETY: `fds` has room for the two descriptors.
@@ -287,12 +283,10 @@ mod tests {
         let pid = unsafe { libc::fork() };
         assert!(pid >= 0, "fork");
         if pid == 0 {
+            crate::test_util::cancel_this_thread();
+            drop(held);
             // SAFETY: as above.
-            unsafe {
-                pthread_cancel(libc::pthread_self());
-                drop(held);
-                libc::_exit(WENT_ON);
-            }
+            unsafe { libc::_exit(WENT_ON) };
         }
         drop(held);
         let mut status = 0;

@@ -274,10 +274,6 @@ mod tests {
     #[test]
     #[cfg(all(target_os = "linux", not(miri)))]
     fn a_file_created_with_a_cancellation_pending_is_created() {
-        // Not in the `libc` crate for Linux.
-        extern "C" {
-            fn pthread_cancel(thread: libc::pthread_t) -> core::ffi::c_int;
-        }
         const WENT_ON: i32 = 42;
         let path = std::env::temp_dir().join(format!(
             "mallocator-cancelled-create-{}.log",
@@ -289,8 +285,7 @@ mod tests {
         let pid = unsafe { libc::fork() };
         assert!(pid >= 0, "fork");
         if pid == 0 {
-            // SAFETY: as above.
-            unsafe { pthread_cancel(libc::pthread_self()) };
+            crate::test_util::cancel_this_thread();
             // Kept open: closing it here would be a cancellation point
             // of the test's own.
             let file = super::create_private_file(&path);
