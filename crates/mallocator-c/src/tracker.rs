@@ -324,31 +324,30 @@ mod tests {
     #[test]
     fn a_report_with_a_cancellation_pending_is_written() {
         const WENT_ON: c_int = 42;
-        // SAFETY: the child runs this thread only, then `_exit`s; the
-        // allocator's locks are free in it (glibc's fork handlers).
-        let pid = unsafe { libc::fork() };
-        assert!(pid >= 0, "fork");
-        if pid == 0 {
-            // SAFETY: one tracker over the C library, used by this thread
-            // only, with one live block; `/dev/null` is open for writing.
-            // The cancellation is deferred: `_exit` (not a cancellation
-            // point) ends the child first.
-            unsafe {
-                let t = mlc_tracker_new(mlc_libc_valloc());
-                let _leak = mlc_valloc_malloc(mlc_tracker_valloc(t), 8, 16);
-                let null = libc::open(c"/dev/null".as_ptr(), libc::O_WRONLY);
-                super::cancel::cancel_this_thread();
-                let written = mlc_tracker_report(t, null, 0) == MLC_OK;
-                libc::_exit(if written { WENT_ON } else { 1 });
-            }
+        // SAFETY: one tracker over the C library, with one live block,
+        // used by this thread (and its copy in the child) only; the block
+        // is freed through it, then it is deleted; `/dev/null` is open
+        // for writing until closed at the end.
+        unsafe {
+            let t = mlc_tracker_new(mlc_libc_valloc());
+            let h = mlc_tracker_valloc(t);
+            let block = mlc_valloc_malloc(h, 8, 16);
+            let null = libc::open(c"/dev/null".as_ptr(), libc::O_WRONLY);
+            let status = super::cancel::in_cancelled_child(|| {
+                if mlc_tracker_report(t, null, 0) == MLC_OK {
+                    WENT_ON
+                } else {
+                    1
+                }
+            });
+            mlc_valloc_free(h, block);
+            mlc_tracker_delete(t);
+            libc::close(null);
+            assert!(
+                libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == WENT_ON,
+                "child status {status:#x} (exit 1: no report)"
+            );
         }
-        let mut status = 0;
-        // SAFETY: waits for the child made above.
-        assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
-        assert!(
-            libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == WENT_ON,
-            "child status {status:#x} (exit 1: no report)"
-        );
     }
 
     /// The report of a tracker with a million live blocks, under an

@@ -118,7 +118,7 @@ mod cancel;
 #[cfg(target_os = "linux")]
 pub(crate) use address_space::{address_space_limits_hold, with_address_space_limited};
 #[cfg(target_os = "linux")]
-pub(crate) use cancel::cancel_this_thread;
+pub(crate) use cancel::{cancel_this_thread, in_cancelled_child};
 
 /// The test binary run again as a child process (shared with the
 /// integration tests).

@@ -276,22 +276,11 @@ mod tests {
         let (reader, writer) =
             unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
         let held = HeldFd::new(writer);
-        // SAFETY: the child calls only async-signal-safe functions
-        // (`pthread_cancel` of itself, an atomic store, `close`,
-        // `pthread_setcancelstate`, `_exit`) and never returns into the
-        // test harness.
-        let pid = unsafe { libc::fork() };
-        assert!(pid >= 0, "fork");
-        if pid == 0 {
-            crate::test_util::cancel_this_thread();
+        // The parent's copy is dropped with the closure.
+        let status = crate::test_util::in_cancelled_child(move || {
             drop(held);
-            // SAFETY: as above.
-            unsafe { libc::_exit(WENT_ON) };
-        }
-        drop(held);
-        let mut status = 0;
-        // SAFETY: waits for the child forked above.
-        assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
+            WENT_ON
+        });
         assert!(
             libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == WENT_ON,
             "status {status:#x}: the child was cancelled inside `close`"

@@ -279,23 +279,14 @@ mod tests {
             "mallocator-cancelled-create-{}.log",
             std::process::id()
         ));
-        // SAFETY: the child cancels itself (deferred, acting at the next
-        // cancellation point outside the tracker), creates the file and
-        // `_exit`s; it never returns into the test harness.
-        let pid = unsafe { libc::fork() };
-        assert!(pid >= 0, "fork");
-        if pid == 0 {
-            crate::test_util::cancel_this_thread();
-            // Kept open: closing it here would be a cancellation point
-            // of the test's own.
+        let status = crate::test_util::in_cancelled_child(|| {
             let file = super::create_private_file(&path);
-            // SAFETY: as above; the file's descriptor closes with the
-            // process.
-            unsafe { libc::_exit(if file.is_ok() { WENT_ON } else { 1 }) };
-        }
-        let mut status = 0;
-        // SAFETY: waits for the child forked above.
-        assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
+            let code = if file.is_ok() { WENT_ON } else { 1 };
+            // Left open, for the child's exit to close: closing it here
+            // would be a cancellation point of the test's own.
+            std::mem::forget(file);
+            code
+        });
         let made = std::fs::remove_file(&path).is_ok();
         assert!(
             libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == WENT_ON && made,
