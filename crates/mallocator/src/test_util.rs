@@ -133,3 +133,27 @@ mod runner;
     not(miri)
 ))]
 pub(crate) use runner::this_test_binary;
+
+/// Runs the unit test `name` (its path from the crate root, as `cargo
+/// test --exact` takes it) alone, in a fresh run of this test binary,
+/// with the variable `child` set to `1` and `envs` set: for a test of
+/// process-wide state that nothing else in the process may have touched
+/// yet. The test does its child's part when it finds `child` set.
+#[cfg(all(
+    any(target_os = "linux", target_os = "freebsd", target_vendor = "apple"),
+    not(miri)
+))]
+pub(crate) fn run_alone(
+    name: &str,
+    child: &str,
+    envs: &[(&str, &std::ffi::OsStr)],
+) -> std::process::Output {
+    let mut command = this_test_binary();
+    command
+        .args(["--exact", name, "--test-threads=1"])
+        .env(child, "1");
+    for (variable, value) in envs {
+        command.env(variable, value);
+    }
+    command.output().unwrap()
+}

@@ -403,11 +403,7 @@ mod tests {
             return;
         }
         let name = "backtracing::fork::tests::handlers_are_installed_when_the_library_loads";
-        let out = crate::test_util::this_test_binary()
-            .args(["--exact", name, "--test-threads=1"])
-            .env(CHILD, "1")
-            .output()
-            .unwrap();
+        let out = crate::test_util::run_alone(name, CHILD, &[]);
         let stdout = String::from_utf8_lossy(&out.stdout);
         assert!(
             out.status.success() && stdout.contains("1 passed"),

@@ -784,14 +784,11 @@ mod tests {
         let log = dir.join(format!("mallocator-cancel-{}.log", std::process::id()));
         std::fs::write(&supp, "leak:never_called_anywhere\n").unwrap();
         let name = "backtracing::global::tests::the_first_call_with_a_cancellation_pending_configures_and_goes_on";
-        let status = crate::test_util::this_test_binary()
-            .args(["--exact", name, "--test-threads=1"])
-            .env(CHILD, "1")
-            .env("MALLOCATOR_SUPPRESSIONS", &supp)
-            .env("MALLOCATOR_LOG", &log)
-            .output()
-            .unwrap()
-            .status;
+        let vars = [
+            ("MALLOCATOR_SUPPRESSIONS", supp.as_os_str()),
+            ("MALLOCATOR_LOG", log.as_os_str()),
+        ];
+        let status = crate::test_util::run_alone(name, CHILD, &vars).status;
         let _ = std::fs::remove_file(&supp);
         let _ = std::fs::remove_file(&log);
         assert_eq!(

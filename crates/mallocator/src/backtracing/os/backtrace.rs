@@ -189,12 +189,7 @@ mod tests {
         }
         let name =
             "backtracing::os::backtrace::tests::symbolizing_with_a_cancellation_pending_goes_on";
-        let status = crate::test_util::this_test_binary()
-            .args(["--exact", name, "--test-threads=1"])
-            .env(CHILD, "1")
-            .output()
-            .unwrap()
-            .status;
+        let status = crate::test_util::run_alone(name, CHILD, &[]).status;
         assert_eq!(
             status.code(),
             Some(WENT_ON),
