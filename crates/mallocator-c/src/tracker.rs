@@ -308,6 +308,9 @@ mod address_space;
 #[cfg(all(test, target_os = "linux", not(miri)))]
 #[path = "../../mallocator/tests/common/cancel.rs"]
 mod cancel;
+#[cfg(all(test, target_os = "linux", not(miri)))]
+#[path = "../../mallocator/tests/common/child.rs"]
+mod child;
 
 #[cfg(all(test, target_os = "linux", not(miri)))]
 mod tests {

@@ -112,13 +112,18 @@ impl Drop for TempDir {
 #[cfg(target_os = "linux")]
 #[path = "../tests/common/address_space.rs"]
 mod address_space;
-#[cfg(target_os = "linux")]
+#[cfg(all(target_os = "linux", not(miri)))]
 #[path = "../tests/common/cancel.rs"]
 mod cancel;
+#[cfg(all(unix, not(miri)))]
+#[path = "../tests/common/child.rs"]
+mod child;
 #[cfg(target_os = "linux")]
 pub(crate) use address_space::{address_space_limits_hold, with_address_space_limited};
-#[cfg(target_os = "linux")]
+#[cfg(all(target_os = "linux", not(miri)))]
 pub(crate) use cancel::{cancel_this_thread, in_cancelled_child};
+#[cfg(all(unix, not(miri)))]
+pub(crate) use child::in_child_status;
 
 /// The test binary run again as a child process (shared with the
 /// integration tests).

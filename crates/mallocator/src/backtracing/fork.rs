@@ -337,47 +337,16 @@ pub(crate) mod tests_support {
     }
 
     /// Runs `f` in a child process (forked from this one, whose other
-    /// threads it does not have) with a 60-second watchdog; whether it
-    /// returned true. (The out-of-memory test's child takes 5 to 8 s
-    /// alone on a loaded 2-core machine, and passed 10 s beside the other
-    /// tests there.) For a scenario that would hang, or that ends every
-    /// log of the process. The watchdog is this process: a child that
-    /// hangs with its signals blocked (inside the fork handlers) is
-    /// killed all the same.
+    /// threads it does not have) with a 60-second watchdog (see
+    /// `test_util::in_child_status`); whether it returned true. (The
+    /// out-of-memory test's child takes 5 to 8 s alone on a loaded 2-core
+    /// machine, and passed 10 s beside the other tests there.) For a
+    /// scenario that would hang, or that ends every log of the process.
+    /// The trackers' locks are free in the child (their fork handlers
+    /// ran).
     #[cfg(all(unix, not(miri)))]
     pub(crate) fn in_child(f: impl FnOnce() -> bool) -> bool {
-        // SAFETY: the child has only this thread; it runs `f` and
-        // `_exit`s. The trackers' locks are free in it (their fork
-        // handlers ran), and so are the C library's allocator's (glibc's
-        // own fork handlers), which `f` may use; anything else `f` waits
-        // for the watchdog below cuts short.
-        let pid = unsafe { libc::fork() };
-        assert!(pid >= 0, "fork");
-        if pid == 0 {
-            // A panic must not unwind into the test harness's copy.
-            let ok = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or(false);
-            // SAFETY: ends the child without the parent's exit handlers.
-            unsafe { libc::_exit(if ok { 0 } else { 1 }) };
-        }
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-        let mut status = 0;
-        let waited = loop {
-            // SAFETY: polling for the child forked above.
-            match unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) } {
-                0 => {}
-                waited => break waited,
-            }
-            if std::time::Instant::now() > deadline {
-                // SAFETY: the child forked above, not yet waited for.
-                unsafe {
-                    libc::kill(pid, libc::SIGKILL);
-                    libc::waitpid(pid, &mut status, 0);
-                }
-                panic!("the child hung");
-            }
-            std::thread::sleep(std::time::Duration::from_millis(10));
-        };
-        assert_eq!(waited, pid, "waitpid");
+        let status = crate::test_util::in_child_status(|| if f() { 0 } else { 1 });
         libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0
     }
 }
