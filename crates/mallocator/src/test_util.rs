@@ -162,3 +162,123 @@ pub(crate) fn run_alone(
     }
     command.output().unwrap()
 }
+
+/// The watchdog's tries (`tests/common/child.rs`), checked natively: a
+/// fork under an emulator may hang on its own, which these tests count
+/// as starts.
+#[cfg(all(unix, not(miri)))]
+mod child_tests {
+    use super::child::in_child_tries;
+    use core::sync::atomic::{AtomicU32, Ordering};
+    use std::time::Duration;
+
+    fn emulated() -> bool {
+        let emulated = std::env::var_os("MALLOCATOR_TEST_RUNNER").is_some();
+        if emulated {
+            eprintln!("skipped: under an emulator a fork may hang on its own");
+        }
+        emulated
+    }
+
+    /// A counter in memory shared with the children forked after it is
+    /// made, each child counting its own start. Never unmapped (a page
+    /// for each test that makes one).
+    fn shared_counter() -> &'static AtomicU32 {
+        // SAFETY: a fresh anonymous mapping, shared so that children's
+        // writes are seen; zeroed, which is a valid `AtomicU32`, and
+        // page-aligned.
+        unsafe {
+            let p = libc::mmap(
+                core::ptr::null_mut(),
+                4096,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            );
+            assert_ne!(p, libc::MAP_FAILED, "mmap");
+            &*p.cast::<AtomicU32>()
+        }
+    }
+
+    fn hang() -> ! {
+        loop {
+            std::thread::sleep(Duration::from_secs(1));
+        }
+    }
+
+    /// Counts its drops in this process (a child's drop touches its own
+    /// copy of the counter).
+    struct Dropped<'a>(&'a AtomicU32);
+
+    impl Drop for Dropped<'_> {
+        fn drop(&mut self) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    #[test]
+    fn a_child_that_ends_is_forked_once_and_its_closure_dropped_once() {
+        if emulated() {
+            return;
+        }
+        let starts = shared_counter();
+        let drops = AtomicU32::new(0);
+        let guard = Dropped(&drops);
+        let status = in_child_tries(
+            move || {
+                let _guard = guard;
+                starts.fetch_add(1, Ordering::SeqCst);
+                3
+            },
+            3,
+            Duration::from_secs(60),
+        );
+        assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 3);
+        assert_eq!(starts.load(Ordering::SeqCst), 1);
+        assert_eq!(drops.load(Ordering::SeqCst), 1);
+    }
+
+    #[test]
+    fn a_child_that_hangs_once_is_forked_again() {
+        if emulated() {
+            return;
+        }
+        let starts = shared_counter();
+        let status = in_child_tries(
+            || match starts.fetch_add(1, Ordering::SeqCst) {
+                0 => hang(),
+                _ => 7,
+            },
+            2,
+            Duration::from_secs(2),
+        );
+        assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 7);
+        assert_eq!(starts.load(Ordering::SeqCst), 2);
+    }
+
+    #[test]
+    fn a_child_that_hangs_every_time_fails_the_test() {
+        if emulated() {
+            return;
+        }
+        let starts = shared_counter();
+        let drops = AtomicU32::new(0);
+        let guard = Dropped(&drops);
+        let failed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            in_child_tries(
+                move || {
+                    let _guard = guard;
+                    starts.fetch_add(1, Ordering::SeqCst);
+                    hang()
+                },
+                2,
+                Duration::from_millis(500),
+            )
+        }));
+        let message = *failed.unwrap_err().downcast::<String>().unwrap();
+        assert!(message.starts_with("the child hung"), "{message}");
+        assert_eq!(starts.load(Ordering::SeqCst), 2);
+        assert_eq!(drops.load(Ordering::SeqCst), 1);
+    }
+}

@@ -337,7 +337,7 @@ pub(crate) mod tests_support {
     }
 
     /// Runs `f` in a child process (forked from this one, whose other
-    /// threads it does not have) with a 60-second watchdog (see
+    /// threads it does not have) with a watchdog (60 s natively, see
     /// `test_util::in_child_status`); whether it returned true. (The
     /// out-of-memory test's child takes 5 to 8 s alone on a loaded 2-core
     /// machine, and passed 10 s beside the other tests there.) For a
