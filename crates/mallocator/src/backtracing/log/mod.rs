@@ -1208,7 +1208,9 @@ mod tests {
         log.stop_in_child();
         std::thread::scope(|s| {
             let writer = s.spawn(|| log.write_chunk(&stacks, 1, &[0; compact::FREE_EVENT], 1));
-            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+            // Generous: a new thread may wait seconds for a core under
+            // an emulator on a loaded machine.
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
             while !writer.is_finished() && std::time::Instant::now() < deadline {
                 std::thread::sleep(std::time::Duration::from_millis(10));
             }
