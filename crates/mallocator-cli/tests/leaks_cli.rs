@@ -200,6 +200,63 @@ fn flamegraph_svg_of_leaked_bytes() {
     assert!(stderr(&o).contains("cannot write"), "{}", stderr(&o));
 }
 
+/// The SVG holds the program's addresses where frames have no names: it
+/// is created mode 0600, an existing one of ours is made 0600 again, and
+/// a symbolic link at its path is refused, its target left alone.
+#[test]
+#[cfg(unix)]
+fn flamegraph_file_is_private_and_never_follows_a_link() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let f = fixture();
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    let svg = dir.path().join("leaks.svg");
+    for existing in [false, true] {
+        if existing {
+            std::fs::set_permissions(&svg, std::fs::Permissions::from_mode(0o644)).unwrap();
+        }
+        let o = leaks(&["--flamegraph", svg.to_str().unwrap(), f.to_str().unwrap()]);
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        assert_eq!(mode(&svg), 0o600, "existing: {existing}");
+    }
+    let target = dir.path().join("someone-elses");
+    std::fs::write(&target, "kept").unwrap();
+    let link = dir.path().join("link.svg");
+    std::os::unix::fs::symlink(&target, &link).unwrap();
+    let o = leaks(&["--flamegraph", link.to_str().unwrap(), f.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("cannot write"), "{}", stderr(&o));
+    assert_eq!(std::fs::read_to_string(&target).unwrap(), "kept");
+}
+
+/// `--flamegraph -` writes the SVG on standard output, alone: a report
+/// asked for beside it is refused before the log is read.
+#[test]
+fn flamegraph_dash_writes_the_svg_to_stdout() {
+    let f = fixture();
+    let o = leaks(&["--flamegraph", "-", f.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let svg = stdout(&o);
+    assert!(
+        svg.contains("<svg") && svg.trim_end().ends_with("</svg>"),
+        "{svg}"
+    );
+    assert!(svg.contains("load_config"), "{svg}");
+    assert!(!stderr(&o).contains("flame graph of"), "{}", stderr(&o));
+    for report in [&["--json"][..], &["--format", "text"][..]] {
+        let mut args = report.to_vec();
+        args.extend(["--flamegraph", "-", "/no/such/log"]);
+        let o = leaks(&args);
+        assert_eq!(o.status.code(), Some(2), "{report:?}");
+        assert!(o.stdout.is_empty());
+        assert!(
+            stderr(&o).contains("a report cannot go there too"),
+            "{}",
+            stderr(&o)
+        );
+    }
+}
+
 /// Runs `leaks --flamegraph` on `log` (stdin) and returns the SVG text.
 fn flamegraph_of(log: &[u8]) -> String {
     let dir = tempfile::tempdir().unwrap();
@@ -364,6 +421,8 @@ fn help_says_what_flamegraph_and_json_write() {
         "standard output stays empty",
         "symbolized for it as with --symbolize",
         "none with --flamegraph",
+        "created mode 0600",
+        "--flamegraph - writes the SVG to standard output",
     ] {
         assert!(help.contains(words), "{words}: {help}");
     }

@@ -24,7 +24,6 @@ use frames::StackFrames;
 use mallocator::backtracing::Suppressions;
 use parse::{Error, ParseError, Parser};
 use render::JsonWarning;
-use std::fs::File;
 use std::io::{self, BufWriter, IsTerminal, Read, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -81,7 +80,10 @@ object, offset, or the frame's text when it cannot be broken down).\n\n\
 spans them all, and each frame above it is as wide as the bytes leaked through it. The SVG is then \
 the output: standard output stays empty and one line on stderr says where the SVG went, unless \
 --format or --json asks for a report too. Text logs are symbolized for it as with --symbolize \
-(frames whose object cannot be read keep their glibc name).\n\n\
+(frames whose object cannot be read keep their glibc name). Frames without names are addresses, \
+so the file is created mode 0600; an existing regular file of yours with no other name is emptied \
+and made 0600, and anything else at the path (a symbolic link, /dev/stdout) is refused. \
+--flamegraph - writes the SVG to standard output instead.\n\n\
 Memory follows the live blocks and the distinct stacks, not the log size: to tell a double free \
 from an unknown free only the last 65536 freed addresses are remembered, so a double free whose \
 first free is further back than that is reported as a free of an unknown (invalid) pointer.\n\n\
@@ -106,8 +108,9 @@ pub struct LeaksArgs {
     /// none.
     #[arg(long, value_name = "N", default_value_t = PEAK_LIMIT)]
     pub peak_limit: usize,
-    /// Write a flamegraph (SVG) of leaked bytes by allocation stack to this file, instead of the
-    /// report unless --format or --json asks for it too; symbolizes text logs (see --symbolize).
+    /// Write a flamegraph (SVG) of leaked bytes by allocation stack to this file (- for stdout),
+    /// instead of the report unless --format or --json asks for it too; symbolizes text logs (see
+    /// --symbolize). Created mode 0600; a symbolic link or another user's file is refused.
     #[arg(long, value_name = "OUT.svg")]
     pub flamegraph: Option<PathBuf>,
     /// Do not stop at malformed log lines or records: warn on stderr (with line numbers, or byte
@@ -439,6 +442,13 @@ fn report_format(args: &LeaksArgs) -> Option<Format> {
     }
 }
 
+/// Whether the flame graph goes to standard output (`--flamegraph -`).
+fn flamegraph_on_stdout(args: &LeaksArgs) -> bool {
+    args.flamegraph
+        .as_ref()
+        .is_some_and(|p| p.as_os_str() == "-")
+}
+
 fn write_report(
     args: &LeaksArgs,
     format: Format,
@@ -631,6 +641,13 @@ pub(crate) fn run_to(
         Some(path) if path.as_os_str() != "-" => path.display().to_string(),
         _ => "<stdin>".to_owned(),
     };
+    if flamegraph_on_stdout(args) && report_format(args).is_some() {
+        return Err(crate::Error::Failed(
+            "--flamegraph - writes the SVG to standard output: a report cannot go there too \
+             (give the SVG a file name)"
+                .into(),
+        ));
+    }
     let opened = input::open(args.log.as_deref())
         .map_err(|e| crate::Error::Failed(format!("{name}: {e}")))?;
     let suppressions = load_suppressions(&args.suppressions)?;
@@ -658,9 +675,13 @@ pub(crate) fn run_to(
         );
     }
     let format = report_format(args);
-    if let Some(path) = &args.flamegraph {
+    if flamegraph_on_stdout(args) {
+        render::flamegraph(out, analysis, frames).map_err(|e| crate::Error::write(out_name, e))?;
+    } else if let Some(path) = &args.flamegraph {
         let svg = || -> io::Result<()> {
-            let mut out = BufWriter::new(File::create(path)?);
+            // Unsymbolized frames are addresses of the traced program:
+            // created as privately as its log.
+            let mut out = BufWriter::new(mallocator::backtracing::create_log_file(path)?);
             render::flamegraph(&mut out, analysis, frames)?;
             out.flush()
         };

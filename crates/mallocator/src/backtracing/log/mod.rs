@@ -38,9 +38,11 @@ pub(crate) use threads::{
 };
 
 /// Creates the file at `path` for a log, or empties it, the way the
-/// tracker does for [`LogTarget::Path`] and `MALLOCATOR_LOG`: a log holds
-/// addresses, so on Unix it is created with mode 0600, a symbolic link at
-/// `path` is refused rather than followed, and an existing file is used
+/// tracker does for [`LogTarget::Path`] and `MALLOCATOR_LOG` (and the
+/// way to create any other file that holds a process's addresses, such
+/// as a report drawn from a log): a log holds addresses, so on Unix it
+/// is created with mode 0600, a symbolic link at `path` is refused
+/// rather than followed, and an existing file is used
 /// only if it is a regular file of this user with no other name (no hard
 /// link), set to 0600, then emptied.
 /// For a caller that opens the file itself and lends its descriptor
