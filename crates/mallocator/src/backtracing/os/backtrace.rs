@@ -88,10 +88,10 @@ pub(crate) fn symbolize(ip: usize, out: &mut Vec<Frame>) {
     let _no_cancel = super::cancel::NoCancel::now();
     let _symbolizing = SYMBOLIZING.lock();
     let before = out.len();
-    // A return address points after the call; the call itself is 1 byte
-    // earlier, which gives the right line.
-    let lookup = ip.saturating_sub(1) as *mut core::ffi::c_void;
-    backtrace::resolve(lookup, |sym| {
+    // A return address points after the call, and the call's own line is
+    // the one wanted: `backtrace::resolve` takes every address as a
+    // return address and looks up the byte before it itself.
+    backtrace::resolve(ip as *mut core::ffi::c_void, |sym| {
         out.push(Frame {
             ip,
             function: sym
@@ -163,6 +163,28 @@ pub(crate) fn stack_of_exit_caller() -> Option<usize> {
 
 #[cfg(test)]
 mod tests {
+    /// A return address names the call before it, so `symbolize` looks
+    /// up the byte before `ip`, once: one byte past a function's first
+    /// instruction is that function. (Two bytes before it would be
+    /// whatever precedes the function.)
+    #[test]
+    #[cfg(all(unix, not(miri)))]
+    fn a_return_address_is_looked_up_one_byte_before_it() {
+        #[inline(never)]
+        extern "C" fn first_byte_marker() -> u32 {
+            core::hint::black_box(7)
+        }
+        let mut frames = Vec::new();
+        super::symbolize(first_byte_marker as *const () as usize + 1, &mut frames);
+        assert!(
+            frames.iter().any(|f| f
+                .function
+                .as_deref()
+                .is_some_and(|n| n.contains("first_byte_marker"))),
+            "{frames:?}"
+        );
+    }
+
     /// A thread with a cancellation pending symbolizes an address (the
     /// resolver opens this binary's file to read its symbols) and goes
     /// on: the cancellation waits for the program's next cancellation
